@@ -1,0 +1,102 @@
+"""Building Bundles (history, searchset) around stored JSON text without re-parsing it."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+
+from fhir_server.errors import Invalid
+from fhir_server.storage.model import StoredVersion, instant, now_ms
+
+STATUS_OF_METHOD = {"POST": "201 Created", "PUT": "200 OK", "PATCH": "200 OK",
+                    "DELETE": "204 No Content"}
+
+
+def http_date(ts: datetime) -> str:
+    return format_datetime(ts.astimezone(UTC), usegmt=True)
+
+
+def version_headers(stored: StoredVersion, base_url: str) -> dict[str, str]:
+    return {
+        "ETag": stored.etag,
+        "Last-Modified": http_date(stored.last_updated),
+        "Content-Location": f"{base_url}/{stored.reference}/_history/{stored.version}",
+    }
+
+
+def resource_fragment(stored: StoredVersion) -> Any:
+    """The stored text, embedded as-is in a larger JSON document."""
+    assert stored.text is not None
+    return orjson.Fragment(stored.text.encode())
+
+
+def encode_cursor(cursor: tuple[datetime, str]) -> str:
+    raw = f"{int(cursor[0].timestamp() * 1000)}|{cursor[1]}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(token: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        millis, _, key = raw.partition("|")
+        return datetime.fromtimestamp(int(millis) / 1000, tz=UTC), key
+    except (ValueError, UnicodeDecodeError):
+        raise Invalid("_cursor is not a cursor this server issued", expression=["_cursor"]) from None
+
+
+def link(base: str, path: str, params: Iterable[tuple[str, str]]) -> str:
+    query = urlencode(list(params))
+    return f"{base}/{path}" + (f"?{query}" if query else "")
+
+
+def history_bundle(*, base_url: str, versions: list[StoredVersion], total: int,
+                   links: dict[str, str]) -> dict[str, Any]:
+    entries: list[dict[str, Any]] = []
+    for v in versions:
+        entry: dict[str, Any] = {"fullUrl": f"{base_url}/{v.reference}"}
+        if not v.deleted:
+            entry["resource"] = resource_fragment(v)
+        entry["request"] = {"method": v.method,
+                            "url": v.type_ if v.method == "POST" else v.reference}
+        entry["response"] = {"status": STATUS_OF_METHOD.get(v.method, "200 OK"),
+                             "etag": v.etag, "lastModified": instant(v.last_updated)}
+        entries.append(entry)
+    return {
+        "resourceType": "Bundle",
+        "id": _bundle_id(),
+        "meta": {"lastUpdated": instant(now_ms())},
+        "type": "history",
+        "total": total,
+        "link": [{"relation": rel, "url": url} for rel, url in links.items()],
+        "entry": entries,
+    }
+
+
+def searchset_bundle(*, base_url: str, matches: list[StoredVersion], total: int | None,
+                     links: dict[str, str]) -> dict[str, Any]:
+    bundle: dict[str, Any] = {
+        "resourceType": "Bundle",
+        "id": _bundle_id(),
+        "meta": {"lastUpdated": instant(now_ms())},
+        "type": "searchset",
+    }
+    if total is not None:
+        bundle["total"] = total
+    bundle["link"] = [{"relation": rel, "url": url} for rel, url in links.items()]
+    bundle["entry"] = [
+        {"fullUrl": f"{base_url}/{m.reference}", "resource": resource_fragment(m),
+         "search": {"mode": "match"}}
+        for m in matches
+    ]
+    return bundle
+
+
+def _bundle_id() -> str:
+    return str(uuid.uuid4())

@@ -1,0 +1,121 @@
+"""Routes for the RESTful interactions. Thin: parse, call the service, shape the answer."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from fhir_server import interactions as svc
+from fhir_server.api import history as hist
+from fhir_server.api.negotiation import read_body
+from fhir_server.api.params import criteria, criteria_from_header
+from fhir_server.api.responses import (
+    info_outcome,
+    not_modified,
+    resource_response,
+    write_response,
+)
+from fhir_server.api.search import search_response
+from fhir_server.deps import RepoDep, SettingsDep
+
+router = APIRouter()
+
+
+def _if_match(request: Request) -> int | None:
+    value = request.headers.get("if-match")
+    return None if value is None else svc.parse_etag(value)
+
+
+@router.get("/_history")
+async def system_history(request: Request, repo: RepoDep, settings: SettingsDep) -> Response:
+    return await hist.history_response(request, repo=repo, settings=settings)
+
+
+@router.get("/{type_}/_history")
+async def type_history(type_: str, request: Request, repo: RepoDep,
+                       settings: SettingsDep) -> Response:
+    return await hist.history_response(request, repo=repo, settings=settings, type_=type_)
+
+
+@router.get("/{type_}/{id_}/_history")
+async def instance_history(type_: str, id_: str, request: Request, repo: RepoDep,
+                           settings: SettingsDep) -> Response:
+    return await hist.history_response(request, repo=repo, settings=settings, type_=type_,
+                                       id_=id_)
+
+
+@router.get("/{type_}/{id_}/_history/{vid}")
+async def vread(type_: str, id_: str, vid: str, request: Request, repo: RepoDep,
+                settings: SettingsDep) -> Response:
+    stored = await svc.vread(repo=repo, type_=type_, id_=id_, version=vid)
+    return resource_response(request, stored, settings.base_url)
+
+
+@router.get("/{type_}/{id_}")
+async def read(type_: str, id_: str, request: Request, repo: RepoDep,
+               settings: SettingsDep) -> Response:
+    stored = await svc.read(repo=repo, type_=type_, id_=id_)
+    if not_modified(request, stored):
+        return Response(status_code=304, headers={"ETag": stored.etag})
+    return resource_response(request, stored, settings.base_url)
+
+
+@router.get("/{type_}")
+async def search(type_: str, request: Request, repo: RepoDep, settings: SettingsDep) -> Response:
+    params = list(request.query_params.multi_items())
+    return await search_response(request, repo=repo, settings=settings, type_=type_,
+                                 params=params)
+
+
+@router.post("/{type_}/_search")
+async def search_post(type_: str, request: Request, repo: RepoDep,
+                      settings: SettingsDep) -> Response:
+    form = await request.form()
+    params = [*request.query_params.multi_items(),
+              *((k, v) for k, v in form.multi_items() if isinstance(v, str))]
+    return await search_response(request, repo=repo, settings=settings, type_=type_,
+                                 params=params)
+
+
+@router.post("/{type_}")
+async def create(type_: str, request: Request, repo: RepoDep, settings: SettingsDep) -> Response:
+    header = request.headers.get("if-none-exist")
+    written = await svc.create(
+        repo=repo, settings=settings, type_=type_, resource=await read_body(request),
+        if_none_exist=None if header is None else criteria_from_header(header))
+    return write_response(request, written, settings.base_url)
+
+
+@router.put("/{type_}/{id_}")
+async def update(type_: str, id_: str, request: Request, repo: RepoDep,
+                 settings: SettingsDep) -> Response:
+    written = await svc.update(repo=repo, settings=settings, type_=type_, id_=id_,
+                               resource=await read_body(request), if_match=_if_match(request))
+    return write_response(request, written, settings.base_url)
+
+
+@router.put("/{type_}")
+async def conditional_update(type_: str, request: Request, repo: RepoDep,
+                             settings: SettingsDep) -> Response:
+    written = await svc.conditional_update(
+        repo=repo, settings=settings, type_=type_, criteria=criteria(request),
+        resource=await read_body(request), if_match=_if_match(request))
+    return write_response(request, written, settings.base_url)
+
+
+@router.delete("/{type_}/{id_}")
+async def delete(type_: str, id_: str, request: Request, repo: RepoDep) -> Response:
+    stored = await svc.delete(repo=repo, type_=type_, id_=id_, if_match=_if_match(request))
+    if stored is None:
+        return info_outcome(request, f"{type_}/{id_} was already deleted")
+    return info_outcome(request, f"Deleted {stored.reference} (version {stored.version})",
+                        headers={"ETag": stored.etag})
+
+
+@router.delete("/{type_}")
+async def conditional_delete(type_: str, request: Request, repo: RepoDep) -> Response:
+    stored = await svc.conditional_delete(repo=repo, type_=type_, criteria=criteria(request))
+    if stored is None:
+        return info_outcome(request, "No resource matched the criteria; nothing was deleted")
+    return info_outcome(request, f"Deleted {stored.reference} (version {stored.version})",
+                        headers={"ETag": stored.etag})

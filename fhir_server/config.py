@@ -1,0 +1,48 @@
+"""Settings: the one place environment variables are read."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Server configuration, from environment variables (see README)."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    fhir_host: str = Field(default="127.0.0.1", description="Interface to listen on.")
+    fhir_port: int = Field(default=8080, ge=1, le=65535, description="TCP port to listen on.")
+    fhir_base_url: str | None = Field(
+        default=None,
+        description="Public base URL of the FHIR endpoint, used in absolute links "
+        "(default http://FHIR_HOST:FHIR_PORT/fhir).",
+    )
+    mongodb_uri: str | None = Field(
+        default=None, description="MongoDB connection string; unset starts the embedded FerretDB."
+    )
+    mongodb_database: str = Field(default="fhir", description="Database name.")
+    fhir_data_dir: Path = Field(
+        default=Path("./var"), description="Where the embedded database keeps its files."
+    )
+    fhir_referential_integrity: bool = Field(
+        default=False,
+        description="Reject writes whose relative references point at resources not on this server.",
+    )
+    fhir_default_count: int = Field(default=20, ge=1, description="Page size when _count is absent.")
+    fhir_max_count: int = Field(default=1000, ge=1, description="Largest _count a client may ask for.")
+    fhir_log_level: str = Field(default="INFO", description="Log level (DEBUG, INFO, WARNING, ...).")
+
+    @property
+    def base_url(self) -> str:
+        if self.fhir_base_url:
+            return self.fhir_base_url.rstrip("/")
+        return f"http://{self.fhir_host}:{self.fhir_port}/fhir"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,24 @@
+"""Annotated dependencies shared by the routes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from fhir_server.config import Settings
+from fhir_server.storage.repository import Repository
+
+
+def get_repo(request: Request) -> Repository:
+    repo: Repository = request.app.state.repo
+    return repo
+
+
+def get_app_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+RepoDep = Annotated[Repository, Depends(get_repo)]
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]

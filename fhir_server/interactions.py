@@ -1,0 +1,249 @@
+"""The FHIR RESTful interactions on single resources and histories.
+
+Keyword-only service functions between the HTTP layer and the repository:
+they validate, apply the interaction's rules (versions, conditions,
+referential integrity) and return what was stored.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from fhir_server.config import Settings
+from fhir_server.errors import Gone, Invalid, NotFound, PreconditionFailed
+from fhir_server.fhirjson import dumps
+from fhir_server.search.basic import compile_query, index_values
+from fhir_server.storage.model import StoredVersion, instant, now_ms
+from fhir_server.storage.repository import Repository, VersionConflict
+from fhir_server.validation import check_id, require_type, resource_class, validate_resource
+
+WRITE_RETRIES = 5
+CONDITIONAL_LIMIT = 2  # enough to tell one match from several
+RELATIVE_REF = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(/_history/[A-Za-z0-9\-.]{1,64})?$")
+ETAG = re.compile(r'^(?:W/)?"([0-9]+)"$')
+
+
+@dataclass(frozen=True)
+class Written:
+    """The outcome of a write: the stored version and whether it created the resource."""
+
+    stored: StoredVersion
+    created: bool
+
+
+def parse_etag(value: str, *, header: str = "If-Match") -> int:
+    match = ETAG.match(value.strip())
+    if not match:
+        raise Invalid(f'{header} must be a version ETag such as W/"3"', expression=[header])
+    return int(match.group(1))
+
+
+def stamp(resource: dict[str, Any], *, id_: str, version: int, ts: Any) -> str:
+    """The stored JSON text: the client's resource with the server's id and meta."""
+    meta = {k: v for k, v in (resource.get("meta") or {}).items()
+            if k not in {"versionId", "lastUpdated"}}
+    body = {k: v for k, v in resource.items() if k not in {"resourceType", "id", "meta"}}
+    out = {
+        "resourceType": resource["resourceType"],
+        "id": id_,
+        "meta": {"versionId": str(version), "lastUpdated": instant(ts), **meta},
+        **body,
+    }
+    return dumps(out).decode()
+
+
+def _references(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    if isinstance(value, dict):
+        ref = value.get("reference")
+        if isinstance(ref, str):
+            yield ref, f"{path}.reference"
+        for key, item in value.items():
+            if key != "contained":
+                yield from _references(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _references(item, f"{path}[{i}]")
+
+
+async def check_references(*, repo: Repository, settings: Settings,
+                           resource: dict[str, Any]) -> None:
+    """With referential integrity on, every literal reference must resolve on this server."""
+    if not settings.fhir_referential_integrity:
+        return
+    base = settings.base_url + "/"
+    rtype = resource["resourceType"]
+    for ref, where in _references(resource, rtype):
+        local = ref[len(base):] if ref.startswith(base) else ref
+        match = RELATIVE_REF.match(local)
+        if not match or resource_class(match.group(1)) is None:
+            continue
+        if not await repo.exists(type_=match.group(1), id_=match.group(2)):
+            raise Invalid(f"Reference '{match.group(1)}/{match.group(2)}' does not resolve to a "
+                          "resource on this server", expression=[where], code="not-found")
+
+
+async def _prepare(*, repo: Repository, settings: Settings, resource: dict[str, Any],
+                   type_: str) -> None:
+    validate_resource(resource, expected_type=type_)
+    await check_references(repo=repo, settings=settings, resource=resource)
+
+
+async def _store(*, repo: Repository, resource: dict[str, Any], type_: str, id_: str,
+                 previous: int | None, method: str) -> StoredVersion:
+    ts = now_ms()
+    version = (previous or 0) + 1
+    text = stamp(resource, id_=id_, version=version, ts=ts)
+    return await repo.write(type_=type_, id_=id_, previous=previous, text=text,
+                            index=index_values(resource), method=method, ts=ts)
+
+
+async def find_matches(*, repo: Repository, type_: str,
+                       criteria: Sequence[tuple[str, str]]) -> list[str]:
+    if not [c for c in criteria if not c[0].startswith("_format")]:
+        raise Invalid("A conditional interaction needs search criteria")
+    query = compile_query(type_, criteria)
+    return await repo.find_ids(type_=type_, query=query, limit=CONDITIONAL_LIMIT)
+
+
+async def create(*, repo: Repository, settings: Settings, type_: str, resource: dict[str, Any],
+                 if_none_exist: Sequence[tuple[str, str]] | None = None) -> Written:
+    """POST [type]: a new resource with a server-assigned id (a client id is ignored)."""
+    require_type(type_)
+    await _prepare(repo=repo, settings=settings, resource=resource, type_=type_)
+    if if_none_exist is not None:
+        ids = await find_matches(repo=repo, type_=type_, criteria=if_none_exist)
+        if len(ids) > 1:
+            raise PreconditionFailed("If-None-Exist matches more than one resource",
+                                     expression=["If-None-Exist"])
+        if ids:
+            existing = await repo.current(type_=type_, id_=ids[0])
+            if existing is not None and not existing.deleted:
+                return Written(stored=existing, created=False)
+    id_ = str(uuid.uuid4())
+    stored = await _store(repo=repo, resource=resource, type_=type_, id_=id_, previous=None,
+                          method="POST")
+    return Written(stored=stored, created=True)
+
+
+async def update(*, repo: Repository, settings: Settings, type_: str, id_: str,
+                 resource: dict[str, Any], if_match: int | None = None) -> Written:
+    """PUT [type]/[id]: a new version, or the first one (update as create)."""
+    require_type(type_)
+    check_id(id_)
+    body_id = resource.get("id")
+    if body_id is None:
+        raise Invalid("The resource must have an id matching the URL for an update",
+                      expression=[f"{type_}.id"])
+    if body_id != id_:
+        raise Invalid(f"The resource id '{str(body_id)[:64]}' does not match the URL id '{id_}'",
+                      expression=[f"{type_}.id"])
+    await _prepare(repo=repo, settings=settings, resource=resource, type_=type_)
+    for _ in range(WRITE_RETRIES):
+        current = await repo.peek(type_=type_, id_=id_)
+        if if_match is not None and (current is None or current.version != if_match):
+            have = "does not exist" if current is None else f"is at version {current.version}"
+            raise PreconditionFailed(f"If-Match version {if_match} is stale: {type_}/{id_} {have}")
+        previous = None if current is None else current.version
+        try:
+            stored = await _store(repo=repo, resource=resource, type_=type_, id_=id_,
+                                  previous=previous, method="PUT")
+        except VersionConflict:
+            if if_match is not None:
+                raise PreconditionFailed(
+                    f"{type_}/{id_} was changed by another request (If-Match {if_match})"
+                ) from None
+            continue
+        return Written(stored=stored, created=current is None or current.deleted)
+    raise PreconditionFailed(f"{type_}/{id_} is being changed by other requests; try again",
+                             code="conflict")
+
+
+async def conditional_update(*, repo: Repository, settings: Settings, type_: str,
+                             criteria: Sequence[tuple[str, str]], resource: dict[str, Any],
+                             if_match: int | None = None) -> Written:
+    """PUT [type]?criteria: update the one match, or create when nothing matches."""
+    require_type(type_)
+    ids = await find_matches(repo=repo, type_=type_, criteria=criteria)
+    if len(ids) > 1:
+        raise PreconditionFailed("The criteria match more than one resource")
+    if not ids:
+        body_id = resource.get("id")
+        if body_id is not None:
+            check_id(str(body_id), expression=f"{type_}.id")
+            existing = await repo.peek(type_=type_, id_=str(body_id))
+            if existing is not None and not existing.deleted:
+                raise Invalid(f"{type_}/{body_id} exists but does not match the criteria",
+                              expression=[f"{type_}.id"])
+            return await update(repo=repo, settings=settings, type_=type_, id_=str(body_id),
+                                resource=resource, if_match=if_match)
+        return await create(repo=repo, settings=settings, type_=type_, resource=resource)
+    if resource.get("id") not in (None, ids[0]):
+        raise Invalid("The resource id does not match the resource the criteria found",
+                      expression=[f"{type_}.id"])
+    return await update(repo=repo, settings=settings, type_=type_, id_=ids[0],
+                        resource={**resource, "id": ids[0]}, if_match=if_match)
+
+
+async def read(*, repo: Repository, type_: str, id_: str) -> StoredVersion:
+    require_type(type_)
+    check_id(id_)
+    stored = await repo.current(type_=type_, id_=id_)
+    if stored is None:
+        raise NotFound(f"{type_}/{id_} is not known")
+    if stored.deleted:
+        raise Gone(f"{type_}/{id_} was deleted (version {stored.version})",
+                   headers={"ETag": stored.etag})
+    return stored
+
+
+async def vread(*, repo: Repository, type_: str, id_: str, version: str) -> StoredVersion:
+    require_type(type_)
+    check_id(id_)
+    if not version.isdigit() or int(version) < 1:
+        raise NotFound(f"{type_}/{id_} has no version '{version[:20]}'")
+    stored = await repo.version(type_=type_, id_=id_, version=int(version))
+    if stored is None:
+        raise NotFound(f"{type_}/{id_} has no version {int(version)}")
+    if stored.deleted:
+        raise Gone(f"Version {stored.version} of {type_}/{id_} is a deletion")
+    return stored
+
+
+async def delete(*, repo: Repository, type_: str, id_: str,
+                 if_match: int | None = None) -> StoredVersion | None:
+    """DELETE [type]/[id]: the deletion version, or None when it was already deleted."""
+    require_type(type_)
+    check_id(id_)
+    for _ in range(WRITE_RETRIES):
+        current = await repo.peek(type_=type_, id_=id_)
+        if current is None:
+            raise NotFound(f"{type_}/{id_} is not known")
+        if if_match is not None and current.version != if_match:
+            raise PreconditionFailed(f"If-Match version {if_match} is stale: {type_}/{id_} is at "
+                                     f"version {current.version}")
+        if current.deleted:
+            return None
+        try:
+            return await repo.write(type_=type_, id_=id_, previous=current.version, text=None,
+                                    index=None, method="DELETE")
+        except VersionConflict:
+            if if_match is not None:
+                raise PreconditionFailed(f"{type_}/{id_} was changed by another request") from None
+    raise PreconditionFailed(f"{type_}/{id_} is being changed by other requests; try again",
+                             code="conflict")
+
+
+async def conditional_delete(*, repo: Repository, type_: str,
+                             criteria: Sequence[tuple[str, str]]) -> StoredVersion | None:
+    """DELETE [type]?criteria: delete the single match (several matches are a 412)."""
+    require_type(type_)
+    ids = await find_matches(repo=repo, type_=type_, criteria=criteria)
+    if len(ids) > 1:
+        raise PreconditionFailed("The criteria match more than one resource; nothing was deleted")
+    if not ids:
+        return None
+    return await delete(repo=repo, type_=type_, id_=ids[0])

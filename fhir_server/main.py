@@ -1,0 +1,84 @@
+"""create_app(): wiring only."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI, Request
+from starlette.responses import Response
+
+from fhir_server.api import capability, interactions
+from fhir_server.api.negotiation import check_accept, json_response
+from fhir_server.config import Settings, get_settings
+from fhir_server.errors import install_handlers
+from fhir_server.storage.engine import database, detect_engine, make_client
+from fhir_server.storage.model import instant, now_ms
+from fhir_server.storage.repository import Repository
+
+log = logging.getLogger("fhir_server")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not settings.mongodb_uri:
+            raise RuntimeError("MONGODB_URI is not set (the CLI starts the embedded database)")
+        client = make_client(settings.mongodb_uri)
+        try:
+            engine = await detect_engine(client)
+            repo = Repository(db=database(client, settings.mongodb_database, engine),
+                              engine=engine)
+            await repo.ensure_base_indexes()
+            await repo.recover()
+            app.state.client = client
+            app.state.engine = engine
+            app.state.repo = repo
+            app.state.settings = settings
+            app.state.started = instant(now_ms())
+            log.info("serving base_url=%s database=%s", settings.base_url,
+                     settings.mongodb_database)
+            yield
+        finally:
+            await client.close()
+
+    app = FastAPI(title="FHIR revenue-cycle server", lifespan=lifespan, docs_url=None,
+                  redoc_url=None, openapi_url=None)
+    app.state.settings = settings
+    install_handlers(app)
+
+    @app.middleware("http")
+    async def request_context(request: Request,
+                              call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        rid = request.headers.get("x-request-id", "")[:64] or uuid.uuid4().hex
+        request.state.request_id = rid
+        start = time.perf_counter()
+        response = await call_next(request)
+        response.headers["X-Request-Id"] = rid
+        # Path only: query strings can carry health data (names, birth dates).
+        log.info("request id=%s method=%s path=%s status=%d ms=%.1f", rid, request.method,
+                 request.url.path, response.status_code, (time.perf_counter() - start) * 1000)
+        return response
+
+    @app.get("/health", include_in_schema=False)
+    async def health() -> Response:
+        return json_response({"status": "ok"})
+
+    @app.get("/ready", include_in_schema=False)
+    async def ready(request: Request) -> Response:
+        try:
+            await request.app.state.client.admin.command("ping")
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready
+            log.warning("readiness check failed error=%s", type(exc).__name__)
+            return json_response({"status": "unavailable"}, status=503)
+        return json_response({"status": "ready"})
+
+    fhir_deps = [Depends(check_accept)]
+    app.include_router(capability.router, prefix="/fhir", dependencies=fhir_deps)
+    app.include_router(interactions.router, prefix="/fhir", dependencies=fhir_deps)
+    return app

@@ -1,0 +1,42 @@
+"""What the repository hands back: stored versions, with their server metadata."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+
+def now_ms() -> datetime:
+    """The current instant at the precision BSON dates keep (milliseconds)."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def instant(ts: datetime) -> str:
+    """FHIR instant text for a stored timestamp: 2026-11-21T22:58:01.123Z."""
+    ts = ts.astimezone(UTC)
+    return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+
+
+@dataclass(frozen=True)
+class StoredVersion:
+    """One version of a resource as stored: its JSON text, or a deletion."""
+
+    type_: str
+    id_: str
+    version: int
+    last_updated: datetime
+    text: str | None  # None for a deletion
+    method: str  # POST, PUT, PATCH or DELETE
+
+    @property
+    def deleted(self) -> bool:
+        return self.text is None
+
+    @property
+    def etag(self) -> str:
+        return f'W/"{self.version}"'
+
+    @property
+    def reference(self) -> str:
+        return f"{self.type_}/{self.id_}"
