@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 log = logging.getLogger("fhir_server.errors")
+STACK_FRAMES = 6  # innermost frames logged for an internal error
 
 
 @dataclass(frozen=True)
@@ -195,7 +196,7 @@ def install_handlers(app: FastAPI) -> None:
         log.error(
             "internal error request_id=%s method=%s path=%s error=%s stack=%s",
             rid, request.method, request.url.path, type(exc).__name__,
-            "".join(traceback.format_tb(exc.__traceback__)).replace("\n", " | "),
+            "".join(traceback.format_tb(exc.__traceback__)[-STACK_FRAMES:]).replace("\n", " | "),
         )
         issue = Issue("exception", f"Internal error (request id {rid})", "fatal")
         return _outcome_response(500, operation_outcome([issue]), {"X-Request-Id": rid})

@@ -7,6 +7,8 @@ referential integrity) and return what was stored.
 
 from __future__ import annotations
 
+import asyncio
+import random
 import re
 import uuid
 from collections.abc import Iterator, Sequence
@@ -14,14 +16,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from fhir_server.config import Settings
-from fhir_server.errors import Gone, Invalid, NotFound, PreconditionFailed
+from fhir_server.errors import Conflict, Gone, Invalid, NotFound, PreconditionFailed
 from fhir_server.fhirjson import dumps
 from fhir_server.search.basic import compile_query, index_values
 from fhir_server.storage.model import StoredVersion, instant, now_ms
 from fhir_server.storage.repository import Repository, VersionConflict
 from fhir_server.validation import check_id, require_type, resource_class, validate_resource
 
-WRITE_RETRIES = 5
+WRITE_RETRIES = 40  # optimistic retries for writes without If-Match, with jittered backoff
 CONDITIONAL_LIMIT = 2  # enough to tell one match from several
 RELATIVE_REF = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(/_history/[A-Za-z0-9\-.]{1,64})?$")
 ETAG = re.compile(r'^(?:W/)?"([0-9]+)"$')
@@ -142,7 +144,7 @@ async def update(*, repo: Repository, settings: Settings, type_: str, id_: str,
         raise Invalid(f"The resource id '{str(body_id)[:64]}' does not match the URL id '{id_}'",
                       expression=[f"{type_}.id"])
     await _prepare(repo=repo, settings=settings, resource=resource, type_=type_)
-    for _ in range(WRITE_RETRIES):
+    for attempt in range(WRITE_RETRIES):
         current = await repo.peek(type_=type_, id_=id_)
         if if_match is not None and (current is None or current.version != if_match):
             have = "does not exist" if current is None else f"is at version {current.version}"
@@ -156,10 +158,14 @@ async def update(*, repo: Repository, settings: Settings, type_: str, id_: str,
                 raise PreconditionFailed(
                     f"{type_}/{id_} was changed by another request (If-Match {if_match})"
                 ) from None
+            await _backoff(attempt)
             continue
         return Written(stored=stored, created=current is None or current.deleted)
-    raise PreconditionFailed(f"{type_}/{id_} is being changed by other requests; try again",
-                             code="conflict")
+    raise Conflict(f"{type_}/{id_} is being changed by other requests; try again")
+
+
+async def _backoff(attempt: int) -> None:
+    await asyncio.sleep(random.uniform(0, min(0.05, 0.002 * 2 ** min(attempt, 5))))
 
 
 async def conditional_update(*, repo: Repository, settings: Settings, type_: str,
@@ -218,7 +224,7 @@ async def delete(*, repo: Repository, type_: str, id_: str,
     """DELETE [type]/[id]: the deletion version, or None when it was already deleted."""
     require_type(type_)
     check_id(id_)
-    for _ in range(WRITE_RETRIES):
+    for attempt in range(WRITE_RETRIES):
         current = await repo.peek(type_=type_, id_=id_)
         if current is None:
             raise NotFound(f"{type_}/{id_} is not known")
@@ -233,8 +239,8 @@ async def delete(*, repo: Repository, type_: str, id_: str,
         except VersionConflict:
             if if_match is not None:
                 raise PreconditionFailed(f"{type_}/{id_} was changed by another request") from None
-    raise PreconditionFailed(f"{type_}/{id_} is being changed by other requests; try again",
-                             code="conflict")
+            await _backoff(attempt)
+    raise Conflict(f"{type_}/{id_} is being changed by other requests; try again")
 
 
 async def conditional_delete(*, repo: Repository, type_: str,

@@ -14,6 +14,7 @@ import orjson
 
 from fhir_server.errors import Invalid
 from fhir_server.storage.model import StoredVersion, instant, now_ms
+from fhir_server.storage.repository import HistoryCursor
 
 STATUS_OF_METHOD = {"POST": "201 Created", "PUT": "200 OK", "PATCH": "200 OK",
                     "DELETE": "204 No Content"}
@@ -37,16 +38,25 @@ def resource_fragment(stored: StoredVersion) -> Any:
     return orjson.Fragment(stored.text.encode())
 
 
-def encode_cursor(cursor: tuple[datetime, str]) -> str:
-    raw = f"{int(cursor[0].timestamp() * 1000)}|{cursor[1]}".encode()
+def _millis(ts: datetime) -> int:
+    return round(ts.timestamp() * 1000)
+
+
+def _from_millis(value: str) -> datetime:
+    return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
+
+
+def encode_cursor(cursor: HistoryCursor) -> str:
+    assert cursor.ts is not None and cursor.key is not None
+    raw = f"{_millis(cursor.as_of)}|{_millis(cursor.ts)}|{cursor.key}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(token: str) -> tuple[datetime, str]:
+def decode_cursor(token: str) -> HistoryCursor:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        millis, _, key = raw.partition("|")
-        return datetime.fromtimestamp(int(millis) / 1000, tz=UTC), key
+        as_of, ts, key = raw.split("|", 2)
+        return HistoryCursor(as_of=_from_millis(as_of), ts=_from_millis(ts), key=key)
     except (ValueError, UnicodeDecodeError):
         raise Invalid("_cursor is not a cursor this server issued", expression=["_cursor"]) from None
 

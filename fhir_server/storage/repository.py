@@ -61,10 +61,19 @@ class Current:
 
 
 @dataclass(frozen=True)
+class HistoryCursor:
+    """Where a history page ends: the snapshot instant and the last (ts, _id) served."""
+
+    as_of: datetime
+    ts: datetime | None = None
+    key: str | None = None
+
+
+@dataclass(frozen=True)
 class HistoryPage:
     versions: list[StoredVersion]
     total: int
-    next_cursor: tuple[datetime, str] | None
+    next_cursor: HistoryCursor | None
 
 
 def _version_from(doc: Mapping[str, Any], type_: str, id_: str) -> StoredVersion:
@@ -164,15 +173,20 @@ class Repository:
         since: datetime | None = None,
         at: tuple[datetime, datetime] | None = None,
         count: int,
-        cursor: tuple[datetime, str] | None = None,
+        cursor: HistoryCursor | None = None,
     ) -> HistoryPage:
-        """A page of versions, newest first, with keyset paging on (ts, _id)."""
+        """A page of versions, newest first, with keyset paging on (ts, _id).
+
+        Every page of one listing answers as of the first page's instant, so
+        writes made while a client pages neither shift pages nor change the total.
+        """
+        cursor = cursor or HistoryCursor(as_of=now_ms())
         filt: Doc = {"st": {"$exists": False}}
         if type_ is not None:
             filt["t"] = type_
         if id_ is not None:
             filt["i"] = id_
-        ts: Doc = {}
+        ts: Doc = {"$lte": cursor.as_of}
         if since is not None:
             ts["$gte"] = since
         if at is not None:
@@ -180,13 +194,12 @@ class Repository:
             # and not replaced before low.
             ts["$lt"] = at[1]
             filt["$or"] = [{"until": {"$exists": False}}, {"until": {"$gt": at[0]}}]
-        if ts:
-            filt["ts"] = ts
+        filt["ts"] = ts
         total = await self.db[HISTORY].count_documents(filt)
         page_filter = filt
-        if cursor is not None:
-            after = {"$or": [{"ts": {"$lt": cursor[0]}},
-                             {"ts": cursor[0], "_id": {"$lt": cursor[1]}}]}
+        if cursor.ts is not None:
+            after = {"$or": [{"ts": {"$lt": cursor.ts}},
+                             {"ts": cursor.ts, "_id": {"$lt": cursor.key}}]}
             page_filter = {"$and": [filt, after]}
         docs = [
             d async for d in self.db[HISTORY]
@@ -196,7 +209,8 @@ class Repository:
         ]
         more = len(docs) > count
         docs = docs[:count]
-        nxt = (docs[-1]["ts"], str(docs[-1]["_id"])) if more and docs else None
+        nxt = (HistoryCursor(as_of=cursor.as_of, ts=docs[-1]["ts"], key=str(docs[-1]["_id"]))
+               if more and docs else None)
         return HistoryPage(versions=[_history_version(d) for d in docs], total=total,
                            next_cursor=nxt)
 

@@ -1,0 +1,48 @@
+"""The CapabilityStatement says what the server really does."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from fhir_server.validation import resource_types
+from tests.factories import patient
+
+
+async def test_metadata(client: httpx.AsyncClient) -> None:
+    resp = await client.get("metadata")
+    assert resp.status_code == 200
+    cs = resp.json()
+    assert cs["resourceType"] == "CapabilityStatement"
+    assert cs["fhirVersion"] == "4.0.1"
+    assert cs["kind"] == "instance"
+    rest = cs["rest"][0]
+    types = [r["type"] for r in rest["resource"]]
+    assert types == sorted(resource_types())
+    for mission in ("Patient", "Appointment", "Encounter", "Coverage", "Claim",
+                    "ClaimResponse", "Invoice"):
+        assert mission in types
+    claim = next(r for r in rest["resource"] if r["type"] == "Claim")
+    codes = {i["code"] for i in claim["interaction"]}
+    assert {"read", "vread", "update", "delete", "create", "history-instance"} <= codes
+    assert {p["name"] for p in claim["searchParam"]} == {"_id", "identifier"}
+    # the statement itself is a valid resource the server would accept
+    stored = await client.put("CapabilityStatement/server", json=cs)
+    assert stored.status_code == 201, stored.text
+
+
+@pytest.mark.parametrize("settings_overrides", [{"fhir_referential_integrity": True}])
+async def test_referential_integrity_setting(client: httpx.AsyncClient) -> None:
+    enc = {"resourceType": "Encounter", "status": "planned", "class": {"code": "AMB"},
+           "subject": {"reference": "Patient/not-here"}}
+    refused = await client.post("Encounter", json=enc)
+    assert refused.status_code == 400
+    assert refused.json()["issue"][0]["expression"] == ["Encounter.subject.reference"]
+    await client.put("Patient/not-here", json=patient(id_="not-here"))
+    assert (await client.post("Encounter", json=enc)).status_code == 201
+
+
+async def test_references_accepted_by_default(client: httpx.AsyncClient) -> None:
+    enc = {"resourceType": "Encounter", "status": "planned", "class": {"code": "AMB"},
+           "subject": {"reference": "Patient/arrives-later"}}
+    assert (await client.post("Encounter", json=enc)).status_code == 201
