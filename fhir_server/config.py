@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     fhir_data_dir: Path = Field(
         default=Path("./var"), description="Where the embedded database keeps its files."
     )
+    fhir_ferretdb_bin: Path | None = Field(
+        default=None, description="A prebuilt FerretDB launcher (default: tools/ferretdb, built "
+        "with go when missing).")
     fhir_referential_integrity: bool = Field(
         default=False,
         description="Reject writes whose relative references point at resources not on this server.",

@@ -164,8 +164,22 @@ def request_id(request: Request) -> str:
     return rid if isinstance(rid, str) else uuid.uuid4().hex
 
 
-def install_handlers(app: FastAPI) -> None:
-    """Turn every exception into an OperationOutcome response."""
+def install_handlers(app: FastAPI, *, unavailable: tuple[type[Exception], ...] = ()) -> None:
+    """Turn every exception into an OperationOutcome response.
+
+    ``unavailable`` names the storage errors that mean the database cannot be
+    reached: they answer 503 (transient) rather than 500.
+    """
+
+    async def _unavailable(request: Request, exc: Exception) -> Response:
+        rid = request_id(request)
+        log.error("database unavailable request_id=%s error=%s", rid, type(exc).__name__)
+        issue = Issue("transient", f"The database is unavailable; retry later (request id {rid})")
+        return _outcome_response(503, operation_outcome([issue]),
+                                 {"Retry-After": "5", "X-Request-Id": rid})
+
+    for kind in unavailable:
+        app.add_exception_handler(kind, _unavailable)
 
     @app.exception_handler(FhirError)
     async def _fhir_error(request: Request, exc: FhirError) -> Response:

@@ -15,7 +15,12 @@ from fhir_server.api import capability, interactions
 from fhir_server.api.negotiation import check_accept, json_response
 from fhir_server.config import Settings, get_settings
 from fhir_server.errors import install_handlers
-from fhir_server.storage.engine import database, detect_engine, make_client
+from fhir_server.storage.engine import (
+    UNAVAILABLE_ERRORS,
+    database,
+    detect_engine,
+    make_client,
+)
 from fhir_server.storage.model import instant, now_ms
 from fhir_server.storage.repository import Repository
 
@@ -50,7 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="FHIR revenue-cycle server", lifespan=lifespan, docs_url=None,
                   redoc_url=None, openapi_url=None)
     app.state.settings = settings
-    install_handlers(app)
+    install_handlers(app, unavailable=UNAVAILABLE_ERRORS)
 
     @app.middleware("http")
     async def request_context(request: Request,
@@ -73,7 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def ready(request: Request) -> Response:
         try:
             await request.app.state.client.admin.command("ping")
-        except Exception as exc:  # noqa: BLE001 - any failure means not ready
+        except Exception as exc:
             log.warning("readiness check failed error=%s", type(exc).__name__)
             return json_response({"status": "unavailable"}, status=503)
         return json_response({"status": "ready"})

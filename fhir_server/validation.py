@@ -46,11 +46,11 @@ def resource_types() -> tuple[str, ...]:
     """Every concrete resource type the R4B models define, sorted."""
     import pkgutil
 
-    import fhir.resources.R4B as pkg
+    from fhir.resources import R4B
 
     found: set[str] = set()
-    for info in pkgutil.iter_modules(pkg.__path__):
-        module = __import__(f"{pkg.__name__}.{info.name}", fromlist=["_"])
+    for info in pkgutil.iter_modules(R4B.__path__):
+        module = __import__(f"{R4B.__name__}.{info.name}", fromlist=["_"])
         for name, obj in vars(module).items():
             if (
                 isinstance(obj, type)

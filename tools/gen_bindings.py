@@ -19,7 +19,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import fhir.resources.R4B as r4b
+from fhir.resources import R4B
 from pydantic import BaseModel
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,8 +55,8 @@ def r4_code_sets(source: Path) -> tuple[list[tuple[str, frozenset[str]]], list[f
 
 
 def model_fields() -> Iterator[tuple[str, str, list[str]]]:
-    for info in pkgutil.iter_modules(r4b.__path__):
-        module = importlib.import_module(f"{r4b.__name__}.{info.name}")
+    for info in pkgutil.iter_modules(R4B.__path__):
+        module = importlib.import_module(f"{R4B.__name__}.{info.name}")
         for name, obj in vars(module).items():
             if not (isinstance(obj, type) and issubclass(obj, BaseModel)):
                 continue
@@ -65,8 +65,8 @@ def model_fields() -> Iterator[tuple[str, str, list[str]]]:
             for field in obj.model_fields.values():
                 extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
                 codes = extra.get("enum_values")
-                if codes:
-                    yield name, field.alias or "", list(codes)
+                if isinstance(codes, list) and codes:
+                    yield name, field.alias or "", [str(c) for c in codes]
 
 
 def main() -> None:
@@ -89,7 +89,8 @@ def main() -> None:
         table[f"{cls}.{alias}"] = sorted(chosen)
     TARGET.parent.mkdir(parents=True, exist_ok=True)
     TARGET.write_text(json.dumps(table, indent=0, sort_keys=True) + "\n")
-    print(f"{len(table)} required bindings written to {TARGET.relative_to(ROOT)}; {skipped} left unchecked")
+    where = TARGET.relative_to(ROOT)
+    print(f"{len(table)} required bindings written to {where}; {skipped} left unchecked")
 
 
 if __name__ == "__main__":

@@ -31,9 +31,9 @@ async def history_response(request: Request, *, repo: Repository, settings: Sett
     page = await repo.history(
         type_=type_, id_=id_, since=since_param(request), at=at_param(request), count=count,
         cursor=None if raw_cursor is None else decode_cursor(raw_cursor))
-    if id_ is not None and page.total == 0 and raw_cursor is None:
-        if await repo.peek(type_=type_ or "", id_=id_) is None:
-            raise NotFound(f"{type_}/{id_} is not known")
+    if (id_ is not None and page.total == 0 and raw_cursor is None
+            and await repo.peek(type_=type_ or "", id_=id_) is None):
+        raise NotFound(f"{type_}/{id_} is not known")
     path = "/".join(p for p in (type_, id_, "_history") if p)
     kept = [(k, v) for k, v in request.query_params.multi_items() if k != "_cursor"]
     links = {"self": link(settings.base_url, path, request.query_params.multi_items())}

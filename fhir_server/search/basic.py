@@ -68,7 +68,7 @@ def compile_query(type_: str, params: Iterable[tuple[str, str]]) -> dict[str, An
         if ":" in name:
             raise Invalid(f"Modifier on search parameter '{name[:64]}' is not supported",
                           expression=[name[:64]])
-        values = [v for v in raw.split(",")]
+        values = raw.split(",")
         if base == "_id":
             clauses.append({"_id": {"$in": values}} if len(values) > 1 else {"_id": values[0]})
         elif base == "identifier" and supports_identifier(type_):

@@ -8,6 +8,7 @@ from typing import Any
 
 from pymongo import AsyncMongoClient, WriteConcern
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import ConnectionFailure
 
 log = logging.getLogger("fhir_server.storage")
 
@@ -25,6 +26,10 @@ class EngineInfo:
     def write_concern(self) -> WriteConcern:
         # Majority needs a replica set; a standalone acknowledges with w=1.
         return WriteConcern(w="majority") if self.replica_set else WriteConcern(w=1)
+
+
+# Raised by the driver when the database cannot be reached; answered as 503.
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (ConnectionFailure,)
 
 
 def make_client(uri: str, **kwargs: Any) -> AsyncMongoClient[dict[str, Any]]:

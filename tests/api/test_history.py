@@ -10,7 +10,7 @@ from tests.factories import patient
 
 
 async def _write_sequence(client: httpx.AsyncClient) -> tuple[str, list[str]]:
-    """Create a patient, update it twice, delete it; return its id and each version's lastUpdated."""
+    """Create, update twice, delete; return the id and each version's lastUpdated."""
     first = (await client.post("Patient", json=patient())).json()
     pid = first["id"]
     stamps = [first["meta"]["lastUpdated"]]
@@ -24,7 +24,7 @@ async def _write_sequence(client: httpx.AsyncClient) -> tuple[str, list[str]]:
 
 
 async def test_instance_history(client: httpx.AsyncClient) -> None:
-    pid, stamps = await _write_sequence(client)
+    pid, _ = await _write_sequence(client)
     bundle = (await client.get(f"Patient/{pid}/_history")).json()
     assert bundle["type"] == "history"
     assert bundle["total"] == 4

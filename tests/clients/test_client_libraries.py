@@ -1,4 +1,4 @@
-"""Real FHIR client libraries drive a real server process: fhirclient (SMART, sync) and fhirpy (async)."""
+"""Real FHIR client libraries drive a server process: fhirclient (sync) and fhirpy (async)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import asyncio
 
 import httpx
 import pytest
+import requests
 from fhirclient import client as smart_client
 from fhirclient.models.humanname import HumanName
 from fhirclient.models.identifier import Identifier
@@ -41,13 +42,16 @@ def _smart_crud(base: str) -> None:
     assert updated["meta"]["versionId"] == "2"
     assert SmartPatient.read(pid, smart.server).gender == "other"
 
-    found = SmartPatient.where(struct={"identifier": f"{MRN}|SMART-1"}).perform_resources(
-        smart.server)
+    search = SmartPatient.where(struct={"identifier": f"{MRN}|SMART-1"})
+    found = list(search.perform_resources_iter(smart.server))
     assert [p.id for p in found] == [pid]
 
     read.delete()
+    with pytest.raises(requests.HTTPError) as gone:
+        SmartPatient.read(pid, smart.server)
+    assert gone.value.response.status_code == 410
     with pytest.raises(FHIRNotFoundException):
-        SmartPatient.read(pid, smart.server)  # 410 Gone is reported as not found
+        SmartPatient.read("never-existed", smart.server)
 
 
 async def test_fhirclient_crud(live_server: str) -> None:

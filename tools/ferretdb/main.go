@@ -10,7 +10,9 @@
 // connections, and stops cleanly on SIGTERM or SIGINT, closing SQLite.
 // With -exit-on-stdin-eof it also stops cleanly when its standard input
 // reaches end of file, i.e. when the parent that holds the pipe has died.
-// FerretDB's own logs go to stderr, at warn level unless -log-level says otherwise.
+// FerretDB's own logs go to stderr, at error level unless -log-level says
+// otherwise: at warn level FerretDB dumps every failed command's response (a
+// duplicate key error quotes the key's value), which would put data in logs.
 package main
 
 import (
@@ -18,7 +20,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -31,26 +32,23 @@ import (
 func main() {
 	listen := flag.String("listen", "127.0.0.1:27017", "TCP address to listen on")
 	dir := flag.String("dir", "./var/ferretdb", "directory for SQLite database files")
-	logLevel := flag.String("log-level", "warn", "FerretDB log level: debug, info, warn or error")
+	logLevel := flag.String("log-level", "error", "FerretDB log level: debug, info, warn or error")
 	stdinEOF := flag.Bool("exit-on-stdin-eof", false, "stop cleanly when standard input is closed")
 	flag.Parse()
 
-	log.SetFlags(0)
-	log.SetPrefix("ferretdb-embedded: ")
-
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		log.Fatalf("-log-level: %v", err)
+		fatalf("-log-level: %v", err)
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	slog.SetDefault(logger)
+	slog.SetDefault(logger) // also routes the standard log package through it
 
 	abs, err := filepath.Abs(*dir)
 	if err != nil {
-		log.Fatalf("data directory: %v", err)
+		fatalf("data directory: %v", err)
 	}
 	if err = os.MkdirAll(abs, 0o700); err != nil {
-		log.Fatalf("data directory: %v", err)
+		fatalf("data directory: %v", err)
 	}
 
 	// New opens the SQLite backend and binds the listener.
@@ -61,7 +59,7 @@ func main() {
 		SQLiteURL: "file:" + abs + "/",
 	})
 	if err != nil {
-		log.Fatalf("%v", err)
+		fatalf("%v", err)
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -86,6 +84,13 @@ func main() {
 
 	// Run returns after the listener, all connections and SQLite are closed.
 	if runErr := <-done; runErr != nil {
-		log.Fatalf("%v", runErr)
+		fatalf("%v", runErr)
 	}
+}
+
+// fatalf reports an error on stderr and exits with status 1. It does not use
+// the log package, whose output slog.SetDefault filters by level.
+func fatalf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "ferretdb-embedded: "+format+"\n", args...)
+	os.Exit(1)
 }

@@ -1,0 +1,47 @@
+# Developer and CI entry points. Needs python3 (3.11+), go and make; the rest
+# comes from PyPI and the Go module proxy.
+
+PYTHON ?= python3
+VENV := .venv
+VENV_PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+FERRETDB_DIR := tools/ferretdb
+FERRETDB_BIN := $(FERRETDB_DIR)/ferretdb-embedded
+FERRETDB_SRC := $(FERRETDB_DIR)/main.go $(FERRETDB_DIR)/go.mod $(FERRETDB_DIR)/go.sum
+PYTEST_ARGS ?=
+
+.PHONY: venv ferretdb run test bench clean lint
+
+venv: $(STAMP)
+
+$(VENV_PY):
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstalled whenever pyproject.toml changes; the stamp records the last install.
+$(STAMP): pyproject.toml | $(VENV_PY)
+	$(VENV_PY) -m pip install -e '.[test]'
+	touch $@
+
+ferretdb: $(FERRETDB_BIN)
+
+$(FERRETDB_BIN): $(FERRETDB_SRC)
+	cd $(FERRETDB_DIR) && go build -o ferretdb-embedded .
+
+# Foreground; exec so that SIGTERM/SIGINT reach the server itself.
+run: venv ferretdb
+	exec $(VENV_PY) -m fhir_server serve
+
+test: venv ferretdb
+	$(VENV_PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: venv ferretdb
+	@test -f bench/run.py || { echo "bench/run.py does not exist yet" >&2; exit 1; }
+	$(VENV_PY) bench/run.py
+
+clean:
+	rm -rf var/ build/ dist/ *.egg-info $(FERRETDB_BIN) .pytest_cache
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+lint: venv
+	$(VENV_PY) -m ruff check fhir_server tests tools bench
+	$(VENV_PY) -m mypy

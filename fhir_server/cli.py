@@ -1,0 +1,116 @@
+"""Command line: ``fhir-server [COMMAND]`` (``python -m fhir_server``); ``serve`` by default."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import FrameType
+
+import uvicorn
+from pydantic import ValidationError
+
+from fhir_server.config import Settings, get_settings
+from fhir_server.embedded import EmbeddedFerretDB
+
+log = logging.getLogger(__name__)
+
+LOG_FORMAT = "ts=%(asctime)s level=%(levelname)s logger=%(name)s msg=%(message)s"
+DEFAULT_COMMAND = "serve"
+EXIT_STARTUP_FAILURE = 3  # as uvicorn's own CLI
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: its help, its extra arguments and what it runs (returns the exit code)."""
+
+    help: str
+    run: Callable[[argparse.Namespace, Settings], int]
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
+
+
+class _StopRequestedError(Exception):
+    """SIGTERM or SIGINT arrived outside uvicorn's own handling of them."""
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    raise _StopRequestedError(signal.Signals(signum).name)
+
+
+def serve(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the HTTP server; without MONGODB_URI, on an embedded FerretDB under FHIR_DATA_DIR."""
+    # uvicorn handles SIGTERM/SIGINT while it runs (graceful shutdown), then restores these
+    # handlers and raises the signal again: it must reach our finally, not kill the process.
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _raise_stop)
+    database: EmbeddedFerretDB | None = None
+    try:
+        if settings.mongodb_uri is None:
+            database = EmbeddedFerretDB(data_dir=settings.fhir_data_dir,
+                                        binary=settings.fhir_ferretdb_bin)
+            settings = settings.model_copy(update={"mongodb_uri": database.start()})
+        # Imported here so that other subcommands and --help do not load the whole app.
+        from fhir_server.main import create_app
+
+        server = uvicorn.Server(
+            uvicorn.Config(
+                create_app(settings),
+                host=settings.fhir_host,
+                port=settings.fhir_port,
+                log_config=None,
+                access_log=False,
+                lifespan="on",
+            )
+        )
+        server.run()
+        if not server.started:
+            return EXIT_STARTUP_FAILURE
+    except _StopRequestedError as stop:
+        log.info("stopping signal=%s", stop)
+    finally:
+        for sig in STOP_SIGNALS:  # let the database close cleanly, whatever else arrives
+            signal.signal(sig, signal.SIG_IGN)
+        if database is not None:
+            database.stop()
+    return 0
+
+
+COMMANDS: dict[str, Command] = {
+    "serve": Command(help="run the FHIR server (the default)", run=serve),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fhir-server",
+        description="FHIR R4 server. Configuration comes from environment variables.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, command in COMMANDS.items():
+        sub = subparsers.add_parser(name, help=command.help, description=command.help)
+        if command.add_arguments is not None:
+            command.add_arguments(sub)
+    return parser
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr, force=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args([*argv, DEFAULT_COMMAND])
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        print(f"fhir-server: invalid configuration:\n{exc}", file=sys.stderr)
+        return 2
+    setup_logging(settings.fhir_log_level)
+    return COMMANDS[args.command].run(args, settings)

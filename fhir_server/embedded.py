@@ -1,0 +1,280 @@
+"""The embedded database: FerretDB on SQLite, run as a child process on loopback.
+
+The launcher (``tools/ferretdb``) prints ``ready mongodb://...`` once it accepts
+connections and stops cleanly, closing SQLite, on SIGTERM, on SIGINT or when its
+standard input reaches end of file. The child never outlives this process:
+
+- on Linux it is started with ``prctl(PR_SET_PDEATHSIG, SIGTERM)``, so the kernel
+  signals it when the parent dies, even by SIGKILL;
+- it holds the read end of a pipe whose write end only this process has, so it
+  also sees end of file when the parent dies (this covers other platforms and a
+  ``start()`` called from a thread that exits, which would fire PDEATHSIG early);
+- it stays in the parent's process group, so a signal to the group reaches it.
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import IO, NoReturn, Self
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+LAUNCHER_DIR = REPO_ROOT / "tools" / "ferretdb"
+BINARY_NAME = "ferretdb-embedded"
+BINARY_ENV = "FHIR_FERRETDB_BIN"  # read by Settings (fhir_ferretdb_bin)
+
+_PR_SET_PDEATHSIG = 1
+_START_ATTEMPTS = 3  # a free port can be taken between probing and binding it
+_STDERR_TAIL = 20
+
+
+def ferretdb_binary() -> Path:
+    """The launcher binary: the repository's build, built with ``go build`` if missing."""
+    path = LAUNCHER_DIR / BINARY_NAME
+    if not path.is_file():
+        _build_launcher(path)
+    return path
+
+
+def _build_launcher(path: Path) -> None:
+    if not (LAUNCHER_DIR / "main.go").is_file():
+        raise RuntimeError(
+            f"the FerretDB launcher source is not at {LAUNCHER_DIR}; "
+            f"set MONGODB_URI to use a MongoDB server, or {BINARY_ENV} to a built launcher"
+        )
+    go = shutil.which("go")
+    if go is None:
+        raise RuntimeError(
+            f"{path} is missing and 'go' is not on PATH to build it; install Go "
+            f"(or run 'make ferretdb' where Go is), or set MONGODB_URI to use a MongoDB server"
+        )
+    log.info("building the FerretDB launcher path=%s", path)
+    # Build beside the target and rename, so a concurrent start never runs half a file.
+    fd, tmp = tempfile.mkstemp(prefix=f".{BINARY_NAME}.", dir=LAUNCHER_DIR)
+    os.close(fd)
+    try:
+        result = subprocess.run(
+            [go, "build", "-o", tmp, "."],
+            cwd=LAUNCHER_DIR,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"'go build' of the FerretDB launcher failed:\n{result.stderr}")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _death_signal_preexec() -> Callable[[], None] | None:
+    """A preexec_fn asking the kernel to SIGTERM the child when the forking thread dies.
+
+    Only on Linux and from the main thread: PDEATHSIG follows the thread that forked,
+    so from a worker thread it could fire while this process lives on.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    if threading.current_thread() is not threading.main_thread():
+        log.debug("start() off the main thread: relying on stdin end-of-file only")
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved before fork, not in the child
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    prctl.restype = ctypes.c_int
+    parent = os.getpid()
+
+    def preexec() -> None:
+        if prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
+            os._exit(126)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
+class EmbeddedFerretDB:
+    """One FerretDB process on a free loopback port, with its SQLite files in a directory."""
+
+    def __init__(
+        self, *, data_dir: Path, binary: Path | None = None, start_timeout: float = 30.0
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.binary = binary
+        self.start_timeout = start_timeout
+        self._proc: subprocess.Popen[str] | None = None
+        self._uri: str | None = None
+        self._threads: list[threading.Thread] = []
+        self._stderr_tail: collections.deque[str] = collections.deque(maxlen=_STDERR_TAIL)
+
+    @property
+    def uri(self) -> str:
+        if self._uri is None:
+            raise RuntimeError("the embedded FerretDB is not running")
+        return self._uri
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def sqlite_dir(self) -> Path:
+        return self.data_dir / "ferretdb"
+
+    def start(self) -> str:
+        """Start FerretDB and return its MongoDB URI once it accepts connections."""
+        if self._proc is not None:
+            raise RuntimeError("the embedded FerretDB is already started")
+        binary = self.binary or ferretdb_binary()
+        self.sqlite_dir.mkdir(parents=True, exist_ok=True)
+        for attempt in range(1, _START_ATTEMPTS + 1):
+            try:
+                return self._start_once(binary)
+            except _PortTakenError:
+                log.warning("embedded FerretDB port was taken, retrying attempt=%d", attempt)
+        raise RuntimeError(f"the embedded FerretDB found no free port in {_START_ATTEMPTS} tries")
+
+    def _start_once(self, binary: Path) -> str:
+        port = _free_port()
+        self._stderr_tail.clear()
+        ready = threading.Event()
+        proc = subprocess.Popen(
+            [
+                str(binary),
+                "-listen",
+                f"127.0.0.1:{port}",
+                "-dir",
+                str(self.sqlite_dir),
+                "-exit-on-stdin-eof",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            close_fds=True,
+            preexec_fn=_death_signal_preexec(),
+        )
+        self._proc = proc
+        assert proc.stdout is not None and proc.stderr is not None
+        self._threads = [
+            _drain(proc.stdout, self._on_stdout_line(ready), on_eof=ready.set, name="stdout"),
+            _drain(proc.stderr, self._on_stderr_line, on_eof=None, name="stderr"),
+        ]
+        timed_out = not ready.wait(self.start_timeout)
+        if self._uri is not None:
+            log.info("embedded FerretDB ready pid=%d port=%d", proc.pid, port)
+            return self._uri
+        self._fail_start(proc, timed_out=timed_out)
+
+    def _fail_start(self, proc: subprocess.Popen[str], *, timed_out: bool) -> NoReturn:
+        self.stop(timeout=5)  # also waits for the stderr tail to be complete
+        tail = "\n".join(self._stderr_tail)
+        if timed_out:
+            raise RuntimeError(
+                f"the embedded FerretDB was not ready within {self.start_timeout:g}s:\n{tail}"
+            )
+        if "address already in use" in tail:
+            raise _PortTakenError
+        raise RuntimeError(
+            f"the embedded FerretDB exited with status {proc.returncode} before it was ready:\n"
+            f"{tail}"
+        )
+
+    def _on_stdout_line(self, ready: threading.Event) -> Callable[[str], None]:
+        def on_line(line: str) -> None:
+            if self._uri is None and line.startswith("ready "):
+                self._uri = line.removeprefix("ready ").strip()
+                ready.set()
+            else:
+                log.debug("ferretdb stdout: %s", line)
+
+        return on_line
+
+    def _on_stderr_line(self, line: str) -> None:
+        self._stderr_tail.append(line)
+        log.warning("ferretdb: %s", line)
+
+    def stop(self, timeout: float = 10) -> None:
+        """Stop FerretDB: SIGTERM (it closes SQLite), then SIGKILL after ``timeout`` seconds."""
+        proc, self._proc, self._uri = self._proc, None, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log.warning(
+                    "embedded FerretDB did not stop in %gs, killing pid=%d", timeout, proc.pid
+                )
+                proc.kill()
+                proc.wait()
+        if proc.stdin is not None:
+            proc.stdin.close()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self._threads = []
+        log.info("embedded FerretDB stopped pid=%d status=%s", proc.pid, proc.returncode)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class _PortTakenError(Exception):
+    """The probed free port was bound by someone else before FerretDB could."""
+
+
+def _drain(
+    stream: IO[str],
+    on_line: Callable[[str], None],
+    *,
+    on_eof: Callable[[], None] | None,
+    name: str,
+) -> threading.Thread:
+    """Read a child's pipe to its end on a daemon thread, so it never fills and blocks."""
+
+    def run() -> None:
+        try:
+            for line in stream:
+                on_line(line.rstrip("\n"))
+        finally:
+            stream.close()
+            if on_eof is not None:
+                on_eof()
+
+    thread = threading.Thread(target=run, name=f"ferretdb-{name}", daemon=True)
+    thread.start()
+    return thread

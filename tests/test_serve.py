@@ -1,0 +1,81 @@
+"""`python -m fhir_server serve` on the embedded database: serves, stops cleanly, keeps writes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ROOT, free_port
+from tests.factories import patient
+from tests.test_embedded import wait_gone
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc")
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of a process, from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def start(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if k != "MONGODB_URI"}
+    env.update({"FHIR_DATA_DIR": str(data_dir), "FHIR_PORT": str(port),
+                "FHIR_LOG_LEVEL": "WARNING"})
+    proc = subprocess.Popen([sys.executable, "-m", "fhir_server", "serve"], env=env, cwd=ROOT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            pass
+        assert proc.poll() is None, "the server exited during start-up"
+        time.sleep(0.1)
+    proc.kill()
+    raise AssertionError("the server did not become ready")
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_serve_embedded_stops_cleanly_and_keeps_writes(tmp_path: Path,
+                                                       stop_signal: signal.Signals) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}/fhir"
+    proc = start(tmp_path, port)
+    try:
+        db_children = children(proc.pid)
+        assert db_children, "the embedded database runs as a child process"
+        meta = httpx.get(f"{base}/metadata").json()
+        assert meta["fhirVersion"] == "4.0.1"
+        created = httpx.post(f"{base}/Patient", json=patient(family="Durable"))
+        assert created.status_code == 201
+        pid = created.json()["id"]
+        proc.send_signal(stop_signal)
+        assert proc.wait(timeout=30) == 0
+        for child in db_children:
+            assert wait_gone(child, 10), "the embedded database outlived the server"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    again = start(tmp_path, port)
+    try:
+        read = httpx.get(f"{base}/Patient/{pid}")
+        assert read.status_code == 200
+        assert read.json()["name"][0]["family"] == "Durable"
+    finally:
+        again.terminate()
+        assert again.wait(timeout=30) == 0
