@@ -18,7 +18,9 @@ from typing import Any
 from fhir_server.config import Settings
 from fhir_server.errors import Conflict, Gone, Invalid, NotFound, PreconditionFailed
 from fhir_server.fhirjson import dumps
-from fhir_server.search.basic import compile_query, index_values
+from fhir_server.search.compile import CompileContext, compile_criteria
+from fhir_server.search.extract import index_resource
+from fhir_server.search.parse import RESULT_PARAMETERS, parse_criterion
 from fhir_server.storage.model import StoredVersion, instant, now_ms
 from fhir_server.storage.repository import Repository, VersionConflict
 from fhir_server.validation import check_id, require_type, resource_class, validate_resource
@@ -94,21 +96,32 @@ async def _prepare(*, repo: Repository, settings: Settings, resource: dict[str, 
     await check_references(repo=repo, settings=settings, resource=resource)
 
 
-async def _store(*, repo: Repository, resource: dict[str, Any], type_: str, id_: str,
-                 previous: int | None, method: str) -> StoredVersion:
+async def _store(*, repo: Repository, settings: Settings, resource: dict[str, Any], type_: str,
+                 id_: str, previous: int | None, method: str) -> StoredVersion:
     ts = now_ms()
     version = (previous or 0) + 1
     text = stamp(resource, id_=id_, version=version, ts=ts)
-    return await repo.write(type_=type_, id_=id_, previous=previous, text=text,
-                            index=index_values(resource), method=method, ts=ts)
+    index = index_resource({**resource, "id": id_}, base_url=settings.base_url)
+    return await repo.write(type_=type_, id_=id_, previous=previous, text=text, index=index,
+                            method=method, ts=ts)
 
 
-async def find_matches(*, repo: Repository, type_: str,
+async def find_matches(*, repo: Repository, settings: Settings, type_: str,
                        criteria: Sequence[tuple[str, str]]) -> list[str]:
-    if not [c for c in criteria if not c[0].startswith("_format")]:
+    """Ids of the resources a conditional interaction's criteria match (at most two)."""
+    parsed = [parse_criterion(k, v) for k, v in criteria if k not in RESULT_PARAMETERS]
+    if not parsed:
         raise Invalid("A conditional interaction needs search criteria")
-    query = compile_query(type_, criteria)
-    return await repo.find_ids(type_=type_, query=query, limit=CONDITIONAL_LIMIT)
+
+    async def find(t: str, filt: dict[str, Any], limit: int) -> list[dict[str, Any]]:
+        rows = await repo.search_rows(type_=t, query=filt, sort=[], limit=limit,
+                                      fields=("ix.rf",))
+        return [{"_id": r["_id"], "rf": (r.get("ix") or {}).get("rf", [])} for r in rows]
+
+    ctx = CompileContext(base_url=settings.base_url, find=find)
+    query = await compile_criteria(ctx, type_, parsed)
+    rows = await repo.search_rows(type_=type_, query=query, sort=[], limit=CONDITIONAL_LIMIT)
+    return [str(r["_id"]) for r in rows]
 
 
 async def create(*, repo: Repository, settings: Settings, type_: str, resource: dict[str, Any],
@@ -117,7 +130,7 @@ async def create(*, repo: Repository, settings: Settings, type_: str, resource: 
     require_type(type_)
     await _prepare(repo=repo, settings=settings, resource=resource, type_=type_)
     if if_none_exist is not None:
-        ids = await find_matches(repo=repo, type_=type_, criteria=if_none_exist)
+        ids = await find_matches(repo=repo, settings=settings, type_=type_, criteria=if_none_exist)
         if len(ids) > 1:
             raise PreconditionFailed("If-None-Exist matches more than one resource",
                                      expression=["If-None-Exist"])
@@ -126,8 +139,8 @@ async def create(*, repo: Repository, settings: Settings, type_: str, resource: 
             if existing is not None and not existing.deleted:
                 return Written(stored=existing, created=False)
     id_ = str(uuid.uuid4())
-    stored = await _store(repo=repo, resource=resource, type_=type_, id_=id_, previous=None,
-                          method="POST")
+    stored = await _store(repo=repo, settings=settings, resource=resource, type_=type_, id_=id_,
+                          previous=None, method="POST")
     return Written(stored=stored, created=True)
 
 
@@ -151,7 +164,7 @@ async def update(*, repo: Repository, settings: Settings, type_: str, id_: str,
             raise PreconditionFailed(f"If-Match version {if_match} is stale: {type_}/{id_} {have}")
         previous = None if current is None else current.version
         try:
-            stored = await _store(repo=repo, resource=resource, type_=type_, id_=id_,
+            stored = await _store(repo=repo, settings=settings, resource=resource, type_=type_, id_=id_,
                                   previous=previous, method="PUT")
         except VersionConflict:
             if if_match is not None:
@@ -173,7 +186,7 @@ async def conditional_update(*, repo: Repository, settings: Settings, type_: str
                              if_match: int | None = None) -> Written:
     """PUT [type]?criteria: update the one match, or create when nothing matches."""
     require_type(type_)
-    ids = await find_matches(repo=repo, type_=type_, criteria=criteria)
+    ids = await find_matches(repo=repo, settings=settings, type_=type_, criteria=criteria)
     if len(ids) > 1:
         raise PreconditionFailed("The criteria match more than one resource")
     if not ids:
@@ -243,11 +256,11 @@ async def delete(*, repo: Repository, type_: str, id_: str,
     raise Conflict(f"{type_}/{id_} is being changed by other requests; try again")
 
 
-async def conditional_delete(*, repo: Repository, type_: str,
+async def conditional_delete(*, repo: Repository, settings: Settings, type_: str,
                              criteria: Sequence[tuple[str, str]]) -> StoredVersion | None:
     """DELETE [type]?criteria: delete the single match (several matches are a 412)."""
     require_type(type_)
-    ids = await find_matches(repo=repo, type_=type_, criteria=criteria)
+    ids = await find_matches(repo=repo, settings=settings, type_=type_, criteria=criteria)
     if len(ids) > 1:
         raise PreconditionFailed("The criteria match more than one resource; nothing was deleted")
     if not ids:

@@ -41,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                               engine=engine)
             await repo.ensure_base_indexes()
             await repo.recover()
+            await repo.ensure_existing_type_indexes()
             app.state.client = client
             app.state.engine = engine
             app.state.repo = repo

@@ -18,33 +18,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from fhir_server.search.registry import split_union
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SOURCE = ROOT.parent / "shared" / "data" / "fhir-r4-definitions" / "search-parameters.json"
 TARGET = ROOT / "fhir_server" / "data" / "search_parameters.json"
+COMPARTMENT_SOURCE = DEFAULT_SOURCE.parent / "compartmentdefinition-patient.json"
+COMPARTMENT_TARGET = ROOT / "fhir_server" / "data" / "compartment_patient.json"
 ABSTRACT_BASES = {"Resource", "DomainResource"}
-
-
-def split_union(expression: str) -> list[str]:
-    """Split a FHIRPath expression on its top-level '|' operators."""
-    parts: list[str] = []
-    depth = 0
-    quoted = False
-    current = ""
-    for ch in expression:
-        if ch == "'" and not current.endswith("\\"):
-            quoted = not quoted
-        elif not quoted and ch == "(":
-            depth += 1
-        elif not quoted and ch == ")":
-            depth -= 1
-        if ch == "|" and depth == 0 and not quoted:
-            parts.append(current.strip())
-            current = ""
-            continue
-        current += ch
-    if current.strip():
-        parts.append(current.strip())
-    return parts
 
 
 def root_of(part: str) -> str:
@@ -98,6 +79,9 @@ def main() -> None:
     TARGET.parent.mkdir(parents=True, exist_ok=True)
     ordered = {base: dict(sorted(params.items())) for base, params in sorted(registry.items())}
     TARGET.write_text(json.dumps(ordered, indent=1, sort_keys=False) + "\n")
+    compartment = json.loads(COMPARTMENT_SOURCE.read_text())
+    members = {r["code"]: r["param"] for r in compartment["resource"] if r.get("param")}
+    COMPARTMENT_TARGET.write_text(json.dumps(members, indent=1, sort_keys=True) + "\n")
     count = sum(len(p) for p in registry.values())
     print(f"{count} parameters for {len(registry)} bases written to {TARGET.relative_to(ROOT)}")
 

@@ -89,7 +89,8 @@ def history_bundle(*, base_url: str, versions: list[StoredVersion], total: int,
     }
 
 
-def searchset_bundle(*, base_url: str, matches: list[StoredVersion], total: int | None,
+def searchset_bundle(*, base_url: str, matches: list[StoredVersion],
+                     included: list[StoredVersion], total: int | None,
                      links: dict[str, str]) -> dict[str, Any]:
     bundle: dict[str, Any] = {
         "resourceType": "Bundle",
@@ -102,8 +103,9 @@ def searchset_bundle(*, base_url: str, matches: list[StoredVersion], total: int 
     bundle["link"] = [{"relation": rel, "url": url} for rel, url in links.items()]
     bundle["entry"] = [
         {"fullUrl": f"{base_url}/{m.reference}", "resource": resource_fragment(m),
-         "search": {"mode": "match"}}
-        for m in matches
+         "search": {"mode": mode}}
+        for group, mode in ((matches, "match"), (included, "include"))
+        for m in group
     ]
     return bundle
 

@@ -11,7 +11,7 @@ from starlette.responses import Response
 from fhir_server import __version__
 from fhir_server.api.negotiation import json_response, pretty
 from fhir_server.deps import SettingsDep
-from fhir_server.search.basic import supports_identifier
+from fhir_server.search.registry import params_for
 from fhir_server.storage.model import instant, now_ms
 from fhir_server.validation import resource_types
 
@@ -19,18 +19,35 @@ router = APIRouter()
 
 TYPE_INTERACTIONS = ("read", "vread", "update", "delete", "history-instance", "history-type",
                      "create", "search-type")
-ID_PARAM = {"name": "_id", "type": "token",
-            "definition": "http://hl7.org/fhir/SearchParameter/Resource-id",
-            "documentation": "Logical id of this artifact"}
-IDENTIFIER_PARAM = {"name": "identifier", "type": "token",
-                    "documentation": "An identifier of the resource (system|value)"}
+
+
+def _search_params(type_: str) -> list[dict[str, Any]]:
+    return [
+        {"name": code, "definition": p.url, "type": p.type,
+         **({"documentation": p.description} if p.description else {})}
+        for code, p in sorted(params_for(type_).items())
+    ]
+
+
+def _includes(type_: str) -> list[str]:
+    refs = [c for c, p in sorted(params_for(type_).items()) if p.type == "reference"]
+    return ["*", *(f"{type_}:{c}" for c in refs)] if refs else []
+
+
+def _revincludes(type_: str) -> list[str]:
+    out = []
+    for source in resource_types():
+        for code, p in sorted(params_for(source).items()):
+            if p.type == "reference" and (not p.target or type_ in p.target):
+                out.append(f"{source}:{code}")
+    return out
 
 
 @cache
 def _resources() -> list[dict[str, Any]]:
     out = []
     for type_ in resource_types():
-        params = [ID_PARAM, IDENTIFIER_PARAM] if supports_identifier(type_) else [ID_PARAM]
+        includes, revincludes = _includes(type_), _revincludes(type_)
         out.append({
             "type": type_,
             "profile": f"http://hl7.org/fhir/StructureDefinition/{type_}",
@@ -43,7 +60,9 @@ def _resources() -> list[dict[str, Any]]:
             "conditionalUpdate": True,
             "conditionalDelete": "single",
             "referencePolicy": ["literal", "logical"],
-            "searchParam": params,
+            **({"searchInclude": includes} if includes else {}),
+            **({"searchRevInclude": revincludes} if revincludes else {}),
+            "searchParam": _search_params(type_),
         })
     return out
 
@@ -68,9 +87,13 @@ def capability_statement(base_url: str, start: str) -> dict[str, Any]:
         "format": ["application/fhir+json", "json"],
         "rest": [{
             "mode": "server",
-            "documentation": "JSON only. Search supports _id and identifier so far.",
+            "documentation": "FHIR R4 over JSON.",
             "resource": _resources(),
             "interaction": [{"code": "history-system"}],
+            "searchParam": [
+                {"name": "_lastUpdated", "type": "date",
+                 "definition": "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated"},
+            ],
         }],
     }
 

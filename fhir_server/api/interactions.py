@@ -17,6 +17,7 @@ from fhir_server.api.responses import (
 )
 from fhir_server.api.search import search_response
 from fhir_server.deps import RepoDep, SettingsDep
+from fhir_server.validation import check_id, require_type
 
 router = APIRouter()
 
@@ -49,6 +50,16 @@ async def vread(type_: str, id_: str, vid: str, request: Request, repo: RepoDep,
                 settings: SettingsDep) -> Response:
     stored = await svc.vread(repo=repo, type_=type_, id_=id_, version=vid)
     return resource_response(request, stored, settings.base_url)
+
+
+@router.get("/{compartment}/{id_}/{type_}")
+async def compartment_search(compartment: str, id_: str, type_: str, request: Request,
+                             repo: RepoDep, settings: SettingsDep) -> Response:
+    check_id(id_)
+    require_type(compartment)
+    return await search_response(request, repo=repo, settings=settings, type_=type_,
+                                 params=list(request.query_params.multi_items()),
+                                 compartment=(compartment, id_))
 
 
 @router.get("/{type_}/{id_}")
@@ -113,8 +124,10 @@ async def delete(type_: str, id_: str, request: Request, repo: RepoDep) -> Respo
 
 
 @router.delete("/{type_}")
-async def conditional_delete(type_: str, request: Request, repo: RepoDep) -> Response:
-    stored = await svc.conditional_delete(repo=repo, type_=type_, criteria=criteria(request))
+async def conditional_delete(type_: str, request: Request, repo: RepoDep,
+                             settings: SettingsDep) -> Response:
+    stored = await svc.conditional_delete(repo=repo, settings=settings, type_=type_,
+                                          criteria=criteria(request))
     if stored is None:
         return info_outcome(request, "No resource matched the criteria; nothing was deleted")
     return info_outcome(request, f"Deleted {stored.reference} (version {stored.version})",

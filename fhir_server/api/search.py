@@ -1,55 +1,78 @@
-"""Type-level search (``_id`` and ``identifier`` until the full search engine lands)."""
+"""Search routes' shared handler: request -> run_search -> searchset Bundle."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from fhir_server.api.bundles import link, searchset_bundle
 from fhir_server.api.negotiation import json_response, pretty
-from fhir_server.api.params import count_param
 from fhir_server.config import Settings
-from fhir_server.errors import Invalid
+from fhir_server.errors import operation_outcome
 from fhir_server.fhirjson import loads_stored
-from fhir_server.search.basic import compile_query
+from fhir_server.search.engine import SearchRequest, SearchResult, parse_request, run_search
 from fhir_server.storage.repository import Repository
-from fhir_server.subsetting import parse_elements, parse_summary, subset
-from fhir_server.validation import require_type
+from fhir_server.subsetting import subset
 
-PAGING = "_offset"
+
+def handling_lenient(request: Request) -> bool:
+    for part in request.headers.get("prefer", "").split(";"):
+        name, _, value = part.strip().partition("=")
+        if name.strip().lower() == "handling":
+            return value.strip().lower() == "lenient"
+    return False
+
+
+def _result_params(req: SearchRequest) -> list[tuple[str, str]]:
+    out = [("_count", str(req.count))]
+    if req.sort_param:
+        out.append(("_sort", req.sort_param))
+    if req.total_mode != "accurate":
+        out.append(("_total", req.total_mode))
+    return out + req.passthrough
+
+
+def _links(settings: Settings, path: str, req: SearchRequest, result: SearchResult
+           ) -> dict[str, str]:
+    result_params = _result_params(req)
+    links = {"self": link(settings.base_url, path, [*result.used, *result_params,
+                                                    *([("_offset", str(req.offset))]
+                                                      if req.offset else [])])}
+    if result.page_id is not None:
+        paging = [("_page", result.page_id), *result_params]
+        links["first"] = link(settings.base_url, path, [*paging, ("_offset", "0")])
+        if result.has_next:
+            links["next"] = link(settings.base_url, path,
+                                 [*paging, ("_offset", str(req.offset + req.count))])
+        if req.offset > 0:
+            links["previous"] = link(settings.base_url, path,
+                                     [*paging, ("_offset", str(max(0, req.offset - req.count)))])
+    return links
+
+
+def _subset_entries(bundle: dict[str, Any], req: SearchRequest, result: SearchResult) -> None:
+    """_summary and _elements apply to the matches (the first entries)."""
+    if req.summary in (None, "false", "count") and not req.elements:
+        return
+    for entry, stored in zip(bundle["entry"], result.matches, strict=False):
+        entry["resource"] = subset(loads_stored(stored.text or "{}"), summary=req.summary,
+                                   elements=req.elements)
 
 
 async def search_response(request: Request, *, repo: Repository, settings: Settings,
-                          type_: str, params: list[tuple[str, str]]) -> Response:
-    require_type(type_)
-    count = count_param(request, settings)
-    offset_raw = dict(params).get(PAGING, "0")
-    if not offset_raw.isdigit():
-        raise Invalid("_offset must be a whole number", expression=[PAGING])
-    offset = int(offset_raw)
-    summary = parse_summary(dict(params).get("_summary"))
-    elements = parse_elements(dict(params).get("_elements"))
-    criteria = [(k, v) for k, v in params if k != PAGING]
-    query = compile_query(type_, criteria)
-    matches, total = await repo.search(type_=type_, query=query, skip=offset,
-                                       limit=0 if summary == "count" else count,
-                                       count_total=True)
-    if summary == "count":
-        matches = []
-    kept = [(k, v) for k, v in criteria]
-    links = {"self": link(settings.base_url, type_, [*kept, *(
-        [(PAGING, str(offset))] if offset else [])])}
-    if total is not None and offset + count < total and summary != "count":
-        links["next"] = link(settings.base_url, type_, [*kept, (PAGING, str(offset + count))])
-    if offset:
-        links["previous"] = link(settings.base_url, type_,
-                                 [*kept, (PAGING, str(max(0, offset - count)))])
-    bundle = searchset_bundle(base_url=settings.base_url, matches=matches[:count], total=total,
-                              links=links)
-    if summary not in (None, "false", "count") or elements:
-        bundle["entry"] = [
-            {**e, "resource": subset(loads_stored(m.text or "{}"), summary=summary,
-                                     elements=elements)}
-            for e, m in zip(bundle["entry"], matches, strict=True)
-        ]
+                          type_: str, params: list[tuple[str, str]],
+                          compartment: tuple[str, str] | None = None) -> Response:
+    lenient = handling_lenient(request)
+    req = parse_request(type_, params, settings, lenient=lenient, compartment=compartment)
+    result = await run_search(repo=repo, settings=settings, req=req)
+    path = type_ if compartment is None else f"{compartment[0]}/{compartment[1]}/{type_}"
+    bundle = searchset_bundle(base_url=settings.base_url, matches=result.matches,
+                              included=result.included, total=result.total,
+                              links=_links(settings, path, req, result))
+    _subset_entries(bundle, req, result)
+    if result.issues:
+        bundle["entry"].append({"resource": operation_outcome(result.issues),
+                                "search": {"mode": "outcome"}})
     return json_response(bundle, pretty_print=pretty(request))

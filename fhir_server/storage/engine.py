@@ -21,6 +21,10 @@ class EngineInfo:
     version: str
     replica_set: bool
     transactions: bool
+    # FerretDB 1.24 rejects $elemMatch with field conditions on arrays of sub-documents.
+    elem_match_subdocuments: bool = True
+    # FerretDB 1.24 on SQLite evaluates every filter by scanning (only _id is pushed down).
+    uses_indexes: bool = True
 
     @property
     def write_concern(self) -> WriteConcern:
@@ -40,7 +44,7 @@ def make_client(uri: str, **kwargs: Any) -> AsyncMongoClient[dict[str, Any]]:
 async def detect_engine(client: AsyncMongoClient[dict[str, Any]]) -> EngineInfo:
     hello = await client.admin.command("hello")
     build = await client.admin.command("buildInfo")
-    is_ferret = "ferretdb" in build or "ferretdb" in str(build.get("version", "")).lower()
+    is_ferret = any(k.startswith("ferretdb") for k in build)  # ferretdbVersion, ferretdbFeatures
     version = str(build.get("version", "unknown"))
     replica_set = bool(hello.get("setName")) or hello.get("msg") == "isdbgrid"
     # Multi-document transactions need a replica set or sharded cluster on
@@ -52,6 +56,8 @@ async def detect_engine(client: AsyncMongoClient[dict[str, Any]]) -> EngineInfo:
         version=version,
         replica_set=replica_set,
         transactions=transactions,
+        elem_match_subdocuments=not is_ferret,
+        uses_indexes=not is_ferret,
     )
     log.info("database engine=%s version=%s replica_set=%s transactions=%s",
              info.name, info.version, info.replica_set, info.transactions)

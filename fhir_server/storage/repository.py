@@ -28,7 +28,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from functools import partial
+from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo import DESCENDING, UpdateOne
@@ -36,12 +37,24 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from fhir_server.storage.engine import EngineInfo
+from fhir_server.storage.matcher import has_subdocument_elem_match, matches, pushable_part
 from fhir_server.storage.model import StoredVersion, now_ms
 
 log = logging.getLogger("fhir_server.storage")
 
 HISTORY = "history"
+SEARCHES = "searches"  # search result snapshots, for stable paging
+SNAPSHOT_TTL = timedelta(hours=1)
 PENDING = "p"
+SEARCH_INDEXES: list[tuple[str, list[tuple[str, int]]]] = [
+    ("last_updated", [("ts", DESCENDING)]),
+    *[(f"ix_{kind}", [(f"ix.{kind}", 1)])
+      for kind in ("tk", "tt", "ot", "st", "sx", "rf", "ri", "ur", "cp", "has")],
+    ("ix_dt", [("ix.dt.p", 1), ("ix.dt.lo", 1), ("ix.dt.hi", 1)]),
+    ("ix_nm", [("ix.nm.p", 1), ("ix.nm.v", 1)]),
+    ("ix_qt", [("ix.qt.p", 1), ("ix.qt.v", 1)]),
+    ("ix_cr", [("ix.cr.p", 1), ("ix.cr.k", 1)]),
+]
 # A pending version older than this was left by a writer that died.
 STALE_PENDING_SECONDS = 30
 
@@ -85,6 +98,21 @@ def _history_version(doc: Mapping[str, Any]) -> StoredVersion:
     return _version_from(doc, str(doc["t"]), str(doc["i"]))
 
 
+def _dotted(doc: Mapping[str, Any], path: str) -> Any:
+    current: Any = doc
+    for part in path.split("."):
+        if not isinstance(current, Mapping):
+            return None
+        current = current.get(part)
+    return current
+
+
+def _sort_key(doc: Mapping[str, Any], path: str) -> tuple[int, Any]:
+    value = _dotted(doc, path)
+    # Missing values sort first ascending, as MongoDB sorts null.
+    return (0, "") if value is None else (1, value)
+
+
 def history_key(type_: str, id_: str, version: int) -> str:
     return f"{type_}/{id_}/{version}"
 
@@ -108,12 +136,23 @@ class Repository:
         await hist.create_index([("st", 1)], name="pending", sparse=True)
 
     async def ensure_type_indexes(self, type_: str) -> None:
+        """The search indexes of a type's collection (one per kind of search value).
+
+        Only on engines that use indexes for queries: FerretDB 1.24 on SQLite
+        scans for every filter, so an index there would only slow writes.
+        """
         if type_ in self._indexed:
             return
-        coll = self.db[type_]
-        await coll.create_index([("ix.identifier", 1)], name="identifier")
-        await coll.create_index([("ts", DESCENDING)], name="last_updated")
+        if self.engine.uses_indexes:
+            coll = self.db[type_]
+            for name, keys in SEARCH_INDEXES:
+                await coll.create_index(keys, name=name)
         self._indexed.add(type_)
+
+    async def ensure_existing_type_indexes(self) -> None:
+        for name in await self.db.list_collection_names():
+            if name[:1].isupper():
+                await self.ensure_type_indexes(name)
 
     async def recover(self) -> tuple[int, int]:
         """Settle versions left pending by a crash: (rolled forward, rolled back)."""
@@ -146,20 +185,53 @@ class Repository:
                 return None
         return _history_version(doc)
 
-    async def find_ids(self, *, type_: str, query: Mapping[str, Any], limit: int) -> list[str]:
-        """Ids of current, not deleted resources matching a compiled search filter."""
-        filt = {**query, "json": {"$ne": None}}
-        return [str(d["_id"]) async for d in self.db[type_].find(filt, {"_id": 1}).limit(limit)]
+    async def search_rows(self, *, type_: str, query: Mapping[str, Any],
+                          sort: list[tuple[str, int]], limit: int,
+                          fields: tuple[str, ...] = ()) -> list[Doc]:
+        """Rows ``{_id, ...fields}`` of current resources matching a compiled filter, sorted.
 
-    async def search(self, *, type_: str, query: Mapping[str, Any], skip: int,
-                     limit: int, count_total: bool) -> tuple[list[StoredVersion], int | None]:
-        """A page of current, not deleted resources matching a compiled filter, by id."""
-        filt = {**query, "json": {"$ne": None}}
-        total = await self.db[type_].count_documents(filt) if count_total else None
-        if limit <= 0:
-            return [], total
-        docs = self.db[type_].find(filt, {"ix": 0}).sort("_id", 1).skip(skip).limit(limit)
-        return [_version_from(d, type_, str(d["_id"])) async for d in docs], total
+        On an engine that cannot run ``$elemMatch`` over sub-documents the
+        database gets the conjuncts it runs correctly and the rest is
+        evaluated here (``search/matcher.py``).
+        """
+        filt: Doc = {**query, "json": {"$ne": None}} if query else {"json": {"$ne": None}}
+        projection = {"_id": 1, **dict.fromkeys(fields, 1), **{k: 1 for k, _ in sort}}
+        if self.engine.elem_match_subdocuments or not has_subdocument_elem_match(filt):
+            cursor = self.db[type_].find(filt, projection)
+            if sort:
+                cursor = cursor.sort(sort)
+            return [d async for d in cursor.limit(limit)]
+        pushed = pushable_part(filt)
+        wide = {"_id": 1, "ix": 1, "ts": 1}
+        rows = [d async for d in self.db[type_].find(pushed, wide) if matches(d, filt)]
+        rows.sort(key=lambda d: d["_id"])
+        for field_name, direction in reversed(sort):
+            rows.sort(key=partial(_sort_key, path=field_name), reverse=direction < 0)
+        return [{k: d.get(k) if "." not in k else _dotted(d, k) for k in ("_id", *fields)}
+                for d in rows[:limit]]
+
+    async def count(self, *, type_: str, query: Mapping[str, Any]) -> int:
+        filt: Doc = {**query, "json": {"$ne": None}} if query else {"json": {"$ne": None}}
+        if self.engine.elem_match_subdocuments or not has_subdocument_elem_match(filt):
+            return await self.db[type_].count_documents(filt)
+        return len(await self.search_rows(type_=type_, query=query, sort=[], limit=10**9))
+
+    async def fetch(self, *, type_: str, ids: list[str],
+                    fields: tuple[str, ...] = ()) -> list[tuple[StoredVersion, Doc]]:
+        """Current, not deleted versions of the given ids, in the given order."""
+        if not ids:
+            return []
+        projection = {"v": 1, "ts": 1, "m": 1, "json": 1, **dict.fromkeys(fields, 1)}
+        found = {d["_id"]: d async for d in self.db[type_].find(
+            {"_id": {"$in": ids}, "json": {"$ne": None}}, projection)}
+        return [(_version_from(found[i], type_, i), found[i]) for i in ids if i in found]
+
+    async def save_snapshot(self, *, snapshot: Doc) -> None:
+        await self.db[SEARCHES].delete_many({"created": {"$lt": now_ms() - SNAPSHOT_TTL}})
+        await self.db[SEARCHES].insert_one(snapshot)
+
+    async def load_snapshot(self, *, id_: str) -> Doc | None:
+        return await self.db[SEARCHES].find_one({"_id": id_})
 
     async def exists(self, *, type_: str, id_: str) -> bool:
         doc = await self.db[type_].find_one({"_id": id_, "json": {"$ne": None}}, {"_id": 1})

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
 from fhir_server.validation import resource_types
+from tests.conftest import SHARED
 from tests.factories import patient
 
 
@@ -25,7 +28,14 @@ async def test_metadata(client: httpx.AsyncClient) -> None:
     claim = next(r for r in rest["resource"] if r["type"] == "Claim")
     codes = {i["code"] for i in claim["interaction"]}
     assert {"read", "vread", "update", "delete", "create", "history-instance"} <= codes
-    assert {p["name"] for p in claim["searchParam"]} == {"_id", "identifier"}
+    official = json.loads((SHARED / "fhir-r4-definitions" / "search-parameters.json").read_text())
+    expected = {e["resource"]["code"] for e in official["entry"]
+                if set(e["resource"]["base"]) & {"Claim", "Resource"}
+                and e["resource"].get("expression") and e["resource"]["type"] != "special"}
+    assert {p["name"] for p in claim["searchParam"]} == expected
+    assert all(p["type"] and p["definition"] for p in claim["searchParam"])
+    assert "Claim:patient" in claim["searchInclude"]
+    assert "ClaimResponse:request" in claim["searchRevInclude"]
     # the statement itself is a valid resource the server would accept
     stored = await client.put("CapabilityStatement/server", json=cs)
     assert stored.status_code == 201, stored.text

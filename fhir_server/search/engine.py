@@ -1,0 +1,180 @@
+"""Running a search: criteria -> filter -> sorted ids -> a page, its includes, a Bundle.
+
+Paging is stable: the first page stores the ordered ids of the whole result
+(up to ``fhir_search_max_results``) as a snapshot, and later pages read
+from it (``_page``/``_offset``), so a result set seen through pages has no
+duplicates or gaps while other data changes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from fhir_server.config import Settings
+from fhir_server.errors import Invalid, Issue, NotFound
+from fhir_server.search.compartment import compartment_filter
+from fhir_server.search.compile import CompileContext, compile_criteria
+from fhir_server.search.includes import Include, parse_includes, resolve_includes
+from fhir_server.search.parse import RESULT_PARAMETERS, Criterion, parse_criterion
+from fhir_server.search.registry import lookup
+from fhir_server.storage.model import StoredVersion, now_ms
+from fhir_server.storage.repository import Repository
+from fhir_server.subsetting import parse_elements, parse_summary
+from fhir_server.validation import require_type
+
+TOTAL_MODES = frozenset({"none", "estimate", "accurate"})
+
+
+@dataclass
+class SearchRequest:
+    type_: str
+    criteria: list[Criterion]
+    count: int
+    sort: list[tuple[str, int]]
+    sort_param: str
+    total_mode: str
+    summary: str | None
+    elements: frozenset[str] | None
+    includes: list[Include]
+    revincludes: list[Include]
+    page: str | None
+    offset: int
+    lenient: bool
+    compartment: tuple[str, str] | None = None
+    passthrough: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class SearchResult:
+    matches: list[StoredVersion]
+    included: list[StoredVersion]
+    total: int | None
+    used: list[tuple[str, str]]
+    issues: list[Issue]
+    page_id: str | None
+    offset: int
+    has_next: bool
+
+
+def _one(params: list[tuple[str, str]], name: str) -> str | None:
+    found = [v for k, v in params if k == name]
+    if len(found) > 1:
+        raise Invalid(f"{name} may be given once", expression=[name])
+    return found[0] if found else None
+
+
+def _sort_spec(type_: str, raw: str | None) -> list[tuple[str, int]]:
+    out: list[tuple[str, int]] = []
+    for item in (raw or "").split(","):
+        if not item:
+            continue
+        direction = -1 if item.startswith("-") else 1
+        name = item.lstrip("-")
+        if name == "_id":
+            out.append(("_id", direction))
+        elif name == "_lastUpdated":
+            out.append(("ts", direction))
+        elif lookup(type_, name) is not None:
+            out.append((f"ix.so.{name}", direction))
+        else:
+            raise Invalid(f"Cannot sort on unknown parameter '{name[:64]}'", expression=["_sort"])
+    if not any(k == "_id" for k, _ in out):
+        out.append(("_id", 1))  # a total order, so pages never overlap
+    return out
+
+
+def _count(raw: str | None, settings: Settings) -> int:
+    if raw is None:
+        return settings.fhir_default_count
+    if not raw.isdigit():
+        raise Invalid(f"_count must be a whole number from 0 to {settings.fhir_max_count}",
+                      expression=["_count"])
+    return min(int(raw), settings.fhir_max_count)
+
+
+def parse_request(type_: str, params: list[tuple[str, str]], settings: Settings, *,
+                  lenient: bool, compartment: tuple[str, str] | None = None) -> SearchRequest:
+    require_type(type_)
+    criteria = [parse_criterion(k, v) for k, v in params if k not in RESULT_PARAMETERS]
+    total = _one(params, "_total") or "accurate"
+    if total not in TOTAL_MODES:
+        raise Invalid("_total must be none, estimate or accurate", expression=["_total"])
+    offset_raw = _one(params, "_offset") or "0"
+    if not offset_raw.isdigit():
+        raise Invalid("_offset must be a whole number", expression=["_offset"])
+    passthrough = [(k, v) for k, v in params if k in {"_summary", "_elements", "_include",
+                                                       "_revinclude", "_format", "_pretty"}
+                   or k.startswith(("_include:", "_revinclude:"))]
+    return SearchRequest(
+        type_=type_, criteria=criteria, count=_count(_one(params, "_count"), settings),
+        sort=_sort_spec(type_, _one(params, "_sort")), sort_param=_one(params, "_sort") or "",
+        total_mode=total, summary=parse_summary(_one(params, "_summary")),
+        elements=parse_elements(_one(params, "_elements")),
+        includes=parse_includes(params, "_include", type_),
+        revincludes=parse_includes(params, "_revinclude", type_),
+        page=_one(params, "_page"), offset=int(offset_raw), lenient=lenient,
+        compartment=compartment, passthrough=passthrough)
+
+
+async def _ids(repo: Repository, req: SearchRequest, ctx: CompileContext,
+               settings: Settings) -> tuple[list[str], int | None, list[tuple[str, str]]]:
+    filt = await compile_criteria(ctx, req.type_, req.criteria)
+    if req.compartment is not None:
+        comp = compartment_filter(req.compartment, req.type_)
+        filt = {"$and": [comp, filt]} if filt else comp
+    cap = settings.fhir_search_max_results
+    limit = req.count if req.summary == "count" else cap + 1
+    rows = await repo.search_rows(type_=req.type_, query=filt, sort=req.sort,
+                                  limit=0 if req.summary == "count" else limit)
+    ids = [str(r["_id"]) for r in rows][:cap]
+    total: int | None = None
+    if req.total_mode != "none" or req.summary == "count":
+        total = len(ids) if len(rows) <= cap and req.summary != "count" else await repo.count(
+            type_=req.type_, query=filt)
+    return ids, total, ctx.used
+
+
+async def run_search(*, repo: Repository, settings: Settings, req: SearchRequest) -> SearchResult:
+    ctx = CompileContext(base_url=settings.base_url, find=_finder(repo), lenient=req.lenient)
+    if req.page is not None:
+        snapshot = await repo.load_snapshot(id_=req.page)
+        if snapshot is None or snapshot.get("t") != req.type_:
+            raise NotFound("That page of search results has expired; search again",
+                           expression=["_page"])
+        ids, total, used = list(snapshot["ids"]), snapshot.get("total"), [
+            tuple(p) for p in snapshot["used"]]
+        page_id = req.page
+    else:
+        ids, total, used = await _ids(repo, req, ctx, settings)
+        page_id = None
+        if len(ids) > req.count and req.summary != "count":
+            page_id = uuid.uuid4().hex
+            await repo.save_snapshot(snapshot={"_id": page_id, "t": req.type_, "ids": ids,
+                                               "total": total, "used": [list(u) for u in used],
+                                               "created": now_ms()})
+    if req.total_mode == "none":
+        total = None
+    page_ids = [] if req.summary == "count" else ids[req.offset:req.offset + req.count]
+    fetched = await repo.fetch(type_=req.type_, ids=page_ids, fields=("ix.rf",))
+    included = await resolve_includes(repo=repo, matches=fetched, includes=req.includes,
+                                      revincludes=req.revincludes, base_type=req.type_)
+    return SearchResult(matches=[s for s, _ in fetched], included=included, total=total,
+                        used=list(used), issues=ctx.ignored, page_id=page_id, offset=req.offset,
+                        has_next=req.offset + req.count < len(ids))
+
+
+def _finder(repo: Repository):  # type: ignore[no-untyped-def]
+    async def find(type_: str, filt: dict[str, Any], limit: int) -> list[dict[str, Any]]:
+        rows = await repo.search_rows(type_=type_, query=filt, sort=[], limit=limit,
+                                      fields=("ix.rf",))
+        return [{"_id": r["_id"], "rf": (r.get("ix") or {}).get("rf", []) if isinstance(
+            r.get("ix"), dict) else r.get("ix.rf") or []} for r in rows]
+
+    return find
+
+
+def criteria_names(criteria: Sequence[Criterion]) -> list[str]:
+    return [c.raw_name for c in criteria]

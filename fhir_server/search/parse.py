@@ -1,0 +1,76 @@
+"""Parsing search query parameters: names, modifiers, chains, prefixes and escaped values."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+RESULT_PARAMETERS = frozenset({
+    "_count", "_sort", "_total", "_summary", "_elements", "_include", "_revinclude",
+    "_format", "_pretty", "_page", "_offset", "_contained", "_containedType",
+})
+PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
+_PREFIXED = re.compile(r"^(eq|ne|gt|lt|ge|le|sa|eb|ap)(?=[-+0-9.])")
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """One query parameter: ``name[:modifier][.chain]=v1,v2`` (values are OR'ed)."""
+
+    raw_name: str
+    name: str
+    modifier: str | None
+    chain: str | None  # the rest after the first '.', e.g. "name" in subject:Patient.name
+    values: tuple[str, ...]
+    has: tuple[str, ...] = field(default=())  # _has:Type:param:rest -> (Type, param, rest)
+
+
+def split_values(raw: str) -> list[str]:
+    """Split on commas not escaped with a backslash; unescape \\, \\$ \\| \\\\ afterwards."""
+    out: list[str] = []
+    current = ""
+    escaped = False
+    for ch in raw:
+        if escaped:
+            current += "\\" + ch
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch == ",":
+            out.append(current)
+            current = ""
+        else:
+            current += ch
+    if escaped:
+        current += "\\"
+    out.append(current)
+    return out
+
+
+def unescape(value: str) -> str:
+    return re.sub(r"\\([,$|\\])", r"\1", value)
+
+
+def split_unescaped(value: str, sep: str) -> list[str]:
+    """Split on a separator ('|' or '$') that is not escaped; each part unescaped."""
+    parts = re.split(rf"(?<!\\)\{sep}", value)
+    return [unescape(p) for p in parts]
+
+
+def prefix_of(value: str) -> tuple[str, str]:
+    match = _PREFIXED.match(value)
+    if match:
+        return match.group(1), value[2:]
+    return "eq", value
+
+
+def parse_criterion(name: str, raw: str) -> Criterion:
+    values = tuple(split_values(raw))
+    if name.startswith("_has:"):
+        parts = name.split(":", 3)
+        return Criterion(raw_name=name, name="_has", modifier=None, chain=None, values=values,
+                         has=tuple(parts[1:]))
+    head, dot, chain = name.partition(".")
+    base, colon, modifier = head.partition(":")
+    return Criterion(raw_name=name, name=base, modifier=modifier if colon else None,
+                     chain=chain if dot else None, values=values)

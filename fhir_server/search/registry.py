@@ -1,0 +1,135 @@
+"""The search parameter registry, generated from the official R4 definitions.
+
+``tools/gen_search_registry.py`` writes ``fhir_server/data/search_parameters.json``;
+this module loads it and compiles each parameter's FHIRPath expression once.
+fhirpathpy has no ``resolve()``: every R4 use of it is a trailing
+``.where(resolve() is Type)`` filter, which is removed from the expression and
+applied to the references found, by the type they name.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from fhirpathpy import compile as compile_fhirpath
+from fhirpathpy.models import models
+
+RESOLVE_IS = re.compile(r"\.where\(resolve\(\) is ([A-Za-z]+)\)")
+COMMON_BASES = ("Resource", "DomainResource")
+PARAMETER_TYPES = frozenset({"string", "token", "reference", "date", "number", "quantity", "uri",
+                             "composite"})
+
+
+def split_union(expression: str) -> list[str]:
+    """Split a FHIRPath expression on its top-level '|' operators."""
+    parts: list[str] = []
+    depth = 0
+    quoted = False
+    current = ""
+    for ch in expression:
+        if ch == "'":
+            quoted = not quoted
+        elif not quoted and ch == "(":
+            depth += 1
+        elif not quoted and ch == ")":
+            depth -= 1
+        if ch == "|" and depth == 0 and not quoted:
+            parts.append(current.strip())
+            current = ""
+            continue
+        current += ch
+    if current.strip():
+        parts.append(current.strip())
+    return parts
+
+
+@dataclass(frozen=True)
+class Component:
+    code: str
+    type: str
+    expression: str
+
+
+@dataclass(frozen=True)
+class PathPart:
+    """One union branch of an expression, with the reference types it keeps (if resolve())."""
+
+    expression: str
+    resolve_types: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SearchParam:
+    code: str
+    type: str
+    expression: str
+    url: str
+    description: str
+    base: str
+    target: tuple[str, ...] = ()
+    components: tuple[Component, ...] = ()
+    parts: tuple[PathPart, ...] = field(default=(), compare=False)
+
+    def evaluators(self) -> list[tuple[Callable[[Any], list[Any]], tuple[str, ...]]]:
+        return [(_compiled(p.expression), p.resolve_types) for p in self.parts]
+
+
+@cache
+def _compiled(expression: str) -> Callable[[Any], list[Any]]:
+    compiled = compile_fhirpath(expression, models["r4"])
+
+    def evaluate(resource: Any) -> list[Any]:
+        return list(compiled(resource, None))
+
+    return evaluate
+
+
+def _parts(expression: str, type_: str) -> tuple[PathPart, ...]:
+    parts: list[PathPart] = []
+    for branch in split_union(expression):
+        types = tuple(RESOLVE_IS.findall(branch))
+        text = RESOLVE_IS.sub("", branch)
+        for common in COMMON_BASES:
+            text = re.sub(rf"^(\(*){common}\.", rf"\g<1>{type_}.", text)
+        parts.append(PathPart(expression=text, resolve_types=types))
+    return tuple(parts)
+
+
+@cache
+def _raw() -> dict[str, dict[str, Any]]:
+    path = Path(__file__).resolve().parent.parent / "data" / "search_parameters.json"
+    data: dict[str, dict[str, Any]] = json.loads(path.read_text())
+    return data
+
+
+@cache
+def params_for(type_: str) -> dict[str, SearchParam]:
+    """Every search parameter of a resource type, keyed by code (common ones included)."""
+    raw = _raw()
+    out: dict[str, SearchParam] = {}
+    for base in (*COMMON_BASES, type_):
+        for code, spec in raw.get(base, {}).items():
+            if spec["type"] not in PARAMETER_TYPES:
+                continue
+            out[code] = SearchParam(
+                code=code,
+                type=spec["type"],
+                expression=spec["expression"],
+                url=spec["url"],
+                description=spec.get("description", ""),
+                base=base,
+                target=tuple(spec.get("target", ())),
+                components=tuple(Component(**c) for c in spec.get("component", ())),
+                parts=_parts(spec["expression"], type_),
+            )
+    return out
+
+
+def lookup(type_: str, code: str) -> SearchParam | None:
+    return params_for(type_).get(code)
