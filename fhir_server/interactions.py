@@ -11,13 +11,13 @@ import asyncio
 import random
 import re
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from fhir_server.config import Settings
 from fhir_server.errors import Conflict, Gone, Invalid, NotFound, PreconditionFailed
-from fhir_server.fhirjson import dumps
+from fhir_server.fhirjson import dumps, loads_stored
 from fhir_server.search.compile import CompileContext, compile_criteria
 from fhir_server.search.extract import index_resource
 from fhir_server.search.parse import RESULT_PARAMETERS, parse_criterion
@@ -145,7 +145,8 @@ async def create(*, repo: Repository, settings: Settings, type_: str, resource: 
 
 
 async def update(*, repo: Repository, settings: Settings, type_: str, id_: str,
-                 resource: dict[str, Any], if_match: int | None = None) -> Written:
+                 resource: dict[str, Any], if_match: int | None = None,
+                 method: str = "PUT") -> Written:
     """PUT [type]/[id]: a new version, or the first one (update as create)."""
     require_type(type_)
     check_id(id_)
@@ -164,8 +165,8 @@ async def update(*, repo: Repository, settings: Settings, type_: str, id_: str,
             raise PreconditionFailed(f"If-Match version {if_match} is stale: {type_}/{id_} {have}")
         previous = None if current is None else current.version
         try:
-            stored = await _store(repo=repo, settings=settings, resource=resource, type_=type_, id_=id_,
-                                  previous=previous, method="PUT")
+            stored = await _store(repo=repo, settings=settings, resource=resource, type_=type_,
+                                  id_=id_, previous=previous, method=method)
         except VersionConflict:
             if if_match is not None:
                 raise PreconditionFailed(
@@ -266,3 +267,43 @@ async def conditional_delete(*, repo: Repository, settings: Settings, type_: str
     if not ids:
         return None
     return await delete(repo=repo, type_=type_, id_=ids[0])
+
+
+async def patch(*, repo: Repository, settings: Settings, type_: str, id_: str,
+                apply: Callable[[dict[str, Any]], dict[str, Any]],
+                if_match: int | None = None) -> Written:
+    """PATCH [type]/[id]: apply a patch to the current version; store it as an update would.
+
+    The patch is applied to the version it was read from and written with that
+    version as the expected one, so a concurrent change makes it re-read and re-apply
+    (or answer 412 when the client named a version with If-Match).
+    """
+    for attempt in range(WRITE_RETRIES):
+        current = await read(repo=repo, type_=type_, id_=id_)
+        if if_match is not None and current.version != if_match:
+            raise PreconditionFailed(f"If-Match version {if_match} is stale: {type_}/{id_} is at "
+                                     f"version {current.version}")
+        patched = apply(loads_stored(current.text or "{}"))
+        try:
+            return await update(repo=repo, settings=settings, type_=type_, id_=id_,
+                                resource=patched, if_match=current.version, method="PATCH")
+        except PreconditionFailed:
+            if if_match is not None:
+                raise
+            await _backoff(attempt)
+    raise Conflict(f"{type_}/{id_} is being changed by other requests; try again")
+
+
+async def conditional_patch(*, repo: Repository, settings: Settings, type_: str,
+                            criteria: Sequence[tuple[str, str]],
+                            apply: Callable[[dict[str, Any]], dict[str, Any]],
+                            if_match: int | None = None) -> Written:
+    """PATCH [type]?criteria: patch the single match."""
+    require_type(type_)
+    ids = await find_matches(repo=repo, settings=settings, type_=type_, criteria=criteria)
+    if len(ids) > 1:
+        raise PreconditionFailed("The criteria match more than one resource; nothing was patched")
+    if not ids:
+        raise NotFound("No resource matches the criteria")
+    return await patch(repo=repo, settings=settings, type_=type_, id_=ids[0], apply=apply,
+                       if_match=if_match)

@@ -34,7 +34,7 @@ class ElementInfo:
     backbone: type[BaseModel] | None  # the class to descend into, for backbone elements
 
 
-def _inner_class(annotation: Any) -> type[BaseModel] | None:
+def inner_class(annotation: Any) -> type[BaseModel] | None:
     """The model class behind a field annotation such as Optional[List[abc.PatientContactType]]."""
     stack = [annotation]
     while stack:
@@ -56,7 +56,7 @@ def elements_of(cls: type[BaseModel]) -> dict[str, ElementInfo]:
         if alias.startswith("_"):
             continue
         extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
-        inner = _inner_class(field.annotation)
+        inner = inner_class(field.annotation)
         backbone = inner if inner is not None and issubclass(inner, BackboneElement) else None
         out[alias] = ElementInfo(
             summary=bool(extra.get("summary_element_property")),

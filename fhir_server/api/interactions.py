@@ -7,7 +7,7 @@ from starlette.responses import Response
 
 from fhir_server import interactions as svc
 from fhir_server.api import history as hist
-from fhir_server.api.negotiation import read_body
+from fhir_server.api.negotiation import JSON_TYPES, read_body
 from fhir_server.api.params import criteria, criteria_from_header
 from fhir_server.api.responses import (
     info_outcome,
@@ -17,6 +17,9 @@ from fhir_server.api.responses import (
 )
 from fhir_server.api.search import search_response
 from fhir_server.deps import RepoDep, SettingsDep
+from fhir_server.errors import Invalid, UnsupportedMediaType
+from fhir_server.fhirjson import parse_json
+from fhir_server.patch import JSON_PATCH, apply_fhirpath_patch, apply_json_patch
 from fhir_server.validation import check_id, require_type
 
 router = APIRouter()
@@ -132,3 +135,35 @@ async def conditional_delete(type_: str, request: Request, repo: RepoDep,
         return info_outcome(request, "No resource matched the criteria; nothing was deleted")
     return info_outcome(request, f"Deleted {stored.reference} (version {stored.version})",
                         headers={"ETag": stored.etag})
+
+
+async def _patcher(request: Request):  # type: ignore[no-untyped-def]
+    """The patch function a PATCH request's body describes (JSON Patch or FHIRPath Patch)."""
+    media = (request.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+    body = parse_json(await request.body())
+    if media == JSON_PATCH:
+        return lambda resource: apply_json_patch(resource, body)
+    if media in JSON_TYPES:
+        if not isinstance(body, dict):
+            raise Invalid("A FHIRPath Patch body is a Parameters resource", code="structure")
+        return lambda resource: apply_fhirpath_patch(resource, body)
+    raise UnsupportedMediaType(f"PATCH takes {JSON_PATCH} or a FHIRPath Patch "
+                               "(application/fhir+json Parameters)")
+
+
+@router.patch("/{type_}/{id_}")
+async def patch(type_: str, id_: str, request: Request, repo: RepoDep,
+                settings: SettingsDep) -> Response:
+    require_type(type_)
+    written = await svc.patch(repo=repo, settings=settings, type_=type_, id_=id_,
+                              apply=await _patcher(request), if_match=_if_match(request))
+    return write_response(request, written, settings.base_url)
+
+
+@router.patch("/{type_}")
+async def conditional_patch(type_: str, request: Request, repo: RepoDep,
+                            settings: SettingsDep) -> Response:
+    written = await svc.conditional_patch(
+        repo=repo, settings=settings, type_=type_, criteria=criteria(request),
+        apply=await _patcher(request), if_match=_if_match(request))
+    return write_response(request, written, settings.base_url)

@@ -125,15 +125,14 @@ async def _ids(repo: Repository, req: SearchRequest, ctx: CompileContext,
     if req.compartment is not None:
         comp = compartment_filter(req.compartment, req.type_)
         filt = {"$and": [comp, filt]} if filt else comp
+    if req.summary == "count":
+        return [], await repo.count(type_=req.type_, query=filt), ctx.used
     cap = settings.fhir_search_max_results
-    limit = req.count if req.summary == "count" else cap + 1
-    rows = await repo.search_rows(type_=req.type_, query=filt, sort=req.sort,
-                                  limit=0 if req.summary == "count" else limit)
+    rows = await repo.search_rows(type_=req.type_, query=filt, sort=req.sort, limit=cap + 1)
     ids = [str(r["_id"]) for r in rows][:cap]
     total: int | None = None
-    if req.total_mode != "none" or req.summary == "count":
-        total = len(ids) if len(rows) <= cap and req.summary != "count" else await repo.count(
-            type_=req.type_, query=filt)
+    if req.total_mode != "none":
+        total = len(ids) if len(rows) <= cap else await repo.count(type_=req.type_, query=filt)
     return ids, total, ctx.used
 
 
@@ -144,8 +143,8 @@ async def run_search(*, repo: Repository, settings: Settings, req: SearchRequest
         if snapshot is None or snapshot.get("t") != req.type_:
             raise NotFound("That page of search results has expired; search again",
                            expression=["_page"])
-        ids, total, used = list(snapshot["ids"]), snapshot.get("total"), [
-            tuple(p) for p in snapshot["used"]]
+        ids, total = list(snapshot["ids"]), snapshot.get("total")
+        used = [(p["n"], p["v"]) for p in snapshot["used"]]
         page_id = req.page
     else:
         ids, total, used = await _ids(repo, req, ctx, settings)
@@ -153,7 +152,8 @@ async def run_search(*, repo: Repository, settings: Settings, req: SearchRequest
         if len(ids) > req.count and req.summary != "count":
             page_id = uuid.uuid4().hex
             await repo.save_snapshot(snapshot={"_id": page_id, "t": req.type_, "ids": ids,
-                                               "total": total, "used": [list(u) for u in used],
+                                               "total": total,
+                                               "used": [{"n": n, "v": val} for n, val in used],
                                                "created": now_ms()})
     if req.total_mode == "none":
         total = None
@@ -170,8 +170,7 @@ def _finder(repo: Repository):  # type: ignore[no-untyped-def]
     async def find(type_: str, filt: dict[str, Any], limit: int) -> list[dict[str, Any]]:
         rows = await repo.search_rows(type_=type_, query=filt, sort=[], limit=limit,
                                       fields=("ix.rf",))
-        return [{"_id": r["_id"], "rf": (r.get("ix") or {}).get("rf", []) if isinstance(
-            r.get("ix"), dict) else r.get("ix.rf") or []} for r in rows]
+        return [{"_id": r["_id"], "rf": (r.get("ix") or {}).get("rf", [])} for r in rows]
 
     return find
 

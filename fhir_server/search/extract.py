@@ -42,7 +42,9 @@ REFERENCE = re.compile(r"^(?:(?P<base>.*)/)?(?P<type>[A-Z][A-Za-z]+)/(?P<id>[A-Z
                        r"(?:/_history/[^/]+)?$")
 NAME_PARTS = ("family", "given", "prefix", "suffix", "text")
 ADDRESS_PARTS = ("line", "city", "district", "state", "postalCode", "country", "text")
-MAX_STRING = 200  # folded strings are indexed up to this length
+MAX_STRING = 200
+# Searched on the server's own fields (_id, the version's instant), not on extracted values.
+SERVER_VALUES = frozenset({"_id", "_lastUpdated"})  # folded strings are indexed up to this length
 
 
 def normalize_reference(ref: str, base_url: str) -> str | None:
@@ -313,6 +315,8 @@ def index_resource(resource: Mapping[str, Any], *, base_url: str = "") -> dict[s
     c = Collector(base_url)
     rtype = str(resource.get("resourceType", ""))
     for code, param in params_for(rtype).items():
+        if code in SERVER_VALUES:
+            continue
         for keep, values in _evaluate(param, resource):
             if not values:
                 continue

@@ -28,8 +28,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import partial
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from pymongo import DESCENDING, UpdateOne
@@ -105,6 +105,21 @@ def _dotted(doc: Mapping[str, Any], path: str) -> Any:
             return None
         current = current.get(part)
     return current
+
+
+def _project(doc: Mapping[str, Any], paths: tuple[str, ...]) -> Doc:
+    """Keep only the given dotted paths of a document, nested as MongoDB projects them."""
+    out: Doc = {}
+    for path in paths:
+        value = _dotted(doc, path)
+        if value is None:
+            continue
+        target = out
+        *parents, last = path.split(".")
+        for part in parents:
+            target = target.setdefault(part, {})
+        target[last] = value
+    return out
 
 
 def _sort_key(doc: Mapping[str, Any], path: str) -> tuple[int, Any]:
@@ -207,8 +222,7 @@ class Repository:
         rows.sort(key=lambda d: d["_id"])
         for field_name, direction in reversed(sort):
             rows.sort(key=partial(_sort_key, path=field_name), reverse=direction < 0)
-        return [{k: d.get(k) if "." not in k else _dotted(d, k) for k in ("_id", *fields)}
-                for d in rows[:limit]]
+        return [_project(d, ("_id", *fields)) for d in rows[:limit]]
 
     async def count(self, *, type_: str, query: Mapping[str, Any]) -> int:
         filt: Doc = {**query, "json": {"$ne": None}} if query else {"json": {"$ne": None}}

@@ -140,5 +140,5 @@ async def test_nothing_written_on_failure(client: httpx.AsyncClient) -> None:
 async def test_unknown_route_and_method(client: httpx.AsyncClient) -> None:
     resp = await client.get("Patient/1/_history/1/extra")
     assert resp.status_code == 404 and resp.json()["resourceType"] == "OperationOutcome"
-    method = await client.patch("Patient/1", json={})
+    method = await client.post("Patient/1", json={})
     assert method.status_code == 405 and method.json()["resourceType"] == "OperationOutcome"

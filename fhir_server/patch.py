@@ -1,0 +1,256 @@
+"""PATCH bodies: JSON Patch (RFC 6902) and FHIRPath Patch (a Parameters resource).
+
+Both produce a new version of the resource, which is then validated and stored
+exactly like an update: a patch whose result is invalid changes nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import typing
+from dataclasses import dataclass
+from typing import Any
+
+import jsonpatch
+from fhirpathpy import evaluate as fhirpath_evaluate
+from fhirpathpy.models import models
+from pydantic import BaseModel
+
+from fhir_server.errors import Invalid, Unprocessable
+from fhir_server.subsetting import inner_class
+from fhir_server.validation import resource_class
+
+JSON_PATCH = "application/json-patch+json"
+OPERATION_TYPES = frozenset({"add", "insert", "delete", "replace", "move"})
+_INDEXED = re.compile(r"^([A-Za-z][A-Za-z0-9_]*)(?:\[(\d+)\])?$")
+
+
+def apply_json_patch(resource: dict[str, Any], body: Any) -> dict[str, Any]:
+    if not isinstance(body, list):
+        raise Invalid("A JSON Patch body is an array of operations", code="structure")
+    try:
+        patched = jsonpatch.apply_patch(resource, body)
+    except jsonpatch.JsonPatchTestFailed as exc:
+        raise Unprocessable(f"JSON Patch test failed: {_safe(exc)}") from None
+    except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError,
+            KeyError, IndexError) as exc:
+        raise Unprocessable(f"JSON Patch could not be applied: {_safe(exc)}") from None
+    if not isinstance(patched, dict):
+        raise Unprocessable("The JSON Patch did not produce a resource")
+    return patched
+
+
+def _safe(exc: Exception) -> str:
+    """The library's message names paths and operations; keep it short."""
+    return str(exc).split("\n", 1)[0][:160]
+
+
+# -- FHIRPath Patch ---------------------------------------------------------------------
+
+@dataclass
+class Location:
+    """Where an element lives: its container, its key there, and its list index if any."""
+
+    parent: Any
+    key: str | None
+    index: int | None
+    cls: type[BaseModel] | None
+
+    def get(self) -> Any:
+        if self.key is None:
+            return self.parent
+        value = self.parent.get(self.key)
+        return value[self.index] if self.index is not None else value
+
+
+def _split_path(path: str) -> list[str]:
+    parts: list[str] = []
+    depth = 0
+    quoted = False
+    current = ""
+    for ch in path:
+        if ch == "'":
+            quoted = not quoted
+        elif not quoted and ch == "(":
+            depth += 1
+        elif not quoted and ch == ")":
+            depth -= 1
+        if ch == "." and depth == 0 and not quoted:
+            parts.append(current)
+            current = ""
+        else:
+            current += ch
+    parts.append(current)
+    return [p.strip() for p in parts]
+
+
+def _child_class(cls: type[BaseModel] | None, name: str) -> tuple[type[BaseModel] | None, bool]:
+    """The model class of a child element and whether the element repeats."""
+    if cls is None:
+        return None, False
+    for field in cls.model_fields.values():
+        if field.alias == name:
+            is_list = "List" in str(field.annotation) or typing.get_origin(
+                field.annotation) is list
+            return inner_class(field.annotation), is_list
+    return None, False
+
+
+def _step(locs: list[Location], name: str, index: int | None) -> list[Location]:
+    out: list[Location] = []
+    for loc in locs:
+        value = loc.get()
+        if not isinstance(value, dict):
+            continue
+        key = name if name in value else next(
+            (k for k in value if k.startswith(name) and k[len(name):][:1].isupper()), None)
+        if key is None:
+            continue
+        cls, _ = _child_class(loc.cls, key)
+        child = value[key]
+        if isinstance(child, list):
+            indexes = range(len(child)) if index is None else (
+                [index] if index < len(child) else [])
+            out += [Location(value, key, i, cls) for i in indexes]
+        elif index in (None, 0):
+            out.append(Location(value, key, None, cls))
+    return out
+
+
+def resolve(resource: dict[str, Any], path: str) -> list[Location]:
+    """Locations of the elements a FHIRPath path selects (names, [n], where(), first(), last())."""
+    parts = _split_path(path)
+    rtype = resource.get("resourceType")
+    if not parts or parts[0] != rtype:
+        raise Invalid(f"Path '{path[:80]}' must start with {rtype}", expression=["path"])
+    locs = [Location(resource, None, None, resource_class(str(rtype)))]
+    for part in parts[1:]:
+        if part.startswith("where(") and part.endswith(")"):
+            criteria = part[len("where("):-1]
+            locs = [loc for loc in locs if _true(loc.get(), criteria)]
+        elif part == "first()":
+            locs = locs[:1]
+        elif part == "last()":
+            locs = locs[-1:]
+        else:
+            match = _INDEXED.match(part)
+            if not match:
+                raise Invalid(f"Path step '{part[:40]}' is not supported in FHIRPath Patch",
+                              expression=["path"], code="not-supported")
+            locs = _step(locs, match.group(1),
+                         int(match.group(2)) if match.group(2) is not None else None)
+    return locs
+
+
+def _true(value: Any, criteria: str) -> bool:
+    try:
+        return fhirpath_evaluate(value, criteria, {}, models["r4"]) == [True]
+    except Exception:
+        return False
+
+
+def _parts(operation: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for part in operation.get("part") or []:
+        name = part.get("name")
+        value_key = next((k for k in part if k.startswith("value")), None)
+        if value_key is not None:
+            out[name] = part[value_key]
+        elif "part" in part:
+            out[name] = {p.get("name"): next((p[k] for k in p if k.startswith("value")), None)
+                         for p in part["part"]}
+    return out
+
+
+def _single(locs: list[Location], path: str) -> Location:
+    if len(locs) != 1:
+        raise Unprocessable(f"Path '{path[:80]}' must select one element; it selects {len(locs)}")
+    return locs[0]
+
+
+def _apply_one(resource: dict[str, Any], op: dict[str, Any]) -> None:
+    kind, path = op.get("type"), op.get("path")
+    if kind not in OPERATION_TYPES or not isinstance(path, str):
+        raise Invalid("Each operation needs a type (add, insert, delete, replace, move) and a path",
+                      expression=["Parameters.parameter.part"])
+    locs = resolve(resource, path)
+    if kind == "delete":
+        if len(locs) > 1:
+            raise Unprocessable(f"Path '{path[:80]}' selects {len(locs)} elements to delete")
+        for loc in locs:
+            _remove(loc)
+        return
+    if kind in {"insert", "move"}:
+        items = _list_of(locs, path)
+        (_list_insert if kind == "insert" else _list_move)(items, op)
+        return
+    loc = _single(locs, path)
+    if kind == "replace":
+        _set(loc, op.get("value"))
+    elif kind == "add":
+        name = op.get("name")
+        target = loc.get()
+        if not isinstance(name, str) or not isinstance(target, dict):
+            raise Unprocessable(f"add needs a name and a path to an element ('{path[:80]}')")
+        _, repeats = _child_class(loc.cls, name)
+        if repeats:
+            target.setdefault(name, []).append(op.get("value"))
+        else:
+            target[name] = op.get("value")
+
+
+def _remove(loc: Location) -> None:
+    if loc.key is None:
+        raise Unprocessable("The resource itself cannot be deleted by a patch")
+    if loc.index is None:
+        del loc.parent[loc.key]
+    else:
+        del loc.parent[loc.key][loc.index]
+        if not loc.parent[loc.key]:
+            del loc.parent[loc.key]
+
+
+def _set(loc: Location, value: Any) -> None:
+    if loc.key is None:
+        raise Unprocessable("The resource itself cannot be replaced by a patch")
+    if loc.index is None:
+        loc.parent[loc.key] = value
+    else:
+        loc.parent[loc.key][loc.index] = value
+
+
+def _list_of(locs: list[Location], path: str) -> list[Any]:
+    """The list a path selects (all its items share one container and key)."""
+    keys = {(id(loc.parent), loc.key) for loc in locs}
+    if not locs or len(keys) != 1 or any(loc.index is None for loc in locs):
+        raise Unprocessable(f"'{path[:80]}' does not select a repeating element")
+    items: list[Any] = locs[0].parent[locs[0].key]
+    return items
+
+
+def _list_insert(items: list[Any], op: dict[str, Any]) -> None:
+    index = op.get("index")
+    if not isinstance(index, int) or not 0 <= index <= len(items):
+        raise Unprocessable(f"insert index must be between 0 and {len(items)}")
+    items.insert(index, op.get("value"))
+
+
+def _list_move(items: list[Any], op: dict[str, Any]) -> None:
+    src, dst = op.get("source"), op.get("destination")
+    if not (isinstance(src, int) and isinstance(dst, int)
+            and 0 <= src < len(items) and 0 <= dst < len(items)):
+        raise Unprocessable(f"move source and destination must be between 0 and {len(items) - 1}")
+    items.insert(dst, items.pop(src))
+
+
+def apply_fhirpath_patch(resource: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+    if body.get("resourceType") != "Parameters":
+        raise Invalid("A FHIRPath Patch body is a Parameters resource", expression=["resourceType"])
+    operations = [p for p in body.get("parameter") or [] if p.get("name") == "operation"]
+    if not operations:
+        raise Invalid("The Parameters has no operation", expression=["Parameters.parameter"])
+    patched = copy.deepcopy(resource)
+    for operation in operations:
+        _apply_one(patched, _parts(operation))
+    return patched
