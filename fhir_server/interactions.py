@@ -109,7 +109,8 @@ async def _store(*, repo: Repository, settings: Settings, resource: dict[str, An
 async def find_matches(*, repo: Repository, settings: Settings, type_: str,
                        criteria: Sequence[tuple[str, str]]) -> list[str]:
     """Ids of the resources a conditional interaction's criteria match (at most two)."""
-    parsed = [parse_criterion(k, v) for k, v in criteria if k not in RESULT_PARAMETERS]
+    parsed = [parse_criterion(k, v) for k, v in criteria
+              if k.split(":", 1)[0] not in RESULT_PARAMETERS]
     if not parsed:
         raise Invalid("A conditional interaction needs search criteria")
 

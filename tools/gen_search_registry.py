@@ -34,7 +34,11 @@ def root_of(part: str) -> str:
 
 
 def expression_for(expression: str, base: str) -> str:
-    parts = [p for p in split_union(expression) if root_of(p) in {base, *ABSTRACT_BASES}]
+    branches = split_union(expression)
+    parts = [p for p in branches if root_of(p) in {base, *ABSTRACT_BASES}]
+    if not parts and all(root_of(p)[:1].islower() for p in branches):
+        # A few definitions are written relative to their base ("name | alias").
+        parts = [f"{base}.{p}" for p in branches]
     return " | ".join(parts)
 
 

@@ -53,17 +53,16 @@ async def compile_criteria(ctx: CompileContext, type_: str,
             ctx.used.append((criterion.raw_name, ",".join(criterion.values)))
     if not clauses:
         return {}
-    merged = clauses[0] if len(clauses) == 1 else {"$and": clauses}
-    resolved: Filter = v.resolve_not_elem(merged)
-    return resolved
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
 
 
 async def _compile_one(ctx: CompileContext, type_: str, c: Criterion) -> Filter:
     if c.name == "_has":
         return await _has(ctx, type_, c)
+    if c.name in {"_id", "_lastUpdated"} and c.modifier == "missing":
+        # Every resource has an id and a last-updated instant.
+        return {"_id": {"$in": []}} if _missing_flag(c) else {}
     if c.name == "_id":
-        if c.modifier == "missing":
-            raise Invalid("_id cannot be missing", expression=["_id:missing"])
         if c.modifier not in (None, "not"):
             raise Invalid(f"Modifier ':{c.modifier}' is not supported on _id",
                           expression=[c.raw_name])
@@ -85,10 +84,14 @@ async def _compile_one(ctx: CompileContext, type_: str, c: Criterion) -> Filter:
     return _value_filter(ctx, param, c.modifier, list(c.values))
 
 
-def _missing(c: Criterion) -> Filter:
+def _missing_flag(c: Criterion) -> bool:
     if c.values not in (("true",), ("false",)):
         raise Invalid(f"{c.raw_name} takes true or false", expression=[c.raw_name])
-    if c.values == ("true",):
+    return c.values == ("true",)
+
+
+def _missing(c: Criterion) -> Filter:
+    if _missing_flag(c):
         return {"ix.has": {"$ne": c.name}}
     return {"ix.has": c.name}
 
@@ -145,10 +148,8 @@ def _composite(param: SearchParam, values: list[str]) -> Filter:
             k2 = _component_key(param.code, second.type, parts[1])
             clauses.append({"ix.cp": key(param.code, f"{k1}${k2}")})
         elif second.type == "quantity":
-            prefix, cond = v.quantity_condition(param.code, parts[1])
-            elem = {"p": param.code, "k": k1, **cond}
-            clauses.append({"ix.cr": {"$not_elem": elem}} if prefix == "ne"
-                           else {"ix.cr": {"$elemMatch": elem}})
+            _, cond = v.quantity_condition(param.code, parts[1])
+            clauses.append({"ix.cr": {"$elemMatch": {"p": param.code, "k": k1, **cond}}})
         elif second.type == "date":
             date_filter = v.date(param.code, [parts[1]])
             for_elem = date_filter["ix.dt"]["$elemMatch"] if "ix.dt" in date_filter else None

@@ -98,7 +98,8 @@ def _count(raw: str | None, settings: Settings) -> int:
 def parse_request(type_: str, params: list[tuple[str, str]], settings: Settings, *,
                   lenient: bool, compartment: tuple[str, str] | None = None) -> SearchRequest:
     require_type(type_)
-    criteria = [parse_criterion(k, v) for k, v in params if k not in RESULT_PARAMETERS]
+    criteria = [parse_criterion(k, v) for k, v in params
+                if k.split(":", 1)[0] not in RESULT_PARAMETERS]
     total = _one(params, "_total") or "accurate"
     if total not in TOTAL_MODES:
         raise Invalid("_total must be none, estimate or accurate", expression=["_total"])

@@ -185,11 +185,13 @@ def _date_ranges(value: Any) -> Iterator[tuple[Any, Any]]:
                 lo = date_range(value["start"])[0] if value.get("start") else LOWEST
                 hi = date_range(value["end"])[1] if value.get("end") else HIGHEST
                 yield lo, hi
-            for event in value.get("event") or []:  # Timing
-                yield date_range(event)
+            # Timing: only its outer limits matter (events and bounds together).
+            spans = [date_range(e) for e in value.get("event") or []]
             bounds = (value.get("repeat") or {}).get("boundsPeriod")
             if bounds:
-                yield from _date_ranges(bounds)
+                spans += list(_date_ranges(bounds))
+            if spans:
+                yield min(s[0] for s in spans), max(s[1] for s in spans)
     except FhirError:
         return
 

@@ -90,11 +90,28 @@ def _compiled(expression: str) -> Callable[[Any], list[Any]]:
     return evaluate
 
 
+_AS_INFIX = re.compile(r"^\((.+) as ([A-Za-z]+)\)$")
+_AS_CALL = re.compile(r"\.as\(([A-Za-z]+)\)")
+
+
+def as_to_of_type(expression: str) -> str:
+    """``(X as T)`` and ``X.as(T)`` -> ``X.ofType(T)``.
+
+    FHIRPath's ``as`` requires a single item and fails on a repeating element
+    (``Observation.component.value as Quantity``); ``ofType`` filters a
+    collection, which is what a search parameter means.
+    """
+    match = _AS_INFIX.match(expression.strip())
+    if match:
+        expression = f"{match.group(1)}.ofType({match.group(2)})"
+    return _AS_CALL.sub(r".ofType(\1)", expression)
+
+
 def _parts(expression: str, type_: str) -> tuple[PathPart, ...]:
     parts: list[PathPart] = []
     for branch in split_union(expression):
         types = tuple(RESOLVE_IS.findall(branch))
-        text = RESOLVE_IS.sub("", branch)
+        text = as_to_of_type(RESOLVE_IS.sub("", branch))
         for common in COMMON_BASES:
             text = re.sub(rf"^(\(*){common}\.", rf"\g<1>{type_}.", text)
         parts.append(PathPart(expression=text, resolve_types=types))

@@ -139,6 +139,8 @@ def _date_conditions(prefix: str, lo: datetime, hi: datetime, lo_f: str, hi_f: s
     eq = {lo_f: {"$gte": lo}, hi_f: {"$lte": hi}}
     if prefix == "eq":
         return eq
+    if prefix == "ne":  # a value that is there and not within the range
+        return {"$or": [{lo_f: {"$lt": lo}}, {hi_f: {"$gt": hi}}]}
     if prefix == "gt":
         return {hi_f: {"$gt": hi}}
     if prefix == "lt":
@@ -162,10 +164,6 @@ def date(param: str, values: list[str]) -> Filter:
     for raw in values:
         prefix, text = prefix_of(unescape(raw))
         lo, hi = date_range(text, param=param)
-        if prefix == "ne":
-            inner = _date_conditions("eq", lo, hi, "lo", "hi")
-            clauses.append({"ix.dt": {"$not_elem": {"p": param, **inner}}})
-            continue
         cond = _date_conditions(prefix, lo, hi, "lo", "hi")
         clauses.append(_elem_or("ix.dt", param, cond))
     return _or(clauses)
@@ -212,6 +210,8 @@ def _number_conditions(prefix: str, value: Decimal, field: str) -> Filter:
     v = float(value)
     if prefix == "eq":
         return {field: {"$gte": float(lo), "$lt": float(hi)}}
+    if prefix == "ne":
+        return {"$or": [{field: {"$lt": float(lo)}}, {field: {"$gte": float(hi)}}]}
     if prefix in {"gt", "sa"}:
         return {field: {"$gt": v}}
     if prefix in {"lt", "eb"}:
@@ -231,10 +231,6 @@ def number(param: str, values: list[str]) -> Filter:
     for raw in values:
         prefix, text = prefix_of(unescape(raw))
         value = _decimal(param, text)
-        if prefix == "ne":
-            clauses.append({"ix.nm": {"$not_elem": {"p": param,
-                                                    **_number_conditions("eq", value, "v")}}})
-            continue
         clauses.append(_elem_or("ix.nm", param, _number_conditions(prefix, value, "v")))
     return _or(clauses)
 
@@ -244,29 +240,30 @@ def quantity_condition(param: str, raw: str) -> tuple[str, Filter]:
     parts = split_unescaped(raw, "|")
     prefix, text = prefix_of(parts[0])
     value = _decimal(param, text)
-    cond = _number_conditions("eq" if prefix == "ne" else prefix, value, "v")
+    conjuncts = [_number_conditions(prefix, value, "v")]
     if len(parts) >= 3:
         system, code = parts[1], "|".join(parts[2:])
         if system:
-            cond = {**cond, "s": system}
-            if code:
-                cond["c"] = code
+            conjuncts.append({"s": system, **({"c": code} if code else {})})
         elif code:
-            cond = {**cond, "$or": [{"c": code}, {"u": code}]}
+            conjuncts.append({"$or": [{"c": code}, {"u": code}]})
     elif len(parts) == 2:
         raise Invalid(f"Quantity '{raw[:40]}' for '{param}' must be number|system|code",
                       expression=[param])
+    ors = [c for c in conjuncts if "$or" in c]
+    cond: Filter = {k: v for c in conjuncts if "$or" not in c for k, v in c.items()}
+    if len(ors) == 1:
+        cond["$or"] = ors[0]["$or"]
+    elif ors:
+        cond["$and"] = ors
     return prefix, cond
 
 
 def quantity(param: str, values: list[str]) -> Filter:
     clauses: list[Filter] = []
     for raw in values:
-        prefix, cond = quantity_condition(param, raw)
-        if prefix == "ne":
-            clauses.append({"ix.qt": {"$not_elem": {"p": param, **cond}}})
-        else:
-            clauses.append(_elem_or("ix.qt", param, cond))
+        _, cond = quantity_condition(param, raw)
+        clauses.append(_elem_or("ix.qt", param, cond))
     return _or(clauses)
 
 
@@ -281,19 +278,3 @@ def _elem_or(field: str, param: str, cond: Filter) -> Filter:
 
 def _or(clauses: list[Filter]) -> Filter:
     return clauses[0] if len(clauses) == 1 else {"$or": clauses}
-
-
-def resolve_not_elem(filt: Any) -> Any:
-    """Rewrite the internal {"f": {"$not_elem": spec}} into MongoDB's $nor form."""
-    if isinstance(filt, dict):
-        out: dict[str, Any] = {}
-        for k, v in filt.items():
-            if isinstance(v, dict) and set(v) == {"$not_elem"}:
-                nor = {"$nor": [{k: {"$elemMatch": resolve_not_elem(v["$not_elem"])}}]}
-                out.setdefault("$and", []).append(nor)
-            else:
-                out[k] = resolve_not_elem(v)
-        return out
-    if isinstance(filt, list):
-        return [resolve_not_elem(v) for v in filt]
-    return filt

@@ -169,7 +169,7 @@ async def search(client: httpx.AsyncClient, path: str, params: Any = None,
                  status: int = 200, **kw: Any) -> Resource:
     resp = await client.get(path, params=params, **kw)
     assert resp.status_code == status, f"GET {resp.request.url}: {resp.status_code} {resp.text[:800]}"
-    return dict(resp.json())
+    return dict(json.loads(resp.text, parse_float=Decimal))
 
 
 async def search_pages(client: httpx.AsyncClient, path: str, params: Any = None,

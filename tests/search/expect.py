@@ -289,6 +289,20 @@ def date_prefix_match(prefix: str, search: Range, target: Range,
     raise ValueError(prefix)
 
 
+def ambiguous(prefix: str, search: Range, target: Range) -> bool:
+    """Targets where readings of ge/le differ (a target straddling one bound and ending inside).
+
+    Tests choose their values so that no target is in this position.
+    """
+    low, high = search
+    tlow, thigh = target
+    if prefix == "ge":
+        return tlow < low < thigh <= high
+    if prefix == "le":
+        return low <= tlow < high < thigh
+    return False
+
+
 def split_prefix(value: str) -> tuple[str, str]:
     if len(value) > 2 and value[:2] in ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap"):
         return value[:2], value[2:]
@@ -303,12 +317,14 @@ def date_search(values: Iterable[Any], query: str, assumed_tz: timezone = UTC, *
     prefix, text = split_prefix(query)
     search = date_range(text, assumed_tz)
     ranges = [r for r in (value_range(v, assumed_tz) for v in values) if r is not None]
+    for r in ranges:
+        assert not ambiguous(prefix, search, r), f"test premise: {query} is ambiguous for {r}"
     if prefix == "ne":
         return bool(ranges) and not any(date_prefix_match("eq", search, r) for r in ranges)
     return any(date_prefix_match(prefix, search, r, **kw) for r in ranges)
 
 
-TZS = [timezone(timedelta(hours=h)) for h in (-12, -5, 0, 5, 14)]
+TZS = [timezone(timedelta(hours=h)) for h in (-6, 0, 6)]
 
 
 def tz_robust(compute: Callable[[timezone], set[str]]) -> set[str]:

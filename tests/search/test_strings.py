@@ -17,18 +17,26 @@ def addresses(p: dict) -> list[str]:
     return [part for a in p.get("address", []) for part in address_parts(a)]
 
 
-ACCENTED = {"Patient": {
-    "mueller-1": {"resourceType": "Patient", "id": "mueller-1", "name": [{"family": "Müller", "given": ["Jürgen"]}]},
-    "mueller-2": {"resourceType": "Patient", "id": "mueller-2", "name": [{"family": "MÜLLER-Lüdenscheidt"}]},
-    "mueller-3": {"resourceType": "Patient", "id": "mueller-3", "name": [{"family": "Mueller", "given": ["Hans"]}]},
-    "muller-4": {"resourceType": "Patient", "id": "muller-4", "name": [{"family": "muller", "given": ["Zoë"]}]},
-    "gomez": {"resourceType": "Patient", "id": "gomez", "name": [{"family": "Gómez", "given": ["José", "Ángel"]}],
-              "address": [{"line": ["Calle Mayor 1"], "city": "Málaga", "country": "España"}]},
-    "gomezz": {"resourceType": "Patient", "id": "gomezz", "name": [{"family": "Gomezz"}],
-               "address": [{"city": "Malaga Beach"}]},
-    "text-only": {"resourceType": "Patient", "id": "text-only", "name": [{"text": "Ångström Erik"}]},
-    "noname": {"resourceType": "Patient", "id": "noname"},
-}}
+def _pat(id_: str, *names: dict, address: list | None = None) -> dict:
+    res: dict = {"resourceType": "Patient", "id": id_}
+    if names:
+        res["name"] = list(names)
+    if address:
+        res["address"] = address
+    return res
+
+
+ACCENTED = {"Patient": {p["id"]: p for p in [
+    _pat("mueller-1", {"family": "Müller", "given": ["Jürgen"]}),
+    _pat("mueller-2", {"family": "MÜLLER-Lüdenscheidt"}),
+    _pat("mueller-3", {"family": "Mueller", "given": ["Hans"]}),
+    _pat("muller-4", {"family": "muller", "given": ["Zoë"]}),
+    _pat("gomez", {"family": "Gómez", "given": ["José", "Ángel"]},
+         address=[{"line": ["Calle Mayor 1"], "city": "Málaga", "country": "España"}]),
+    _pat("gomezz", {"family": "Gomezz"}, address=[{"city": "Malaga Beach"}]),
+    _pat("text-only", {"text": "Ångström Erik"}),
+    _pat("noname"),
+]}}
 
 
 async def test_default_is_case_and_accent_insensitive_prefix(client: httpx.AsyncClient) -> None:
@@ -108,7 +116,7 @@ async def test_synthea_names_and_addresses(syn: Loaded) -> None:
 async def test_string_or_and(syn: Loaded) -> None:
     pats = syn.data["Patient"]
     expected = select(pats, lambda p: any_string(names(p), "schm") or any_string(names(p), "jast"))
-    assert len(expected) >= 3
+    assert len(expected) == 2
     assert await search_ids(syn.client, "Patient", {"name": "schm,jast"}) == expected
     expected = select(pats, lambda p: any_string(get(p, "address.city"), "emporia")
                       and any_string(get(p, "name.given"), "elisa"))

@@ -214,3 +214,18 @@ async def test_post_search_combines_query_and_body(syn: Loaded) -> None:
                                  data={"subject": subject, "_count": "1000"})
     assert resp.status_code == 200, resp.text
     assert set(entry_ids(resp.json())) == expected
+
+
+async def test_component_value_concept_with_several_components(ex: Loaded) -> None:
+    """(Observation.component.value as CodeableConcept) over every component, not only a single one."""
+    obs = ex.data["Observation"]
+
+    def comp_tokens(o: dict) -> list:
+        return [t for cc in get(o, "component.valueCodeableConcept") for t in tokens(cc, "CodeableConcept")]
+
+    queries = sorted({f"{s}|{c}" for o in obs.values() for s, c in comp_tokens(o) if s and c})[:12]
+    assert len(queries) >= 6
+    for query in queries:
+        expected = select(obs, lambda o, q=query: token_match(comp_tokens(o), q))
+        got = await search_ids(ex.client, "Observation", {"component-value-concept": query})
+        assert got == expected, query
