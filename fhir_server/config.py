@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     )
     fhir_default_count: int = Field(default=20, ge=1, description="Page size when _count is absent.")
     fhir_max_count: int = Field(default=1000, ge=1, description="Largest _count a client may ask for.")
+    fhir_bundle_max_entries: int = Field(
+        default=10_000, ge=1, description="Most entries a transaction or batch Bundle may have.")
     fhir_search_max_results: int = Field(
         default=10_000, ge=1, description="Most matches one search keeps for paging.")
     fhir_log_level: str = Field(default="INFO", description="Log level (DEBUG, INFO, WARNING, ...).")

@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI, Request
 from starlette.responses import Response
 
-from fhir_server.api import capability, interactions
+from fhir_server.api import batch, capability, interactions
 from fhir_server.api.negotiation import check_accept, json_response
 from fhir_server.config import Settings, get_settings
 from fhir_server.errors import install_handlers
@@ -86,5 +86,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     fhir_deps = [Depends(check_accept)]
     app.include_router(capability.router, prefix="/fhir", dependencies=fhir_deps)
+    app.include_router(batch.router, prefix="/fhir", dependencies=fhir_deps)
     app.include_router(interactions.router, prefix="/fhir", dependencies=fhir_deps)
     return app

@@ -39,6 +39,7 @@ from pymongo.errors import DuplicateKeyError
 from fhir_server.storage.engine import EngineInfo
 from fhir_server.storage.matcher import has_subdocument_elem_match, matches, pushable_part
 from fhir_server.storage.model import StoredVersion, now_ms
+from fhir_server.storage.transactions import PlannedWrite, TransactionLog
 
 log = logging.getLogger("fhir_server.storage")
 
@@ -138,6 +139,7 @@ class Repository:
     def __init__(self, *, db: AsyncDatabase[Doc], engine: EngineInfo) -> None:
         self.db = db
         self.engine = engine
+        self.transactions = TransactionLog(db)
         self._indexed: set[str] = set()
 
     # -- indexes and recovery -------------------------------------------------
@@ -149,6 +151,7 @@ class Repository:
         await hist.create_index([("t", 1), ("ts", DESCENDING), ("_id", DESCENDING)],
                                 name="type_history")
         await hist.create_index([("st", 1)], name="pending", sparse=True)
+        await hist.create_index([("tx", 1)], name="transaction", sparse=True)
 
     async def ensure_type_indexes(self, type_: str) -> None:
         """The search indexes of a type's collection (one per kind of search value).
@@ -170,9 +173,12 @@ class Repository:
                 await self.ensure_type_indexes(name)
 
     async def recover(self) -> tuple[int, int]:
-        """Settle versions left pending by a crash: (rolled forward, rolled back)."""
-        forward = back = 0
-        async for doc in self.db[HISTORY].find({"st": PENDING}):
+        """Settle writes left pending by a crash: (rolled forward, rolled back).
+
+        Transactions first (their versions carry ``tx``), then single writes.
+        """
+        forward, back = await self.transactions.recover()
+        async for doc in self.db[HISTORY].find({"st": PENDING, "tx": {"$exists": False}}):
             cur = await self.db[doc["t"]].find_one({"_id": doc["i"]}, {"v": 1})
             if cur is not None and int(cur["v"]) >= int(doc["v"]):
                 await self._settle(doc["t"], doc["i"], int(doc["v"]), doc["ts"])
@@ -186,15 +192,26 @@ class Repository:
 
     # -- reads ----------------------------------------------------------------
 
+    async def _visible(self, doc: Doc | None) -> Doc | None:
+        """What readers see of a current document that a transaction may have staged."""
+        if doc is None or "tx" not in doc:
+            return doc
+        if await self.transactions.state(doc["tx"]) == "committed":
+            return {"_id": doc["_id"], **doc["nx"]}
+        return None if doc.get("ghost") else doc
+
     async def current(self, *, type_: str, id_: str) -> StoredVersion | None:
-        doc = await self.db[type_].find_one({"_id": id_}, {"ix": 0})
+        doc = await self._visible(await self.db[type_].find_one({"_id": id_}, {"ix": 0}))
         return None if doc is None else _version_from(doc, type_, id_)
 
     async def version(self, *, type_: str, id_: str, version: int) -> StoredVersion | None:
         doc = await self.db[HISTORY].find_one({"_id": history_key(type_, id_, version)})
         if doc is None:
             return None
-        if doc.get("st") == PENDING:
+        if doc.get("st") == PENDING and "tx" in doc:
+            if await self.transactions.state(doc["tx"]) != "committed":
+                return None
+        elif doc.get("st") == PENDING:
             cur = await self.db[type_].find_one({"_id": id_}, {"v": 1})
             if cur is None or int(cur["v"]) < version:
                 return None
@@ -338,10 +355,13 @@ class Repository:
                 try:
                     await self.db[type_].insert_one(current)
                 except DuplicateKeyError:
+                    await self._settle_stale_transaction(type_, id_)
                     raise VersionConflict(key) from None
             else:
-                res = await self.db[type_].replace_one({"_id": id_, "v": previous}, current)
+                res = await self.db[type_].replace_one(
+                    {"_id": id_, "v": previous, "tx": {"$exists": False}}, current)
                 if res.matched_count != 1:
+                    await self._settle_stale_transaction(type_, id_)
                     raise VersionConflict(key)
         except BaseException:
             await self.db[HISTORY].delete_one({"_id": key, "st": PENDING})
@@ -367,8 +387,20 @@ class Repository:
         else:
             await self.db[HISTORY].delete_one({"_id": key, "st": PENDING})
 
+    async def _settle_stale_transaction(self, type_: str, id_: str) -> None:
+        doc = await self.db[type_].find_one({"_id": id_}, {"tx": 1})
+        if doc is not None and "tx" in doc:
+            await self.transactions.settle_if_stale(doc["tx"])
+
+    async def commit_transaction(self, writes: list[PlannedWrite], *, ts: datetime
+                                 ) -> list[StoredVersion]:
+        for w in writes:
+            await self.ensure_type_indexes(w.type_)
+        return await self.transactions.commit(writes, ts=ts)
+
     async def peek(self, *, type_: str, id_: str) -> Current | None:
-        doc = await self.db[type_].find_one({"_id": id_}, {"v": 1, "json": 1})
+        doc = await self._visible(await self.db[type_].find_one(
+            {"_id": id_}, {"v": 1, "json": 1, "tx": 1, "nx.v": 1, "nx.json": 1, "ghost": 1}))
         if doc is None:
             return None
         return Current(version=int(doc["v"]), deleted=doc.get("json") is None)

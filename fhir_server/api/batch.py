@@ -1,0 +1,60 @@
+"""``POST [base]``: transaction and batch Bundles."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from fhir_server import bundles
+from fhir_server import interactions as svc
+from fhir_server.api.bundles import searchset_bundle
+from fhir_server.api.negotiation import json_response, pretty, read_body
+from fhir_server.config import Settings
+from fhir_server.deps import RepoDep, SettingsDep
+from fhir_server.errors import FhirError
+from fhir_server.fhirjson import loads_stored
+from fhir_server.search.engine import parse_request, run_search
+from fhir_server.storage.repository import Repository
+
+router = APIRouter()
+
+
+def _get_answerer(repo: Repository, settings: Settings):  # type: ignore[no-untyped-def]
+    """Answers GET entries: read, vread or a type search."""
+
+    async def answer(e: bundles.Entry) -> None:
+        try:
+            if e.id_ is None:
+                req = parse_request(e.type_, e.query, settings, lenient=False)
+                result = await run_search(repo=repo, settings=settings, req=req)
+                resource: Any = searchset_bundle(base_url=settings.base_url,
+                                                 matches=result.matches,
+                                                 included=result.included, total=result.total,
+                                                 links={})
+            else:
+                parts = e.url.split("?")[0].strip("/").split("/")
+                stored = (await svc.vread(repo=repo, type_=e.type_, id_=e.id_, version=parts[3])
+                          if len(parts) == 4 and parts[2] == "_history"
+                          else await svc.read(repo=repo, type_=e.type_, id_=e.id_))
+                resource = loads_stored(stored.text or "{}")
+                e.response = {"etag": stored.etag}
+            e.response = {"status": "200 OK", **e.response, "resource": resource}
+        except FhirError as error:
+            e.response = {"status": str(error.status), "outcome": error.outcome()}
+
+    return answer
+
+
+@router.post("")
+@router.post("/")
+async def transaction_or_batch(request: Request, repo: RepoDep,
+                               settings: SettingsDep) -> Response:
+    bundle = await read_body(request)
+    entries = bundles.parse_entries(bundle, settings)
+    run = bundles.run_transaction if bundle["type"] == "transaction" else bundles.run_batch
+    await run(repo=repo, settings=settings, entries=entries,
+              answer_get=_get_answerer(repo, settings))
+    return json_response(bundles.response_bundle(bundle["type"], entries),
+                         pretty_print=pretty(request))

@@ -1,0 +1,357 @@
+"""Transaction and batch Bundles (``POST [base]``), following the R4 HTTP page.
+
+A transaction resolves its ``urn:uuid:``/``urn:oid:`` fullUrls and conditional
+references, rewrites every reference to them, validates and plans every write,
+and commits them all or nothing (``storage/transactions.py``); GET entries are
+answered afterwards, so they see the transaction's state. A batch runs each entry
+on its own through the ordinary interactions.
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from fhir_server import interactions as svc
+from fhir_server.config import Settings
+from fhir_server.errors import (
+    Conflict,
+    FhirError,
+    Invalid,
+    NotFound,
+    PayloadTooLarge,
+    PreconditionFailed,
+)
+from fhir_server.search.extract import index_resource
+from fhir_server.storage.model import StoredVersion, instant, now_ms
+from fhir_server.storage.repository import Repository
+from fhir_server.storage.transactions import PlannedWrite, TransactionConflict
+from fhir_server.validation import check_id, require_type, validate_resource
+
+ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
+LOCAL_PREFIXES = ("urn:uuid:", "urn:oid:")
+
+
+@dataclass
+class Entry:
+    index: int
+    method: str
+    url: str
+    type_: str
+    id_: str | None
+    query: list[tuple[str, str]]
+    resource: dict[str, Any] | None
+    request: dict[str, Any]
+    full_url: str | None
+    response: dict[str, Any] = field(default_factory=dict)
+    stored: StoredVersion | None = None
+
+
+def _where(index: int) -> str:
+    return f"Bundle.entry[{index}]"
+
+
+def _fail(error: FhirError, index: int) -> FhirError:
+    """The same error, naming the entry."""
+    error.diagnostics = f"{_where(index)}: {error.diagnostics}"
+    error.expression = [_where(index), *error.expression]
+    return error
+
+
+def parse_entries(bundle: dict[str, Any], settings: Settings) -> list[Entry]:
+    if bundle.get("resourceType") != "Bundle":
+        raise Invalid("POST [base] takes a Bundle", expression=["resourceType"])
+    if bundle.get("type") not in ("transaction", "batch"):
+        raise Invalid("Bundle.type must be transaction or batch", expression=["Bundle.type"])
+    raw = bundle.get("entry") or []
+    if not isinstance(raw, list):
+        raise Invalid("Bundle.entry must be an array", expression=["Bundle.entry"])
+    if len(raw) > settings.fhir_bundle_max_entries:
+        raise PayloadTooLarge(f"The Bundle has {len(raw)} entries; this server takes at most "
+                              f"{settings.fhir_bundle_max_entries}", expression=["Bundle.entry"])
+    return [_entry(i, e) for i, e in enumerate(raw)]
+
+
+def _entry(i: int, raw: Any) -> Entry:
+    request = raw.get("request") if isinstance(raw, dict) else None
+    if not isinstance(request, dict) or not request.get("method") or not request.get("url"):
+        raise Invalid(f"{_where(i)} needs request.method and request.url",
+                      expression=[f"{_where(i)}.request"])
+    method = str(request["method"]).upper()
+    if method not in ORDER:
+        raise Invalid(f"{_where(i)}: method {method[:10]} is not supported",
+                      expression=[f"{_where(i)}.request.method"])
+    parts = urlsplit(str(request["url"]))
+    path = parts.path.strip("/")
+    segments = path.split("/") if path else []
+    type_ = segments[0] if segments else ""
+    resource = raw.get("resource")
+    if resource is not None and not isinstance(resource, dict):
+        raise Invalid(f"{_where(i)}.resource must be an object",
+                      expression=[f"{_where(i)}.resource"])
+    return Entry(index=i, method=method, url=str(request["url"]), type_=type_,
+                 id_=segments[1] if len(segments) > 1 else None,
+                 query=parse_qsl(parts.query, keep_blank_values=True), resource=resource,
+                 request=request, full_url=raw.get("fullUrl"))
+
+
+def _rewrite(value: Any, mapping: dict[str, str]) -> Any:
+    """Replace references to local fullUrls everywhere (extensions and nested elements too)."""
+    if isinstance(value, dict):
+        out = {k: _rewrite(v, mapping) for k, v in value.items()}
+        ref = out.get("reference")
+        if isinstance(ref, str) and ref in mapping:
+            out["reference"] = mapping[ref]
+        return out
+    if isinstance(value, list):
+        return [_rewrite(v, mapping) for v in value]
+    if isinstance(value, str) and value in mapping and value.startswith(LOCAL_PREFIXES):
+        return mapping[value]  # canonical/uri elements holding a local fullUrl
+    return value
+
+
+def _conditional_refs(value: Any, found: set[str]) -> None:
+    if isinstance(value, dict):
+        ref = value.get("reference")
+        if isinstance(ref, str) and "?" in ref and not ref.startswith(("http:", "https:")):
+            found.add(ref)
+        for v in value.values():
+            _conditional_refs(v, found)
+    elif isinstance(value, list):
+        for v in value:
+            _conditional_refs(v, found)
+
+
+async def _resolve_conditional(repo: Repository, settings: Settings, ref: str) -> str:
+    type_, _, query = ref.partition("?")
+    require_type(type_)
+    ids = await svc.find_matches(repo=repo, settings=settings, type_=type_,
+                                 criteria=parse_qsl(query, keep_blank_values=True))
+    if len(ids) != 1:
+        raise PreconditionFailed(f"Conditional reference {type_}?... matches {len(ids)} "
+                                 "resources; it must match exactly one")
+    return f"{type_}/{ids[0]}"
+
+
+Handler = Callable[[Entry], Awaitable[None]]
+
+
+@dataclass
+class Plan:
+    """What a transaction will write, entry by entry."""
+
+    writes: list[PlannedWrite] = field(default_factory=list)
+    entry_of_write: list[int] = field(default_factory=list)
+    targets: set[str] = field(default_factory=set)
+
+
+def _status(code: int) -> str:
+    return {200: "200 OK", 201: "201 Created", 204: "204 No Content"}.get(code, str(code))
+
+
+async def _identify(repo: Repository, settings: Settings, e: Entry) -> None:
+    """Give every write entry its target id (assigned, from the URL, or by its criteria)."""
+    require_type(e.type_)
+    if e.method == "POST":
+        criteria = e.request.get("ifNoneExist")
+        if criteria:
+            ids = await svc.find_matches(repo=repo, settings=settings, type_=e.type_,
+                                         criteria=parse_qsl(str(criteria).split("?")[-1]))
+            if len(ids) > 1:
+                raise PreconditionFailed("ifNoneExist matches more than one resource")
+            if ids:
+                e.id_ = ids[0]
+                e.response = {"status": "200 OK", "existing": True}
+                return
+        e.id_ = str(uuid.uuid4())
+    elif e.id_ is None and e.method in ("PUT", "PATCH", "DELETE"):
+        if not e.query:
+            raise Invalid(f"{e.method} needs Type/id or Type?criteria in request.url")
+        ids = await svc.find_matches(repo=repo, settings=settings, type_=e.type_,
+                                     criteria=e.query)
+        if len(ids) > 1:
+            raise PreconditionFailed("The criteria match more than one resource")
+        if ids:
+            e.id_ = ids[0]
+        elif e.method == "PUT":
+            body_id = (e.resource or {}).get("id")
+            e.id_ = str(body_id) if body_id else str(uuid.uuid4())
+        elif e.method == "PATCH":
+            raise NotFound("No resource matches the criteria")
+    if e.id_ is not None:
+        check_id(e.id_)
+
+
+async def _plan_one(repo: Repository, settings: Settings, e: Entry, plan: Plan,
+                    ts: Any) -> None:
+    if e.method in ("GET", "HEAD") or e.response.get("existing"):
+        return
+    assert e.id_ is not None
+    target = f"{e.type_}/{e.id_}"
+    if target in plan.targets:
+        raise Invalid(f"{target} is written by more than one entry of the transaction")
+    plan.targets.add(target)
+    current = await repo.peek(type_=e.type_, id_=e.id_)
+    if_match = e.request.get("ifMatch")
+    if if_match and (current is None or current.version != svc.parse_etag(str(if_match))):
+        raise PreconditionFailed(f"ifMatch {str(if_match)[:20]} is stale for {target}")
+    if e.request.get("ifNoneMatch") == "*" and current is not None and not current.deleted:
+        raise PreconditionFailed(f"{target} exists (ifNoneMatch *)")
+    previous = None if current is None else current.version
+    if e.method == "DELETE":
+        if current is None or current.deleted:
+            e.response = {"status": "204 No Content", "nothing": True}
+            return
+        write = PlannedWrite(e.type_, e.id_, previous, None, None, "DELETE")
+    else:
+        resource = await _new_content(repo, e, current is not None and not current.deleted)
+        validate_resource(resource, expected_type=e.type_)
+        text = svc.stamp(resource, id_=e.id_, version=(previous or 0) + 1, ts=ts)
+        write = PlannedWrite(e.type_, e.id_, previous, text,
+                             index_resource({**resource, "id": e.id_}, base_url=settings.base_url),
+                             e.method)
+        e.response = {"status": "201 Created" if current is None or current.deleted
+                      else "200 OK"}
+    plan.writes.append(write)
+    plan.entry_of_write.append(e.index)
+
+
+async def _new_content(repo: Repository, e: Entry, exists: bool) -> dict[str, Any]:
+    if e.method == "PATCH":
+        from fhir_server.fhirjson import loads_stored
+        from fhir_server.patch import apply_fhirpath_patch
+
+        if not exists or e.resource is None:
+            raise NotFound(f"{e.type_}/{e.id_} is not there to patch")
+        stored = await repo.current(type_=e.type_, id_=e.id_ or "")
+        return apply_fhirpath_patch(loads_stored(stored.text or "{}") if stored else {},
+                                    e.resource)
+    if e.resource is None:
+        raise Invalid(f"{e.method} needs a resource")
+    resource = dict(e.resource)
+    if e.method == "PUT" and resource.get("id") not in (None, e.id_):
+        raise Invalid(f"The resource id does not match {e.type_}/{e.id_}")
+    resource["id"] = e.id_
+    return resource
+
+
+async def run_transaction(*, repo: Repository, settings: Settings, entries: list[Entry],
+                          answer_get: Handler) -> None:
+    mapping: dict[str, str] = {}
+    for e in entries:
+        try:
+            if e.method not in ("GET", "HEAD"):
+                await _identify(repo, settings, e)
+        except FhirError as error:
+            raise _fail(error, e.index) from None
+        if e.full_url and e.id_ and e.method in ("POST", "PUT"):
+            mapping[e.full_url] = f"{e.type_}/{e.id_}"
+    found: set[str] = set()
+    for e in entries:
+        _conditional_refs(e.resource, found)
+    for ref in sorted(found - set(mapping)):
+        mapping[ref] = await _resolve_conditional(repo, settings, ref)
+    for e in entries:
+        if e.resource is not None:
+            e.resource = _rewrite(copy.deepcopy(e.resource), mapping)
+    plan, ts = Plan(), now_ms()
+    for e in sorted(entries, key=lambda x: ORDER[x.method]):
+        try:
+            await _plan_one(repo, settings, e, plan, ts)
+        except FhirError as error:
+            raise _fail(error, e.index) from None
+    try:
+        stored = await repo.commit_transaction(plan.writes, ts=ts)
+    except TransactionConflict as conflict:
+        index = plan.entry_of_write[conflict.index]
+        raise _fail(Conflict("Another request changed this resource; nothing of the "
+                             "transaction was written"), index) from None
+    by_index = dict(zip(plan.entry_of_write, stored, strict=True))
+    for e in entries:
+        _finish_write(e, by_index.get(e.index))
+    for e in sorted(entries, key=lambda x: ORDER[x.method]):
+        if e.method in ("GET", "HEAD"):
+            await answer_get(e)
+    for e in entries:
+        if e.response.pop("existing", None):
+            cur = await repo.current(type_=e.type_, id_=e.id_ or "")
+            if cur is not None:
+                _finish_write(e, cur)
+
+
+def _finish_write(e: Entry, stored: StoredVersion | None) -> None:
+    e.response.pop("nothing", None)
+    if stored is None:
+        return
+    e.response.update({"location": f"{stored.reference}/_history/{stored.version}",
+                       "etag": stored.etag, "lastModified": instant(stored.last_updated)})
+    if stored.deleted:
+        e.response["status"] = "204 No Content"
+
+
+async def run_batch(*, repo: Repository, settings: Settings, entries: list[Entry],
+                    answer_get: Handler) -> None:
+    for e in sorted(entries, key=lambda x: ORDER[x.method]):
+        try:
+            if e.method in ("GET", "HEAD"):
+                await answer_get(e)
+            else:
+                await _batch_write(repo, settings, e)
+        except FhirError as error:
+            e.response = {"status": str(error.status), "outcome": error.outcome()}
+
+
+async def _batch_write(repo: Repository, settings: Settings, e: Entry) -> None:
+    if_match = e.request.get("ifMatch")
+    version = None if not if_match else svc.parse_etag(str(if_match))
+    if e.method == "DELETE":
+        if e.id_ is None:
+            stored = await svc.conditional_delete(repo=repo, settings=settings, type_=e.type_,
+                                                  criteria=e.query)
+        else:
+            stored = await svc.delete(repo=repo, type_=e.type_, id_=e.id_, if_match=version)
+        e.response = {"status": "204 No Content"}
+        _finish_write(e, stored)
+        return
+    resource = e.resource
+    if e.method == "POST":
+        criteria = e.request.get("ifNoneExist")
+        written = await svc.create(
+            repo=repo, settings=settings, type_=e.type_, resource=_required(resource),
+            if_none_exist=None if not criteria else parse_qsl(str(criteria).split("?")[-1]))
+    elif e.method == "PUT" and e.id_ is not None:
+        written = await svc.update(repo=repo, settings=settings, type_=e.type_, id_=e.id_,
+                                   resource=_required(resource), if_match=version)
+    elif e.method == "PUT":
+        written = await svc.conditional_update(repo=repo, settings=settings, type_=e.type_,
+                                               criteria=e.query, resource=_required(resource),
+                                               if_match=version)
+    else:
+        from fhir_server.patch import apply_fhirpath_patch
+
+        body = _required(resource)
+        written = await svc.patch(repo=repo, settings=settings, type_=e.type_, id_=e.id_ or "",
+                                  apply=lambda r: apply_fhirpath_patch(r, body),
+                                  if_match=version)
+    e.response = {"status": _status(201 if written.created else 200)}
+    _finish_write(e, written.stored)
+
+
+def _required(resource: dict[str, Any] | None) -> dict[str, Any]:
+    if resource is None:
+        raise Invalid("The entry needs a resource")
+    return resource
+
+
+def response_bundle(bundle_type: str, entries: list[Entry]) -> dict[str, Any]:
+    return {
+        "resourceType": "Bundle",
+        "id": str(uuid.uuid4()),
+        "type": f"{bundle_type}-response",
+        "entry": [{"response": e.response} if "resource" not in e.response else {
+            "resource": e.response.pop("resource"), "response": e.response} for e in entries],
+    }

@@ -1,0 +1,173 @@
+"""Multi-resource transactions that are all-or-nothing on any engine, also across a crash.
+
+Protocol (no multi-document transactions needed):
+
+1. A transaction record ``{_id: tx, state: "pending", keys}`` is inserted in ``transactions``.
+2. Every write is *staged*: its history version is inserted marked pending (``st: "p"``,
+   ``tx``), and the current document gets the next version beside the current one
+   (``tx``, ``nx``), guarded by an optimistic check on its version and on the absence
+   of another transaction's mark. A new resource is staged as a ghost document
+   (``ghost: true``) that reads as absent. Nothing staged is visible: readers serve
+   ``nx`` only when the transaction record says ``committed``.
+3. The commit point is one atomic update of the record to ``committed``.
+4. Finalising moves ``nx`` into place, settles the history versions and deletes the
+   record.
+
+A failure before the commit point unstages everything (roll back). After a crash,
+``recover()`` at start-up rolls every ``pending`` record back and every ``committed``
+one forward; a record older than ``STALE_SECONDS`` that blocks a writer is settled
+the same way on the spot (its process died).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pymongo import UpdateOne
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from fhir_server.storage.model import StoredVersion, now_ms
+
+log = logging.getLogger("fhir_server.storage")
+
+TRANSACTIONS = "transactions"
+HISTORY = "history"
+PENDING = "p"
+STALE_SECONDS = 30
+Doc = dict[str, Any]
+
+
+class TransactionConflict(Exception):
+    """A staged write found another version or another transaction's mark."""
+
+    def __init__(self, index: int, key: str) -> None:
+        super().__init__(key)
+        self.index = index
+        self.key = key
+
+
+@dataclass(frozen=True)
+class PlannedWrite:
+    type_: str
+    id_: str
+    previous: int | None  # None: the resource does not exist yet
+    text: str | None  # None: a deletion
+    index: Mapping[str, Any] | None
+    method: str
+
+
+def _key(type_: str, id_: str, version: int) -> str:
+    return f"{type_}/{id_}/{version}"
+
+
+class TransactionLog:
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        self.db = db
+
+    async def state(self, tx: str) -> str | None:
+        doc = await self.db[TRANSACTIONS].find_one({"_id": tx}, {"state": 1})
+        return None if doc is None else str(doc["state"])
+
+    async def commit(self, writes: list[PlannedWrite], *, ts: datetime | None = None
+                     ) -> list[StoredVersion]:
+        """Write all or nothing; raise TransactionConflict (nothing written) on a conflict."""
+        tx = uuid.uuid4().hex
+        ts = ts or now_ms()
+        keys = [_key(w.type_, w.id_, (w.previous or 0) + 1) for w in writes]
+        await self.db[TRANSACTIONS].insert_one({"_id": tx, "state": "pending", "keys": keys,
+                                                "created": ts})
+        try:
+            for i, w in enumerate(writes):
+                await self._stage(tx, i, w, ts)
+        except BaseException:
+            await self.roll_back(tx)
+            raise
+        await self.db[TRANSACTIONS].update_one({"_id": tx, "state": "pending"},
+                                               {"$set": {"state": "committed"}})
+        await self.finalise(tx)
+        return [StoredVersion(type_=w.type_, id_=w.id_, version=(w.previous or 0) + 1,
+                              last_updated=ts, text=w.text, method=w.method) for w in writes]
+
+    async def _stage(self, tx: str, i: int, w: PlannedWrite, ts: datetime) -> None:
+        version = (w.previous or 0) + 1
+        key = _key(w.type_, w.id_, version)
+        try:
+            await self.db[HISTORY].insert_one({
+                "_id": key, "t": w.type_, "i": w.id_, "v": version, "ts": ts, "m": w.method,
+                "json": w.text, "st": PENDING, "tx": tx})
+        except DuplicateKeyError:
+            raise TransactionConflict(i, key) from None
+        nxt = {"v": version, "ts": ts, "m": w.method, "json": w.text, "ix": dict(w.index or {})}
+        coll = self.db[w.type_]
+        if w.previous is None:
+            try:
+                await coll.insert_one({"_id": w.id_, "v": 0, "ts": ts, "json": None, "ix": {},
+                                       "ghost": True, "tx": tx, "nx": nxt})
+            except DuplicateKeyError:
+                raise TransactionConflict(i, key) from None
+            return
+        res = await coll.update_one({"_id": w.id_, "v": w.previous, "tx": {"$exists": False}},
+                                    {"$set": {"tx": tx, "nx": nxt}})
+        if res.matched_count != 1:
+            raise TransactionConflict(i, key)
+
+    async def finalise(self, tx: str) -> None:
+        record = await self.db[TRANSACTIONS].find_one({"_id": tx})
+        if record is None:
+            return
+        for key in record["keys"]:
+            type_, id_, version = key.rsplit("/", 2)
+            doc = await self.db[type_].find_one({"_id": id_, "tx": tx})
+            if doc is not None:
+                await self.db[type_].replace_one({"_id": id_, "tx": tx}, {"_id": id_, **doc["nx"]})
+            ops = [UpdateOne({"_id": key}, {"$unset": {"st": "", "tx": ""}})]
+            if int(version) > 1:
+                ops.append(UpdateOne({"_id": _key(type_, id_, int(version) - 1)},
+                                     {"$set": {"until": record["created"]}}))
+            await self.db[HISTORY].bulk_write(ops, ordered=False)
+        await self.db[TRANSACTIONS].delete_one({"_id": tx})
+
+    async def roll_back(self, tx: str) -> None:
+        record = await self.db[TRANSACTIONS].find_one({"_id": tx})
+        keys = record["keys"] if record else []
+        for key in keys:
+            type_, id_, _ = key.rsplit("/", 2)
+            await self.db[type_].delete_one({"_id": id_, "tx": tx, "ghost": True})
+            await self.db[type_].update_one({"_id": id_, "tx": tx},
+                                            {"$unset": {"tx": "", "nx": ""}})
+        await self.db[HISTORY].delete_many({"tx": tx, "st": PENDING})
+        await self.db[TRANSACTIONS].delete_one({"_id": tx})
+
+    async def settle(self, tx: str) -> None:
+        """Roll a transaction forward if it committed, back otherwise."""
+        if await self.state(tx) == "committed":
+            await self.finalise(tx)
+        else:
+            await self.roll_back(tx)
+
+    async def settle_if_stale(self, tx: str) -> bool:
+        record = await self.db[TRANSACTIONS].find_one({"_id": tx}, {"created": 1})
+        if record is None or (now_ms() - record["created"]).total_seconds() < STALE_SECONDS:
+            return False
+        await self.settle(tx)
+        return True
+
+    async def recover(self) -> tuple[int, int]:
+        """At start-up: (rolled forward, rolled back) transactions left by a crash."""
+        forward = back = 0
+        async for record in self.db[TRANSACTIONS].find({}):
+            if record["state"] == "committed":
+                await self.finalise(record["_id"])
+                forward += 1
+            else:
+                await self.roll_back(record["_id"])
+                back += 1
+        if forward or back:
+            log.warning("transaction recovery rolled_forward=%d rolled_back=%d", forward, back)
+        return forward, back
