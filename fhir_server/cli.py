@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import signal
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 
+import httpx
 import uvicorn
 from pydantic import ValidationError
 
+from fhir_server import loader
 from fhir_server.config import Settings, get_settings
 from fhir_server.embedded import EmbeddedFerretDB
+from fhir_server.loader import Summary
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +54,7 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
         signal.signal(sig, _raise_stop)
     database: EmbeddedFerretDB | None = None
     try:
-        if settings.mongodb_uri is None:
+        if not settings.mongodb_uri:
             database = EmbeddedFerretDB(data_dir=settings.fhir_data_dir,
                                         binary=settings.fhir_ferretdb_bin)
             settings = settings.model_copy(update={"mongodb_uri": database.start()})
@@ -79,8 +84,51 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _load_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="+", type=Path, help="Bundle .json / .ndjson files or folders")
+    parser.add_argument("--url", help="base URL of a running server (default: load in-process "
+                        "into the configured database)")
+    parser.add_argument("--chunk", type=int, default=200, help="NDJSON resources per transaction")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def load(args: argparse.Namespace, settings: Settings) -> int:
+    """Load files, print a summary; exit 1 when anything failed."""
+    summary = asyncio.run(_load(args, settings))
+    for error in summary.errors[:20]:
+        print(f"failed: {error}", file=sys.stderr)
+    print(summary.line())
+    return 1 if summary.failed else 0
+
+
+async def _load(args: argparse.Namespace, settings: Settings) -> Summary:
+    if args.url:
+        async with httpx.AsyncClient(base_url=args.url.rstrip("/") + "/", timeout=600) as http:
+            return await loader.load(http, args.paths, chunk=args.chunk, progress=not args.quiet)
+    database: EmbeddedFerretDB | None = None
+    if not settings.mongodb_uri:
+        database = EmbeddedFerretDB(data_dir=settings.fhir_data_dir,
+                                    binary=settings.fhir_ferretdb_bin)
+        settings = settings.model_copy(update={"mongodb_uri": database.start()})
+    try:
+        from fhir_server.main import create_app
+
+        app = create_app(settings)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, timeout=600,
+                                         base_url=settings.base_url + "/") as http:
+                return await loader.load(http, args.paths, chunk=args.chunk,
+                                         progress=not args.quiet)
+    finally:
+        if database is not None:
+            database.stop()
+
+
 COMMANDS: dict[str, Command] = {
     "serve": Command(help="run the FHIR server (the default)", run=serve),
+    "load": Command(help="load Bundle and NDJSON files", run=load,
+                    add_arguments=_load_arguments),
 }
 
 

@@ -37,6 +37,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from fhir_server.storage.engine import EngineInfo
+from fhir_server.storage.guarded import ABSENT, Guarded
 from fhir_server.storage.matcher import has_subdocument_elem_match, matches, pushable_part
 from fhir_server.storage.model import StoredVersion, now_ms
 from fhir_server.storage.transactions import PlannedWrite, TransactionLog
@@ -139,7 +140,8 @@ class Repository:
     def __init__(self, *, db: AsyncDatabase[Doc], engine: EngineInfo) -> None:
         self.db = db
         self.engine = engine
-        self.transactions = TransactionLog(db)
+        self.guarded = Guarded(local_locks=not engine.uses_indexes)
+        self.transactions = TransactionLog(db, self.guarded)
         self._indexed: set[str] = set()
 
     # -- indexes and recovery -------------------------------------------------
@@ -184,7 +186,7 @@ class Repository:
                 await self._settle(doc["t"], doc["i"], int(doc["v"]), doc["ts"])
                 forward += 1
             else:
-                await self.db[HISTORY].delete_one({"_id": doc["_id"], "st": PENDING})
+                await self.guarded.delete(self.db[HISTORY], doc["_id"], {"st": PENDING})
                 back += 1
         if forward or back:
             log.warning("recovery rolled_forward=%d rolled_back=%d", forward, back)
@@ -253,8 +255,12 @@ class Repository:
         if not ids:
             return []
         projection = {"v": 1, "ts": 1, "m": 1, "json": 1, **dict.fromkeys(fields, 1)}
-        found = {d["_id"]: d async for d in self.db[type_].find(
-            {"_id": {"$in": ids}, "json": {"$ne": None}}, projection)}
+        if self.engine.uses_indexes:
+            found = {d["_id"]: d async for d in self.db[type_].find(
+                {"_id": {"$in": ids}, "json": {"$ne": None}}, projection)}
+        else:  # FerretDB pushes down only a lone _id equality: one lookup each beats a scan
+            docs = [await self.db[type_].find_one({"_id": i}, projection) for i in ids]
+            found = {d["_id"]: d for d in docs if d is not None and d.get("json") is not None}
         return [(_version_from(found[i], type_, i), found[i]) for i in ids if i in found]
 
     async def save_snapshot(self, *, snapshot: Doc) -> None:
@@ -265,8 +271,8 @@ class Repository:
         return await self.db[SEARCHES].find_one({"_id": id_})
 
     async def exists(self, *, type_: str, id_: str) -> bool:
-        doc = await self.db[type_].find_one({"_id": id_, "json": {"$ne": None}}, {"_id": 1})
-        return doc is not None
+        doc = await self._visible(await self.db[type_].find_one({"_id": id_}, {"ix": 0}))
+        return doc is not None and doc.get("json") is not None
 
     async def history(
         self,
@@ -358,13 +364,12 @@ class Repository:
                     await self._settle_stale_transaction(type_, id_)
                     raise VersionConflict(key) from None
             else:
-                res = await self.db[type_].replace_one(
-                    {"_id": id_, "v": previous, "tx": {"$exists": False}}, current)
-                if res.matched_count != 1:
+                if not await self.guarded.replace(self.db[type_], id_,
+                                                  {"v": previous, "tx": ABSENT}, current):
                     await self._settle_stale_transaction(type_, id_)
                     raise VersionConflict(key)
         except BaseException:
-            await self.db[HISTORY].delete_one({"_id": key, "st": PENDING})
+            await self.guarded.delete(self.db[HISTORY], key, {"st": PENDING})
             raise
         await self._settle(type_, id_, version, ts)
         return StoredVersion(type_=type_, id_=id_, version=version, last_updated=ts, text=text,
@@ -378,14 +383,16 @@ class Repository:
         await self.db[HISTORY].bulk_write(ops, ordered=False)
 
     async def _settle_stale(self, key: str, type_: str, id_: str) -> None:
-        doc = await self.db[HISTORY].find_one({"_id": key, "st": PENDING})
-        if doc is None or (now_ms() - doc["ts"]).total_seconds() < STALE_PENDING_SECONDS:
+        doc = await self.db[HISTORY].find_one({"_id": key})
+        if doc is None or doc.get("st") != PENDING:
+            return
+        if (now_ms() - doc["ts"]).total_seconds() < STALE_PENDING_SECONDS:
             return
         cur = await self.db[type_].find_one({"_id": id_}, {"v": 1})
         if cur is not None and int(cur["v"]) >= int(doc["v"]):
             await self._settle(type_, id_, int(doc["v"]), doc["ts"])
         else:
-            await self.db[HISTORY].delete_one({"_id": key, "st": PENDING})
+            await self.guarded.delete(self.db[HISTORY], key, {"st": PENDING})
 
     async def _settle_stale_transaction(self, type_: str, id_: str) -> None:
         doc = await self.db[type_].find_one({"_id": id_}, {"tx": 1})

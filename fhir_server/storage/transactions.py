@@ -32,6 +32,7 @@ from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from fhir_server.storage.guarded import ABSENT, Guarded
 from fhir_server.storage.model import StoredVersion, now_ms
 
 log = logging.getLogger("fhir_server.storage")
@@ -67,8 +68,9 @@ def _key(type_: str, id_: str, version: int) -> str:
 
 
 class TransactionLog:
-    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+    def __init__(self, db: AsyncDatabase[Doc], guarded: Guarded) -> None:
         self.db = db
+        self.guarded = guarded
 
     async def state(self, tx: str) -> str | None:
         doc = await self.db[TRANSACTIONS].find_one({"_id": tx}, {"state": 1})
@@ -88,8 +90,8 @@ class TransactionLog:
         except BaseException:
             await self.roll_back(tx)
             raise
-        await self.db[TRANSACTIONS].update_one({"_id": tx, "state": "pending"},
-                                               {"$set": {"state": "committed"}})
+        # The commit point: one atomic write.
+        await self.db[TRANSACTIONS].update_one({"_id": tx}, {"$set": {"state": "committed"}})
         await self.finalise(tx)
         return [StoredVersion(type_=w.type_, id_=w.id_, version=(w.previous or 0) + 1,
                               last_updated=ts, text=w.text, method=w.method) for w in writes]
@@ -112,9 +114,8 @@ class TransactionLog:
             except DuplicateKeyError:
                 raise TransactionConflict(i, key) from None
             return
-        res = await coll.update_one({"_id": w.id_, "v": w.previous, "tx": {"$exists": False}},
-                                    {"$set": {"tx": tx, "nx": nxt}})
-        if res.matched_count != 1:
+        if not await self.guarded.update(coll, w.id_, {"v": w.previous, "tx": ABSENT},
+                                         {"$set": {"tx": tx, "nx": nxt}}):
             raise TransactionConflict(i, key)
 
     async def finalise(self, tx: str) -> None:
@@ -123,9 +124,10 @@ class TransactionLog:
             return
         for key in record["keys"]:
             type_, id_, version = key.rsplit("/", 2)
-            doc = await self.db[type_].find_one({"_id": id_, "tx": tx})
-            if doc is not None:
-                await self.db[type_].replace_one({"_id": id_, "tx": tx}, {"_id": id_, **doc["nx"]})
+            doc = await self.db[type_].find_one({"_id": id_})
+            if doc is not None and doc.get("tx") == tx:
+                await self.guarded.replace(self.db[type_], id_, {"tx": tx},
+                                           {"_id": id_, **doc["nx"]})
             ops = [UpdateOne({"_id": key}, {"$unset": {"st": "", "tx": ""}})]
             if int(version) > 1:
                 ops.append(UpdateOne({"_id": _key(type_, id_, int(version) - 1)},
@@ -138,10 +140,10 @@ class TransactionLog:
         keys = record["keys"] if record else []
         for key in keys:
             type_, id_, _ = key.rsplit("/", 2)
-            await self.db[type_].delete_one({"_id": id_, "tx": tx, "ghost": True})
-            await self.db[type_].update_one({"_id": id_, "tx": tx},
-                                            {"$unset": {"tx": "", "nx": ""}})
-        await self.db[HISTORY].delete_many({"tx": tx, "st": PENDING})
+            await self.guarded.delete(self.db[type_], id_, {"tx": tx, "ghost": True})
+            await self.guarded.update(self.db[type_], id_, {"tx": tx},
+                                      {"$unset": {"tx": "", "nx": ""}})
+            await self.guarded.delete(self.db[HISTORY], key, {"tx": tx, "st": PENDING})
         await self.db[TRANSACTIONS].delete_one({"_id": tx})
 
     async def settle(self, tx: str) -> None:
