@@ -1,6 +1,9 @@
-"""`make bench`: every benchmark in this folder."""
+"""`make bench`: every benchmark in this folder, one after the other."""
 
 import runpy
+import sys
 from pathlib import Path
 
-runpy.run_path(str(Path(__file__).with_name("search_bench.py")), run_name="__main__")
+for name in ("search_bench.py", "ingest_bench.py"):
+    sys.argv = [name]
+    runpy.run_path(str(Path(__file__).with_name(name)), run_name="__main__")

@@ -153,14 +153,19 @@ def _status(code: int) -> str:
     return {200: "200 OK", 201: "201 Created", 204: "204 No Content"}.get(code, str(code))
 
 
-async def _identify(repo: Repository, settings: Settings, e: Entry) -> None:
-    """Give every write entry its target id (assigned, from the URL, or by its criteria)."""
+async def _identify(repo: Repository, settings: Settings, e: Entry, deleted: set[str]) -> None:
+    """Give every write entry its target id (assigned, from the URL, or by its criteria).
+
+    Entries are identified in processing order, so a resource the transaction
+    deletes no longer matches a later entry's ifNoneExist.
+    """
     require_type(e.type_)
     if e.method == "POST":
         criteria = e.request.get("ifNoneExist")
         if criteria:
             ids = await svc.find_matches(repo=repo, settings=settings, type_=e.type_,
                                          criteria=parse_qsl(str(criteria).split("?")[-1]))
+            ids = [i for i in ids if f"{e.type_}/{i}" not in deleted]
             if len(ids) > 1:
                 raise PreconditionFailed("ifNoneExist matches more than one resource")
             if ids:
@@ -184,6 +189,8 @@ async def _identify(repo: Repository, settings: Settings, e: Entry) -> None:
             raise NotFound("No resource matches the criteria")
     if e.id_ is not None:
         check_id(e.id_)
+        if e.method == "DELETE":
+            deleted.add(f"{e.type_}/{e.id_}")
 
 
 async def _plan_one(repo: Repository, settings: Settings, e: Entry, plan: Plan,
@@ -242,19 +249,23 @@ async def _new_content(repo: Repository, e: Entry, exists: bool) -> dict[str, An
 async def run_transaction(*, repo: Repository, settings: Settings, entries: list[Entry],
                           answer_get: Handler) -> None:
     mapping: dict[str, str] = {}
-    for e in entries:
+    deleted: set[str] = set()
+    for e in sorted(entries, key=lambda x: ORDER[x.method]):
         try:
             if e.method not in ("GET", "HEAD"):
-                await _identify(repo, settings, e)
+                await _identify(repo, settings, e, deleted)
         except FhirError as error:
             raise _fail(error, e.index) from None
         if e.full_url and e.id_ and e.method in ("POST", "PUT"):
             mapping[e.full_url] = f"{e.type_}/{e.id_}"
-    found: set[str] = set()
     for e in entries:
+        found: set[str] = set()
         _conditional_refs(e.resource, found)
-    for ref in sorted(found - set(mapping)):
-        mapping[ref] = await _resolve_conditional(repo, settings, ref)
+        for ref in sorted(found - set(mapping)):
+            try:
+                mapping[ref] = await _resolve_conditional(repo, settings, ref)
+            except FhirError as error:
+                raise _fail(error, e.index) from None
     for e in entries:
         if e.resource is not None:
             e.resource = _rewrite(copy.deepcopy(e.resource), mapping)

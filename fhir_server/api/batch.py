@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -15,7 +16,9 @@ from fhir_server.config import Settings
 from fhir_server.deps import RepoDep, SettingsDep
 from fhir_server.errors import FhirError
 from fhir_server.fhirjson import loads_stored
+from fhir_server.search.dates import date_range
 from fhir_server.search.engine import parse_request, run_search
+from fhir_server.storage.model import StoredVersion
 from fhir_server.storage.repository import Repository
 
 router = APIRouter()
@@ -38,6 +41,9 @@ def _get_answerer(repo: Repository, settings: Settings):  # type: ignore[no-unty
                 stored = (await svc.vread(repo=repo, type_=e.type_, id_=e.id_, version=parts[3])
                           if len(parts) == 4 and parts[2] == "_history"
                           else await svc.read(repo=repo, type_=e.type_, id_=e.id_))
+                if _not_modified(e.request, stored):
+                    e.response = {"status": "304 Not Modified", "etag": stored.etag}
+                    return
                 resource = loads_stored(stored.text or "{}")
                 e.response = {"etag": stored.etag}
             e.response = {"status": "200 OK", **e.response, "resource": resource}
@@ -45,6 +51,22 @@ def _get_answerer(repo: Repository, settings: Settings):  # type: ignore[no-unty
             e.response = {"status": str(error.status), "outcome": error.outcome()}
 
     return answer
+
+
+def _not_modified(request: dict[str, Any], stored: StoredVersion) -> bool:
+    """Entry-level conditional read: ifNoneMatch names this version, or nothing changed since."""
+    none_match = request.get("ifNoneMatch")
+    if none_match and str(none_match).strip().removeprefix("W/") in (f'"{stored.version}"', "*"):
+        return True
+    since = request.get("ifModifiedSince")
+    if since:
+        try:
+            low, _ = date_range(str(since), param="ifModifiedSince")
+        except FhirError:
+            return False
+        return stored.last_updated < low + timedelta(seconds=1) if "." not in str(since) \
+            else stored.last_updated <= low
+    return False
 
 
 @router.post("")
