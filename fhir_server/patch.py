@@ -18,6 +18,7 @@ from fhirpathpy.models import models
 from pydantic import BaseModel
 
 from fhir_server.errors import Invalid, Unprocessable
+from fhir_server.search.registry import split_top_level
 from fhir_server.subsetting import inner_class
 from fhir_server.validation import resource_class
 
@@ -64,27 +65,6 @@ class Location:
         return value[self.index] if self.index is not None else value
 
 
-def _split_path(path: str) -> list[str]:
-    parts: list[str] = []
-    depth = 0
-    quoted = False
-    current = ""
-    for ch in path:
-        if ch == "'":
-            quoted = not quoted
-        elif not quoted and ch == "(":
-            depth += 1
-        elif not quoted and ch == ")":
-            depth -= 1
-        if ch == "." and depth == 0 and not quoted:
-            parts.append(current)
-            current = ""
-        else:
-            current += ch
-    parts.append(current)
-    return [p.strip() for p in parts]
-
-
 def _child_class(cls: type[BaseModel] | None, name: str) -> tuple[type[BaseModel] | None, bool]:
     """The model class of a child element and whether the element repeats."""
     if cls is None:
@@ -120,7 +100,7 @@ def _step(locs: list[Location], name: str, index: int | None) -> list[Location]:
 
 def resolve(resource: dict[str, Any], path: str) -> list[Location]:
     """Locations of the elements a FHIRPath path selects (names, [n], where(), first(), last())."""
-    parts = _split_path(path)
+    parts = split_top_level(path, ".")
     rtype = resource.get("resourceType")
     if not parts or parts[0] != rtype:
         raise Invalid(f"Path '{path[:80]}' must start with {rtype}", expression=["path"])

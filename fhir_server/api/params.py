@@ -9,18 +9,13 @@ from starlette.requests import Request
 from fhir_server.config import Settings
 from fhir_server.errors import Invalid
 from fhir_server.search.dates import date_range
+from fhir_server.search.parse import parse_count
 
 OUTPUT_PARAMETERS = frozenset({"_format", "_pretty", "_summary", "_elements"})
 
 
 def count_param(request: Request, settings: Settings) -> int:
-    raw = request.query_params.get("_count")
-    if raw is None:
-        return settings.fhir_default_count
-    if not raw.isdigit():
-        raise Invalid(f"_count must be a whole number from 0 to {settings.fhir_max_count}",
-                      expression=["_count"])
-    return min(int(raw), settings.fhir_max_count)
+    return parse_count(request.query_params.get("_count"), settings)
 
 
 def since_param(request: Request) -> datetime | None:

@@ -18,7 +18,7 @@ from fhir_server.errors import Invalid, Issue, NotFound
 from fhir_server.search.compartment import compartment_filter
 from fhir_server.search.compile import CompileContext, compile_criteria
 from fhir_server.search.includes import Include, parse_includes, resolve_includes
-from fhir_server.search.parse import RESULT_PARAMETERS, Criterion, parse_criterion
+from fhir_server.search.parse import RESULT_PARAMETERS, Criterion, parse_count, parse_criterion
 from fhir_server.search.registry import lookup
 from fhir_server.storage.model import StoredVersion, now_ms
 from fhir_server.storage.repository import Repository
@@ -86,15 +86,6 @@ def _sort_spec(type_: str, raw: str | None) -> list[tuple[str, int]]:
     return out
 
 
-def _count(raw: str | None, settings: Settings) -> int:
-    if raw is None:
-        return settings.fhir_default_count
-    if not raw.isdigit():
-        raise Invalid(f"_count must be a whole number from 0 to {settings.fhir_max_count}",
-                      expression=["_count"])
-    return min(int(raw), settings.fhir_max_count)
-
-
 def parse_request(type_: str, params: list[tuple[str, str]], settings: Settings, *,
                   lenient: bool, compartment: tuple[str, str] | None = None) -> SearchRequest:
     require_type(type_)
@@ -110,7 +101,7 @@ def parse_request(type_: str, params: list[tuple[str, str]], settings: Settings,
                                                        "_revinclude", "_format", "_pretty"}
                    or k.startswith(("_include:", "_revinclude:"))]
     return SearchRequest(
-        type_=type_, criteria=criteria, count=_count(_one(params, "_count"), settings),
+        type_=type_, criteria=criteria, count=parse_count(_one(params, "_count"), settings),
         sort=_sort_spec(type_, _one(params, "_sort")), sort_param=_one(params, "_sort") or "",
         total_mode=total, summary=parse_summary(_one(params, "_summary")),
         elements=parse_elements(_one(params, "_elements")),

@@ -5,6 +5,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from fhir_server.config import Settings
+from fhir_server.errors import Invalid
+
 RESULT_PARAMETERS = frozenset({
     "_count", "_sort", "_total", "_summary", "_elements", "_include", "_revinclude",
     "_format", "_pretty", "_page", "_offset", "_contained", "_containedType",
@@ -74,3 +77,13 @@ def parse_criterion(name: str, raw: str) -> Criterion:
     base, colon, modifier = head.partition(":")
     return Criterion(raw_name=name, name=base, modifier=modifier if colon else None,
                      chain=chain if dot else None, values=values)
+
+
+def parse_count(raw: str | None, settings: Settings) -> int:
+    """_count: a whole number, capped at FHIR_MAX_COUNT; absent means FHIR_DEFAULT_COUNT."""
+    if raw is None:
+        return settings.fhir_default_count
+    if not raw.isdigit():
+        raise Invalid(f"_count must be a whole number from 0 to {settings.fhir_max_count}",
+                      expression=["_count"])
+    return min(int(raw), settings.fhir_max_count)

@@ -26,27 +26,31 @@ PARAMETER_TYPES = frozenset({"string", "token", "reference", "date", "number", "
                              "composite"})
 
 
-def split_union(expression: str) -> list[str]:
-    """Split a FHIRPath expression on its top-level '|' operators."""
+def split_top_level(text: str, separator: str) -> list[str]:
+    """Split a FHIRPath expression on a separator outside parentheses and quotes."""
     parts: list[str] = []
     depth = 0
     quoted = False
     current = ""
-    for ch in expression:
+    for ch in text:
         if ch == "'":
             quoted = not quoted
         elif not quoted and ch == "(":
             depth += 1
         elif not quoted and ch == ")":
             depth -= 1
-        if ch == "|" and depth == 0 and not quoted:
+        if ch == separator and depth == 0 and not quoted:
             parts.append(current.strip())
             current = ""
             continue
         current += ch
-    if current.strip():
-        parts.append(current.strip())
+    parts.append(current.strip())
     return parts
+
+
+def split_union(expression: str) -> list[str]:
+    """The branches of a FHIRPath union (``a | b``)."""
+    return [p for p in split_top_level(expression, "|") if p]
 
 
 @dataclass(frozen=True)
