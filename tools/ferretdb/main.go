@@ -25,6 +25,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
 )
@@ -76,6 +77,8 @@ func main() {
 	go func() {
 		done <- f.Run(ctx)
 	}()
+
+	go indexIDs(ctx, abs, 2*time.Second, logger)
 
 	// New has already bound the listening socket and opened SQLite, so the port
 	// accepts connections now (Run serves them). No probe connection: FerretDB
