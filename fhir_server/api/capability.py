@@ -17,8 +17,8 @@ from fhir_server.validation import resource_types
 
 router = APIRouter()
 
-TYPE_INTERACTIONS = ("read", "vread", "update", "delete", "history-instance", "history-type",
-                     "create", "search-type")
+TYPE_INTERACTIONS = ("read", "vread", "update", "patch", "delete", "history-instance",
+                     "history-type", "create", "search-type")
 
 
 def _search_params(type_: str) -> list[dict[str, Any]]:
@@ -85,11 +85,13 @@ def capability_statement(base_url: str, start: str) -> dict[str, Any]:
                            "url": base_url},
         "fhirVersion": "4.0.1",
         "format": ["application/fhir+json", "json"],
+        "patchFormat": ["application/json-patch+json", "application/fhir+json"],
         "rest": [{
             "mode": "server",
             "documentation": "FHIR R4 over JSON.",
             "resource": _resources(),
-            "interaction": [{"code": "history-system"}],
+            "interaction": [{"code": "transaction"}, {"code": "batch"},
+                            {"code": "history-system"}],
             "searchParam": [
                 {"name": "_lastUpdated", "type": "date",
                  "definition": "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated"},

@@ -27,7 +27,9 @@ async def test_metadata(client: httpx.AsyncClient) -> None:
         assert mission in types
     claim = next(r for r in rest["resource"] if r["type"] == "Claim")
     codes = {i["code"] for i in claim["interaction"]}
-    assert {"read", "vread", "update", "delete", "create", "history-instance"} <= codes
+    assert {"read", "vread", "update", "patch", "delete", "create", "history-instance"} <= codes
+    assert {i["code"] for i in rest["interaction"]} == {"transaction", "batch", "history-system"}
+    assert "application/json-patch+json" in cs["patchFormat"]
     official = json.loads((SHARED / "fhir-r4-definitions" / "search-parameters.json").read_text())
     expected = {e["resource"]["code"] for e in official["entry"]
                 if set(e["resource"]["base"]) & {"Claim", "Resource"}
