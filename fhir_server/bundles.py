@@ -10,6 +10,7 @@ on its own through the ordinary interactions.
 from __future__ import annotations
 
 import copy
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -22,9 +23,11 @@ from fhir_server.errors import (
     Conflict,
     FhirError,
     Invalid,
+    Issue,
     NotFound,
     PayloadTooLarge,
     PreconditionFailed,
+    operation_outcome,
 )
 from fhir_server.search.extract import index_resource
 from fhir_server.storage.model import StoredVersion, instant, now_ms
@@ -32,6 +35,7 @@ from fhir_server.storage.repository import Repository
 from fhir_server.storage.transactions import PlannedWrite, TransactionConflict
 from fhir_server.validation import check_id, require_type, validate_resource
 
+log = logging.getLogger("fhir_server.bundles")
 ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 LOCAL_PREFIXES = ("urn:uuid:", "urn:oid:")
 
@@ -78,7 +82,8 @@ def parse_entries(bundle: dict[str, Any], settings: Settings) -> list[Entry]:
 
 def _entry(i: int, raw: Any) -> Entry:
     request = raw.get("request") if isinstance(raw, dict) else None
-    if not isinstance(request, dict) or not request.get("method") or not request.get("url"):
+    if not isinstance(request, dict) or not isinstance(request.get("method"), str) or \
+            not isinstance(request.get("url"), str) or not request["url"]:
         raise Invalid(f"{_where(i)} needs request.method and request.url",
                       expression=[f"{_where(i)}.request"])
     method = str(request["method"]).upper()
@@ -89,6 +94,13 @@ def _entry(i: int, raw: Any) -> Entry:
     path = parts.path.strip("/")
     segments = path.split("/") if path else []
     type_ = segments[0] if segments else ""
+    full_url = raw.get("fullUrl")
+    if full_url is not None and not isinstance(full_url, str):
+        raise Invalid(f"{_where(i)}.fullUrl must be a string", expression=[f"{_where(i)}.fullUrl"])
+    for name in ("ifMatch", "ifNoneMatch", "ifNoneExist", "ifModifiedSince"):
+        if name in request and not isinstance(request[name], str):
+            raise Invalid(f"{_where(i)}.request.{name} must be a string",
+                          expression=[f"{_where(i)}.request.{name}"])
     resource = raw.get("resource")
     if resource is not None and not isinstance(resource, dict):
         raise Invalid(f"{_where(i)}.resource must be an object",
@@ -96,7 +108,7 @@ def _entry(i: int, raw: Any) -> Entry:
     return Entry(index=i, method=method, url=str(request["url"]), type_=type_,
                  id_=segments[1] if len(segments) > 1 else None,
                  query=parse_qsl(parts.query, keep_blank_values=True), resource=resource,
-                 request=request, full_url=raw.get("fullUrl"))
+                 request=request, full_url=full_url)
 
 
 def _rewrite(value: Any, mapping: dict[str, str]) -> Any:
@@ -184,7 +196,14 @@ async def _identify(repo: Repository, settings: Settings, e: Entry, deleted: set
             e.id_ = ids[0]
         elif e.method == "PUT":
             body_id = (e.resource or {}).get("id")
+            if body_id:
+                check_id(str(body_id))
+                existing = await repo.peek(type_=e.type_, id_=str(body_id))
+                if existing is not None and not existing.deleted:
+                    raise Invalid(f"{e.type_}/{body_id} exists but does not match the criteria")
             e.id_ = str(body_id) if body_id else str(uuid.uuid4())
+        elif e.method == "DELETE":
+            e.response = {"status": "204 No Content", "nothing": True}
         elif e.method == "PATCH":
             raise NotFound("No resource matches the criteria")
     if e.id_ is not None:
@@ -195,9 +214,8 @@ async def _identify(repo: Repository, settings: Settings, e: Entry, deleted: set
 
 async def _plan_one(repo: Repository, settings: Settings, e: Entry, plan: Plan,
                     ts: Any) -> None:
-    if e.method in ("GET", "HEAD") or e.response.get("existing"):
-        return
-    assert e.id_ is not None
+    if e.method in ("GET", "HEAD") or e.response.get("existing") or e.id_ is None:
+        return  # reads come later; an ifNoneExist match or an unmatched delete writes nothing
     target = f"{e.type_}/{e.id_}"
     if target in plan.targets:
         raise Invalid(f"{target} is written by more than one entry of the transaction")
@@ -298,6 +316,7 @@ def _finish_write(e: Entry, stored: StoredVersion | None) -> None:
     e.response.pop("nothing", None)
     if stored is None:
         return
+    e.stored = stored
     e.response.update({"location": f"{stored.reference}/_history/{stored.version}",
                        "etag": stored.etag, "lastModified": instant(stored.last_updated)})
     if stored.deleted:
@@ -314,6 +333,10 @@ async def run_batch(*, repo: Repository, settings: Settings, entries: list[Entry
                 await _batch_write(repo, settings, e)
         except FhirError as error:
             e.response = {"status": str(error.status), "outcome": error.outcome()}
+        except Exception as exc:  # one entry's failure must not lose the others' answers
+            log.error("batch entry failed index=%d error=%s", e.index, type(exc).__name__)
+            e.response = {"status": "500", "outcome": operation_outcome(
+                [Issue("exception", f"{_where(e.index)}: internal error", "fatal")])}
 
 
 async def _batch_write(repo: Repository, settings: Settings, e: Entry) -> None:
@@ -358,11 +381,19 @@ def _required(resource: dict[str, Any] | None) -> dict[str, Any]:
     return resource
 
 
-def response_bundle(bundle_type: str, entries: list[Entry]) -> dict[str, Any]:
-    return {
-        "resourceType": "Bundle",
-        "id": str(uuid.uuid4()),
-        "type": f"{bundle_type}-response",
-        "entry": [{"response": e.response} if "resource" not in e.response else {
-            "resource": e.response.pop("resource"), "response": e.response} for e in entries],
-    }
+def response_bundle(bundle_type: str, entries: list[Entry], base_url: str) -> dict[str, Any]:
+    out = []
+    for e in entries:
+        entry: dict[str, Any] = {}
+        if e.stored is not None:
+            entry["fullUrl"] = f"{base_url}/{e.stored.reference}"
+        elif e.method in ("GET", "HEAD") and e.id_ and "resource" in e.response:
+            entry["fullUrl"] = f"{base_url}/{e.type_}/{e.id_}"
+        if "location" in e.response:
+            e.response["location"] = f"{base_url}/{e.response['location']}"
+        if "resource" in e.response:
+            entry["resource"] = e.response.pop("resource")
+        entry["response"] = e.response
+        out.append(entry)
+    return {"resourceType": "Bundle", "id": str(uuid.uuid4()), "type": f"{bundle_type}-response",
+            "entry": out}

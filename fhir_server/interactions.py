@@ -20,7 +20,7 @@ from fhir_server.errors import Conflict, Gone, Invalid, NotFound, PreconditionFa
 from fhir_server.fhirjson import dumps, loads_stored
 from fhir_server.search.compile import CompileContext, compile_criteria
 from fhir_server.search.extract import index_resource
-from fhir_server.search.parse import RESULT_PARAMETERS, parse_criterion
+from fhir_server.search.parse import RESULT_PARAMETERS, WHOLE_NUMBER, parse_criterion
 from fhir_server.storage.model import StoredVersion, instant, now_ms
 from fhir_server.storage.repository import Repository, VersionConflict
 from fhir_server.validation import check_id, require_type, resource_class, validate_resource
@@ -28,7 +28,7 @@ from fhir_server.validation import check_id, require_type, resource_class, valid
 WRITE_RETRIES = 40  # optimistic retries for writes without If-Match, with jittered backoff
 CONDITIONAL_LIMIT = 2  # enough to tell one match from several
 RELATIVE_REF = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(/_history/[A-Za-z0-9\-.]{1,64})?$")
-ETAG = re.compile(r'^(?:W/)?"([0-9]+)"$')
+ETAG = re.compile(r'^(?:W/)?"([0-9]{1,9})"$')
 
 
 @dataclass(frozen=True)
@@ -224,7 +224,7 @@ async def read(*, repo: Repository, type_: str, id_: str) -> StoredVersion:
 async def vread(*, repo: Repository, type_: str, id_: str, version: str) -> StoredVersion:
     require_type(type_)
     check_id(id_)
-    if not version.isdigit() or int(version) < 1:
+    if not WHOLE_NUMBER.match(version) or int(version) < 1:
         raise NotFound(f"{type_}/{id_} has no version '{version[:20]}'")
     stored = await repo.version(type_=type_, id_=id_, version=int(version))
     if stored is None:

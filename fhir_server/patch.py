@@ -130,16 +130,27 @@ def _true(value: Any, criteria: str) -> bool:
         return False
 
 
+def _objects(value: Any, where: str) -> list[dict[str, Any]]:
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise Invalid(f"{where} must be an array of objects", expression=[where],
+                      code="structure")
+    return value
+
+
 def _parts(operation: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for part in operation.get("part") or []:
+    for part in _objects(operation.get("part") or [], "Parameters.parameter.part"):
         name = part.get("name")
+        if not isinstance(name, str):
+            raise Invalid("Each part needs a name", expression=["Parameters.parameter.part.name"],
+                          code="structure")
         value_key = next((k for k in part if k.startswith("value")), None)
         if value_key is not None:
             out[name] = part[value_key]
         elif "part" in part:
-            out[name] = {p.get("name"): next((p[k] for k in p if k.startswith("value")), None)
-                         for p in part["part"]}
+            out[name] = {str(p.get("name")): next((p[k] for k in p if k.startswith("value")),
+                                                  None)
+                         for p in _objects(part["part"], "Parameters.parameter.part.part")}
     return out
 
 
@@ -227,7 +238,8 @@ def _list_move(items: list[Any], op: dict[str, Any]) -> None:
 def apply_fhirpath_patch(resource: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
     if body.get("resourceType") != "Parameters":
         raise Invalid("A FHIRPath Patch body is a Parameters resource", expression=["resourceType"])
-    operations = [p for p in body.get("parameter") or [] if p.get("name") == "operation"]
+    operations = [p for p in _objects(body.get("parameter") or [], "Parameters.parameter")
+                  if p.get("name") == "operation"]
     if not operations:
         raise Invalid("The Parameters has no operation", expression=["Parameters.parameter"])
     patched = copy.deepcopy(resource)

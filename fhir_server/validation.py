@@ -129,7 +129,7 @@ def _walk(model: BaseModel, path: str) -> Iterator[Issue]:
                 shown = ", ".join(sorted(allowed)) if len(allowed) <= 12 else f"{len(allowed)} codes"
                 yield Issue(
                     "code-invalid",
-                    f"'{item[:64]}' is not a code of the required value set ({shown})",
+                    f"The code is not in the required value set ({shown})",
                     "error",
                     (where,),
                 )

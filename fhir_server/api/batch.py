@@ -14,7 +14,7 @@ from fhir_server.api.bundles import searchset_bundle
 from fhir_server.api.negotiation import json_response, pretty, read_body
 from fhir_server.config import Settings
 from fhir_server.deps import RepoDep, SettingsDep
-from fhir_server.errors import FhirError
+from fhir_server.errors import FhirError, Invalid
 from fhir_server.fhirjson import loads_stored
 from fhir_server.search.dates import date_range
 from fhir_server.search.engine import parse_request, run_search
@@ -38,6 +38,9 @@ def _get_answerer(repo: Repository, settings: Settings):  # type: ignore[no-unty
                                                  links={})
             else:
                 parts = e.url.split("?")[0].strip("/").split("/")
+                if len(parts) not in (2, 4) or (len(parts) == 4 and parts[2] != "_history"):
+                    raise Invalid(f"GET {e.url[:80]} is not supported in a Bundle; read, "
+                                  "vread and type searches are")
                 stored = (await svc.vread(repo=repo, type_=e.type_, id_=e.id_, version=parts[3])
                           if len(parts) == 4 and parts[2] == "_history"
                           else await svc.read(repo=repo, type_=e.type_, id_=e.id_))
@@ -78,5 +81,5 @@ async def transaction_or_batch(request: Request, repo: RepoDep,
     run = bundles.run_transaction if bundle["type"] == "transaction" else bundles.run_batch
     await run(repo=repo, settings=settings, entries=entries,
               answer_get=_get_answerer(repo, settings))
-    return json_response(bundles.response_bundle(bundle["type"], entries),
+    return json_response(bundles.response_bundle(bundle["type"], entries, settings.base_url),
                          pretty_print=pretty(request))

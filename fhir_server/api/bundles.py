@@ -57,7 +57,7 @@ def decode_cursor(token: str) -> HistoryCursor:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
         as_of, ts, key = raw.split("|", 2)
         return HistoryCursor(as_of=_from_millis(as_of), ts=_from_millis(ts), key=key)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, OverflowError, OSError):
         raise Invalid("_cursor is not a cursor this server issued", expression=["_cursor"]) from None
 
 

@@ -25,7 +25,11 @@ def _add_months(ts: datetime, months: int) -> datetime:
 
 
 def date_range(value: str, *, param: str = "date") -> tuple[datetime, datetime]:
-    """[low, high) of a FHIR date/dateTime/instant string; 400 when malformed."""
+    """[low, high) of a FHIR date/dateTime/instant string; 400 when malformed.
+
+    Instants beyond what Python represents (year 9999 in a far zone) are held at
+    the representable bounds rather than failing.
+    """
     match = _DATE.match(value.strip())
     if not match:
         raise Invalid(f"'{value[:40]}' is not a valid FHIR date or dateTime", expression=[param])
@@ -39,20 +43,35 @@ def date_range(value: str, *, param: str = "date") -> tuple[datetime, datetime]:
         low = datetime(int(g["y"]), int(g["m"] or 1), int(g["d"] or 1), int(g["H"] or 0),
                        int(g["M"] or 0), int(g["S"] or 0), tzinfo=tz)
         if g["f"]:
-            frac = g["f"]
-            low = low.replace(microsecond=int(frac[:6].ljust(6, "0")))
-            high = low + timedelta(microseconds=10 ** max(0, 6 - len(frac)))
-        elif g["S"]:
-            high = low + timedelta(seconds=1)
-        elif g["M"]:
-            high = low + timedelta(minutes=1)
-        elif g["d"]:
-            high = low + timedelta(days=1)
-        elif g["m"]:
-            high = _add_months(low, 1)
-        else:
-            high = low.replace(year=low.year + 1)
+            low = low.replace(microsecond=int(g["f"][:6].ljust(6, "0")))
     except ValueError:
         raise Invalid(f"'{value[:40]}' is not a valid FHIR date or dateTime",
                       expression=[param]) from None
-    return low.astimezone(UTC), high.astimezone(UTC)
+    return _clamp(low), _clamp(_high(low, g))
+
+
+def _high(low: datetime, g: dict[str, str | None]) -> datetime:
+    """The exclusive end of the span a value's precision implies (capped at the maximum)."""
+    try:
+        if g["f"]:
+            return low + timedelta(microseconds=10 ** max(0, 6 - len(g["f"])))
+        if g["S"]:
+            return low + timedelta(seconds=1)
+        if g["M"]:
+            return low + timedelta(minutes=1)
+        if g["d"]:
+            return low + timedelta(days=1)
+        if g["m"]:
+            return _add_months(low, 1)
+        return low.replace(year=low.year + 1)
+    except (ValueError, OverflowError):
+        return datetime.max.replace(tzinfo=low.tzinfo)
+
+
+def _clamp(ts: datetime) -> datetime:
+    """UTC, held within the instants Python can represent (years 1 to 9999)."""
+    try:
+        return ts.astimezone(UTC)
+    except OverflowError:
+        bound = datetime.min if ts.year < 5000 else datetime.max
+        return bound.replace(tzinfo=UTC)

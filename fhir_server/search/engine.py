@@ -18,7 +18,13 @@ from fhir_server.errors import Invalid, Issue, NotFound
 from fhir_server.search.compartment import compartment_filter
 from fhir_server.search.compile import CompileContext, compile_criteria
 from fhir_server.search.includes import Include, parse_includes, resolve_includes
-from fhir_server.search.parse import RESULT_PARAMETERS, Criterion, parse_count, parse_criterion
+from fhir_server.search.parse import (
+    RESULT_PARAMETERS,
+    WHOLE_NUMBER,
+    Criterion,
+    parse_count,
+    parse_criterion,
+)
 from fhir_server.search.registry import lookup
 from fhir_server.storage.model import StoredVersion, now_ms
 from fhir_server.storage.repository import Repository
@@ -95,7 +101,7 @@ def parse_request(type_: str, params: list[tuple[str, str]], settings: Settings,
     if total not in TOTAL_MODES:
         raise Invalid("_total must be none, estimate or accurate", expression=["_total"])
     offset_raw = _one(params, "_offset") or "0"
-    if not offset_raw.isdigit():
+    if not WHOLE_NUMBER.match(offset_raw):
         raise Invalid("_offset must be a whole number", expression=["_offset"])
     passthrough = [(k, v) for k, v in params if k in {"_summary", "_elements", "_include",
                                                        "_revinclude", "_format", "_pretty"}
@@ -141,7 +147,7 @@ async def run_search(*, repo: Repository, settings: Settings, req: SearchRequest
     else:
         ids, total, used = await _ids(repo, req, ctx, settings)
         page_id = None
-        if len(ids) > req.count and req.summary != "count":
+        if len(ids) > req.count and req.count > 0 and req.summary != "count":
             page_id = uuid.uuid4().hex
             await repo.save_snapshot(snapshot={"_id": page_id, "t": req.type_, "ids": ids,
                                                "total": total,
@@ -155,7 +161,7 @@ async def run_search(*, repo: Repository, settings: Settings, req: SearchRequest
                                       revincludes=req.revincludes, base_type=req.type_)
     return SearchResult(matches=[s for s, _ in fetched], included=included, total=total,
                         used=list(used), issues=ctx.ignored, page_id=page_id, offset=req.offset,
-                        has_next=req.offset + req.count < len(ids))
+                        has_next=req.count > 0 and req.offset + req.count < len(ids))
 
 
 def _finder(repo: Repository):  # type: ignore[no-untyped-def]

@@ -13,6 +13,7 @@ RESULT_PARAMETERS = frozenset({
     "_format", "_pretty", "_page", "_offset", "_contained", "_containedType",
 })
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
+WHOLE_NUMBER = re.compile(r"^[0-9]{1,9}$")  # ASCII digits only; int() of it cannot fail
 _PREFIXED = re.compile(r"^(eq|ne|gt|lt|ge|le|sa|eb|ap)(?=[-+0-9.])")
 
 
@@ -83,7 +84,7 @@ def parse_count(raw: str | None, settings: Settings) -> int:
     """_count: a whole number, capped at FHIR_MAX_COUNT; absent means FHIR_DEFAULT_COUNT."""
     if raw is None:
         return settings.fhir_default_count
-    if not raw.isdigit():
+    if not WHOLE_NUMBER.match(raw):
         raise Invalid(f"_count must be a whole number from 0 to {settings.fhir_max_count}",
                       expression=["_count"])
     return min(int(raw), settings.fhir_max_count)

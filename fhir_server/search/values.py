@@ -155,8 +155,16 @@ def _date_conditions(prefix: str, lo: datetime, hi: datetime, lo_f: str, hi_f: s
         return {hi_f: {"$lte": lo}}
     if prefix == "ap":
         margin = max(abs(now_ms() - lo) * 0.1, timedelta(days=1))
-        return {lo_f: {"$lt": hi + margin}, hi_f: {"$gt": lo - margin}}
+        return {lo_f: {"$lt": shift(hi, margin)}, hi_f: {"$gt": shift(lo, -margin)}}
     raise ValueError(prefix)
+
+
+def shift(ts: datetime, delta: timedelta) -> datetime:
+    """ts + delta, held at the representable bounds."""
+    try:
+        return ts + delta
+    except OverflowError:
+        return (datetime.max if delta > timedelta(0) else datetime.min).replace(tzinfo=ts.tzinfo)
 
 
 def date(param: str, values: list[str]) -> Filter:
@@ -187,7 +195,7 @@ def last_updated(values: list[str]) -> Filter:
         }
         if prefix == "ap":
             margin = max(abs(now_ms() - lo) * 0.1, timedelta(days=1))
-            clauses.append({"ts": {"$gte": lo - margin, "$lt": hi + margin}})
+            clauses.append({"ts": {"$gte": shift(lo, -margin), "$lt": shift(hi, margin)}})
         else:
             clauses.append(conditions[prefix])
     return _or(clauses)
