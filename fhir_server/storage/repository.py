@@ -32,7 +32,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from pymongo import DESCENDING, UpdateOne
+from pymongo import DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
@@ -41,13 +41,18 @@ from fhir_server.storage.guarded import ABSENT, Guarded
 from fhir_server.storage.matcher import has_subdocument_elem_match, matches, pushable_part
 from fhir_server.storage.model import StoredVersion, now_ms
 from fhir_server.storage.transactions import PlannedWrite, TransactionLog
+from fhir_server.storage.versions import (
+    HISTORY,
+    PENDING,
+    STALE_SECONDS,
+    history_key,
+    settle_version,
+)
 
 log = logging.getLogger("fhir_server.storage")
 
-HISTORY = "history"
 SEARCHES = "searches"  # search result snapshots, for stable paging
 SNAPSHOT_TTL = timedelta(hours=1)
-PENDING = "p"
 SEARCH_INDEXES: list[tuple[str, list[tuple[str, int]]]] = [
     ("last_updated", [("ts", DESCENDING)]),
     *[(f"ix_{kind}", [(f"ix.{kind}", 1)])
@@ -57,8 +62,6 @@ SEARCH_INDEXES: list[tuple[str, list[tuple[str, int]]]] = [
     ("ix_qt", [("ix.qt.p", 1), ("ix.qt.v", 1)]),
     ("ix_cr", [("ix.cr.p", 1), ("ix.cr.k", 1)]),
 ]
-# A pending version older than this was left by a writer that died.
-STALE_PENDING_SECONDS = 30
 
 Doc = dict[str, Any]
 
@@ -128,10 +131,6 @@ def _sort_key(doc: Mapping[str, Any], path: str) -> tuple[int, Any]:
     value = _dotted(doc, path)
     # Missing values sort first ascending, as MongoDB sorts null.
     return (0, "") if value is None else (1, value)
-
-
-def history_key(type_: str, id_: str, version: int) -> str:
-    return f"{type_}/{id_}/{version}"
 
 
 class Repository:
@@ -376,17 +375,13 @@ class Repository:
                              method=method)
 
     async def _settle(self, type_: str, id_: str, version: int, ts: datetime) -> None:
-        ops = [UpdateOne({"_id": history_key(type_, id_, version)}, {"$unset": {"st": ""}})]
-        if version > 1:
-            ops.append(UpdateOne({"_id": history_key(type_, id_, version - 1)},
-                                 {"$set": {"until": ts}}))
-        await self.db[HISTORY].bulk_write(ops, ordered=False)
+        await settle_version(self.db, type_=type_, id_=id_, version=version, ts=ts)
 
     async def _settle_stale(self, key: str, type_: str, id_: str) -> None:
         doc = await self.db[HISTORY].find_one({"_id": key})
         if doc is None or doc.get("st") != PENDING:
             return
-        if (now_ms() - doc["ts"]).total_seconds() < STALE_PENDING_SECONDS:
+        if (now_ms() - doc["ts"]).total_seconds() < STALE_SECONDS:
             return
         cur = await self.db[type_].find_one({"_id": id_}, {"v": 1})
         if cur is not None and int(cur["v"]) >= int(doc["v"]):

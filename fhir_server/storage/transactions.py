@@ -28,19 +28,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from fhir_server.storage.guarded import ABSENT, Guarded
 from fhir_server.storage.model import StoredVersion, now_ms
+from fhir_server.storage.versions import (
+    HISTORY,
+    PENDING,
+    STALE_SECONDS,
+    history_key,
+    settle_version,
+)
 
 log = logging.getLogger("fhir_server.storage")
 
 TRANSACTIONS = "transactions"
-HISTORY = "history"
-PENDING = "p"
-STALE_SECONDS = 30
 Doc = dict[str, Any]
 
 
@@ -63,10 +66,6 @@ class PlannedWrite:
     method: str
 
 
-def _key(type_: str, id_: str, version: int) -> str:
-    return f"{type_}/{id_}/{version}"
-
-
 class TransactionLog:
     def __init__(self, db: AsyncDatabase[Doc], guarded: Guarded) -> None:
         self.db = db
@@ -81,7 +80,7 @@ class TransactionLog:
         """Write all or nothing; raise TransactionConflict (nothing written) on a conflict."""
         tx = uuid.uuid4().hex
         ts = ts or now_ms()
-        keys = [_key(w.type_, w.id_, (w.previous or 0) + 1) for w in writes]
+        keys = [history_key(w.type_, w.id_, (w.previous or 0) + 1) for w in writes]
         await self.db[TRANSACTIONS].insert_one({"_id": tx, "state": "pending", "keys": keys,
                                                 "created": ts})
         try:
@@ -98,7 +97,7 @@ class TransactionLog:
 
     async def _stage(self, tx: str, i: int, w: PlannedWrite, ts: datetime) -> None:
         version = (w.previous or 0) + 1
-        key = _key(w.type_, w.id_, version)
+        key = history_key(w.type_, w.id_, version)
         try:
             await self.db[HISTORY].insert_one({
                 "_id": key, "t": w.type_, "i": w.id_, "v": version, "ts": ts, "m": w.method,
@@ -128,11 +127,8 @@ class TransactionLog:
             if doc is not None and doc.get("tx") == tx:
                 await self.guarded.replace(self.db[type_], id_, {"tx": tx},
                                            {"_id": id_, **doc["nx"]})
-            ops = [UpdateOne({"_id": key}, {"$unset": {"st": "", "tx": ""}})]
-            if int(version) > 1:
-                ops.append(UpdateOne({"_id": _key(type_, id_, int(version) - 1)},
-                                     {"$set": {"until": record["created"]}}))
-            await self.db[HISTORY].bulk_write(ops, ordered=False)
+            await settle_version(self.db, type_=type_, id_=id_, version=int(version),
+                                 ts=record["created"])
         await self.db[TRANSACTIONS].delete_one({"_id": tx})
 
     async def roll_back(self, tx: str) -> None:

@@ -11,7 +11,8 @@ from pymongo import AsyncMongoClient
 
 from fhir_server.storage.engine import database, detect_engine, make_client
 from fhir_server.storage.model import now_ms
-from fhir_server.storage.repository import HISTORY, PENDING, Repository, VersionConflict
+from fhir_server.storage.repository import Repository, VersionConflict
+from fhir_server.storage.versions import HISTORY, PENDING
 from tests.factories import patient
 
 
