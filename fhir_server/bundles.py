@@ -29,7 +29,6 @@ from fhir_server.errors import (
     PreconditionFailed,
     operation_outcome,
 )
-from fhir_server.search.extract import index_resource
 from fhir_server.storage.model import StoredVersion, instant, now_ms
 from fhir_server.storage.repository import Repository
 from fhir_server.storage.transactions import PlannedWrite, TransactionConflict
@@ -235,10 +234,8 @@ async def _plan_one(repo: Repository, settings: Settings, e: Entry, plan: Plan,
     else:
         resource = await _new_content(repo, e, current is not None and not current.deleted)
         validate_resource(resource, expected_type=e.type_)
-        text = svc.stamp(resource, id_=e.id_, version=(previous or 0) + 1, ts=ts)
-        write = PlannedWrite(e.type_, e.id_, previous, text,
-                             index_resource({**resource, "id": e.id_}, base_url=settings.base_url),
-                             e.method)
+        write = svc.plan_write(settings=settings, resource=resource, type_=e.type_, id_=e.id_,
+                               previous=previous, method=e.method, ts=ts)
         e.response = {"status": "201 Created" if current is None or current.deleted
                       else "200 OK"}
     plan.writes.append(write)

@@ -13,16 +13,19 @@ import re
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from fhir_server.config import Settings
 from fhir_server.errors import Conflict, Gone, Invalid, NotFound, PreconditionFailed
 from fhir_server.fhirjson import dumps, loads_stored
-from fhir_server.search.compile import CompileContext, compile_criteria
+from fhir_server.search.compile import compile_criteria
+from fhir_server.search.engine import compile_context
 from fhir_server.search.extract import index_resource
-from fhir_server.search.parse import RESULT_PARAMETERS, WHOLE_NUMBER, parse_criterion
+from fhir_server.search.parse import WHOLE_NUMBER, criteria_of
 from fhir_server.storage.model import StoredVersion, instant, now_ms
 from fhir_server.storage.repository import Repository, VersionConflict
+from fhir_server.storage.transactions import PlannedWrite
 from fhir_server.validation import check_id, require_type, resource_class, validate_resource
 
 WRITE_RETRIES = 40  # optimistic retries for writes without If-Match, with jittered backoff
@@ -96,31 +99,30 @@ async def _prepare(*, repo: Repository, settings: Settings, resource: dict[str, 
     await check_references(repo=repo, settings=settings, resource=resource)
 
 
+def plan_write(*, settings: Settings, resource: dict[str, Any], type_: str, id_: str,
+               previous: int | None, method: str, ts: datetime) -> PlannedWrite:
+    """The next version of a validated resource: its stored text and its search values."""
+    text = stamp(resource, id_=id_, version=(previous or 0) + 1, ts=ts)
+    index = index_resource({**resource, "id": id_}, base_url=settings.base_url)
+    return PlannedWrite(type_, id_, previous, text, index, method)
+
+
 async def _store(*, repo: Repository, settings: Settings, resource: dict[str, Any], type_: str,
                  id_: str, previous: int | None, method: str) -> StoredVersion:
     ts = now_ms()
-    version = (previous or 0) + 1
-    text = stamp(resource, id_=id_, version=version, ts=ts)
-    index = index_resource({**resource, "id": id_}, base_url=settings.base_url)
-    return await repo.write(type_=type_, id_=id_, previous=previous, text=text, index=index,
+    w = plan_write(settings=settings, resource=resource, type_=type_, id_=id_,
+                   previous=previous, method=method, ts=ts)
+    return await repo.write(type_=type_, id_=id_, previous=previous, text=w.text, index=w.index,
                             method=method, ts=ts)
 
 
 async def find_matches(*, repo: Repository, settings: Settings, type_: str,
                        criteria: Sequence[tuple[str, str]]) -> list[str]:
     """Ids of the resources a conditional interaction's criteria match (at most two)."""
-    parsed = [parse_criterion(k, v) for k, v in criteria
-              if k.split(":", 1)[0] not in RESULT_PARAMETERS]
+    parsed = criteria_of(list(criteria))
     if not parsed:
         raise Invalid("A conditional interaction needs search criteria")
-
-    async def find(t: str, filt: dict[str, Any], limit: int) -> list[dict[str, Any]]:
-        rows = await repo.search_rows(type_=t, query=filt, sort=[], limit=limit,
-                                      fields=("ix.rf",))
-        return [{"_id": r["_id"], "rf": (r.get("ix") or {}).get("rf", [])} for r in rows]
-
-    ctx = CompileContext(base_url=settings.base_url, find=find)
-    query = await compile_criteria(ctx, type_, parsed)
+    query = await compile_criteria(compile_context(repo, settings), type_, parsed)
     rows = await repo.search_rows(type_=type_, query=query, sort=[], limit=CONDITIONAL_LIMIT)
     return [str(r["_id"]) for r in rows]
 

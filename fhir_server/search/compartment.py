@@ -35,7 +35,3 @@ def compartment_filter(compartment: tuple[str, str], type_: str) -> dict[str, An
     if not clauses:
         raise Invalid(f"{type_} is not in the {kind} compartment", code="not-supported")
     return clauses[0] if len(clauses) == 1 else {"$or": clauses}
-
-
-def compartment_types() -> list[str]:
-    return sorted(patient_compartment())

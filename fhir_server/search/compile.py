@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from fhir_server.errors import FhirError, Invalid, Issue
+from fhir_server.errors import Invalid, Issue
 from fhir_server.search import values as v
 from fhir_server.search.normalize import key
 from fhir_server.search.parse import Criterion, split_unescaped
@@ -225,10 +225,3 @@ async def _has(ctx: CompileContext, type_: str, c: Criterion) -> Filter:
     ids = sorted({r[len(prefix):] for row in rows for r in row.get("rf", [])
                   if r.startswith(prefix)})
     return {"_id": {"$in": ids}}
-
-
-def raise_for_ignored(ctx: CompileContext) -> None:
-    if ctx.ignored and not ctx.lenient:
-        first = ctx.ignored[0]
-        raise FhirError(status=400, code=first.code, diagnostics=first.diagnostics,
-                        expression=first.expression)

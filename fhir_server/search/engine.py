@@ -9,7 +9,6 @@ duplicates or gaps while other data changes.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,13 +17,7 @@ from fhir_server.errors import Invalid, Issue, NotFound
 from fhir_server.search.compartment import compartment_filter
 from fhir_server.search.compile import CompileContext, compile_criteria
 from fhir_server.search.includes import Include, parse_includes, resolve_includes
-from fhir_server.search.parse import (
-    RESULT_PARAMETERS,
-    WHOLE_NUMBER,
-    Criterion,
-    parse_count,
-    parse_criterion,
-)
+from fhir_server.search.parse import WHOLE_NUMBER, Criterion, criteria_of, parse_count
 from fhir_server.search.registry import lookup
 from fhir_server.storage.model import StoredVersion, now_ms
 from fhir_server.storage.repository import Repository
@@ -95,8 +88,7 @@ def _sort_spec(type_: str, raw: str | None) -> list[tuple[str, int]]:
 def parse_request(type_: str, params: list[tuple[str, str]], settings: Settings, *,
                   lenient: bool, compartment: tuple[str, str] | None = None) -> SearchRequest:
     require_type(type_)
-    criteria = [parse_criterion(k, v) for k, v in params
-                if k.split(":", 1)[0] not in RESULT_PARAMETERS]
+    criteria = criteria_of(params)
     total = _one(params, "_total") or "accurate"
     if total not in TOTAL_MODES:
         raise Invalid("_total must be none, estimate or accurate", expression=["_total"])
@@ -135,7 +127,7 @@ async def _ids(repo: Repository, req: SearchRequest, ctx: CompileContext,
 
 
 async def run_search(*, repo: Repository, settings: Settings, req: SearchRequest) -> SearchResult:
-    ctx = CompileContext(base_url=settings.base_url, find=_finder(repo), lenient=req.lenient)
+    ctx = compile_context(repo, settings, lenient=req.lenient)
     if req.page is not None:
         snapshot = await repo.load_snapshot(id_=req.page)
         if snapshot is None or snapshot.get("t") != req.type_:
@@ -164,14 +156,13 @@ async def run_search(*, repo: Repository, settings: Settings, req: SearchRequest
                         has_next=req.count > 0 and req.offset + req.count < len(ids))
 
 
-def _finder(repo: Repository):  # type: ignore[no-untyped-def]
+def compile_context(repo: Repository, settings: Settings, *, lenient: bool = False
+                    ) -> CompileContext:
+    """A compile context whose inner searches (chains, _has) run on this repository."""
+
     async def find(type_: str, filt: dict[str, Any], limit: int) -> list[dict[str, Any]]:
         rows = await repo.search_rows(type_=type_, query=filt, sort=[], limit=limit,
                                       fields=("ix.rf",))
         return [{"_id": r["_id"], "rf": (r.get("ix") or {}).get("rf", [])} for r in rows]
 
-    return find
-
-
-def criteria_names(criteria: Sequence[Criterion]) -> list[str]:
-    return [c.raw_name for c in criteria]
+    return CompileContext(base_url=settings.base_url, find=find, lenient=lenient)

@@ -68,6 +68,12 @@ def prefix_of(value: str) -> tuple[str, str]:
     return "eq", value
 
 
+def criteria_of(params: list[tuple[str, str]] | tuple[tuple[str, str], ...]) -> list[Criterion]:
+    """The search criteria among query parameters (result parameters, modified or not, left out)."""
+    return [parse_criterion(k, v) for k, v in params
+            if k.split(":", 1)[0] not in RESULT_PARAMETERS]
+
+
 def parse_criterion(name: str, raw: str) -> Criterion:
     values = tuple(split_values(raw))
     if name.startswith("_has:"):
