@@ -14,7 +14,6 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import time
 import uuid
 from decimal import Decimal
@@ -26,6 +25,9 @@ from pymongo import AsyncMongoClient
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from common import database  # noqa: E402
 
 from fhir_server import loader  # noqa: E402
 from fhir_server.config import Settings  # noqa: E402
@@ -79,18 +81,10 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--clients", type=int, default=8)
     args = parser.parse_args()
-    uri = os.environ.get("MONGODB_URI")
-    embedded = None
-    if not uri:
-        from fhir_server.embedded import EmbeddedFerretDB
-
-        embedded = EmbeddedFerretDB(data_dir=Path(tempfile.mkdtemp(prefix="ingest-")))
-        uri = embedded.start()
-    try:
+    with database("ingest-") as (uri, engine):
         bundles = synthea_bundles()
         count = sum(len(b["entry"]) for b in bundles)
-        print(f"engine: {'embedded FerretDB 1.24 (SQLite)' if embedded else 'MONGODB_URI'}; "
-              f"machine: {platform.machine()}, {os.cpu_count()} cores")
+        print(f"engine: {engine}; machine: {platform.machine()}, {os.cpu_count()} cores")
         seq = await with_app(uri, lambda http: post_all(http, bundles, 1))
         print(f"Synthea bundles, sequential: {count} resources in {seq:.1f} s, "
               f"{count / seq:.0f} resources/s")
@@ -105,9 +99,6 @@ async def main() -> None:
         took = await with_app(uri, load)
         print(f"NDJSON loader (synthea-bulk-10): {summary[0].loaded} resources in {took:.1f} s, "
               f"{summary[0].loaded / took:.0f} resources/s, failed {summary[0].failed}")
-    finally:
-        if embedded is not None:
-            embedded.stop()
 
 
 if __name__ == "__main__":

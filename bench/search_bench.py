@@ -21,7 +21,6 @@ import platform
 import random
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from decimal import Decimal
@@ -33,6 +32,9 @@ from pymongo import AsyncMongoClient
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from common import database  # noqa: E402
 
 from fhir_server.config import Settings  # noqa: E402
 from fhir_server.interactions import stamp  # noqa: E402
@@ -155,15 +157,7 @@ async def main() -> None:
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--reps", type=int, default=7)
     args = parser.parse_args()
-    uri = os.environ.get("MONGODB_URI")
-    embedded = None
-    if not uri:
-        from fhir_server.embedded import EmbeddedFerretDB
-
-        embedded = EmbeddedFerretDB(data_dir=Path(tempfile.mkdtemp(prefix="bench-")))
-        uri = embedded.start()
-    try:
-        engine = "FerretDB 1.24 (SQLite)" if embedded else "MONGODB_URI"
+    with database("bench-") as (uri, engine):
         results = {"engine": engine, "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
                    f"{platform.python_implementation()} {platform.python_version()}",
                    "runs": []}
@@ -174,9 +168,6 @@ async def main() -> None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "search.json").write_text(json.dumps(results, indent=1))
         print(table(results))
-    finally:
-        if embedded is not None:
-            embedded.stop()
 
 
 def table(results: dict[str, Any]) -> str:

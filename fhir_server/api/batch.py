@@ -12,6 +12,7 @@ from fhir_server import bundles
 from fhir_server import interactions as svc
 from fhir_server.api.bundles import searchset_bundle
 from fhir_server.api.negotiation import json_response, pretty, read_body
+from fhir_server.api.responses import etag_matches
 from fhir_server.config import Settings
 from fhir_server.deps import RepoDep, SettingsDep
 from fhir_server.errors import FhirError, Invalid
@@ -58,8 +59,7 @@ def _get_answerer(repo: Repository, settings: Settings):  # type: ignore[no-unty
 
 def _not_modified(request: dict[str, Any], stored: StoredVersion) -> bool:
     """Entry-level conditional read: ifNoneMatch names this version, or nothing changed since."""
-    none_match = request.get("ifNoneMatch")
-    if none_match and str(none_match).strip().removeprefix("W/") in (f'"{stored.version}"', "*"):
+    if etag_matches(request.get("ifNoneMatch"), stored):
         return True
     since = request.get("ifModifiedSince")
     if since:

@@ -20,6 +20,7 @@ from fhir_server.deps import RepoDep, SettingsDep
 from fhir_server.errors import Invalid, UnsupportedMediaType
 from fhir_server.fhirjson import parse_json
 from fhir_server.patch import JSON_PATCH, apply_fhirpath_patch, apply_json_patch
+from fhir_server.storage.model import StoredVersion
 from fhir_server.validation import check_id, require_type
 
 router = APIRouter()
@@ -120,10 +121,7 @@ async def conditional_update(type_: str, request: Request, repo: RepoDep,
 @router.delete("/{type_}/{id_}")
 async def delete(type_: str, id_: str, request: Request, repo: RepoDep) -> Response:
     stored = await svc.delete(repo=repo, type_=type_, id_=id_, if_match=_if_match(request))
-    if stored is None:
-        return info_outcome(request, f"{type_}/{id_} was already deleted")
-    return info_outcome(request, f"Deleted {stored.reference} (version {stored.version})",
-                        headers={"ETag": stored.etag})
+    return _deleted(request, stored, nothing=f"{type_}/{id_} was already deleted")
 
 
 @router.delete("/{type_}")
@@ -131,8 +129,14 @@ async def conditional_delete(type_: str, request: Request, repo: RepoDep,
                              settings: SettingsDep) -> Response:
     stored = await svc.conditional_delete(repo=repo, settings=settings, type_=type_,
                                           criteria=criteria(request))
+    return _deleted(request, stored,
+                    nothing="No resource matched the criteria; nothing was deleted")
+
+
+def _deleted(request: Request, stored: StoredVersion | None, *, nothing: str) -> Response:
+    """A delete's answer: the deletion version, or what made it a no-op."""
     if stored is None:
-        return info_outcome(request, "No resource matched the criteria; nothing was deleted")
+        return info_outcome(request, nothing)
     return info_outcome(request, f"Deleted {stored.reference} (version {stored.version})",
                         headers={"ETag": stored.etag})
 

@@ -32,13 +32,17 @@ def resource_response(request: Request, stored: StoredVersion, base_url: str, *,
     return json_response(body, status=status, headers=headers, pretty_print=is_pretty)
 
 
-def not_modified(request: Request, stored: StoredVersion) -> bool:
-    """Conditional read: If-None-Match names the current version."""
-    tags = request.headers.get("if-none-match")
+def etag_matches(tags: str | None, stored: StoredVersion) -> bool:
+    """Whether an If-None-Match list (``W/"3", W/"4"`` or ``*``) names this version."""
     if not tags:
         return False
     wanted = {t.strip().removeprefix("W/") for t in tags.split(",")}
     return f'"{stored.version}"' in wanted or "*" in wanted
+
+
+def not_modified(request: Request, stored: StoredVersion) -> bool:
+    """Conditional read: If-None-Match names the current version."""
+    return etag_matches(request.headers.get("if-none-match"), stored)
 
 
 def write_response(request: Request, written: Written, base_url: str) -> Response:
