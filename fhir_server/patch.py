@@ -103,7 +103,7 @@ def resolve(resource: dict[str, Any], path: str) -> list[Location]:
     parts = split_top_level(path, ".")
     rtype = resource.get("resourceType")
     if not parts or parts[0] != rtype:
-        raise Invalid(f"Path '{path[:80]}' must start with {rtype}", expression=["path"])
+        raise Invalid(f"The path must start with {rtype}", expression=["path"])
     locs = [Location(resource, None, None, resource_class(str(rtype)))]
     for part in parts[1:]:
         if part.startswith("where(") and part.endswith(")"):
@@ -116,7 +116,8 @@ def resolve(resource: dict[str, Any], path: str) -> list[Location]:
         else:
             match = _INDEXED.match(part)
             if not match:
-                raise Invalid(f"Path step '{part[:40]}' is not supported in FHIRPath Patch",
+                raise Invalid("A path step is not supported in FHIRPath Patch "
+                              "(names, [n], where(), first() and last() are)",
                               expression=["path"], code="not-supported")
             locs = _step(locs, match.group(1),
                          int(match.group(2)) if match.group(2) is not None else None)
@@ -156,7 +157,7 @@ def _parts(operation: dict[str, Any]) -> dict[str, Any]:
 
 def _single(locs: list[Location], path: str) -> Location:
     if len(locs) != 1:
-        raise Unprocessable(f"Path '{path[:80]}' must select one element; it selects {len(locs)}")
+        raise Unprocessable(f"The path must select one element; it selects {len(locs)}")
     return locs[0]
 
 
@@ -168,7 +169,7 @@ def _apply_one(resource: dict[str, Any], op: dict[str, Any]) -> None:
     locs = resolve(resource, path)
     if kind == "delete":
         if len(locs) > 1:
-            raise Unprocessable(f"Path '{path[:80]}' selects {len(locs)} elements to delete")
+            raise Unprocessable(f"The path selects {len(locs)} elements to delete")
         for loc in locs:
             _remove(loc)
         return
@@ -183,7 +184,7 @@ def _apply_one(resource: dict[str, Any], op: dict[str, Any]) -> None:
         name = op.get("name")
         target = loc.get()
         if not isinstance(name, str) or not isinstance(target, dict):
-            raise Unprocessable(f"add needs a name and a path to an element ('{path[:80]}')")
+            raise Unprocessable("add needs a name and a path to an element")
         _, repeats = _child_class(loc.cls, name)
         if repeats:
             target.setdefault(name, []).append(op.get("value"))
@@ -215,7 +216,7 @@ def _list_of(locs: list[Location], path: str) -> list[Any]:
     """The list a path selects (all its items share one container and key)."""
     keys = {(id(loc.parent), loc.key) for loc in locs}
     if not locs or len(keys) != 1 or any(loc.index is None for loc in locs):
-        raise Unprocessable(f"'{path[:80]}' does not select a repeating element")
+        raise Unprocessable("The path does not select a repeating element")
     items: list[Any] = locs[0].parent[locs[0].key]
     return items
 

@@ -40,7 +40,7 @@ def _get_answerer(repo: Repository, settings: Settings):  # type: ignore[no-unty
             else:
                 parts = e.url.split("?")[0].strip("/").split("/")
                 if len(parts) not in (2, 4) or (len(parts) == 4 and parts[2] != "_history"):
-                    raise Invalid(f"GET {e.url[:80]} is not supported in a Bundle; read, "
+                    raise Invalid(f"This GET of {e.type_} is not supported in a Bundle; read, "
                                   "vread and type searches are")
                 stored = (await svc.vread(repo=repo, type_=e.type_, id_=e.id_, version=parts[3])
                           if len(parts) == 4 and parts[2] == "_history"

@@ -32,7 +32,7 @@ def date_range(value: str, *, param: str = "date") -> tuple[datetime, datetime]:
     """
     match = _DATE.match(value.strip())
     if not match:
-        raise Invalid(f"'{value[:40]}' is not a valid FHIR date or dateTime", expression=[param])
+        raise Invalid(f"The {param} value is not a valid FHIR date or dateTime", expression=[param])
     g = match.groupdict()
     try:
         tz: timezone = UTC
@@ -45,7 +45,7 @@ def date_range(value: str, *, param: str = "date") -> tuple[datetime, datetime]:
         if g["f"]:
             low = low.replace(microsecond=int(g["f"][:6].ljust(6, "0")))
     except ValueError:
-        raise Invalid(f"'{value[:40]}' is not a valid FHIR date or dateTime",
+        raise Invalid(f"The {param} value is not a valid FHIR date or dateTime",
                       expression=[param]) from None
     return _clamp(low), _clamp(_high(low, g))
 

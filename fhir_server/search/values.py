@@ -113,7 +113,7 @@ def reference_keys(param: str, value: str, *, modifier: str | None, targets: tup
     value = unescape(value)
     norm = normalize_reference(value, base_url)
     if norm is None:
-        raise Invalid(f"'{value[:64]}' is not a reference value for '{param}'",
+        raise Invalid(f"The value of '{param}' is not a reference",
                       expression=[param])
     if "/" in norm:
         if modifier and not norm.startswith(modifier + "/"):
@@ -207,9 +207,9 @@ def _decimal(param: str, text: str) -> Decimal:
     try:
         value = Decimal(text)
     except InvalidOperation:
-        raise Invalid(f"'{text[:40]}' is not a number for '{param}'", expression=[param]) from None
+        raise Invalid(f"The value of '{param}' is not a number", expression=[param]) from None
     if not value.is_finite():
-        raise Invalid(f"'{text[:40]}' is not a number for '{param}'", expression=[param])
+        raise Invalid(f"The value of '{param}' is not a number", expression=[param])
     return value
 
 
@@ -256,7 +256,7 @@ def quantity_condition(param: str, raw: str) -> tuple[str, Filter]:
         elif code:
             conjuncts.append({"$or": [{"c": code}, {"u": code}]})
     elif len(parts) == 2:
-        raise Invalid(f"Quantity '{raw[:40]}' for '{param}' must be number|system|code",
+        raise Invalid(f"A quantity for '{param}' must be number|system|code",
                       expression=[param])
     ors = [c for c in conjuncts if "$or" in c]
     cond: Filter = {k: v for c in conjuncts if "$or" not in c for k, v in c.items()}

@@ -112,3 +112,15 @@ async def test_batch_answers_every_entry(client: httpx.AsyncClient) -> None:
     created = resp.json()["entry"][0]
     assert created["fullUrl"].startswith("http://testserver/fhir/Patient/")
     assert created["response"]["location"].startswith("http://testserver/fhir/Patient/")
+
+
+@pytest.mark.parametrize(("query", "secret"), [
+    ("Patient?birthdate=1974-13-45-Peter", "Peter"),
+    ("Observation?value-quantity=abc-Smith", "Smith"),
+    ("Observation?value-quantity=5|x-Jones", "Jones"),
+])
+async def test_search_errors_do_not_echo_values(client: httpx.AsyncClient, query: str,
+                                                secret: str) -> None:
+    resp = await client.get(query)
+    assert resp.status_code == 400
+    assert secret not in resp.text
