@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from fhir_server import interactions as svc
+from fhir_server import rules
 from fhir_server.config import Settings
 from fhir_server.errors import (
     Conflict,
@@ -29,6 +30,7 @@ from fhir_server.errors import (
     PreconditionFailed,
     operation_outcome,
 )
+from fhir_server.fhirjson import loads_stored
 from fhir_server.storage.model import StoredVersion, instant, now_ms
 from fhir_server.storage.repository import Repository
 from fhir_server.storage.transactions import PlannedWrite, TransactionConflict
@@ -244,7 +246,6 @@ async def _plan_one(repo: Repository, settings: Settings, e: Entry, plan: Plan,
 
 async def _new_content(repo: Repository, e: Entry, exists: bool) -> dict[str, Any]:
     if e.method == "PATCH":
-        from fhir_server.fhirjson import loads_stored
         from fhir_server.patch import apply_fhirpath_patch
 
         if not exists or e.resource is None:
@@ -290,12 +291,7 @@ async def run_transaction(*, repo: Repository, settings: Settings, entries: list
             await _plan_one(repo, settings, e, plan, ts)
         except FhirError as error:
             raise _fail(error, e.index) from None
-    try:
-        stored = await repo.commit_transaction(plan.writes, ts=ts)
-    except TransactionConflict as conflict:
-        index = plan.entry_of_write[conflict.index]
-        raise _fail(Conflict("Another request changed this resource; nothing of the "
-                             "transaction was written"), index) from None
+    stored = await _commit(repo, settings, plan, ts)
     by_index = dict(zip(plan.entry_of_write, stored, strict=True))
     for e in entries:
         _finish_write(e, by_index.get(e.index))
@@ -307,6 +303,36 @@ async def run_transaction(*, repo: Repository, settings: Settings, entries: list
             cur = await repo.current(type_=e.type_, id_=e.id_ or "")
             if cur is not None:
                 _finish_write(e, cur)
+
+
+async def _commit(repo: Repository, settings: Settings, plan: Plan, ts: Any
+                  ) -> list[StoredVersion]:
+    """Commit the plan with its write rules' checks and side writes (``fhir_server/rules.py``).
+
+    Returns the stored versions of the plan's own writes, in plan order.
+    """
+    changes, first_rule_entry = [], 0
+    for w, index in zip(plan.writes, plan.entry_of_write, strict=True):
+        if rules.has_rules(w.type_):
+            _, before = await svc.current_resource(repo, w.type_, w.id_)
+            after = None if w.text is None else loads_stored(w.text)
+            changes.append(rules.Change(type_=w.type_, id_=w.id_, before=before, after=after))
+            first_rule_entry = first_rule_entry if len(changes) > 1 else index
+    writes = list(plan.writes)
+    try:
+        async with rules.applying(repo, settings, changes) as side:
+            for w in await svc.plan_side_writes(repo=repo, settings=settings, side=side, ts=ts):
+                if f"{w.type_}/{w.id_}" in plan.targets:
+                    raise _fail(Conflict(f"{w.type_}/{w.id_} is written by an entry and by the "
+                                         "rules of another entry"), first_rule_entry)
+                writes.append(w)
+            stored = await repo.commit_transaction(writes, ts=ts)
+    except TransactionConflict as conflict:
+        index = (plan.entry_of_write[conflict.index] if conflict.index < len(plan.writes)
+                 else first_rule_entry)
+        raise _fail(Conflict("Another request changed this resource; nothing of the "
+                             "transaction was written"), index) from None
+    return stored[:len(plan.writes)]
 
 
 def _finish_write(e: Entry, stored: StoredVersion | None) -> None:
@@ -344,7 +370,8 @@ async def _batch_write(repo: Repository, settings: Settings, e: Entry) -> None:
             stored = await svc.conditional_delete(repo=repo, settings=settings, type_=e.type_,
                                                   criteria=e.query)
         else:
-            stored = await svc.delete(repo=repo, type_=e.type_, id_=e.id_, if_match=version)
+            stored = await svc.delete(repo=repo, settings=settings, type_=e.type_, id_=e.id_,
+                                      if_match=version)
         e.response = {"status": "204 No Content"}
         _finish_write(e, stored)
         return

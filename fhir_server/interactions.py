@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from fhir_server import rules
 from fhir_server.config import Settings
 from fhir_server.errors import Conflict, Gone, Invalid, NotFound, PreconditionFailed
 from fhir_server.fhirjson import dumps, loads_stored
@@ -25,7 +26,7 @@ from fhir_server.search.extract import index_resource
 from fhir_server.search.parse import WHOLE_NUMBER, criteria_of
 from fhir_server.storage.model import StoredVersion, instant, now_ms
 from fhir_server.storage.repository import Repository, VersionConflict
-from fhir_server.storage.transactions import PlannedWrite
+from fhir_server.storage.transactions import PlannedWrite, TransactionConflict
 from fhir_server.validation import check_id, require_type, resource_class, validate_resource
 
 WRITE_RETRIES = 40  # optimistic retries for writes without If-Match, with jittered backoff
@@ -107,13 +108,72 @@ def plan_write(*, settings: Settings, resource: dict[str, Any], type_: str, id_:
     return PlannedWrite(type_, id_, previous, text, index, method)
 
 
-async def _store(*, repo: Repository, settings: Settings, resource: dict[str, Any], type_: str,
-                 id_: str, previous: int | None, method: str) -> StoredVersion:
+async def _store(*, repo: Repository, settings: Settings, resource: dict[str, Any] | None,
+                 type_: str, id_: str, previous: int | None, method: str) -> StoredVersion:
+    """Write the next version (``resource`` None: a deletion), with the type's write rules.
+
+    Raises VersionConflict when ``previous`` is no longer the current version.
+    """
+    if rules.has_rules(type_):
+        return await _store_with_rules(repo=repo, settings=settings, resource=resource,
+                                       type_=type_, id_=id_, previous=previous, method=method)
     ts = now_ms()
+    if resource is None:
+        return await repo.write(type_=type_, id_=id_, previous=previous, text=None, index=None,
+                                method=method, ts=ts)
     w = plan_write(settings=settings, resource=resource, type_=type_, id_=id_,
                    previous=previous, method=method, ts=ts)
     return await repo.write(type_=type_, id_=id_, previous=previous, text=w.text, index=w.index,
                             method=method, ts=ts)
+
+
+async def current_resource(repo: Repository, type_: str, id_: str
+                           ) -> tuple[int | None, dict[str, Any] | None]:
+    """(current version, current content); content None when absent or deleted."""
+    stored = await repo.current(type_=type_, id_=id_)
+    if stored is None:
+        return None, None
+    return stored.version, (None if stored.text is None else loads_stored(stored.text))
+
+
+async def plan_side_writes(*, repo: Repository, settings: Settings,
+                           side: Sequence[rules.SideWrite], ts: datetime) -> list[PlannedWrite]:
+    out = []
+    for s in side:
+        validate_resource(s.resource, expected_type=s.type_)
+        current = await repo.peek(type_=s.type_, id_=s.id_)
+        out.append(plan_write(settings=settings, resource=s.resource, type_=s.type_, id_=s.id_,
+                              previous=None if current is None else current.version,
+                              method="PUT" if current is not None else "POST", ts=ts))
+    return out
+
+
+async def _store_with_rules(*, repo: Repository, settings: Settings,
+                            resource: dict[str, Any] | None, type_: str, id_: str,
+                            previous: int | None, method: str) -> StoredVersion:
+    for attempt in range(WRITE_RETRIES):
+        version, before = await current_resource(repo, type_, id_)
+        if version != previous:
+            raise VersionConflict(f"{type_}/{id_}")
+        after = None if resource is None else {**resource, "id": id_}
+        change = rules.Change(type_=type_, id_=id_, before=before, after=after)
+        async with rules.applying(repo, settings, [change]) as side:
+            ts = now_ms()
+            main = (PlannedWrite(type_, id_, previous, None, None, method) if resource is None
+                    else plan_write(settings=settings, resource=resource, type_=type_, id_=id_,
+                                    previous=previous, method=method, ts=ts))
+            if not side:
+                return await repo.write(type_=type_, id_=id_, previous=previous, text=main.text,
+                                        index=main.index, method=method, ts=ts)
+            writes = [main, *await plan_side_writes(repo=repo, settings=settings, side=side,
+                                                    ts=ts)]
+            try:
+                return (await repo.commit_transaction(writes, ts=ts))[0]
+            except TransactionConflict as conflict:
+                if conflict.index == 0:
+                    raise VersionConflict(conflict.key) from None
+        await _backoff(attempt)  # a side write raced another writer: plan again
+    raise Conflict(f"{type_}/{id_} is being changed by other requests; try again")
 
 
 async def find_matches(*, repo: Repository, settings: Settings, type_: str,
@@ -125,6 +185,17 @@ async def find_matches(*, repo: Repository, settings: Settings, type_: str,
     query = await compile_criteria(compile_context(repo, settings), type_, parsed)
     rows = await repo.search_rows(type_=type_, query=query, sort=[], limit=CONDITIONAL_LIMIT)
     return [str(r["_id"]) for r in rows]
+
+
+async def find_resources(*, repo: Repository, settings: Settings, type_: str,
+                         criteria: Sequence[tuple[str, str]], limit: int = 1000
+                         ) -> list[dict[str, Any]]:
+    """The current resources matching search criteria (for operations and write rules)."""
+    parsed = criteria_of(list(criteria))
+    query = await compile_criteria(compile_context(repo, settings), type_, parsed)
+    rows = await repo.search_rows(type_=type_, query=query, sort=[], limit=limit)
+    found = await repo.fetch(type_=type_, ids=[str(r["_id"]) for r in rows])
+    return [loads_stored(stored.text) for stored, _ in found if stored.text is not None]
 
 
 async def create(*, repo: Repository, settings: Settings, type_: str, resource: dict[str, Any],
@@ -236,7 +307,7 @@ async def vread(*, repo: Repository, type_: str, id_: str, version: str) -> Stor
     return stored
 
 
-async def delete(*, repo: Repository, type_: str, id_: str,
+async def delete(*, repo: Repository, settings: Settings, type_: str, id_: str,
                  if_match: int | None = None) -> StoredVersion | None:
     """DELETE [type]/[id]: the deletion version, or None when it was already deleted."""
     require_type(type_)
@@ -251,8 +322,8 @@ async def delete(*, repo: Repository, type_: str, id_: str,
         if current.deleted:
             return None
         try:
-            return await repo.write(type_=type_, id_=id_, previous=current.version, text=None,
-                                    index=None, method="DELETE")
+            return await _store(repo=repo, settings=settings, resource=None, type_=type_,
+                                id_=id_, previous=current.version, method="DELETE")
         except VersionConflict:
             if if_match is not None:
                 raise PreconditionFailed(f"{type_}/{id_} was changed by another request") from None
@@ -269,7 +340,7 @@ async def conditional_delete(*, repo: Repository, settings: Settings, type_: str
         raise PreconditionFailed("The criteria match more than one resource; nothing was deleted")
     if not ids:
         return None
-    return await delete(repo=repo, type_=type_, id_=ids[0])
+    return await delete(repo=repo, settings=settings, type_=type_, id_=ids[0])
 
 
 async def patch(*, repo: Repository, settings: Settings, type_: str, id_: str,

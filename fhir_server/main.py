@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI, Request
 from starlette.responses import Response
 
+import resources
 from fhir_server.api import batch, capability, interactions
 from fhir_server.api.negotiation import check_accept, json_response
 from fhir_server.config import Settings, get_settings
@@ -29,6 +30,7 @@ log = logging.getLogger("fhir_server")
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    resources.register_all()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -119,8 +119,10 @@ async def conditional_update(type_: str, request: Request, repo: RepoDep,
 
 
 @router.delete("/{type_}/{id_}")
-async def delete(type_: str, id_: str, request: Request, repo: RepoDep) -> Response:
-    stored = await svc.delete(repo=repo, type_=type_, id_=id_, if_match=_if_match(request))
+async def delete(type_: str, id_: str, request: Request, repo: RepoDep,
+                 settings: SettingsDep) -> Response:
+    stored = await svc.delete(repo=repo, settings=settings, type_=type_, id_=id_,
+                             if_match=_if_match(request))
     return _deleted(request, stored, nothing=f"{type_}/{id_} was already deleted")
 
 

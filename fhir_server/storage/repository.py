@@ -38,6 +38,7 @@ from pymongo.errors import DuplicateKeyError
 
 from fhir_server.storage.engine import EngineInfo
 from fhir_server.storage.guarded import ABSENT, Guarded
+from fhir_server.storage.locks import Locks
 from fhir_server.storage.matcher import has_subdocument_elem_match, matches, pushable_part
 from fhir_server.storage.model import StoredVersion, now_ms
 from fhir_server.storage.transactions import PlannedWrite, TransactionLog
@@ -141,6 +142,7 @@ class Repository:
         self.engine = engine
         self.guarded = Guarded(local_locks=not engine.uses_indexes)
         self.transactions = TransactionLog(db, self.guarded)
+        self.locks = Locks(db, self.guarded)
         self._indexed: set[str] = set()
 
     # -- indexes and recovery -------------------------------------------------

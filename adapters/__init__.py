@@ -1,0 +1,1 @@
+"""External systems behind Protocols (payers, EHRs), with their resilience."""

@@ -1,0 +1,1 @@
+"""Code systems, value sets and the clinic's price list."""

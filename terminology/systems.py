@@ -1,0 +1,17 @@
+"""URIs this server defines for the links and codes of its revenue-cycle workflows."""
+
+from __future__ import annotations
+
+SERVER_URI = "https://fhir-rcm-server.org"
+
+# Identifier system of a bill's key, shared by its ChargeItems, Invoice and Claim:
+# the value is the reference of what was billed ("Appointment/123" or "Encounter/456").
+BILL_KEY = "urn:fhir-rcm-server:bill"
+# Extension on an Invoice: the Appointment whose booking created it.
+INVOICE_APPOINTMENT = f"{SERVER_URI}/StructureDefinition/invoice-appointment"
+# Codes of Invoice.totalPriceComponent (type informational) after adjudication.
+INVOICE_SHARE = f"{SERVER_URI}/CodeSystem/invoice-share"
+# Errors this server's payer side reports (CoverageEligibilityResponse / ClaimResponse .error).
+ADJUDICATION_ERROR = f"{SERVER_URI}/CodeSystem/adjudication-error"
+# Extension on an Endpoint: how to get an OAuth2 token for it (client id, scope).
+ENDPOINT_OAUTH = f"{SERVER_URI}/StructureDefinition/endpoint-oauth2"
