@@ -41,6 +41,24 @@ class Settings(BaseSettings):
         default=10_000, ge=1, description="Most entries a transaction or batch Bundle may have.")
     fhir_search_max_results: int = Field(
         default=10_000, ge=1, description="Most matches one search keeps for paging.")
+    fhir_billing_currency: str = Field(
+        default="USD", pattern=r"^[A-Z]{3}$",
+        description="ISO 4217 currency of generated bills (ChargeItem, Invoice, Claim).")
+    fhir_billing_provider: str | None = Field(
+        default=None, pattern=r"^Organization/[A-Za-z0-9\-.]{1,64}$",
+        description="The clinic's Organization, the provider of generated Claims when the "
+        "Encounter names no serviceProvider.")
+    fhir_payer_connect_timeout: float = Field(
+        default=2.0, gt=0, description="Seconds to connect to a payer endpoint.")
+    fhir_payer_read_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds to wait for a payer's answer.")
+    fhir_payer_retries: int = Field(
+        default=2, ge=0, le=10, description="Retries of a failed payer call (idempotent calls, "
+        "and calls that never reached the payer).")
+    fhir_payer_breaker_failures: int = Field(
+        default=5, ge=1, description="Consecutive failures that open a payer endpoint's circuit.")
+    fhir_payer_breaker_reset: float = Field(
+        default=30.0, gt=0, description="Seconds an open circuit waits before one trial call.")
     fhir_log_level: str = Field(default="INFO", description="Log level (DEBUG, INFO, WARNING, ...).")
 
     @property

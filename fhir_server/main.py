@@ -12,10 +12,12 @@ from fastapi import Depends, FastAPI, Request
 from starlette.responses import Response
 
 import resources
-from fhir_server.api import batch, capability, interactions
+from adapters.payer_fhir import FhirPayerAdapter
+from fhir_server.api import batch, capability, interactions, operations
 from fhir_server.api.negotiation import check_accept, json_response
 from fhir_server.config import Settings, get_settings
 from fhir_server.errors import install_handlers
+from fhir_server.operation_definitions import publish_operation_definitions
 from fhir_server.storage.engine import (
     UNAVAILABLE_ERRORS,
     database,
@@ -44,6 +46,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await repo.ensure_base_indexes()
             await repo.recover()
             await repo.ensure_existing_type_indexes()
+            await publish_operation_definitions(repo=repo, settings=settings)
+            app.state.services = operations.Services(payer=FhirPayerAdapter(settings))
             app.state.client = client
             app.state.engine = engine
             app.state.repo = repo
@@ -53,6 +57,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                      settings.mongodb_database)
             yield
         finally:
+            services = getattr(app.state, "services", None)
+            if services is not None:
+                await services.payer.close()
             await client.close()
 
     app = FastAPI(title="FHIR revenue-cycle server", lifespan=lifespan, docs_url=None,
@@ -89,5 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     fhir_deps = [Depends(check_accept)]
     app.include_router(capability.router, prefix="/fhir", dependencies=fhir_deps)
     app.include_router(batch.router, prefix="/fhir", dependencies=fhir_deps)
+    app.include_router(operations.build_router(), prefix="/fhir", dependencies=fhir_deps)
     app.include_router(interactions.router, prefix="/fhir", dependencies=fhir_deps)
+    app.include_router(operations.unknown, prefix="/fhir", dependencies=fhir_deps)
     return app

@@ -15,3 +15,16 @@ INVOICE_SHARE = f"{SERVER_URI}/CodeSystem/invoice-share"
 ADJUDICATION_ERROR = f"{SERVER_URI}/CodeSystem/adjudication-error"
 # Extension on an Endpoint: how to get an OAuth2 token for it (client id, scope).
 ENDPOINT_OAUTH = f"{SERVER_URI}/StructureDefinition/endpoint-oauth2"
+# Identifier system linking a bill's ChargeItems and Claim to their Invoice ("Invoice/[id]").
+BILL_INVOICE = "urn:fhir-rcm-server:invoice"
+
+# HL7 terminology used by the revenue-cycle operations.
+CLAIM_TYPE = "http://terminology.hl7.org/CodeSystem/claim-type"
+PROCESS_PRIORITY = "http://terminology.hl7.org/CodeSystem/processpriority"
+ADJUDICATION = "http://terminology.hl7.org/CodeSystem/adjudication"
+PAYMENT_TYPE = "http://terminology.hl7.org/CodeSystem/ex-paymenttype"
+BENEFIT_TYPE = "http://terminology.hl7.org/CodeSystem/benefit-type"
+BENEFIT_CATEGORY = "http://terminology.hl7.org/CodeSystem/ex-benefitcategory"
+COPAY_TYPE = "http://terminology.hl7.org/CodeSystem/coverage-copay-type"
+COVERAGE_CLASS = "http://terminology.hl7.org/CodeSystem/coverage-class"
+ENDPOINT_CONNECTION = "http://terminology.hl7.org/CodeSystem/endpoint-connection-type"

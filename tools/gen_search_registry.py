@@ -26,6 +26,8 @@ TARGET = ROOT / "fhir_server" / "data" / "search_parameters.json"
 COMPARTMENT_SOURCE = DEFAULT_SOURCE.parent / "compartmentdefinition-patient.json"
 COMPARTMENT_TARGET = ROOT / "fhir_server" / "data" / "compartment_patient.json"
 ABSTRACT_BASES = {"Resource", "DomainResource"}
+# Parameters this server adds to R4's (the revenue-cycle lookups need them).
+SERVER_SOURCE = ROOT / "tools" / "server_search_parameters.json"
 
 
 def root_of(part: str) -> str:
@@ -54,6 +56,7 @@ def description_for(description: str, base: str, multi: bool) -> str:
 def main() -> None:
     source = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_SOURCE
     entries = [e["resource"] for e in json.loads(source.read_text())["entry"]]
+    entries += [e["resource"] for e in json.loads(SERVER_SOURCE.read_text())["entry"]]
     by_url = {sp["url"]: sp for sp in entries}
     registry: dict[str, dict[str, Any]] = {}
     for sp in entries:

@@ -14,6 +14,7 @@ from fhir_server.deps import SettingsDep
 from fhir_server.search.registry import params_for
 from fhir_server.storage.model import instant, now_ms
 from fhir_server.validation import resource_types
+from operations.registry import operations_for
 
 router = APIRouter()
 
@@ -67,6 +68,14 @@ def _resources() -> list[dict[str, Any]]:
     return out
 
 
+def _with_operations(entry: dict[str, Any]) -> dict[str, Any]:
+    ops = operations_for(entry["type"])
+    if not ops:
+        return entry
+    return {**entry, "operation": [{"name": op.code, "definition": op.canonical,
+                                    "documentation": op.title} for op in ops]}
+
+
 def capability_statement(base_url: str, start: str) -> dict[str, Any]:
     return {
         "resourceType": "CapabilityStatement",
@@ -89,7 +98,7 @@ def capability_statement(base_url: str, start: str) -> dict[str, Any]:
         "rest": [{
             "mode": "server",
             "documentation": "FHIR R4 over JSON.",
-            "resource": _resources(),
+            "resource": [_with_operations(r) for r in _resources()],
             "interaction": [{"code": "transaction"}, {"code": "batch"},
                             {"code": "history-system"}],
             "searchParam": [

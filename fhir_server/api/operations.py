@@ -1,0 +1,80 @@
+"""Routes for the operations in ``operations/registry.py`` (``POST [base]/[type]/$op`` and
+``POST [base]/[type]/[id]/$op``), registered before the generic interaction routes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from adapters.payer import PayerAdapter
+from fhir_server.api.negotiation import json_response, pretty, read_body
+from fhir_server.deps import RepoDep, SettingsDep
+from fhir_server.errors import MethodNotAllowed, NotFound
+from fhir_server.validation import check_id
+from operations.base import Call, Operation, parse_parameters
+from operations.registry import OPERATIONS
+
+
+@dataclass
+class Services:
+    """What operations use beyond the database: the adapters, one per app."""
+
+    payer: PayerAdapter
+
+
+async def _run(op: Operation, request: Request, repo: Any, settings: Any,
+               id_: str | None) -> Response:
+    body = await read_body(request) if await request.body() else None
+    params = parse_parameters(op, body)
+    result = await op.run(Call(repo=repo, settings=settings, services=request.app.state.services,
+                               params=params, id_=id_))
+    return json_response(result, pretty_print=pretty(request))
+
+
+def _type_route(op: Operation):  # type: ignore[no-untyped-def]
+    async def route(request: Request, repo: RepoDep, settings: SettingsDep) -> Response:
+        return await _run(op, request, repo, settings, None)
+    return route
+
+
+def _instance_route(op: Operation):  # type: ignore[no-untyped-def]
+    async def route(id_: str, request: Request, repo: RepoDep, settings: SettingsDep) -> Response:
+        check_id(id_)
+        return await _run(op, request, repo, settings, id_)
+    return route
+
+
+def build_router() -> APIRouter:
+    router = APIRouter()
+    for op in OPERATIONS:
+        for type_ in op.resource:
+            if op.type_level:
+                router.add_api_route(f"/{type_}/${op.code}", _type_route(op), methods=["POST"],
+                                     name=f"{op.id}-type-{type_}")
+            if op.instance:
+                router.add_api_route(f"/{type_}/{{id_}}/${op.code}", _instance_route(op),
+                                     methods=["POST"], name=f"{op.id}-instance-{type_}")
+    return router
+
+
+unknown = APIRouter()  # included after the interaction routes
+
+
+def _unknown(type_: str, name: str, level: str) -> Response:
+    if not name.startswith("$"):
+        raise MethodNotAllowed("POST is not allowed here", code="not-supported")
+    raise NotFound(f"{type_} has no {level} operation '{name[:64]}' on this server",
+                   code="not-supported")
+
+
+@unknown.post("/{type_}/{name}")
+async def unknown_type_operation(type_: str, name: str) -> Response:
+    return _unknown(type_, name, "type-level")
+
+
+@unknown.post("/{type_}/{id_}/{name}")
+async def unknown_instance_operation(type_: str, id_: str, name: str) -> Response:
+    return _unknown(type_, name, "instance")

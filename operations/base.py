@@ -1,0 +1,175 @@
+"""What an operation is: its definition, its parsed input, and the one Parameters parser.
+
+Each operation module declares an ``Operation`` (name, level, types, in/out
+parameters with type and cardinality) and an ``async run(call)``. The same
+declaration produces the route (``fhir_server/api/operations.py``), the
+OperationDefinition resource served at ``[base]/OperationDefinition/[id]`` and
+the CapabilityStatement entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from fhir_server.config import Settings
+from fhir_server.errors import Invalid
+from fhir_server.storage.repository import Repository
+from terminology.systems import SERVER_URI
+
+# FHIR data types an in-parameter may have, and the Parameters key that carries each.
+VALUE_KEYS = {
+    "Reference": "valueReference", "Coding": "valueCoding", "decimal": "valueDecimal",
+    "Money": "valueMoney", "date": "valueDate", "code": "valueCode", "string": "valueString",
+    "boolean": "valueBoolean", "CodeableConcept": "valueCodeableConcept",
+    "Identifier": "valueIdentifier", "dateTime": "valueDateTime", "Period": "valuePeriod",
+}
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    use: str  # "in" | "out"
+    min: int
+    max: str  # "1" | "*"
+    type: str | None = None  # None for a parameter made of parts
+    documentation: str = ""
+    parts: tuple[Param, ...] = ()
+
+    def to_fhir(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "use": self.use, "min": self.min,
+                               "max": self.max}
+        if self.documentation:
+            out["documentation"] = self.documentation
+        if self.type:
+            out["type"] = self.type
+        if self.parts:
+            out["part"] = [p.to_fhir() for p in self.parts]
+        return out
+
+
+@dataclass(frozen=True)
+class Call:
+    """One invocation: where it runs and what it was given."""
+
+    repo: Repository
+    settings: Settings
+    services: Any  # fhir_server.api.operations.Services: adapters shared by the app
+    params: dict[str, list[Any]]
+    id_: str | None = None  # the instance, for instance-level operations
+
+    def one(self, name: str) -> Any:
+        values = self.params.get(name) or []
+        return values[0] if values else None
+
+
+Runner = Callable[[Call], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Operation:
+    id: str  # OperationDefinition id, e.g. "Claim-submit"
+    code: str  # without the $
+    title: str
+    description: str
+    resource: tuple[str, ...]
+    type_level: bool
+    instance: bool
+    parameters: tuple[Param, ...]
+    run: Runner
+    affects_state: bool = True
+    base: str | None = None  # the HL7 definition this one implements, if any
+    resource_body: str | None = None  # in-parameter a bare resource body stands for
+    url: str = field(default="")
+
+    @property
+    def canonical(self) -> str:
+        return self.url or f"{SERVER_URI}/OperationDefinition/{self.id}"
+
+    def definition(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "resourceType": "OperationDefinition", "id": self.id, "url": self.canonical,
+            "version": "1", "name": "".join(w[:1].upper() + w[1:]
+                                            for w in self.id.replace("-", " ").split()),
+            "title": self.title, "status": "active", "kind": "operation",
+            "description": self.description, "affectsState": self.affects_state,
+            "code": self.code, "resource": list(self.resource), "system": False,
+            "type": self.type_level, "instance": self.instance,
+            "parameter": [p.to_fhir() for p in self.parameters],
+        }
+        if self.base:
+            out["base"] = self.base
+        return out
+
+    def inputs(self) -> tuple[Param, ...]:
+        return tuple(p for p in self.parameters if p.use == "in")
+
+
+def parse_parameters(op: Operation, body: dict[str, Any] | None) -> dict[str, list[Any]]:
+    """Check a request body against the operation's in-parameters.
+
+    The body is a Parameters resource, or (when the operation has a resource
+    in-parameter) that resource itself. Values come back by name: the value for
+    a typed parameter, a ``{part name: [values]}`` dict for one made of parts.
+    """
+    if body is None:
+        body = {"resourceType": "Parameters"}
+    if body.get("resourceType") != "Parameters":
+        if op.resource_body is None:
+            raise Invalid(f"${op.code} takes a Parameters resource", expression=["resourceType"])
+        body = {"resourceType": "Parameters",
+                "parameter": [{"name": op.resource_body, "resource": body}]}
+    raw = body.get("parameter", [])
+    if not isinstance(raw, list):
+        raise Invalid("Parameters.parameter must be a list", expression=["Parameters.parameter"])
+    out = _parse_level(op.inputs(), raw, "Parameters.parameter")
+    return out
+
+
+def _parse_level(defs: tuple[Param, ...], raw: list[Any], where: str) -> dict[str, list[Any]]:
+    by_name = {p.name: p for p in defs}
+    out: dict[str, list[Any]] = {}
+    for i, item in enumerate(raw):
+        here = f"{where}[{i}]"
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise Invalid("Each parameter needs a name", expression=[here])
+        definition = by_name.get(item["name"])
+        if definition is None:
+            raise Invalid(f"Unknown parameter '{str(item['name'])[:64]}'; expected one of "
+                          f"{', '.join(sorted(by_name))}", expression=[f"{here}.name"])
+        out.setdefault(definition.name, []).append(_value(definition, item, here))
+    for definition in defs:
+        count = len(out.get(definition.name, []))
+        if count < definition.min:
+            raise Invalid(f"Parameter '{definition.name}' is required", expression=[where])
+        if definition.max == "1" and count > 1:
+            raise Invalid(f"Parameter '{definition.name}' may appear only once",
+                          expression=[where])
+    return out
+
+
+def _value(definition: Param, item: dict[str, Any], here: str) -> Any:
+    if definition.parts:
+        parts = item.get("part")
+        if not isinstance(parts, list):
+            raise Invalid(f"Parameter '{definition.name}' is made of parts",
+                          expression=[f"{here}.part"])
+        return _parse_level(definition.parts, parts, f"{here}.part")
+    if definition.type in ("Resource", "Claim", "Bundle", "CoverageEligibilityRequest"):
+        resource = item.get("resource")
+        if not isinstance(resource, dict):
+            raise Invalid(f"Parameter '{definition.name}' takes a resource",
+                          expression=[f"{here}.resource"])
+        return resource
+    key = VALUE_KEYS.get(definition.type or "")
+    present = [k for k in item if k.startswith("value")]
+    if key is None or present != [key]:
+        raise Invalid(f"Parameter '{definition.name}' takes a {definition.type} ({key})",
+                      expression=[here])
+    value = item[key]
+    if definition.type in ("Reference", "Coding", "Money", "CodeableConcept", "Identifier",
+                           "Period") and not isinstance(value, dict):
+        raise Invalid(f"Parameter '{definition.name}' must be a {definition.type} object",
+                      expression=[f"{here}.{key}"])
+    return value

@@ -1,0 +1,232 @@
+"""Eligibility: ``CoverageEligibilityRequest/$submit`` and ``Coverage/[id]/$eligibility``.
+
+The request is stored, then answered: by the payer's FHIR endpoint when the
+Coverage's payor Organization has one (the request travels with its patient,
+coverage and insurer contained), otherwise by this server as the payer
+(``operations/payer_side.py``). The answer is stored with ``request`` pointing at
+the stored request, and returned.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fhir_server import interactions as svc
+from fhir_server.errors import NotFound, Unprocessable
+from fhir_server.fhirjson import loads_stored
+from fhir_server.validation import validate_resource
+from operations.base import Call, Operation, Param
+from operations.common import (
+    Resolver,
+    Resource,
+    keep_local_references,
+    money,
+    now_instant,
+    pack,
+    payer_endpoint,
+    ref,
+    today,
+)
+from operations.payer_side import (
+    beneficiary_ref,
+    coverage_ref,
+    error_code,
+    find_member,
+    in_force,
+    service_date,
+)
+from terminology.systems import BENEFIT_CATEGORY, BENEFIT_TYPE, COPAY_TYPE
+
+DEFAULT_PURPOSE = ["validation", "benefits"]
+# Coverage.costToBeneficiary.type -> benefit-type of the answer's insurance.item.benefit.
+BENEFIT_OF_COST = {"gpvisit": "copay", "spvisit": "copay", "emergency": "copay",
+                   "inpthosp": "copay", "televisit": "copay", "urgentcare": "copay",
+                   "copay": "copay", "copaypct": "copay-percent", "deductible": "deductible",
+                   "maxoutofpocket": "copay-maximum"}
+
+
+def _focal_insurance(request: Resource) -> dict[str, Any] | None:
+    insurance = [i for i in request.get("insurance") or [] if isinstance(i, dict)]
+    return next((i for i in insurance if i.get("focal")), insurance[0] if insurance else None)
+
+
+async def submit_request(call: Call, request: Resource, bundle: Resource | None = None
+                         ) -> Resource:
+    validate_resource(request, expected_type="CoverageEligibilityRequest")
+    repo, settings = call.repo, call.settings
+    request = {k: v for k, v in request.items() if k not in ("id", "meta")}
+    resolver = Resolver(repo, settings, request, bundle)
+    insurance = _focal_insurance(request) or {}
+    coverage, coverage_local = await resolver.get(insurance.get("coverage"))
+    insurer, insurer_local = await resolver.get(request.get("insurer"))
+    if insurer is None and coverage is not None and coverage.get("payor"):
+        insurer, insurer_local = await resolver.get(coverage["payor"][0])
+    endpoint = await payer_endpoint(repo, insurer) if insurer_local else None
+    stored = (await svc.create(repo=repo, settings=settings, type_="CoverageEligibilityRequest",
+                               resource=request)).stored
+    request_ref = stored.reference
+    if endpoint is not None:
+        patient, patient_local = await resolver.get(request.get("patient"))
+        related = {k: v for k, v in ((patient_local, patient), (coverage_local, coverage),
+                                     (insurer_local, insurer)) if k and v}
+        answer = await call.services.payer.check_eligibility(endpoint, pack(request, related))
+        response = _as_ours(answer, request, request_ref, endpoint.address,
+                            coverage_local=coverage_local)
+    else:
+        response = await answer_as_payer(call, request, request_ref, resolver)
+    validate_resource(response, expected_type="CoverageEligibilityResponse")
+    written = await svc.create(repo=repo, settings=settings, type_="CoverageEligibilityResponse",
+                               resource=response)
+    return loads_stored(written.stored.text or "{}")
+
+
+def _as_ours(answer: Resource, request: Resource, request_ref: str, address: str, *,
+             coverage_local: str | None) -> Resource:
+    """The payer's answer, with its references mapped to this server's resources."""
+    out = {k: v for k, v in answer.items() if k not in ("id", "meta", "text", "contained")}
+    out["request"] = {"reference": request_ref}
+    out["patient"] = request["patient"]
+    out["insurer"] = request["insurer"]
+    allowed = {request_ref, str(request["patient"].get("reference")),
+               str(request["insurer"].get("reference"))}
+    for insurance in out.get("insurance") or []:
+        if coverage_local:
+            insurance["coverage"] = {"reference": coverage_local}
+            allowed.add(coverage_local)
+    if answer.get("id"):
+        out["identifier"] = [*(out.get("identifier") or []),
+                             {"system": address, "value": str(answer["id"])}]
+    return keep_local_references(out, allowed)
+
+
+async def answer_as_payer(call: Call, request: Resource, request_ref: str,
+                          resolver: Resolver) -> Resource:
+    insurance = _focal_insurance(request) or {}
+    member = await find_member(call.repo, call.settings, resolver, insurance.get("coverage"))
+    submitted, _ = await resolver.get(insurance.get("coverage"))
+    on = service_date(request, fallback=today())
+    response: Resource = {
+        "resourceType": "CoverageEligibilityResponse", "status": "active",
+        "purpose": request.get("purpose") or DEFAULT_PURPOSE,
+        "patient": beneficiary_ref(member, request.get("patient")),
+        "servicedDate": on.isoformat(), "created": now_instant(),
+        "request": {"reference": request_ref}, "outcome": "complete",
+        "insurer": ref(member.payer) if member.payer else _insurer(request),
+    }
+    if member.coverage is None:
+        response["disposition"] = "Member not found"
+        response["insurance"] = [{"coverage": coverage_ref(member, submitted), "inforce": False}]
+        response["error"] = [error_code("member-not-found", "Member not found")]
+        return response
+    inforce = in_force(member.coverage, on)
+    entry: dict[str, Any] = {"coverage": coverage_ref(member, submitted), "inforce": inforce}
+    if member.coverage.get("period"):
+        entry["benefitPeriod"] = member.coverage["period"]
+    if inforce and "benefits" in response["purpose"]:
+        items = _benefit_items(member.coverage, call.settings.fhir_billing_currency)
+        if items:
+            entry["item"] = items
+    response["insurance"] = [entry]
+    response["disposition"] = ("Policy is in force" if inforce
+                               else "Policy is not in force on the service date")
+    return response
+
+
+def _insurer(request: Resource) -> dict[str, Any]:
+    insurer = request.get("insurer") or {}
+    if isinstance(insurer.get("reference"), str) and not insurer["reference"].startswith("#"):
+        return {"reference": insurer["reference"]}
+    return {"display": "Payer"}
+
+
+def _benefit_items(coverage: Resource, currency: str) -> list[dict[str, Any]]:
+    items = []
+    for cost in coverage.get("costToBeneficiary") or []:
+        codes = [c.get("code") for c in (cost.get("type") or {}).get("coding") or []
+                 if c.get("system") in (None, COPAY_TYPE)]
+        kind = next((BENEFIT_OF_COST[c] for c in codes if c in BENEFIT_OF_COST), None)
+        if kind is None:
+            continue
+        benefit: dict[str, Any] = {"type": {"coding": [{"system": BENEFIT_TYPE, "code": kind}]}}
+        if "valueMoney" in cost:
+            amount = cost["valueMoney"]
+            benefit["allowedMoney"] = money(amount["value"], amount.get("currency", currency))
+        elif "valueQuantity" in cost:
+            benefit["allowedUnsignedInt"] = int(cost["valueQuantity"]["value"])
+        else:
+            continue
+        items.append({
+            "category": {"coding": [{"system": BENEFIT_CATEGORY, "code": "30",
+                                     "display": "Health Benefit Plan Coverage"}]},
+            "name": codes[0] if codes else kind, "network": {"coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/benefit-network",
+                "code": "in"}]},
+            "benefit": [benefit]})
+    return items
+
+
+async def run_submit(call: Call) -> Resource:
+    body = call.one("resource")
+    if body.get("resourceType") == "Bundle":
+        requests = [e.get("resource") for e in body.get("entry") or []
+                    if (e.get("resource") or {}).get("resourceType") == "CoverageEligibilityRequest"]
+        if len(requests) != 1:
+            raise Unprocessable("The Bundle must hold exactly one CoverageEligibilityRequest",
+                                expression=["Bundle.entry"])
+        return await submit_request(call, requests[0], bundle=body)
+    if body.get("resourceType") != "CoverageEligibilityRequest":
+        raise Unprocessable("$submit takes a CoverageEligibilityRequest (or a Bundle holding one)",
+                            expression=["resourceType"])
+    return await submit_request(call, body)
+
+
+async def run_coverage_eligibility(call: Call) -> Resource:
+    _, coverage = await svc.current_resource(call.repo, "Coverage", call.id_ or "")
+    if coverage is None:
+        raise NotFound(f"Coverage/{call.id_} is not known")
+    payors = [p for p in coverage.get("payor") or []
+              if str((p or {}).get("reference", "")).startswith("Organization/")]
+    if not payors:
+        raise Unprocessable("The Coverage's payor must be an Organization on this server",
+                            expression=["Coverage.payor"])
+    request: Resource = {
+        "resourceType": "CoverageEligibilityRequest", "status": "active",
+        "purpose": call.params.get("purpose") or DEFAULT_PURPOSE,
+        "patient": coverage["beneficiary"],
+        "servicedDate": call.one("serviced") or today().isoformat(),
+        "created": now_instant(), "insurer": {"reference": payors[0]["reference"]},
+        "insurance": [{"focal": True, "coverage": {"reference": f"Coverage/{coverage['id']}"}}],
+    }
+    if call.settings.fhir_billing_provider:
+        request["provider"] = {"reference": call.settings.fhir_billing_provider}
+    return await submit_request(call, request)
+
+
+SUBMIT = Operation(
+    id="CoverageEligibilityRequest-submit", code="submit",
+    title="Submit an eligibility request",
+    description="Stores the CoverageEligibilityRequest and answers it with a stored "
+    "CoverageEligibilityResponse: from the payer's FHIR endpoint when the Coverage's payor "
+    "Organization has one, else from this server's own Coverage records (this server as payer).",
+    resource=("CoverageEligibilityRequest",), type_level=True, instance=False,
+    resource_body="resource",
+    parameters=(
+        Param("resource", "in", 1, "1", "Resource",
+              "The CoverageEligibilityRequest, or a Bundle holding it and what it references"),
+        Param("return", "out", 1, "1", "CoverageEligibilityResponse", "The stored answer"),
+    ),
+    run=run_submit)
+
+COVERAGE_ELIGIBILITY = Operation(
+    id="Coverage-eligibility", code="eligibility", title="Check a Coverage's eligibility",
+    description="Builds a CoverageEligibilityRequest from the Coverage (beneficiary, payor) and "
+    "submits it as CoverageEligibilityRequest/$submit does.",
+    resource=("Coverage",), type_level=False, instance=True,
+    parameters=(
+        Param("serviced", "in", 0, "1", "date", "The date of service (default: today)"),
+        Param("purpose", "in", 0, "*", "code",
+              "auth-requirements | benefits | discovery | validation (default: validation, "
+              "benefits)"),
+        Param("return", "out", 1, "1", "CoverageEligibilityResponse", "The stored answer"),
+    ),
+    run=run_coverage_eligibility)

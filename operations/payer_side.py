@@ -1,0 +1,144 @@
+"""This server as the payer: finding the member's Coverage and answering about it.
+
+A request names a Coverage that may be the clinic's copy (contained, from another
+server) or this server's own. The payer-side Coverage is this server's Coverage
+found by one of the request Coverage's identifiers, or by its ``subscriberId``
+with the same payor (the payor Organization matched by reference on this server
+or by identifier). It is *in force* on a date when its status is ``active`` and
+its ``period`` (if any) covers the date.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from fhir_server import interactions as svc
+from fhir_server.config import Settings
+from fhir_server.storage.repository import Repository
+from operations.common import Resolver, Resource, identifier_keys, ref
+from terminology.systems import ADJUDICATION_ERROR
+
+
+@dataclass(frozen=True)
+class Member:
+    """The payer-side Coverage found for a request (None when the member is unknown)."""
+
+    coverage: Resource | None
+    payer: Resource | None  # this server's Organization for the payor, when known
+
+    @property
+    def reference(self) -> str | None:
+        return None if self.coverage is None else f"Coverage/{self.coverage['id']}"
+
+
+def error_code(code: str, display: str) -> dict[str, Any]:
+    return {"code": {"coding": [{"system": ADJUDICATION_ERROR, "code": code,
+                                 "display": display}]}}
+
+
+async def local_payer(repo: Repository, settings: Settings, resolver: Resolver,
+                      payor: Any) -> Resource | None:
+    organization, local = await resolver.get(payor)
+    if organization is not None and local is not None:
+        return organization
+    for system, value in identifier_keys(organization):
+        found = await svc.find_resources(repo=repo, settings=settings, type_="Organization",
+                                         criteria=[("identifier", _token(system, value))],
+                                         limit=2)
+        if len(found) == 1:
+            return found[0]
+    return None
+
+
+def _token(system: str, value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace(",", "\\,").replace("|", "\\|")
+    return f"{system}|{escaped}" if system else escaped
+
+
+async def find_member(repo: Repository, settings: Settings, resolver: Resolver,
+                      coverage_ref: Any) -> Member:
+    coverage, local = await resolver.get(coverage_ref)
+    if coverage is None:
+        return Member(None, None)
+    payors = coverage.get("payor") or []
+    payer = await local_payer(repo, settings, resolver, payors[0]) if payors else None
+    if local is not None:
+        return Member(coverage, payer)  # this server's own Coverage: it is the payer's record
+    payer_ref = None if payer is None else f"Organization/{payer['id']}"
+    for system, value in identifier_keys(coverage):
+        found = await svc.find_resources(repo=repo, settings=settings, type_="Coverage",
+                                         criteria=[("identifier", _token(system, value))],
+                                         limit=10)
+        mine = [c for c in found if payer_ref is None or _pays(c, payer_ref)]
+        if len(mine) == 1:
+            return Member(mine[0], payer)
+    subscriber = coverage.get("subscriberId")
+    if subscriber and payer_ref is not None:
+        found = await svc.find_resources(repo=repo, settings=settings, type_="Coverage",
+                                         criteria=[("subscriberid", _token("", subscriber)),
+                                                   ("payor", payer_ref)], limit=10)
+        mine = [c for c in found if c.get("subscriberId") == subscriber]
+        if len(mine) == 1:
+            return Member(mine[0], payer)
+    return Member(None, payer)
+
+
+def _pays(coverage: Resource, payer_ref: str) -> bool:
+    return any((p or {}).get("reference") == payer_ref for p in coverage.get("payor") or [])
+
+
+def in_force(coverage: Resource, on: date) -> bool:
+    if coverage.get("status") != "active":
+        return False
+    period = coverage.get("period") or {}
+    start, end = period.get("start"), period.get("end")
+    if start and _day(start) > on:
+        return False
+    return not (end and _day(end) < on)
+
+
+def _day(value: str) -> date:
+    if len(value) >= 10 and "T" in value:
+        return datetime.fromisoformat(value).date()
+    parts = [int(p) for p in value.split("-")]
+    return date(parts[0], parts[1] if len(parts) > 1 else 1, parts[2] if len(parts) > 2 else 1)
+
+
+def service_date(resource: Resource, *, fallback: date) -> date:
+    """The date a request is about (servicedDate, the start of servicedPeriod, billablePeriod)."""
+    for value in (resource.get("servicedDate"), (resource.get("servicedPeriod") or {}).get("start"),
+                  (resource.get("billablePeriod") or {}).get("start")):
+        if isinstance(value, str):
+            try:
+                return _day(value)
+            except ValueError:
+                continue
+    return fallback
+
+
+def beneficiary_ref(member: Member, fallback: Any) -> dict[str, Any]:
+    """The patient reference an answer carries: the payer's member when known."""
+    if member.coverage is not None and isinstance(member.coverage.get("beneficiary"), dict):
+        return dict(member.coverage["beneficiary"])
+    return _logical(fallback)
+
+
+def coverage_ref(member: Member, fallback: Resource | None) -> dict[str, Any]:
+    if member.coverage is not None:
+        return ref(member.coverage)
+    keys = identifier_keys(fallback)
+    if keys:
+        system, value = keys[0]
+        return {"identifier": {**({"system": system} if system else {}), "value": value}}
+    if fallback and fallback.get("subscriberId"):
+        return {"identifier": {"value": str(fallback["subscriberId"])}}
+    return {"display": "Coverage not found"}
+
+
+def _logical(reference: Any) -> dict[str, Any]:
+    if isinstance(reference, dict) and isinstance(reference.get("reference"), str) \
+            and not reference["reference"].startswith("#"):
+        return {"reference": reference["reference"]}
+    return {"display": "Unknown member"}

@@ -1,0 +1,14 @@
+"""Every operation this server offers."""
+
+from __future__ import annotations
+
+from operations.base import Operation
+from operations.claim_submit import CLAIM_SUBMIT
+from operations.eligibility import COVERAGE_ELIGIBILITY, SUBMIT
+from operations.generate_bill import GENERATE_BILL
+
+OPERATIONS: tuple[Operation, ...] = (SUBMIT, COVERAGE_ELIGIBILITY, GENERATE_BILL, CLAIM_SUBMIT)
+
+
+def operations_for(type_: str) -> list[Operation]:
+    return [op for op in OPERATIONS if type_ in op.resource]
