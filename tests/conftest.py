@@ -9,6 +9,8 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -83,14 +85,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
-def live_server(mongo_uri: str, db_name: str, drop_after: None) -> Iterator[str]:
-    """The server as a real process (python -m fhir_server serve) on a loopback port."""
+@contextmanager
+def server_process(mongo_uri: str, db_name: str, **env: str) -> Iterator[ServerProcess]:
+    """``python -m fhir_server serve`` as a real process on a loopback port, ready."""
     port = free_port()
-    env = {**os.environ, "MONGODB_URI": mongo_uri, "MONGODB_DATABASE": db_name,
-           "FHIR_PORT": str(port), "FHIR_HOST": "127.0.0.1",
-           "FHIR_BASE_URL": f"http://127.0.0.1:{port}/fhir", "FHIR_LOG_LEVEL": "WARNING"}
-    proc = subprocess.Popen([sys.executable, "-m", "fhir_server", "serve"], env=env, cwd=ROOT)
+    full_env = {**os.environ, "MONGODB_URI": mongo_uri, "MONGODB_DATABASE": db_name,
+                "FHIR_PORT": str(port), "FHIR_HOST": "127.0.0.1",
+                "FHIR_BASE_URL": f"http://127.0.0.1:{port}/fhir", "FHIR_LOG_LEVEL": "WARNING",
+                **env}
+    proc = subprocess.Popen([sys.executable, "-m", "fhir_server", "serve"], env=full_env,
+                            cwd=ROOT)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -103,7 +107,21 @@ def live_server(mongo_uri: str, db_name: str, drop_after: None) -> Iterator[str]
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("the server process did not become ready")
             time.sleep(0.1)
-        yield f"{base}/fhir"
+        yield ServerProcess(base=f"{base}/fhir", proc=proc)
     finally:
-        proc.terminate()
-        proc.wait(timeout=15)
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=15)
+
+
+@dataclass(frozen=True)
+class ServerProcess:
+    base: str  # the FHIR base URL
+    proc: subprocess.Popen[bytes]
+
+
+@pytest.fixture
+def live_server(mongo_uri: str, db_name: str, drop_after: None) -> Iterator[str]:
+    """The server as a real process (python -m fhir_server serve) on a loopback port."""
+    with server_process(mongo_uri, db_name) as server:
+        yield server.base

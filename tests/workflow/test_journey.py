@@ -1,0 +1,252 @@
+"""The revenue-cycle day over HTTP only, with two server processes on loopback:
+one is the clinic, the other the payer the clinic's payer Organization points at."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from pymongo import AsyncMongoClient
+
+from tests.conftest import ServerProcess, server_process
+from tests.factories import patient
+from tests.workflow.helpers import (
+    PRICES,
+    adjudication,
+    bill_parameters,
+    by_type,
+    charge_item_definition,
+    coverage,
+    create,
+    payer_org,
+    post,
+    service,
+    share,
+)
+
+YEAR = datetime.now(UTC).year
+COPAY = Decimal(30)
+READ_TIMEOUT = 2.0
+CONNECT_TIMEOUT = 1.0
+
+
+@pytest.fixture
+def databases(mongo_uri: str) -> Iterator[tuple[str, str]]:
+    names = (f"t_clinic_{uuid.uuid4().hex[:10]}", f"t_payer_{uuid.uuid4().hex[:10]}")
+    yield names
+
+    async def drop() -> None:
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_uri)
+        try:
+            for name in names:
+                await client.drop_database(name)
+        finally:
+            await client.close()
+
+    asyncio.run(drop())
+
+
+@pytest.fixture
+def payer(mongo_uri: str, databases: tuple[str, str]) -> Iterator[ServerProcess]:
+    with server_process(mongo_uri, databases[1]) as server:
+        yield server
+
+
+@pytest.fixture
+def clinic(mongo_uri: str, databases: tuple[str, str]) -> Iterator[ServerProcess]:
+    with server_process(mongo_uri, databases[0], FHIR_BILLING_PROVIDER="Organization/clinic",
+                        FHIR_PAYER_READ_TIMEOUT=str(READ_TIMEOUT),
+                        FHIR_PAYER_CONNECT_TIMEOUT=str(CONNECT_TIMEOUT),
+                        FHIR_PAYER_RETRIES="1", FHIR_PAYER_BREAKER_FAILURES="3",
+                        FHIR_PAYER_BREAKER_RESET="60") as server:
+        yield server
+
+
+async def setup_payer(payer: httpx.AsyncClient) -> dict[str, Any]:
+    """The payer's own records: itself, two members (one current, one expired)."""
+    org = await create(payer, payer_org("Acme Health", "ACME"))
+    members = {}
+    for member_id, start, end in (("M-100", f"{YEAR}-01-01", f"{YEAR}-12-31"),
+                                  ("M-200", f"{YEAR - 2}-01-01", f"{YEAR - 1}-12-31")):
+        person = await create(payer, patient(family=f"Member{member_id}"))
+        members[member_id] = await create(payer, coverage(
+            patient=f"Patient/{person['id']}", payer=f"Organization/{org['id']}",
+            member_id=member_id, start=start, end=end, copay=COPAY))
+    return {"org": org, "members": members}
+
+
+async def setup_clinic(clinic: httpx.AsyncClient, payer_base: str) -> dict[str, Any]:
+    r = await clinic.put("Organization/clinic", json={"resourceType": "Organization",
+                                                     "id": "clinic", "name": "Clinic"})
+    assert r.status_code == 201
+    endpoint = await create(clinic, {
+        "resourceType": "Endpoint", "status": "active", "address": payer_base,
+        "connectionType": {"system": "http://terminology.hl7.org/CodeSystem/endpoint-connection-type",
+                           "code": "hl7-fhir-rest"},
+        "payloadType": [{"text": "FHIR R4"}]})
+    org = await create(clinic, payer_org("Acme Health", "ACME",
+                                         endpoint=f"Endpoint/{endpoint['id']}"))
+    for code in PRICES:
+        await create(clinic, charge_item_definition(code))
+    doc = await create(clinic, {"resourceType": "Practitioner", "name": [{"family": "Doc"}]})
+    room = await create(clinic, {"resourceType": "Location", "name": "Room 1"})
+    return {"payer": f"Organization/{org['id']}", "doc": f"Practitioner/{doc['id']}",
+            "room": f"Location/{room['id']}"}
+
+
+async def register(clinic: httpx.AsyncClient, payer_ref: str, member_id: str,
+                   family: str) -> tuple[str, dict[str, Any]]:
+    person = await create(clinic, patient(family=family))
+    cov = await create(clinic, coverage(patient=f"Patient/{person['id']}", payer=payer_ref,
+                                        member_id=member_id))
+    return f"Patient/{person['id']}", cov
+
+
+async def eligibility(clinic: httpx.AsyncClient, coverage_id: str) -> httpx.Response:
+    return await post(clinic, f"Coverage/{coverage_id}/$eligibility", {
+        "resourceType": "Parameters", "parameter": [{"name": "serviced",
+                                                     "valueDate": f"{YEAR}-06-01"}]})
+
+
+def slot(minutes: int) -> str:
+    start = datetime(YEAR, 6, 1, 9, tzinfo=UTC) + timedelta(minutes=minutes)
+    return start.isoformat().replace("+00:00", "Z")
+
+
+def appointment(patient_ref: str, actors: list[str], start: int, end: int) -> dict[str, Any]:
+    return {"resourceType": "Appointment", "status": "booked", "start": slot(start),
+            "end": slot(end), "participant": [{"actor": {"reference": r}, "status": "accepted"}
+                                              for r in [patient_ref, *actors]]}
+
+
+async def test_the_revenue_cycle_day(clinic: ServerProcess, payer: ServerProcess) -> None:
+    async with (httpx.AsyncClient(base_url=clinic.base + "/", timeout=30) as c,
+                httpx.AsyncClient(base_url=payer.base + "/", timeout=30) as p):
+        payer_data = await setup_payer(p)
+        ids = await setup_clinic(c, payer.base)
+
+        # Register the patients and their coverage (a member, an expired one, an unknown one).
+        pat, cov = await register(c, ids["payer"], "M-100", "Current")
+        _, expired = await register(c, ids["payer"], "M-200", "Expired")
+        _, unknown = await register(c, ids["payer"], "M-999", "Unknown")
+
+        # Eligibility, answered by the payer process.
+        r = await eligibility(c, cov["id"])
+        assert r.status_code == 200, r.text
+        answer = r.json()
+        assert answer["insurance"][0]["inforce"] is True
+        assert answer["insurance"][0]["coverage"] == {"reference": f"Coverage/{cov['id']}"}
+        assert answer["patient"] == {"reference": pat}
+        [benefit] = answer["insurance"][0]["item"][0]["benefit"]
+        assert Decimal(str(benefit["allowedMoney"]["value"])) == COPAY
+        assert answer["identifier"][0]["system"] == payer.base
+        at_payer = await p.get(f"CoverageEligibilityResponse/{answer['identifier'][0]['value']}")
+        assert at_payer.status_code == 200
+        member = payer_data["members"]["M-100"]
+        assert at_payer.json()["insurance"][0]["coverage"] == {
+            "reference": f"Coverage/{member['id']}"}
+        r = await eligibility(c, expired["id"])
+        assert r.json()["insurance"][0]["inforce"] is False
+        assert "error" not in r.json()
+        r = await eligibility(c, unknown["id"])
+        assert r.status_code == 200
+        assert r.json()["outcome"] == "complete"
+        assert r.json()["insurance"][0]["inforce"] is False
+        assert r.json()["error"][0]["code"]["coding"][0]["code"] == "member-not-found"
+
+        # Book; a double booking is refused, also when several race for one slot.
+        visit = await create(c, appointment(pat, [ids["doc"], ids["room"]], 0, 30))
+        r = await post(c, "Appointment", appointment(pat, [ids["doc"]], 10, 40))
+        assert r.status_code == 409
+        assert f"Appointment/{visit['id']}" in r.json()["issue"][0]["diagnostics"]
+        racing = await asyncio.gather(*(
+            post(c, "Appointment", appointment(pat, [ids["doc"]], 60 + i, 90 + i))
+            for i in range(6)))
+        assert sorted(r.status_code for r in racing) == [201] + [409] * 5
+
+        # Cancel the raced one: its draft Invoice is cancelled.
+        [won] = [r.json() for r in racing if r.status_code == 201]
+        draft_key = {"identifier": f"urn:fhir-rcm-server:bill|Appointment/{won['id']}"}
+        [draft] = [e["resource"] for e in (await c.get("Invoice", params=draft_key)).json()["entry"]]
+        assert draft["status"] == "draft"
+        r = await c.put(f"Appointment/{won['id']}", json={**won, "status": "cancelled"})
+        assert r.status_code == 200
+        [draft] = [e["resource"] for e in (await c.get("Invoice", params=draft_key)).json()["entry"]]
+        assert draft["status"] == "cancelled"
+
+        # The visit happens; the bill is generated once, priced from the price list.
+        encounter = await create(c, {
+            "resourceType": "Encounter", "status": "finished",
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+                      "code": "AMB"},
+            "subject": {"reference": pat},
+            "appointment": [{"reference": f"Appointment/{visit['id']}"}],
+            "period": {"start": slot(0), "end": slot(30)}})
+        r = await post(c, "Invoice/$generate-bill", bill_parameters(
+            pat, [service("OPD001"), service("LAB025")], encounter=f"Encounter/{encounter['id']}"))
+        assert r.status_code == 200, r.text
+        bill = by_type(r.json())
+        total = sum(price for _, price in PRICES.values())
+        [invoice] = bill["Invoice"]
+        assert Decimal(str(invoice["totalGross"]["value"])) == total == 650
+        [claim] = bill["Claim"]
+
+        # The claim goes to the payer; the answer updates what the patient owes.
+        r = await post(c, "Claim/$submit", claim)
+        assert r.status_code == 200, r.text
+        response = r.json()
+        assert response["outcome"] == "complete"
+        assert response["request"] == {"reference": f"Claim/{claim['id']}"}
+        assert Decimal(str(response["payment"]["amount"]["value"])) == total - COPAY
+        first = next(i for i in response["item"] if i["itemSequence"] == 1)
+        assert adjudication(first, "copay") == COPAY
+        stored = await c.get(f"ClaimResponse/{response['id']}")
+        assert stored.status_code == 200
+        invoice = (await c.get(f"Invoice/{invoice['id']}")).json()
+        assert share(invoice, "insurer") == total - COPAY
+        assert share(invoice, "patient") == COPAY
+        assert invoice["status"] == "issued"
+        # The payer kept the claim and its own answer.
+        remote_id = next(i["value"] for i in response["identifier"] if i["system"] == payer.base)
+        at_payer = (await p.get(f"ClaimResponse/{remote_id}")).json()
+        assert at_payer["insurance"][0]["coverage"] == {"reference": f"Coverage/{member['id']}"}
+        payer_claim = (await p.get(at_payer["request"]["reference"])).json()
+        assert payer_claim["identifier"] == claim["identifier"]
+
+        # The payer stops answering (paused): a clean 504 within the timeout.
+        os.kill(payer.proc.pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            r = await eligibility(c, cov["id"])
+            elapsed = time.monotonic() - started
+        finally:
+            os.kill(payer.proc.pid, signal.SIGCONT)
+        assert r.status_code == 504, r.text
+        assert r.json()["resourceType"] == "OperationOutcome"
+        assert elapsed < CONNECT_TIMEOUT + READ_TIMEOUT + 2
+
+        # The payer is gone: a clean 502, then the circuit opens and calls fail at once.
+        payer.proc.terminate()
+        payer.proc.wait(timeout=15)
+        r = await eligibility(c, cov["id"])
+        assert r.status_code == 502, r.text
+        assert r.json()["issue"][0]["code"] == "transient"
+        r = await eligibility(c, cov["id"])
+        assert r.status_code == 502
+        started = time.monotonic()
+        r = await eligibility(c, cov["id"])
+        assert r.status_code == 502
+        assert "circuit open" in r.json()["issue"][0]["diagnostics"]
+        assert time.monotonic() - started < CONNECT_TIMEOUT
+        # Nothing was half-written: the claim's one answer is still the only one.
+        r = await c.get("ClaimResponse", params={"request": f"Claim/{claim['id']}"})
+        assert r.json()["total"] == 1
