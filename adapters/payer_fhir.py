@@ -126,6 +126,9 @@ class FhirPayerAdapter:
             # Nothing reached the payer: repeating cannot submit anything twice.
             raise _Retry(Upstream(f"Cannot connect to the payer at {endpoint.reference}",
                                   code="transient")) from None
+        except httpx.InvalidURL:
+            raise Upstream(f"The address of {endpoint.reference} is not a valid URL",
+                           code="invalid") from None
         except httpx.TimeoutException:
             error = UpstreamTimeout(f"The payer at {endpoint.reference} did not answer in time")
             if idempotent:
