@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 
 from adapters.payer import PayerEndpoint
+from adapters.payer_oauth import TokenSource, load_client_key
 from adapters.resilience import CircuitBreaker, backoff_delay
 from fhir_server.config import Settings
 from fhir_server.errors import Issue, Upstream, UpstreamTimeout
@@ -52,7 +53,9 @@ class FhirPayerAdapter:
         self.http = httpx.AsyncClient(timeout=self.timeout, transport=transport,
                                       follow_redirects=False)
         self.breakers: dict[str, CircuitBreaker] = {}
-        self.tokens: Any = None  # adapters.payer_oauth.TokenSource, set when configured
+        key = (load_client_key(settings.fhir_client_key_file)
+               if settings.fhir_client_key_file else None)
+        self.tokens = TokenSource(key)
 
     async def close(self) -> None:
         await self.http.aclose()
@@ -118,10 +121,16 @@ class FhirPayerAdapter:
     async def _once(self, endpoint: PayerEndpoint, url: str, body: bytes, *, expect: str,
                     idempotent: bool) -> dict[str, Any]:
         headers = {"Content-Type": FHIR_JSON, "Accept": FHIR_JSON}
-        if endpoint.oauth_client_id and self.tokens is not None:
+        if endpoint.oauth_client_id:
             headers["Authorization"] = f"Bearer {await self.tokens.token(self.http, endpoint)}"
         try:
             response = await self.http.post(url, content=body, headers=headers)
+            if response.status_code == 401 and endpoint.oauth_client_id:
+                # The token expired or was revoked early: one new token, one more try.
+                self.tokens.forget(endpoint)
+                headers["Authorization"] = (
+                    f"Bearer {await self.tokens.token(self.http, endpoint)}")
+                response = await self.http.post(url, content=body, headers=headers)
         except (httpx.ConnectError, httpx.ConnectTimeout):
             # Nothing reached the payer: repeating cannot submit anything twice.
             raise _Retry(Upstream(f"Cannot connect to the payer at {endpoint.reference}",

@@ -59,6 +59,9 @@ class Settings(BaseSettings):
         default=5, ge=1, description="Consecutive failures that open a payer endpoint's circuit.")
     fhir_payer_breaker_reset: float = Field(
         default=30.0, gt=0, description="Seconds an open circuit waits before one trial call.")
+    fhir_client_key_file: Path | None = Field(
+        default=None, description="A private JWK (RS384 or ES384, with kid) this server signs "
+        "client assertions with when it calls payers that require OAuth (private_key_jwt).")
     fhir_log_level: str = Field(default="INFO", description="Log level (DEBUG, INFO, WARNING, ...).")
 
     @property
