@@ -19,13 +19,17 @@ claims on this Coverage already applied), then coinsurance come off; the rest is
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
 from fhir_server import interactions as svc
 from fhir_server.config import Settings
+from fhir_server.errors import Unprocessable
+from fhir_server.money import cents, decimal_of, money
 from fhir_server.storage.repository import Repository
-from operations.common import CENT, Resource, decimal_of, money
+from operations.common import Resource, read_local
+from operations.payer_side import Member, claim_service_date
 from terminology.systems import ADJUDICATION, COPAY_TYPE, COVERAGE_CLASS
 
 COPAY_CODES = {"copay", "gpvisit", "spvisit", "emergency", "inpthosp", "televisit",
@@ -58,19 +62,30 @@ def _codes(concept: Any) -> list[str]:
                                    "insuranceplan-cost-type")]
 
 
+def _rule_value(value: Any) -> Decimal | None:
+    """A rule's amount, or None when the payer's data holds no usable one (ignored)."""
+    if value is None:
+        return None
+    try:
+        amount = decimal_of(value)
+    except Unprocessable:
+        return None
+    return amount if amount >= 0 else None
+
+
 def rules_from_coverage(coverage: Resource) -> PlanRules:
     rules = PlanRules()
     for cost in coverage.get("costToBeneficiary") or []:
         codes = set(_codes(cost.get("type")))
         value = cost.get("valueMoney") or cost.get("valueQuantity") or {}
-        if value.get("value") is None:
+        amount = _rule_value(value.get("value"))
+        if amount is None:
             continue
-        amount = decimal_of(value["value"])
         if codes & COPAY_CODES and rules.copay == ZERO:
             rules.copay = amount
         elif "deductible" in codes:
             rules.deductible = amount
-        elif "copaypct" in codes:
+        elif "copaypct" in codes and amount <= 100:
             rules.coinsurance = amount
     return rules
 
@@ -90,45 +105,49 @@ async def plan_rules(repo: Repository, settings: Settings, coverage: Resource) -
     for plan in plans[0].get("plan") or []:
         for general in plan.get("generalCost") or []:
             codes = set(_codes(general.get("type")))
-            cost = (general.get("cost") or {}).get("value")
+            cost = _rule_value((general.get("cost") or {}).get("value"))
             if cost is None:
                 continue
             if codes & COPAY_CODES:
-                rules.copay = decimal_of(cost)
+                rules.copay = cost
             elif "deductible" in codes:
-                rules.deductible = decimal_of(cost)
+                rules.deductible = cost
         for specific in plan.get("specificCost") or []:
             item = ItemRule()
             for benefit in specific.get("benefit") or []:
                 for cost in benefit.get("cost") or []:
                     codes = set(_codes(cost.get("type")))
-                    value = (cost.get("value") or {}).get("value")
+                    value = _rule_value((cost.get("value") or {}).get("value"))
                     if "notcovered" in codes:
                         item.covered = False
-                    elif "coinsurance" in codes and value is not None:
-                        item.coinsurance = decimal_of(value)
+                    elif "coinsurance" in codes and value is not None and value <= 100:
+                        item.coinsurance = value
                     elif codes & COPAY_CODES and value is not None:
-                        item.copay = decimal_of(value)
+                        item.copay = value
             for coding in (specific.get("category") or {}).get("coding") or []:
                 rules.items[(coding.get("system"), str(coding.get("code")))] = item
     return rules
 
 
-async def deductible_met(repo: Repository, settings: Settings, coverage_ref: str,
-                         insurer_ref: str | None, year: int) -> Decimal:
-    """Deductible already applied this year by earlier adjudications of this Coverage."""
-    if insurer_ref is None:
+async def deductible_met(repo: Repository, settings: Settings, member: Member,
+                         year: int) -> Decimal:
+    """Deductible already applied by earlier adjudications of this member Coverage for
+    services in the same calendar year (the year of each claim's date of service)."""
+    coverage = member.coverage or {}
+    patient = (coverage.get("beneficiary") or {}).get("reference")
+    if not isinstance(patient, str) or member.reference is None:
         return ZERO
     responses = await svc.find_resources(
         repo=repo, settings=settings, type_="ClaimResponse",
-        criteria=[("insurer", insurer_ref), ("outcome", "complete"),
-                  ("created", f"ge{year}-01-01"), ("created", f"lt{year + 1}-01-01")],
-        limit=100_000)
+        criteria=[("patient", patient), ("outcome", "complete")], limit=100_000)
     met = ZERO
     for response in responses:
-        coverages = {(i.get("coverage") or {}).get("reference") for i in response.get("insurance")
-                     or []}
-        if coverage_ref not in coverages:
+        coverages = {(i.get("coverage") or {}).get("reference")
+                     for i in response.get("insurance") or []}
+        if member.reference not in coverages:
+            continue
+        claim = await read_local(repo, (response.get("request") or {}).get("reference"))
+        if claim is None or claim_service_date(claim, fallback=date.min).year != year:
             continue
         for total in response.get("total") or []:
             if any(c.get("code") == "deductible" for c in (total.get("category") or {}).get(
@@ -148,12 +167,13 @@ def _adjudication(code: str, *, amount: Decimal | None = None, value: Decimal | 
 
 
 def item_submitted(item: dict[str, Any]) -> Decimal:
+    """An item's amount: its net, else unitPrice x quantity x factor (422 when unusable)."""
     if (item.get("net") or {}).get("value") is not None:
-        return decimal_of(item["net"]["value"])
-    unit = decimal_of((item.get("unitPrice") or {}).get("value", 0))
-    quantity = decimal_of((item.get("quantity") or {}).get("value", 1))
-    factor = decimal_of(item.get("factor", 1))
-    return unit * quantity * factor
+        return decimal_of(item["net"]["value"], "Claim.item.net")
+    unit = decimal_of((item.get("unitPrice") or {}).get("value", 0), "Claim.item.unitPrice")
+    quantity = decimal_of((item.get("quantity") or {}).get("value", 1), "Claim.item.quantity")
+    factor = decimal_of(item.get("factor", 1), "Claim.item.factor")
+    return decimal_of(unit * quantity * factor, "Claim.item")
 
 
 @dataclass
@@ -171,7 +191,7 @@ def adjudicate(claim: Resource, rules: PlanRules, *, deductible_left: Decimal,
     for item in sorted(claim.get("item") or [], key=lambda i: int(i.get("sequence", 0))):
         coding = ((item.get("productOrService") or {}).get("coding") or [{}])[0]
         rule = rules.for_item(coding)
-        submitted = item_submitted(item).quantize(CENT)
+        submitted = cents(item_submitted(item))
         eligible = submitted if rule.covered else ZERO
         if rule.copay is not None:
             copay = min(eligible, rule.copay)
@@ -181,7 +201,7 @@ def adjudicate(claim: Resource, rules: PlanRules, *, deductible_left: Decimal,
         deductible = min(eligible - copay, deductible_left)
         deductible_left -= deductible
         pct = rule.coinsurance if rule.coinsurance is not None else rules.coinsurance
-        coinsurance = ((eligible - copay - deductible) * pct / 100).quantize(CENT)
+        coinsurance = cents((eligible - copay - deductible) * pct / 100)
         benefit = eligible - copay - deductible - coinsurance
         entries = [_adjudication("submitted", amount=submitted, currency=currency),
                    _adjudication("copay", amount=copay, currency=currency),

@@ -18,38 +18,41 @@ when the patient owes nothing.
 
 from __future__ import annotations
 
+import uuid
 from decimal import Decimal
 from typing import Any
 
 from fhir_server import interactions as svc
-from fhir_server.errors import Conflict, Unprocessable
-from fhir_server.fhirjson import loads_stored
+from fhir_server.errors import Conflict, Invalid, Unprocessable, Upstream
+from fhir_server.money import decimal_of, money
 from fhir_server.storage.locks import LockBusy
 from fhir_server.validation import validate_resource
-from operations.adjudication import adjudicate, deductible_met, plan_rules
+from operations.adjudication import adjudicate, deductible_met, item_submitted, plan_rules
 from operations.base import Call, Operation, Param
 from operations.common import (
+    LOCAL_REF,
     Resolver,
     Resource,
-    decimal_of,
+    Route,
+    bundle_resources,
+    commit_new,
+    drop_ids,
     keep_local_references,
-    money,
     now_instant,
     pack,
-    payer_endpoint,
-    read_local,
     ref,
+    route,
     today,
 )
 from operations.generate_bill import token
 from operations.payer_side import (
     Member,
     beneficiary_ref,
+    claim_service_date,
     coverage_ref,
     error_code,
     find_member,
     in_force,
-    service_date,
 )
 from terminology.systems import BILL_INVOICE, INVOICE_SHARE, PAYMENT_TYPE
 
@@ -63,8 +66,7 @@ async def run(call: Call) -> Resource:
     body = call.one("resource")
     bundle = None
     if body.get("resourceType") == "Bundle":
-        claims = [e.get("resource") for e in body.get("entry") or []
-                  if (e.get("resource") or {}).get("resourceType") == "Claim"]
+        claims = bundle_resources(body, "Claim")
         if len(claims) != 1:
             raise Unprocessable("The Bundle must hold exactly one Claim",
                                 expression=["Bundle.entry"])
@@ -73,65 +75,85 @@ async def run(call: Call) -> Resource:
         raise Unprocessable("$submit takes a Claim (or a Bundle holding one)",
                             expression=["resourceType"])
     validate_resource(body, expected_type="Claim")
-    claim, earlier = await _store_claim(call, body)
+    claim, previous, earlier = await _identify(call, body)
     if earlier is not None:
         return earlier
     claim_ref = f"Claim/{claim['id']}"
     resolver = Resolver(call.repo, call.settings, claim, bundle)
-    coverage, coverage_local = await resolver.get(_focal(claim).get("coverage"))
-    insurer, insurer_local = await resolver.get(claim.get("insurer"))
-    if insurer is None and coverage is not None and coverage.get("payor"):
-        insurer, insurer_local = await resolver.get(coverage["payor"][0])
-    endpoint = await payer_endpoint(call.repo, insurer) if insurer_local else None
-    if endpoint is not None:
+    way = await route(call.repo, resolver, coverage_ref=_focal(claim).get("coverage"),
+                      insurer_ref=claim.get("insurer"))
+    if way.endpoint is not None:
         related: dict[str, Resource] = {}
-        for reference in (claim.get("patient"), claim.get("provider")):
-            resource, local = await resolver.get(reference)
+        for reference, type_ in ((claim.get("patient"), "Patient"),
+                                 (claim.get("provider"), "Organization")):
+            resource, local = await resolver.get(reference, type_)
             if resource is not None and local:
                 related[local] = resource
-        for local, resource in ((coverage_local, coverage), (insurer_local, insurer)):
+        for local, resource in ((way.coverage_local, way.coverage),
+                                (way.insurer_local, way.insurer)):
             if local and resource is not None:
                 related[local] = resource
-        answer = await call.services.payer.submit_claim(endpoint, pack(claim, related))
-        response = _as_ours(answer, claim, claim_ref, endpoint.address, insurer_local,
-                            coverage_local)
-        validate_resource(response, expected_type="ClaimResponse")
-        written = await svc.create(repo=call.repo, settings=call.settings, type_="ClaimResponse",
-                                   resource=response)
-        stored = loads_stored(written.stored.text or "{}")
-    else:
-        stored = await adjudicate_as_payer(call, claim, claim_ref, resolver)
-    await settle_invoice(call, claim, stored)
-    return stored
+        answer = await call.services.payer.submit_claim(way.endpoint,
+                                                        pack(drop_ids(claim), related))
+        response = _as_ours(answer, claim, claim_ref, way, call.settings.fhir_billing_currency)
+        return await _commit(call, claim, previous, response)
+    member = await find_member(call.repo, call.settings, resolver, _focal(claim).get("coverage"))
+    lease = [f"deductible:{member.reference}"] if member.reference else []
+    try:
+        # One adjudication per member Coverage at a time: the year's deductible is shared.
+        async with call.repo.locks.hold(lease):
+            response = await adjudicate_as_payer(call, claim, claim_ref, resolver, member)
+            return await _commit(call, claim, previous, response)
+    except LockBusy:
+        raise Conflict("Another claim of this member is being adjudicated; try again") from None
 
 
-async def _store_claim(call: Call, body: Resource) -> tuple[Resource, Resource | None]:
-    """(the stored Claim, an earlier complete answer to it if there is one)."""
+async def _commit(call: Call, claim: Resource, previous: int | bool | None,
+                  response: Resource) -> Resource:
+    """Write the Claim (when new or changed), its ClaimResponse and the bill's Invoice
+    update together: a claim is never left stored without its answer."""
+    response["id"] = str(uuid.uuid4())
+    writes: list[tuple[Resource, int | None]] = []
+    if previous is not False:
+        writes.append((claim, previous if isinstance(previous, int) else None))
+    writes.append((response, None))
+    settled = await settlement(call, claim, response)
+    if settled is not None:
+        writes.append(settled)
+    stored = await commit_new(call.repo, call.settings, writes)
+    return stored[1] if previous is not False else stored[0]
+
+
+async def _identify(call: Call, body: Resource
+                    ) -> tuple[Resource, int | bool | None, Resource | None]:
+    """(the Claim to submit, its previous version to write after (None: new, False: stored
+    as it is), an earlier complete answer when this very claim was adjudicated already)."""
     id_ = body.get("id")
-    existing = await read_local(call.repo, f"Claim/{id_}") if id_ else None
-    if existing is not None:
-        earlier = await _complete_response(call, f"Claim/{id_}")
-        if earlier is not None:
-            return existing, earlier
-        if _content(existing) != _content(body):
-            written = await svc.update(repo=call.repo, settings=call.settings, type_="Claim",
-                                       id_=str(id_), resource=body)
-            return loads_stored(written.stored.text or "{}"), None
-        return existing, None
+    if id_ is not None:
+        version, existing = await svc.current_resource(call.repo, "Claim", str(id_))
+        if existing is not None:
+            same = _content(existing) == _content(body)
+            if same:
+                earlier = await _complete_response(call, f"Claim/{id_}")
+                if earlier is not None:
+                    return existing, False, earlier
+                return existing, False, None
+            return {**drop_ids(body), "id": str(id_)}, version, None
+    # A claim sent again (a retry, or by another server that cannot know our ids) is
+    # recognised by its identifiers and identical content.
     for identifier in body.get("identifier") or []:
         if not identifier.get("system") or not identifier.get("value"):
             continue
-        same = await svc.find_resources(repo=call.repo, settings=call.settings, type_="Claim",
-                                        criteria=[("identifier", token(identifier["system"],
-                                                                       identifier["value"]))])
-        for claim in same:
-            earlier = await _complete_response(call, f"Claim/{claim['id']}")
-            if earlier is not None:
-                return claim, earlier
-    fresh = {k: v for k, v in body.items() if k not in ("id", "meta")}
-    written = await svc.create(repo=call.repo, settings=call.settings, type_="Claim",
-                               resource=fresh)
-    return loads_stored(written.stored.text or "{}"), None
+        same_id = await svc.find_resources(
+            repo=call.repo, settings=call.settings, type_="Claim",
+            criteria=[("identifier", token(identifier["system"], identifier["value"]))])
+        for claim in same_id:
+            if _content(claim) == _content(body):
+                earlier = await _complete_response(call, f"Claim/{claim['id']}")
+                if earlier is not None:
+                    return claim, False, earlier
+        break
+    return {**drop_ids(body), "id": str(uuid.uuid4())}, None, None
 
 
 def _content(resource: Resource) -> Resource:
@@ -146,36 +168,48 @@ async def _complete_response(call: Call, claim_ref: str) -> Resource | None:
     return found[0] if found else None
 
 
-def _as_ours(answer: Resource, claim: Resource, claim_ref: str, address: str,
-             insurer_local: str | None, coverage_local: str | None) -> Resource:
+def _as_ours(answer: Resource, claim: Resource, claim_ref: str, way: Route,
+             currency: str) -> Resource:
+    assert way.endpoint is not None
     out = {k: v for k, v in answer.items() if k not in ("id", "meta", "text", "contained")}
     out["request"] = {"reference": claim_ref}
     out["patient"] = claim["patient"]
     allowed = {claim_ref, str(claim["patient"].get("reference"))}
-    if insurer_local:
-        out["insurer"] = {"reference": insurer_local}
-        allowed.add(insurer_local)
+    if way.insurer_local:
+        out["insurer"] = {"reference": way.insurer_local}
+        allowed.add(way.insurer_local)
     if claim.get("provider"):
         out["requestor"] = claim["provider"]
         allowed.add(str(claim["provider"].get("reference")))
-    for insurance in out.get("insurance") or []:
-        if coverage_local:
-            insurance["coverage"] = {"reference": coverage_local}
-            allowed.add(coverage_local)
+    insurances = out.get("insurance")
+    for insurance in insurances if isinstance(insurances, list) else []:
+        if isinstance(insurance, dict) and way.coverage_local:
+            insurance["coverage"] = {"reference": way.coverage_local}
+            allowed.add(way.coverage_local)
     if answer.get("id"):
         out["identifier"] = [*(out.get("identifier") or []),
-                             {"system": address, "value": str(answer["id"])}]
-    return keep_local_references(out, allowed)
+                             {"system": way.endpoint.address, "value": str(answer["id"])[:64]}]
+    mapped = keep_local_references(out, allowed)
+    problem = None
+    try:
+        validate_resource(mapped, expected_type="ClaimResponse")
+        amount = (mapped.get("payment") or {}).get("amount")
+        if amount is not None:
+            if amount.get("currency", currency) != currency:
+                problem = f"a payment in {str(amount.get('currency'))[:8]}, not {currency}"
+            elif decimal_of(amount.get("value", 0)) < 0:
+                problem = "a negative payment"
+    except (Invalid, Unprocessable):
+        problem = "an invalid ClaimResponse"
+    if problem:
+        raise Upstream(f"The payer at {way.endpoint.reference} answered with {problem}")
+    return mapped
 
 
 async def adjudicate_as_payer(call: Call, claim: Resource, claim_ref: str,
-                              resolver: Resolver) -> Resource:
-    member = await find_member(call.repo, call.settings, resolver, _focal(claim).get("coverage"))
-    submitted, _ = await resolver.get(_focal(claim).get("coverage"))
-    items = claim.get("item") or []
-    on = service_date(items[0] if items else claim, fallback=today())
-    if items and on == today():
-        on = service_date(claim, fallback=on)
+                              resolver: Resolver, member: Member) -> Resource:
+    submitted, _ = await resolver.get(_focal(claim).get("coverage"), "Coverage")
+    on = claim_service_date(claim, fallback=today())
     currency = call.settings.fhir_billing_currency
     response: Resource = {
         "resourceType": "ClaimResponse", "status": "active", "type": claim["type"],
@@ -189,58 +223,64 @@ async def adjudicate_as_payer(call: Call, claim: Resource, claim_ref: str,
     provider = (claim.get("provider") or {}).get("reference")
     if isinstance(provider, str) and not provider.startswith("#"):
         response["requestor"] = {"reference": provider}
-    errors = _errors(member, on, items)
+    errors = _errors(member, on, claim, currency)
     if errors:
         response.update(outcome="error", disposition="Claim not adjudicated", error=errors)
-        return await _store_response(call, response)
+        return response
     assert member.coverage is not None
-    coverage = member.coverage
-    rules = await plan_rules(call.repo, call.settings, coverage)
-    member_ref = f"Coverage/{coverage['id']}"
-    insurer_ref = None if member.payer is None else f"Organization/{member.payer['id']}"
-    try:
-        # One adjudication per member Coverage at a time: the year's deductible is shared.
-        async with call.repo.locks.hold([f"deductible:{member_ref}"]):
-            met = await deductible_met(call.repo, call.settings, member_ref, insurer_ref, on.year)
-            result = adjudicate(claim, rules, deductible_left=max(Decimal(0),
-                                                                  rules.deductible - met),
-                                currency=currency)
-            response.update(
-                outcome="complete", disposition="Claim settled as per contract",
-                item=result.items, total=result.totals,
-                payment={"type": {"coding": [{"system": PAYMENT_TYPE, "code": "complete"}]},
-                         "date": today().isoformat(),
-                         "amount": money(result.benefit, currency)})
-            return await _store_response(call, response)
-    except LockBusy:
-        raise Conflict("Another claim of this member is being adjudicated; try again") from None
+    rules = await plan_rules(call.repo, call.settings, member.coverage)
+    met = await deductible_met(call.repo, call.settings, member, on.year)
+    result = adjudicate(claim, rules, deductible_left=max(Decimal(0), rules.deductible - met),
+                        currency=currency)
+    response.update(
+        outcome="complete", disposition="Claim settled as per contract",
+        item=result.items, total=result.totals,
+        payment={"type": {"coding": [{"system": PAYMENT_TYPE, "code": "complete"}]},
+                 "date": today().isoformat(), "amount": money(result.benefit, currency)})
+    return response
 
 
-def _errors(member: Member, on: Any, items: list[Any]) -> list[dict[str, Any]]:
+def _errors(member: Member, on: Any, claim: Resource, currency: str) -> list[dict[str, Any]]:
     if member.coverage is None:
         return [error_code("member-not-found", "Member not found")]
     if not in_force(member.coverage, on):
         return [error_code("coverage-not-in-force", "Coverage not in force on the service date")]
+    items = claim.get("item") or []
     if not items:
         return [error_code("no-items", "The claim has no items")]
+    for item in items:
+        try:
+            amount = item_submitted(item)
+        except Unprocessable:
+            return [error_code("invalid-amount", "An item's amount cannot be read")]
+        if amount < 0:
+            return [error_code("invalid-amount", "An item's amount is negative")]
+        for money_ in (item.get("net"), item.get("unitPrice")):
+            if isinstance(money_, dict) and money_.get("currency", currency) != currency:
+                return [error_code("invalid-currency", f"Amounts must be in {currency}")]
     return []
 
 
-async def _store_response(call: Call, response: Resource) -> Resource:
-    validate_resource(response, expected_type="ClaimResponse")
-    written = await svc.create(repo=call.repo, settings=call.settings, type_="ClaimResponse",
-                               resource=response)
-    return loads_stored(written.stored.text or "{}")
+async def settlement(call: Call, claim: Resource, response: Resource
+                     ) -> tuple[Resource, int] | None:
+    """The bill's Invoice showing the insurer's and the patient's shares (None: no bill).
 
-
-async def settle_invoice(call: Call, claim: Resource, response: Resource) -> None:
-    """Show the insurer's and the patient's shares on the bill's Invoice."""
+    The Invoice is the one the Claim names with ``urn:fhir-rcm-server:invoice``, and
+    only when it is that patient's, issued, and billed the Claim's total.
+    """
     invoice_ref = next((i.get("value") for i in claim.get("identifier") or []
                         if i.get("system") == BILL_INVOICE), None)
-    invoice = await read_local(call.repo, invoice_ref)
-    if invoice is None or invoice.get("status") not in ("issued", "balanced"):
-        return
+    match = LOCAL_REF.match(invoice_ref) if isinstance(invoice_ref, str) else None
+    if match is None or match.group(1) != "Invoice":
+        return None
+    version, invoice = await svc.current_resource(call.repo, "Invoice", match.group(2))
+    if invoice is None or version is None or invoice.get("status") not in ("issued", "balanced"):
+        return None
+    if (invoice.get("subject") or {}).get("reference") != claim["patient"].get("reference"):
+        return None
     gross = decimal_of((invoice.get("totalGross") or {}).get("value", 0))
+    if decimal_of((claim.get("total") or {}).get("value", gross)) != gross:
+        return None
     currency = (invoice.get("totalGross") or {}).get("currency",
                                                       call.settings.fhir_billing_currency)
     paid = Decimal(0)
@@ -256,10 +296,10 @@ async def settle_invoice(call: Call, claim: Resource, response: Resource) -> Non
                "amount": money(amount, currency)}
               for code, display, amount in (("insurer", "Insurer pays", paid),
                                             ("patient", "Patient owes", owed))]
-    updated = {**invoice, "totalPriceComponent": [*kept, *shares],
+    updated = {**drop_ids(invoice), "id": invoice["id"],
+               "totalPriceComponent": [*kept, *shares],
                "status": "balanced" if owed <= 0 else "issued"}
-    await svc.update(repo=call.repo, settings=call.settings, type_="Invoice",
-                     id_=str(invoice["id"]), resource=updated)
+    return updated, version
 
 
 CLAIM_SUBMIT = Operation(

@@ -5,30 +5,23 @@ from __future__ import annotations
 
 import copy
 import re
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from adapters.payer import PayerEndpoint
 from fhir_server import interactions as svc
 from fhir_server.config import Settings
-from fhir_server.errors import Unprocessable
+from fhir_server.errors import Conflict, Unprocessable
+from fhir_server.fhirjson import loads_stored
 from fhir_server.storage.model import instant, now_ms
 from fhir_server.storage.repository import Repository
+from fhir_server.storage.transactions import TransactionConflict
+from fhir_server.validation import validate_resource
 from terminology.systems import ENDPOINT_CONNECTION, ENDPOINT_OAUTH
 
 LOCAL_REF = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})$")
-CENT = Decimal("0.01")
 Resource = dict[str, Any]
-
-
-def money(value: Any, currency: str) -> dict[str, Any]:
-    return {"value": decimal_of(value).quantize(CENT, rounding=ROUND_HALF_UP),
-            "currency": currency}
-
-
-def decimal_of(value: Any) -> Decimal:
-    return value if isinstance(value, Decimal) else Decimal(str(value))
 
 
 def now_instant() -> str:
@@ -45,9 +38,9 @@ def ref(resource_or_ref: Resource | str) -> dict[str, str]:
     return {"reference": f"{resource_or_ref['resourceType']}/{resource_or_ref['id']}"}
 
 
-async def read_local(repo: Repository, reference: str | None) -> Resource | None:
+async def read_local(repo: Repository, reference: Any) -> Resource | None:
     """The current content of ``Type/id`` on this server (None: not here or deleted)."""
-    match = LOCAL_REF.match(reference or "")
+    match = LOCAL_REF.match(reference) if isinstance(reference, str) else None
     if not match:
         return None
     _, resource = await svc.current_resource(repo, match.group(1), match.group(2))
@@ -66,21 +59,29 @@ class Resolver:
         self.contained = {str(c.get("id")): c for c in resource.get("contained") or []
                           if isinstance(c, dict)}
         self.entries: dict[str, Resource] = {}
-        for e in (bundle or {}).get("entry") or []:
-            r = (e or {}).get("resource")
+        entries = (bundle or {}).get("entry")
+        for e in entries if isinstance(entries, list) else []:
+            r = e.get("resource") if isinstance(e, dict) else None
             if isinstance(r, dict):
                 if e.get("fullUrl"):
                     self.entries[str(e["fullUrl"])] = r
                 if r.get("id"):
                     self.entries[f"{r.get('resourceType')}/{r['id']}"] = r
 
-    async def get(self, reference: Any) -> tuple[Resource | None, str | None]:
-        """(the resource, its ``Type/id`` when it is stored on this server)."""
+    async def get(self, reference: Any, type_: str) -> tuple[Resource | None, str | None]:
+        """(the resource of that type, its ``Type/id`` when it is stored on this server)."""
+        resource, local = await self._find(reference)
+        if resource is None or resource.get("resourceType") != type_:
+            return None, None
+        return resource, local
+
+    async def _find(self, reference: Any) -> tuple[Resource | None, str | None]:
         target = reference.get("reference") if isinstance(reference, dict) else None
         if not isinstance(target, str):
             return None, None
         if target.startswith("#"):
-            return self.contained.get(target[1:]), None
+            found = self.contained.get(target[1:])
+            return (found, None) if isinstance(found, dict) else (None, None)
         if target in self.entries:
             return self.entries[target], None
         local = target[len(self.base):] if target.startswith(self.base) else target
@@ -173,3 +174,67 @@ def require_local(resource: Resource | None, what: str, where: str) -> Resource:
         raise Unprocessable(f"{what} is not a resource on this server", expression=[where],
                             code="not-found")
     return resource
+
+
+def bundle_resources(bundle: Resource, type_: str) -> list[Resource]:
+    """The resources of one type among a Bundle's entries (odd entries ignored)."""
+    entries = bundle.get("entry")
+    out = []
+    for entry in entries if isinstance(entries, list) else []:
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if isinstance(resource, dict) and resource.get("resourceType") == type_:
+            out.append(resource)
+    return out
+
+
+def drop_ids(resource: Resource) -> Resource:
+    return {k: v for k, v in resource.items() if k not in ("id", "meta")}
+
+
+async def commit_new(call_repo: Repository, settings: Settings,
+                     resources: list[tuple[Resource, int | None]]) -> list[Resource]:
+    """Write resources (with their ids; previous version or None) all or nothing."""
+    ts = now_ms()
+    writes = []
+    for resource, previous in resources:
+        validate_resource(resource, expected_type=resource["resourceType"])
+        writes.append(svc.plan_write(settings=settings, resource=resource,
+                                     type_=resource["resourceType"], id_=resource["id"],
+                                     previous=previous,
+                                     method="POST" if previous is None else "PUT", ts=ts))
+    try:
+        stored = await call_repo.commit_transaction(writes, ts=ts)
+    except TransactionConflict:
+        raise Conflict("A resource changed while this operation ran; nothing was written, "
+                       "try again") from None
+    return [loads_stored(s.text or "{}") for s in stored]
+
+
+@dataclass
+class Route:
+    """Where a request about a Coverage goes: the payer Organization and its endpoint."""
+
+    coverage: Resource | None
+    coverage_local: str | None
+    insurer: Resource | None
+    insurer_local: str | None
+    endpoint: PayerEndpoint | None
+
+
+async def route(repo: Repository, resolver: Resolver, *, coverage_ref: Any,
+                insurer_ref: Any) -> Route:
+    """The request's insurer, or else its Coverage's payor; its FHIR endpoint if either
+    Organization is stored here with one (then the payer answers, not this server)."""
+    coverage, coverage_local = await resolver.get(coverage_ref, "Coverage")
+    insurer, insurer_local = await resolver.get(insurer_ref, "Organization")
+    payors = (coverage or {}).get("payor") or []
+    payor, payor_local = (await resolver.get(payors[0], "Organization") if payors
+                          else (None, None))
+    for org, local in ((insurer, insurer_local), (payor, payor_local)):
+        if local is not None:
+            endpoint = await payer_endpoint(repo, org)
+            if endpoint is not None:
+                return Route(coverage, coverage_local, org, local, endpoint)
+    if insurer is None:
+        insurer, insurer_local = payor, payor_local
+    return Route(coverage, coverage_local, insurer, insurer_local, None)

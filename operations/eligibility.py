@@ -9,22 +9,26 @@ the stored request, and returned.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from fhir_server import interactions as svc
-from fhir_server.errors import NotFound, Unprocessable
-from fhir_server.fhirjson import loads_stored
+from fhir_server.errors import Invalid, NotFound, Unprocessable, Upstream
+from fhir_server.money import decimal_of, money
 from fhir_server.validation import validate_resource
 from operations.base import Call, Operation, Param
 from operations.common import (
     Resolver,
     Resource,
+    Route,
+    bundle_resources,
+    commit_new,
+    drop_ids,
     keep_local_references,
-    money,
     now_instant,
     pack,
-    payer_endpoint,
     ref,
+    route,
     today,
 )
 from operations.payer_side import (
@@ -54,56 +58,58 @@ async def submit_request(call: Call, request: Resource, bundle: Resource | None 
                          ) -> Resource:
     validate_resource(request, expected_type="CoverageEligibilityRequest")
     repo, settings = call.repo, call.settings
-    request = {k: v for k, v in request.items() if k not in ("id", "meta")}
+    request = {**drop_ids(request), "id": str(uuid.uuid4())}
+    request_ref = f"CoverageEligibilityRequest/{request['id']}"
     resolver = Resolver(repo, settings, request, bundle)
     insurance = _focal_insurance(request) or {}
-    coverage, coverage_local = await resolver.get(insurance.get("coverage"))
-    insurer, insurer_local = await resolver.get(request.get("insurer"))
-    if insurer is None and coverage is not None and coverage.get("payor"):
-        insurer, insurer_local = await resolver.get(coverage["payor"][0])
-    endpoint = await payer_endpoint(repo, insurer) if insurer_local else None
-    stored = (await svc.create(repo=repo, settings=settings, type_="CoverageEligibilityRequest",
-                               resource=request)).stored
-    request_ref = stored.reference
-    if endpoint is not None:
-        patient, patient_local = await resolver.get(request.get("patient"))
-        related = {k: v for k, v in ((patient_local, patient), (coverage_local, coverage),
-                                     (insurer_local, insurer)) if k and v}
-        answer = await call.services.payer.check_eligibility(endpoint, pack(request, related))
-        response = _as_ours(answer, request, request_ref, endpoint.address,
-                            coverage_local=coverage_local)
+    way = await route(repo, resolver, coverage_ref=insurance.get("coverage"),
+                      insurer_ref=request.get("insurer"))
+    if way.endpoint is not None:
+        patient, patient_local = await resolver.get(request.get("patient"), "Patient")
+        related = {k: v for k, v in ((patient_local, patient), (way.coverage_local, way.coverage),
+                                     (way.insurer_local, way.insurer)) if k and v}
+        answer = await call.services.payer.check_eligibility(
+            way.endpoint, pack(drop_ids(request), related))
+        response = _as_ours(answer, request, request_ref, way)
     else:
         response = await answer_as_payer(call, request, request_ref, resolver)
-    validate_resource(response, expected_type="CoverageEligibilityResponse")
-    written = await svc.create(repo=repo, settings=settings, type_="CoverageEligibilityResponse",
-                               resource=response)
-    return loads_stored(written.stored.text or "{}")
+    response["id"] = str(uuid.uuid4())
+    # The request and its answer are written together: no request is left unanswered.
+    _, stored = await commit_new(repo, settings, [(request, None), (response, None)])
+    return stored
 
 
-def _as_ours(answer: Resource, request: Resource, request_ref: str, address: str, *,
-             coverage_local: str | None) -> Resource:
+def _as_ours(answer: Resource, request: Resource, request_ref: str, way: Route) -> Resource:
     """The payer's answer, with its references mapped to this server's resources."""
+    assert way.endpoint is not None
     out = {k: v for k, v in answer.items() if k not in ("id", "meta", "text", "contained")}
     out["request"] = {"reference": request_ref}
     out["patient"] = request["patient"]
-    out["insurer"] = request["insurer"]
+    out["insurer"] = {"reference": way.insurer_local} if way.insurer_local else request["insurer"]
     allowed = {request_ref, str(request["patient"].get("reference")),
-               str(request["insurer"].get("reference"))}
-    for insurance in out.get("insurance") or []:
-        if coverage_local:
-            insurance["coverage"] = {"reference": coverage_local}
-            allowed.add(coverage_local)
+               str(out["insurer"].get("reference"))}
+    insurances = out.get("insurance")
+    for insurance in insurances if isinstance(insurances, list) else []:
+        if isinstance(insurance, dict) and way.coverage_local:
+            insurance["coverage"] = {"reference": way.coverage_local}
+            allowed.add(way.coverage_local)
     if answer.get("id"):
         out["identifier"] = [*(out.get("identifier") or []),
-                             {"system": address, "value": str(answer["id"])}]
-    return keep_local_references(out, allowed)
+                             {"system": way.endpoint.address, "value": str(answer["id"])[:64]}]
+    mapped = keep_local_references(out, allowed)
+    try:
+        validate_resource(mapped, expected_type="CoverageEligibilityResponse")
+    except Invalid:
+        raise Upstream(f"The payer at {way.endpoint.reference} answered with an invalid "
+                       "CoverageEligibilityResponse") from None
+    return mapped
 
 
 async def answer_as_payer(call: Call, request: Resource, request_ref: str,
                           resolver: Resolver) -> Resource:
     insurance = _focal_insurance(request) or {}
     member = await find_member(call.repo, call.settings, resolver, insurance.get("coverage"))
-    submitted, _ = await resolver.get(insurance.get("coverage"))
+    submitted, _ = await resolver.get(insurance.get("coverage"), "Coverage")
     on = service_date(request, fallback=today())
     response: Resource = {
         "resourceType": "CoverageEligibilityResponse", "status": "active",
@@ -140,21 +146,27 @@ def _insurer(request: Resource) -> dict[str, Any]:
 
 
 def _benefit_items(coverage: Resource, currency: str) -> list[dict[str, Any]]:
+    """The Coverage's costToBeneficiary as benefits (entries this server cannot read are left
+    out: they are the payer's data, not the requester's mistake)."""
     items = []
     for cost in coverage.get("costToBeneficiary") or []:
         codes = [c.get("code") for c in (cost.get("type") or {}).get("coding") or []
                  if c.get("system") in (None, COPAY_TYPE)]
         kind = next((BENEFIT_OF_COST[c] for c in codes if c in BENEFIT_OF_COST), None)
-        if kind is None:
+        value = (cost.get("valueMoney") or cost.get("valueQuantity") or {}).get("value")
+        try:
+            amount = decimal_of(value)
+        except Unprocessable:
+            continue
+        if kind is None or amount < 0 or (kind == "copay-percent" and amount > 100):
             continue
         benefit: dict[str, Any] = {"type": {"coding": [{"system": BENEFIT_TYPE, "code": kind}]}}
         if "valueMoney" in cost:
-            amount = cost["valueMoney"]
-            benefit["allowedMoney"] = money(amount["value"], amount.get("currency", currency))
-        elif "valueQuantity" in cost:
-            benefit["allowedUnsignedInt"] = int(cost["valueQuantity"]["value"])
+            benefit["allowedMoney"] = money(amount, cost["valueMoney"].get("currency", currency))
+        elif amount == amount.to_integral_value():
+            benefit["allowedUnsignedInt"] = int(amount)
         else:
-            continue
+            benefit["allowedString"] = f"{amount}%"
         items.append({
             "category": {"coding": [{"system": BENEFIT_CATEGORY, "code": "30",
                                      "display": "Health Benefit Plan Coverage"}]},
@@ -168,8 +180,7 @@ def _benefit_items(coverage: Resource, currency: str) -> list[dict[str, Any]]:
 async def run_submit(call: Call) -> Resource:
     body = call.one("resource")
     if body.get("resourceType") == "Bundle":
-        requests = [e.get("resource") for e in body.get("entry") or []
-                    if (e.get("resource") or {}).get("resourceType") == "CoverageEligibilityRequest"]
+        requests = bundle_resources(body, "CoverageEligibilityRequest")
         if len(requests) != 1:
             raise Unprocessable("The Bundle must hold exactly one CoverageEligibilityRequest",
                                 expression=["Bundle.entry"])

@@ -11,7 +11,7 @@ its ``period`` (if any) covers the date.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from fhir_server import interactions as svc
@@ -40,7 +40,7 @@ def error_code(code: str, display: str) -> dict[str, Any]:
 
 async def local_payer(repo: Repository, settings: Settings, resolver: Resolver,
                       payor: Any) -> Resource | None:
-    organization, local = await resolver.get(payor)
+    organization, local = await resolver.get(payor, "Organization")
     if organization is not None and local is not None:
         return organization
     for system, value in identifier_keys(organization):
@@ -59,7 +59,7 @@ def _token(system: str, value: str) -> str:
 
 async def find_member(repo: Repository, settings: Settings, resolver: Resolver,
                       coverage_ref: Any) -> Member:
-    coverage, local = await resolver.get(coverage_ref)
+    coverage, local = await resolver.get(coverage_ref, "Coverage")
     if coverage is None:
         return Member(None, None)
     payors = coverage.get("payor") or []
@@ -93,29 +93,50 @@ def in_force(coverage: Resource, on: date) -> bool:
     if coverage.get("status") != "active":
         return False
     period = coverage.get("period") or {}
-    start, end = period.get("start"), period.get("end")
-    if start and _day(start) > on:
-        return False
-    return not (end and _day(end) < on)
+    try:
+        start = day_of(period["start"]) if period.get("start") else None
+        end = day_of(period["end"], last=True) if period.get("end") else None
+    except (TypeError, ValueError):
+        return False  # a period this server cannot read proves nothing
+    return not ((start and start > on) or (end and end < on))
 
 
-def _day(value: str) -> date:
-    if len(value) >= 10 and "T" in value:
+def day_of(value: str, *, last: bool = False) -> date:
+    """The day a FHIR date or dateTime stands for; a partial date (``2026``,
+    ``2026-11``) is its first day, or with ``last`` its last day, as a Period's end."""
+    if "T" in value:
         return datetime.fromisoformat(value).date()
     parts = [int(p) for p in value.split("-")]
-    return date(parts[0], parts[1] if len(parts) > 1 else 1, parts[2] if len(parts) > 2 else 1)
+    if len(parts) == 3:
+        return date(*parts)
+    if len(parts) == 2:
+        first = date(parts[0], parts[1], 1)
+        if not last:
+            return first
+        following = date(parts[0] + (parts[1] == 12), parts[1] % 12 + 1, 1)
+        return following - timedelta(days=1)
+    return date(parts[0], 12, 31) if last else date(parts[0], 1, 1)
 
 
 def service_date(resource: Resource, *, fallback: date) -> date:
     """The date a request is about (servicedDate, the start of servicedPeriod, billablePeriod)."""
-    for value in (resource.get("servicedDate"), (resource.get("servicedPeriod") or {}).get("start"),
+    for value in (resource.get("servicedDate"),
+                  (resource.get("servicedPeriod") or {}).get("start"),
                   (resource.get("billablePeriod") or {}).get("start")):
         if isinstance(value, str):
             try:
-                return _day(value)
+                return day_of(value)
             except ValueError:
                 continue
     return fallback
+
+
+def claim_service_date(claim: Resource, *, fallback: date) -> date:
+    """A claim's date of service: its first item's, else its billable period's."""
+    items = [i for i in claim.get("item") or [] if isinstance(i, dict)]
+    items.sort(key=lambda i: int(i.get("sequence", 0)))
+    on = service_date(items[0], fallback=date.min) if items else date.min
+    return on if on != date.min else service_date(claim, fallback=fallback)
 
 
 def beneficiary_ref(member: Member, fallback: Any) -> dict[str, Any]:

@@ -8,15 +8,17 @@
 * Booking creates one draft Invoice for the appointment's patient. Its id is
   derived from the appointment's (uuid5), it carries the identifier
   ``urn:fhir-rcm-server:bill|Appointment/[id]`` and the extension
-  ``invoice-appointment``. Cancelling the appointment cancels the Invoice; a
-  ``noshow`` keeps it. The Invoice is written in the same all-or-nothing commit as
-  the appointment, so the side effect happens exactly once, also across a crash.
+  ``invoice-appointment``. Cancelling the appointment (or deleting it, or marking it
+  entered-in-error) cancels the Invoice while it is a draft; a ``noshow`` keeps it;
+  an Invoice already issued as the visit's bill is left to billing. The Invoice is
+  written in the same all-or-nothing commit as the appointment, so the side effect
+  happens exactly once, also across a crash.
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fhir_server import interactions as svc
@@ -26,6 +28,9 @@ from fhir_server.storage.model import instant, now_ms
 from terminology.systems import BILL_KEY, INVOICE_APPOINTMENT
 
 ACTIVE = frozenset({"booked", "arrived", "checked-in"})
+ENDED = frozenset({"cancelled", "entered-in-error"})  # and deletion; a noshow keeps its bill
+MAX_BOOKING = timedelta(days=7)
+MAX_CANDIDATES = 10_000
 SCHEDULED = ("Practitioner/", "Location/")
 INVOICE_NAMESPACE = uuid.UUID("6f1c7d3e-52a4-4f0e-9c51-2b8f1e0a7d11")
 
@@ -61,6 +66,10 @@ def _booking(resource: dict[str, Any] | None) -> bool:
     return resource is not None and resource.get("status") in ACTIVE
 
 
+def _stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 class AppointmentRules:
     def lease_names(self, change: rules.Change) -> list[str]:
         if not _booking(change.after):
@@ -68,28 +77,38 @@ class AppointmentRules:
         return [f"schedule:{ref}" for _, ref in _actors(change.after or {}, SCHEDULED)]
 
     async def check(self, ctx: rules.RuleContext, change: rules.Change) -> list[rules.SideWrite]:
-        after = change.after
-        if after is None:
-            return []
-        if _booking(after):
-            await self._refuse_overlaps(ctx, change.id_, after)
-        return await self._invoice(ctx, change.id_, after)
+        if _booking(change.after):
+            await self._refuse_overlaps(ctx, change.id_, change.after or {})
+        return await self._invoice(ctx, change.id_, change.after)
 
     async def _refuse_overlaps(self, ctx: rules.RuleContext, id_: str,
                                after: dict[str, Any]) -> None:
         start, end = _period(after)
+        if end - start > MAX_BOOKING:
+            raise Unprocessable(f"A booking may last at most {MAX_BOOKING.days} days",
+                                expression=["Appointment.end"], code="business-rule")
         actors = _actors(after, SCHEDULED)
         if not actors:
             return
-        others = await svc.find_resources(
-            repo=ctx.repo, settings=ctx.settings, type_="Appointment",
+        # Anything overlapping [start, end) starts before end and, lasting at most
+        # MAX_BOOKING, after start - MAX_BOOKING: the date window keeps the search small.
+        stored = await svc.find_resources(
+            repo=ctx.repo, settings=ctx.settings, type_="Appointment", limit=MAX_CANDIDATES,
             criteria=[("actor", ",".join(sorted({ref for _, ref in actors}))),
-                      ("status", ",".join(sorted(ACTIVE)))])
-        others += [s.after for s in ctx.siblings
-                   if s.type_ == "Appointment" and s.after is not None and _booking(s.after)]
-        for other in others:
-            if other.get("id") == id_:
-                continue
+                      ("status", ",".join(sorted(ACTIVE))),
+                      ("date", f"lt{_stamp(end)}"), ("date", f"ge{_stamp(start - MAX_BOOKING)}")])
+        if len(stored) >= MAX_CANDIDATES:
+            raise Conflict("Too many bookings overlap this time to check; try again",
+                           code="too-costly")
+        others = {str(o.get("id")): o for o in stored}
+        # The same transaction's other entries win over what is stored.
+        for sibling in ctx.siblings:
+            if sibling.type_ == "Appointment":
+                others.pop(sibling.id_, None)
+                if _booking(sibling.after):
+                    others[sibling.id_] = sibling.after or {}
+        others.pop(id_, None)
+        for other_id, other in sorted(others.items()):
             try:
                 o_start, o_end = _period(other)
             except Unprocessable:
@@ -101,30 +120,39 @@ class AppointmentRules:
                 if ref in theirs:
                     raise Conflict(
                         f"{ref} is already booked at an overlapping time by "
-                        f"Appointment/{other.get('id')}",
+                        f"Appointment/{other_id}",
                         expression=[f"Appointment.participant[{index}].actor"],
                         code="duplicate")
 
     async def _invoice(self, ctx: rules.RuleContext, id_: str,
-                       after: dict[str, Any]) -> list[rules.SideWrite]:
-        patients = _actors(after, ("Patient/",))
-        if not patients:
-            return []
+                       after: dict[str, Any] | None) -> list[rules.SideWrite]:
         invoice_id = draft_invoice_id(id_)
         _, invoice = await svc.current_resource(ctx.repo, "Invoice", invoice_id)
-        status = after.get("status")
-        if _booking(after) and (invoice is None or invoice.get("status") == "cancelled"):
+        patients = _actors(after or {}, ("Patient/",))
+        if _booking(after) and patients:
+            patient = patients[0][1]
+            if invoice is None or invoice.get("status") == "cancelled":
+                return [rules.SideWrite("Invoice", invoice_id, {
+                    "resourceType": "Invoice", "id": invoice_id, "status": "draft",
+                    "extension": [{"url": INVOICE_APPOINTMENT,
+                                   "valueReference": {"reference": f"Appointment/{id_}"}}],
+                    "identifier": [{"system": BILL_KEY, "value": f"Appointment/{id_}"}],
+                    "subject": {"reference": patient},
+                    "date": instant(now_ms()),
+                })]
+            if invoice.get("status") == "draft" and (invoice.get("subject") or {}).get(
+                    "reference") != patient:
+                return [rules.SideWrite("Invoice", invoice_id, {
+                    **_content(invoice), "subject": {"reference": patient}})]
+            return []
+        ends_it = after is None or after.get("status") in ENDED
+        if ends_it and invoice is not None and invoice.get("status") == "draft":
+            # Only a draft follows the appointment: an issued bill is billing's to cancel.
             return [rules.SideWrite("Invoice", invoice_id, {
-                "resourceType": "Invoice", "id": invoice_id, "status": "draft",
-                "extension": [{"url": INVOICE_APPOINTMENT,
-                               "valueReference": {"reference": f"Appointment/{id_}"}}],
-                "identifier": [{"system": BILL_KEY, "value": f"Appointment/{id_}"}],
-                "subject": {"reference": patients[0][1]},
-                "date": instant(now_ms()),
-            })]
-        if status == "cancelled" and invoice is not None and invoice.get("status") in (
-                "draft", "issued"):
-            return [rules.SideWrite("Invoice", invoice_id, {
-                **invoice, "status": "cancelled", "cancelledReason": "Appointment cancelled"})]
+                **_content(invoice), "status": "cancelled",
+                "cancelledReason": "Appointment cancelled"})]
         return []
 
+
+def _content(resource: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in resource.items() if k != "meta"}

@@ -25,6 +25,7 @@ from typing import Any
 import fhirpathpy
 
 from fhir_server.errors import Unprocessable
+from fhir_server.money import decimal_of
 
 SUBTRACTED = ("discount", "deduction")
 
@@ -79,7 +80,7 @@ def price_with_definition(definition: dict[str, Any], *, quantity: Decimal,
             raise Unprocessable(f"{url} prices in {amount.get('currency')}, bills are in "
                                 f"{currency}", expression=["ChargeItemDefinition.propertyGroup"])
     bases = [c for c in components if c.get("type") == "base"]
-    if not bases or any(not isinstance(c.get("amount"), dict) for c in bases):
+    if not bases or any((c.get("amount") or {}).get("value") is None for c in bases):
         raise Unprocessable(f"{url} has no base price amount for this service",
                             expression=["ChargeItemDefinition.propertyGroup.priceComponent"])
     return compute(components, quantity=quantity)
@@ -89,22 +90,27 @@ def price_given(unit_price: Decimal, *, quantity: Decimal) -> Priced:
     return compute([{"type": "base", "amount": {"value": unit_price}}], quantity=quantity)
 
 
+def _number(value: Any) -> Decimal:
+    return decimal_of(value, "ChargeItemDefinition.propertyGroup.priceComponent")
+
+
 def _line_amount(component: dict[str, Any], of: Decimal, quantity: Decimal) -> Decimal:
     amount = component.get("amount")
     if isinstance(amount, dict) and amount.get("value") is not None:
-        return Decimal(str(amount["value"])) * quantity
-    return Decimal(str(component.get("factor", 0))) * of
+        return _number(_number(amount["value"]) * quantity)
+    return _number(_number(component.get("factor", 0)) * of)
 
 
 def compute(components: list[dict[str, Any]], *, quantity: Decimal) -> Priced:
+    """The priced line (raises 422 when an amount or a result is unusable)."""
     out = Priced()
-    base = sum((Decimal(str(c["amount"]["value"])) * quantity
-                for c in components if c.get("type") == "base"), Decimal(0))
+    base = _number(sum((_number(c["amount"]["value"]) * quantity
+                        for c in components if c.get("type") == "base"), Decimal(0)))
     net = base
     for c in components:
         kind = c.get("type")
         if kind == "base":
-            amount = Decimal(str(c["amount"]["value"])) * quantity
+            amount = _number(_number(c["amount"]["value"]) * quantity)
         elif kind == "surcharge":
             amount = _line_amount(c, base, quantity)
             net += amount
@@ -122,7 +128,7 @@ def compute(components: list[dict[str, Any]], *, quantity: Decimal) -> Priced:
             amount = _line_amount(c, net, quantity)
             tax += amount
             out.components.append(_component(c, amount))
-    out.net, out.gross = net, net + tax
+    out.net, out.gross = _number(net), _number(net + tax)
     return out
 
 

@@ -154,6 +154,17 @@ async def test_the_revenue_cycle_day(clinic: ServerProcess, payer: ServerProcess
         member = payer_data["members"]["M-100"]
         assert at_payer.json()["insurance"][0]["coverage"] == {
             "reference": f"Coverage/{member['id']}"}
+        # A request naming its insurer only as a contained Organization still goes to the
+        # payer of its Coverage.
+        r = await post(c, "CoverageEligibilityRequest/$submit", {
+            "resourceType": "CoverageEligibilityRequest", "status": "active",
+            "purpose": ["validation"], "patient": {"reference": pat},
+            "created": f"{YEAR}-06-01", "insurer": {"reference": "#o"},
+            "contained": [{"resourceType": "Organization", "id": "o", "name": "Acme"}],
+            "insurance": [{"coverage": {"reference": f"Coverage/{cov['id']}"}}]})
+        assert r.status_code == 200, r.text
+        assert r.json()["identifier"][0]["system"] == payer.base
+        assert r.json()["insurance"][0]["inforce"] is True
         r = await eligibility(c, expired["id"])
         assert r.json()["insurance"][0]["inforce"] is False
         assert "error" not in r.json()
