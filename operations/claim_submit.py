@@ -93,8 +93,8 @@ async def run(call: Call) -> Resource:
                                 (way.insurer_local, way.insurer)):
             if local and resource is not None:
                 related[local] = resource
-        answer = await call.services.payer.submit_claim(way.endpoint,
-                                                        pack(drop_ids(claim), related))
+        outbound = {**drop_ids(claim), "insurer": {"reference": way.insurer_local}}
+        answer = await call.services.payer.submit_claim(way.endpoint, pack(outbound, related))
         response = _as_ours(answer, claim, claim_ref, way, call.settings.fhir_billing_currency)
         return await _commit(call, claim, previous, response)
     member = await find_member(call.repo, call.settings, resolver, _focal(claim).get("coverage"))

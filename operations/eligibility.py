@@ -68,8 +68,9 @@ async def submit_request(call: Call, request: Resource, bundle: Resource | None 
         patient, patient_local = await resolver.get(request.get("patient"), "Patient")
         related = {k: v for k, v in ((patient_local, patient), (way.coverage_local, way.coverage),
                                      (way.insurer_local, way.insurer)) if k and v}
-        answer = await call.services.payer.check_eligibility(
-            way.endpoint, pack(drop_ids(request), related))
+        outbound = {**drop_ids(request), "insurer": {"reference": way.insurer_local}}
+        answer = await call.services.payer.check_eligibility(way.endpoint,
+                                                             pack(outbound, related))
         response = _as_ours(answer, request, request_ref, way)
     else:
         response = await answer_as_payer(call, request, request_ref, resolver)
