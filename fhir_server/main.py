@@ -13,8 +13,10 @@ from starlette.responses import Response
 
 from fhir_server.api import batch, capability, interactions
 from fhir_server.api.negotiation import check_accept, json_response
+from fhir_server.auth.tokens import create_auth
 from fhir_server.config import Settings, get_settings
 from fhir_server.errors import install_handlers
+from fhir_server.storage.auth_store import AuthStore
 from fhir_server.storage.engine import (
     UNAVAILABLE_ERRORS,
     database,
@@ -42,6 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await repo.ensure_base_indexes()
             await repo.recover()
             await repo.ensure_existing_type_indexes()
+            app.state.auth = await create_auth(store=AuthStore(db=repo.db), settings=settings)
             app.state.client = client
             app.state.engine = engine
             app.state.repo = repo
