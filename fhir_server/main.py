@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from fhir_server.api import batch, capability, interactions
 from fhir_server.api.negotiation import check_accept, json_response
+from fhir_server.auth import server as auth_server
 from fhir_server.auth.tokens import create_auth
 from fhir_server.config import Settings, get_settings
 from fhir_server.errors import install_handlers
@@ -87,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return json_response({"status": "unavailable"}, status=503)
         return json_response({"status": "ready"})
 
+    app.include_router(auth_server.router)  # before /fhir/{type}/{id}: .well-known
     fhir_deps = [Depends(check_accept)]
     app.include_router(capability.router, prefix="/fhir", dependencies=fhir_deps)
     app.include_router(batch.router, prefix="/fhir", dependencies=fhir_deps)
