@@ -17,6 +17,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from fhir_server import loader
+from fhir_server.auth import admin_cli
 from fhir_server.config import Settings, get_settings
 from fhir_server.embedded import EmbeddedFerretDB
 from fhir_server.loader import Summary
@@ -129,6 +130,16 @@ COMMANDS: dict[str, Command] = {
     "serve": Command(help="run the FHIR server (the default)", run=serve),
     "load": Command(help="load Bundle and NDJSON files", run=load,
                     add_arguments=_load_arguments),
+    "clients": Command(help="register SMART apps and backend clients", run=admin_cli.clients,
+                       add_arguments=admin_cli.client_arguments),
+    "users": Command(help="add users who sign in at the login page", run=admin_cli.users,
+                     add_arguments=admin_cli.user_arguments),
+    "token": Command(help="print an access token for a registered client", run=admin_cli.token,
+                     add_arguments=admin_cli.token_arguments),
+    "keys": Command(help="rotate the token signing key", run=admin_cli.keys,
+                    add_arguments=admin_cli.key_arguments),
+    "launch": Command(help="create an EHR launch context, print its id", run=admin_cli.launch,
+                      add_arguments=admin_cli.launch_arguments),
 }
 
 
