@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -105,10 +105,10 @@ async def test_backend_services(app_http: tuple[FastAPI, httpx.AsyncClient], alg
 
 
 class _JwksHandler(BaseHTTPRequestHandler):
-    jwks: dict[str, Any] = {}
+    jwks: ClassVar[dict[str, Any]] = {}
     hits = 0
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         type(self).hits += 1
         body = json.dumps(type(self).jwks).encode()
         self.send_response(200)
@@ -117,7 +117,7 @@ class _JwksHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         return
 
 
