@@ -84,9 +84,7 @@ class ClientAuthenticator:
 
     async def authenticate(self, *, headers: Headers, form: dict[str, str],
                            allow_public: bool = True) -> AuthenticatedClient:
-        basic_id, basic_secret = (extract_basic_authorization(headers)
-                                  if headers.get("authorization", "").lower().startswith("basic ")
-                                  else (None, None))
+        basic_id, basic_secret = _basic(headers)
         methods = [m for m, present in (
             ("client_secret_basic", basic_id is not None),
             ("client_secret_post", "client_secret" in form),
@@ -182,6 +180,19 @@ class ClientAuthenticator:
         key = token_hash(f"{cid}\n{jti}")
         if not await self.store.insert(kind="jti", doc={"_id": key, "exp": exp}):
             raise _invalid_client("the assertion's jti has been used already")
+
+
+def _basic(headers: Headers) -> tuple[str | None, str | None]:
+    if not headers.get("authorization", "").lower().startswith("basic "):
+        return None, None
+    try:
+        found: tuple[str | None, str | None] = extract_basic_authorization(headers)
+    except (UnicodeError, ValueError):
+        raise InvalidClientError(description="the Basic credentials are malformed",
+                                 status_code=401) from None
+    if found[0] is None:
+        raise InvalidClientError(description="the Basic credentials are malformed", status_code=401)
+    return found
 
 
 def _candidates(jwks: dict[str, Any], alg: str, kid: Any) -> list[RSAKey | ECKey]:

@@ -337,3 +337,38 @@ async def test_role_bounds_granted_scopes(app_http: tuple[FastAPI, httpx.AsyncCl
     expected = bound_scopes("billing", ["user/*.cruds"])
     assert body["scope"].split() == expected
     assert "user/*.cruds" not in expected
+
+
+async def test_malformed_requests_are_4xx(app_http: tuple[FastAPI, httpx.AsyncClient]) -> None:
+    app, http = app_http
+    client_id, _ = await app_client(app, scope=APP_SCOPES)
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    cases = [
+        ("POST", TOKEN, {"json": {"grant_type": "client_credentials"}}),
+        ("POST", TOKEN, {"content": b"grant_type=authorization_code&code=%FF%FE", "headers": form}),
+        ("POST", TOKEN, {"data": {"grant_type": "client_credentials"},
+                         "headers": {"Authorization": "Basic %%%"}}),
+        ("POST", TOKEN, {"data": {"grant_type": "client_credentials"},
+                         "headers": {"Authorization": "Basic " + "//79/A=="}}),
+        ("POST", TOKEN, {"data": {"grant_type": "client_credentials", "client_assertion": "é.x.y",
+                                  "client_assertion_type": "urn:ietf:params:oauth:client-assertion"
+                                                           "-type:jwt-bearer"}}),
+        ("POST", TOKEN, {"data": {"grant_type": "client_credentials", "client_assertion": "a.b.c",
+                                  "client_assertion_type": "urn:ietf:params:oauth:client-assertion"
+                                                           "-type:jwt-bearer"}}),
+        ("POST", TOKEN, {"data": {"grant_type": 'x"\\', "client_id": client_id}}),
+        ("POST", f"{ORIGIN}/auth/introspect", {"data": {"token": "é"},
+                                               "headers": {"Authorization": b"Bearer \xff"}}),
+        ("POST", f"{ORIGIN}/auth/revoke", {"data": {"token": "x"}}),
+        ("POST", f"{ORIGIN}/auth/launch", {"content": b"[1]",
+                                           "headers": {"Authorization": "Bearer x"}}),
+        ("GET", AUTHORIZE, {}),
+        ("GET", AUTHORIZE, {"params": {"client_id": client_id, "redirect_uri": REDIRECT,
+                                       "state": 'a"b\\c', "response_type": 'zz"\\'}}),
+        ("POST", AUTHORIZE, {"json": {"username": "x"}}),
+        ("POST", AUTHORIZE, {"files": {"request_id": ("f", b"x")}}),
+        ("POST", AUTHORIZE, {"data": {"request_id": "x", "patient": "../../etc"}}),
+    ]
+    for method, url, kwargs in cases:
+        response = await http.request(method, url, **kwargs)  # type: ignore[arg-type]
+        assert 300 <= response.status_code < 500, (url, kwargs, response.status_code, response.text)
