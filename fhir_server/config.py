@@ -63,6 +63,14 @@ class Settings(BaseSettings):
         default=5.0, ge=0, description="How often a server process reloads token revocations made by "
         "other processes (its own take effect at once).")
 
+    fhir_audit_flush_seconds: float = Field(
+        default=0.5, gt=0, le=60, description="How often queued AuditEvents are written, seconds.")
+    fhir_audit_batch: int = Field(
+        default=200, ge=1, description="Queued AuditEvents that trigger a write before the interval.")
+    fhir_audit_queue_max: int = Field(
+        default=100_000, ge=100, description="Most AuditEvents kept queued while the database "
+        "cannot take them; beyond it the oldest are dropped (and the loss logged).")
+
     @property
     def base_url(self) -> str:
         if self.fhir_base_url:

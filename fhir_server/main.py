@@ -13,7 +13,10 @@ from starlette.responses import Response
 
 from fhir_server.api import batch, capability, interactions
 from fhir_server.api.negotiation import check_accept, json_response
+from fhir_server.audit.http import record_request
+from fhir_server.audit.trail import AuditTrail
 from fhir_server.auth import server as auth_server
+from fhir_server.auth.enforce import enforce_request
 from fhir_server.auth.tokens import create_auth
 from fhir_server.config import Settings, get_settings
 from fhir_server.errors import install_handlers
@@ -46,6 +49,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await repo.recover()
             await repo.ensure_existing_type_indexes()
             app.state.auth = await create_auth(store=AuthStore(db=repo.db), settings=settings)
+            app.state.audit = AuditTrail(repo=repo, settings=settings)
+            app.state.auth.on_login(app.state.audit.on_login)
+            await app.state.audit.start()
             app.state.client = client
             app.state.engine = engine
             app.state.repo = repo
@@ -55,6 +61,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                      settings.mongodb_database)
             yield
         finally:
+            audit = getattr(app.state, "audit", None)
+            if audit is not None:
+                await audit.stop()  # flush the queued AuditEvents before the connection closes
             await client.close()
 
     app = FastAPI(title="FHIR revenue-cycle server", lifespan=lifespan, docs_url=None,
@@ -69,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         request.state.request_id = rid
         start = time.perf_counter()
         response = await call_next(request)
+        record_request(request, response)
         response.headers["X-Request-Id"] = rid
         # Path only: query strings can carry health data (names, birth dates).
         log.info("request id=%s method=%s path=%s status=%d ms=%.1f", rid, request.method,
@@ -91,6 +101,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth_server.router)  # before /fhir/{type}/{id}: .well-known
     fhir_deps = [Depends(check_accept)]
     app.include_router(capability.router, prefix="/fhir", dependencies=fhir_deps)
-    app.include_router(batch.router, prefix="/fhir", dependencies=fhir_deps)
-    app.include_router(interactions.router, prefix="/fhir", dependencies=fhir_deps)
+    # Every FHIR route but /metadata needs a token (auth/enforce.py): 401 before 406.
+    guarded = [Depends(enforce_request), *fhir_deps]
+    app.include_router(batch.router, prefix="/fhir", dependencies=guarded)
+    app.include_router(interactions.router, prefix="/fhir", dependencies=guarded)
     return app
