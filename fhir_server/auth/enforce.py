@@ -59,7 +59,7 @@ async def authenticate(request: Request) -> Principal:
     return Principal.from_grant(grant)
 
 
-def _check_interaction(access: Access, interaction: Interaction) -> None:
+def _check_interaction(access: Access, interaction: Interaction, *, searches: bool) -> None:
     letter = interaction.letter
     if interaction.code == "history-system":
         if access.principal is not None and not access.principal.may_any("s"):
@@ -68,6 +68,8 @@ def _check_interaction(access: Access, interaction: Interaction) -> None:
     if letter is None or interaction.type_ is None or resource_class(interaction.type_) is None:
         return  # operations, Bundles (checked per entry) and unknown types (the route's 404)
     access.require(interaction.type_, letter)
+    if searches:  # a conditional interaction finds its target by a search
+        access.require(interaction.type_, "s")
 
 
 async def enforce_request(request: Request) -> None:
@@ -83,7 +85,9 @@ async def enforce_request(request: Request) -> None:
     request.state.access = access
     request.state.repo = ScopedRepository(request.app.state.repo, access)
     if interaction is not None:
-        _check_interaction(access, interaction)
+        conditional = interaction.conditional or (
+            interaction.code == "create" and "if-none-exist" in request.headers)
+        _check_interaction(access, interaction, searches=conditional)
 
 
 def request_access(request: Request) -> tuple[Access, ScopedRepository]:
