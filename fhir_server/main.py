@@ -33,8 +33,17 @@ from fhir_server.storage.repository import Repository
 log = logging.getLogger("fhir_server")
 
 
+def quiet_driver_logs() -> None:
+    """The MongoDB driver logs whole commands and replies (resource bodies) at DEBUG: keep it
+    at INFO or above whatever FHIR_LOG_LEVEL says, so health data never reaches the log."""
+    driver = logging.getLogger("pymongo")
+    if driver.getEffectiveLevel() < logging.INFO:
+        driver.setLevel(logging.INFO)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    quiet_driver_logs()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
