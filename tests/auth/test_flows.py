@@ -3,6 +3,7 @@ use, refresh, revoke, and every way it must refuse."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 
 import httpx
@@ -372,3 +373,29 @@ async def test_malformed_requests_are_4xx(app_http: tuple[FastAPI, httpx.AsyncCl
     for method, url, kwargs in cases:
         response = await http.request(method, url, **kwargs)  # type: ignore[arg-type]
         assert 300 <= response.status_code < 500, (url, kwargs, response.status_code, response.text)
+
+
+async def test_online_access_refresh_does_not_slide(
+        app_http: tuple[FastAPI, httpx.AsyncClient]) -> None:
+    app, http = app_http
+    client_id, _ = await app_client(app, scope=APP_SCOPES)
+    rs_id, rs_secret = await app_client(app, scope="openid", confidential=True)
+    assert rs_secret is not None
+    await user(app, "doc", "clinician")
+    verifier, challenge = pkce()
+    params = AuthorizeParams(client_id=client_id, challenge=challenge,
+                             scope="online_access user/Patient.rs")
+    code = code_from(await login(http, params, username="doc"), params)
+    body = (await exchange(http, code=code, verifier=verifier, client_id=client_id)).json()
+    first = await http.post(f"{ORIGIN}/auth/introspect", auth=(rs_id, rs_secret),
+                            data={"token": body["refresh_token"], "token_type_hint": "refresh_token"})
+    info = first.json()
+    assert info["active"] is True and info["token_type"] == "refresh_token"
+    lifetime = app.state.settings.fhir_auth_online_refresh_lifetime
+    assert 0 <= info["exp"] - time.time() <= lifetime
+    renewed = (await http.post(TOKEN, data={"grant_type": "refresh_token", "client_id": client_id,
+                                            "refresh_token": body["refresh_token"]})).json()
+    second = (await http.post(f"{ORIGIN}/auth/introspect", auth=(rs_id, rs_secret),
+                              data={"token": renewed["refresh_token"]})).json()
+    assert second["active"] is True and second["exp"] == info["exp"]
+    assert renewed["scope"] == "online_access user/Patient.rs"
