@@ -17,6 +17,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from fhir_server import loader
+from fhir_server.auth import admin_cli
 from fhir_server.config import Settings, get_settings
 from fhir_server.embedded import EmbeddedFerretDB
 from fhir_server.loader import Summary
@@ -84,11 +85,16 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+LOAD_SCOPE = "system/*.cruds"  # an in-process load writes every type
+
+
 def _load_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", type=Path, help="Bundle .json / .ndjson files or folders")
     parser.add_argument("--url", help="base URL of a running server (default: load in-process "
                         "into the configured database)")
     parser.add_argument("--chunk", type=int, default=200, help="NDJSON resources per transaction")
+    parser.add_argument("--token", help="access token for --url (see `fhir-server token`); "
+                        "in-process loads mint their own")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -103,7 +109,9 @@ def load(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _load(args: argparse.Namespace, settings: Settings) -> Summary:
     if args.url:
-        async with httpx.AsyncClient(base_url=args.url.rstrip("/") + "/", timeout=600) as http:
+        headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
+        async with httpx.AsyncClient(base_url=args.url.rstrip("/") + "/", timeout=600,
+                                     headers=headers) as http:
             return await loader.load(http, args.paths, chunk=args.chunk, progress=not args.quiet)
     database: EmbeddedFerretDB | None = None
     if not settings.mongodb_uri:
@@ -118,6 +126,12 @@ async def _load(args: argparse.Namespace, settings: Settings) -> Summary:
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, timeout=600,
                                          base_url=settings.base_url + "/") as http:
+                if settings.fhir_auth != "off":
+                    from fhir_server.auth.tokens import Grant
+
+                    token = await app.state.auth.issue_access_token(
+                        Grant(client_id="fhir-server-load", scope=LOAD_SCOPE), lifetime=600)
+                    http.headers["Authorization"] = f"Bearer {token}"
                 return await loader.load(http, args.paths, chunk=args.chunk,
                                          progress=not args.quiet)
     finally:
@@ -129,6 +143,16 @@ COMMANDS: dict[str, Command] = {
     "serve": Command(help="run the FHIR server (the default)", run=serve),
     "load": Command(help="load Bundle and NDJSON files", run=load,
                     add_arguments=_load_arguments),
+    "clients": Command(help="register SMART apps and backend clients", run=admin_cli.clients,
+                       add_arguments=admin_cli.client_arguments),
+    "users": Command(help="add users who sign in at the login page", run=admin_cli.users,
+                     add_arguments=admin_cli.user_arguments),
+    "token": Command(help="print an access token for a registered client", run=admin_cli.token,
+                     add_arguments=admin_cli.token_arguments),
+    "keys": Command(help="rotate the token signing key", run=admin_cli.keys,
+                    add_arguments=admin_cli.key_arguments),
+    "launch": Command(help="create an EHR launch context, print its id", run=admin_cli.launch,
+                      add_arguments=admin_cli.launch_arguments),
 }
 
 

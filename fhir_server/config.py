@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -63,12 +64,46 @@ class Settings(BaseSettings):
         default=None, description="A private JWK (RS384 or ES384, with kid) this server signs "
         "client assertions with when it calls payers that require OAuth (private_key_jwt).")
     fhir_log_level: str = Field(default="INFO", description="Log level (DEBUG, INFO, WARNING, ...).")
+    fhir_auth: Literal["smart", "off"] = Field(
+        default="smart", description="smart: SMART on FHIR authorization; off: no access control "
+        "(local experiments only, logged loudly at start-up).")
+    fhir_auth_token_lifetime: int = Field(
+        default=3600, ge=60, le=86_400, description="Lifetime of access and id tokens, seconds; "
+        "also how long a rotated-out signing key still verifies.")
+    fhir_auth_refresh_lifetime: int = Field(
+        default=30 * 86_400, ge=60, description="Lifetime of a refresh token for offline_access, seconds.")
+    fhir_auth_online_refresh_lifetime: int = Field(
+        default=12 * 3600, ge=60, description="Lifetime of a refresh token for online_access, seconds.")
+    fhir_auth_code_lifetime: int = Field(
+        default=60, ge=5, le=600, description="Lifetime of an authorization code, seconds.")
+    fhir_auth_signing_alg: Literal["RS256", "ES256", "ES384"] = Field(
+        default="RS256", description="Algorithm of the signing keys generated for access and id tokens.")
+    fhir_auth_jwks_cache_seconds: int = Field(
+        default=300, ge=0, description="How long a backend client's JWKS fetched from its URL is cached.")
+    fhir_auth_revocation_poll_seconds: float = Field(
+        default=5.0, ge=0, description="How often a server process reloads token revocations made by "
+        "other processes (its own take effect at once).")
+
+    fhir_audit_flush_seconds: float = Field(
+        default=0.5, gt=0, le=60, description="How often queued AuditEvents are written, seconds.")
+    fhir_audit_batch: int = Field(
+        default=200, ge=1, description="Queued AuditEvents that trigger a write before the interval.")
+    fhir_audit_queue_max: int = Field(
+        default=100_000, ge=100, description="Most AuditEvents kept queued while the database "
+        "cannot take them; beyond it the oldest are dropped (and the loss logged).")
 
     @property
     def base_url(self) -> str:
         if self.fhir_base_url:
             return self.fhir_base_url.rstrip("/")
         return f"http://{self.fhir_host}:{self.fhir_port}/fhir"
+
+    @property
+    def auth_base_url(self) -> str:
+        """Where the authorization server's endpoints live: beside the FHIR base, under /auth."""
+        base = self.base_url
+        root = base[: -len("/fhir")] if base.endswith("/fhir") else base
+        return f"{root}/auth"
 
 
 @lru_cache

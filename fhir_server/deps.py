@@ -11,7 +11,8 @@ from fhir_server.storage.repository import Repository
 
 
 def get_repo(request: Request) -> Repository:
-    repo: Repository = request.app.state.repo
+    """The request's repository: the caller's access bound in (auth/scoped.py)."""
+    repo: Repository = getattr(request.state, "repo", None) or request.app.state.repo
     return repo
 
 

@@ -10,12 +10,20 @@ standard input reaches end of file. The child never outlives this process:
   also sees end of file when the parent dies (this covers other platforms and a
   ``start()`` called from a thread that exits, which would fire PDEATHSIG early);
 - it stays in the parent's process group, so a signal to the group reaches it.
+
+One data directory has one FerretDB at a time: two processes caching the same
+SQLite files' metadata would corrupt them. The owner holds an exclusive lock on
+``DATA_DIR/ferretdb.lock`` (released by the kernel even if it is killed) and,
+once ready, writes its address to ``DATA_DIR/ferretdb.uri``. ``shared_database``
+lets a short-lived command (``fhir-server users add`` ...) use the FerretDB of a
+running server, or start its own when none runs.
 """
 
 from __future__ import annotations
 
 import collections
 import ctypes
+import fcntl
 import logging
 import os
 import shutil
@@ -25,7 +33,9 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import IO, NoReturn, Self
@@ -40,6 +50,12 @@ BINARY_ENV = "FHIR_FERRETDB_BIN"  # read by Settings (fhir_ferretdb_bin)
 _PR_SET_PDEATHSIG = 1
 _START_ATTEMPTS = 3  # a free port can be taken between probing and binding it
 _STDERR_TAIL = 20
+LOCK_NAME = "ferretdb.lock"
+ADDRESS_NAME = "ferretdb.uri"
+
+
+class DataDirBusyError(RuntimeError):
+    """Another process runs the embedded FerretDB of this data directory."""
 
 
 def ferretdb_binary() -> Path:
@@ -119,11 +135,14 @@ class EmbeddedFerretDB:
     """One FerretDB process on a free loopback port, with its SQLite files in a directory."""
 
     def __init__(
-        self, *, data_dir: Path, binary: Path | None = None, start_timeout: float = 30.0
+        self, *, data_dir: Path, binary: Path | None = None, start_timeout: float = 30.0,
+        lock_timeout: float = 30.0,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.binary = binary
         self.start_timeout = start_timeout
+        self.lock_timeout = lock_timeout
+        self._lock_fd: int | None = None
         self._proc: subprocess.Popen[str] | None = None
         self._uri: str | None = None
         self._threads: list[threading.Thread] = []
@@ -149,12 +168,44 @@ class EmbeddedFerretDB:
             raise RuntimeError("the embedded FerretDB is already started")
         binary = self.binary or ferretdb_binary()
         self.sqlite_dir.mkdir(parents=True, exist_ok=True)
-        for attempt in range(1, _START_ATTEMPTS + 1):
-            try:
-                return self._start_once(binary)
-            except _PortTakenError:
-                log.warning("embedded FerretDB port was taken, retrying attempt=%d", attempt)
+        self._lock()
+        try:
+            for attempt in range(1, _START_ATTEMPTS + 1):
+                try:
+                    uri = self._start_once(binary)
+                except _PortTakenError:
+                    log.warning("embedded FerretDB port was taken, retrying attempt=%d", attempt)
+                    continue
+                _write_address(self.data_dir, uri)
+                return uri
+        except BaseException:
+            self._unlock()
+            raise
+        self._unlock()
         raise RuntimeError(f"the embedded FerretDB found no free port in {_START_ATTEMPTS} tries")
+
+    def _lock(self) -> None:
+        """Take the data directory's lock, waiting up to ``lock_timeout`` for its holder."""
+        fd = os.open(self.data_dir / LOCK_NAME, os.O_CREAT | os.O_RDWR, 0o600)
+        deadline = time.monotonic() + self.lock_timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise DataDirBusyError(
+                        f"another process runs the embedded database in {self.data_dir}") from None
+                time.sleep(0.1)
+        self._lock_fd = fd
+        (self.data_dir / ADDRESS_NAME).unlink(missing_ok=True)  # a dead owner's address
+
+    def _unlock(self) -> None:
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            (self.data_dir / ADDRESS_NAME).unlink(missing_ok=True)
+            os.close(fd)  # releases the lock
 
     def _start_once(self, binary: Path) -> str:
         port = _free_port()
@@ -191,7 +242,7 @@ class EmbeddedFerretDB:
         self._fail_start(proc, timed_out=timed_out)
 
     def _fail_start(self, proc: subprocess.Popen[str], *, timed_out: bool) -> NoReturn:
-        self.stop(timeout=5)  # also waits for the stderr tail to be complete
+        self._stop_process(timeout=5)  # also waits for the stderr tail to be complete
         tail = "\n".join(self._stderr_tail)
         if timed_out:
             raise RuntimeError(
@@ -220,6 +271,10 @@ class EmbeddedFerretDB:
 
     def stop(self, timeout: float = 10) -> None:
         """Stop FerretDB: SIGTERM (it closes SQLite), then SIGKILL after ``timeout`` seconds."""
+        self._stop_process(timeout)
+        self._unlock()
+
+    def _stop_process(self, timeout: float) -> None:
         proc, self._proc, self._uri = self._proc, None, None
         if proc is None:
             return
@@ -251,6 +306,48 @@ class EmbeddedFerretDB:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _write_address(data_dir: Path, uri: str) -> None:
+    tmp = data_dir / f".{ADDRESS_NAME}.{os.getpid()}"
+    tmp.write_text(uri + "\n")
+    os.replace(tmp, data_dir / ADDRESS_NAME)
+
+
+def running_address(data_dir: Path, timeout: float = 30.0) -> str:
+    """The address of the FerretDB another process runs for ``data_dir`` (waits while it starts)."""
+    path = Path(data_dir) / ADDRESS_NAME
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            uri = path.read_text().strip()
+        except FileNotFoundError:
+            uri = ""
+        if uri:
+            return uri
+        if time.monotonic() >= deadline:
+            raise RuntimeError(f"the embedded database in {data_dir} is locked by another process "
+                               "that published no address")
+        time.sleep(0.1)
+
+
+@contextmanager
+def shared_database(*, data_dir: Path, binary: Path | None = None) -> Iterator[str]:
+    """A MongoDB URI for ``data_dir``'s embedded database: the running server's, or our own.
+
+    Our own FerretDB (when no other process runs one) is stopped on exit.
+    """
+    db = EmbeddedFerretDB(data_dir=data_dir, binary=binary, lock_timeout=0)
+    try:
+        uri = db.start()
+    except DataDirBusyError:
+        log.info("using the embedded database of the running server data_dir=%s", data_dir)
+        yield running_address(data_dir)
+        return
+    try:
+        yield uri
+    finally:
+        db.stop()
 
 
 class _PortTakenError(Exception):

@@ -15,9 +15,15 @@ import resources
 from adapters.payer_fhir import FhirPayerAdapter
 from fhir_server.api import batch, capability, interactions, operations
 from fhir_server.api.negotiation import check_accept, json_response
+from fhir_server.audit.http import record_request
+from fhir_server.audit.trail import AuditTrail
+from fhir_server.auth import server as auth_server
+from fhir_server.auth.enforce import enforce_request
+from fhir_server.auth.tokens import create_auth
 from fhir_server.config import Settings, get_settings
 from fhir_server.errors import install_handlers
 from fhir_server.operation_definitions import publish_operation_definitions
+from fhir_server.storage.auth_store import AuthStore
 from fhir_server.storage.engine import (
     UNAVAILABLE_ERRORS,
     database,
@@ -30,9 +36,18 @@ from fhir_server.storage.repository import Repository
 log = logging.getLogger("fhir_server")
 
 
+def quiet_driver_logs() -> None:
+    """The MongoDB driver logs whole commands and replies (resource bodies) at DEBUG: keep it
+    at INFO or above whatever FHIR_LOG_LEVEL says, so health data never reaches the log."""
+    driver = logging.getLogger("pymongo")
+    if driver.getEffectiveLevel() < logging.INFO:
+        driver.setLevel(logging.INFO)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     resources.register_all()
+    quiet_driver_logs()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -48,6 +63,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await repo.ensure_existing_type_indexes()
             await publish_operation_definitions(repo=repo, settings=settings)
             app.state.services = operations.Services(payer=FhirPayerAdapter(settings))
+            app.state.auth = await create_auth(store=AuthStore(db=repo.db), settings=settings)
+            app.state.audit = AuditTrail(repo=repo, settings=settings)
+            app.state.auth.on_login(app.state.audit.on_login)
+            await app.state.audit.start()
             app.state.client = client
             app.state.engine = engine
             app.state.repo = repo
@@ -60,6 +79,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             services = getattr(app.state, "services", None)
             if services is not None:
                 await services.payer.close()
+            audit = getattr(app.state, "audit", None)
+            if audit is not None:
+                await audit.stop()  # flush the queued AuditEvents before the connection closes
             await client.close()
 
     app = FastAPI(title="FHIR revenue-cycle server", lifespan=lifespan, docs_url=None,
@@ -74,6 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         request.state.request_id = rid
         start = time.perf_counter()
         response = await call_next(request)
+        record_request(request, response)
         response.headers["X-Request-Id"] = rid
         # Path only: query strings can carry health data (names, birth dates).
         log.info("request id=%s method=%s path=%s status=%d ms=%.1f", rid, request.method,
@@ -93,10 +116,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return json_response({"status": "unavailable"}, status=503)
         return json_response({"status": "ready"})
 
+    app.include_router(auth_server.router)  # before /fhir/{type}/{id}: .well-known
     fhir_deps = [Depends(check_accept)]
     app.include_router(capability.router, prefix="/fhir", dependencies=fhir_deps)
-    app.include_router(batch.router, prefix="/fhir", dependencies=fhir_deps)
-    app.include_router(operations.build_router(), prefix="/fhir", dependencies=fhir_deps)
-    app.include_router(interactions.router, prefix="/fhir", dependencies=fhir_deps)
-    app.include_router(operations.unknown, prefix="/fhir", dependencies=fhir_deps)
+    # Every FHIR route but /metadata needs a token (auth/enforce.py): 401 before 406.
+    guarded = [Depends(enforce_request), *fhir_deps]
+    app.include_router(batch.router, prefix="/fhir", dependencies=guarded)
+    app.include_router(operations.build_router(), prefix="/fhir", dependencies=guarded)
+    app.include_router(interactions.router, prefix="/fhir", dependencies=guarded)
+    app.include_router(operations.unknown, prefix="/fhir", dependencies=guarded)
     return app

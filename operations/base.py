@@ -58,6 +58,13 @@ class Call:
     services: Any  # fhir_server.api.operations.Services: adapters shared by the app
     params: dict[str, list[Any]]
     id_: str | None = None  # the instance, for instance-level operations
+    # The caller's access check (fhir_server.auth.enforce.authorize, bound to the request):
+    # ``await call.authorize(type_=..., interaction=..., resource=... | id_=...)``.
+    authorize: Callable[..., Awaitable[Any]] | None = None
+
+    async def check(self, **kwargs: Any) -> None:
+        if self.authorize is not None:
+            await self.authorize(**kwargs)
 
     def one(self, name: str) -> Any:
         values = self.params.get(name) or []
@@ -82,6 +89,8 @@ class Operation:
     base: str | None = None  # the HL7 definition this one implements, if any
     resource_body: str | None = None  # in-parameter a bare resource body stands for
     url: str = field(default="")
+    # What the caller's token must allow on each type, whatever the input (SMART letters).
+    requires: tuple[tuple[str, str], ...] = ()
 
     @property
     def canonical(self) -> str:

@@ -75,6 +75,7 @@ async def run(call: Call) -> Resource:
         raise Unprocessable("$submit takes a Claim (or a Bundle holding one)",
                             expression=["resourceType"])
     validate_resource(body, expected_type="Claim")
+    await call.check(type_="Claim", interaction="create", resource=body)
     claim, previous, earlier = await _identify(call, body)
     if earlier is not None:
         return earlier
@@ -309,6 +310,7 @@ CLAIM_SUBMIT = Operation(
     "stores and returns the ClaimResponse, and updates the bill's Invoice with the insurer's "
     "and the patient's shares.",
     resource=("Claim",), type_level=True, instance=False, resource_body="resource",
+    requires=(("Claim", "c"),),
     base="http://hl7.org/fhir/OperationDefinition/Claim-submit",
     parameters=(
         Param("resource", "in", 1, "1", "Resource", "The Claim, or a Bundle holding it"),

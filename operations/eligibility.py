@@ -57,6 +57,7 @@ def _focal_insurance(request: Resource) -> dict[str, Any] | None:
 async def submit_request(call: Call, request: Resource, bundle: Resource | None = None
                          ) -> Resource:
     validate_resource(request, expected_type="CoverageEligibilityRequest")
+    await call.check(type_="CoverageEligibilityRequest", interaction="create", resource=request)
     repo, settings = call.repo, call.settings
     request = {**drop_ids(request), "id": str(uuid.uuid4())}
     request_ref = f"CoverageEligibilityRequest/{request['id']}"
@@ -221,7 +222,7 @@ SUBMIT = Operation(
     "CoverageEligibilityResponse: from the payer's FHIR endpoint when the Coverage's payor "
     "Organization has one, else from this server's own Coverage records (this server as payer).",
     resource=("CoverageEligibilityRequest",), type_level=True, instance=False,
-    resource_body="resource",
+    resource_body="resource", requires=(("CoverageEligibilityRequest", "c"),),
     parameters=(
         Param("resource", "in", 1, "1", "Resource",
               "The CoverageEligibilityRequest, or a Bundle holding it and what it references"),
@@ -234,6 +235,7 @@ COVERAGE_ELIGIBILITY = Operation(
     description="Builds a CoverageEligibilityRequest from the Coverage (beneficiary, payor) and "
     "submits it as CoverageEligibilityRequest/$submit does.",
     resource=("Coverage",), type_level=False, instance=True,
+    requires=(("Coverage", "r"), ("CoverageEligibilityRequest", "c")),
     parameters=(
         Param("serviced", "in", 0, "1", "date", "The date of service (default: today)"),
         Param("purpose", "in", 0, "*", "code",

@@ -69,6 +69,7 @@ def token(system: str, value: str) -> str:
 async def run(call: Call) -> Resource:
     patient_ref = _param_ref(call, "patient", "Patient")
     assert patient_ref is not None  # min 1, checked by the parser
+    await call.check(type_="Patient", interaction="read", id_=patient_ref.split("/")[1])
     await _must_exist(call, patient_ref, "patient")
     encounter_ref = _param_ref(call, "encounter", "Encounter")
     appointment_ref = _param_ref(call, "appointment", "Appointment")
@@ -319,6 +320,7 @@ GENERATE_BILL = Operation(
     "nothing; returns them in a collection Bundle. Services without a price are priced from "
     "active ChargeItemDefinitions with their code. Idempotent per appointment or encounter.",
     resource=("Invoice",), type_level=True, instance=False,
+    requires=(("Invoice", "c"), ("ChargeItem", "c"), ("Claim", "c")),
     parameters=(
         Param("patient", "in", 1, "1", "Reference", "The patient billed"),
         Param("encounter", "in", 0, "1", "Reference", "The encounter billed"),

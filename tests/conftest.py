@@ -8,21 +8,29 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from pymongo import AsyncMongoClient
 
+from fhir_server.auth.tokens import Grant, create_auth
 from fhir_server.config import Settings
 from fhir_server.main import create_app
+from fhir_server.storage.auth_store import AuthStore
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"
 BASE = "http://testserver/fhir"
+# What the default test client may do: every interaction on every type (a backend
+# client's system/*.*), through a real token verified on every request.
+ADMIN_SCOPE = "system/*.cruds"
+ADMIN_CLIENT = "test-admin"
 
 
 @pytest.fixture(scope="session")
@@ -67,16 +75,74 @@ def settings_overrides() -> dict[str, object]:
     return {}
 
 
+async def mint(app: FastAPI, scope: str = ADMIN_SCOPE, *, client_id: str = ADMIN_CLIENT,
+               **grant: Any) -> str:
+    """A real access token from the app's own authorization server."""
+    token: str = await app.state.auth.issue_access_token(
+        Grant(client_id=client_id, scope=scope, **grant))
+    return token
+
+
+def fhir_client(app: FastAPI, token: str | None, **kwargs: Any) -> httpx.AsyncClient:
+    """An ASGI client of the app, carrying ``token`` (None: no Authorization header)."""
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    headers = {"Accept": "application/fhir+json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    return httpx.AsyncClient(transport=transport, base_url=BASE + "/", headers=headers,
+                             **kwargs)
+
+
 @pytest.fixture
-async def client(mongo_uri: str, db_name: str, drop_after: None,
-                 settings_overrides: dict[str, object]) -> AsyncIterator[httpx.AsyncClient]:
-    """The app in-process over ASGI, with its lifespan run, on a fresh database."""
-    app = create_app(make_settings(mongo_uri, db_name, **settings_overrides))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url=BASE + "/") as http:
-            http.headers["Accept"] = "application/fhir+json"
-            yield http
+async def app(mongo_uri: str, db_name: str, drop_after: None,
+              settings_overrides: dict[str, object]) -> AsyncIterator[FastAPI]:
+    """The app with its lifespan run, on a fresh database."""
+    application = create_app(make_settings(mongo_uri, db_name, **settings_overrides))
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """The app in-process over ASGI, with an admin backend token (system/*.cruds)."""
+    async with fhir_client(app, await mint(app)) as http:
+        yield http
+
+
+ClientFor = Callable[..., Awaitable[httpx.AsyncClient]]
+
+
+@pytest.fixture
+async def client_for(app: FastAPI) -> AsyncIterator[ClientFor]:
+    """Clients of the same app with chosen grants: ``await client_for("patient/*.rs",
+    patient=pid)``, ``await client_for("user/*.cruds", username="ann", role="billing")``,
+    ``await client_for(None)`` (no token)."""
+    opened: list[httpx.AsyncClient] = []
+
+    async def make(scope: str | None, **grant: Any) -> httpx.AsyncClient:
+        token = None if scope is None else await mint(
+            app, scope, client_id=grant.pop("client_id", "test-app"), **grant)
+        http = fhir_client(app, token)
+        opened.append(http)
+        return http
+
+    yield make
+    for http in opened:
+        await http.aclose()
+
+
+async def mint_for_database(mongo_uri: str, db_name: str, base_url: str,
+                            scope: str = ADMIN_SCOPE, **grant: Any) -> str:
+    """A token a server process on this database accepts (same keys, same issuer)."""
+    settings = make_settings(mongo_uri, db_name, fhir_base_url=base_url)
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_uri)
+    try:
+        auth = await create_auth(store=AuthStore(db=mongo[db_name]), settings=settings)
+        token: str = await auth.issue_access_token(
+            Grant(client_id=grant.pop("client_id", ADMIN_CLIENT), scope=scope, **grant))
+        return token
+    finally:
+        await mongo.close()
 
 
 def free_port() -> int:
@@ -125,3 +191,10 @@ def live_server(mongo_uri: str, db_name: str, drop_after: None) -> Iterator[str]
     """The server as a real process (python -m fhir_server serve) on a loopback port."""
     with server_process(mongo_uri, db_name) as server:
         yield server.base
+
+
+@pytest.fixture
+async def live_headers(live_server: str, mongo_uri: str, db_name: str) -> dict[str, str]:
+    """Headers with an admin token for the live_server process."""
+    token = await mint_for_database(mongo_uri, db_name, live_server)
+    return {"Authorization": f"Bearer {token}", "Accept": "application/fhir+json"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from joserfc.jwk import ECKey
 
 from tests.conftest import ROOT, free_port
 from tests.factories import patient
@@ -32,10 +34,31 @@ def children(pid: int) -> list[int]:
     return found
 
 
-def start(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+def server_env(data_dir: Path, port: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "MONGODB_URI"}
     env.update({"FHIR_DATA_DIR": str(data_dir), "FHIR_PORT": str(port),
                 "FHIR_LOG_LEVEL": "WARNING"})
+    return env
+
+
+def operator_token(data_dir: Path, port: int) -> str:
+    """An admin token from the operator's CLI, run against the running server's database."""
+    env = server_env(data_dir, port)
+    cli = [sys.executable, "-m", "fhir_server"]
+    jwks = data_dir / "ops-jwks.json"  # a backend client's public key (a fresh one)
+    jwks.write_text(json.dumps({"keys": [ECKey.generate_key("P-384").as_dict(private=False)]}))
+    added = subprocess.run([*cli, "clients", "add", "--id", "ops", "--jwks-file", str(jwks),
+                            "--scope", "system/*.cruds"],
+                           env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert added.returncode == 0, added.stderr[-2000:]
+    token = subprocess.run([*cli, "token", "--client", "ops", "--scope", "system/*.cruds"],
+                           env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert token.returncode == 0, token.stderr[-2000:]
+    return token.stdout.strip().splitlines()[-1]
+
+
+def start(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+    env = server_env(data_dir, port)
     proc = subprocess.Popen([sys.executable, "-m", "fhir_server", "serve"], env=env, cwd=ROOT)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -61,7 +84,8 @@ def test_serve_embedded_stops_cleanly_and_keeps_writes(tmp_path: Path,
         assert db_children, "the embedded database runs as a child process"
         meta = httpx.get(f"{base}/metadata").json()
         assert meta["fhirVersion"] == "4.0.1"
-        created = httpx.post(f"{base}/Patient", json=patient(family="Durable"))
+        auth = {"Authorization": f"Bearer {operator_token(tmp_path, port)}"}
+        created = httpx.post(f"{base}/Patient", json=patient(family="Durable"), headers=auth)
         assert created.status_code == 201
         pid = created.json()["id"]
         proc.send_signal(stop_signal)
@@ -73,7 +97,7 @@ def test_serve_embedded_stops_cleanly_and_keeps_writes(tmp_path: Path,
             proc.kill()
     again = start(tmp_path, port)
     try:
-        read = httpx.get(f"{base}/Patient/{pid}")
+        read = httpx.get(f"{base}/Patient/{pid}", headers=auth)  # the keys outlived the restart
         assert read.status_code == 200
         assert read.json()["name"][0]["family"] == "Durable"
     finally:

@@ -13,6 +13,8 @@ from fhir_server import interactions as svc
 from fhir_server.api.bundles import searchset_bundle
 from fhir_server.api.negotiation import json_response, pretty, read_body
 from fhir_server.api.responses import etag_matches
+from fhir_server.auth.access import Access
+from fhir_server.auth.enforce import request_access
 from fhir_server.config import Settings
 from fhir_server.deps import RepoDep, SettingsDep
 from fhir_server.errors import FhirError, Invalid
@@ -21,15 +23,43 @@ from fhir_server.search.dates import date_range
 from fhir_server.search.engine import parse_request, run_search
 from fhir_server.storage.model import StoredVersion
 from fhir_server.storage.repository import Repository
+from fhir_server.validation import resource_class
 
 router = APIRouter()
 
 
-def _get_answerer(repo: Repository, settings: Settings):  # type: ignore[no-untyped-def]
+def entry_letter(e: bundles.Entry) -> str:
+    """The SMART letter an entry needs: GET by id r, GET search s, POST c, PUT/PATCH u, DELETE d."""
+    if e.method in ("GET", "HEAD"):
+        return "s" if e.id_ is None else "r"
+    return {"POST": "c", "DELETE": "d"}.get(e.method, "u")
+
+
+def _check_entries(access: Access, entries: list[bundles.Entry], *, transaction: bool) -> None:
+    """Type-level checks of every entry before anything runs.
+
+    A transaction with any entry the token does not permit fails as a whole (403
+    naming the entry); in a batch, that entry alone answers 403.
+    """
+    for e in entries:
+        if resource_class(e.type_) is None:
+            continue  # processing answers the unknown type
+        try:
+            access.require(e.type_, entry_letter(e), where=f"Bundle.entry[{e.index}]")
+        except FhirError as error:
+            if transaction:
+                raise
+            e.response = {"status": str(error.status), "outcome": error.outcome()}
+
+
+def _get_answerer(repo: Repository, settings: Settings,  # type: ignore[no-untyped-def]
+                  access: Access | None = None):
     """Answers GET entries: read, vread or a type search."""
 
     async def answer(e: bundles.Entry) -> None:
         try:
+            if access is not None and resource_class(e.type_) is not None:
+                access.require(e.type_, entry_letter(e), where=f"Bundle.entry[{e.index}]")
             if e.id_ is None:
                 req = parse_request(e.type_, e.query, settings, lenient=False)
                 result = await run_search(repo=repo, settings=settings, req=req)
@@ -78,8 +108,11 @@ async def transaction_or_batch(request: Request, repo: RepoDep,
                                settings: SettingsDep) -> Response:
     bundle = await read_body(request)
     entries = bundles.parse_entries(bundle, settings)
+    request.state.bundle_type = bundle["type"]  # the audit trail's subtype
+    access, _ = request_access(request)
+    _check_entries(access, entries, transaction=bundle["type"] == "transaction")
     run = bundles.run_transaction if bundle["type"] == "transaction" else bundles.run_batch
     await run(repo=repo, settings=settings, entries=entries,
-              answer_get=_get_answerer(repo, settings))
+              answer_get=_get_answerer(repo, settings, access))
     return json_response(bundles.response_bundle(bundle["type"], entries, settings.base_url),
                          pretty_print=pretty(request))

@@ -66,7 +66,7 @@ def link(base: str, path: str, params: Iterable[tuple[str, str]]) -> str:
     return f"{base}/{path}" + (f"?{query}" if query else "")
 
 
-def history_bundle(*, base_url: str, versions: list[StoredVersion], total: int,
+def history_bundle(*, base_url: str, versions: list[StoredVersion], total: int | None,
                    links: dict[str, str]) -> dict[str, Any]:
     entries: list[dict[str, Any]] = []
     for v in versions:
@@ -78,15 +78,17 @@ def history_bundle(*, base_url: str, versions: list[StoredVersion], total: int,
         entry["response"] = {"status": STATUS_OF_METHOD.get(v.method, "200 OK"),
                              "etag": v.etag, "lastModified": instant(v.last_updated)}
         entries.append(entry)
-    return {
+    bundle: dict[str, Any] = {
         "resourceType": "Bundle",
         "id": _bundle_id(),
         "meta": {"lastUpdated": instant(now_ms())},
         "type": "history",
-        "total": total,
-        "link": [{"relation": rel, "url": url} for rel, url in links.items()],
-        "entry": entries,
     }
+    if total is not None:
+        bundle["total"] = total
+    bundle["link"] = [{"relation": rel, "url": url} for rel, url in links.items()]
+    bundle["entry"] = entries
+    return bundle
 
 
 def searchset_bundle(*, base_url: str, matches: list[StoredVersion],

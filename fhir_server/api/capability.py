@@ -10,6 +10,8 @@ from starlette.responses import Response
 
 from fhir_server import __version__
 from fhir_server.api.negotiation import json_response, pretty
+from fhir_server.auth.server import endpoints
+from fhir_server.config import Settings
 from fhir_server.deps import SettingsDep
 from fhir_server.search.registry import params_for
 from fhir_server.storage.model import instant, now_ms
@@ -76,7 +78,27 @@ def _with_operations(entry: dict[str, Any]) -> dict[str, Any]:
                                     "documentation": op.title} for op in ops]}
 
 
-def capability_statement(base_url: str, start: str) -> dict[str, Any]:
+OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+SECURITY_SERVICE = "http://terminology.hl7.org/CodeSystem/restful-security-service"
+
+
+def smart_security(settings: Settings) -> dict[str, Any]:
+    """``rest.security``: SMART on FHIR, with the authorization server's endpoints (oauth-uris)."""
+    urls = endpoints(settings)
+    return {
+        "extension": [{"url": OAUTH_URIS, "extension": [
+            {"url": name, "valueUri": urls[name]}
+            for name in ("authorize", "token", "introspect", "revoke")]}],
+        "service": [{"coding": [{"system": SECURITY_SERVICE, "code": "SMART-on-FHIR",
+                                 "display": "SMART-on-FHIR"}],
+                     "text": "OAuth2 using SMART-on-FHIR profile (see http://docs.smarthealthit.org)"}],
+        "description": "SMART App Launch 2.2 and Backend Services; discovery at "
+                       f"{settings.base_url}/.well-known/smart-configuration",
+    }
+
+
+def capability_statement(base_url: str, start: str,
+                         security: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "resourceType": "CapabilityStatement",
         "id": "server",
@@ -98,6 +120,7 @@ def capability_statement(base_url: str, start: str) -> dict[str, Any]:
         "rest": [{
             "mode": "server",
             "documentation": "FHIR R4 over JSON.",
+            **({"security": security} if security else {}),
             "resource": [_with_operations(r) for r in _resources()],
             "interaction": [{"code": "transaction"}, {"code": "batch"},
                             {"code": "history-system"}],
@@ -112,5 +135,6 @@ def capability_statement(base_url: str, start: str) -> dict[str, Any]:
 @router.get("/metadata")
 async def metadata(request: Request, settings: SettingsDep) -> Response:
     started = getattr(request.app.state, "started", None) or instant(now_ms())
-    return json_response(capability_statement(settings.base_url, started),
+    security = smart_security(settings) if settings.fhir_auth == "smart" else None
+    return json_response(capability_statement(settings.base_url, started, security),
                          pretty_print=pretty(request))

@@ -8,6 +8,7 @@ from starlette.responses import Response
 from fhir_server.api.bundles import decode_cursor, encode_cursor, history_bundle, link
 from fhir_server.api.negotiation import json_response, pretty
 from fhir_server.api.params import at_param, count_param, since_param
+from fhir_server.auth.scoped import ScopedRepository
 from fhir_server.config import Settings
 from fhir_server.errors import Invalid, NotFound
 from fhir_server.storage.repository import Repository
@@ -26,6 +27,9 @@ async def history_response(request: Request, *, repo: Repository, settings: Sett
         if name not in HISTORY_PARAMETERS:
             raise Invalid(f"Parameter '{name[:64]}' is not supported on history",
                           expression=[name[:64]])
+    if id_ is not None and isinstance(repo, ScopedRepository) and \
+            not await repo.readable(type_=type_ or "", id_=id_, letter="s"):
+        raise NotFound(f"{type_}/{id_} is not known")  # outside the token's terms: as absent
     count = count_param(request, settings)
     raw_cursor = request.query_params.get("_cursor")
     page = await repo.history(

@@ -11,7 +11,8 @@ from starlette.responses import Response
 
 from adapters.payer import PayerAdapter
 from fhir_server.api.negotiation import json_response, pretty, read_body
-from fhir_server.deps import RepoDep, SettingsDep
+from fhir_server.auth.enforce import authorize
+from fhir_server.deps import SettingsDep
 from fhir_server.errors import MethodNotAllowed, NotFound
 from fhir_server.validation import check_id
 from operations.base import Call, Operation, parse_parameters
@@ -25,25 +26,38 @@ class Services:
     payer: PayerAdapter
 
 
-async def _run(op: Operation, request: Request, repo: Any, settings: Any,
-               id_: str | None) -> Response:
+async def _run(op: Operation, request: Request, settings: Any, id_: str | None) -> Response:
+    """Check the caller's token for the operation, then run it on the whole database: an
+    operation reads what it needs (the payer's member records, the price list) on the
+    server's behalf, and checks what the caller gave it through ``Call.check``."""
+    for type_, letter in op.requires:
+        await authorize(request, type_=type_, interaction=letter)
+    if id_ is not None:
+        for type_ in op.resource:
+            if request.url.path.split("/")[-3] == type_:
+                await authorize(request, type_=type_, interaction="read", id_=id_)
     body = await read_body(request) if await request.body() else None
     params = parse_parameters(op, body)
-    result = await op.run(Call(repo=repo, settings=settings, services=request.app.state.services,
-                               params=params, id_=id_))
+
+    async def check(**kwargs: Any) -> Any:
+        return await authorize(request, **kwargs)
+
+    result = await op.run(Call(repo=request.app.state.repo, settings=settings,
+                               services=request.app.state.services, params=params, id_=id_,
+                               authorize=check))
     return json_response(result, pretty_print=pretty(request))
 
 
 def _type_route(op: Operation):  # type: ignore[no-untyped-def]
-    async def route(request: Request, repo: RepoDep, settings: SettingsDep) -> Response:
-        return await _run(op, request, repo, settings, None)
+    async def route(request: Request, settings: SettingsDep) -> Response:
+        return await _run(op, request, settings, None)
     return route
 
 
 def _instance_route(op: Operation):  # type: ignore[no-untyped-def]
-    async def route(id_: str, request: Request, repo: RepoDep, settings: SettingsDep) -> Response:
+    async def route(id_: str, request: Request, settings: SettingsDep) -> Response:
         check_id(id_)
-        return await _run(op, request, repo, settings, id_)
+        return await _run(op, request, settings, id_)
     return route
 
 

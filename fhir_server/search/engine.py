@@ -130,7 +130,8 @@ async def run_search(*, repo: Repository, settings: Settings, req: SearchRequest
     ctx = compile_context(repo, settings, lenient=req.lenient)
     if req.page is not None:
         snapshot = await repo.load_snapshot(id_=req.page)
-        if snapshot is None or snapshot.get("t") != req.type_:
+        if (snapshot is None or snapshot.get("t") != req.type_
+                or snapshot.get("who", "") != _owner(repo)):
             raise NotFound("That page of search results has expired; search again",
                            expression=["_page"])
         ids, total = list(snapshot["ids"]), snapshot.get("total")
@@ -142,6 +143,7 @@ async def run_search(*, repo: Repository, settings: Settings, req: SearchRequest
         if len(ids) > req.count and req.count > 0 and req.summary != "count":
             page_id = uuid.uuid4().hex
             await repo.save_snapshot(snapshot={"_id": page_id, "t": req.type_, "ids": ids,
+                                               "who": _owner(repo),
                                                "total": total,
                                                "used": [{"n": n, "v": val} for n, val in used],
                                                "created": now_ms()})
@@ -154,6 +156,11 @@ async def run_search(*, repo: Repository, settings: Settings, req: SearchRequest
     return SearchResult(matches=[s for s, _ in fetched], included=included, total=total,
                         used=list(used), issues=ctx.ignored, page_id=page_id, offset=req.offset,
                         has_next=req.count > 0 and req.offset + req.count < len(ids))
+
+
+def _owner(repo: Repository) -> str:
+    """Whose terms a result was computed under: pages are served only to the same terms."""
+    return str(getattr(repo, "access_key", ""))
 
 
 def compile_context(repo: Repository, settings: Settings, *, lenient: bool = False

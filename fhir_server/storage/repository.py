@@ -91,7 +91,7 @@ class HistoryCursor:
 @dataclass(frozen=True)
 class HistoryPage:
     versions: list[StoredVersion]
-    total: int
+    total: int | None  # None when not known (a filtered listing not read to its end)
     next_cursor: HistoryCursor | None
 
 
@@ -284,6 +284,7 @@ class Repository:
         at: tuple[datetime, datetime] | None = None,
         count: int,
         cursor: HistoryCursor | None = None,
+        exclude_types: frozenset[str] = frozenset(),
     ) -> HistoryPage:
         """A page of versions, newest first, with keyset paging on (ts, _id).
 
@@ -294,6 +295,8 @@ class Repository:
         filt: Doc = {"st": {"$exists": False}}
         if type_ is not None:
             filt["t"] = type_
+        elif exclude_types:
+            filt["t"] = {"$nin": sorted(exclude_types)}
         if id_ is not None:
             filt["i"] = id_
         ts: Doc = {"$lte": cursor.as_of}

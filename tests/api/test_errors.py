@@ -133,8 +133,11 @@ async def test_unstorable_content(client: httpx.AsyncClient) -> None:
 
 async def test_nothing_written_on_failure(client: httpx.AsyncClient) -> None:
     await client.post("Patient", json={**patient(), "gender": "robot"})
-    history = (await client.get("_history")).json()
+    history = (await client.get("Patient/_history")).json()
     assert history["total"] == 0
+    system = (await client.get("_history", params={"_count": 1000})).json()
+    assert not [e for e in system.get("entry", [])
+                if e.get("request", {}).get("url", "").startswith("Patient")]
 
 
 async def test_unknown_route_and_method(client: httpx.AsyncClient) -> None:

@@ -28,6 +28,7 @@ def _examples() -> list[Path]:
 async def test_every_example_round_trips(client: httpx.AsyncClient) -> None:
     stored = 0
     unmodelled: list[str] = []
+    audit = 0
     for path in _examples():
         resource = json.loads(path.read_text(), parse_float=Decimal)
         rtype = resource["resourceType"]
@@ -41,6 +42,10 @@ async def test_every_example_round_trips(client: httpx.AsyncClient) -> None:
         body = {**resource, "id": id_}
         resp = await client.put(f"{rtype}/{id_}", content=dumps(body),
                                 headers={"Content-Type": "application/fhir+json"})
+        if rtype == "AuditEvent":  # the server records AuditEvents; no client writes them
+            assert resp.status_code == 405, path.name
+            audit += 1
+            continue
         if path.name in REFUSED:
             assert resp.status_code == 400, path.name
             continue
@@ -54,6 +59,7 @@ async def test_every_example_round_trips(client: httpx.AsyncClient) -> None:
         assert {k: v for k, v in got["meta"].items()
                 if k not in ("versionId", "lastUpdated")} == meta_in, path.name
         stored += 1
-    assert stored == len(_examples()) - len(unmodelled) - len(REFUSED)
+    assert audit > 0
+    assert stored == len(_examples()) - len(unmodelled) - len(REFUSED) - audit
     assert stored > 550
 

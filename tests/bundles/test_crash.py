@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.bundles.helpers import bundle, post, response_entries, status_code, urn
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, free_port, mint_for_database
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses SIGKILL")
 
@@ -71,6 +71,11 @@ def server_env(mongo_uri: str, db_name: str, port: int) -> dict[str, str]:
             "FHIR_BASE_URL": f"http://127.0.0.1:{port}/fhir", "FHIR_LOG_LEVEL": "WARNING"}
 
 
+async def auth_headers(mongo_uri: str, db_name: str, base: str) -> dict[str, str]:
+    """An admin token the server at ``base`` accepts (minted on its database)."""
+    return {"Authorization": f"Bearer {await mint_for_database(mongo_uri, db_name, base)}"}
+
+
 async def counts(http: httpx.AsyncClient, base: str, k: int) -> dict[str, int]:
     out = {}
     for type_ in EXPECTED:
@@ -89,7 +94,8 @@ async def test_sigkill_mid_transaction_leaves_bundles_whole_or_absent(
     outcomes: dict[int, int | str] = {}
     try:
         limits = httpx.Limits(max_connections=BUNDLES + 5)
-        async with httpx.AsyncClient(timeout=300, limits=limits) as http:
+        auth = await auth_headers(mongo_uri, db_name, base)
+        async with httpx.AsyncClient(timeout=300, limits=limits, headers=auth) as http:
             first_done = asyncio.Event()
 
             async def fire(k: int) -> None:
@@ -136,7 +142,8 @@ async def test_sigkill_mid_transaction_leaves_bundles_whole_or_absent(
     proc = await start_server(server_env(mongo_uri, db_name, port), port, wait=600)
     restart_seconds = time.monotonic() - restart
     try:
-        async with httpx.AsyncClient(timeout=120) as http:
+        auth = await auth_headers(mongo_uri, db_name, base)
+        async with httpx.AsyncClient(timeout=120, headers=auth) as http:
             complete, absent, partial = [], [], {}
             for k in range(BUNDLES):
                 got = await counts(http, base, k)

@@ -32,7 +32,7 @@ from tests.bundles.helpers import (
     strings,
     total,
 )
-from tests.conftest import BASE, SHARED, make_settings
+from tests.conftest import BASE, SHARED, make_settings, mint
 
 SYNTHEA = SHARED / "synthea-bundles"
 # The hospital and practitioner Bundles first, then the patients.
@@ -80,6 +80,7 @@ async def synthea(mongo_uri: str) -> AsyncIterator[Loaded]:
             async with httpx.AsyncClient(transport=transport, base_url=BASE + "/",
                                          timeout=600) as http:
                 http.headers["Accept"] = "application/fhir+json"
+                http.headers["Authorization"] = f"Bearer {await mint(app)}"
                 posted = []
                 for path in FILES:
                     sent = json.loads(path.read_text())

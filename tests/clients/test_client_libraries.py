@@ -18,8 +18,9 @@ from fhirpy.base.exceptions import ResourceNotFound
 MRN = "http://clinic.example/mrn"
 
 
-def _smart_crud(base: str) -> None:
+def _smart_crud(base: str, headers: dict[str, str]) -> None:
     smart = smart_client.FHIRClient(settings={"app_id": "rcm-tests", "api_base": base + "/"})
+    smart.server.session.headers["Authorization"] = headers["Authorization"]
     patient = SmartPatient()
     name = HumanName()
     name.family, name.given = "Nakamura", ["Aiko"]
@@ -54,12 +55,12 @@ def _smart_crud(base: str) -> None:
         SmartPatient.read("never-existed", smart.server)
 
 
-async def test_fhirclient_crud(live_server: str) -> None:
-    await asyncio.to_thread(_smart_crud, live_server)
+async def test_fhirclient_crud(live_server: str, live_headers: dict[str, str]) -> None:
+    await asyncio.to_thread(_smart_crud, live_server, live_headers)
 
 
-async def test_fhirpy_crud(live_server: str) -> None:
-    fhir = AsyncFHIRClient(live_server, extra_headers={"Accept": "application/fhir+json"})
+async def test_fhirpy_crud(live_server: str, live_headers: dict[str, str]) -> None:
+    fhir = AsyncFHIRClient(live_server, extra_headers=live_headers)
     patient = fhir.resource("Patient", name=[{"family": "Okafor", "given": ["Chidi"]}],
                             gender="male", identifier=[{"system": MRN, "value": "PY-1"}])
     await patient.save()
@@ -79,5 +80,5 @@ async def test_fhirpy_crud(live_server: str) -> None:
     await fetched.delete()
     with pytest.raises(ResourceNotFound):
         await fhir.reference("Patient", pid).to_resource()
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(headers=live_headers) as http:
         assert (await http.get(f"{live_server}/Patient/{pid}")).status_code == 410

@@ -16,7 +16,7 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from fhir_server.main import create_app
-from tests.conftest import BASE, make_settings
+from tests.conftest import BASE, make_settings, mint
 from tests.search.data import Store, load_examples, load_synthea
 
 SYNTHEA_TYPES = ("Patient", "Encounter", "Organization", "Practitioner", "Location")
@@ -37,6 +37,7 @@ async def _loaded(mongo_uri: str, loader: object, *types: str) -> AsyncIterator[
             async with httpx.AsyncClient(transport=transport, base_url=BASE + "/",
                                          timeout=120) as http:
                 http.headers["Accept"] = "application/fhir+json"
+                http.headers["Authorization"] = f"Bearer {await mint(app)}"
                 data = await loader(http, *types)  # type: ignore[operator]
                 yield Loaded(http, data)
     finally:

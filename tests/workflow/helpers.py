@@ -31,8 +31,9 @@ def _number(value: Any) -> Any:
 HEADERS = {"Content-Type": "application/fhir+json"}
 
 
-async def post(http: httpx.AsyncClient, url: str, value: Any) -> httpx.Response:
-    return await http.post(url, content=body(value), headers=HEADERS)
+async def post(http: httpx.AsyncClient, url: str, value: Any,
+               headers: dict[str, str] | None = None) -> httpx.Response:
+    return await http.post(url, content=body(value), headers={**HEADERS, **(headers or {})})
 
 
 async def create(http: httpx.AsyncClient, resource: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import server_process
+from tests.conftest import mint_for_database, server_process
 from tests.factories import patient
 from tests.workflow.helpers import body, create
 
@@ -33,7 +33,9 @@ async def all_of(http: httpx.AsyncClient, type_: str) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     url: str | None = f"{type_}?_count=500"
     while url:
-        page = (await http.get(url)).json()
+        response = await http.get(url)
+        assert response.status_code == 200, response.text
+        page = response.json()
         out += [e["resource"] for e in page.get("entry", [])]
         url = next((link["url"] for link in page.get("link", []) if link["relation"] == "next"),
                    None)
@@ -43,7 +45,10 @@ async def all_of(http: httpx.AsyncClient, type_: str) -> list[dict[str, Any]]:
 async def test_booking_side_effects_survive_a_kill(mongo_uri: str, db_name: str,
                                                    drop_after: None) -> None:
     with server_process(mongo_uri, db_name) as server:
-        async with httpx.AsyncClient(base_url=server.base + "/", timeout=60) as http:
+        token = await mint_for_database(mongo_uri, db_name, server.base)
+        headers = {"Authorization": f"Bearer {token}"}
+        async with httpx.AsyncClient(base_url=server.base + "/", timeout=60,
+                                     headers=headers) as http:
             pat = await create(http, patient())
             doctors = [await create(http, {"resourceType": "Practitioner",
                                            "name": [{"family": f"Doc{i}"}]})
@@ -63,7 +68,10 @@ async def test_booking_side_effects_survive_a_kill(mongo_uri: str, db_name: str,
             await asyncio.gather(*tasks)
             server.proc.wait(timeout=15)
     with server_process(mongo_uri, db_name) as server:
-        async with httpx.AsyncClient(base_url=server.base + "/", timeout=60) as http:
+        token = await mint_for_database(mongo_uri, db_name, server.base)
+        headers = {"Authorization": f"Bearer {token}"}
+        async with httpx.AsyncClient(base_url=server.base + "/", timeout=60,
+                                     headers=headers) as http:
             appointments = await all_of(http, "Appointment")
             invoices = await all_of(http, "Invoice")
     print(f"appointments after the kill: {len(appointments)} of {BOOKINGS}")

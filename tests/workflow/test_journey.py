@@ -4,20 +4,25 @@ one is the clinic, the other the payer the clinic's payer Organization points at
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from pymongo import AsyncMongoClient
 
-from tests.conftest import ServerProcess, server_process
+from adapters.payer_oauth import generate_client_key
+from tests.conftest import ROOT, ServerProcess, mint_for_database, server_process
 from tests.factories import patient
 from tests.workflow.helpers import (
     PRICES,
@@ -55,20 +60,49 @@ def databases(mongo_uri: str) -> Iterator[tuple[str, str]]:
     asyncio.run(drop())
 
 
+CLINIC_CLIENT = "clinic-server"
+PAYER_SCOPE = "system/CoverageEligibilityRequest.c system/Claim.c"
+
+
 @pytest.fixture
-def payer(mongo_uri: str, databases: tuple[str, str]) -> Iterator[ServerProcess]:
+def clinic_key(tmp_path: Path) -> tuple[Path, Path]:
+    """The clinic's private JWK (for its client assertions) and its public JWK Set."""
+    private = generate_client_key("ES384")
+    public = {k: v for k, v in private.items() if k != "d"}
+    private_file, public_file = tmp_path / "clinic.jwk", tmp_path / "clinic-public.jwks"
+    private_file.write_text(json.dumps(private))
+    public_file.write_text(json.dumps({"keys": [public]}))
+    return private_file, public_file
+
+
+@pytest.fixture
+def payer(mongo_uri: str, databases: tuple[str, str],
+          clinic_key: tuple[Path, Path]) -> Iterator[ServerProcess]:
+    """The payer, with SMART on: the clinic is registered as a backend client."""
+    env = {**os.environ, "MONGODB_URI": mongo_uri, "MONGODB_DATABASE": databases[1]}
+    subprocess.run([sys.executable, "-m", "fhir_server", "clients", "add", "--name", "Clinic",
+                    "--id", CLINIC_CLIENT, "--jwks-file", str(clinic_key[1]),
+                    "--scope", PAYER_SCOPE], env=env, cwd=ROOT, check=True,
+                   capture_output=True)
     with server_process(mongo_uri, databases[1]) as server:
         yield server
 
 
 @pytest.fixture
-def clinic(mongo_uri: str, databases: tuple[str, str]) -> Iterator[ServerProcess]:
+def clinic(mongo_uri: str, databases: tuple[str, str],
+           clinic_key: tuple[Path, Path]) -> Iterator[ServerProcess]:
     with server_process(mongo_uri, databases[0], FHIR_BILLING_PROVIDER="Organization/clinic",
+                        FHIR_CLIENT_KEY_FILE=str(clinic_key[0]),
                         FHIR_PAYER_READ_TIMEOUT=str(READ_TIMEOUT),
                         FHIR_PAYER_CONNECT_TIMEOUT=str(CONNECT_TIMEOUT),
                         FHIR_PAYER_RETRIES="1", FHIR_PAYER_BREAKER_FAILURES="3",
                         FHIR_PAYER_BREAKER_RESET="60") as server:
         yield server
+
+
+async def admin(mongo_uri: str, db_name: str, server: ServerProcess) -> dict[str, str]:
+    token = await mint_for_database(mongo_uri, db_name, server.base)
+    return {"Authorization": f"Bearer {token}", "Accept": "application/fhir+json"}
 
 
 async def setup_payer(payer: httpx.AsyncClient) -> dict[str, Any]:
@@ -90,6 +124,9 @@ async def setup_clinic(clinic: httpx.AsyncClient, payer_base: str) -> dict[str, 
     assert r.status_code == 201
     endpoint = await create(clinic, {
         "resourceType": "Endpoint", "status": "active", "address": payer_base,
+        "extension": [{"url": "https://fhir-rcm-server.org/StructureDefinition/endpoint-oauth2",
+                       "extension": [{"url": "clientId", "valueString": CLINIC_CLIENT},
+                                     {"url": "scope", "valueString": PAYER_SCOPE}]}],
         "connectionType": {"system": "http://terminology.hl7.org/CodeSystem/endpoint-connection-type",
                            "code": "hl7-fhir-rest"},
         "payloadType": [{"text": "FHIR R4"}]})
@@ -128,9 +165,18 @@ def appointment(patient_ref: str, actors: list[str], start: int, end: int) -> di
                                               for r in [patient_ref, *actors]]}
 
 
-async def test_the_revenue_cycle_day(clinic: ServerProcess, payer: ServerProcess) -> None:
-    async with (httpx.AsyncClient(base_url=clinic.base + "/", timeout=30) as c,
-                httpx.AsyncClient(base_url=payer.base + "/", timeout=30) as p):
+async def test_the_revenue_cycle_day(clinic: ServerProcess, payer: ServerProcess,
+                                     mongo_uri: str, databases: tuple[str, str]) -> None:
+    clinic_headers = await admin(mongo_uri, databases[0], clinic)
+    payer_headers = await admin(mongo_uri, databases[1], payer)
+    async with (httpx.AsyncClient(base_url=clinic.base + "/", timeout=30,
+                                  headers=clinic_headers) as c,
+                httpx.AsyncClient(base_url=payer.base + "/", timeout=30,
+                                  headers=payer_headers) as p):
+        # The payer wants a token; the clinic's adapter gets one (private_key_jwt).
+        anonymous = await post(p, "Claim/$submit", {"resourceType": "Claim"},
+                               headers={"Authorization": ""})
+        assert anonymous.status_code == 401
         payer_data = await setup_payer(p)
         ids = await setup_clinic(c, payer.base)
 
@@ -232,6 +278,17 @@ async def test_the_revenue_cycle_day(clinic: ServerProcess, payer: ServerProcess
         assert at_payer["insurance"][0]["coverage"] == {"reference": f"Coverage/{member['id']}"}
         payer_claim = (await p.get(at_payer["request"]["reference"])).json()
         assert payer_claim["identifier"] == claim["identifier"]
+
+        # The payer's audit trail shows the clinic's backend client calling it.
+        auditor = await mint_for_database(mongo_uri, databases[1], payer.base,
+                                          "system/AuditEvent.rs")
+        for _ in range(50):
+            audit = (await p.get("AuditEvent", params={"agent-name": CLINIC_CLIENT},
+                                 headers={"Authorization": f"Bearer {auditor}"})).json()
+            if audit.get("total", 0) >= 2:
+                break
+            await asyncio.sleep(0.1)
+        assert audit["total"] >= 2
 
         # The payer stops answering (paused): a clean 504 within the timeout.
         os.kill(payer.proc.pid, signal.SIGSTOP)

@@ -1,0 +1,114 @@
+"""The AuditEvent writer: an in-process queue flushed in batches, off the request path.
+
+A request only appends its event to a list (no database round trip); a
+background task writes the queue as AuditEvent resources through the
+repository every ``FHIR_AUDIT_FLUSH_SECONDS`` or as soon as
+``FHIR_AUDIT_BATCH`` events wait, and the lifespan flushes what is left at
+shutdown. Events that cannot be written (database unavailable) stay queued
+and are retried; beyond ``FHIR_AUDIT_QUEUE_MAX`` the oldest are dropped and
+the loss is logged (the count, never the content).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from typing import Any
+
+from fhir_server.audit.events import login_event
+from fhir_server.auth.tokens import LoginEvent
+from fhir_server.config import Settings
+from fhir_server.errors import FhirError
+from fhir_server.interactions import plan_write
+from fhir_server.storage.model import instant, now_ms
+from fhir_server.storage.repository import Repository
+from fhir_server.validation import validate_resource
+
+log = logging.getLogger("fhir_server.audit")
+AUDIT_TYPE = "AuditEvent"
+
+
+class AuditTrail:
+    """``app.state.audit``: ``record(event)`` from requests, batched writes behind."""
+
+    def __init__(self, *, repo: Repository, settings: Settings) -> None:
+        self.repo = repo
+        self.settings = settings
+        self._queue: list[dict[str, Any]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self.written = 0
+        self.dropped = 0
+
+    def record(self, event: dict[str, Any]) -> None:
+        """Queue one AuditEvent (a dict); never blocks, never touches the database."""
+        self._queue.append(event)
+        overflow = len(self._queue) - self.settings.fhir_audit_queue_max
+        if overflow > 0:
+            del self._queue[:overflow]
+            self.dropped += overflow
+            log.error("audit queue full dropped=%d", overflow)
+        if len(self._queue) >= self.settings.fhir_audit_batch:
+            self._wake.set()
+
+    async def on_login(self, event: LoginEvent) -> None:
+        """The authorization server's login hook (``AuthService.on_login``)."""
+        self.record(login_event(
+            success=event.success, recorded=instant(now_ms()), base_url=self.settings.base_url,
+            client_id=event.client_id, username=event.username, role=event.role,
+            kind=event.kind, reason=event.reason, address=event.source))
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="audit-writer")
+
+    async def stop(self) -> None:
+        """Stop the writer and flush every queued event."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.flush()
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(),
+                                       timeout=self.settings.fhir_audit_flush_seconds)
+            self._wake.clear()
+            try:
+                await self.flush()
+            except Exception as exc:  # keep the writer alive; the events stay queued
+                log.error("audit flush failed error=%s queued=%d", type(exc).__name__,
+                          len(self._queue))
+
+    async def flush(self) -> int:
+        """Write every queued event now; returns how many were written."""
+        async with self._lock:
+            batch, self._queue = self._queue, []
+            done = 0
+            try:
+                for event in batch:
+                    await self._write(event)
+                    done += 1
+            finally:
+                if done < len(batch):  # put back what was not written, in order
+                    self._queue[:0] = batch[done:]
+            self.written += done
+            return done
+
+    async def _write(self, event: dict[str, Any]) -> None:
+        id_ = str(uuid.uuid4())
+        try:
+            validate_resource({**event, "id": id_}, expected_type=AUDIT_TYPE)
+        except FhirError as error:  # a bug in the builder: log where, never the content
+            log.error("audit event invalid expression=%s", ",".join(error.expression)[:200])
+            return
+        ts = now_ms()
+        w = plan_write(settings=self.settings, resource=event, type_=AUDIT_TYPE, id_=id_,
+                       previous=None, method="POST", ts=ts)
+        await self.repo.write(type_=AUDIT_TYPE, id_=id_, previous=None, text=w.text,
+                              index=w.index, method="POST", ts=ts)

@@ -1,0 +1,1 @@
+"""SMART on FHIR: the authorization server, tokens, scopes, roles and their enforcement."""

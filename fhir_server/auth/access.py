@@ -1,0 +1,113 @@
+"""A request's access: the principal's terms compiled into search filters, once per request.
+
+``await access.filter(type_, letter)`` is ``None`` (everything of that type),
+``DENY`` (nothing), or a MongoDB filter over the stored search values (``ix``)
+that a resource must match: the OR of the token's terms, each the AND of its
+scope's ``?restriction`` (compiled by the search compiler) and, for
+``patient/`` scopes, the launch patient's compartment. The same filter is
+ANDed into searches and evaluated on single resources (``storage/matcher.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Final
+
+from fhir_server.auth.principal import Principal
+from fhir_server.auth.roles import AUDIT_TYPE
+from fhir_server.config import Settings
+from fhir_server.errors import Forbidden, Invalid, MethodNotAllowed
+from fhir_server.search.compartment import compartment_filter
+from fhir_server.search.compile import compile_criteria
+from fhir_server.search.parse import criteria_of
+from fhir_server.storage.matcher import matches
+from fhir_server.storage.repository import Repository
+
+log = logging.getLogger("fhir_server.auth")
+Filter = dict[str, Any]
+
+
+class Deny:
+    def __repr__(self) -> str:
+        return "DENY"
+
+
+DENY: Final = Deny()
+VERBS = {"c": "create", "r": "read", "u": "update", "d": "delete", "s": "search"}
+
+
+def and_filters(*parts: Filter | None) -> Filter:
+    kept = [p for p in parts if p]
+    if not kept:
+        return {}
+    return kept[0] if len(kept) == 1 else {"$and": kept}
+
+
+class Access:
+    """What one request's principal may see and change (``None`` principal: FHIR_AUTH=off)."""
+
+    def __init__(self, *, principal: Principal | None, repo: Repository,
+                 settings: Settings) -> None:
+        self.principal = principal
+        self.repo = repo
+        self.settings = settings
+        self._filters: dict[tuple[str, str], Filter | Deny | None] = {}
+
+    def require(self, type_: str, letter: str, *, where: str | None = None) -> None:
+        """403 unless some scope grants ``letter`` on ``type_``; AuditEvents are never written."""
+        if type_ == AUDIT_TYPE and letter in "cud":
+            raise MethodNotAllowed("AuditEvents are recorded by the server; clients cannot "
+                                   f"{VERBS[letter]} them", expression=[where] if where else [])
+        if self.principal is None or self.principal.may(type_, letter):
+            return
+        raise Forbidden(f"The access token does not permit {VERBS[letter]} on {type_}",
+                        expression=[where] if where else [])
+
+    async def filter(self, type_: str, letter: str) -> Filter | Deny | None:
+        if self.principal is None:
+            return None
+        cache_key = (type_, letter)
+        if cache_key not in self._filters:
+            self._filters[cache_key] = await self._compile(type_, letter)
+        return self._filters[cache_key]
+
+    async def _compile(self, type_: str, letter: str) -> Filter | Deny | None:
+        from fhir_server.search.engine import compile_context
+
+        assert self.principal is not None
+        clauses: list[Filter] = []
+        for term in self.principal.alternatives(type_, letter):
+            parts: list[Filter] = []
+            if term.restriction:
+                ctx = compile_context(self.repo, self.settings)
+                try:
+                    parts.append(await compile_criteria(ctx, type_, criteria_of(
+                        list(term.restriction)), record=False))
+                except Invalid:
+                    log.warning("scope restriction does not compile type=%s", type_)
+                    continue  # a restriction that cannot be evaluated grants nothing
+            if term.patient is not None:
+                parts.append(compartment_filter(("Patient", term.patient), type_))
+            if not any(parts):
+                return None
+            clauses.append(and_filters(*parts))
+        if not clauses:
+            return DENY
+        return clauses[0] if len(clauses) == 1 else {"$or": clauses}
+
+    async def admits(self, type_: str, letter: str, doc: dict[str, Any]) -> bool:
+        """Whether a resource (``{_id, ix}``) is within the terms."""
+        filt = await self.filter(type_, letter)
+        if filt is None:
+            return True
+        if isinstance(filt, Deny):
+            return False
+        return matches(doc, filt)
+
+    def key(self) -> str:
+        """Identifies these terms (search snapshots are served only to the same terms)."""
+        p = self.principal
+        if p is None:
+            return ""
+        return "|".join([p.client_id, p.username or "", p.role or "", p.patient or "",
+                         *sorted(str(s) for s in p.scopes)])

@@ -1,0 +1,254 @@
+"""The repository a request works with: the caller's access bound in, so no handler can
+forget a rule.
+
+* reads (``current``, ``version``) of a resource outside the terms answer "not
+  there" (the route says 404: existence does not leak);
+* searches (``search_rows``, ``count``) get the terms ANDed in, which also
+  confines conditional matches and the inner searches of chains and ``_has``;
+  ``fetch`` (result pages, ``_include``) drops what the terms exclude;
+* history lists only versions within the terms (each version judged on its
+  own content; a deletion by the version it deleted);
+* writes (``write``, ``commit_transaction``) need the letter on the type, an
+  existing resource within the read terms (else 404) and the write terms (else
+  403), and the new content within the write terms (else 403): a
+  ``patient/`` token cannot put a resource outside its patient's compartment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from fhir_server.auth.access import Access, Deny, and_filters
+from fhir_server.auth.roles import AUDIT_TYPE
+from fhir_server.errors import Forbidden, NotFound
+from fhir_server.fhirjson import loads_stored
+from fhir_server.search.extract import index_resource
+from fhir_server.storage.matcher import matches
+from fhir_server.storage.model import StoredVersion, now_ms
+from fhir_server.storage.repository import HistoryCursor, HistoryPage, Repository
+from fhir_server.storage.transactions import PlannedWrite
+from fhir_server.storage.versions import history_key
+
+LETTER_OF_METHOD = {"POST": "c", "PUT": "u", "PATCH": "u", "DELETE": "d"}
+HISTORY_SCAN = 200  # versions read per round while filtering a history listing
+HISTORY_SCAN_MAX = 20_000  # versions examined for one page at most
+
+
+class ScopedRepository(Repository):
+    """A Repository sharing the base one's connection and state, with access enforced."""
+
+    def __init__(self, base: Repository, access: Access) -> None:
+        self.__dict__.update(base.__dict__)
+        self.base = base
+        self.access = access
+        self._seen: dict[str, bool] = {}
+
+    # -- judging single resources ------------------------------------------------
+
+    def _doc_of(self, stored: StoredVersion) -> dict[str, Any]:
+        resource = loads_stored(stored.text or "{}")
+        return {"_id": stored.id_,
+                "ix": index_resource({**resource, "id": stored.id_},
+                                     base_url=self.access.settings.base_url)}
+
+    async def _version_admitted(self, stored: StoredVersion, letter: str) -> bool:
+        """A version within the terms; a deletion is judged by the version it deleted."""
+        cache = f"{letter}|{stored.type_}/{stored.id_}/{stored.version}"
+        if cache in self._seen:
+            return self._seen[cache]
+        filt = await self.access.filter(stored.type_, letter)
+        if filt is None:
+            ok = True
+        elif isinstance(filt, Deny):
+            ok = False
+        elif stored.deleted:
+            before = (await super().version(type_=stored.type_, id_=stored.id_,
+                                            version=stored.version - 1)
+                      if stored.version > 1 else None)
+            ok = before is not None and await self._version_admitted(before, letter)
+        else:
+            ok = await self.access.admits(stored.type_, letter, self._doc_of(stored))
+        self._seen[cache] = ok
+        return ok
+
+    async def _current_doc(self, type_: str, id_: str) -> dict[str, Any] | None:
+        """The current document's id and search values (None when absent or deleted)."""
+        doc = await self.db[type_].find_one({"_id": id_}, {"ix": 1, "json": 1, "tx": 1})
+        if doc is None or "tx" in doc:  # staged by a transaction: judge the visible version
+            stored = await super().current(type_=type_, id_=id_)
+            return None if stored is None or stored.deleted else self._doc_of(stored)
+        return None if doc.get("json") is None else {"_id": id_, "ix": doc.get("ix") or {}}
+
+    async def readable(self, *, type_: str, id_: str, letter: str = "r") -> bool:
+        """Whether the resource (or, when deleted, its last version) is within the terms."""
+        if await self.access.filter(type_, letter) is None:
+            return True
+        doc = await self._current_doc(type_, id_)
+        if doc is not None:
+            return await self.access.admits(type_, letter, doc)
+        stored = await super().current(type_=type_, id_=id_)
+        return stored is not None and await self._version_admitted(stored, letter)
+
+    # -- reads -----------------------------------------------------------------------
+
+    async def _seeing(self, type_: str, letter: str) -> str:
+        """The letter whose terms decide whether a resource exists for this caller: r, or,
+        for a token that may change but not read the type (a patch reads internally), the
+        changing letter itself. A read route has already refused a token without r."""
+        return "r" if not isinstance(await self.access.filter(type_, "r"), Deny) else letter
+
+    async def current(self, *, type_: str, id_: str) -> StoredVersion | None:
+        stored = await super().current(type_=type_, id_=id_)
+        letter = await self._seeing(type_, "u")
+        if stored is None or await self.access.filter(type_, letter) is None:
+            return stored
+        if stored.deleted:
+            return stored if await self._version_admitted(stored, letter) else None
+        doc = await self._current_doc(type_, id_)
+        admitted = await self.access.admits(type_, letter, doc or self._doc_of(stored))
+        return stored if admitted else None
+
+    async def version(self, *, type_: str, id_: str, version: int) -> StoredVersion | None:
+        stored = await super().version(type_=type_, id_=id_, version=version)
+        if stored is None or await self._version_admitted(stored, "r"):
+            return stored
+        return None
+
+    async def search_rows(self, *, type_: str, query: Mapping[str, Any],
+                          sort: list[tuple[str, int]], limit: int,
+                          fields: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+        filt = await self.access.filter(type_, "s")
+        if isinstance(filt, Deny):
+            return []
+        if filt is not None:
+            query = and_filters(dict(query), filt)  # type: ignore[arg-type]
+        return await super().search_rows(type_=type_, query=query, sort=sort, limit=limit,
+                                         fields=fields)
+
+    async def count(self, *, type_: str, query: Mapping[str, Any]) -> int:
+        filt = await self.access.filter(type_, "s")
+        if isinstance(filt, Deny):
+            return 0
+        if filt is not None:
+            query = and_filters(dict(query), filt)  # type: ignore[arg-type]
+        return await super().count(type_=type_, query=query)
+
+    async def fetch(self, *, type_: str, ids: list[str],
+                    fields: tuple[str, ...] = ()) -> list[tuple[StoredVersion, dict[str, Any]]]:
+        filt = await self.access.filter(type_, "s")
+        if isinstance(filt, Deny):
+            return []
+        if filt is None:
+            return await super().fetch(type_=type_, ids=ids, fields=fields)
+        wide = (*(f for f in fields if f != "ix" and not f.startswith("ix.")), "ix")
+        rows = await super().fetch(type_=type_, ids=ids, fields=wide)
+        return [(s, d) for s, d in rows if matches({**d, "_id": s.id_}, filt)]
+
+    async def history(self, *, type_: str | None = None, id_: str | None = None,
+                      since: datetime | None = None,
+                      at: tuple[datetime, datetime] | None = None, count: int,
+                      cursor: HistoryCursor | None = None,
+                      exclude_types: frozenset[str] = frozenset()) -> HistoryPage:
+        hidden = exclude_types
+        if type_ is None and not await self._sees_audit():
+            hidden = hidden | {AUDIT_TYPE}
+        if type_ is not None:
+            filt = await self.access.filter(type_, "s")
+            if isinstance(filt, Deny):
+                return HistoryPage(versions=[], total=0, next_cursor=None)
+            if filt is None:
+                return await super().history(type_=type_, id_=id_, since=since, at=at,
+                                             count=count, cursor=cursor)
+        elif await self._sees_everything():
+            return await super().history(since=since, at=at, count=count, cursor=cursor,
+                                         exclude_types=hidden)
+        return await self._filtered_history(type_=type_, id_=id_, since=since, at=at,
+                                            count=count, cursor=cursor, hidden=hidden)
+
+    async def _sees_audit(self) -> bool:
+        return await self.access.filter(AUDIT_TYPE, "s") is None
+
+    async def _sees_everything(self) -> bool:
+        """Whether every type (but AuditEvent) is searchable without terms: an unrestricted
+        ``user/*`` or ``system/*`` scope with s, and no role narrower than admin."""
+        p = self.access.principal
+        if p is None:
+            return True
+        return p.role in (None, "admin") and any(
+            s.type == "*" and not s.restriction and s.context != "patient"
+            and "s" in s.interactions for s in p.scopes)
+
+    async def _filtered_history(self, *, type_: str | None, id_: str | None,
+                                since: datetime | None, at: tuple[datetime, datetime] | None,
+                                count: int, cursor: HistoryCursor | None,
+                                hidden: frozenset[str]) -> HistoryPage:
+        """Read versions in rounds, keep those within the terms, stop at count."""
+        start = cursor or HistoryCursor(as_of=now_ms())
+        position: HistoryCursor | None = start
+        kept: list[StoredVersion] = []
+        examined = 0
+        last_examined: StoredVersion | None = None
+        while position is not None and len(kept) <= count and examined < HISTORY_SCAN_MAX:
+            page = await super().history(type_=type_, id_=id_, since=since, at=at,
+                                         count=HISTORY_SCAN, cursor=position,
+                                         exclude_types=hidden)
+            for stored in page.versions:
+                examined += 1
+                if len(kept) <= count and await self._version_admitted(stored, "s"):
+                    kept.append(stored)
+                if len(kept) <= count:
+                    last_examined = stored
+            position = page.next_cursor
+        more = len(kept) > count or position is not None
+        kept = kept[:count]
+        nxt = None
+        if more:
+            anchor = kept[-1] if len(kept) == count else last_examined
+            if anchor is not None:
+                nxt = HistoryCursor(as_of=start.as_of, ts=anchor.last_updated,
+                                    key=history_key(anchor.type_, anchor.id_, anchor.version))
+        total = len(kept) if cursor is None and not more else None
+        return HistoryPage(versions=kept, total=total, next_cursor=nxt)
+
+    # -- writes ----------------------------------------------------------------------
+
+    async def _check_write(self, *, type_: str, id_: str, previous: int | None,
+                           index: Mapping[str, Any] | None, method: str) -> None:
+        letter = LETTER_OF_METHOD.get(method, "u")
+        self.access.require(type_, letter)
+        write_filter = await self.access.filter(type_, letter)
+        if write_filter is None:
+            return
+        if previous is not None:
+            current = await self._current_doc(type_, id_)
+            if current is not None:
+                if not await self.access.admits(type_, await self._seeing(type_, letter),
+                                                current):
+                    raise NotFound(f"{type_}/{id_} is not known")
+                if not await self.access.admits(type_, letter, current):
+                    raise Forbidden(f"The access token does not permit changing {type_}/{id_}")
+        if index is not None and not await self.access.admits(
+                type_, letter, {"_id": id_, "ix": dict(index)}):
+            raise Forbidden(f"The access token does not permit writing this {type_}: it would "
+                            "be outside the token's patient compartment or scope restriction")
+
+    async def write(self, *, type_: str, id_: str, previous: int | None, text: str | None,
+                    index: Mapping[str, Any] | None, method: str,
+                    ts: datetime | None = None) -> StoredVersion:
+        await self._check_write(type_=type_, id_=id_, previous=previous, index=index,
+                                method=method)
+        return await super().write(type_=type_, id_=id_, previous=previous, text=text,
+                                   index=index, method=method, ts=ts)
+
+    async def commit_transaction(self, writes: list[PlannedWrite], *, ts: datetime
+                                 ) -> list[StoredVersion]:
+        for w in writes:
+            await self._check_write(type_=w.type_, id_=w.id_, previous=w.previous,
+                                    index=w.index, method=w.method)
+        return await super().commit_transaction(writes, ts=ts)
+
+    @property
+    def access_key(self) -> str:
+        return self.access.key()

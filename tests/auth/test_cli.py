@@ -1,0 +1,206 @@
+"""The operator CLI as subprocesses: against a running server on the embedded database, on its
+own embedded database, and against MONGODB_URI; then the tokens it prints at the server."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from joserfc import jwk, jws
+
+from fhir_server.auth.roles import bound_scopes
+from tests.auth.flow_helpers import PASSWORD, parse_form, pkce, query_of
+from tests.conftest import ROOT, free_port
+
+REDIRECT = "https://app.example.org/cb"
+
+
+def cli(env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "fhir_server", *args], env=env, cwd=ROOT,
+                          input=stdin, capture_output=True, text=True, timeout=120, check=False)
+
+
+def ok(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
+    done = cli(env, *args, stdin=stdin)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def wait_ready(base: str, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert proc.poll() is None and time.monotonic() < deadline, "server did not start"
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def embedded_env(tmp_path: Path) -> dict[str, str]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("MONGODB_URI", "MONGODB_DATABASE")}
+    return {**env, "FHIR_DATA_DIR": str(tmp_path / "data"), "FHIR_PORT": str(port),
+            "FHIR_HOST": "127.0.0.1", "FHIR_BASE_URL": f"http://127.0.0.1:{port}/fhir",
+            "FHIR_LOG_LEVEL": "WARNING"}
+
+
+@pytest.fixture
+def embedded_server(embedded_env: dict[str, str]) -> Iterator[str]:
+    """`make run`'s way: python -m fhir_server serve on its own embedded FerretDB."""
+    proc = subprocess.Popen([sys.executable, "-m", "fhir_server", "serve"], env=embedded_env, cwd=ROOT)
+    origin = embedded_env["FHIR_BASE_URL"].removesuffix("/fhir")
+    try:
+        wait_ready(origin, proc)
+        yield origin
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}", "Accept": "application/fhir+json"}
+
+
+def code_flow(origin: str, client_id: str, username: str, scope: str) -> dict[str, Any]:
+    """The browser and app side of the authorization code flow, against a real server."""
+    verifier, challenge = pkce()
+    with httpx.Client() as http:
+        page = http.get(f"{origin}/auth/authorize", params={
+            "response_type": "code", "client_id": client_id, "redirect_uri": REDIRECT,
+            "scope": scope, "state": "s1", "aud": f"{origin}/fhir", "code_challenge": challenge,
+            "code_challenge_method": "S256"})
+        assert page.status_code == 200, page.text
+        form = parse_form(page.text)
+        answer = http.post(str(page.url), data={**form.fields, "username": username,
+                                                "password": PASSWORD})
+        assert answer.status_code == 302, answer.text
+        code = query_of(answer.headers["location"])["code"]
+        token = http.post(f"{origin}/auth/token", data={
+            "grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT,
+            "code_verifier": verifier, "client_id": client_id})
+        assert token.status_code == 200, token.text
+        body: dict[str, Any] = token.json()
+        return body
+
+
+def test_cli_while_the_server_runs_on_the_embedded_database(
+        embedded_env: dict[str, str], embedded_server: str, tmp_path: Path) -> None:
+    origin = embedded_server
+    env = embedded_env
+    app = json.loads(ok(env, "clients", "add", "--name", "Chart app", "--redirect-uri", REDIRECT,
+                        "--scope", "openid fhirUser launch/patient offline_access user/*.cruds "
+                        "patient/*.rs"))
+    assert app["kind"] == "public" and "client_secret" not in app
+    rs = json.loads(ok(env, "clients", "add", "--name", "Resource server", "--confidential",
+                       "--redirect-uri", REDIRECT, "--scope", "openid"))
+    assert rs["kind"] == "confidential" and len(rs["client_secret"]) >= 32
+    key = jwk.generate_key("RSA", 2048, parameters={"kid": "b1"})
+    jwks_file = tmp_path / "jwks.json"
+    jwks_file.write_text(json.dumps({"keys": [key.as_dict(private=False)]}))
+    backend = json.loads(ok(env, "clients", "add", "--name", "Nightly export", "--jwks-file",
+                            str(jwks_file), "--scope", "system/*.cruds"))
+    assert backend["kind"] == "backend"
+    assert "added" in ok(env, "users", "add", "doc", "--role", "clinician", "--fhir-user",
+                         "Practitioner/p1", stdin=PASSWORD + "\n")
+
+    # A backend token from the CLI writes; the server accepts it.
+    system_token = ok(env, "token", "--client", backend["client_id"], "--scope", "system/*.cruds")
+    created = httpx.post(f"{origin}/fhir/Patient", headers={
+        **bearer(system_token), "Content-Type": "application/fhir+json"},
+        json={"resourceType": "Patient", "name": [{"family": "Cli"}]})
+    assert created.status_code == 201, created.text
+    patient = created.json()["id"]
+    assert "added" in ok(env, "users", "add", "pat", "--role", "patient", "--patient",
+                         f"Patient/{patient}", "--password", PASSWORD)
+
+    # A user's token: bounded by the role, usable, and introspected as active.
+    user_token = ok(env, "token", "--client", app["client_id"], "--scope", "user/*.rs",
+                    "--user", "doc")
+    read = httpx.get(f"{origin}/fhir/Patient/{patient}", headers=bearer(user_token))
+    assert read.status_code == 200 and read.json()["id"] == patient
+    info = httpx.post(f"{origin}/auth/introspect", data={"token": user_token},
+                      auth=(rs["client_id"], rs["client_secret"])).json()
+    assert info["active"] is True and info["sub"] == "doc" and info["role"] == "clinician"
+    patient_token = ok(env, "token", "--client", app["client_id"], "--scope", "patient/*.rs",
+                       "--user", "pat")
+    assert httpx.post(f"{origin}/auth/introspect", data={"token": patient_token},
+                      auth=(rs["client_id"], rs["client_secret"])).json()["patient"] == patient
+
+    # The users and clients the CLI made sign in through the running server.
+    body = code_flow(origin, app["client_id"], "pat", "launch/patient patient/*.rs openid fhirUser")
+    assert body["patient"] == patient
+    assert httpx.get(f"{origin}/fhir/Patient/{patient}",
+                     headers=bearer(body["access_token"])).status_code == 200
+
+    launch = ok(env, "launch", "--patient", f"Patient/{patient}")
+    assert len(launch) >= 16
+
+    # keys rotate: the old token still verifies, new tokens carry the new kid.
+    old_kid = jws.extract_compact(user_token.encode()).headers()["kid"]
+    rotated = ok(env, "keys", "rotate")
+    new_token = ok(env, "token", "--client", app["client_id"], "--scope", "user/*.rs", "--user", "doc")
+    new_kid = jws.extract_compact(new_token.encode()).headers()["kid"]
+    assert new_kid != old_kid and f"kid={new_kid}" in rotated
+    for token in (user_token, new_token):
+        assert httpx.get(f"{origin}/fhir/Patient/{patient}", headers=bearer(token)).status_code == 200
+    deadline = time.monotonic() + 10
+    while True:
+        kids = {k["kid"] for k in httpx.get(f"{origin}/auth/jwks").json()["keys"]}
+        if kids == {old_kid, new_kid} or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert kids == {old_kid, new_kid}
+
+    # Mistakes are one line on stderr and exit 1.
+    dup = cli(env, "users", "add", "doc", "--role", "clinician", "--password", PASSWORD)
+    assert dup.returncode == 1 and "exists" in dup.stderr
+    assert cli(env, "token", "--client", "nope", "--scope", "user/*.rs").returncode == 1
+    short = cli(env, "users", "add", "eve", "--role", "billing", "--password", "short")
+    assert short.returncode == 1 and "at least" in short.stderr
+    system_on_app = cli(env, "clients", "add", "--redirect-uri", REDIRECT, "--scope", "system/*.rs")
+    assert system_on_app.returncode == 1
+    no_patient = cli(env, "token", "--client", app["client_id"], "--scope", "patient/*.rs")
+    assert no_patient.returncode == 1 and "--patient" in no_patient.stderr
+
+
+def test_cli_starts_its_own_embedded_database(embedded_env: dict[str, str]) -> None:
+    env = embedded_env
+    app = json.loads(ok(env, "clients", "add", "--redirect-uri", REDIRECT, "--scope", "user/*.rs"))
+    ok(env, "users", "add", "doc", "--role", "clinician", "--password", PASSWORD)
+    token = ok(env, "token", "--client", app["client_id"], "--scope", "user/*.rs", "--user", "doc")
+    data_dir = Path(env["FHIR_DATA_DIR"])
+    assert not (data_dir / "ferretdb.uri").exists()  # its own FerretDB stopped with it
+    proc = subprocess.Popen([sys.executable, "-m", "fhir_server", "serve"], env=env, cwd=ROOT)
+    origin = env["FHIR_BASE_URL"].removesuffix("/fhir")
+    try:
+        wait_ready(origin, proc)
+        # The server finds the key the CLI generated at first start, so the token verifies.
+        assert httpx.get(f"{origin}/fhir/Patient", headers=bearer(token)).status_code == 200
+        body = code_flow(origin, app["client_id"], "doc", "user/*.rs")
+        assert body["scope"].split() == bound_scopes("clinician", ["user/*.rs"])
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+
+
+def test_cli_against_mongodb_uri(live_server: str, mongo_uri: str, db_name: str) -> None:
+    env = {**os.environ, "MONGODB_URI": mongo_uri, "MONGODB_DATABASE": db_name,
+           "FHIR_BASE_URL": live_server, "FHIR_LOG_LEVEL": "WARNING"}
+    app = json.loads(ok(env, "clients", "add", "--redirect-uri", REDIRECT, "--scope",
+                        "user/*.rs openid"))
+    ok(env, "users", "add", "ops", "--role", "admin", "--password", PASSWORD)
+    token = ok(env, "token", "--client", app["client_id"], "--scope", "user/*.rs", "--user", "ops")
+    assert httpx.get(f"{live_server}/Patient", headers=bearer(token)).status_code == 200
+    assert httpx.get(f"{live_server}/Patient", headers=bearer(token + "x")).status_code == 401
