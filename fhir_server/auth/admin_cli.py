@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import getpass
 import json
+import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -189,6 +190,11 @@ async def issue_token(args: argparse.Namespace, auth: AuthService, repo: Reposit
 def key_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     sub.add_parser("rotate", help="new signing key; old tokens keep verifying until they expire")
+    client = sub.add_parser("client", help="a key pair for calling payers with private_key_jwt: "
+                            "the private JWK goes to FILE (FHIR_CLIENT_KEY_FILE), the public "
+                            "JWK Set is printed (give it to the payer)")
+    client.add_argument("--out", type=Path, required=True, help="where to write the private JWK")
+    client.add_argument("--alg", choices=("ES384", "RS384"), default="ES384")
 
 
 async def rotate_keys(args: argparse.Namespace, auth: AuthService, repo: Repository) -> str:
@@ -227,7 +233,29 @@ def token(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def keys(args: argparse.Namespace, settings: Settings) -> int:
+    if args.action == "client":
+        return client_key(args)
     return run_action(rotate_keys, args, settings)
+
+
+def client_key(args: argparse.Namespace) -> int:
+    """Write a new private JWK (owner-only file) and print its public JWK Set."""
+    from adapters.payer_oauth import generate_client_key
+
+    if args.out.exists():
+        print(f"fhir-server: {args.out} exists; not overwriting a key", file=sys.stderr)
+        return 1
+    private = generate_client_key(args.alg)
+    try:
+        fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(json.dumps(private))
+    except OSError as exc:
+        print(f"fhir-server: cannot write {args.out}: {exc.strerror}", file=sys.stderr)
+        return 1
+    public = {k: v for k, v in private.items() if k not in ("d", "p", "q", "dp", "dq", "qi")}
+    print(json.dumps({"keys": [public]}))
+    return 0
 
 
 def launch(args: argparse.Namespace, settings: Settings) -> int:

@@ -21,7 +21,6 @@ import httpx
 import pytest
 from pymongo import AsyncMongoClient
 
-from adapters.payer_oauth import generate_client_key
 from tests.conftest import ROOT, ServerProcess, mint_for_database, server_process
 from tests.factories import patient
 from tests.workflow.helpers import (
@@ -66,12 +65,14 @@ PAYER_SCOPE = "system/CoverageEligibilityRequest.c system/Claim.c"
 
 @pytest.fixture
 def clinic_key(tmp_path: Path) -> tuple[Path, Path]:
-    """The clinic's private JWK (for its client assertions) and its public JWK Set."""
-    private = generate_client_key("ES384")
-    public = {k: v for k, v in private.items() if k != "d"}
+    """The clinic's private JWK (for its client assertions) and its public JWK Set, made by
+    ``fhir-server keys client`` as an operator would."""
     private_file, public_file = tmp_path / "clinic.jwk", tmp_path / "clinic-public.jwks"
-    private_file.write_text(json.dumps(private))
-    public_file.write_text(json.dumps({"keys": [public]}))
+    made = subprocess.run([sys.executable, "-m", "fhir_server", "keys", "client", "--out",
+                           str(private_file)], cwd=ROOT, check=True, capture_output=True,
+                          text=True)
+    public_file.write_text(made.stdout)
+    assert "d" not in json.loads(made.stdout)["keys"][0]
     return private_file, public_file
 
 
