@@ -318,15 +318,15 @@ async def _commit(repo: Repository, settings: Settings, plan: Plan, ts: Any
             after = None if w.text is None else loads_stored(w.text)
             changes.append(rules.Change(type_=w.type_, id_=w.id_, before=before, after=after))
             first_rule_entry = first_rule_entry if len(changes) > 1 else index
-    writes = list(plan.writes)
+    effects = []
     try:
         async with rules.applying(repo, settings, changes) as side:
             for w in await svc.plan_side_writes(repo=repo, settings=settings, side=side, ts=ts):
                 if f"{w.type_}/{w.id_}" in plan.targets:
                     raise _fail(Conflict(f"{w.type_}/{w.id_} is written by an entry and by the "
                                          "rules of another entry"), first_rule_entry)
-                writes.append(w)
-            stored = await repo.commit_transaction(writes, ts=ts)
+                effects.append(w)
+            stored = await repo.commit_transaction(plan.writes, ts=ts, side_effects=effects)
     except TransactionConflict as conflict:
         index = (plan.entry_of_write[conflict.index] if conflict.index < len(plan.writes)
                  else first_rule_entry)

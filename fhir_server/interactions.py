@@ -165,10 +165,9 @@ async def _store_with_rules(*, repo: Repository, settings: Settings,
             if not side:
                 return await repo.write(type_=type_, id_=id_, previous=previous, text=main.text,
                                         index=main.index, method=method, ts=ts)
-            writes = [main, *await plan_side_writes(repo=repo, settings=settings, side=side,
-                                                    ts=ts)]
+            effects = await plan_side_writes(repo=repo, settings=settings, side=side, ts=ts)
             try:
-                return (await repo.commit_transaction(writes, ts=ts))[0]
+                return (await repo.commit_transaction([main], ts=ts, side_effects=effects))[0]
             except TransactionConflict as conflict:
                 if conflict.index == 0:
                     raise VersionConflict(conflict.key) from None

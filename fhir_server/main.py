@@ -22,7 +22,6 @@ from fhir_server.auth.enforce import enforce_request
 from fhir_server.auth.tokens import create_auth
 from fhir_server.config import Settings, get_settings
 from fhir_server.errors import install_handlers
-from fhir_server.operation_definitions import publish_operation_definitions
 from fhir_server.storage.auth_store import AuthStore
 from fhir_server.storage.engine import (
     UNAVAILABLE_ERRORS,
@@ -61,7 +60,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await repo.ensure_base_indexes()
             await repo.recover()
             await repo.ensure_existing_type_indexes()
-            await publish_operation_definitions(repo=repo, settings=settings)
             app.state.services = operations.Services(payer=FhirPayerAdapter(settings))
             app.state.auth = await create_auth(store=AuthStore(db=repo.db), settings=settings)
             app.state.audit = AuditTrail(repo=repo, settings=settings)

@@ -84,11 +84,14 @@ async def applying(repo: Repository, settings: Settings,
     The caller commits the changes and the side writes inside the ``async with``.
     """
     names = [name for c in changes for rule in rules_for(c.type_) for name in rule.lease_names(c)]
+    # Rules judge the whole database, not what the caller's token may see: the caller's
+    # write itself is checked where it is committed, its side effects are the server's.
+    whole = getattr(repo, "base", repo)
     try:
         async with repo.locks.hold(names):
             side: list[SideWrite] = []
             for change in changes:
-                ctx = RuleContext(repo=repo, settings=settings,
+                ctx = RuleContext(repo=whole, settings=settings,
                                   siblings=[c for c in changes if c is not change])
                 for rule in rules_for(change.type_):
                     side.extend(await rule.check(ctx, change))

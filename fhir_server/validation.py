@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from decimal import Decimal
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -135,6 +136,9 @@ def _walk(model: BaseModel, path: str) -> Iterator[Issue]:
                 )
 
 
+DECIMAL_MIN, DECIMAL_MAX = Decimal("1e-300"), Decimal("1e300")  # storable and indexable
+
+
 def _storable(value: Any, path: str) -> Iterator[Issue]:
     if isinstance(value, dict):
         for key, item in value.items():
@@ -151,6 +155,12 @@ def _storable(value: Any, path: str) -> Iterator[Issue]:
             yield from _storable(item, f"{path}[{i}]")
     elif isinstance(value, str) and "\x00" in value:
         yield Issue("value", "Strings may not contain the NUL character", "error", (path,))
+    elif isinstance(value, Decimal) and (not value.is_finite() or not (
+            value == 0 or DECIMAL_MIN <= abs(value) <= DECIMAL_MAX)):
+        yield Issue("value", "Decimal values must lie within 1e-300 and 1e300 in magnitude",
+                    "error", (path,))
+    elif isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2 ** 63:
+        yield Issue("value", "Integer values must fit in 64 bits", "error", (path,))
 
 
 def validate_resource(resource: dict[str, Any], *, expected_type: str | None = None) -> BaseModel:

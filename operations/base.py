@@ -49,7 +49,7 @@ class Param:
         return out
 
 
-@dataclass(frozen=True)
+@dataclass
 class Call:
     """One invocation: where it runs and what it was given."""
 
@@ -61,10 +61,24 @@ class Call:
     # The caller's access check (fhir_server.auth.enforce.authorize, bound to the request):
     # ``await call.authorize(type_=..., interaction=..., resource=... | id_=...)``.
     authorize: Callable[..., Awaitable[Any]] | None = None
+    # Whether the caller may see a stored resource the operation would reveal (a token
+    # confined to a patient's compartment sees nothing of other patients).
+    sees: Callable[[str, dict[str, Any]], Awaitable[bool]] | None = None
+    # Patients the call concerned, for its AuditEvent.
+    patients: list[str] = field(default_factory=list)
 
     async def check(self, **kwargs: Any) -> None:
         if self.authorize is not None:
             await self.authorize(**kwargs)
+
+    async def may_see(self, type_: str, resource: dict[str, Any] | None) -> bool:
+        if resource is None:
+            return False
+        return self.sees is None or await self.sees(type_, resource)
+
+    def concerns(self, patient_ref: Any) -> None:
+        if isinstance(patient_ref, str) and patient_ref.startswith("Patient/"):
+            self.patients.append(patient_ref.split("/", 1)[1])
 
     def one(self, name: str) -> Any:
         values = self.params.get(name) or []

@@ -23,7 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 from fhir_server import interactions as svc
-from fhir_server.errors import Conflict, Invalid, Unprocessable, Upstream
+from fhir_server.errors import Conflict, Invalid, NotFound, Unprocessable, Upstream
 from fhir_server.money import decimal_of, money
 from fhir_server.storage.locks import LockBusy
 from fhir_server.validation import validate_resource
@@ -48,11 +48,12 @@ from operations.generate_bill import token
 from operations.payer_side import (
     Member,
     beneficiary_ref,
+    check_subject,
     claim_service_date,
     coverage_ref,
     error_code,
-    find_member,
     in_force,
+    visible_member,
 )
 from terminology.systems import BILL_INVOICE, INVOICE_SHARE, PAYMENT_TYPE
 
@@ -83,6 +84,7 @@ async def run(call: Call) -> Resource:
     resolver = Resolver(call.repo, call.settings, claim, bundle)
     way = await route(call.repo, resolver, coverage_ref=_focal(claim).get("coverage"),
                       insurer_ref=claim.get("insurer"))
+    await check_subject(call, resolver, claim.get("patient"), way, where="Claim")
     if way.endpoint is not None:
         related: dict[str, Resource] = {}
         for reference, type_ in ((claim.get("patient"), "Patient"),
@@ -98,7 +100,7 @@ async def run(call: Call) -> Resource:
         answer = await call.services.payer.submit_claim(way.endpoint, pack(outbound, related))
         response = _as_ours(answer, claim, claim_ref, way, call.settings.fhir_billing_currency)
         return await _commit(call, claim, previous, response)
-    member = await find_member(call.repo, call.settings, resolver, _focal(claim).get("coverage"))
+    member = await visible_member(call, resolver, _focal(claim).get("coverage"))
     lease = [f"deductible:{member.reference}"] if member.reference else []
     try:
         # One adjudication per member Coverage at a time: the year's deductible is shared.
@@ -132,8 +134,13 @@ async def _identify(call: Call, body: Resource
     id_ = body.get("id")
     if id_ is not None:
         version, existing = await svc.current_resource(call.repo, "Claim", str(id_))
+        if existing is not None and not await call.may_see("Claim", existing):
+            raise NotFound(f"Claim/{str(id_)[:64]} is not known")
         if existing is not None:
             same = _content(existing) == _content(body)
+            if not same:  # submitting a changed Claim updates it: the caller needs that right
+                await call.check(type_="Claim", interaction="update", id_=str(id_),
+                                 resource=body)
             if same:
                 earlier = await _complete_response(call, f"Claim/{id_}")
                 if earlier is not None:
@@ -149,7 +156,7 @@ async def _identify(call: Call, body: Resource
             repo=call.repo, settings=call.settings, type_="Claim",
             criteria=[("identifier", token(identifier["system"], identifier["value"]))])
         for claim in same_id:
-            if _content(claim) == _content(body):
+            if _content(claim) == _content(body) and await call.may_see("Claim", claim):
                 earlier = await _complete_response(call, f"Claim/{claim['id']}")
                 if earlier is not None:
                     return claim, False, earlier
@@ -282,6 +289,12 @@ async def settlement(call: Call, claim: Resource, response: Resource
     gross = decimal_of((invoice.get("totalGross") or {}).get("value", 0))
     if decimal_of((claim.get("total") or {}).get("value", gross)) != gross:
         return None
+    try:
+        claimed = sum((item_submitted(i) for i in claim.get("item") or []), Decimal(0))
+    except Unprocessable:
+        return None
+    if claimed != gross:
+        return None  # a claim for more (or less) than was billed settles nothing
     currency = (invoice.get("totalGross") or {}).get("currency",
                                                       call.settings.fhir_billing_currency)
     paid = Decimal(0)

@@ -33,11 +33,12 @@ from operations.common import (
 )
 from operations.payer_side import (
     beneficiary_ref,
+    check_subject,
     coverage_ref,
     error_code,
-    find_member,
     in_force,
     service_date,
+    visible_member,
 )
 from terminology.systems import BENEFIT_CATEGORY, BENEFIT_TYPE, COPAY_TYPE
 
@@ -65,8 +66,9 @@ async def submit_request(call: Call, request: Resource, bundle: Resource | None 
     insurance = _focal_insurance(request) or {}
     way = await route(repo, resolver, coverage_ref=insurance.get("coverage"),
                       insurer_ref=request.get("insurer"))
+    patient, patient_local = await check_subject(
+        call, resolver, request.get("patient"), way, where="CoverageEligibilityRequest")
     if way.endpoint is not None:
-        patient, patient_local = await resolver.get(request.get("patient"), "Patient")
         related = {k: v for k, v in ((patient_local, patient), (way.coverage_local, way.coverage),
                                      (way.insurer_local, way.insurer)) if k and v}
         outbound = {**drop_ids(request), "insurer": {"reference": way.insurer_local}}
@@ -110,7 +112,7 @@ def _as_ours(answer: Resource, request: Resource, request_ref: str, way: Route) 
 async def answer_as_payer(call: Call, request: Resource, request_ref: str,
                           resolver: Resolver) -> Resource:
     insurance = _focal_insurance(request) or {}
-    member = await find_member(call.repo, call.settings, resolver, insurance.get("coverage"))
+    member = await visible_member(call, resolver, insurance.get("coverage"))
     submitted, _ = await resolver.get(insurance.get("coverage"), "Coverage")
     on = service_date(request, fallback=today())
     response: Resource = {

@@ -53,10 +53,15 @@ def _param_ref(call: Call, name: str, type_: str) -> str | None:
     return str(reference)
 
 
-async def _must_exist(call: Call, reference: str, name: str) -> Resource:
+async def _must_exist(call: Call, reference: str, name: str,
+                      patient_ref: str | None = None) -> Resource:
+    """The referenced resource, when it is stored here, visible to the caller and (with
+    ``patient_ref``) that patient's; one answer for all three, so that it reveals nothing."""
     resource = await read_local(call.repo, reference)
-    if resource is None:
-        raise Unprocessable(f"{reference} is not a resource on this server",
+    type_ = reference.split("/", 1)[0]
+    if resource is None or not await call.may_see(type_, resource) or (
+            patient_ref is not None and not _is_for(resource, patient_ref)):
+        raise Unprocessable(f"{reference} is not a resource of the patient on this server",
                             expression=[f"Parameters.parameter.where(name='{name}')"],
                             code="not-found")
     return resource
@@ -73,16 +78,14 @@ async def run(call: Call) -> Resource:
     await _must_exist(call, patient_ref, "patient")
     encounter_ref = _param_ref(call, "encounter", "Encounter")
     appointment_ref = _param_ref(call, "appointment", "Appointment")
-    encounter = await _must_exist(call, encounter_ref, "encounter") if encounter_ref else None
+    encounter = (await _must_exist(call, encounter_ref, "encounter", patient_ref)
+                 if encounter_ref else None)
     if appointment_ref is None and encounter is not None:
         linked = (encounter.get("appointment") or [{}])[0].get("reference")
-        appointment_ref = linked if LOCAL_REF.match(linked or "") else None
-    appointment = (await _must_exist(call, appointment_ref, "appointment")
+        appointment_ref = linked if isinstance(linked, str) and LOCAL_REF.match(linked) else None
+    appointment = (await _must_exist(call, appointment_ref, "appointment", patient_ref)
                    if appointment_ref else None)
-    for resource, name in ((encounter, "encounter"), (appointment, "appointment")):
-        if resource is not None and not _is_for(resource, patient_ref):
-            raise Unprocessable(f"The {name} is not the patient's",
-                                expression=[f"Parameters.parameter.where(name='{name}')"])
+    call.concerns(patient_ref)
     keys = [k for k in (appointment_ref, encounter_ref) if k]
     try:
         async with call.repo.locks.hold([f"bill:{k}" for k in keys]):
@@ -107,6 +110,9 @@ async def _bill(call: Call, *, patient_ref: str, encounter: Resource | None,
         invoices = await svc.find_resources(
             repo=repo, settings=settings, type_="Invoice",
             criteria=[("identifier", ",".join(token(BILL_KEY, k) for k in keys))])
+        # An appointment can have several patients: each has a bill of their own.
+        invoices = [i for i in invoices
+                    if (i.get("subject") or {}).get("reference") == patient_ref]
         issued = [i for i in invoices if i.get("status") in ISSUED]
         if issued:
             return await _existing(call, issued[0])

@@ -11,9 +11,10 @@ from starlette.responses import Response
 
 from adapters.payer import PayerAdapter
 from fhir_server.api.negotiation import json_response, pretty, read_body
-from fhir_server.auth.enforce import authorize
+from fhir_server.auth.enforce import authorize, request_access
 from fhir_server.deps import SettingsDep
 from fhir_server.errors import MethodNotAllowed, NotFound
+from fhir_server.search.extract import index_resource
 from fhir_server.validation import check_id
 from operations.base import Call, Operation, parse_parameters
 from operations.registry import OPERATIONS
@@ -42,9 +43,22 @@ async def _run(op: Operation, request: Request, settings: Any, id_: str | None) 
     async def check(**kwargs: Any) -> Any:
         return await authorize(request, **kwargs)
 
-    result = await op.run(Call(repo=request.app.state.repo, settings=settings,
-                               services=request.app.state.services, params=params, id_=id_,
-                               authorize=check))
+    async def sees(type_: str, resource: dict[str, Any]) -> bool:
+        access, _ = request_access(request)
+        principal = access.principal
+        if principal is None or principal.patient is None:
+            return True  # user and system tokens: the operation's letters and role decide
+        doc = {"_id": str(resource.get("id", "")),
+               "ix": index_resource(resource, base_url=settings.base_url)}
+        return await access.admits(type_, "r", doc)
+
+    call = Call(repo=request.app.state.repo, settings=settings,
+                services=request.app.state.services, params=params, id_=id_,
+                authorize=check, sees=sees)
+    try:
+        result = await op.run(call)
+    finally:
+        request.state.audit_patients = call.patients
     return json_response(result, pretty_print=pretty(request))
 
 
@@ -61,9 +75,19 @@ def _instance_route(op: Operation):  # type: ignore[no-untyped-def]
     return route
 
 
+def _definition_route(op: Operation):  # type: ignore[no-untyped-def]
+    async def route(request: Request) -> Response:
+        return json_response(op.definition(), pretty_print=pretty(request))
+    return route
+
+
 def build_router() -> APIRouter:
+    """The operations' routes, and their OperationDefinitions, served as generated (like
+    HAPI's: not stored, so a database holds only what its users wrote)."""
     router = APIRouter()
     for op in OPERATIONS:
+        router.add_api_route(f"/OperationDefinition/{op.id}", _definition_route(op),
+                             methods=["GET"], name=f"{op.id}-definition")
         for type_ in op.resource:
             if op.type_level:
                 router.add_api_route(f"/{type_}/${op.code}", _type_route(op), methods=["POST"],

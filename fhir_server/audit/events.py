@@ -8,6 +8,7 @@ parameters, the caller's network address. Never resource content.
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any
 
 from fhir_server.auth.classify import ACTION
@@ -71,8 +72,18 @@ def source(base_url: str) -> dict[str, Any]:
             "type": [{"system": SOURCE_TYPE, "code": "4", "display": "Application Server"}]}
 
 
+REFERENCE = re.compile(r"^[A-Z][A-Za-z]{0,63}/[A-Za-z0-9\-.]{1,64}$")
+INVALID = {"display": "(not a valid resource id)"}
+
+
+def _what(reference: str) -> dict[str, str]:
+    """The entity's reference, when it is one (a request for ``Patient/%00`` is audited too,
+    naming no resource, rather than making an event the server cannot store)."""
+    return {"reference": reference} if REFERENCE.match(reference) else dict(INVALID)
+
+
 def instance_entity(reference: str) -> dict[str, Any]:
-    return {"what": {"reference": reference},
+    return {"what": _what(reference),
             "type": {"system": ENTITY_TYPE, "code": "2", "display": "System Object"},
             "role": {"system": OBJECT_ROLE, "code": "4", "display": "Domain Resource"}}
 
@@ -88,7 +99,7 @@ def query_entity(type_: str | None, names: list[str]) -> dict[str, Any]:
 
 
 def patient_entity(patient_id: str) -> dict[str, Any]:
-    return {"what": {"reference": f"Patient/{patient_id}"},
+    return {"what": _what(f"Patient/{patient_id}"),
             "type": {"system": ENTITY_TYPE, "code": "1", "display": "Person"},
             "role": {"system": OBJECT_ROLE, "code": "1", "display": "Patient"}}
 

@@ -41,6 +41,7 @@ def _entities(request: Request, response: Response, interaction: Interaction,
         patients.append(id_)
     if interaction.compartment and interaction.compartment[0] == "Patient":
         patients.append(interaction.compartment[1])
+    patients += getattr(request.state, "audit_patients", [])  # set by operations
     out += [events.patient_entity(p) for p in dict.fromkeys(patients)]
     return out
 

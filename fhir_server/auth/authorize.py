@@ -38,7 +38,7 @@ from fhir_server.auth.passwords import token_hash
 from fhir_server.auth.roles import bound_scopes
 from fhir_server.auth.scopes import parse_scopes
 from fhir_server.auth.tokens import AuthService, LoginEvent
-from fhir_server.auth.users import FHIR_ID, PATIENT_ROLE, User, authenticate
+from fhir_server.auth.users import FHIR_ID, PATIENT_ROLE, User, authenticate, get_user
 from fhir_server.storage.auth_store import now_s
 
 router = APIRouter()
@@ -198,10 +198,16 @@ async def _login(request: Request, auth: AuthService, request_id: str, pending: 
     username, password = form.get("username", ""), form.get("password", "")
     user = await authenticate(store=auth.store, username=username, password=password)
     source = request.client.host if request.client else None
+    # Only a registered user's name goes into the audit trail: what someone typed into
+    # the username field of a failed login can be anything (a name, a birth date).
+    known = user is not None or (
+        bool(username) and await get_user(store=auth.store, username=username) is not None)
     await auth.emit_login(LoginEvent(
         success=user is not None, client_id=pending["client_id"],
-        username=username[:64] or None, role=user.role if user else None, kind="password",
-        reason=None if user else "wrong username or password", source=source))
+        username=username[:64] if known else None, role=user.role if user else None,
+        kind="password",
+        reason=None if user else ("wrong password" if known else "unknown username"),
+        source=source))
     if user is None:
         return pages.login_page(request_id=request_id, client_name=pending["client_name"],
                                 error="Wrong username or password.", status=401)

@@ -16,7 +16,7 @@ forget a rule.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -242,12 +242,13 @@ class ScopedRepository(Repository):
         return await super().write(type_=type_, id_=id_, previous=previous, text=text,
                                    index=index, method=method, ts=ts)
 
-    async def commit_transaction(self, writes: list[PlannedWrite], *, ts: datetime
+    async def commit_transaction(self, writes: list[PlannedWrite], *, ts: datetime,
+                                 side_effects: Sequence[PlannedWrite] = ()
                                  ) -> list[StoredVersion]:
         for w in writes:
             await self._check_write(type_=w.type_, id_=w.id_, previous=w.previous,
                                     index=w.index, method=w.method)
-        return await super().commit_transaction(writes, ts=ts)
+        return await super().commit_transaction(writes, ts=ts, side_effects=side_effects)
 
     @property
     def access_key(self) -> str:

@@ -26,7 +26,7 @@ on MongoDB and FerretDB, so one code path is tested everywhere.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -399,11 +399,15 @@ class Repository:
         if doc is not None and "tx" in doc:
             await self.transactions.settle_if_stale(doc["tx"])
 
-    async def commit_transaction(self, writes: list[PlannedWrite], *, ts: datetime
+    async def commit_transaction(self, writes: list[PlannedWrite], *, ts: datetime,
+                                 side_effects: Sequence[PlannedWrite] = ()
                                  ) -> list[StoredVersion]:
-        for w in writes:
+        """Commit ``writes`` and the server's own ``side_effects`` of them all or nothing
+        (a scoped repository checks only ``writes`` against the caller's token)."""
+        everything = [*writes, *side_effects]
+        for w in everything:
             await self.ensure_type_indexes(w.type_)
-        return await self.transactions.commit(writes, ts=ts)
+        return await self.transactions.commit(everything, ts=ts)
 
     async def peek(self, *, type_: str, id_: str) -> Current | None:
         doc = await self._visible(await self.db[type_].find_one(

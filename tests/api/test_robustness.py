@@ -124,3 +124,13 @@ async def test_search_errors_do_not_echo_values(client: httpx.AsyncClient, query
     resp = await client.get(query)
     assert resp.status_code == 400
     assert secret not in resp.text
+
+
+async def test_numbers_beyond_what_can_be_stored_are_400(client: httpx.AsyncClient) -> None:
+    for number in ("1e99999", "1e-99999", "123456789012345678901234567890"):
+        body = ('{"resourceType":"Observation","status":"final","code":{"text":"x"},'
+                f'"valueQuantity":{{"value":{number}}}}}')
+        r = await client.post("Observation", content=body,
+                              headers={"Content-Type": "application/fhir+json"})
+        assert r.status_code == 400, (number, r.text)
+        assert r.json()["issue"][0]["expression"] == ["Observation.valueQuantity.value"]

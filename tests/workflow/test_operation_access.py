@@ -119,3 +119,150 @@ async def test_operations_are_audited(client: httpx.AsyncClient, client_for: Cli
         await asyncio.sleep(0.1)
     assert found, "no AuditEvent for the operation"
     assert found[0]["outcome"] == "0"
+
+
+def claim_of(bill: httpx.Response) -> dict[str, Any]:
+    return next(e["resource"] for e in bill.json()["entry"]
+                if e["resource"]["resourceType"] == "Claim")
+
+
+async def test_a_patient_token_learns_nothing_of_other_members(
+        client: httpx.AsyncClient, client_for: ClientFor, two_patients: dict[str, Any]) -> None:
+    a, b = two_patients["a"], two_patients["b"]
+    app = await client_for("patient/*.cruds", patient=a["patient"])
+    payer = (await client.get(f"Coverage/{a['coverage']}")).json()["payor"][0]
+    request: dict[str, Any] = {
+        "resourceType": "CoverageEligibilityRequest", "status": "active", "purpose": ["benefits"],
+        "patient": {"reference": f"Patient/{a['patient']}"}, "created": "2026-11-01",
+        "insurer": payer, "insurance": [{"coverage": {"reference": f"Coverage/{b['coverage']}"}}]}
+    assert (await post(app, "CoverageEligibilityRequest/$submit", request)).status_code == 404
+    # B's member id in a contained Coverage: answered as an unknown member.
+    request["contained"] = [{"resourceType": "Coverage", "id": "c1", "status": "active",
+                             "subscriberId": "M-b",
+                             "beneficiary": {"reference": f"Patient/{a['patient']}"},
+                             "payor": [payer]}]
+    request["insurance"] = [{"coverage": {"reference": "#c1"}}]
+    r = await post(app, "CoverageEligibilityRequest/$submit", request)
+    assert r.status_code == 200, r.text
+    assert r.json()["insurance"][0]["inforce"] is False
+    assert r.json()["error"][0]["code"]["coding"][0]["code"] == "member-not-found"
+    assert b["coverage"] not in r.text and b["patient"] not in r.text
+    # Another patient's Coverage named for one's own patient: refused for anyone.
+    request["insurance"] = [{"coverage": {"reference": f"Coverage/{b['coverage']}"}}]
+    del request["contained"]
+    assert (await post(client, "CoverageEligibilityRequest/$submit", request)).status_code == 422
+
+
+async def test_claims_of_others_cannot_be_resubmitted_or_changed(
+        client: httpx.AsyncClient, client_for: ClientFor, two_patients: dict[str, Any]) -> None:
+    a, b = two_patients["a"], two_patients["b"]
+    claim_b = claim_of(await post(client, "Invoice/$generate-bill", bill_for(b["patient"])))
+    app = await client_for("patient/*.cruds", patient=a["patient"])
+    hijack = {**claim_b, "patient": {"reference": f"Patient/{a['patient']}"}}
+    assert (await post(app, "Claim/$submit", hijack)).status_code == 404
+    create_only = await client_for("user/Claim.c", username="sub", role="billing")
+    changed = {**claim_b, "status": "cancelled"}
+    assert (await post(create_only, "Claim/$submit", changed)).status_code == 403
+    stored = (await client.get(f"Claim/{claim_b['id']}")).json()
+    assert stored["meta"]["versionId"] == "1"
+    assert stored["patient"] == {"reference": f"Patient/{b['patient']}"}
+
+
+async def test_scheduling_roles_can_book_and_cancel(client: httpx.AsyncClient,
+                                                    client_for: ClientFor,
+                                                    two_patients: dict[str, Any]) -> None:
+    a, b = two_patients["a"], two_patients["b"]
+    doc = await create(client, {"resourceType": "Practitioner", "name": [{"family": "D"}]})
+
+    def booking(patient_id: str) -> dict[str, Any]:
+        return {"resourceType": "Appointment", "status": "booked",
+                "start": "2026-12-01T09:00:00Z", "end": "2026-12-01T09:30:00Z",
+                "participant": [{"actor": {"reference": f"Patient/{patient_id}"},
+                                 "status": "accepted"},
+                                {"actor": {"reference": f"Practitioner/{doc['id']}"},
+                                 "status": "accepted"}]}
+
+    front_desk = await client_for("user/*.cruds", username="fd", role="front-desk")
+    r = await post(front_desk, "Appointment", booking(b["patient"]))
+    assert r.status_code == 201, r.text
+    appt = r.json()
+    key = {"identifier": f"urn:fhir-rcm-server:bill|Appointment/{appt['id']}"}
+    [draft] = [e["resource"] for e in (await client.get("Invoice", params=key)).json()["entry"]]
+    assert draft["status"] == "draft"
+    # A patient app cannot book the practitioner over another patient's booking.
+    app = await client_for("patient/*.cruds", patient=a["patient"])
+    assert (await post(app, "Appointment", booking(a["patient"]))).status_code == 409
+    r = await front_desk.put(f"Appointment/{appt['id']}", json={**appt, "status": "cancelled"})
+    assert r.status_code == 200
+    [draft] = [e["resource"] for e in (await client.get("Invoice", params=key)).json()["entry"]]
+    assert draft["status"] == "cancelled"
+
+
+async def test_a_shared_appointment_bills_each_patient_separately(
+        client: httpx.AsyncClient, client_for: ClientFor, two_patients: dict[str, Any]) -> None:
+    a, b = two_patients["a"], two_patients["b"]
+    appt = await create(client, {
+        "resourceType": "Appointment", "status": "fulfilled", "participant": [
+            {"actor": {"reference": f"Patient/{b['patient']}"}, "status": "accepted"},
+            {"actor": {"reference": f"Patient/{a['patient']}"}, "status": "accepted"}]})
+    ref = f"Appointment/{appt['id']}"
+    bill_b = await post(client, "Invoice/$generate-bill",
+                        bill_parameters(f"Patient/{b['patient']}", [service("OPD001")],
+                                        appointment=ref))
+    app = await client_for("patient/*.cruds", patient=a["patient"])
+    bill_a = await post(app, "Invoice/$generate-bill",
+                        bill_parameters(f"Patient/{a['patient']}", [service("LAB025")],
+                                        appointment=ref))
+    assert bill_a.status_code == 200, bill_a.text
+    ids_b = {e["resource"]["id"] for e in bill_b.json()["entry"]}
+    assert not ids_b & {e["resource"]["id"] for e in bill_a.json()["entry"]}
+    assert all(e["resource"].get("subject", e["resource"].get("patient")) ==
+               {"reference": f"Patient/{a['patient']}"} for e in bill_a.json()["entry"])
+
+
+async def test_other_patients_encounters_look_like_unknown_ones(
+        client: httpx.AsyncClient, client_for: ClientFor, two_patients: dict[str, Any]) -> None:
+    a, b = two_patients["a"], two_patients["b"]
+    enc_b = await create(client, {
+        "resourceType": "Encounter", "status": "finished",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+        "subject": {"reference": f"Patient/{b['patient']}"}})
+    app = await client_for("patient/*.cruds", patient=a["patient"])
+    answers = []
+    for enc in (f"Encounter/{enc_b['id']}", "Encounter/nope"):
+        r = await post(app, "Invoice/$generate-bill", bill_parameters(
+            f"Patient/{a['patient']}", [service("OPD001")], encounter=enc))
+        answers.append((r.status_code, r.json()["issue"][0]["diagnostics"].replace(enc, "X")))
+    assert answers[0] == answers[1]
+    assert answers[0][0] == 422
+
+
+async def test_an_inflated_claim_does_not_settle_the_bill(
+        client: httpx.AsyncClient, two_patients: dict[str, Any]) -> None:
+    a = two_patients["a"]
+    bill = await post(client, "Invoice/$generate-bill", bill_for(a["patient"]))
+    claim = claim_of(bill)
+    invoice = next(e["resource"] for e in bill.json()["entry"]
+                   if e["resource"]["resourceType"] == "Invoice")
+    inflated = {k: v for k, v in claim.items() if k not in ("id", "meta")}
+    inflated["item"] = [{**claim["item"][0], "net": {"value": 100000, "currency": "USD"}}]
+    inflated["item"][0].pop("unitPrice", None)
+    assert (await post(client, "Claim/$submit", inflated)).status_code == 200
+    after = (await client.get(f"Invoice/{invoice['id']}")).json()
+    assert after["meta"]["versionId"] == invoice["meta"]["versionId"]
+
+
+async def test_an_operation_on_a_patient_is_audited_under_that_patient(
+        client: httpx.AsyncClient, client_for: ClientFor, two_patients: dict[str, Any]) -> None:
+    b = two_patients["b"]
+    billing = await client_for("user/*.cruds", username="bill", role="billing")
+    assert (await post(billing, "Invoice/$generate-bill",
+                       bill_for(b["patient"]))).status_code == 200
+    auditor = await client_for("system/AuditEvent.rs")
+    for _ in range(50):
+        r = await auditor.get("AuditEvent", params={"patient": f"Patient/{b['patient']}",
+                                                    "agent-name": "bill"})
+        if r.json().get("total", 0) >= 1:
+            break
+        await asyncio.sleep(0.1)
+    assert r.json()["total"] >= 1
