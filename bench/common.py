@@ -7,6 +7,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 @contextmanager
@@ -23,3 +24,12 @@ def database(prefix: str) -> Iterator[tuple[str, str]]:
         yield embedded.start(), "embedded FerretDB 1.24 (SQLite)"
     finally:
         embedded.stop()
+
+
+async def admin_headers(app: Any) -> dict[str, str]:
+    """An admin backend token (system/*.cruds) from the app's own authorization server."""
+    from fhir_server.auth.tokens import Grant
+
+    token = await app.state.auth.issue_access_token(
+        Grant(client_id="bench", scope="system/*.cruds"))
+    return {"Authorization": f"Bearer {token}"}

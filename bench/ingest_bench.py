@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from common import database  # noqa: E402
+from common import admin_headers, database  # noqa: E402
 
 from fhir_server import loader  # noqa: E402
 from fhir_server.config import Settings  # noqa: E402
@@ -55,7 +55,8 @@ async def with_app(uri: str, work: Any) -> float:
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url=BASE + "/",
-                                         timeout=3600) as http:
+                                         timeout=3600, headers=await admin_headers(app)
+                                         ) as http:
                 start = time.perf_counter()
                 await work(http)
                 return time.perf_counter() - start

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from common import database  # noqa: E402
+from common import admin_headers, database  # noqa: E402
 
 from fhir_server.config import Settings  # noqa: E402
 from fhir_server.interactions import stamp  # noqa: E402
@@ -132,7 +132,8 @@ async def measure(uri: str, size: int, reps: int) -> dict[str, Any]:
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url=BASE + "/",
-                                         timeout=600) as http:
+                                         timeout=600, headers=await admin_headers(app)
+                                         ) as http:
                 rng = random.Random(7)
                 timings: dict[str, list[float]] = {}
                 for _ in range(reps):

@@ -151,6 +151,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def wait_ready(base: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    """Until ``GET base/ready`` answers 200 (RuntimeError if the process exits or times out)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("the server process did not become ready")
+        time.sleep(0.1)
+
+
 @contextmanager
 def server_process(mongo_uri: str, db_name: str, **env: str) -> Iterator[ServerProcess]:
     """``python -m fhir_server serve`` as a real process on a loopback port, ready."""
@@ -163,16 +177,7 @@ def server_process(mongo_uri: str, db_name: str, **env: str) -> Iterator[ServerP
                             cwd=ROOT)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the server process did not become ready")
-            time.sleep(0.1)
+        wait_ready(base, proc)
         yield ServerProcess(base=f"{base}/fhir", proc=proc)
     finally:
         if proc.poll() is None:

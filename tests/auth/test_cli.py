@@ -19,7 +19,7 @@ from joserfc import jwk, jws
 
 from fhir_server.auth.roles import bound_scopes
 from tests.auth.flow_helpers import PASSWORD, parse_form, pkce, query_of
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, free_port, wait_ready
 
 REDIRECT = "https://app.example.org/cb"
 
@@ -33,18 +33,6 @@ def ok(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
     done = cli(env, *args, stdin=stdin)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
-
-
-def wait_ready(base: str, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, "server did not start"
-        time.sleep(0.2)
 
 
 @pytest.fixture
