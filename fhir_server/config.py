@@ -88,6 +88,10 @@ class Settings(BaseSettings):
         default=0.5, gt=0, le=60, description="How often queued AuditEvents are written, seconds.")
     fhir_audit_batch: int = Field(
         default=200, ge=1, description="Queued AuditEvents that trigger a write before the interval.")
+    fhir_audit_journal: bool = Field(
+        default=True, description="Also append queued AuditEvents to a journal under "
+        "FHIR_DATA_DIR/audit-journal, so that a killed process's events are written at the "
+        "next start.")
     fhir_audit_queue_max: int = Field(
         default=100_000, ge=100, description="Most AuditEvents kept queued while the database "
         "cannot take them; beyond it the oldest are dropped (and the loss logged).")

@@ -16,6 +16,7 @@ from adapters.payer_fhir import FhirPayerAdapter
 from fhir_server.api import batch, capability, interactions, operations
 from fhir_server.api.negotiation import check_accept, json_response
 from fhir_server.audit.http import record_request
+from fhir_server.audit.journal import Journal
 from fhir_server.audit.trail import AuditTrail
 from fhir_server.auth import server as auth_server
 from fhir_server.auth.enforce import enforce_request
@@ -62,7 +63,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await repo.ensure_existing_type_indexes()
             app.state.services = operations.Services(payer=FhirPayerAdapter(settings))
             app.state.auth = await create_auth(store=AuthStore(db=repo.db), settings=settings)
-            app.state.audit = AuditTrail(repo=repo, settings=settings)
+            journal = (Journal(settings.fhir_data_dir / "audit-journal",
+                               settings.mongodb_database)
+                       if settings.fhir_audit_journal else None)
+            app.state.audit = AuditTrail(repo=repo, settings=settings, journal=journal)
             app.state.auth.on_login(app.state.audit.on_login)
             await app.state.audit.start()
             app.state.client = client

@@ -7,6 +7,10 @@ repository every ``FHIR_AUDIT_FLUSH_SECONDS`` or as soon as
 shutdown. Events that cannot be written (database unavailable) stay queued
 and are retried; beyond ``FHIR_AUDIT_QUEUE_MAX`` the oldest are dropped and
 the loss is logged (the count, never the content).
+
+With ``FHIR_AUDIT_JOURNAL`` (the default) every queued event is also appended to
+a local journal under ``FHIR_DATA_DIR`` (``audit/journal.py``), so events queued
+when the process is killed are written at the next start instead of being lost.
 """
 
 from __future__ import annotations
@@ -18,12 +22,13 @@ import uuid
 from typing import Any
 
 from fhir_server.audit.events import login_event
+from fhir_server.audit.journal import Journal
 from fhir_server.auth.tokens import LoginEvent
 from fhir_server.config import Settings
 from fhir_server.errors import FhirError
 from fhir_server.interactions import plan_write
 from fhir_server.storage.model import instant, now_ms
-from fhir_server.storage.repository import Repository
+from fhir_server.storage.repository import Repository, VersionConflict
 from fhir_server.validation import validate_resource
 
 log = logging.getLogger("fhir_server.audit")
@@ -33,9 +38,11 @@ AUDIT_TYPE = "AuditEvent"
 class AuditTrail:
     """``app.state.audit``: ``record(event)`` from requests, batched writes behind."""
 
-    def __init__(self, *, repo: Repository, settings: Settings) -> None:
+    def __init__(self, *, repo: Repository, settings: Settings,
+                 journal: Journal | None = None) -> None:
         self.repo = repo
         self.settings = settings
+        self.journal = journal
         self._queue: list[dict[str, Any]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -45,7 +52,14 @@ class AuditTrail:
 
     def record(self, event: dict[str, Any]) -> None:
         """Queue one AuditEvent (a dict); never blocks, never touches the database."""
+        event = {**event, "id": str(uuid.uuid4())}
         self._queue.append(event)
+        if self.journal is not None:
+            try:
+                self.journal.append(event)
+            except OSError as exc:
+                log.error("audit journal write failed error=%s; journal off", type(exc).__name__)
+                self.journal = None
         overflow = len(self._queue) - self.settings.fhir_audit_queue_max
         if overflow > 0:
             del self._queue[:overflow]
@@ -62,6 +76,14 @@ class AuditTrail:
             kind=event.kind, reason=event.reason, address=event.source))
 
     async def start(self) -> None:
+        if self.journal is not None:
+            try:
+                self.journal.open()
+                self._queue[:0] = self.journal.orphans()  # a killed process's events
+            except OSError as exc:
+                log.error("audit journal unavailable error=%s; events are kept in memory only",
+                          type(exc).__name__)
+                self.journal = None
         self._task = asyncio.create_task(self._run(), name="audit-writer")
 
     async def stop(self) -> None:
@@ -71,7 +93,11 @@ class AuditTrail:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        await self.flush()
+        try:
+            await self.flush()
+        finally:
+            if self.journal is not None:
+                self.journal.close(keep=bool(self._queue))
 
     async def _run(self) -> None:
         while True:
@@ -89,6 +115,8 @@ class AuditTrail:
         """Write every queued event now; returns how many were written."""
         async with self._lock:
             batch, self._queue = self._queue, []
+            if self.journal is not None:
+                self.journal.rotate()  # what comes next goes to a new segment
             done = 0
             try:
                 for event in batch:
@@ -97,11 +125,13 @@ class AuditTrail:
             finally:
                 if done < len(batch):  # put back what was not written, in order
                     self._queue[:0] = batch[done:]
+                elif self.journal is not None:
+                    self.journal.done()  # every rotated segment is in the database now
             self.written += done
             return done
 
     async def _write(self, event: dict[str, Any]) -> None:
-        id_ = str(uuid.uuid4())
+        id_ = str(event.get("id") or uuid.uuid4())
         try:
             validate_resource({**event, "id": id_}, expected_type=AUDIT_TYPE)
         except FhirError as error:  # a bug in the builder: log where, never the content
@@ -110,5 +140,6 @@ class AuditTrail:
         ts = now_ms()
         w = plan_write(settings=self.settings, resource=event, type_=AUDIT_TYPE, id_=id_,
                        previous=None, method="POST", ts=ts)
-        await self.repo.write(type_=AUDIT_TYPE, id_=id_, previous=None, text=w.text,
-                              index=w.index, method="POST", ts=ts)
+        with contextlib.suppress(VersionConflict):  # written before: a replayed journal event
+            await self.repo.write(type_=AUDIT_TYPE, id_=id_, previous=None, text=w.text,
+                                  index=w.index, method="POST", ts=ts)
