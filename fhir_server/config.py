@@ -67,6 +67,11 @@ class Settings(BaseSettings):
     fhir_auth: Literal["smart", "off"] = Field(
         default="smart", description="smart: SMART on FHIR authorization; off: no access control "
         "(local experiments only, logged loudly at start-up).")
+    fhir_auth_login_max_failures: int = Field(
+        default=5, ge=1, description="Failed sign-ins for one username before it is locked "
+        "for FHIR_AUTH_LOGIN_LOCKOUT_SECONDS (from one network address: four times as many).")
+    fhir_auth_login_lockout_seconds: int = Field(
+        default=900, ge=1, description="How long failed sign-ins are counted, and a lock lasts.")
     fhir_auth_token_lifetime: int = Field(
         default=3600, ge=60, le=86_400, description="Lifetime of access and id tokens, seconds; "
         "also how long a rotated-out signing key still verifies.")

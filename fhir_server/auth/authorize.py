@@ -193,11 +193,42 @@ async def authorize_post(request: Request) -> Response:
     return await _login(request, auth, request_id, pending, form)
 
 
+def _failure_counters(username: str, source: str | None) -> list[str]:
+    """Failed sign-ins are counted per username (hashed: what was typed may be anything)
+    and per network address, so that guessing is slowed for one account and from one place."""
+    counters = [f"user:{token_hash(username.strip().lower())}"]
+    if source:
+        counters.append(f"addr:{source}")
+    return counters
+
+
+async def _locked(auth: AuthService, counters: list[str]) -> bool:
+    limit = auth.settings.fhir_auth_login_max_failures
+    limits = (limit, limit * 4)
+    for counter, most in zip(counters, limits, strict=False):
+        if await auth.store.counted(kind="failures", id_=counter) >= most:
+            return True
+    return False
+
+
 async def _login(request: Request, auth: AuthService, request_id: str, pending: dict[str, Any],
                  form: dict[str, str]) -> Response:
     username, password = form.get("username", ""), form.get("password", "")
-    user = await authenticate(store=auth.store, username=username, password=password)
     source = request.client.host if request.client else None
+    counters = _failure_counters(username, source)
+    if await _locked(auth, counters):
+        await auth.emit_login(LoginEvent(
+            success=False, client_id=pending["client_id"], username=None, role=None,
+            kind="password", reason="too many failed sign-ins", source=source))
+        return pages.login_page(request_id=request_id, client_name=pending["client_name"],
+                                error="Too many failed sign-ins. Try again later.", status=429)
+    user = await authenticate(store=auth.store, username=username, password=password)
+    if user is None:
+        window = auth.settings.fhir_auth_login_lockout_seconds
+        for counter in counters:
+            await auth.store.count(kind="failures", id_=counter, window=window)
+    else:
+        await auth.store.delete(kind="failures", id_=counters[0])
     # Only a registered user's name goes into the audit trail: what someone typed into
     # the username field of a failed login can be anything (a name, a birth date).
     known = user is not None or (

@@ -18,7 +18,7 @@ from pymongo.errors import DuplicateKeyError
 
 Doc = dict[str, Any]
 Kind = Literal["keys", "clients", "users", "requests", "codes", "refresh", "revoked", "jti",
-               "launch"]
+               "launch", "failures"]
 
 # Expired records are deleted by a sweep at most this often per collection.
 PURGE_INTERVAL = 60.0
@@ -71,6 +71,23 @@ class AuthStore:
     async def delete(self, *, kind: Kind, id_: str) -> bool:
         result = await self._coll(kind).delete_one({"_id": id_})
         return bool(result.deleted_count)
+
+    async def count(self, *, kind: Kind, id_: str, window: int) -> int:
+        """Add one to a counter that starts at the first count and lasts ``window`` seconds;
+        returns the new count (concurrent callers each see their own increment)."""
+        await self._maybe_purge(kind)
+        coll = self._coll(kind)
+        doc: Doc | None = await coll.find_one({"_id": id_})
+        if doc is not None and _expired(doc):
+            await coll.delete_one({"_id": id_, "exp": doc["exp"]})
+        result = await coll.find_one_and_update(
+            {"_id": id_}, {"$inc": {"count": 1}, "$setOnInsert": {"exp": now_s() + window}},
+            upsert=True, return_document=True)
+        return int(result["count"]) if result else 1
+
+    async def counted(self, *, kind: Kind, id_: str) -> int:
+        doc = await self.get(kind=kind, id_=id_)
+        return int(doc["count"]) if doc else 0
 
     async def all(self, *, kind: Kind) -> list[Doc]:
         """Every unexpired record (for the small collections: keys, revocations)."""

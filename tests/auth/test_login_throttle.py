@@ -1,0 +1,52 @@
+"""Failed sign-ins lock a username for a while: password guessing is slowed."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.auth.flow_helpers import (
+    AuthorizeParams,
+    app_client,
+    code_from,
+    login,
+    pkce,
+    running_app,
+    user,
+)
+
+APP_SCOPES = "openid fhirUser user/*.rs"
+LIMIT = 3
+LOCKOUT = 2
+
+
+async def test_a_username_is_locked_after_repeated_failures(mongo_uri: str, db_name: str,
+                                                            drop_after: None) -> None:
+    async with running_app(mongo_uri, db_name, fhir_auth_login_max_failures=LIMIT,
+                           fhir_auth_login_lockout_seconds=LOCKOUT) as (app, http):
+        client_id, _ = await app_client(app, scope=APP_SCOPES)
+        await user(app, "doc", "clinician")
+        await user(app, "nurse", "clinician")
+        _, challenge = pkce()
+        params = AuthorizeParams(client_id=client_id, challenge=challenge, scope="user/*.rs")
+        for _ in range(LIMIT):
+            assert (await login(http, params, username="doc", password="guess")).status_code == 401
+        # Locked: even the right password is refused, without checking it.
+        locked = await login(http, params, username="doc")
+        assert locked.status_code == 429
+        assert "Too many failed sign-ins" in locked.text
+        # Another user is not locked by doc's failures (their address is, only much later).
+        code_from(await login(http, params, username="nurse"), params)
+        await asyncio.sleep(LOCKOUT + 1)
+        code_from(await login(http, params, username="doc"), params)
+
+
+async def test_many_failures_from_one_address_lock_it(mongo_uri: str, db_name: str,
+                                                      drop_after: None) -> None:
+    async with running_app(mongo_uri, db_name, fhir_auth_login_max_failures=LIMIT) as (app, http):
+        client_id, _ = await app_client(app, scope=APP_SCOPES)
+        await user(app, "doc", "clinician")
+        _, challenge = pkce()
+        params = AuthorizeParams(client_id=client_id, challenge=challenge, scope="user/*.rs")
+        for i in range(LIMIT * 4):  # different usernames each time: a spraying guesser
+            await login(http, params, username=f"someone{i}", password="guess")
+        assert (await login(http, params, username="doc")).status_code == 429
