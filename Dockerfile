@@ -13,10 +13,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     FHIR_HOST=0.0.0.0 \
-    FHIR_PORT=8080
+    FHIR_PORT=8080 \
+    FHIR_DATA_DIR=/data
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     pip install --no-index --find-links /wheels fhir-rcm-server \
-    && useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin fhir
+    && useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin fhir \
+    && mkdir /data && chown fhir /data
+# The audit journal lives here: mount a volume so that events survive a restart.
+VOLUME /data
 USER fhir
 WORKDIR /tmp
 EXPOSE 8080
