@@ -311,13 +311,15 @@ async def _commit(repo: Repository, settings: Settings, plan: Plan, ts: Any
 
     Returns the stored versions of the plan's own writes, in plan order.
     """
-    changes, first_rule_entry = [], 0
+    changes, rule_entries = [], []
     for w, index in zip(plan.writes, plan.entry_of_write, strict=True):
         if rules.has_rules(w.type_):
             _, before = await svc.current_resource(repo, w.type_, w.id_)
             after = None if w.text is None else loads_stored(w.text)
             changes.append(rules.Change(type_=w.type_, id_=w.id_, before=before, after=after))
-            first_rule_entry = first_rule_entry if len(changes) > 1 else index
+            rule_entries.append(index)
+    # A side write is not traced to its entry: its conflicts name the first entry with rules.
+    first_rule_entry = rule_entries[0] if rule_entries else 0
     effects = []
     try:
         async with rules.applying(repo, settings, changes) as side:

@@ -28,7 +28,7 @@ from fhir_server.config import Settings
 from fhir_server.errors import Unprocessable
 from fhir_server.money import cents, decimal_of, money
 from fhir_server.storage.repository import Repository
-from operations.common import Resource, read_local
+from operations.common import Resource, read_local, search_token
 from operations.payer_side import Member, claim_service_date
 from terminology.systems import ADJUDICATION, COPAY_TYPE, COVERAGE_CLASS
 
@@ -98,7 +98,7 @@ async def plan_rules(repo: Repository, settings: Settings, coverage: Resource) -
     if not plan_ids:
         return rules
     plans = await svc.find_resources(repo=repo, settings=settings, type_="InsurancePlan",
-                                     criteria=[("identifier", str(plan_ids[0]).replace(",", "\\,")),
+                                     criteria=[("identifier", search_token(None, str(plan_ids[0]))),
                                                ("status", "active")], limit=2)
     if not plans:
         return rules

@@ -19,6 +19,7 @@ when the patient owes nothing.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -34,17 +35,17 @@ from operations.common import (
     Resolver,
     Resource,
     Route,
+    answer_as_ours,
     bundle_resources,
     commit_new,
     drop_ids,
-    keep_local_references,
     now_instant,
     pack,
     ref,
     route,
+    search_token,
     today,
 )
-from operations.generate_bill import token
 from operations.payer_side import (
     Member,
     beneficiary_ref,
@@ -77,9 +78,10 @@ async def run(call: Call) -> Resource:
                             expression=["resourceType"])
     validate_resource(body, expected_type="Claim")
     await call.check(type_="Claim", interaction="create", resource=body)
-    claim, previous, earlier = await _identify(call, body)
-    if earlier is not None:
-        return earlier
+    submission = await _identify(call, body)
+    if submission.earlier is not None:
+        return submission.earlier
+    claim = submission.claim
     claim_ref = f"Claim/{claim['id']}"
     resolver = Resolver(call.repo, call.settings, claim, bundle)
     way = await route(call.repo, resolver, coverage_ref=_focal(claim).get("coverage"),
@@ -99,54 +101,58 @@ async def run(call: Call) -> Resource:
         outbound = {**drop_ids(claim), "insurer": {"reference": way.insurer_local}}
         answer = await call.services.payer.submit_claim(way.endpoint, pack(outbound, related))
         response = _as_ours(answer, claim, claim_ref, way, call.settings.fhir_billing_currency)
-        return await _commit(call, claim, previous, response)
+        return await _commit(call, submission, response)
     member = await visible_member(call, resolver, _focal(claim).get("coverage"))
     lease = [f"deductible:{member.reference}"] if member.reference else []
     try:
         # One adjudication per member Coverage at a time: the year's deductible is shared.
         async with call.repo.locks.hold(lease):
             response = await adjudicate_as_payer(call, claim, claim_ref, resolver, member)
-            return await _commit(call, claim, previous, response)
+            return await _commit(call, submission, response)
     except LockBusy:
         raise Conflict("Another claim of this member is being adjudicated; try again") from None
 
 
-async def _commit(call: Call, claim: Resource, previous: int | bool | None,
-                  response: Resource) -> Resource:
+@dataclass(frozen=True)
+class Submission:
+    """The Claim to submit, whether to store it (new, or a changed version of a stored one,
+    replacing ``previous``), and an earlier complete answer if it was adjudicated already."""
+
+    claim: Resource
+    store: bool
+    previous: int | None = None
+    earlier: Resource | None = None
+
+
+async def _commit(call: Call, submission: Submission, response: Resource) -> Resource:
     """Write the Claim (when new or changed), its ClaimResponse and the bill's Invoice
     update together: a claim is never left stored without its answer."""
     response["id"] = str(uuid.uuid4())
     writes: list[tuple[Resource, int | None]] = []
-    if previous is not False:
-        writes.append((claim, previous if isinstance(previous, int) else None))
+    if submission.store:
+        writes.append((submission.claim, submission.previous))
+    answer_at = len(writes)
     writes.append((response, None))
-    settled = await settlement(call, claim, response)
+    settled = await settlement(call, submission.claim, response)
     if settled is not None:
         writes.append(settled)
     stored = await commit_new(call.repo, call.settings, writes)
-    return stored[1] if previous is not False else stored[0]
+    return stored[answer_at]
 
 
-async def _identify(call: Call, body: Resource
-                    ) -> tuple[Resource, int | bool | None, Resource | None]:
-    """(the Claim to submit, its previous version to write after (None: new, False: stored
-    as it is), an earlier complete answer when this very claim was adjudicated already)."""
+async def _identify(call: Call, body: Resource) -> Submission:
     id_ = body.get("id")
     if id_ is not None:
         version, existing = await svc.current_resource(call.repo, "Claim", str(id_))
         if existing is not None and not await call.may_see("Claim", existing):
             raise NotFound(f"Claim/{str(id_)[:64]} is not known")
         if existing is not None:
-            same = _content(existing) == _content(body)
-            if not same:  # submitting a changed Claim updates it: the caller needs that right
-                await call.check(type_="Claim", interaction="update", id_=str(id_),
-                                 resource=body)
-            if same:
-                earlier = await _complete_response(call, f"Claim/{id_}")
-                if earlier is not None:
-                    return existing, False, earlier
-                return existing, False, None
-            return {**drop_ids(body), "id": str(id_)}, version, None
+            if drop_ids(existing) == drop_ids(body):
+                return Submission(existing, store=False,
+                                  earlier=await _complete_response(call, f"Claim/{id_}"))
+            # Submitting a changed Claim updates it: the caller needs that right.
+            await call.check(type_="Claim", interaction="update", id_=str(id_), resource=body)
+            return Submission({**drop_ids(body), "id": str(id_)}, store=True, previous=version)
     # A claim sent again (a retry, or by another server that cannot know our ids) is
     # recognised by its identifiers and identical content.
     for identifier in body.get("identifier") or []:
@@ -154,18 +160,14 @@ async def _identify(call: Call, body: Resource
             continue
         same_id = await svc.find_resources(
             repo=call.repo, settings=call.settings, type_="Claim",
-            criteria=[("identifier", token(identifier["system"], identifier["value"]))])
+            criteria=[("identifier", search_token(identifier["system"], identifier["value"]))])
         for claim in same_id:
-            if _content(claim) == _content(body) and await call.may_see("Claim", claim):
+            if drop_ids(claim) == drop_ids(body) and await call.may_see("Claim", claim):
                 earlier = await _complete_response(call, f"Claim/{claim['id']}")
                 if earlier is not None:
-                    return claim, False, earlier
+                    return Submission(claim, store=False, earlier=earlier)
         break
-    return {**drop_ids(body), "id": str(uuid.uuid4())}, None, None
-
-
-def _content(resource: Resource) -> Resource:
-    return {k: v for k, v in resource.items() if k not in ("id", "meta")}
+    return Submission({**drop_ids(body), "id": str(uuid.uuid4())}, store=True)
 
 
 async def _complete_response(call: Call, claim_ref: str) -> Resource | None:
@@ -179,25 +181,12 @@ async def _complete_response(call: Call, claim_ref: str) -> Resource | None:
 def _as_ours(answer: Resource, claim: Resource, claim_ref: str, way: Route,
              currency: str) -> Resource:
     assert way.endpoint is not None
-    out = {k: v for k, v in answer.items() if k not in ("id", "meta", "text", "contained")}
-    out["request"] = {"reference": claim_ref}
-    out["patient"] = claim["patient"]
-    allowed = {claim_ref, str(claim["patient"].get("reference"))}
+    fields = {"request": {"reference": claim_ref}, "patient": claim["patient"]}
     if way.insurer_local:
-        out["insurer"] = {"reference": way.insurer_local}
-        allowed.add(way.insurer_local)
+        fields["insurer"] = {"reference": way.insurer_local}
     if claim.get("provider"):
-        out["requestor"] = claim["provider"]
-        allowed.add(str(claim["provider"].get("reference")))
-    insurances = out.get("insurance")
-    for insurance in insurances if isinstance(insurances, list) else []:
-        if isinstance(insurance, dict) and way.coverage_local:
-            insurance["coverage"] = {"reference": way.coverage_local}
-            allowed.add(way.coverage_local)
-    if answer.get("id"):
-        out["identifier"] = [*(out.get("identifier") or []),
-                             {"system": way.endpoint.address, "value": str(answer["id"])[:64]}]
-    mapped = keep_local_references(out, allowed)
+        fields["requestor"] = claim["provider"]
+    mapped = answer_as_ours(answer, way, fields)
     problem = None
     try:
         validate_resource(mapped, expected_type="ClaimResponse")

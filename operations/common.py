@@ -3,7 +3,6 @@ finding a payer's endpoint, and packing resources to travel to another server.""
 
 from __future__ import annotations
 
-import copy
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -12,7 +11,7 @@ from typing import Any
 from adapters.payer import PayerEndpoint
 from fhir_server import interactions as svc
 from fhir_server.config import Settings
-from fhir_server.errors import Conflict, Unprocessable
+from fhir_server.errors import Conflict
 from fhir_server.fhirjson import loads_stored
 from fhir_server.storage.model import instant, now_ms
 from fhir_server.storage.repository import Repository
@@ -117,63 +116,70 @@ def identifier_keys(resource: Resource | None) -> list[tuple[str, str]]:
             and i.get("value")]
 
 
+def map_references(value: Any, mapping: dict[str, str]) -> Any:
+    """``value`` with each reference in ``mapping`` replaced by its target, and every other
+    reference dropped (keeping the Reference's identifier and display, if any); elements
+    left empty are removed."""
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            if key == "reference" and isinstance(item, str):
+                if item in mapping:
+                    out[key] = mapping[item]
+                continue
+            new = map_references(item, mapping)
+            if new not in (None, {}, []):
+                out[key] = new
+        return out
+    if isinstance(value, list):
+        return [v for v in (map_references(i, mapping) for i in value) if v not in (None, {}, [])]
+    return value
+
+
 def pack(main: Resource, related: dict[str, Resource]) -> Resource:
     """``main`` ready to travel: every reference to a ``related`` resource (by its local
     ``Type/id``) points at a contained copy; references to anything else, which the
     receiver could not resolve, keep only their identifier and display."""
     names = {local: f"{related[local]['resourceType'].lower()}{n}"
              for n, local in enumerate(sorted(related), start=1)}
-
-    def rewrite(value: Any) -> Any:
-        if isinstance(value, dict):
-            out = {}
-            for key, item in value.items():
-                if key == "reference" and isinstance(item, str):
-                    if item in names:
-                        out[key] = f"#{names[item]}"
-                    continue
-                new = rewrite(item)
-                if new not in (None, {}, []):
-                    out[key] = new
-            return out
-        if isinstance(value, list):
-            return [v for v in (rewrite(i) for i in value) if v not in (None, {}, [])]
-        return value
-
+    to_contained = {local: f"#{name}" for local, name in names.items()}
     contained = []
     for local, resource in sorted(related.items()):
         body = {k: v for k, v in resource.items() if k not in ("id", "meta", "contained", "text",
                                                                  "endpoint")}
         contained.append({"resourceType": resource["resourceType"], "id": names[local],
-                          **rewrite(body)})
+                          **map_references(body, to_contained)})
     body = {k: v for k, v in main.items() if k not in ("id", "meta", "contained", "text")}
     return {"resourceType": main["resourceType"], "contained": contained,
-            **rewrite(copy.deepcopy(body))}
+            **map_references(body, to_contained)}
 
 
-def keep_local_references(value: Any, allowed: set[str]) -> Any:
-    """A payer's answer with references into the payer's own server dropped (only the
-    ones in ``allowed``, already mapped to this server, are kept)."""
-    if isinstance(value, dict):
-        out = {}
-        for key, item in value.items():
-            if key == "reference" and isinstance(item, str) and item not in allowed:
-                continue
-            new = keep_local_references(item, allowed)
-            if new not in (None, {}, []):
-                out[key] = new
-        return out
-    if isinstance(value, list):
-        return [v for v in (keep_local_references(i, allowed) for i in value)
-                if v not in (None, {}, [])]
-    return value
+def answer_as_ours(answer: Resource, way: Route, fields: dict[str, dict[str, Any]]) -> Resource:
+    """A payer's answer as this server stores it: ``fields`` (request, patient, insurer...)
+    set to this server's references, each insurance naming this server's Coverage, the
+    payer's id kept as an identifier (system: the payer's address), and every other
+    reference, into the payer's own server, dropped."""
+    assert way.endpoint is not None
+    out = {k: v for k, v in answer.items() if k not in ("id", "meta", "text", "contained")}
+    out.update(fields)
+    kept = {str(r.get("reference")): str(r.get("reference")) for r in fields.values()}
+    insurances = out.get("insurance")
+    for insurance in insurances if isinstance(insurances, list) else []:
+        if isinstance(insurance, dict) and way.coverage_local:
+            insurance["coverage"] = {"reference": way.coverage_local}
+            kept[way.coverage_local] = way.coverage_local
+    if answer.get("id"):
+        out["identifier"] = [*(out.get("identifier") or []),
+                             {"system": way.endpoint.address, "value": str(answer["id"])[:64]}]
+    mapped: Resource = map_references(out, kept)
+    return mapped
 
 
-def require_local(resource: Resource | None, what: str, where: str) -> Resource:
-    if resource is None:
-        raise Unprocessable(f"{what} is not a resource on this server", expression=[where],
-                            code="not-found")
-    return resource
+def search_token(system: str | None, value: str) -> str:
+    """A token search value, its ``,``, ``|``, ``$`` and ``\\`` escaped: ``system|value``,
+    or the value alone when there is no system."""
+    escaped = "".join(f"\\{c}" if c in ",|$\\" else c for c in value)
+    return f"{system}|{escaped}" if system else escaped
 
 
 def bundle_resources(bundle: Resource, type_: str) -> list[Resource]:
@@ -191,7 +197,7 @@ def drop_ids(resource: Resource) -> Resource:
     return {k: v for k, v in resource.items() if k not in ("id", "meta")}
 
 
-async def commit_new(call_repo: Repository, settings: Settings,
+async def commit_new(repo: Repository, settings: Settings,
                      resources: list[tuple[Resource, int | None]]) -> list[Resource]:
     """Write resources (with their ids; previous version or None) all or nothing."""
     ts = now_ms()
@@ -203,7 +209,7 @@ async def commit_new(call_repo: Repository, settings: Settings,
                                      previous=previous,
                                      method="POST" if previous is None else "PUT", ts=ts))
     try:
-        stored = await call_repo.commit_transaction(writes, ts=ts)
+        stored = await repo.commit_transaction(writes, ts=ts)
     except TransactionConflict:
         raise Conflict("A resource changed while this operation ran; nothing was written, "
                        "try again") from None

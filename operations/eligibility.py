@@ -21,10 +21,10 @@ from operations.common import (
     Resolver,
     Resource,
     Route,
+    answer_as_ours,
     bundle_resources,
     commit_new,
     drop_ids,
-    keep_local_references,
     now_instant,
     pack,
     ref,
@@ -37,6 +37,7 @@ from operations.payer_side import (
     coverage_ref,
     error_code,
     in_force,
+    logical_ref,
     service_date,
     visible_member,
 )
@@ -86,21 +87,10 @@ async def submit_request(call: Call, request: Resource, bundle: Resource | None 
 def _as_ours(answer: Resource, request: Resource, request_ref: str, way: Route) -> Resource:
     """The payer's answer, with its references mapped to this server's resources."""
     assert way.endpoint is not None
-    out = {k: v for k, v in answer.items() if k not in ("id", "meta", "text", "contained")}
-    out["request"] = {"reference": request_ref}
-    out["patient"] = request["patient"]
-    out["insurer"] = {"reference": way.insurer_local} if way.insurer_local else request["insurer"]
-    allowed = {request_ref, str(request["patient"].get("reference")),
-               str(out["insurer"].get("reference"))}
-    insurances = out.get("insurance")
-    for insurance in insurances if isinstance(insurances, list) else []:
-        if isinstance(insurance, dict) and way.coverage_local:
-            insurance["coverage"] = {"reference": way.coverage_local}
-            allowed.add(way.coverage_local)
-    if answer.get("id"):
-        out["identifier"] = [*(out.get("identifier") or []),
-                             {"system": way.endpoint.address, "value": str(answer["id"])[:64]}]
-    mapped = keep_local_references(out, allowed)
+    mapped = answer_as_ours(answer, way, {
+        "request": {"reference": request_ref}, "patient": request["patient"],
+        "insurer": {"reference": way.insurer_local} if way.insurer_local
+        else request["insurer"]})
     try:
         validate_resource(mapped, expected_type="CoverageEligibilityResponse")
     except Invalid:
@@ -121,7 +111,8 @@ async def answer_as_payer(call: Call, request: Resource, request_ref: str,
         "patient": beneficiary_ref(member, request.get("patient")),
         "servicedDate": on.isoformat(), "created": now_instant(),
         "request": {"reference": request_ref}, "outcome": "complete",
-        "insurer": ref(member.payer) if member.payer else _insurer(request),
+        "insurer": ref(member.payer) if member.payer
+        else logical_ref(request.get("insurer"), "Payer"),
     }
     if member.coverage is None:
         response["disposition"] = "Member not found"
@@ -140,13 +131,6 @@ async def answer_as_payer(call: Call, request: Resource, request_ref: str,
     response["disposition"] = ("Policy is in force" if inforce
                                else "Policy is not in force on the service date")
     return response
-
-
-def _insurer(request: Resource) -> dict[str, Any]:
-    insurer = request.get("insurer") or {}
-    if isinstance(insurer.get("reference"), str) and not insurer["reference"].startswith("#"):
-        return {"reference": insurer["reference"]}
-    return {"display": "Payer"}
 
 
 def _benefit_items(coverage: Resource, currency: str) -> list[dict[str, Any]]:

@@ -33,7 +33,15 @@ from fhir_server.fhirjson import loads_stored
 from fhir_server.money import cents, decimal_of, money
 from fhir_server.storage.locks import LockBusy
 from operations.base import Call, Operation, Param
-from operations.common import LOCAL_REF, Resource, commit_new, now_instant, read_local, today
+from operations.common import (
+    LOCAL_REF,
+    Resource,
+    commit_new,
+    now_instant,
+    read_local,
+    search_token,
+    today,
+)
 from operations.payer_side import in_force
 from terminology.pricelist import Priced, matches_code, price_given, price_with_definition
 from terminology.systems import BILL_INVOICE, BILL_KEY, CLAIM_TYPE, PROCESS_PRIORITY
@@ -65,10 +73,6 @@ async def _must_exist(call: Call, reference: str, name: str,
                             expression=[f"Parameters.parameter.where(name='{name}')"],
                             code="not-found")
     return resource
-
-
-def token(system: str, value: str) -> str:
-    return f"{system}|" + value.replace("\\", "\\\\").replace(",", "\\,").replace("|", "\\|")
 
 
 async def run(call: Call) -> Resource:
@@ -109,7 +113,7 @@ async def _bill(call: Call, *, patient_ref: str, encounter: Resource | None,
     if keys:
         invoices = await svc.find_resources(
             repo=repo, settings=settings, type_="Invoice",
-            criteria=[("identifier", ",".join(token(BILL_KEY, k) for k in keys))])
+            criteria=[("identifier", ",".join(search_token(BILL_KEY, k) for k in keys))])
         # An appointment can have several patients: each has a bill of their own.
         invoices = [i for i in invoices
                     if (i.get("subject") or {}).get("reference") == patient_ref]
@@ -121,8 +125,9 @@ async def _bill(call: Call, *, patient_ref: str, encounter: Resource | None,
     day = _service_day(encounter, appointment)
     currency = settings.fhir_billing_currency
     invoice_id = str(draft["id"]) if draft else str(uuid.uuid4())
-    bill_ids = [*({"system": BILL_KEY, "value": k} for k in keys),
-                {"system": BILL_INVOICE, "value": f"Invoice/{invoice_id}"}]
+    key_ids = [{"system": BILL_KEY, "value": k} for k in keys]  # the Invoice's identifiers
+    # ChargeItems and the Claim also name their Invoice.
+    bill_ids = [*key_ids, {"system": BILL_INVOICE, "value": f"Invoice/{invoice_id}"}]
     charge_items: list[Resource] = []
     lines: list[tuple[Resource, Decimal, Priced]] = []
     for i, service in enumerate(call.params["service"]):
@@ -156,7 +161,7 @@ async def _bill(call: Call, *, patient_ref: str, encounter: Resource | None,
     invoice: Resource = {
         "resourceType": "Invoice", "id": invoice_id,
         **({"extension": draft["extension"]} if draft and draft.get("extension") else {}),
-        **({"identifier": bill_ids[:-1]} if keys else {}),
+        **({"identifier": key_ids} if key_ids else {}),
         "status": "issued", "subject": {"reference": patient_ref},
         "recipient": {"reference": patient_ref}, "date": now_instant(),
         "lineItem": [{"sequence": n, "chargeItemReference": {"reference": f"ChargeItem/{c['id']}"},
@@ -198,7 +203,7 @@ def _service(service: dict[str, list[Any]], where: str,
 
 async def _definition(call: Call, coding: dict[str, Any], where: str) -> Resource:
     system, code = coding.get("system"), coding["code"]
-    criteria = [("code", token(system, code) if system else code.replace(",", "\\,")),
+    criteria = [("code", search_token(system, code)),
                 ("status", "active")]
     found = [d for d in await svc.find_resources(repo=call.repo, settings=call.settings,
                                                  type_="ChargeItemDefinition", criteria=criteria)
@@ -315,7 +320,7 @@ async def _existing(call: Call, invoice: Resource) -> Resource:
              for s, _ in await call.repo.fetch(type_="ChargeItem", ids=ids)]
     claims = await svc.find_resources(
         repo=call.repo, settings=call.settings, type_="Claim",
-        criteria=[("identifier", token(BILL_INVOICE, f"Invoice/{invoice['id']}"))])
+        criteria=[("identifier", search_token(BILL_INVOICE, f"Invoice/{invoice['id']}"))])
     return _bundle(call, [*items, invoice, *claims[:1]])
 
 

@@ -19,7 +19,7 @@ from fhir_server.config import Settings
 from fhir_server.errors import NotFound, Unprocessable
 from fhir_server.storage.repository import Repository
 from operations.base import Call
-from operations.common import Resolver, Resource, Route, identifier_keys, ref
+from operations.common import Resolver, Resource, Route, identifier_keys, ref, search_token
 from terminology.systems import ADJUDICATION_ERROR
 
 
@@ -47,16 +47,11 @@ async def local_payer(repo: Repository, settings: Settings, resolver: Resolver,
         return organization
     for system, value in identifier_keys(organization):
         found = await svc.find_resources(repo=repo, settings=settings, type_="Organization",
-                                         criteria=[("identifier", _token(system, value))],
+                                         criteria=[("identifier", search_token(system, value))],
                                          limit=2)
         if len(found) == 1:
             return found[0]
     return None
-
-
-def _token(system: str, value: str) -> str:
-    escaped = value.replace("\\", "\\\\").replace(",", "\\,").replace("|", "\\|")
-    return f"{system}|{escaped}" if system else escaped
 
 
 async def find_member(repo: Repository, settings: Settings, resolver: Resolver,
@@ -71,7 +66,7 @@ async def find_member(repo: Repository, settings: Settings, resolver: Resolver,
     payer_ref = None if payer is None else f"Organization/{payer['id']}"
     for system, value in identifier_keys(coverage):
         found = await svc.find_resources(repo=repo, settings=settings, type_="Coverage",
-                                         criteria=[("identifier", _token(system, value))],
+                                         criteria=[("identifier", search_token(system, value))],
                                          limit=10)
         mine = [c for c in found if payer_ref is None or _pays(c, payer_ref)]
         if len(mine) == 1:
@@ -79,7 +74,7 @@ async def find_member(repo: Repository, settings: Settings, resolver: Resolver,
     subscriber = coverage.get("subscriberId")
     if subscriber and payer_ref is not None:
         found = await svc.find_resources(repo=repo, settings=settings, type_="Coverage",
-                                         criteria=[("subscriberid", _token("", subscriber)),
+                                         criteria=[("subscriberid", search_token(None, subscriber)),
                                                    ("payor", payer_ref)], limit=10)
         mine = [c for c in found if c.get("subscriberId") == subscriber]
         if len(mine) == 1:
@@ -145,7 +140,7 @@ def beneficiary_ref(member: Member, fallback: Any) -> dict[str, Any]:
     """The patient reference an answer carries: the payer's member when known."""
     if member.coverage is not None and isinstance(member.coverage.get("beneficiary"), dict):
         return dict(member.coverage["beneficiary"])
-    return _logical(fallback)
+    return logical_ref(fallback, "Unknown member")
 
 
 def coverage_ref(member: Member, fallback: Resource | None) -> dict[str, Any]:
@@ -160,11 +155,13 @@ def coverage_ref(member: Member, fallback: Resource | None) -> dict[str, Any]:
     return {"display": "Coverage not found"}
 
 
-def _logical(reference: Any) -> dict[str, Any]:
+def logical_ref(reference: Any, display: str) -> dict[str, Any]:
+    """A reference an answer can carry: the request's own when it points outside the
+    request (a contained one would dangle), else only a display."""
     if isinstance(reference, dict) and isinstance(reference.get("reference"), str) \
             and not reference["reference"].startswith("#"):
         return {"reference": reference["reference"]}
-    return {"display": "Unknown member"}
+    return {"display": display}
 
 
 async def visible_member(call: Call, resolver: Resolver, coverage_ref_: Any) -> Member:

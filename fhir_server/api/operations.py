@@ -27,16 +27,17 @@ class Services:
     payer: PayerAdapter
 
 
-async def _run(op: Operation, request: Request, settings: Any, id_: str | None) -> Response:
+async def _run(op: Operation, request: Request, settings: Any,
+               instance: tuple[str, str] | None) -> Response:
     """Check the caller's token for the operation, then run it on the whole database: an
     operation reads what it needs (the payer's member records, the price list) on the
     server's behalf, and checks what the caller gave it through ``Call.check``."""
     for type_, letter in op.requires:
         await authorize(request, type_=type_, interaction=letter)
-    if id_ is not None:
-        for type_ in op.resource:
-            if request.url.path.split("/")[-3] == type_:
-                await authorize(request, type_=type_, interaction="read", id_=id_)
+    id_ = None
+    if instance is not None:
+        type_, id_ = instance
+        await authorize(request, type_=type_, interaction="read", id_=id_)
     body = await read_body(request) if await request.body() else None
     params = parse_parameters(op, body)
 
@@ -68,10 +69,10 @@ def _type_route(op: Operation):  # type: ignore[no-untyped-def]
     return route
 
 
-def _instance_route(op: Operation):  # type: ignore[no-untyped-def]
+def _instance_route(op: Operation, type_: str):  # type: ignore[no-untyped-def]
     async def route(id_: str, request: Request, settings: SettingsDep) -> Response:
         check_id(id_)
-        return await _run(op, request, settings, id_)
+        return await _run(op, request, settings, (type_, id_))
     return route
 
 
@@ -93,7 +94,7 @@ def build_router() -> APIRouter:
                 router.add_api_route(f"/{type_}/${op.code}", _type_route(op), methods=["POST"],
                                      name=f"{op.id}-type-{type_}")
             if op.instance:
-                router.add_api_route(f"/{type_}/{{id_}}/${op.code}", _instance_route(op),
+                router.add_api_route(f"/{type_}/{{id_}}/${op.code}", _instance_route(op, type_),
                                      methods=["POST"], name=f"{op.id}-instance-{type_}")
     return router
 

@@ -32,7 +32,7 @@ from tests.bundles.helpers import (
     strings,
     total,
 )
-from tests.conftest import BASE, SHARED, make_settings, mint
+from tests.conftest import SHARED, fhir_client, make_settings, mint
 
 SYNTHEA = SHARED / "synthea-bundles"
 # The hospital and practitioner Bundles first, then the patients.
@@ -75,26 +75,22 @@ async def synthea(mongo_uri: str) -> AsyncIterator[Loaded]:
     name = f"t_bundles_{uuid.uuid4().hex[:12]}"
     app = create_app(make_settings(mongo_uri, name))
     try:
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-            async with httpx.AsyncClient(transport=transport, base_url=BASE + "/",
-                                         timeout=600) as http:
-                http.headers["Accept"] = "application/fhir+json"
-                http.headers["Authorization"] = f"Bearer {await mint(app)}"
-                posted = []
-                for path in FILES:
-                    sent = json.loads(path.read_text())
-                    sent["type"] = "transaction"
-                    resp = await send(http, sent)
-                    item = Posted(path.name, sent, resp)
-                    if resp.status_code == 200:
-                        entries = resp.json().get("entry", [])
-                        if len(entries) == len(sent["entry"]):
-                            item.refs = {e["fullUrl"]: reference_of(r)
-                                         for e, r in zip(sent["entry"], entries, strict=True)
-                                         if "location" in r.get("response", {})}
-                    posted.append(item)
-                yield Loaded(http, posted)
+        async with (app.router.lifespan_context(app),
+                    fhir_client(app, await mint(app), timeout=600) as http):
+            posted = []
+            for path in FILES:
+                sent = json.loads(path.read_text())
+                sent["type"] = "transaction"
+                resp = await send(http, sent)
+                item = Posted(path.name, sent, resp)
+                if resp.status_code == 200:
+                    entries = resp.json().get("entry", [])
+                    if len(entries) == len(sent["entry"]):
+                        item.refs = {e["fullUrl"]: reference_of(r)
+                                     for e, r in zip(sent["entry"], entries, strict=True)
+                                     if "location" in r.get("response", {})}
+                posted.append(item)
+            yield Loaded(http, posted)
     finally:
         mongo: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(mongo_uri)
         try:

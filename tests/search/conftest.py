@@ -16,7 +16,7 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from fhir_server.main import create_app
-from tests.conftest import BASE, make_settings, mint
+from tests.conftest import fhir_client, make_settings, mint
 from tests.search.data import Store, load_examples, load_synthea
 
 SYNTHEA_TYPES = ("Patient", "Encounter", "Organization", "Practitioner", "Location")
@@ -32,14 +32,10 @@ async def _loaded(mongo_uri: str, loader: object, *types: str) -> AsyncIterator[
     name = f"t_search_{uuid.uuid4().hex[:12]}"
     app = create_app(make_settings(mongo_uri, name))
     try:
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-            async with httpx.AsyncClient(transport=transport, base_url=BASE + "/",
-                                         timeout=120) as http:
-                http.headers["Accept"] = "application/fhir+json"
-                http.headers["Authorization"] = f"Bearer {await mint(app)}"
-                data = await loader(http, *types)  # type: ignore[operator]
-                yield Loaded(http, data)
+        async with (app.router.lifespan_context(app),
+                    fhir_client(app, await mint(app), timeout=120) as http):
+            data = await loader(http, *types)  # type: ignore[operator]
+            yield Loaded(http, data)
     finally:
         mongo: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(mongo_uri)
         try:
