@@ -9,7 +9,6 @@ on its own through the ordinary interactions.
 
 from __future__ import annotations
 
-import copy
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -32,8 +31,7 @@ from fhir_server.errors import (
 )
 from fhir_server.fhirjson import loads_stored
 from fhir_server.storage.model import StoredVersion, instant, now_ms
-from fhir_server.storage.repository import Repository
-from fhir_server.storage.transactions import PlannedWrite, TransactionConflict
+from fhir_server.storage.repository import PlannedWrite, Repository, TransactionConflict
 from fhir_server.validation import check_id, require_type, validate_resource
 
 log = logging.getLogger("fhir_server.bundles")
@@ -284,7 +282,7 @@ async def run_transaction(*, repo: Repository, settings: Settings, entries: list
                 raise _fail(error, e.index) from None
     for e in entries:
         if e.resource is not None:
-            e.resource = _rewrite(copy.deepcopy(e.resource), mapping)
+            e.resource = _rewrite(e.resource, mapping)  # a copy: _rewrite rebuilds containers
     plan, ts = Plan(), now_ms()
     for e in sorted(entries, key=lambda x: ORDER[x.method]):
         try:

@@ -19,8 +19,8 @@ from pydantic import ValidationError
 from fhir_server import loader
 from fhir_server.auth import admin_cli
 from fhir_server.config import Settings, get_settings
-from fhir_server.embedded import EmbeddedFerretDB
 from fhir_server.loader import Summary
+from fhir_server.storage.open import StorageError, check_data_dir, open_repository
 
 log = logging.getLogger(__name__)
 
@@ -48,17 +48,13 @@ def _raise_stop(signum: int, frame: FrameType | None) -> None:
 
 
 def serve(args: argparse.Namespace, settings: Settings) -> int:
-    """Run the HTTP server; without MONGODB_URI, on an embedded FerretDB under FHIR_DATA_DIR."""
+    """Run the HTTP server; without MONGODB_URI, on the embedded SQLite under FHIR_DATA_DIR."""
     # uvicorn handles SIGTERM/SIGINT while it runs (graceful shutdown), then restores these
     # handlers and raises the signal again: it must reach our finally, not kill the process.
     for sig in STOP_SIGNALS:
         signal.signal(sig, _raise_stop)
-    database: EmbeddedFerretDB | None = None
     try:
-        if not settings.mongodb_uri:
-            database = EmbeddedFerretDB(data_dir=settings.fhir_data_dir,
-                                        binary=settings.fhir_ferretdb_bin)
-            settings = settings.model_copy(update={"mongodb_uri": database.start()})
+        check_data_dir(settings)
         # Imported here so that other subcommands and --help do not load the whole app.
         from fhir_server.main import create_app
 
@@ -77,11 +73,12 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
             return EXIT_STARTUP_FAILURE
     except _StopRequestedError as stop:
         log.info("stopping signal=%s", stop)
+    except StorageError as error:
+        print(f"fhir-server: {error}", file=sys.stderr)
+        return EXIT_STARTUP_FAILURE
     finally:
         for sig in STOP_SIGNALS:  # let the database close cleanly, whatever else arrives
             signal.signal(sig, signal.SIG_IGN)
-        if database is not None:
-            database.stop()
     return 0
 
 
@@ -112,37 +109,74 @@ async def _load(args: argparse.Namespace, settings: Settings) -> Summary:
         headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
         async with httpx.AsyncClient(base_url=args.url.rstrip("/") + "/", timeout=600,
                                      headers=headers) as http:
-            return await loader.load(http, args.paths, chunk=args.chunk, progress=not args.quiet)
-    database: EmbeddedFerretDB | None = None
-    if not settings.mongodb_uri:
-        database = EmbeddedFerretDB(data_dir=settings.fhir_data_dir,
-                                    binary=settings.fhir_ferretdb_bin)
-        settings = settings.model_copy(update={"mongodb_uri": database.start()})
+            summary = await loader.load(http, args.paths, chunk=args.chunk,
+                                        progress=not args.quiet)
+        for path in loader.audit_files(args.paths):
+            summary.errors.append(f"{path.name}: AuditEvents are loaded in-process only "
+                                  "(without --url); skipped")
+        return summary
+    from fhir_server.main import create_app
+
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, timeout=600,
+                                     base_url=settings.base_url + "/") as http:
+            if settings.fhir_auth != "off":
+                from fhir_server.auth.tokens import Grant
+
+                token = await app.state.auth.issue_access_token(
+                    Grant(client_id="fhir-server-load", scope=LOAD_SCOPE), lifetime=600)
+                http.headers["Authorization"] = f"Bearer {token}"
+            summary = await loader.load(http, args.paths, chunk=args.chunk,
+                                        progress=not args.quiet)
+        for path in loader.audit_files(args.paths):  # what `export` wrote of the audit trail
+            summary.loaded += await app.state.audit.restore(loader.read_ndjson(path))
+        return summary
+
+
+def _export_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, required=True, help="folder to write into")
+    parser.add_argument("--history", action="store_true",
+                        help="every version (history Bundles) instead of the current ones")
+    parser.add_argument("--type", dest="types", action="append",
+                        help="only this resource type (repeatable)")
+    parser.add_argument("--from-ferretdb", type=Path, metavar="DATA_DIR",
+                        help="read a data directory of the embedded FerretDB of earlier versions")
+
+
+def export_data(args: argparse.Namespace, settings: Settings) -> int:
+    """Write the configured database's resources as NDJSON (or history Bundles)."""
+    from fhir_server.export import export
+
+    async def run(settings: Settings) -> str:
+        repo = await open_repository(settings)
+        try:
+            done = await export(repo, args.out, history=args.history, types=args.types)
+        finally:
+            await repo.close()
+        return done.line()
+
     try:
-        from fhir_server.main import create_app
+        if args.from_ferretdb is None:
+            print(asyncio.run(run(settings)))
+            return 0
+        from fhir_server.embedded import shared_database
 
-        app = create_app(settings)
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, timeout=600,
-                                         base_url=settings.base_url + "/") as http:
-                if settings.fhir_auth != "off":
-                    from fhir_server.auth.tokens import Grant
-
-                    token = await app.state.auth.issue_access_token(
-                        Grant(client_id="fhir-server-load", scope=LOAD_SCOPE), lifetime=600)
-                    http.headers["Authorization"] = f"Bearer {token}"
-                return await loader.load(http, args.paths, chunk=args.chunk,
-                                         progress=not args.quiet)
-    finally:
-        if database is not None:
-            database.stop()
+        with shared_database(data_dir=args.from_ferretdb, binary=settings.fhir_ferretdb_bin) as uri:
+            print(asyncio.run(run(settings.model_copy(update={"mongodb_uri": uri}))))
+        return 0
+    except (StorageError, OSError, RuntimeError) as error:
+        print(f"fhir-server: {error}", file=sys.stderr)
+        return 1
 
 
 COMMANDS: dict[str, Command] = {
     "serve": Command(help="run the FHIR server (the default)", run=serve),
     "load": Command(help="load Bundle and NDJSON files", run=load,
                     add_arguments=_load_arguments),
+    "export": Command(help="write the data as NDJSON (or history Bundles) for `load`",
+                      run=export_data, add_arguments=_export_arguments),
     "clients": Command(help="register SMART apps and backend clients", run=admin_cli.clients,
                        add_arguments=admin_cli.client_arguments),
     "users": Command(help="add users who sign in at the login page", run=admin_cli.users,

@@ -23,15 +23,20 @@ class Settings(BaseSettings):
         "(default http://FHIR_HOST:FHIR_PORT/fhir).",
     )
     mongodb_uri: str | None = Field(
-        default=None, description="MongoDB connection string; unset starts the embedded FerretDB."
-    )
-    mongodb_database: str = Field(default="fhir", description="Database name.")
+        default=None, description="MongoDB connection string; unset serves from the embedded "
+        "SQLite database FHIR_DATA_DIR/fhir.sqlite3.")
+    mongodb_database: str = Field(default="fhir", description="Database name on MongoDB.")
     fhir_data_dir: Path = Field(
-        default=Path("./var"), description="Where the embedded database keeps its files."
+        default=Path("./var"), description="Where the embedded database and the audit journal "
+        "keep their files."
     )
+    fhir_sqlite_synchronous: Literal["NORMAL", "FULL"] = Field(
+        default="NORMAL", description="SQLite's synchronous setting for the embedded database "
+        "(WAL journal): NORMAL survives a crash of the process, FULL also a power loss, at the "
+        "cost of a disk sync per commit.")
     fhir_ferretdb_bin: Path | None = Field(
-        default=None, description="A prebuilt FerretDB launcher (default: tools/ferretdb, built "
-        "with go when missing).")
+        default=None, description="A prebuilt FerretDB launcher, for moving data written by "
+        "the embedded FerretDB of earlier versions (default: tools/ferretdb, built with go).")
     fhir_referential_integrity: bool = Field(
         default=False,
         description="Reject writes whose relative references point at resources not on this server.",

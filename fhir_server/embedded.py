@@ -1,4 +1,8 @@
-"""The embedded database: FerretDB on SQLite, run as a child process on loopback.
+"""FerretDB on SQLite, run as a child process on loopback: the MongoDB stand-in.
+
+It was the embedded database of earlier versions; now the test suite runs the
+MongoDB engine on it (``FHIR_TEST_ENGINE=mongo``), and ``fhir-server export
+--from-ferretdb`` uses it to read a data directory those versions wrote.
 
 The launcher (``tools/ferretdb``) prints ``ready mongodb://...`` once it accepts
 connections and stops cleanly, closing SQLite, on SIGTERM, on SIGINT or when its

@@ -20,13 +20,16 @@ from fhir_server import rules
 from fhir_server.config import Settings
 from fhir_server.errors import Conflict, Gone, Invalid, NotFound, PreconditionFailed
 from fhir_server.fhirjson import dumps, loads_stored
-from fhir_server.search.compile import compile_criteria
-from fhir_server.search.engine import compile_context
+from fhir_server.search.compile import CompileContext, compile_criteria
 from fhir_server.search.extract import index_resource
 from fhir_server.search.parse import WHOLE_NUMBER, criteria_of
 from fhir_server.storage.model import StoredVersion, instant, now_ms
-from fhir_server.storage.repository import Repository, VersionConflict
-from fhir_server.storage.transactions import PlannedWrite, TransactionConflict
+from fhir_server.storage.repository import (
+    PlannedWrite,
+    Repository,
+    TransactionConflict,
+    VersionConflict,
+)
 from fhir_server.validation import check_id, require_type, resource_class, validate_resource
 
 WRITE_RETRIES = 40  # optimistic retries for writes without If-Match, with jittered backoff
@@ -181,9 +184,8 @@ async def find_matches(*, repo: Repository, settings: Settings, type_: str,
     parsed = criteria_of(list(criteria))
     if not parsed:
         raise Invalid("A conditional interaction needs search criteria")
-    query = await compile_criteria(compile_context(repo, settings), type_, parsed)
-    rows = await repo.search_rows(type_=type_, query=query, sort=[], limit=CONDITIONAL_LIMIT)
-    return [str(r["_id"]) for r in rows]
+    query = compile_criteria(CompileContext(base_url=settings.base_url), type_, parsed)
+    return await repo.search(type_=type_, query=query, sort=(), limit=CONDITIONAL_LIMIT)
 
 
 async def find_resources(*, repo: Repository, settings: Settings, type_: str,
@@ -191,10 +193,10 @@ async def find_resources(*, repo: Repository, settings: Settings, type_: str,
                          ) -> list[dict[str, Any]]:
     """The current resources matching search criteria (for operations and write rules)."""
     parsed = criteria_of(list(criteria))
-    query = await compile_criteria(compile_context(repo, settings), type_, parsed)
-    rows = await repo.search_rows(type_=type_, query=query, sort=[], limit=limit)
-    found = await repo.fetch(type_=type_, ids=[str(r["_id"]) for r in rows])
-    return [loads_stored(stored.text) for stored, _ in found if stored.text is not None]
+    query = compile_criteria(CompileContext(base_url=settings.base_url), type_, parsed)
+    ids = await repo.search(type_=type_, query=query, sort=(), limit=limit)
+    found = await repo.fetch(type_=type_, ids=ids)
+    return [loads_stored(stored.text) for stored in found if stored.text is not None]
 
 
 async def create(*, repo: Repository, settings: Settings, type_: str, resource: dict[str, Any],

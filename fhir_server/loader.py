@@ -5,7 +5,10 @@ transaction of PUTs where entries carry ids, POSTs otherwise). NDJSON lines beco
 transactions of PUT entries, ``--chunk`` resources each, so that conditional
 references such as Synthea's ``Practitioner?identifier=...`` are resolved by the
 server. NDJSON files are loaded in an order where referenced types come first.
-Without ``--url`` the server runs in-process on the configured database.
+``history`` Bundles (``fhir-server export --history``) are replayed version by
+version: the first version of every resource, then the second, and so on, with
+deletions where the history has them. Without ``--url`` the server runs
+in-process on the configured database.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +54,8 @@ def discover(paths: list[Path]) -> list[Path]:
     for path in paths:
         if path.is_dir():
             files += [p for p in path.iterdir() if p.suffix in (".json", ".ndjson")]
+            if (path / "history").is_dir():  # what `fhir-server export --history` writes
+                files += sorted((path / "history").glob("*.json"))
         else:
             files.append(path)
     bundles = sorted(p for p in files if p.suffix == ".json")
@@ -57,6 +63,17 @@ def discover(paths: list[Path]) -> list[Path]:
     bundles.sort(key=lambda p: 0 if "Information" in p.name else 1)
     ndjson = sorted((p for p in files if p.suffix == ".ndjson"), key=_rank)
     return ndjson + bundles
+
+
+def audit_files(paths: list[Path]) -> list[Path]:
+    """The AuditEvents `fhir-server export` wrote (``DIR/audit/*.ndjson``)."""
+    return sorted(p for path in paths if path.is_dir() and (path / "audit").is_dir()
+                  for p in (path / "audit").glob("*.ndjson"))
+
+
+def read_ndjson(path: Path) -> list[dict[str, Any]]:
+    with path.open() as lines:
+        return [json.loads(line, parse_float=Decimal) for line in lines if line.strip()]
 
 
 def _entry(resource: dict[str, Any]) -> dict[str, Any]:
@@ -79,15 +96,41 @@ def _as_transaction(bundle: dict[str, Any]) -> dict[str, Any]:
     return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
 
 
+def _replay(bundle: dict[str, Any], size: int) -> Iterator[dict[str, Any]]:
+    """A history Bundle (oldest first) as transactions: every resource's first version,
+    then every second one..., ``size`` entries a transaction."""
+    per_resource: dict[str, list[dict[str, Any]]] = {}
+    for e in bundle.get("entry") or []:
+        request = e.get("request") or {}
+        if request.get("method") == "PUT" and isinstance(e.get("resource"), dict):
+            change = {"resource": e["resource"], "request": {"method": "PUT",
+                                                             "url": request.get("url")}}
+        elif request.get("method") == "DELETE":
+            change = {"request": {"method": "DELETE", "url": request.get("url")}}
+        else:
+            continue
+        per_resource.setdefault(str(request.get("url")), []).append(change)
+    depth = max((len(v) for v in per_resource.values()), default=0)
+    for layer in range(depth):
+        entries = [v[layer] for v in per_resource.values() if len(v) > layer]
+        for start in range(0, len(entries), size):
+            yield {"resourceType": "Bundle", "type": "transaction",
+                   "entry": entries[start:start + size]}
+
+
 def chunks(path: Path, size: int) -> Iterator[dict[str, Any]]:
     if path.suffix == ".json":
-        yield _as_transaction(json.loads(path.read_text()))
+        bundle = json.loads(path.read_text(), parse_float=Decimal)
+        if bundle.get("type") == "history":
+            yield from _replay(bundle, size)
+        else:
+            yield _as_transaction(bundle)
         return
     batch: list[dict[str, Any]] = []
     with path.open() as lines:
         for line in lines:
             if line.strip():
-                batch.append(_entry(json.loads(line)))
+                batch.append(_entry(json.loads(line, parse_float=Decimal)))
             if len(batch) == size:
                 yield {"resourceType": "Bundle", "type": "transaction", "entry": batch}
                 batch = []

@@ -24,14 +24,8 @@ from fhir_server.auth.tokens import create_auth
 from fhir_server.config import Settings, get_settings
 from fhir_server.errors import install_handlers
 from fhir_server.storage.auth_store import AuthStore
-from fhir_server.storage.engine import (
-    UNAVAILABLE_ERRORS,
-    database,
-    detect_engine,
-    make_client,
-)
 from fhir_server.storage.model import instant, now_ms
-from fhir_server.storage.repository import Repository
+from fhir_server.storage.open import open_repository, unavailable_errors
 
 log = logging.getLogger("fhir_server")
 
@@ -44,6 +38,11 @@ def quiet_driver_logs() -> None:
         driver.setLevel(logging.INFO)
 
 
+def journal_name(settings: Settings) -> str:
+    """Names the audit journal's segments after the database they belong to."""
+    return settings.mongodb_database if settings.mongodb_uri else "sqlite"
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     resources.register_all()
@@ -51,31 +50,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if not settings.mongodb_uri:
-            raise RuntimeError("MONGODB_URI is not set (the CLI starts the embedded database)")
-        client = make_client(settings.mongodb_uri)
+        repo = await open_repository(settings)
         try:
-            engine = await detect_engine(client)
-            repo = Repository(db=database(client, settings.mongodb_database, engine),
-                              engine=engine)
-            await repo.ensure_base_indexes()
-            await repo.recover()
-            await repo.ensure_existing_type_indexes()
             app.state.services = operations.Services(payer=FhirPayerAdapter(settings))
-            app.state.auth = await create_auth(store=AuthStore(db=repo.db), settings=settings)
-            journal = (Journal(settings.fhir_data_dir / "audit-journal",
-                               settings.mongodb_database)
+            app.state.auth = await create_auth(store=AuthStore(records=repo.records),
+                                               settings=settings)
+            journal = (Journal(settings.fhir_data_dir / "audit-journal", journal_name(settings))
                        if settings.fhir_audit_journal else None)
             app.state.audit = AuditTrail(repo=repo, settings=settings, journal=journal)
             app.state.auth.on_login(app.state.audit.on_login)
             await app.state.audit.start()
-            app.state.client = client
-            app.state.engine = engine
+            app.state.engine = repo.engine
             app.state.repo = repo
             app.state.settings = settings
             app.state.started = instant(now_ms())
-            log.info("serving base_url=%s database=%s", settings.base_url,
-                     settings.mongodb_database)
+            log.info("serving base_url=%s engine=%s", settings.base_url, repo.engine.name)
             yield
         finally:
             services = getattr(app.state, "services", None)
@@ -84,12 +73,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             audit = getattr(app.state, "audit", None)
             if audit is not None:
                 await audit.stop()  # flush the queued AuditEvents before the connection closes
-            await client.close()
+            await repo.close()
 
     app = FastAPI(title="FHIR revenue-cycle server", lifespan=lifespan, docs_url=None,
                   redoc_url=None, openapi_url=None)
     app.state.settings = settings
-    install_handlers(app, unavailable=UNAVAILABLE_ERRORS)
+    install_handlers(app, unavailable=unavailable_errors())
 
     @app.middleware("http")
     async def request_context(request: Request,
@@ -112,7 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/ready", include_in_schema=False)
     async def ready(request: Request) -> Response:
         try:
-            await request.app.state.client.admin.command("ping")
+            await request.app.state.repo.ping()
         except Exception as exc:
             log.warning("readiness check failed error=%s", type(exc).__name__)
             return json_response({"status": "unavailable"}, status=503)

@@ -112,21 +112,28 @@ def required_bindings() -> dict[str, frozenset[str]]:
     return {key: frozenset(codes) for key, codes in table.items()}
 
 
-def _walk(model: BaseModel, path: str) -> Iterator[Issue]:
+@cache
+def _field_plan(cls: type[BaseModel]) -> dict[str, tuple[str, frozenset[str] | None]]:
+    """Per field of a model class: its JSON name and the codes of its required binding."""
     bindings = required_bindings()
-    cls_name = type(model).__name__
-    for name, field in type(model).model_fields.items():
+    return {name: (field.alias or name, bindings.get(f"{cls.__name__}.{field.alias or name}"))
+            for name, field in cls.model_fields.items()}
+
+
+def _walk(model: BaseModel, path: str) -> Iterator[Issue]:
+    plan = _field_plan(type(model))
+    for name in model.model_fields_set:
         value = getattr(model, name, None)
-        if value is None:
+        if value is None or name not in plan:
             continue
-        alias = field.alias or name
-        allowed = bindings.get(f"{cls_name}.{alias}")
+        alias, allowed = plan[name]
         values = value if isinstance(value, list) else [value]
         for i, item in enumerate(values):
-            where = f"{path}.{alias}" + (f"[{i}]" if isinstance(value, list) else "")
             if isinstance(item, BaseModel):
+                where = f"{path}.{alias}" + (f"[{i}]" if isinstance(value, list) else "")
                 yield from _walk(item, where)
             elif allowed and isinstance(item, str) and item not in allowed:
+                where = f"{path}.{alias}" + (f"[{i}]" if isinstance(value, list) else "")
                 shown = ", ".join(sorted(allowed)) if len(allowed) <= 12 else f"{len(allowed)} codes"
                 yield Issue(
                     "code-invalid",

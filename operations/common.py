@@ -14,8 +14,7 @@ from fhir_server.config import Settings
 from fhir_server.errors import Conflict
 from fhir_server.fhirjson import loads_stored
 from fhir_server.storage.model import instant, now_ms
-from fhir_server.storage.repository import Repository
-from fhir_server.storage.transactions import TransactionConflict
+from fhir_server.storage.repository import Repository, TransactionConflict
 from fhir_server.validation import validate_resource
 from terminology.systems import ENDPOINT_CONNECTION, ENDPOINT_OAUTH
 

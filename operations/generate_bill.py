@@ -317,7 +317,7 @@ async def _existing(call: Call, invoice: Resource) -> Resource:
     ids = [str(line.get("chargeItemReference", {}).get("reference", "")).split("/")[-1]
            for line in invoice.get("lineItem") or []]
     items = [loads_stored(s.text or "{}")
-             for s, _ in await call.repo.fetch(type_="ChargeItem", ids=ids)]
+             for s in await call.repo.fetch(type_="ChargeItem", ids=ids)]
     claims = await svc.find_resources(
         repo=call.repo, settings=call.settings, type_="Claim",
         criteria=[("identifier", search_token(BILL_INVOICE, f"Invoice/{invoice['id']}"))])

@@ -1,4 +1,9 @@
-"""Test fixtures: a real database (embedded FerretDB or MONGODB_URI), one database per test."""
+"""Test fixtures: a real database, one per test, on the engine the run is for.
+
+``FHIR_TEST_ENGINE`` chooses it: ``sqlite`` (the embedded default, a file per
+test) or ``mongo`` (``MONGODB_URI`` when set, else one embedded FerretDB for the
+run standing in for MongoDB, a database per test). ``make test`` runs both.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ from fhir_server.auth.tokens import Grant, create_auth
 from fhir_server.config import Settings
 from fhir_server.main import create_app
 from fhir_server.storage.auth_store import AuthStore
+from fhir_server.storage.open import open_repository
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"
@@ -33,9 +39,51 @@ ADMIN_SCOPE = "system/*.cruds"
 ADMIN_CLIENT = "test-admin"
 
 
+ENGINE = os.environ.get("FHIR_TEST_ENGINE", "sqlite")
+if ENGINE not in ("sqlite", "mongo"):
+    raise RuntimeError(f"FHIR_TEST_ENGINE must be sqlite or mongo, not {ENGINE!r}")
+# Tests of the MongoDB engine's own machinery (staged writes, the FerretDB launcher) run in the
+# mongo engine's run of the suite, which `make test` always makes.
+mongo_only = pytest.mark.skipif(ENGINE != "mongo", reason="the mongo engine's run tests this")
+
+
+@dataclass(frozen=True)
+class Store:
+    """Where one server's data lives: its FHIR_DATA_DIR (the SQLite file, the audit
+    journal) and, on the mongo engine, its MongoDB database."""
+
+    data_dir: Path
+    mongo_uri: str | None = None
+    database: str = "fhir"
+
+    def settings(self, **overrides: object) -> Settings:
+        values: dict[str, object] = {"fhir_data_dir": self.data_dir, "fhir_base_url": BASE,
+                                     "mongodb_uri": self.mongo_uri,
+                                     "mongodb_database": self.database, **overrides}
+        return Settings(**values)  # type: ignore[arg-type]
+
+    def env(self) -> dict[str, str]:
+        """The environment of a server process on this store."""
+        env = {"FHIR_DATA_DIR": str(self.data_dir)}
+        if self.mongo_uri:
+            env |= {"MONGODB_URI": self.mongo_uri, "MONGODB_DATABASE": self.database}
+        return env
+
+    async def drop(self) -> None:
+        if self.mongo_uri:
+            client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(self.mongo_uri)
+            try:
+                await client.drop_database(self.database)
+            finally:
+                await client.close()
+
+
 @pytest.fixture(scope="session")
-def mongo_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """MONGODB_URI when set, else one embedded FerretDB for the whole run."""
+def mongo_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str | None]:
+    """On the mongo engine: MONGODB_URI when set, else one embedded FerretDB for the run."""
+    if ENGINE != "mongo":
+        yield None
+        return
     uri = os.environ.get("MONGODB_URI")
     if uri:
         yield uri
@@ -49,25 +97,30 @@ def mongo_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         db.stop()
 
 
-@pytest.fixture
-def db_name() -> str:
-    return f"t_{uuid.uuid4().hex[:16]}"
+StoreFactory = Callable[[], Store]
+
+
+@pytest.fixture(scope="session")
+def new_store(mongo_uri: str | None, tmp_path_factory: pytest.TempPathFactory) -> StoreFactory:
+    """Makes fresh, empty stores (the caller drops them)."""
+
+    def make() -> Store:
+        return Store(data_dir=tmp_path_factory.mktemp("store"), mongo_uri=mongo_uri,
+                     database=f"t_{uuid.uuid4().hex[:16]}")
+
+    return make
 
 
 @pytest.fixture
-async def drop_after(mongo_uri: str, db_name: str) -> AsyncIterator[None]:
-    yield
-    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(mongo_uri)
-    try:
-        await client.drop_database(db_name)
-    finally:
-        await client.close()
+async def store(new_store: StoreFactory) -> AsyncIterator[Store]:
+    """This test's own empty store, dropped afterwards."""
+    made = new_store()
+    yield made
+    await made.drop()
 
 
-def make_settings(mongo_uri: str, db_name: str, **overrides: object) -> Settings:
-    values: dict[str, object] = {"mongodb_uri": mongo_uri, "mongodb_database": db_name,
-                                 "fhir_base_url": BASE, **overrides}
-    return Settings(**values)  # type: ignore[arg-type]
+def make_settings(store: Store, **overrides: object) -> Settings:
+    return store.settings(**overrides)
 
 
 @pytest.fixture
@@ -94,10 +147,9 @@ def fhir_client(app: FastAPI, token: str | None, **kwargs: Any) -> httpx.AsyncCl
 
 
 @pytest.fixture
-async def app(mongo_uri: str, db_name: str, drop_after: None,
-              settings_overrides: dict[str, object]) -> AsyncIterator[FastAPI]:
+async def app(store: Store, settings_overrides: dict[str, object]) -> AsyncIterator[FastAPI]:
     """The app with its lifespan run, on a fresh database."""
-    application = create_app(make_settings(mongo_uri, db_name, **settings_overrides))
+    application = create_app(make_settings(store, **settings_overrides))
     async with application.router.lifespan_context(application):
         yield application
 
@@ -131,18 +183,18 @@ async def client_for(app: FastAPI) -> AsyncIterator[ClientFor]:
         await http.aclose()
 
 
-async def mint_for_database(mongo_uri: str, db_name: str, base_url: str,
-                            scope: str = ADMIN_SCOPE, **grant: Any) -> str:
-    """A token a server process on this database accepts (same keys, same issuer)."""
-    settings = make_settings(mongo_uri, db_name, fhir_base_url=base_url)
-    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_uri)
+async def mint_for_database(store: Store, base_url: str, scope: str = ADMIN_SCOPE,
+                            **grant: Any) -> str:
+    """A token a server process on this store accepts (same keys, same issuer)."""
+    settings = make_settings(store, fhir_base_url=base_url)
+    repo = await open_repository(settings)
     try:
-        auth = await create_auth(store=AuthStore(db=mongo[db_name]), settings=settings)
+        auth = await create_auth(store=AuthStore(records=repo.records), settings=settings)
         token: str = await auth.issue_access_token(
             Grant(client_id=grant.pop("client_id", ADMIN_CLIENT), scope=scope, **grant))
         return token
     finally:
-        await mongo.close()
+        await repo.close()
 
 
 def free_port() -> int:
@@ -165,15 +217,20 @@ def wait_ready(base: str, proc: subprocess.Popen[bytes], timeout: float = 60) ->
         time.sleep(0.1)
 
 
+def server_env(store: Store, port: int, **env: str) -> dict[str, str]:
+    """The environment of ``python -m fhir_server serve`` on ``store`` and a loopback port."""
+    full = {k: v for k, v in os.environ.items() if k not in ("MONGODB_URI", "MONGODB_DATABASE")}
+    return {**full, **store.env(), "FHIR_PORT": str(port), "FHIR_HOST": "127.0.0.1",
+            "FHIR_BASE_URL": f"http://127.0.0.1:{port}/fhir", "FHIR_LOG_LEVEL": "WARNING",
+            **env}
+
+
 @contextmanager
-def server_process(mongo_uri: str, db_name: str, **env: str) -> Iterator[ServerProcess]:
+def server_process(store: Store, **env: str) -> Iterator[ServerProcess]:
     """``python -m fhir_server serve`` as a real process on a loopback port, ready."""
     port = free_port()
-    full_env = {**os.environ, "MONGODB_URI": mongo_uri, "MONGODB_DATABASE": db_name,
-                "FHIR_PORT": str(port), "FHIR_HOST": "127.0.0.1",
-                "FHIR_BASE_URL": f"http://127.0.0.1:{port}/fhir", "FHIR_LOG_LEVEL": "WARNING",
-                **env}
-    proc = subprocess.Popen([sys.executable, "-m", "fhir_server", "serve"], env=full_env,
+    proc = subprocess.Popen([sys.executable, "-m", "fhir_server", "serve"],
+                            env=server_env(store, port, **env),
                             cwd=ROOT)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -192,14 +249,14 @@ class ServerProcess:
 
 
 @pytest.fixture
-def live_server(mongo_uri: str, db_name: str, drop_after: None) -> Iterator[str]:
+def live_server(store: Store) -> Iterator[str]:
     """The server as a real process (python -m fhir_server serve) on a loopback port."""
-    with server_process(mongo_uri, db_name) as server:
+    with server_process(store) as server:
         yield server.base
 
 
 @pytest.fixture
-async def live_headers(live_server: str, mongo_uri: str, db_name: str) -> dict[str, str]:
+async def live_headers(live_server: str, store: Store) -> dict[str, str]:
     """Headers with an admin token for the live_server process."""
-    token = await mint_for_database(mongo_uri, db_name, live_server)
+    token = await mint_for_database(store, live_server)
     return {"Authorization": f"Bearer {token}", "Accept": "application/fhir+json"}

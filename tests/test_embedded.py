@@ -15,6 +15,9 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from fhir_server.embedded import EmbeddedFerretDB
+from tests.conftest import mongo_only
+
+pytestmark = mongo_only
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,11 +1,12 @@
 """A request's access: the principal's terms compiled into search filters, once per request.
 
 ``await access.filter(type_, letter)`` is ``None`` (everything of that type),
-``DENY`` (nothing), or a MongoDB filter over the stored search values (``ix``)
-that a resource must match: the OR of the token's terms, each the AND of its
-scope's ``?restriction`` (compiled by the search compiler) and, for
-``patient/`` scopes, the launch patient's compartment. The same filter is
-ANDed into searches and evaluated on single resources (``storage/matcher.py``).
+``DENY`` (nothing), or a search query (``search/query.py``) that a resource
+must match: the OR of the token's terms, each the AND of its scope's
+``?restriction`` (compiled by the search compiler) and, for ``patient/``
+scopes, the launch patient's compartment. The same query is ANDed into
+searches, asked of the database for stored resources, and evaluated in Python
+on content that has no row yet (``search/evaluate.py``).
 """
 
 from __future__ import annotations
@@ -17,14 +18,15 @@ from fhir_server.auth.principal import Principal
 from fhir_server.auth.roles import AUDIT_TYPE
 from fhir_server.config import Settings
 from fhir_server.errors import Forbidden, Invalid, MethodNotAllowed
-from fhir_server.search.compartment import compartment_filter
-from fhir_server.search.compile import compile_criteria
+from fhir_server.search.compartment import compartment_query
+from fhir_server.search.compile import CompileContext, compile_criteria
+from fhir_server.search.evaluate import evaluate
 from fhir_server.search.parse import criteria_of
-from fhir_server.storage.matcher import matches
+from fhir_server.search.query import EVERYTHING, Query, and_, or_
+from fhir_server.search.resolve import resolve
 from fhir_server.storage.repository import Repository
 
 log = logging.getLogger("fhir_server.auth")
-Filter = dict[str, Any]
 
 
 class Deny:
@@ -36,13 +38,6 @@ DENY: Final = Deny()
 VERBS = {"c": "create", "r": "read", "u": "update", "d": "delete", "s": "search"}
 
 
-def and_filters(*parts: Filter | None) -> Filter:
-    kept = [p for p in parts if p]
-    if not kept:
-        return {}
-    return kept[0] if len(kept) == 1 else {"$and": kept}
-
-
 class Access:
     """What one request's principal may see and change (``None`` principal: FHIR_AUTH=off)."""
 
@@ -51,7 +46,8 @@ class Access:
         self.principal = principal
         self.repo = repo
         self.settings = settings
-        self._filters: dict[tuple[str, str], Filter | Deny | None] = {}
+        self._filters: dict[tuple[str, str], Query | Deny | None] = {}
+        self._resolved: dict[tuple[str, str], Query] = {}
 
     def require(self, type_: str, letter: str, *, where: str | None = None) -> None:
         """403 unless some scope grants ``letter`` on ``type_``; AuditEvents are never written."""
@@ -63,7 +59,7 @@ class Access:
         raise Forbidden(f"The access token does not permit {VERBS[letter]} on {type_}",
                         expression=[where] if where else [])
 
-    async def filter(self, type_: str, letter: str) -> Filter | Deny | None:
+    async def filter(self, type_: str, letter: str) -> Query | Deny | None:
         if self.principal is None:
             return None
         cache_key = (type_, letter)
@@ -71,38 +67,50 @@ class Access:
             self._filters[cache_key] = await self._compile(type_, letter)
         return self._filters[cache_key]
 
-    async def _compile(self, type_: str, letter: str) -> Filter | Deny | None:
-        from fhir_server.search.engine import compile_context
-
+    async def _compile(self, type_: str, letter: str) -> Query | Deny | None:
         assert self.principal is not None
-        clauses: list[Filter] = []
+        clauses: list[Query] = []
         for term in self.principal.alternatives(type_, letter):
-            parts: list[Filter] = []
+            parts: list[Query] = []
             if term.restriction:
-                ctx = compile_context(self.repo, self.settings)
+                ctx = CompileContext(base_url=self.settings.base_url)
                 try:
-                    parts.append(await compile_criteria(ctx, type_, criteria_of(
+                    parts.append(compile_criteria(ctx, type_, criteria_of(
                         list(term.restriction)), record=False))
                 except Invalid:
                     log.warning("scope restriction does not compile type=%s", type_)
                     continue  # a restriction that cannot be evaluated grants nothing
             if term.patient is not None:
-                parts.append(compartment_filter(("Patient", term.patient), type_))
-            if not any(parts):
+                parts.append(compartment_query(("Patient", term.patient), type_))
+            term_query = and_(*parts)
+            if term_query == EVERYTHING:
                 return None
-            clauses.append(and_filters(*parts))
+            clauses.append(term_query)
         if not clauses:
             return DENY
-        return clauses[0] if len(clauses) == 1 else {"$or": clauses}
+        return or_(*clauses)
 
     async def admits(self, type_: str, letter: str, doc: dict[str, Any]) -> bool:
-        """Whether a resource (``{_id, ix}``) is within the terms."""
+        """Whether content that has no stored row (``{_id, ix}``: a write's new content, a
+        historical version) is within the terms."""
         filt = await self.filter(type_, letter)
         if filt is None:
             return True
         if isinstance(filt, Deny):
             return False
-        return matches(doc, filt)
+        cache_key = (type_, letter)
+        if cache_key not in self._resolved:
+            self._resolved[cache_key] = await resolve(self.repo, filt)
+        return evaluate(self._resolved[cache_key], doc)
+
+    async def admits_stored(self, type_: str, letter: str, id_: str) -> bool:
+        """Whether the current, not deleted resource ``type_/id_`` is within the terms."""
+        filt = await self.filter(type_, letter)
+        if filt is None:
+            return True
+        if isinstance(filt, Deny):
+            return False
+        return await self.repo.matches(type_=type_, id_=id_, query=filt)
 
     def key(self) -> str:
         """Identifies these terms (search snapshots are served only to the same terms)."""

@@ -14,8 +14,8 @@ import getpass
 import json
 import os
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +26,8 @@ from fhir_server.auth.scopes import parse_scopes
 from fhir_server.auth.tokens import AuthService, Grant
 from fhir_server.auth.users import PATIENT_ROLE, add_user, get_user, patient_id
 from fhir_server.config import Settings
-from fhir_server.embedded import shared_database
 from fhir_server.storage.auth_store import AuthStore
-from fhir_server.storage.engine import database, detect_engine, make_client
+from fhir_server.storage.open import StorageError, open_repository
 from fhir_server.storage.repository import Repository
 
 ROLE_CHOICES = ("admin", "clinician", "front-desk", "billing", "patient")
@@ -38,40 +37,29 @@ class CommandError(Exception):
     """A failure explained to the operator in one line."""
 
 
-@contextmanager
-def _database_uri(settings: Settings) -> Iterator[str]:
-    if settings.mongodb_uri:
-        yield settings.mongodb_uri
-        return
-    with shared_database(data_dir=settings.fhir_data_dir, binary=settings.fhir_ferretdb_bin) as uri:
-        yield uri
-
-
 @asynccontextmanager
-async def _services(settings: Settings, uri: str) -> AsyncIterator[tuple[AuthService, Repository]]:
-    client = make_client(uri)
+async def _services(settings: Settings) -> AsyncIterator[tuple[AuthService, Repository]]:
+    """The configured database (the embedded one is shared safely with a running server)."""
+    repo = await open_repository(settings)
     try:
-        engine = await detect_engine(client)
-        db = database(client, settings.mongodb_database, engine)
-        auth = AuthService(store=AuthStore(db=db), settings=settings)
+        auth = AuthService(store=AuthStore(records=repo.records), settings=settings)
         await auth.start()
-        yield auth, Repository(db=db, engine=engine)
+        yield auth, repo
     finally:
-        await client.close()
+        await repo.close()
 
 
 Action = Callable[[argparse.Namespace, AuthService, Repository], Awaitable[str]]
 
 
 def run_action(action: Action, args: argparse.Namespace, settings: Settings) -> int:
-    async def go(uri: str) -> str:
-        async with _services(settings, uri) as (auth, repo):
+    async def go() -> str:
+        async with _services(settings) as (auth, repo):
             return await action(args, auth, repo)
 
     try:
-        with _database_uri(settings) as uri:
-            print(asyncio.run(go(uri)))
-    except (CommandError, ValueError) as exc:
+        print(asyncio.run(go()))
+    except (CommandError, StorageError, ValueError) as exc:
         print(f"fhir-server: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -3,8 +3,8 @@ forget a rule.
 
 * reads (``current``, ``version``) of a resource outside the terms answer "not
   there" (the route says 404: existence does not leak);
-* searches (``search_rows``, ``count``) get the terms ANDed in, which also
-  confines conditional matches and the inner searches of chains and ``_has``;
+* searches (``search``, ``count``) get the terms ANDed in, also into the inner
+  searches of chains and ``_has``, which confines conditional matches too;
   ``fetch`` (result pages, ``_include``) drops what the terms exclude;
 * history lists only versions within the terms (each version judged on its
   own content; a deletion by the version it deleted);
@@ -20,16 +20,21 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from fhir_server.auth.access import Access, Deny, and_filters
+from fhir_server.auth.access import Access, Deny
 from fhir_server.auth.roles import AUDIT_TYPE
 from fhir_server.errors import Forbidden, NotFound
 from fhir_server.fhirjson import loads_stored
 from fhir_server.search.extract import index_resource
-from fhir_server.storage.matcher import matches
+from fhir_server.search.query import NOTHING, And, Chain, Has, Or, Query, SortKey, and_, or_
 from fhir_server.storage.model import StoredVersion, now_ms
-from fhir_server.storage.repository import HistoryCursor, HistoryPage, Repository
-from fhir_server.storage.transactions import PlannedWrite
-from fhir_server.storage.versions import history_key
+from fhir_server.storage.repository import (
+    Current,
+    HistoryCursor,
+    HistoryPage,
+    PlannedWrite,
+    Repository,
+    history_key,
+)
 
 LETTER_OF_METHOD = {"POST": "c", "PUT": "u", "PATCH": "u", "DELETE": "d"}
 HISTORY_SCAN = 200  # versions read per round while filtering a history listing
@@ -37,19 +42,30 @@ HISTORY_SCAN_MAX = 20_000  # versions examined for one page at most
 
 
 class ScopedRepository(Repository):
-    """A Repository sharing the base one's connection and state, with access enforced."""
+    """The base repository, with the caller's access enforced on every call."""
 
     def __init__(self, base: Repository, access: Access) -> None:
-        self.__dict__.update(base.__dict__)
         self.base = base
         self.access = access
+        self.engine = base.engine
+        self.records = base.records
+        self.locks = base.locks
         self._seen: dict[str, bool] = {}
+
+    async def open(self) -> None:
+        await self.base.open()
+
+    async def close(self) -> None:
+        await self.base.close()
+
+    async def ping(self) -> None:
+        await self.base.ping()
 
     # -- judging single resources ------------------------------------------------
 
     def _doc_of(self, stored: StoredVersion) -> dict[str, Any]:
         resource = loads_stored(stored.text or "{}")
-        return {"_id": stored.id_,
+        return {"_id": stored.id_, "ts": stored.last_updated,
                 "ix": index_resource({**resource, "id": stored.id_},
                                      base_url=self.access.settings.base_url)}
 
@@ -64,8 +80,8 @@ class ScopedRepository(Repository):
         elif isinstance(filt, Deny):
             ok = False
         elif stored.deleted:
-            before = (await super().version(type_=stored.type_, id_=stored.id_,
-                                            version=stored.version - 1)
+            before = (await self.base.version(type_=stored.type_, id_=stored.id_,
+                                              version=stored.version - 1)
                       if stored.version > 1 else None)
             ok = before is not None and await self._version_admitted(before, letter)
         else:
@@ -73,22 +89,21 @@ class ScopedRepository(Repository):
         self._seen[cache] = ok
         return ok
 
-    async def _current_doc(self, type_: str, id_: str) -> dict[str, Any] | None:
-        """The current document's id and search values (None when absent or deleted)."""
-        doc = await self.db[type_].find_one({"_id": id_}, {"ix": 1, "json": 1, "tx": 1})
-        if doc is None or "tx" in doc:  # staged by a transaction: judge the visible version
-            stored = await super().current(type_=type_, id_=id_)
-            return None if stored is None or stored.deleted else self._doc_of(stored)
-        return None if doc.get("json") is None else {"_id": id_, "ix": doc.get("ix") or {}}
+    async def _current_admitted(self, type_: str, id_: str, letter: str) -> bool | None:
+        """Whether the current resource is within the terms (None when absent or deleted)."""
+        stored = await self.base.peek(type_=type_, id_=id_)
+        if stored is None or stored.deleted:
+            return None
+        return await self.access.admits_stored(type_, letter, id_)
 
     async def readable(self, *, type_: str, id_: str, letter: str = "r") -> bool:
         """Whether the resource (or, when deleted, its last version) is within the terms."""
         if await self.access.filter(type_, letter) is None:
             return True
-        doc = await self._current_doc(type_, id_)
-        if doc is not None:
-            return await self.access.admits(type_, letter, doc)
-        stored = await super().current(type_=type_, id_=id_)
+        admitted = await self._current_admitted(type_, id_, letter)
+        if admitted is not None:
+            return admitted
+        stored = await self.base.current(type_=type_, id_=id_)
         return stored is not None and await self._version_admitted(stored, letter)
 
     # -- reads -----------------------------------------------------------------------
@@ -100,51 +115,84 @@ class ScopedRepository(Repository):
         return "r" if not isinstance(await self.access.filter(type_, "r"), Deny) else letter
 
     async def current(self, *, type_: str, id_: str) -> StoredVersion | None:
-        stored = await super().current(type_=type_, id_=id_)
+        stored = await self.base.current(type_=type_, id_=id_)
         letter = await self._seeing(type_, "u")
         if stored is None or await self.access.filter(type_, letter) is None:
             return stored
         if stored.deleted:
             return stored if await self._version_admitted(stored, letter) else None
-        doc = await self._current_doc(type_, id_)
-        admitted = await self.access.admits(type_, letter, doc or self._doc_of(stored))
+        admitted = await self._current_admitted(type_, id_, letter)
+        if admitted is None:  # changed in between: judge the version read
+            admitted = await self._version_admitted(stored, letter)
         return stored if admitted else None
 
     async def version(self, *, type_: str, id_: str, version: int) -> StoredVersion | None:
-        stored = await super().version(type_=type_, id_=id_, version=version)
+        stored = await self.base.version(type_=type_, id_=id_, version=version)
         if stored is None or await self._version_admitted(stored, "r"):
             return stored
         return None
 
-    async def search_rows(self, *, type_: str, query: Mapping[str, Any],
-                          sort: list[tuple[str, int]], limit: int,
-                          fields: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    async def types(self) -> list[str]:
+        return await self.base.types()
+
+    async def peek(self, *, type_: str, id_: str) -> Current | None:
+        return await self.base.peek(type_=type_, id_=id_)
+
+    async def exists(self, *, type_: str, id_: str) -> bool:
+        return await self.base.exists(type_=type_, id_=id_)
+
+    async def _confined(self, type_: str, query: Query) -> Query | None:
+        """The query with the search terms ANDed in, in its chains and ``_has`` too; None when
+        nothing of the type is permitted."""
+        filt = await self.access.filter(type_, "s")
+        if isinstance(filt, Deny):
+            return None
+        query = await self._confine_inner(query)
+        return query if filt is None else and_(query, filt)
+
+    async def _confine_inner(self, query: Query) -> Query:
+        if isinstance(query, And):
+            return and_(*[await self._confine_inner(q) for q in query.parts])
+        if isinstance(query, Or):
+            return or_(*[await self._confine_inner(q) for q in query.parts])
+        if isinstance(query, Chain):
+            inner = await self._confined(query.target, query.inner)
+            return Chain(query.param, query.target, NOTHING if inner is None else inner)
+        if isinstance(query, Has):
+            inner = await self._confined(query.source, query.inner)
+            return Has(query.source, query.param, query.type_,
+                       NOTHING if inner is None else inner)
+        return query
+
+    async def search(self, *, type_: str, query: Query, sort: Sequence[SortKey],
+                     limit: int) -> list[str]:
+        confined = await self._confined(type_, query)
+        if confined is None:
+            return []
+        return await self.base.search(type_=type_, query=confined, sort=sort, limit=limit)
+
+    async def count(self, *, type_: str, query: Query) -> int:
+        confined = await self._confined(type_, query)
+        return 0 if confined is None else await self.base.count(type_=type_, query=confined)
+
+    async def matches(self, *, type_: str, id_: str, query: Query) -> bool:
+        confined = await self._confined(type_, query)
+        return confined is not None and await self.base.matches(type_=type_, id_=id_,
+                                                                query=confined)
+
+    async def fetch(self, *, type_: str, ids: Sequence[str],
+                    where: Query | None = None) -> list[StoredVersion]:
         filt = await self.access.filter(type_, "s")
         if isinstance(filt, Deny):
             return []
-        if filt is not None:
-            query = and_filters(dict(query), filt)  # type: ignore[arg-type]
-        return await super().search_rows(type_=type_, query=query, sort=sort, limit=limit,
-                                         fields=fields)
+        where = filt if where is None else (where if filt is None else and_(where, filt))
+        return await self.base.fetch(type_=type_, ids=ids, where=where)
 
-    async def count(self, *, type_: str, query: Mapping[str, Any]) -> int:
-        filt = await self.access.filter(type_, "s")
-        if isinstance(filt, Deny):
-            return 0
-        if filt is not None:
-            query = and_filters(dict(query), filt)  # type: ignore[arg-type]
-        return await super().count(type_=type_, query=query)
-
-    async def fetch(self, *, type_: str, ids: list[str],
-                    fields: tuple[str, ...] = ()) -> list[tuple[StoredVersion, dict[str, Any]]]:
-        filt = await self.access.filter(type_, "s")
-        if isinstance(filt, Deny):
-            return []
-        if filt is None:
-            return await super().fetch(type_=type_, ids=ids, fields=fields)
-        wide = (*(f for f in fields if f != "ix" and not f.startswith("ix.")), "ix")
-        rows = await super().fetch(type_=type_, ids=ids, fields=wide)
-        return [(s, d) for s, d in rows if matches({**d, "_id": s.id_}, filt)]
+    async def references(self, *, type_: str, ids: Sequence[str],
+                         prefix: str = "") -> dict[str, list[str]]:
+        kept = {s.id_ for s in await self.fetch(type_=type_, ids=ids)}
+        return await self.base.references(type_=type_, ids=[i for i in ids if i in kept],
+                                          prefix=prefix)
 
     async def history(self, *, type_: str | None = None, id_: str | None = None,
                       since: datetime | None = None,
@@ -159,11 +207,11 @@ class ScopedRepository(Repository):
             if isinstance(filt, Deny):
                 return HistoryPage(versions=[], total=0, next_cursor=None)
             if filt is None:
-                return await super().history(type_=type_, id_=id_, since=since, at=at,
-                                             count=count, cursor=cursor)
+                return await self.base.history(type_=type_, id_=id_, since=since, at=at,
+                                               count=count, cursor=cursor)
         elif await self._sees_everything():
-            return await super().history(since=since, at=at, count=count, cursor=cursor,
-                                         exclude_types=hidden)
+            return await self.base.history(since=since, at=at, count=count, cursor=cursor,
+                                           exclude_types=hidden)
         return await self._filtered_history(type_=type_, id_=id_, since=since, at=at,
                                             count=count, cursor=cursor, hidden=hidden)
 
@@ -191,7 +239,7 @@ class ScopedRepository(Repository):
         examined = 0
         last_examined: StoredVersion | None = None
         while position is not None and len(kept) <= count and examined < HISTORY_SCAN_MAX:
-            page = await super().history(type_=type_, id_=id_, since=since, at=at,
+            page = await self.base.history(type_=type_, id_=id_, since=since, at=at,
                                          count=HISTORY_SCAN, cursor=position,
                                          exclude_types=hidden)
             for stored in page.versions:
@@ -221,14 +269,11 @@ class ScopedRepository(Repository):
         write_filter = await self.access.filter(type_, letter)
         if write_filter is None:
             return
-        if previous is not None:
-            current = await self._current_doc(type_, id_)
-            if current is not None:
-                if not await self.access.admits(type_, await self._seeing(type_, letter),
-                                                current):
-                    raise NotFound(f"{type_}/{id_} is not known")
-                if not await self.access.admits(type_, letter, current):
-                    raise Forbidden(f"The access token does not permit changing {type_}/{id_}")
+        if previous is not None and await self._current_admitted(type_, id_, letter) is not None:
+            if not await self.access.admits_stored(type_, await self._seeing(type_, letter), id_):
+                raise NotFound(f"{type_}/{id_} is not known")
+            if not await self.access.admits_stored(type_, letter, id_):
+                raise Forbidden(f"The access token does not permit changing {type_}/{id_}")
         if index is not None and not await self.access.admits(
                 type_, letter, {"_id": id_, "ix": dict(index)}):
             raise Forbidden(f"The access token does not permit writing this {type_}: it would "
@@ -239,8 +284,8 @@ class ScopedRepository(Repository):
                     ts: datetime | None = None) -> StoredVersion:
         await self._check_write(type_=type_, id_=id_, previous=previous, index=index,
                                 method=method)
-        return await super().write(type_=type_, id_=id_, previous=previous, text=text,
-                                   index=index, method=method, ts=ts)
+        return await self.base.write(type_=type_, id_=id_, previous=previous, text=text,
+                                     index=index, method=method, ts=ts)
 
     async def commit_transaction(self, writes: list[PlannedWrite], *, ts: datetime,
                                  side_effects: Sequence[PlannedWrite] = ()
@@ -248,7 +293,7 @@ class ScopedRepository(Repository):
         for w in writes:
             await self._check_write(type_=w.type_, id_=w.id_, previous=w.previous,
                                     index=w.index, method=w.method)
-        return await super().commit_transaction(writes, ts=ts, side_effects=side_effects)
+        return await self.base.commit_transaction(writes, ts=ts, side_effects=side_effects)
 
     @property
     def access_key(self) -> str:

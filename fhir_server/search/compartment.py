@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from functools import cache
 from pathlib import Path
-from typing import Any
 
 from fhir_server.errors import Invalid
 from fhir_server.search.normalize import key
+from fhir_server.search.query import Ids, Keys, Query, or_
 
 COMPARTMENTS = ("Patient",)
 
@@ -21,17 +21,17 @@ def patient_compartment() -> dict[str, list[str]]:
     return data
 
 
-def compartment_filter(compartment: tuple[str, str], type_: str) -> dict[str, Any]:
+def compartment_query(compartment: tuple[str, str], type_: str) -> Query:
     kind, id_ = compartment
     if kind not in COMPARTMENTS:
         raise Invalid(f"'{kind}' compartments are not supported; Patient is",
                       code="not-supported")
     params = patient_compartment().get(type_)
-    clauses: list[dict[str, Any]] = []
+    clauses: list[Query] = []
     if type_ == kind:
-        clauses.append({"_id": id_})
+        clauses.append(Ids((id_,)))
     if params:
-        clauses.append({"ix.rf": {"$in": [key(p, f"{kind}/{id_}") for p in params]}})
+        clauses.append(Keys("rf", tuple(key(p, f"{kind}/{id_}") for p in params)))
     if not clauses:
         raise Invalid(f"{type_} is not in the {kind} compartment", code="not-supported")
-    return clauses[0] if len(clauses) == 1 else {"$or": clauses}
+    return or_(*clauses)

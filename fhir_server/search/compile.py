@@ -1,33 +1,41 @@
-"""compile_search(type, criteria) -> MongoDB filter: parse, look up, dispatch by type.
+"""compile_criteria(type, criteria) -> a ``query.Query``: parse, look up, dispatch by type.
 
 AND across parameters, OR across comma-separated values. Chained parameters
-and ``_has`` run their inner search first (through the same compiler) and
-turn its ids into reference keys.
+and ``_has`` become ``Chain`` and ``Has`` nodes holding their inner query;
+each engine decides how to run them (SQL joins, or the inner search first).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from fhir_server.errors import Invalid, Issue
 from fhir_server.search import values as v
-from fhir_server.search.normalize import key
-from fhir_server.search.parse import Criterion, split_unescaped
+from fhir_server.search.normalize import fold, key
+from fhir_server.search.parse import Criterion, parse_criterion, split_unescaped
+from fhir_server.search.query import (
+    EVERYTHING,
+    NOTHING,
+    Chain,
+    Cmp,
+    Element,
+    Has,
+    Ids,
+    Keys,
+    NoKeys,
+    Query,
+    all_of,
+    and_,
+    or_,
+)
 from fhir_server.search.registry import SearchParam, lookup, params_for
 from fhir_server.validation import check_id, resource_class
-
-Filter = dict[str, Any]
-# Runs a search and returns matching ids (and, for _has, the reference values of one param).
-IdSearch = Callable[[str, Filter, int], Awaitable[list[dict[str, Any]]]]
-MAX_CHAIN_IDS = 10_000
 
 
 @dataclass
 class CompileContext:
     base_url: str
-    find: IdSearch
     lenient: bool = False
     ignored: list[Issue] = field(default_factory=list)
     used: list[tuple[str, str]] = field(default_factory=list)
@@ -39,38 +47,34 @@ def _fail(ctx: CompileContext, error: Invalid) -> None:
     ctx.ignored.append(Issue("invalid", error.diagnostics, "warning", tuple(error.expression)))
 
 
-async def compile_criteria(ctx: CompileContext, type_: str,
-                           criteria: Sequence[Criterion], *, record: bool = True) -> Filter:
-    clauses: list[Filter] = []
+def compile_criteria(ctx: CompileContext, type_: str, criteria: Sequence[Criterion], *,
+                     record: bool = True) -> Query:
+    clauses: list[Query] = []
     for criterion in criteria:
         try:
-            clause = await _compile_one(ctx, type_, criterion)
+            clause = _compile_one(ctx, type_, criterion)
         except Invalid as error:
             _fail(ctx, error)
             continue
         clauses.append(clause)
         if record:
             ctx.used.append((criterion.raw_name, ",".join(criterion.values)))
-    if not clauses:
-        return {}
-    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+    return and_(*clauses)
 
 
-async def _compile_one(ctx: CompileContext, type_: str, c: Criterion) -> Filter:
+def _compile_one(ctx: CompileContext, type_: str, c: Criterion) -> Query:
     if c.name == "_has":
-        return await _has(ctx, type_, c)
+        return _has(ctx, type_, c)
     if c.name in {"_id", "_lastUpdated"} and c.modifier == "missing":
         # Every resource has an id and a last-updated instant.
-        return {"_id": {"$in": []}} if _missing_flag(c) else {}
+        return NOTHING if _missing_flag(c) else EVERYTHING
     if c.name == "_id":
         if c.modifier not in (None, "not"):
             raise Invalid(f"Modifier ':{c.modifier}' is not supported on _id",
                           expression=[c.raw_name])
         for value in c.values:
             check_id(value, expression="_id")
-        op = "$nin" if c.modifier == "not" else "$in"
-        return {"_id": {op: list(c.values)}} if len(c.values) > 1 or op == "$nin" else {
-            "_id": c.values[0]}
+        return Ids(tuple(c.values), negate=c.modifier == "not")
     if c.name == "_lastUpdated":
         return v.last_updated(list(c.values))
     param = lookup(type_, c.name)
@@ -80,8 +84,8 @@ async def _compile_one(ctx: CompileContext, type_: str, c: Criterion) -> Filter:
     if c.modifier == "missing":
         return _missing(c)
     if c.chain is not None:
-        return await _chain(ctx, param, c)
-    return _value_filter(ctx, param, c.modifier, list(c.values))
+        return _chain(ctx, param, c)
+    return _value_query(ctx, param, c.modifier, list(c.values))
 
 
 def _missing_flag(c: Criterion) -> bool:
@@ -90,14 +94,14 @@ def _missing_flag(c: Criterion) -> bool:
     return c.values == ("true",)
 
 
-def _missing(c: Criterion) -> Filter:
+def _missing(c: Criterion) -> Query:
     if _missing_flag(c):
-        return {"ix.has": {"$ne": c.name}}
-    return {"ix.has": c.name}
+        return NoKeys("has", (c.name,))
+    return Keys("has", (c.name,))
 
 
-def _value_filter(ctx: CompileContext, param: SearchParam, modifier: str | None,
-                  values: list[str]) -> Filter:
+def _value_query(ctx: CompileContext, param: SearchParam, modifier: str | None,
+                 values: list[str]) -> Query:
     code = param.code
     if any(value == "" for value in values):
         raise Invalid(f"Search parameter '{code}' has an empty value", expression=[code])
@@ -132,12 +136,12 @@ def _all_types() -> tuple[str, ...]:
     return resource_types()
 
 
-def _composite(param: SearchParam, values: list[str]) -> Filter:
+def _composite(param: SearchParam, values: list[str]) -> Query:
     if len(param.components) != 2:
         raise Invalid(f"Composite parameter '{param.code}' is not supported",
                       expression=[param.code], code="not-supported")
     first, second = param.components
-    clauses: list[Filter] = []
+    clauses: list[Query] = []
     for raw in values:
         parts = split_unescaped(raw, "$")
         if len(parts) != 2:
@@ -146,32 +150,26 @@ def _composite(param: SearchParam, values: list[str]) -> Filter:
         k1 = _component_key(param.code, first.type, parts[0])
         if second.type in {"token", "string", "uri", "reference"}:
             k2 = _component_key(param.code, second.type, parts[1])
-            clauses.append({"ix.cp": key(param.code, f"{k1}${k2}")})
+            clauses.append(Keys("cp", (key(param.code, f"{k1}${k2}"),)))
         elif second.type == "quantity":
-            _, cond = v.quantity_condition(param.code, parts[1])
-            clauses.append({"ix.cr": {"$elemMatch": {"p": param.code, "k": k1, **cond}}})
+            cond = v.quantity_condition(param.code, parts[1])
+            clauses.append(Element("cr", param.code, all_of(Cmp("k", "eq", k1), cond)))
         elif second.type == "date":
-            date_filter = v.date(param.code, [parts[1]])
-            for_elem = date_filter["ix.dt"]["$elemMatch"] if "ix.dt" in date_filter else None
-            if for_elem is None:
-                raise Invalid(f"Prefix not supported in composite '{param.code}'",
-                              expression=[param.code])
-            clauses.append({"ix.cr": {"$elemMatch": {**for_elem, "k": k1}}})
+            cond = v.date_value(param.code, parts[1])
+            clauses.append(Element("cr", param.code, all_of(Cmp("k", "eq", k1), cond)))
         else:
             raise Invalid(f"Composite parameter '{param.code}' is not supported",
                           expression=[param.code], code="not-supported")
-    return clauses[0] if len(clauses) == 1 else {"$or": clauses}
+    return or_(*clauses)
 
 
 def _component_key(code: str, kind: str, value: str) -> str:
     if kind == "token":
         return v.token_key(code, value).split("|", 1)[1]
-    from fhir_server.search.normalize import fold
-
     return fold(value)
 
 
-async def _chain(ctx: CompileContext, param: SearchParam, c: Criterion) -> Filter:
+def _chain(ctx: CompileContext, param: SearchParam, c: Criterion) -> Query:
     if param.type != "reference":
         raise Invalid(f"'{c.name}' is not a reference parameter and cannot be chained",
                       expression=[c.raw_name])
@@ -188,21 +186,12 @@ async def _chain(ctx: CompileContext, param: SearchParam, c: Criterion) -> Filte
     if not candidates:
         raise Invalid(f"No target type of '{c.name}' has a search parameter '{inner_base}'",
                       expression=[c.raw_name])
-    keys: list[str] = []
-    from fhir_server.search.parse import parse_criterion
-
     inner = parse_criterion(inner_name, ",".join(c.values))
-    for target in candidates:
-        filt = await compile_criteria(ctx, target, [inner], record=False)
-        rows = await ctx.find(target, filt, MAX_CHAIN_IDS + 1)
-        if len(rows) > MAX_CHAIN_IDS:
-            raise Invalid(f"The chained search '{c.raw_name}' matches too many resources; "
-                          "narrow it", expression=[c.raw_name], code="too-costly")
-        keys += [key(param.code, f"{target}/{row['_id']}") for row in rows]
-    return {"ix.rf": {"$in": keys}}
+    return or_(*[Chain(param.code, target, compile_criteria(ctx, target, [inner], record=False))
+                 for target in candidates])
 
 
-async def _has(ctx: CompileContext, type_: str, c: Criterion) -> Filter:
+def _has(ctx: CompileContext, type_: str, c: Criterion) -> Query:
     if len(c.has) != 3:
         raise Invalid("_has takes _has:Type:reference-param:search-param=value",
                       expression=[c.raw_name])
@@ -213,15 +202,5 @@ async def _has(ctx: CompileContext, type_: str, c: Criterion) -> Filter:
     if ref is None or ref.type != "reference":
         raise Invalid(f"'{ref_param}' is not a reference parameter of {source}",
                       expression=[c.raw_name])
-    from fhir_server.search.parse import parse_criterion
-
     inner = parse_criterion(rest, ",".join(c.values))
-    filt = await compile_criteria(ctx, source, [inner], record=False)
-    rows = await ctx.find(source, filt, MAX_CHAIN_IDS + 1)
-    if len(rows) > MAX_CHAIN_IDS:
-        raise Invalid(f"'{c.raw_name}' matches too many resources; narrow it",
-                      expression=[c.raw_name], code="too-costly")
-    prefix = key(ref_param, f"{type_}/")
-    ids = sorted({r[len(prefix):] for row in rows for r in row.get("rf", [])
-                  if r.startswith(prefix)})
-    return {"_id": {"$in": ids}}
+    return Has(source, ref_param, type_, compile_criteria(ctx, source, [inner], record=False))

@@ -8,23 +8,29 @@ duplicates or gaps while other data changes.
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from fhir_server.config import Settings
 from fhir_server.errors import Invalid, Issue, NotFound
-from fhir_server.search.compartment import compartment_filter
+from fhir_server.search.compartment import compartment_query
 from fhir_server.search.compile import CompileContext, compile_criteria
 from fhir_server.search.includes import Include, parse_includes, resolve_includes
 from fhir_server.search.parse import WHOLE_NUMBER, Criterion, criteria_of, parse_count
+from fhir_server.search.query import SortKey, and_
 from fhir_server.search.registry import lookup
-from fhir_server.storage.model import StoredVersion, now_ms
+from fhir_server.storage.model import StoredVersion
 from fhir_server.storage.repository import Repository
 from fhir_server.subsetting import parse_elements, parse_summary
 from fhir_server.validation import require_type
 
 TOTAL_MODES = frozenset({"none", "estimate", "accurate"})
+SNAPSHOTS = "searches"  # the records kind of search result snapshots
+SNAPSHOT_SECONDS = 3600  # how long a snapshot serves later pages
+PURGE_INTERVAL = 60.0
+_purged_at: dict[int, float] = {}
 
 
 @dataclass
@@ -32,7 +38,7 @@ class SearchRequest:
     type_: str
     criteria: list[Criterion]
     count: int
-    sort: list[tuple[str, int]]
+    sort: tuple[SortKey, ...]
     sort_param: str
     total_mode: str
     summary: str | None
@@ -65,24 +71,17 @@ def _one(params: list[tuple[str, str]], name: str) -> str | None:
     return found[0] if found else None
 
 
-def _sort_spec(type_: str, raw: str | None) -> list[tuple[str, int]]:
-    out: list[tuple[str, int]] = []
+def _sort_spec(type_: str, raw: str | None) -> tuple[SortKey, ...]:
+    out: list[SortKey] = []
     for item in (raw or "").split(","):
         if not item:
             continue
-        direction = -1 if item.startswith("-") else 1
         name = item.lstrip("-")
-        if name == "_id":
-            out.append(("_id", direction))
-        elif name == "_lastUpdated":
-            out.append(("ts", direction))
-        elif lookup(type_, name) is not None:
-            out.append((f"ix.so.{name}", direction))
-        else:
+        if name not in {"_id", "_lastUpdated"} and lookup(type_, name) is None:
             raise Invalid(f"Cannot sort on unknown parameter '{name[:64]}'", expression=["_sort"])
-    if not any(k == "_id" for k, _ in out):
-        out.append(("_id", 1))  # a total order, so pages never overlap
-    return out
+        out.append(SortKey(name, descending=item.startswith("-")))
+    # The engines end every order with _id, so pages never overlap.
+    return tuple(out) or (SortKey("_id"),)
 
 
 def parse_request(type_: str, params: list[tuple[str, str]], settings: Settings, *,
@@ -111,25 +110,39 @@ def parse_request(type_: str, params: list[tuple[str, str]], settings: Settings,
 
 async def _ids(repo: Repository, req: SearchRequest, ctx: CompileContext,
                settings: Settings) -> tuple[list[str], int | None, list[tuple[str, str]]]:
-    filt = await compile_criteria(ctx, req.type_, req.criteria)
+    query = compile_criteria(ctx, req.type_, req.criteria)
     if req.compartment is not None:
-        comp = compartment_filter(req.compartment, req.type_)
-        filt = {"$and": [comp, filt]} if filt else comp
+        query = and_(compartment_query(req.compartment, req.type_), query)
     if req.summary == "count":
-        return [], await repo.count(type_=req.type_, query=filt), ctx.used
+        return [], await repo.count(type_=req.type_, query=query), ctx.used
     cap = settings.fhir_search_max_results
-    rows = await repo.search_rows(type_=req.type_, query=filt, sort=req.sort, limit=cap + 1)
-    ids = [str(r["_id"]) for r in rows][:cap]
+    found = await repo.search(type_=req.type_, query=query, sort=req.sort, limit=cap + 1)
+    ids = found[:cap]
     total: int | None = None
     if req.total_mode != "none":
-        total = len(ids) if len(rows) <= cap else await repo.count(type_=req.type_, query=filt)
+        total = len(ids) if len(found) <= cap else await repo.count(type_=req.type_, query=query)
     return ids, total, ctx.used
 
 
+async def _save_snapshot(repo: Repository, snapshot: dict[str, Any]) -> None:
+    now = time.time()
+    if now - _purged_at.get(id(repo.records), 0.0) > PURGE_INTERVAL:
+        _purged_at[id(repo.records)] = now
+        await repo.records.purge(kind=SNAPSHOTS, before=now)
+    await repo.records.insert(kind=SNAPSHOTS, doc={**snapshot, "exp": now + SNAPSHOT_SECONDS})
+
+
+async def _load_snapshot(repo: Repository, id_: str) -> dict[str, Any] | None:
+    snapshot = await repo.records.get(kind=SNAPSHOTS, id_=id_)
+    if snapshot is None or snapshot.get("exp", 0) < time.time():
+        return None
+    return snapshot
+
+
 async def run_search(*, repo: Repository, settings: Settings, req: SearchRequest) -> SearchResult:
-    ctx = compile_context(repo, settings, lenient=req.lenient)
+    ctx = CompileContext(base_url=settings.base_url, lenient=req.lenient)
     if req.page is not None:
-        snapshot = await repo.load_snapshot(id_=req.page)
+        snapshot = await _load_snapshot(repo, req.page)
         if (snapshot is None or snapshot.get("t") != req.type_
                 or snapshot.get("who", "") != _owner(repo)):
             raise NotFound("That page of search results has expired; search again",
@@ -142,18 +155,16 @@ async def run_search(*, repo: Repository, settings: Settings, req: SearchRequest
         page_id = None
         if len(ids) > req.count and req.count > 0 and req.summary != "count":
             page_id = uuid.uuid4().hex
-            await repo.save_snapshot(snapshot={"_id": page_id, "t": req.type_, "ids": ids,
-                                               "who": _owner(repo),
-                                               "total": total,
-                                               "used": [{"n": n, "v": val} for n, val in used],
-                                               "created": now_ms()})
+            await _save_snapshot(repo, {"_id": page_id, "t": req.type_, "ids": ids,
+                                        "who": _owner(repo), "total": total,
+                                        "used": [{"n": n, "v": val} for n, val in used]})
     if req.total_mode == "none":
         total = None
     page_ids = [] if req.summary == "count" else ids[req.offset:req.offset + req.count]
-    fetched = await repo.fetch(type_=req.type_, ids=page_ids, fields=("ix.rf",))
+    fetched = await repo.fetch(type_=req.type_, ids=page_ids)
     included = await resolve_includes(repo=repo, matches=fetched, includes=req.includes,
-                                      revincludes=req.revincludes, base_type=req.type_)
-    return SearchResult(matches=[s for s, _ in fetched], included=included, total=total,
+                                      revincludes=req.revincludes)
+    return SearchResult(matches=fetched, included=included, total=total,
                         used=list(used), issues=ctx.ignored, page_id=page_id, offset=req.offset,
                         has_next=req.count > 0 and req.offset + req.count < len(ids))
 
@@ -161,15 +172,3 @@ async def run_search(*, repo: Repository, settings: Settings, req: SearchRequest
 def _owner(repo: Repository) -> str:
     """Whose terms a result was computed under: pages are served only to the same terms."""
     return str(getattr(repo, "access_key", ""))
-
-
-def compile_context(repo: Repository, settings: Settings, *, lenient: bool = False
-                    ) -> CompileContext:
-    """A compile context whose inner searches (chains, _has) run on this repository."""
-
-    async def find(type_: str, filt: dict[str, Any], limit: int) -> list[dict[str, Any]]:
-        rows = await repo.search_rows(type_=type_, query=filt, sort=[], limit=limit,
-                                      fields=("ix.rf",))
-        return [{"_id": r["_id"], "rf": (r.get("ix") or {}).get("rf", [])} for r in rows]
-
-    return CompileContext(base_url=settings.base_url, find=find, lenient=lenient)

@@ -184,7 +184,7 @@ def _date_ranges(value: Any) -> Iterator[tuple[Any, Any]]:
             if "start" in value or "end" in value:  # Period: an open end is ongoing
                 lo = date_range(value["start"])[0] if value.get("start") else LOWEST
                 hi = date_range(value["end"])[1] if value.get("end") else HIGHEST
-                yield lo, hi
+                yield lo, max(lo, hi)  # a start after the end (invalid) is not a negative range
             # Timing: only its outer limits matter (events and bounds together).
             spans = [date_range(e) for e in value.get("event") or []]
             bounds = (value.get("repeat") or {}).get("boundsPeriod")

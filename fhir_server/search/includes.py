@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any
 
 from fhir_server.errors import Invalid
 from fhir_server.search.extract import reference_type
 from fhir_server.search.normalize import key
+from fhir_server.search.query import Keys, SortKey
 from fhir_server.search.registry import lookup, params_for
 from fhir_server.storage.model import StoredVersion
 from fhir_server.storage.repository import Repository
@@ -57,57 +57,54 @@ def parse_includes(params: list[tuple[str, str]], name: str, base_type: str) -> 
             if k == name or k.startswith(name + ":")]
 
 
-def _refs(doc: dict[str, Any]) -> list[str]:
-    ix = doc.get("ix")
-    return list(ix.get("rf", [])) if isinstance(ix, dict) else []
-
-
-async def _forward(repo: Repository, current: list[tuple[StoredVersion, dict[str, Any]]],
-                   inc: Include, seen: set[str]) -> list[tuple[StoredVersion, dict[str, Any]]]:
+async def _forward(repo: Repository, current: list[StoredVersion], inc: Include,
+                   seen: set[str]) -> list[StoredVersion]:
+    by_type: dict[str, list[str]] = defaultdict(list)
+    for stored in current:
+        if inc.source is None or stored.type_ == inc.source:
+            by_type[stored.type_].append(stored.id_)
     wanted: dict[str, list[str]] = defaultdict(list)
-    for stored, doc in current:
-        if inc.source is not None and stored.type_ != inc.source:
-            continue
-        prefixes = tuple(key(p, "") for p in inc.params(stored.type_))
-        for ref in _refs(doc):
-            if not ref.startswith(prefixes):
-                continue
-            target = ref.split("|", 1)[1]
-            rtype = reference_type(target)
-            if rtype is None or (inc.target and rtype != inc.target) or target in seen:
-                continue
-            if "/" in target and not target.startswith(("http:", "https:", "urn:")):
-                wanted[rtype].append(target.split("/", 1)[1])
+    for type_, ids in by_type.items():
+        prefixes = tuple(key(p, "") for p in inc.params(type_))
+        for refs in (await repo.references(type_=type_, ids=ids)).values():
+            for ref in refs:
+                if not ref.startswith(prefixes):
+                    continue
+                target = ref.split("|", 1)[1]
+                rtype = reference_type(target)
+                if rtype is None or (inc.target and rtype != inc.target) or target in seen:
+                    continue
+                if "/" in target and not target.startswith(("http:", "https:", "urn:")):
+                    wanted[rtype].append(target.split("/", 1)[1])
     out = []
     for rtype, ids in wanted.items():
         if resource_class(rtype) is None:
             continue
-        out += await repo.fetch(type_=rtype, ids=sorted(set(ids)), fields=("ix.rf",))
+        out += await repo.fetch(type_=rtype, ids=sorted(set(ids)))
     return out
 
 
-async def _reverse(repo: Repository, current: list[tuple[StoredVersion, dict[str, Any]]],
-                   inc: Include) -> list[tuple[StoredVersion, dict[str, Any]]]:
+async def _reverse(repo: Repository, current: list[StoredVersion],
+                   inc: Include) -> list[StoredVersion]:
     if inc.source is None:
         return []
-    targets = [s.reference for s, _ in current if inc.target in (None, s.type_)]
-    keys = [key(p, t) for p in inc.params(inc.source) for t in targets]
+    targets = [s.reference for s in current if inc.target in (None, s.type_)]
+    keys = tuple(key(p, t) for p in inc.params(inc.source) for t in targets)
     if not keys:
         return []
-    rows = await repo.search_rows(type_=inc.source, query={"ix.rf": {"$in": keys}},
-                                  sort=[("_id", 1)], limit=MAX_INCLUDED)
-    return await repo.fetch(type_=inc.source, ids=[str(r["_id"]) for r in rows],
-                            fields=("ix.rf",))
+    ids = await repo.search(type_=inc.source, query=Keys("rf", keys), sort=(SortKey("_id"),),
+                            limit=MAX_INCLUDED)
+    return await repo.fetch(type_=inc.source, ids=ids)
 
 
-async def resolve_includes(*, repo: Repository, matches: list[tuple[StoredVersion, dict[str, Any]]],
-                           includes: list[Include], revincludes: list[Include],
-                           base_type: str) -> list[StoredVersion]:
-    seen = {s.reference for s, _ in matches}
+async def resolve_includes(*, repo: Repository, matches: list[StoredVersion],
+                           includes: list[Include], revincludes: list[Include]
+                           ) -> list[StoredVersion]:
+    seen = {s.reference for s in matches}
     included: list[StoredVersion] = []
     current = matches
     for round_ in range(MAX_ROUNDS):
-        found: list[tuple[StoredVersion, dict[str, Any]]] = []
+        found: list[StoredVersion] = []
         for inc in includes:
             if round_ == 0 or inc.iterate:
                 found += await _forward(repo, current, inc, seen)
@@ -115,11 +112,11 @@ async def resolve_includes(*, repo: Repository, matches: list[tuple[StoredVersio
             if round_ == 0 or inc.iterate:
                 found += await _reverse(repo, current, inc)
         fresh = []
-        for stored, doc in found:
+        for stored in found:
             if stored.reference not in seen and len(included) < MAX_INCLUDED:
                 seen.add(stored.reference)
                 included.append(stored)
-                fresh.append((stored, doc))
+                fresh.append(stored)
         if not fresh or not any(i.iterate for i in (*includes, *revincludes)):
             break
         current = fresh

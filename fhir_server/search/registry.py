@@ -1,7 +1,8 @@
 """The search parameter registry, generated from the official R4 definitions.
 
 ``tools/gen_search_registry.py`` writes ``fhir_server/data/search_parameters.json``;
-this module loads it and compiles each parameter's FHIRPath expression once.
+this module loads it and compiles each parameter's FHIRPath expression once (plain
+paths to a JSON walk, ``paths.py``; the rest with fhirpathpy).
 fhirpathpy has no ``resolve()``: every R4 use of it is a trailing
 ``.where(resolve() is Type)`` filter, which is removed from the expression and
 applied to the references found, by the type they name.
@@ -19,6 +20,8 @@ from typing import Any
 
 from fhirpathpy import compile as compile_fhirpath
 from fhirpathpy.models import models
+
+from fhir_server.search.paths import compile_path
 
 RESOLVE_IS = re.compile(r"\.where\(resolve\(\) is ([A-Za-z]+)\)")
 COMMON_BASES = ("Resource", "DomainResource")
@@ -86,6 +89,9 @@ class SearchParam:
 
 @cache
 def _compiled(expression: str) -> Callable[[Any], list[Any]]:
+    walker = compile_path(expression)  # a plain path: walk the JSON
+    if walker is not None:
+        return walker
     compiled = compile_fhirpath(expression, models["r4"])
 
     def evaluate(resource: Any) -> list[Any]:

@@ -1,32 +1,40 @@
-"""Filter fragments for one search value of each parameter type (pure functions).
+"""The condition of one search value of each parameter type (pure functions).
 
-Every function returns a MongoDB filter over the stored search values
+Every function returns a ``query.Query`` over the stored search values
 (``ix``, see ``extract.py``); an invalid value raises ``Invalid`` naming the
-parameter.
+parameter. This is where FHIR's rules for each type live (prefixes, the
+implicit range of a value's precision, modifiers); the engines only compile
+the nodes.
 """
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any
 
 from fhir_server.errors import Invalid
 from fhir_server.search.dates import date_range
 from fhir_server.search.extract import normalize_reference
 from fhir_server.search.normalize import ANY_SYSTEM, decimal_range, fold, key
 from fhir_server.search.parse import prefix_of, split_unescaped, unescape
+from fhir_server.search.query import (
+    Cmp,
+    Cond,
+    Contains,
+    Element,
+    Keys,
+    NoKeys,
+    Prefix,
+    Query,
+    Updated,
+    all_of,
+    any_of,
+    or_,
+)
 from fhir_server.storage.model import now_ms
 
-Filter = dict[str, Any]
-
-
-def _prefix_regex(kind: str, text: str) -> Filter:
-    return {f"ix.{kind}": {"$regex": "^" + re.escape(text)}}
-
-
 # -- token ----------------------------------------------------------------------------
+
 
 def token_key(param: str, value: str) -> str:
     parts = split_unescaped(value, "|")
@@ -40,14 +48,13 @@ def token_key(param: str, value: str) -> str:
     return key(param, system, code)
 
 
-def token(param: str, modifier: str | None, values: list[str]) -> Filter:
+def token(param: str, modifier: str | None, values: list[str]) -> Query:
     if modifier is None:
-        keys = [token_key(param, v) for v in values]
-        return {"ix.tk": keys[0]} if len(keys) == 1 else {"ix.tk": {"$in": keys}}
+        return Keys("tk", tuple(token_key(param, v) for v in values))
     if modifier == "not":
-        return {"ix.tk": {"$nin": [token_key(param, v) for v in values]}}
+        return NoKeys("tk", tuple(token_key(param, v) for v in values))
     if modifier == "text":
-        return {"$or": [_prefix_regex("tt", key(param, fold(unescape(v)))) for v in values]}
+        return or_(*[Prefix("tt", key(param, fold(unescape(v)))) for v in values])
     if modifier == "of-type":
         out = []
         for v in values:
@@ -56,28 +63,27 @@ def token(param: str, modifier: str | None, values: list[str]) -> Filter:
                 raise Invalid(f"{param}:of-type takes type-system|type-code|value",
                               expression=[f"{param}:of-type"])
             out.append(key(param, *parts))
-        return {"ix.ot": {"$in": out}}
+        return Keys("ot", tuple(out))
     raise Invalid(f"Modifier ':{modifier}' is not supported on token parameter '{param}'",
                   expression=[f"{param}:{modifier}"], code="not-supported")
 
 
 # -- string ---------------------------------------------------------------------------
 
-def string(param: str, modifier: str | None, values: list[str]) -> Filter:
-    clauses: list[Filter] = []
+def string(param: str, modifier: str | None, values: list[str]) -> Query:
+    clauses: list[Query] = []
     for raw in values:
         value = unescape(raw)
         if modifier is None:
-            clauses.append(_prefix_regex("st", key(param, fold(value))))
+            clauses.append(Prefix("st", key(param, fold(value))))
         elif modifier == "exact":
-            clauses.append({"ix.sx": key(param, value)})
+            clauses.append(Keys("sx", (key(param, value),)))
         elif modifier == "contains":
-            clauses.append({"ix.st": {"$regex": "^" + re.escape(key(param, "")) + ".*"
-                                      + re.escape(fold(value))}})
+            clauses.append(Contains("st", key(param, ""), fold(value)))
         else:
             raise Invalid(f"Modifier ':{modifier}' is not supported on string parameter "
                           f"'{param}'", expression=[f"{param}:{modifier}"], code="not-supported")
-    return clauses[0] if len(clauses) == 1 else {"$or": clauses}
+    return or_(*clauses)
 
 
 # -- uri --------------------------------------------------------------------------------
@@ -90,20 +96,20 @@ def _above(uri: str) -> list[str]:
     return out
 
 
-def uri(param: str, modifier: str | None, values: list[str]) -> Filter:
-    clauses: list[Filter] = []
+def uri(param: str, modifier: str | None, values: list[str]) -> Query:
+    clauses: list[Query] = []
     for raw in values:
         value = unescape(raw)
         if modifier is None:
-            clauses.append({"ix.ur": key(param, value)})
+            clauses.append(Keys("ur", (key(param, value),)))
         elif modifier == "below":
-            clauses.append(_prefix_regex("ur", key(param, value)))
+            clauses.append(Prefix("ur", key(param, value)))
         elif modifier == "above":
-            clauses.append({"ix.ur": {"$in": [key(param, u) for u in _above(value)]}})
+            clauses.append(Keys("ur", tuple(key(param, u) for u in _above(value))))
         else:
             raise Invalid(f"Modifier ':{modifier}' is not supported on uri parameter '{param}'",
                           expression=[f"{param}:{modifier}"], code="not-supported")
-    return clauses[0] if len(clauses) == 1 else {"$or": clauses}
+    return or_(*clauses)
 
 
 # -- reference --------------------------------------------------------------------------
@@ -124,38 +130,37 @@ def reference_keys(param: str, value: str, *, modifier: str | None, targets: tup
 
 
 def reference(param: str, modifier: str | None, values: list[str], *, targets: tuple[str, ...],
-              base_url: str) -> Filter:
+              base_url: str) -> Query:
     if modifier == "identifier":
-        keys = [token_key(param, v) for v in values]
-        return {"ix.ri": {"$in": keys}}
-    keys = [k for v in values for k in reference_keys(param, v, modifier=modifier,
-                                                       targets=targets, base_url=base_url)]
-    return {"ix.rf": keys[0]} if len(keys) == 1 else {"ix.rf": {"$in": keys}}
+        return Keys("ri", tuple(token_key(param, v) for v in values))
+    return Keys("rf", tuple(k for v in values for k in reference_keys(
+        param, v, modifier=modifier, targets=targets, base_url=base_url)))
 
 
 # -- date -------------------------------------------------------------------------------
 
-def _date_conditions(prefix: str, lo: datetime, hi: datetime, lo_f: str, hi_f: str) -> Filter:
-    eq = {lo_f: {"$gte": lo}, hi_f: {"$lte": hi}}
+def date_condition(prefix: str, lo: datetime, hi: datetime) -> Cond:
+    """A stored range [lo_f, hi_f) against the range [lo, hi) of a searched value."""
+    eq = all_of(Cmp("lo", "ge", lo), Cmp("hi", "le", hi))
     if prefix == "eq":
         return eq
     if prefix == "ne":  # a value that is there and not within the range
-        return {"$or": [{lo_f: {"$lt": lo}}, {hi_f: {"$gt": hi}}]}
+        return any_of(Cmp("lo", "lt", lo), Cmp("hi", "gt", hi))
     if prefix == "gt":
-        return {hi_f: {"$gt": hi}}
+        return Cmp("hi", "gt", hi)
     if prefix == "lt":
-        return {lo_f: {"$lt": lo}}
+        return Cmp("lo", "lt", lo)
     if prefix == "ge":
-        return {"$or": [{hi_f: {"$gt": hi}}, eq]}
+        return any_of(Cmp("hi", "gt", hi), eq)
     if prefix == "le":
-        return {"$or": [{lo_f: {"$lt": lo}}, eq]}
+        return any_of(Cmp("lo", "lt", lo), eq)
     if prefix == "sa":
-        return {lo_f: {"$gte": hi}}
+        return Cmp("lo", "ge", hi)
     if prefix == "eb":
-        return {hi_f: {"$lte": lo}}
+        return Cmp("hi", "le", lo)
     if prefix == "ap":
         margin = max(abs(now_ms() - lo) * 0.1, timedelta(days=1))
-        return {lo_f: {"$lt": shift(hi, margin)}, hi_f: {"$gt": shift(lo, -margin)}}
+        return all_of(Cmp("lo", "lt", shift(hi, margin)), Cmp("hi", "gt", shift(lo, -margin)))
     raise ValueError(prefix)
 
 
@@ -167,38 +172,39 @@ def shift(ts: datetime, delta: timedelta) -> datetime:
         return (datetime.max if delta > timedelta(0) else datetime.min).replace(tzinfo=ts.tzinfo)
 
 
-def date(param: str, values: list[str]) -> Filter:
-    clauses: list[Filter] = []
-    for raw in values:
-        prefix, text = prefix_of(unescape(raw))
-        lo, hi = date_range(text, param=param)
-        cond = _date_conditions(prefix, lo, hi, "lo", "hi")
-        clauses.append(_elem_or("ix.dt", param, cond))
-    return _or(clauses)
+def date_value(param: str, raw: str) -> Cond:
+    prefix, text = prefix_of(unescape(raw))
+    lo, hi = date_range(text, param=param)
+    return date_condition(prefix, lo, hi)
 
 
-def last_updated(values: list[str]) -> Filter:
+def date(param: str, values: list[str]) -> Query:
+    return or_(*[Element("dt", param, date_value(param, raw)) for raw in values])
+
+
+def last_updated(values: list[str]) -> Query:
     """_lastUpdated against the version's instant t, whose range is [t, t + 1 ms)."""
-    clauses: list[Filter] = []
+    clauses: list[Query] = []
     for raw in values:
         prefix, text = prefix_of(unescape(raw))
         lo, hi = date_range(text, param="_lastUpdated")
-        conditions: dict[str, Filter] = {
-            "eq": {"ts": {"$gte": lo, "$lt": hi}},
-            "ne": {"$or": [{"ts": {"$lt": lo}}, {"ts": {"$gte": hi}}]},
-            "gt": {"ts": {"$gte": hi}},
-            "sa": {"ts": {"$gte": hi}},
-            "lt": {"ts": {"$lt": lo}},
-            "eb": {"ts": {"$lt": lo}},
-            "ge": {"ts": {"$gte": lo}},
-            "le": {"ts": {"$lt": hi}},
+        conditions: dict[str, Cond] = {
+            "eq": all_of(Cmp("ts", "ge", lo), Cmp("ts", "lt", hi)),
+            "ne": any_of(Cmp("ts", "lt", lo), Cmp("ts", "ge", hi)),
+            "gt": Cmp("ts", "ge", hi),
+            "sa": Cmp("ts", "ge", hi),
+            "lt": Cmp("ts", "lt", lo),
+            "eb": Cmp("ts", "lt", lo),
+            "ge": Cmp("ts", "ge", lo),
+            "le": Cmp("ts", "lt", hi),
         }
         if prefix == "ap":
             margin = max(abs(now_ms() - lo) * 0.1, timedelta(days=1))
-            clauses.append({"ts": {"$gte": shift(lo, -margin), "$lt": shift(hi, margin)}})
+            cond = all_of(Cmp("ts", "ge", shift(lo, -margin)), Cmp("ts", "lt", shift(hi, margin)))
         else:
-            clauses.append(conditions[prefix])
-    return _or(clauses)
+            cond = conditions[prefix]
+        clauses.append(Updated(cond))
+    return or_(*clauses)
 
 
 # -- number and quantity -----------------------------------------------------------------
@@ -213,76 +219,53 @@ def _decimal(param: str, text: str) -> Decimal:
     return value
 
 
-def _number_conditions(prefix: str, value: Decimal, field: str) -> Filter:
+def number_condition(prefix: str, value: Decimal) -> Cond:
     lo, hi = decimal_range(value)
     v = float(value)
     if prefix == "eq":
-        return {field: {"$gte": float(lo), "$lt": float(hi)}}
+        return all_of(Cmp("v", "ge", float(lo)), Cmp("v", "lt", float(hi)))
     if prefix == "ne":
-        return {"$or": [{field: {"$lt": float(lo)}}, {field: {"$gte": float(hi)}}]}
+        return any_of(Cmp("v", "lt", float(lo)), Cmp("v", "ge", float(hi)))
     if prefix in {"gt", "sa"}:
-        return {field: {"$gt": v}}
+        return Cmp("v", "gt", v)
     if prefix in {"lt", "eb"}:
-        return {field: {"$lt": v}}
+        return Cmp("v", "lt", v)
     if prefix == "ge":
-        return {field: {"$gte": v}}
+        return Cmp("v", "ge", v)
     if prefix == "le":
-        return {field: {"$lte": v}}
+        return Cmp("v", "le", v)
     if prefix == "ap":
         margin = abs(v) * 0.1
-        return {field: {"$gte": v - margin, "$lte": v + margin}}
+        return all_of(Cmp("v", "ge", v - margin), Cmp("v", "le", v + margin))
     raise ValueError(prefix)
 
 
-def number(param: str, values: list[str]) -> Filter:
-    clauses: list[Filter] = []
+def number(param: str, values: list[str]) -> Query:
+    clauses: list[Query] = []
     for raw in values:
         prefix, text = prefix_of(unescape(raw))
-        value = _decimal(param, text)
-        clauses.append(_elem_or("ix.nm", param, _number_conditions(prefix, value, "v")))
-    return _or(clauses)
+        clauses.append(Element("nm", param, number_condition(prefix, _decimal(param, text))))
+    return or_(*clauses)
 
 
-def quantity_condition(param: str, raw: str) -> tuple[str, Filter]:
-    """The prefix and the element conditions of one quantity value ``[prefix]n|system|code``."""
+def quantity_condition(param: str, raw: str) -> Cond:
+    """The element condition of one quantity value ``[prefix]n|system|code``."""
     parts = split_unescaped(raw, "|")
     prefix, text = prefix_of(parts[0])
-    value = _decimal(param, text)
-    conjuncts = [_number_conditions(prefix, value, "v")]
+    conds = [number_condition(prefix, _decimal(param, text))]
     if len(parts) >= 3:
         system, code = parts[1], "|".join(parts[2:])
         if system:
-            conjuncts.append({"s": system, **({"c": code} if code else {})})
+            conds.append(Cmp("s", "eq", system))
+            if code:
+                conds.append(Cmp("c", "eq", code))
         elif code:
-            conjuncts.append({"$or": [{"c": code}, {"u": code}]})
+            conds.append(any_of(Cmp("c", "eq", code), Cmp("u", "eq", code)))
     elif len(parts) == 2:
         raise Invalid(f"A quantity for '{param}' must be number|system|code",
                       expression=[param])
-    ors = [c for c in conjuncts if "$or" in c]
-    cond: Filter = {k: v for c in conjuncts if "$or" not in c for k, v in c.items()}
-    if len(ors) == 1:
-        cond["$or"] = ors[0]["$or"]
-    elif ors:
-        cond["$and"] = ors
-    return prefix, cond
+    return all_of(*conds)
 
 
-def quantity(param: str, values: list[str]) -> Filter:
-    clauses: list[Filter] = []
-    for raw in values:
-        _, cond = quantity_condition(param, raw)
-        clauses.append(_elem_or("ix.qt", param, cond))
-    return _or(clauses)
-
-
-# -- helpers -----------------------------------------------------------------------------
-
-def _elem_or(field: str, param: str, cond: Filter) -> Filter:
-    """$elemMatch on one element kind; an $or inside the conditions becomes an $or of elemMatches."""
-    if set(cond) == {"$or"}:
-        return {"$or": [{field: {"$elemMatch": {"p": param, **c}}} for c in cond["$or"]]}
-    return {field: {"$elemMatch": {"p": param, **cond}}}
-
-
-def _or(clauses: list[Filter]) -> Filter:
-    return clauses[0] if len(clauses) == 1 else {"$or": clauses}
+def quantity(param: str, values: list[str]) -> Query:
+    return or_(*[Element("qt", param, quantity_condition(param, raw)) for raw in values])

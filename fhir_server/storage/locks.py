@@ -2,8 +2,8 @@
 
 A write rule that must check-then-write (no two overlapping bookings of one
 practitioner) holds a lease on each name it depends on while it checks and
-writes. A lease is a document ``{_id: name, owner, expires}`` in ``locks``:
-inserting it is the atomic "take" (``_id`` is unique on every engine);
+writes. A lease is a record ``{_id: name, owner, expires}`` of kind ``locks``:
+inserting it is the atomic "take" (every engine refuses a duplicate ``_id``);
 releasing deletes it only if this holder still owns it. A holder that died
 leaves a lease that expires after ``LEASE_SECONDS`` and is then taken over.
 """
@@ -12,17 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
-from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
-from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
-
-from fhir_server.storage.guarded import Guarded
-from fhir_server.storage.model import now_ms
+if TYPE_CHECKING:
+    from fhir_server.storage.records import Records
 
 LOCKS = "locks"
 LEASE_SECONDS = 30
@@ -37,9 +34,8 @@ class LockBusy(Exception):
 
 
 class Locks:
-    def __init__(self, db: AsyncDatabase[dict[str, Any]], guarded: Guarded) -> None:
-        self.coll = db[LOCKS]
-        self.guarded = guarded
+    def __init__(self, records: Records) -> None:
+        self.records = records
 
     @asynccontextmanager
     async def hold(self, names: Iterable[str], *, wait: float = 10.0) -> AsyncIterator[None]:
@@ -54,22 +50,19 @@ class Locks:
             yield
         finally:
             for name in reversed(taken):
-                await self.guarded.delete(self.coll, name, {"owner": owner})
+                await self.records.delete(kind=LOCKS, id_=name, expect={"owner": owner})
 
     async def _take(self, name: str, owner: str, deadline: float) -> None:
         loop = asyncio.get_running_loop()
         attempt = 0
         while True:
-            now = now_ms()
-            try:
-                await self.coll.insert_one({"_id": name, "owner": owner,
-                                            "expires": now + timedelta(seconds=LEASE_SECONDS)})
+            now = time.time()
+            if await self.records.insert(kind=LOCKS, doc={"_id": name, "owner": owner,
+                                                          "expires": now + LEASE_SECONDS}):
                 return
-            except DuplicateKeyError:
-                pass
-            held = await self.coll.find_one({"_id": name})
+            held = await self.records.get(kind=LOCKS, id_=name)
             if held is not None and held["expires"] <= now:
-                await self.guarded.delete(self.coll, name, {"owner": held["owner"]})
+                await self.records.delete(kind=LOCKS, id_=name, expect={"owner": held["owner"]})
                 continue
             if loop.time() >= deadline:
                 raise LockBusy(name)

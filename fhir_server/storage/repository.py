@@ -1,74 +1,66 @@
-"""The resource repository: current versions, immutable history, crash-safe writes.
+"""The repository interface: what every storage engine does, and nothing engine-specific.
 
-Layout
-------
-* One collection per resource type (``Patient``, ``Claim``, ...) holds the
-  current version of each resource: ``{_id: id, v, ts, m, json, ix}`` where
-  ``json`` is the resource text exactly as served (client JSON plus server
-  ``meta``), ``json`` is null for a deleted resource, and ``ix`` holds the
-  search values extracted at write time.
-* One ``history`` collection holds every version of every resource:
-  ``{_id: "Type/id/v", t, i, v, ts, m, json, until}``; ``until`` is the
-  instant a later version replaced it.
+Two engines implement it (``storage/sqlite``: the embedded default;
+``storage/mongo``: MongoDB, with FerretDB standing in for it in tests), chosen
+at start-up by ``storage/open.py``. Code above ``fhir_server/storage`` talks to
+this interface only: resources and their history, searches described as
+``search.query`` nodes, all-or-nothing multi-resource commits, small records
+(``records``: the authorization server's state, search snapshots, leases).
 
-Writes without multi-document transactions
-------------------------------------------
-A write inserts the new history version marked pending (``st: "p"``),
-then moves the current document with an optimistic check on its version,
-then clears the mark (and sets ``until`` on the replaced version) in one
-bulk request. Readers treat a pending version as committed only when the
-current document has reached it. If the process dies in between,
-``recover()`` at the next start rolls each pending version forward (the
-current document reached it) or back (it did not). The same protocol runs
-on MongoDB and FerretDB, so one code path is tested everywhere.
+Every engine keeps, per resource type, the current version of each resource
+(its JSON text exactly as served, or a deletion) with the search values
+extracted at write time, and an immutable history of every version.
 """
 
 from __future__ import annotations
 
-import logging
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from functools import partial
+from datetime import datetime
 from typing import Any
 
-from pymongo import DESCENDING
-from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
-
-from fhir_server.storage.engine import EngineInfo
-from fhir_server.storage.guarded import ABSENT, Guarded
+from fhir_server.search.query import Query, SortKey
 from fhir_server.storage.locks import Locks
-from fhir_server.storage.matcher import has_subdocument_elem_match, matches, pushable_part
-from fhir_server.storage.model import StoredVersion, now_ms
-from fhir_server.storage.transactions import PlannedWrite, TransactionLog
-from fhir_server.storage.versions import (
-    HISTORY,
-    PENDING,
-    STALE_SECONDS,
-    history_key,
-    settle_version,
-)
+from fhir_server.storage.model import StoredVersion
+from fhir_server.storage.records import Records
 
-log = logging.getLogger("fhir_server.storage")
 
-SEARCHES = "searches"  # search result snapshots, for stable paging
-SNAPSHOT_TTL = timedelta(hours=1)
-SEARCH_INDEXES: list[tuple[str, list[tuple[str, int]]]] = [
-    ("last_updated", [("ts", DESCENDING)]),
-    *[(f"ix_{kind}", [(f"ix.{kind}", 1)])
-      for kind in ("tk", "tt", "ot", "st", "sx", "rf", "ri", "ur", "cp", "has")],
-    ("ix_dt", [("ix.dt.p", 1), ("ix.dt.lo", 1), ("ix.dt.hi", 1)]),
-    ("ix_nm", [("ix.nm.p", 1), ("ix.nm.v", 1)]),
-    ("ix_qt", [("ix.qt.p", 1), ("ix.qt.v", 1)]),
-    ("ix_cr", [("ix.cr.p", 1), ("ix.cr.k", 1)]),
-]
-
-Doc = dict[str, Any]
+class DatabaseUnavailable(Exception):
+    """The database could not be reached or stayed locked too long (answered 503)."""
 
 
 class VersionConflict(Exception):
     """Another writer changed the resource first (optimistic check failed)."""
+
+
+class TransactionConflict(Exception):
+    """A write of a multi-resource commit found another version than it planned on."""
+
+    def __init__(self, index: int, key: str) -> None:
+        super().__init__(key)
+        self.index = index
+        self.key = key
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """What the connected engine is, detected at start-up."""
+
+    name: str  # "sqlite", "mongodb" or "ferretdb"
+    version: str
+    replica_set: bool = False
+    transactions: bool = False
+
+
+@dataclass(frozen=True)
+class PlannedWrite:
+    type_: str
+    id_: str
+    previous: int | None  # None: the resource does not exist yet
+    text: str | None  # None: a deletion
+    index: Mapping[str, Any] | None
+    method: str
 
 
 @dataclass(frozen=True)
@@ -81,7 +73,7 @@ class Current:
 
 @dataclass(frozen=True)
 class HistoryCursor:
-    """Where a history page ends: the snapshot instant and the last (ts, _id) served."""
+    """Where a history page ends: the snapshot instant and the last (ts, key) served."""
 
     as_of: datetime
     ts: datetime | None = None
@@ -95,186 +87,76 @@ class HistoryPage:
     next_cursor: HistoryCursor | None
 
 
-def _version_from(doc: Mapping[str, Any], type_: str, id_: str) -> StoredVersion:
-    return StoredVersion(type_=type_, id_=id_, version=int(doc["v"]), last_updated=doc["ts"],
-                         text=doc.get("json"), method=str(doc.get("m", "PUT")))
+def history_key(type_: str, id_: str, version: int) -> str:
+    """A version's key, the history's tie-breaker between versions of one instant."""
+    return f"{type_}/{id_}/{version}"
 
 
-def _history_version(doc: Mapping[str, Any]) -> StoredVersion:
-    return _version_from(doc, str(doc["t"]), str(doc["i"]))
+class Repository(ABC):
+    """Reads and writes resources. Keyword-only arguments throughout."""
 
+    engine: EngineInfo
+    records: Records
+    locks: Locks
 
-def _dotted(doc: Mapping[str, Any], path: str) -> Any:
-    current: Any = doc
-    for part in path.split("."):
-        if not isinstance(current, Mapping):
-            return None
-        current = current.get(part)
-    return current
+    # -- lifecycle --------------------------------------------------------------------
 
+    @abstractmethod
+    async def open(self) -> None:
+        """Create what is missing (schema, indexes) and settle writes a crash left."""
 
-def _project(doc: Mapping[str, Any], paths: tuple[str, ...]) -> Doc:
-    """Keep only the given dotted paths of a document, nested as MongoDB projects them."""
-    out: Doc = {}
-    for path in paths:
-        value = _dotted(doc, path)
-        if value is None:
-            continue
-        target = out
-        *parents, last = path.split(".")
-        for part in parents:
-            target = target.setdefault(part, {})
-        target[last] = value
-    return out
+    @abstractmethod
+    async def close(self) -> None: ...
 
+    @abstractmethod
+    async def ping(self) -> None:
+        """Raise when the database cannot be reached (readiness)."""
 
-def _sort_key(doc: Mapping[str, Any], path: str) -> tuple[int, Any]:
-    value = _dotted(doc, path)
-    # Missing values sort first ascending, as MongoDB sorts null.
-    return (0, "") if value is None else (1, value)
+    # -- reads --------------------------------------------------------------------------
 
-
-class Repository:
-    """Reads and writes resources. Keyword-only; one instance per database."""
-
-    def __init__(self, *, db: AsyncDatabase[Doc], engine: EngineInfo) -> None:
-        self.db = db
-        self.engine = engine
-        self.guarded = Guarded(local_locks=not engine.uses_indexes)
-        self.transactions = TransactionLog(db, self.guarded)
-        self.locks = Locks(db, self.guarded)
-        self._indexed: set[str] = set()
-
-    # -- indexes and recovery -------------------------------------------------
-
-    async def ensure_base_indexes(self) -> None:
-        hist = self.db[HISTORY]
-        await hist.create_index([("t", 1), ("i", 1), ("v", DESCENDING)], name="resource_versions")
-        await hist.create_index([("ts", DESCENDING), ("_id", DESCENDING)], name="system_history")
-        await hist.create_index([("t", 1), ("ts", DESCENDING), ("_id", DESCENDING)],
-                                name="type_history")
-        await hist.create_index([("st", 1)], name="pending", sparse=True)
-        await hist.create_index([("tx", 1)], name="transaction", sparse=True)
-
-    async def ensure_type_indexes(self, type_: str) -> None:
-        """The search indexes of a type's collection (one per kind of search value).
-
-        Only on engines that use indexes for queries: FerretDB 1.24 on SQLite
-        scans for every filter, so an index there would only slow writes.
-        """
-        if type_ in self._indexed:
-            return
-        if self.engine.uses_indexes:
-            coll = self.db[type_]
-            for name, keys in SEARCH_INDEXES:
-                await coll.create_index(keys, name=name)
-        self._indexed.add(type_)
-
-    async def ensure_existing_type_indexes(self) -> None:
-        for name in await self.db.list_collection_names():
-            if name[:1].isupper():
-                await self.ensure_type_indexes(name)
-
-    async def recover(self) -> tuple[int, int]:
-        """Settle writes left pending by a crash: (rolled forward, rolled back).
-
-        Transactions first (their versions carry ``tx``), then single writes.
-        """
-        forward, back = await self.transactions.recover()
-        async for doc in self.db[HISTORY].find({"st": PENDING, "tx": {"$exists": False}}):
-            cur = await self.db[doc["t"]].find_one({"_id": doc["i"]}, {"v": 1})
-            if cur is not None and int(cur["v"]) >= int(doc["v"]):
-                await self._settle(doc["t"], doc["i"], int(doc["v"]), doc["ts"])
-                forward += 1
-            else:
-                await self.guarded.delete(self.db[HISTORY], doc["_id"], {"st": PENDING})
-                back += 1
-        if forward or back:
-            log.warning("recovery rolled_forward=%d rolled_back=%d", forward, back)
-        return forward, back
-
-    # -- reads ----------------------------------------------------------------
-
-    async def _visible(self, doc: Doc | None) -> Doc | None:
-        """What readers see of a current document that a transaction may have staged."""
-        if doc is None or "tx" not in doc:
-            return doc
-        if await self.transactions.state(doc["tx"]) == "committed":
-            return {"_id": doc["_id"], **doc["nx"]}
-        return None if doc.get("ghost") else doc
-
+    @abstractmethod
     async def current(self, *, type_: str, id_: str) -> StoredVersion | None:
-        doc = await self._visible(await self.db[type_].find_one({"_id": id_}, {"ix": 0}))
-        return None if doc is None else _version_from(doc, type_, id_)
+        """The current version (a deletion included), or None when never written."""
 
-    async def version(self, *, type_: str, id_: str, version: int) -> StoredVersion | None:
-        doc = await self.db[HISTORY].find_one({"_id": history_key(type_, id_, version)})
-        if doc is None:
-            return None
-        if doc.get("st") == PENDING and "tx" in doc:
-            if await self.transactions.state(doc["tx"]) != "committed":
-                return None
-        elif doc.get("st") == PENDING:
-            cur = await self.db[type_].find_one({"_id": id_}, {"v": 1})
-            if cur is None or int(cur["v"]) < version:
-                return None
-        return _history_version(doc)
+    @abstractmethod
+    async def version(self, *, type_: str, id_: str, version: int) -> StoredVersion | None: ...
 
-    async def search_rows(self, *, type_: str, query: Mapping[str, Any],
-                          sort: list[tuple[str, int]], limit: int,
-                          fields: tuple[str, ...] = ()) -> list[Doc]:
-        """Rows ``{_id, ...fields}`` of current resources matching a compiled filter, sorted.
+    @abstractmethod
+    async def types(self) -> list[str]:
+        """The resource types that have stored resources (deleted ones included), sorted."""
 
-        On an engine that cannot run ``$elemMatch`` over sub-documents the
-        database gets the conjuncts it runs correctly and the rest is
-        evaluated here (``search/matcher.py``).
-        """
-        filt: Doc = {**query, "json": {"$ne": None}} if query else {"json": {"$ne": None}}
-        projection = {"_id": 1, **dict.fromkeys(fields, 1), **{k: 1 for k, _ in sort}}
-        if self.engine.elem_match_subdocuments or not has_subdocument_elem_match(filt):
-            cursor = self.db[type_].find(filt, projection)
-            if sort:
-                cursor = cursor.sort(sort)
-            return [d async for d in cursor.limit(limit)]
-        pushed = pushable_part(filt)
-        wide = {"_id": 1, "ix": 1, "ts": 1}
-        rows = [d async for d in self.db[type_].find(pushed, wide) if matches(d, filt)]
-        rows.sort(key=lambda d: d["_id"])
-        for field_name, direction in reversed(sort):
-            rows.sort(key=partial(_sort_key, path=field_name), reverse=direction < 0)
-        return [_project(d, ("_id", *fields)) for d in rows[:limit]]
-
-    async def count(self, *, type_: str, query: Mapping[str, Any]) -> int:
-        filt: Doc = {**query, "json": {"$ne": None}} if query else {"json": {"$ne": None}}
-        if self.engine.elem_match_subdocuments or not has_subdocument_elem_match(filt):
-            return await self.db[type_].count_documents(filt)
-        return len(await self.search_rows(type_=type_, query=query, sort=[], limit=10**9))
-
-    async def fetch(self, *, type_: str, ids: list[str],
-                    fields: tuple[str, ...] = ()) -> list[tuple[StoredVersion, Doc]]:
-        """Current, not deleted versions of the given ids, in the given order."""
-        if not ids:
-            return []
-        projection = {"v": 1, "ts": 1, "m": 1, "json": 1, **dict.fromkeys(fields, 1)}
-        if self.engine.uses_indexes:
-            found = {d["_id"]: d async for d in self.db[type_].find(
-                {"_id": {"$in": ids}, "json": {"$ne": None}}, projection)}
-        else:  # FerretDB pushes down only a lone _id equality: one lookup each beats a scan
-            docs = [await self.db[type_].find_one({"_id": i}, projection) for i in ids]
-            found = {d["_id"]: d for d in docs if d is not None and d.get("json") is not None}
-        return [(_version_from(found[i], type_, i), found[i]) for i in ids if i in found]
-
-    async def save_snapshot(self, *, snapshot: Doc) -> None:
-        await self.db[SEARCHES].delete_many({"created": {"$lt": now_ms() - SNAPSHOT_TTL}})
-        await self.db[SEARCHES].insert_one(snapshot)
-
-    async def load_snapshot(self, *, id_: str) -> Doc | None:
-        return await self.db[SEARCHES].find_one({"_id": id_})
+    @abstractmethod
+    async def peek(self, *, type_: str, id_: str) -> Current | None: ...
 
     async def exists(self, *, type_: str, id_: str) -> bool:
-        doc = await self._visible(await self.db[type_].find_one({"_id": id_}, {"ix": 0}))
-        return doc is not None and doc.get("json") is not None
+        found = await self.peek(type_=type_, id_=id_)
+        return found is not None and not found.deleted
 
+    @abstractmethod
+    async def search(self, *, type_: str, query: Query, sort: Sequence[SortKey],
+                     limit: int) -> list[str]:
+        """Ids of the current resources matching ``query``, in ``sort`` order (ties broken by
+        id, in the direction of the last sort key), at most ``limit``."""
+
+    @abstractmethod
+    async def count(self, *, type_: str, query: Query) -> int: ...
+
+    @abstractmethod
+    async def matches(self, *, type_: str, id_: str, query: Query) -> bool:
+        """Whether the current, not deleted resource matches ``query``."""
+
+    @abstractmethod
+    async def fetch(self, *, type_: str, ids: Sequence[str],
+                    where: Query | None = None) -> list[StoredVersion]:
+        """The current, not deleted versions of ``ids`` (that match ``where``), in order."""
+
+    @abstractmethod
+    async def references(self, *, type_: str, ids: Sequence[str],
+                         prefix: str = "") -> dict[str, list[str]]:
+        """The stored reference keys (``param|Type/id``) of the given resources, starting
+        with ``prefix``, per id."""
+
+    @abstractmethod
     async def history(
         self,
         *,
@@ -286,132 +168,29 @@ class Repository:
         cursor: HistoryCursor | None = None,
         exclude_types: frozenset[str] = frozenset(),
     ) -> HistoryPage:
-        """A page of versions, newest first, with keyset paging on (ts, _id).
+        """A page of versions, newest first, with keyset paging on (ts, key).
 
         Every page of one listing answers as of the first page's instant, so
         writes made while a client pages neither shift pages nor change the total.
+        ``at`` lists the versions current at some moment of [low, high).
         """
-        cursor = cursor or HistoryCursor(as_of=now_ms())
-        filt: Doc = {"st": {"$exists": False}}
-        if type_ is not None:
-            filt["t"] = type_
-        elif exclude_types:
-            filt["t"] = {"$nin": sorted(exclude_types)}
-        if id_ is not None:
-            filt["i"] = id_
-        ts: Doc = {"$lte": cursor.as_of}
-        if since is not None:
-            ts["$gte"] = since
-        if at is not None:
-            # Versions current at some moment of [low, high): written before high,
-            # and not replaced before low.
-            ts["$lt"] = at[1]
-            filt["$or"] = [{"until": {"$exists": False}}, {"until": {"$gt": at[0]}}]
-        filt["ts"] = ts
-        total = await self.db[HISTORY].count_documents(filt)
-        page_filter = filt
-        if cursor.ts is not None:
-            after = {"$or": [{"ts": {"$lt": cursor.ts}},
-                             {"ts": cursor.ts, "_id": {"$lt": cursor.key}}]}
-            page_filter = {"$and": [filt, after]}
-        docs = [
-            d async for d in self.db[HISTORY]
-            .find(page_filter)
-            .sort([("ts", DESCENDING), ("_id", DESCENDING)])
-            .limit(count + 1)
-        ]
-        more = len(docs) > count
-        docs = docs[:count]
-        nxt = (HistoryCursor(as_of=cursor.as_of, ts=docs[-1]["ts"], key=str(docs[-1]["_id"]))
-               if more and docs else None)
-        return HistoryPage(versions=[_history_version(d) for d in docs], total=total,
-                           next_cursor=nxt)
 
-    # -- writes ---------------------------------------------------------------
+    # -- writes -------------------------------------------------------------------------
 
-    async def write(
-        self,
-        *,
-        type_: str,
-        id_: str,
-        previous: int | None,
-        text: str | None,
-        index: Mapping[str, Any] | None,
-        method: str,
-        ts: datetime | None = None,
-    ) -> StoredVersion:
+    @abstractmethod
+    async def write(self, *, type_: str, id_: str, previous: int | None, text: str | None,
+                    index: Mapping[str, Any] | None, method: str,
+                    ts: datetime | None = None) -> StoredVersion:
         """Write the next version after ``previous`` (None: the resource is new).
 
         ``text`` None writes a deletion. Raises VersionConflict when another
         writer got there first; nothing of this write is then visible.
         """
-        await self.ensure_type_indexes(type_)
-        version = (previous or 0) + 1
-        ts = ts or now_ms()
-        key = history_key(type_, id_, version)
-        hist: Doc = {"_id": key, "t": type_, "i": id_, "v": version, "ts": ts, "m": method,
-                     "json": text, "st": PENDING}
-        current: Doc = {"_id": id_, "v": version, "ts": ts, "m": method, "json": text,
-                        "ix": dict(index or {})}
-        try:
-            await self.db[HISTORY].insert_one(hist)
-        except DuplicateKeyError:
-            # Either a concurrent writer holds this version, or a writer died
-            # holding it (another process's crash): settle it if it is stale.
-            await self._settle_stale(key, type_, id_)
-            raise VersionConflict(key) from None
-        try:
-            if previous is None:
-                try:
-                    await self.db[type_].insert_one(current)
-                except DuplicateKeyError:
-                    await self._settle_stale_transaction(type_, id_)
-                    raise VersionConflict(key) from None
-            else:
-                if not await self.guarded.replace(self.db[type_], id_,
-                                                  {"v": previous, "tx": ABSENT}, current):
-                    await self._settle_stale_transaction(type_, id_)
-                    raise VersionConflict(key)
-        except BaseException:
-            await self.guarded.delete(self.db[HISTORY], key, {"st": PENDING})
-            raise
-        await self._settle(type_, id_, version, ts)
-        return StoredVersion(type_=type_, id_=id_, version=version, last_updated=ts, text=text,
-                             method=method)
 
-    async def _settle(self, type_: str, id_: str, version: int, ts: datetime) -> None:
-        await settle_version(self.db, type_=type_, id_=id_, version=version, ts=ts)
-
-    async def _settle_stale(self, key: str, type_: str, id_: str) -> None:
-        doc = await self.db[HISTORY].find_one({"_id": key})
-        if doc is None or doc.get("st") != PENDING:
-            return
-        if (now_ms() - doc["ts"]).total_seconds() < STALE_SECONDS:
-            return
-        cur = await self.db[type_].find_one({"_id": id_}, {"v": 1})
-        if cur is not None and int(cur["v"]) >= int(doc["v"]):
-            await self._settle(type_, id_, int(doc["v"]), doc["ts"])
-        else:
-            await self.guarded.delete(self.db[HISTORY], key, {"st": PENDING})
-
-    async def _settle_stale_transaction(self, type_: str, id_: str) -> None:
-        doc = await self.db[type_].find_one({"_id": id_}, {"tx": 1})
-        if doc is not None and "tx" in doc:
-            await self.transactions.settle_if_stale(doc["tx"])
-
+    @abstractmethod
     async def commit_transaction(self, writes: list[PlannedWrite], *, ts: datetime,
                                  side_effects: Sequence[PlannedWrite] = ()
                                  ) -> list[StoredVersion]:
         """Commit ``writes`` and the server's own ``side_effects`` of them all or nothing
-        (a scoped repository checks only ``writes`` against the caller's token)."""
-        everything = [*writes, *side_effects]
-        for w in everything:
-            await self.ensure_type_indexes(w.type_)
-        return await self.transactions.commit(everything, ts=ts)
-
-    async def peek(self, *, type_: str, id_: str) -> Current | None:
-        doc = await self._visible(await self.db[type_].find_one(
-            {"_id": id_}, {"v": 1, "json": 1, "tx": 1, "nx.v": 1, "nx.json": 1, "ghost": 1}))
-        if doc is None:
-            return None
-        return Current(version=int(doc["v"]), deleted=doc.get("json") is None)
+        (a scoped repository checks only ``writes`` against the caller's token). Raises
+        TransactionConflict naming the first write whose ``previous`` did not hold."""

@@ -6,13 +6,12 @@ import asyncio
 import os
 import signal
 import sys
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import mint_for_database, server_process
+from tests.conftest import Store, mint_for_database, server_process
 from tests.factories import patient
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses SIGKILL")
@@ -21,10 +20,9 @@ READS = 15
 HOLD = {"FHIR_AUDIT_FLUSH_SECONDS": "60", "FHIR_AUDIT_BATCH": "100000"}
 
 
-async def read_then_kill(mongo_uri: str, db_name: str, data_dir: Path, journal: bool) -> str:
-    with server_process(mongo_uri, db_name, FHIR_DATA_DIR=str(data_dir),
-                        FHIR_AUDIT_JOURNAL=str(journal).lower(), **HOLD) as server:
-        token = await mint_for_database(mongo_uri, db_name, server.base)
+async def read_then_kill(store: Store, journal: bool) -> str:
+    with server_process(store, FHIR_AUDIT_JOURNAL=str(journal).lower(), **HOLD) as server:
+        token = await mint_for_database(store, server.base)
         async with httpx.AsyncClient(base_url=server.base + "/",
                                      headers={"Authorization": f"Bearer {token}"}) as http:
             created = (await http.post("Patient", json=patient())).json()
@@ -35,9 +33,9 @@ async def read_then_kill(mongo_uri: str, db_name: str, data_dir: Path, journal: 
     return str(created["id"])
 
 
-async def audited_reads(mongo_uri: str, db_name: str, data_dir: Path, patient_id: str) -> int:
-    with server_process(mongo_uri, db_name, FHIR_DATA_DIR=str(data_dir)) as server:
-        token = await mint_for_database(mongo_uri, db_name, server.base, "system/AuditEvent.rs")
+async def audited_reads(store: Store, patient_id: str) -> int:
+    with server_process(store) as server:
+        token = await mint_for_database(store, server.base, "system/AuditEvent.rs")
         async with httpx.AsyncClient(base_url=server.base + "/",
                                      headers={"Authorization": f"Bearer {token}"}) as http:
             total = 0
@@ -52,14 +50,12 @@ async def audited_reads(mongo_uri: str, db_name: str, data_dir: Path, patient_id
             return total
 
 
-async def test_killed_process_events_are_written_at_restart(
-        mongo_uri: str, db_name: str, drop_after: None, tmp_path: Path) -> None:
-    patient_id = await read_then_kill(mongo_uri, db_name, tmp_path, journal=True)
-    assert await audited_reads(mongo_uri, db_name, tmp_path, patient_id) == READS
-    assert not list((tmp_path / "audit-journal").glob("*.jsonl"))  # replayed, then removed
+async def test_killed_process_events_are_written_at_restart(store: Store) -> None:
+    patient_id = await read_then_kill(store, journal=True)
+    assert await audited_reads(store, patient_id) == READS
+    assert not list((store.data_dir / "audit-journal").glob("*.jsonl"))  # replayed, removed
 
 
-async def test_without_the_journal_they_are_lost(mongo_uri: str, db_name: str,
-                                                 drop_after: None, tmp_path: Path) -> None:
-    patient_id = await read_then_kill(mongo_uri, db_name, tmp_path, journal=False)
-    assert await audited_reads(mongo_uri, db_name, tmp_path, patient_id) == 0
+async def test_without_the_journal_they_are_lost(store: Store) -> None:
+    patient_id = await read_then_kill(store, journal=False)
+    assert await audited_reads(store, patient_id) == 0

@@ -19,7 +19,7 @@ from fhir_server.auth.clients import register_client
 from fhir_server.auth.tokens import AuthService, Grant
 from fhir_server.auth.users import add_user
 from fhir_server.main import create_app
-from tests.conftest import BASE, make_settings
+from tests.conftest import BASE, Store, make_settings
 
 ORIGIN = BASE.removesuffix("/fhir")
 AUTHORIZE = f"{ORIGIN}/auth/authorize"
@@ -72,9 +72,9 @@ def query_of(location: str) -> dict[str, str]:
 
 
 @asynccontextmanager
-async def running_app(mongo_uri: str, db_name: str,
+async def running_app(store: Store,
                       **overrides: object) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-    app = create_app(make_settings(mongo_uri, db_name, **overrides))
+    app = create_app(make_settings(store, **overrides))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url=ORIGIN) as http:

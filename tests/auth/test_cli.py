@@ -19,7 +19,7 @@ from joserfc import jwk, jws
 
 from fhir_server.auth.roles import bound_scopes
 from tests.auth.flow_helpers import PASSWORD, parse_form, pkce, query_of
-from tests.conftest import ROOT, free_port, wait_ready
+from tests.conftest import ROOT, Store, free_port, wait_ready
 
 REDIRECT = "https://app.example.org/cb"
 
@@ -183,9 +183,8 @@ def test_cli_starts_its_own_embedded_database(embedded_env: dict[str, str]) -> N
         assert proc.wait(timeout=30) == 0
 
 
-def test_cli_against_mongodb_uri(live_server: str, mongo_uri: str, db_name: str) -> None:
-    env = {**os.environ, "MONGODB_URI": mongo_uri, "MONGODB_DATABASE": db_name,
-           "FHIR_BASE_URL": live_server, "FHIR_LOG_LEVEL": "WARNING"}
+def test_cli_against_the_running_servers_database(live_server: str, store: Store) -> None:
+    env = {**os.environ, **store.env(), "FHIR_BASE_URL": live_server, "FHIR_LOG_LEVEL": "WARNING"}
     app = json.loads(ok(env, "clients", "add", "--redirect-uri", REDIRECT, "--scope",
                         "user/*.rs openid"))
     ok(env, "users", "add", "ops", "--role", "admin", "--password", PASSWORD)

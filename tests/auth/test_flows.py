@@ -30,15 +30,15 @@ from tests.auth.flow_helpers import (
     running_app,
     user,
 )
+from tests.conftest import Store
 
 APP_SCOPES = ("openid fhirUser launch launch/patient launch/encounter offline_access online_access "
               "patient/*.cruds user/*.cruds")
 
 
 @pytest.fixture
-async def app_http(mongo_uri: str, db_name: str,
-                   drop_after: None) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-    async with running_app(mongo_uri, db_name) as pair:
+async def app_http(store: Store) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    async with running_app(store) as pair:
         yield pair
 
 

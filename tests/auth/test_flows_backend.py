@@ -19,14 +19,14 @@ from joserfc.jwk import ECKey, KeySet, RSAKey
 from fhir_server.auth.clients import register_client
 from fhir_server.auth.tokens import Grant
 from tests.auth.flow_helpers import BASE, ORIGIN, TOKEN, create, running_app, service
+from tests.conftest import Store
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
 @pytest.fixture
-async def app_http(mongo_uri: str, db_name: str,
-                   drop_after: None) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-    async with running_app(mongo_uri, db_name) as pair:
+async def app_http(store: Store) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    async with running_app(store) as pair:
         yield pair
 
 
@@ -153,10 +153,10 @@ async def test_backend_keys_from_jwks_url(app_http: tuple[FastAPI, httpx.AsyncCl
     assert rotated.json()["error"] == "invalid_client" and handler.hits == 1  # within 10 s
 
 
-async def test_jwks_url_refetched_after_ttl(mongo_uri: str, db_name: str, drop_after: None,
+async def test_jwks_url_refetched_after_ttl(store: Store,
                                             jwks_server: tuple[str, type[_JwksHandler]]) -> None:
     url, handler = jwks_server
-    async with running_app(mongo_uri, db_name, fhir_auth_jwks_cache_seconds=0) as (app, http):
+    async with running_app(store, fhir_auth_jwks_cache_seconds=0) as (app, http):
         first = new_key("ES384")
         handler.jwks = public_jwks(first)
         client, _ = await register_client(store=service(app).store, name="backend",

@@ -13,15 +13,15 @@ from tests.auth.flow_helpers import (
     running_app,
     user,
 )
+from tests.conftest import Store
 
 APP_SCOPES = "openid fhirUser user/*.rs"
 LIMIT = 3
 LOCKOUT = 2
 
 
-async def test_a_username_is_locked_after_repeated_failures(mongo_uri: str, db_name: str,
-                                                            drop_after: None) -> None:
-    async with running_app(mongo_uri, db_name, fhir_auth_login_max_failures=LIMIT,
+async def test_a_username_is_locked_after_repeated_failures(store: Store) -> None:
+    async with running_app(store, fhir_auth_login_max_failures=LIMIT,
                            fhir_auth_login_lockout_seconds=LOCKOUT) as (app, http):
         client_id, _ = await app_client(app, scope=APP_SCOPES)
         await user(app, "doc", "clinician")
@@ -40,9 +40,8 @@ async def test_a_username_is_locked_after_repeated_failures(mongo_uri: str, db_n
         code_from(await login(http, params, username="doc"), params)
 
 
-async def test_many_failures_from_one_address_lock_it(mongo_uri: str, db_name: str,
-                                                      drop_after: None) -> None:
-    async with running_app(mongo_uri, db_name, fhir_auth_login_max_failures=LIMIT) as (app, http):
+async def test_many_failures_from_one_address_lock_it(store: Store) -> None:
+    async with running_app(store, fhir_auth_login_max_failures=LIMIT) as (app, http):
         client_id, _ = await app_client(app, scope=APP_SCOPES)
         await user(app, "doc", "clinician")
         _, challenge = pkce()

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.bundles.helpers import bundle, post, response_entries, status_code, urn
-from tests.conftest import ROOT, free_port, mint_for_database
+from tests.conftest import ROOT, Store, free_port, mint_for_database, server_env
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses SIGKILL")
 
@@ -65,15 +65,9 @@ async def start_server(env: dict[str, str], port: int,
     raise AssertionError("the server did not become ready")
 
 
-def server_env(mongo_uri: str, db_name: str, port: int) -> dict[str, str]:
-    return {**os.environ, "MONGODB_URI": mongo_uri, "MONGODB_DATABASE": db_name,
-            "FHIR_PORT": str(port), "FHIR_HOST": "127.0.0.1",
-            "FHIR_BASE_URL": f"http://127.0.0.1:{port}/fhir", "FHIR_LOG_LEVEL": "WARNING"}
-
-
-async def auth_headers(mongo_uri: str, db_name: str, base: str) -> dict[str, str]:
+async def auth_headers(store: Store, base: str) -> dict[str, str]:
     """An admin token the server at ``base`` accepts (minted on its database)."""
-    return {"Authorization": f"Bearer {await mint_for_database(mongo_uri, db_name, base)}"}
+    return {"Authorization": f"Bearer {await mint_for_database(store, base)}"}
 
 
 async def counts(http: httpx.AsyncClient, base: str, k: int) -> dict[str, int]:
@@ -87,14 +81,14 @@ async def counts(http: httpx.AsyncClient, base: str, k: int) -> dict[str, int]:
 
 
 async def test_sigkill_mid_transaction_leaves_bundles_whole_or_absent(
-        mongo_uri: str, db_name: str, drop_after: None) -> None:
+        store: Store) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}/fhir"
-    proc = await start_server(server_env(mongo_uri, db_name, port), port)
+    proc = await start_server(server_env(store, port), port)
     outcomes: dict[int, int | str] = {}
     try:
         limits = httpx.Limits(max_connections=BUNDLES + 5)
-        auth = await auth_headers(mongo_uri, db_name, base)
+        auth = await auth_headers(store, base)
         async with httpx.AsyncClient(timeout=300, limits=limits, headers=auth) as http:
             first_done = asyncio.Event()
 
@@ -139,10 +133,10 @@ async def test_sigkill_mid_transaction_leaves_bundles_whole_or_absent(
     base = f"http://127.0.0.1:{port}/fhir"
     # Recovery after the crash runs before the server reports ready.
     restart = time.monotonic()
-    proc = await start_server(server_env(mongo_uri, db_name, port), port, wait=600)
+    proc = await start_server(server_env(store, port), port, wait=600)
     restart_seconds = time.monotonic() - restart
     try:
-        auth = await auth_headers(mongo_uri, db_name, base)
+        auth = await auth_headers(store, base)
         async with httpx.AsyncClient(timeout=120, headers=auth) as http:
             complete, absent, partial = [], [], {}
             for k in range(BUNDLES):

@@ -9,7 +9,6 @@ so the expected counts are the entry counts of the files.
 from __future__ import annotations
 
 import json
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -17,7 +16,6 @@ from typing import Any
 
 import httpx
 import pytest
-from pymongo import AsyncMongoClient
 
 from fhir_server.main import create_app
 from tests.bundles.helpers import (
@@ -32,7 +30,7 @@ from tests.bundles.helpers import (
     strings,
     total,
 )
-from tests.conftest import SHARED, fhir_client, make_settings, mint
+from tests.conftest import SHARED, StoreFactory, fhir_client, make_settings, mint
 
 SYNTHEA = SHARED / "synthea-bundles"
 # The hospital and practitioner Bundles first, then the patients.
@@ -70,10 +68,10 @@ class Loaded:
 
 
 @pytest.fixture(scope="module")
-async def synthea(mongo_uri: str) -> AsyncIterator[Loaded]:
+async def synthea(new_store: StoreFactory) -> AsyncIterator[Loaded]:
     """All twelve Bundles posted as transactions into one database, once for this module."""
-    name = f"t_bundles_{uuid.uuid4().hex[:12]}"
-    app = create_app(make_settings(mongo_uri, name))
+    store = new_store()
+    app = create_app(make_settings(store))
     try:
         async with (app.router.lifespan_context(app),
                     fhir_client(app, await mint(app), timeout=600) as http):
@@ -92,11 +90,7 @@ async def synthea(mongo_uri: str) -> AsyncIterator[Loaded]:
                 posted.append(item)
             yield Loaded(http, posted)
     finally:
-        mongo: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(mongo_uri)
-        try:
-            await mongo.drop_database(name)
-        finally:
-            await mongo.close()
+        await store.drop()
 
 
 def test_the_files_are_what_the_tests_assume() -> None:

@@ -129,6 +129,26 @@ async def test_sort_on_string_and_date(syn: Loaded) -> None:
     assert entry_ids(bundle) == expected
 
 
+async def test_sort_on_one_parameter_alone(client: httpx.AsyncClient) -> None:
+    """No criteria narrow it: a missing value sorts first ascending and last descending, and
+    equal values are ordered by id in the direction of the sort (across pages too)."""
+    births = ["1980-05-01", "1975-01-31", "1980-05-01", None, "2001-12-24", None, "1975-01-31"]
+    made = []
+    for born in births:
+        resource = patient(family="Sorted")
+        resource.pop("birthDate", None)
+        if born:
+            resource["birthDate"] = born
+        made.append((born, (await client.post("Patient", json=resource)).json()["id"]))
+    with_value = [m for m in made if m[0]]
+    missing = sorted(i for b, i in made if not b)
+    ascending = missing + [i for _, i in sorted(with_value)]
+    descending = [i for _, i in sorted(with_value, reverse=True)] + missing[::-1]
+    for sort, expected in (("birthdate", ascending), ("-birthdate", descending)):
+        pages = await search_pages(client, "Patient", {"_sort": sort, "_count": "3"})
+        assert [i for page in pages for i in entry_ids(page)] == expected, sort
+
+
 async def test_total_modes(syn: Loaded) -> None:
     encs = syn.data["Encounter"]
     amb = select(encs, lambda e: token_match(tokens(e["class"], "Coding"), "AMB"))

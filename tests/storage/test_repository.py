@@ -7,25 +7,20 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from pymongo import AsyncMongoClient
 
-from fhir_server.storage.engine import database, detect_engine, make_client
-from fhir_server.storage.model import now_ms
+from fhir_server.storage.open import open_repository
 from fhir_server.storage.repository import Repository, VersionConflict
-from fhir_server.storage.versions import HISTORY, PENDING
+from tests.conftest import Store
 from tests.factories import patient
 
 
 @pytest.fixture
-async def repo(mongo_uri: str, db_name: str, drop_after: None) -> AsyncIterator[Repository]:
-    client: AsyncMongoClient = make_client(mongo_uri)
+async def repo(store: Store) -> AsyncIterator[Repository]:
+    repository = await open_repository(store.settings())
     try:
-        engine = await detect_engine(client)
-        repository = Repository(db=database(client, db_name, engine), engine=engine)
-        await repository.ensure_base_indexes()
         yield repository
     finally:
-        await client.close()
+        await repository.close()
 
 
 async def test_concurrent_updates_each_get_a_version(client: httpx.AsyncClient) -> None:
@@ -65,28 +60,6 @@ async def test_stale_previous_version_conflicts(repo: Repository) -> None:
         await repo.write(type_="Patient", id_="p1", previous=1, text='{"a":4}', index={},
                          method="PUT")
     # the losing writes left nothing behind
-    assert await repo.db[HISTORY].count_documents({"i": "p1"}) == 2
-
-
-async def test_recovery_rolls_pending_versions_forward_and_back(repo: Repository) -> None:
-    # The states a crash can leave, produced with the repository's own steps:
-    # a version whose current document moved (crash before settling) ...
-    await repo.write(type_="Patient", id_="fwd", previous=None, text='{"v":1}', index={},
-                     method="POST")
-    await repo.db[HISTORY].update_one({"_id": "Patient/fwd/1"}, {"$set": {"st": PENDING}})
-    # ... and a version written to history only (crash before the current document moved).
-    await repo.write(type_="Patient", id_="back", previous=None, text='{"v":1}', index={},
-                     method="POST")
-    await repo.db[HISTORY].insert_one({"_id": "Patient/back/2", "t": "Patient", "i": "back",
-                                       "v": 2, "ts": now_ms(), "m": "PUT", "json": '{"v":2}',
-                                       "st": PENDING})
-    assert await repo.version(type_="Patient", id_="back", version=2) is None
-    assert (await repo.version(type_="Patient", id_="fwd", version=1)) is not None
-
-    forward, back = await repo.recover()
-    assert (forward, back) == (1, 1)
-    assert await repo.db[HISTORY].count_documents({"st": PENDING}) == 0
-    assert await repo.db[HISTORY].count_documents({"_id": "Patient/back/2"}) == 0
-    nxt = await repo.write(type_="Patient", id_="back", previous=1, text='{"v":2}', index={},
-                           method="PUT")
-    assert nxt.version == 2
+    page = await repo.history(type_="Patient", id_="p1", count=10)
+    assert page.total == 2
+    assert [v.text for v in page.versions] == ['{"a":3}', '{"a":1}']

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import mint_for_database, server_process
+from tests.conftest import Store, mint_for_database, server_process
 from tests.factories import patient
 from tests.workflow.helpers import body, create
 
@@ -42,10 +42,9 @@ async def all_of(http: httpx.AsyncClient, type_: str) -> list[dict[str, Any]]:
     return out
 
 
-async def test_booking_side_effects_survive_a_kill(mongo_uri: str, db_name: str,
-                                                   drop_after: None) -> None:
-    with server_process(mongo_uri, db_name) as server:
-        token = await mint_for_database(mongo_uri, db_name, server.base)
+async def test_booking_side_effects_survive_a_kill(store: Store) -> None:
+    with server_process(store) as server:
+        token = await mint_for_database(store, server.base)
         headers = {"Authorization": f"Bearer {token}"}
         async with httpx.AsyncClient(base_url=server.base + "/", timeout=60,
                                      headers=headers) as http:
@@ -67,8 +66,8 @@ async def test_booking_side_effects_survive_a_kill(mongo_uri: str, db_name: str,
             os.kill(server.proc.pid, signal.SIGKILL)
             await asyncio.gather(*tasks)
             server.proc.wait(timeout=15)
-    with server_process(mongo_uri, db_name) as server:
-        token = await mint_for_database(mongo_uri, db_name, server.base)
+    with server_process(store) as server:
+        token = await mint_for_database(store, server.base)
         headers = {"Authorization": f"Bearer {token}"}
         async with httpx.AsyncClient(base_url=server.base + "/", timeout=60,
                                      headers=headers) as http:

@@ -10,8 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -19,9 +18,17 @@ from typing import Any
 
 import httpx
 import pytest
-from pymongo import AsyncMongoClient
 
-from tests.conftest import ROOT, ServerProcess, mint_for_database, server_process
+from tests.conftest import (
+    ROOT,
+    ServerProcess,
+    Store,
+    StoreFactory,
+    free_port,
+    mint_for_database,
+    server_env,
+    server_process,
+)
 from tests.factories import patient
 from tests.workflow.helpers import (
     PRICES,
@@ -44,19 +51,12 @@ CONNECT_TIMEOUT = 1.0
 
 
 @pytest.fixture
-def databases(mongo_uri: str) -> Iterator[tuple[str, str]]:
-    names = (f"t_clinic_{uuid.uuid4().hex[:10]}", f"t_payer_{uuid.uuid4().hex[:10]}")
-    yield names
-
-    async def drop() -> None:
-        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_uri)
-        try:
-            for name in names:
-                await client.drop_database(name)
-        finally:
-            await client.close()
-
-    asyncio.run(drop())
+async def databases(new_store: StoreFactory) -> AsyncIterator[tuple[Store, Store]]:
+    """The clinic's store and the payer's."""
+    stores = (new_store(), new_store())
+    yield stores
+    for store in stores:
+        await store.drop()
 
 
 CLINIC_CLIENT = "clinic-server"
@@ -77,22 +77,22 @@ def clinic_key(tmp_path: Path) -> tuple[Path, Path]:
 
 
 @pytest.fixture
-def payer(mongo_uri: str, databases: tuple[str, str],
+def payer(databases: tuple[Store, Store],
           clinic_key: tuple[Path, Path]) -> Iterator[ServerProcess]:
     """The payer, with SMART on: the clinic is registered as a backend client."""
-    env = {**os.environ, "MONGODB_URI": mongo_uri, "MONGODB_DATABASE": databases[1]}
+    env = server_env(databases[1], free_port())
     subprocess.run([sys.executable, "-m", "fhir_server", "clients", "add", "--name", "Clinic",
                     "--id", CLINIC_CLIENT, "--jwks-file", str(clinic_key[1]),
                     "--scope", PAYER_SCOPE], env=env, cwd=ROOT, check=True,
                    capture_output=True)
-    with server_process(mongo_uri, databases[1]) as server:
+    with server_process(databases[1]) as server:
         yield server
 
 
 @pytest.fixture
-def clinic(mongo_uri: str, databases: tuple[str, str],
+def clinic(databases: tuple[Store, Store],
            clinic_key: tuple[Path, Path]) -> Iterator[ServerProcess]:
-    with server_process(mongo_uri, databases[0], FHIR_BILLING_PROVIDER="Organization/clinic",
+    with server_process(databases[0], FHIR_BILLING_PROVIDER="Organization/clinic",
                         FHIR_CLIENT_KEY_FILE=str(clinic_key[0]),
                         FHIR_PAYER_READ_TIMEOUT=str(READ_TIMEOUT),
                         FHIR_PAYER_CONNECT_TIMEOUT=str(CONNECT_TIMEOUT),
@@ -101,8 +101,8 @@ def clinic(mongo_uri: str, databases: tuple[str, str],
         yield server
 
 
-async def admin(mongo_uri: str, db_name: str, server: ServerProcess) -> dict[str, str]:
-    token = await mint_for_database(mongo_uri, db_name, server.base)
+async def admin(store: Store, server: ServerProcess) -> dict[str, str]:
+    token = await mint_for_database(store, server.base)
     return {"Authorization": f"Bearer {token}", "Accept": "application/fhir+json"}
 
 
@@ -167,9 +167,9 @@ def appointment(patient_ref: str, actors: list[str], start: int, end: int) -> di
 
 
 async def test_the_revenue_cycle_day(clinic: ServerProcess, payer: ServerProcess,
-                                     mongo_uri: str, databases: tuple[str, str]) -> None:
-    clinic_headers = await admin(mongo_uri, databases[0], clinic)
-    payer_headers = await admin(mongo_uri, databases[1], payer)
+                                     databases: tuple[Store, Store]) -> None:
+    clinic_headers = await admin(databases[0], clinic)
+    payer_headers = await admin(databases[1], payer)
     async with (httpx.AsyncClient(base_url=clinic.base + "/", timeout=30,
                                   headers=clinic_headers) as c,
                 httpx.AsyncClient(base_url=payer.base + "/", timeout=30,
@@ -281,7 +281,7 @@ async def test_the_revenue_cycle_day(clinic: ServerProcess, payer: ServerProcess
         assert payer_claim["identifier"] == claim["identifier"]
 
         # The payer's audit trail shows the clinic's backend client calling it.
-        auditor = await mint_for_database(mongo_uri, databases[1], payer.base,
+        auditor = await mint_for_database(databases[1], payer.base,
                                           "system/AuditEvent.rs")
         for _ in range(50):
             audit = (await p.get("AuditEvent", params={"agent-name": CLINIC_CLIENT},

@@ -10,17 +10,16 @@ from pymongo import AsyncMongoClient, WriteConcern
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import ConnectionFailure
 
+from fhir_server.storage.repository import EngineInfo
+
 log = logging.getLogger("fhir_server.storage")
 
 
 @dataclass(frozen=True)
-class EngineInfo:
-    """What the connected engine supports, detected at start-up."""
+class MongoEngine:
+    """What the connected MongoDB-compatible server supports, detected at start-up."""
 
-    name: str  # "mongodb" or "ferretdb"
-    version: str
-    replica_set: bool
-    transactions: bool
+    info: EngineInfo
     # FerretDB 1.24 rejects $elemMatch with field conditions on arrays of sub-documents.
     elem_match_subdocuments: bool = True
     # FerretDB 1.24 on SQLite evaluates every filter by scanning (only _id is pushed down).
@@ -29,7 +28,7 @@ class EngineInfo:
     @property
     def write_concern(self) -> WriteConcern:
         # Majority needs a replica set; a standalone acknowledges with w=1.
-        return WriteConcern(w="majority") if self.replica_set else WriteConcern(w=1)
+        return WriteConcern(w="majority") if self.info.replica_set else WriteConcern(w=1)
 
 
 # Raised by the driver when the database cannot be reached; answered as 503.
@@ -41,7 +40,7 @@ def make_client(uri: str, **kwargs: Any) -> AsyncMongoClient[dict[str, Any]]:
                             serverSelectionTimeoutMS=10_000, **kwargs)
 
 
-async def detect_engine(client: AsyncMongoClient[dict[str, Any]]) -> EngineInfo:
+async def detect_engine(client: AsyncMongoClient[dict[str, Any]]) -> MongoEngine:
     hello = await client.admin.command("hello")
     build = await client.admin.command("buildInfo")
     is_ferret = any(k.startswith("ferretdb") for k in build)  # ferretdbVersion, ferretdbFeatures
@@ -51,19 +50,14 @@ async def detect_engine(client: AsyncMongoClient[dict[str, Any]]) -> EngineInfo:
     # MongoDB 4.2+; FerretDB has none (no startSession/commitTransaction).
     major = int(version.split(".")[0]) if version.split(".")[0].isdigit() else 0
     transactions = (not is_ferret) and replica_set and major >= 4
-    info = EngineInfo(
-        name="ferretdb" if is_ferret else "mongodb",
-        version=version,
-        replica_set=replica_set,
-        transactions=transactions,
-        elem_match_subdocuments=not is_ferret,
-        uses_indexes=not is_ferret,
-    )
+    info = EngineInfo(name="ferretdb" if is_ferret else "mongodb", version=version,
+                      replica_set=replica_set, transactions=transactions)
     log.info("database engine=%s version=%s replica_set=%s transactions=%s",
              info.name, info.version, info.replica_set, info.transactions)
-    return info
+    return MongoEngine(info=info, elem_match_subdocuments=not is_ferret,
+                       uses_indexes=not is_ferret)
 
 
 def database(client: AsyncMongoClient[dict[str, Any]], name: str,
-             engine: EngineInfo) -> AsyncDatabase[dict[str, Any]]:
+             engine: MongoEngine) -> AsyncDatabase[dict[str, Any]]:
     return client.get_database(name, write_concern=engine.write_concern)

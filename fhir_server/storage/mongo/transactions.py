@@ -23,47 +23,27 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from fhir_server.storage.guarded import ABSENT, Guarded
 from fhir_server.storage.model import StoredVersion, now_ms
-from fhir_server.storage.versions import (
+from fhir_server.storage.mongo.guarded import ABSENT, Guarded
+from fhir_server.storage.mongo.versions import (
     HISTORY,
     PENDING,
     STALE_SECONDS,
     history_key,
     settle_version,
 )
+from fhir_server.storage.repository import PlannedWrite, TransactionConflict
 
 log = logging.getLogger("fhir_server.storage")
 
 TRANSACTIONS = "transactions"
 Doc = dict[str, Any]
-
-
-class TransactionConflict(Exception):
-    """A staged write found another version or another transaction's mark."""
-
-    def __init__(self, index: int, key: str) -> None:
-        super().__init__(key)
-        self.index = index
-        self.key = key
-
-
-@dataclass(frozen=True)
-class PlannedWrite:
-    type_: str
-    id_: str
-    previous: int | None  # None: the resource does not exist yet
-    text: str | None  # None: a deletion
-    index: Mapping[str, Any] | None
-    method: str
 
 
 class TransactionLog:

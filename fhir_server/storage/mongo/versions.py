@@ -8,14 +8,14 @@ from typing import Any
 from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 
+from fhir_server.storage.repository import history_key
+
 HISTORY = "history"
 PENDING = "p"  # a version written but not yet known to be committed
 # A pending version (or transaction) older than this was left by a writer that died.
 STALE_SECONDS = 30
 
 
-def history_key(type_: str, id_: str, version: int) -> str:
-    return f"{type_}/{id_}/{version}"
 
 
 async def settle_version(db: AsyncDatabase[dict[str, Any]], *, type_: str, id_: str,

@@ -1,0 +1,423 @@
+"""The repository on MongoDB (FerretDB in tests): current versions, history, crash-safe writes.
+
+Layout
+------
+* One collection per resource type (``Patient``, ``Claim``, ...) holds the
+  current version of each resource: ``{_id: id, v, ts, m, json, ix}`` where
+  ``json`` is the resource text exactly as served (client JSON plus server
+  ``meta``), ``json`` is null for a deleted resource, and ``ix`` holds the
+  search values extracted at write time.
+* One ``history`` collection holds every version of every resource:
+  ``{_id: "Type/id/v", t, i, v, ts, m, json, until}``; ``until`` is the
+  instant a later version replaced it.
+
+Writes without multi-document transactions
+------------------------------------------
+A write inserts the new history version marked pending (``st: "p"``),
+then moves the current document with an optimistic check on its version,
+then clears the mark (and sets ``until`` on the replaced version) in one
+bulk request. Readers treat a pending version as committed only when the
+current document has reached it. If the process dies in between,
+``recover()`` at the next start rolls each pending version forward (the
+current document reached it) or back (it did not). The same protocol runs
+on MongoDB and FerretDB, so one code path is tested everywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+from pymongo import DESCENDING, AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from fhir_server.search.evaluate import evaluate
+from fhir_server.search.query import And, Ids, Query, SortKey, and_
+from fhir_server.search.resolve import needs_resolving, resolve
+from fhir_server.storage.locks import Locks
+from fhir_server.storage.model import StoredVersion, now_ms
+from fhir_server.storage.mongo.engine import MongoEngine
+from fhir_server.storage.mongo.filters import Filter, has_elements, to_filter, without_elements
+from fhir_server.storage.mongo.guarded import ABSENT, Guarded
+from fhir_server.storage.mongo.records import MongoRecords
+from fhir_server.storage.mongo.transactions import TransactionLog
+from fhir_server.storage.mongo.versions import HISTORY, PENDING, STALE_SECONDS, settle_version
+from fhir_server.storage.repository import (
+    Current,
+    HistoryCursor,
+    HistoryPage,
+    PlannedWrite,
+    Repository,
+    VersionConflict,
+    history_key,
+)
+
+log = logging.getLogger("fhir_server.storage")
+
+SEARCH_INDEXES: list[tuple[str, list[tuple[str, int]]]] = [
+    ("last_updated", [("ts", DESCENDING)]),
+    *[(f"ix_{kind}", [(f"ix.{kind}", 1)])
+      for kind in ("tk", "tt", "ot", "st", "sx", "rf", "ri", "ur", "cp", "has")],
+    ("ix_dt", [("ix.dt.p", 1), ("ix.dt.lo", 1), ("ix.dt.hi", 1)]),
+    ("ix_nm", [("ix.nm.p", 1), ("ix.nm.v", 1)]),
+    ("ix_qt", [("ix.qt.p", 1), ("ix.qt.v", 1)]),
+    ("ix_cr", [("ix.cr.p", 1), ("ix.cr.k", 1)]),
+]
+
+Doc = dict[str, Any]
+LIVE: Filter = {"json": {"$ne": None}}
+
+
+def _version_from(doc: Mapping[str, Any], type_: str, id_: str) -> StoredVersion:
+    return StoredVersion(type_=type_, id_=id_, version=int(doc["v"]), last_updated=doc["ts"],
+                         text=doc.get("json"), method=str(doc.get("m", "PUT")))
+
+
+def _history_version(doc: Mapping[str, Any]) -> StoredVersion:
+    return _version_from(doc, str(doc["t"]), str(doc["i"]))
+
+
+def _dotted(doc: Mapping[str, Any], path: str) -> Any:
+    current: Any = doc
+    for part in path.split("."):
+        if not isinstance(current, Mapping):
+            return None
+        current = current.get(part)
+    return current
+
+
+def _sort_key(doc: Mapping[str, Any], path: str) -> tuple[int, Any]:
+    value = _dotted(doc, path)
+    # Missing values sort first ascending, as MongoDB sorts null.
+    return (0, "") if value is None else (1, value)
+
+
+def sort_fields(sort: Sequence[SortKey]) -> list[tuple[str, int]]:
+    """MongoDB sort fields, ending with ``_id`` (in the last key's direction): a total order."""
+    fields: list[tuple[str, int]] = []
+    for k in sort:
+        path = {"_id": "_id", "_lastUpdated": "ts"}.get(k.name, f"ix.so.{k.name}")
+        fields.append((path, -1 if k.descending else 1))
+    if fields and not any(path == "_id" for path, _ in fields):
+        fields.append(("_id", fields[-1][1]))
+    return fields
+
+
+class MongoRepository(Repository):
+    """The repository on MongoDB (and FerretDB). One instance per database."""
+
+    def __init__(self, *, client: AsyncMongoClient[Doc], db: AsyncDatabase[Doc],
+                 engine: MongoEngine) -> None:
+        self.client = client
+        self.db = db
+        self.mongo = engine
+        self.engine = engine.info
+        self.guarded = Guarded(local_locks=not engine.uses_indexes)
+        self.transactions = TransactionLog(db, self.guarded)
+        self.records = MongoRecords(db, self.guarded)
+        self.locks = Locks(self.records)
+        self._indexed: set[str] = set()
+
+    async def open(self) -> None:
+        await self.ensure_base_indexes()
+        await self.recover()
+        await self.ensure_existing_type_indexes()
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    async def ping(self) -> None:
+        await self.client.admin.command("ping")
+
+    # -- indexes and recovery -------------------------------------------------
+
+    async def ensure_base_indexes(self) -> None:
+        hist = self.db[HISTORY]
+        await hist.create_index([("t", 1), ("i", 1), ("v", DESCENDING)], name="resource_versions")
+        await hist.create_index([("ts", DESCENDING), ("_id", DESCENDING)], name="system_history")
+        await hist.create_index([("t", 1), ("ts", DESCENDING), ("_id", DESCENDING)],
+                                name="type_history")
+        await hist.create_index([("st", 1)], name="pending", sparse=True)
+        await hist.create_index([("tx", 1)], name="transaction", sparse=True)
+
+    async def ensure_type_indexes(self, type_: str) -> None:
+        """The search indexes of a type's collection (one per kind of search value).
+
+        Only on engines that use indexes for queries: FerretDB 1.24 on SQLite
+        scans for every filter, so an index there would only slow writes.
+        """
+        if type_ in self._indexed:
+            return
+        if self.mongo.uses_indexes:
+            coll = self.db[type_]
+            for name, keys in SEARCH_INDEXES:
+                await coll.create_index(keys, name=name)
+        self._indexed.add(type_)
+
+    async def ensure_existing_type_indexes(self) -> None:
+        for name in await self.db.list_collection_names():
+            if name[:1].isupper():
+                await self.ensure_type_indexes(name)
+
+    async def recover(self) -> tuple[int, int]:
+        """Settle writes left pending by a crash: (rolled forward, rolled back).
+
+        Transactions first (their versions carry ``tx``), then single writes.
+        """
+        forward, back = await self.transactions.recover()
+        async for doc in self.db[HISTORY].find({"st": PENDING, "tx": {"$exists": False}}):
+            cur = await self.db[doc["t"]].find_one({"_id": doc["i"]}, {"v": 1})
+            if cur is not None and int(cur["v"]) >= int(doc["v"]):
+                await self._settle(doc["t"], doc["i"], int(doc["v"]), doc["ts"])
+                forward += 1
+            else:
+                await self.guarded.delete(self.db[HISTORY], doc["_id"], {"st": PENDING})
+                back += 1
+        if forward or back:
+            log.warning("recovery rolled_forward=%d rolled_back=%d", forward, back)
+        return forward, back
+
+    # -- reads ----------------------------------------------------------------
+
+    async def _visible(self, doc: Doc | None) -> Doc | None:
+        """What readers see of a current document that a transaction may have staged."""
+        if doc is None or "tx" not in doc:
+            return doc
+        if await self.transactions.state(doc["tx"]) == "committed":
+            return {"_id": doc["_id"], **doc["nx"]}
+        return None if doc.get("ghost") else doc
+
+    async def current(self, *, type_: str, id_: str) -> StoredVersion | None:
+        doc = await self._visible(await self.db[type_].find_one({"_id": id_}, {"ix": 0}))
+        return None if doc is None else _version_from(doc, type_, id_)
+
+    async def version(self, *, type_: str, id_: str, version: int) -> StoredVersion | None:
+        doc = await self.db[HISTORY].find_one({"_id": history_key(type_, id_, version)})
+        if doc is None:
+            return None
+        if doc.get("st") == PENDING and "tx" in doc:
+            if await self.transactions.state(doc["tx"]) != "committed":
+                return None
+        elif doc.get("st") == PENDING:
+            cur = await self.db[type_].find_one({"_id": id_}, {"v": 1})
+            if cur is None or int(cur["v"]) < version:
+                return None
+        return _history_version(doc)
+
+    async def _filter(self, query: Query) -> Filter:
+        if needs_resolving(query):
+            query = await resolve(self, query)
+        return {"$and": [to_filter(query), LIVE]} if query != And(()) else dict(LIVE)
+
+    def _in_python(self, query: Query) -> bool:
+        """FerretDB cannot run element conditions: it gets the rest, Python judges the whole."""
+        return not self.mongo.elem_match_subdocuments and has_elements(query)
+
+    async def _python_rows(self, type_: str, query: Query) -> list[Doc]:
+        pushed = await self._filter(without_elements(query))
+        wide = {"_id": 1, "ix": 1, "ts": 1}
+        return [d async for d in self.db[type_].find(pushed, wide) if evaluate(query, d)]
+
+    async def search(self, *, type_: str, query: Query, sort: Sequence[SortKey],
+                     limit: int) -> list[str]:
+        if needs_resolving(query):
+            query = await resolve(self, query)
+        fields = sort_fields(sort)
+        if not self._in_python(query):
+            cursor = self.db[type_].find(await self._filter(query), {"_id": 1})
+            if fields:
+                cursor = cursor.sort(fields)
+            return [str(d["_id"]) async for d in cursor.limit(limit)]
+        rows = await self._python_rows(type_, query)
+        for path, direction in reversed(fields):
+            rows.sort(key=partial(_sort_key, path=path), reverse=direction < 0)
+        return [str(d["_id"]) for d in rows[:limit]]
+
+    async def count(self, *, type_: str, query: Query) -> int:
+        if needs_resolving(query):
+            query = await resolve(self, query)
+        if not self._in_python(query):
+            return await self.db[type_].count_documents(await self._filter(query))
+        return len(await self._python_rows(type_, query))
+
+    async def matches(self, *, type_: str, id_: str, query: Query) -> bool:
+        return bool(await self.search(type_=type_, query=and_(Ids((id_,)), query), sort=(),
+                                      limit=1))
+
+    async def fetch(self, *, type_: str, ids: Sequence[str],
+                    where: Query | None = None) -> list[StoredVersion]:
+        """Current, not deleted versions of the given ids, in the given order."""
+        if not ids:
+            return []
+        if where is not None:
+            kept = set(await self.search(type_=type_, query=and_(Ids(tuple(ids)), where),
+                                         sort=(), limit=len(ids)))
+            ids = [i for i in ids if i in kept]
+        projection = {"v": 1, "ts": 1, "m": 1, "json": 1}
+        if self.mongo.uses_indexes:
+            found = {d["_id"]: d async for d in self.db[type_].find(
+                {"_id": {"$in": list(ids)}, "json": {"$ne": None}}, projection)}
+        else:  # FerretDB pushes down only a lone _id equality: one lookup each beats a scan
+            docs = [await self.db[type_].find_one({"_id": i}, projection) for i in ids]
+            found = {d["_id"]: d for d in docs if d is not None and d.get("json") is not None}
+        return [_version_from(found[i], type_, i) for i in ids if i in found]
+
+    async def references(self, *, type_: str, ids: Sequence[str],
+                         prefix: str = "") -> dict[str, list[str]]:
+        if self.mongo.uses_indexes:
+            docs = [d async for d in self.db[type_].find(
+                {"_id": {"$in": list(ids)}, "json": {"$ne": None}}, {"ix.rf": 1})]
+        else:  # one lookup by _id each: the one query FerretDB serves from an index
+            found = [await self.db[type_].find_one({"_id": i, "json": {"$ne": None}},
+                                                   {"ix.rf": 1}) for i in ids]
+            docs = [d for d in found if d is not None]
+        return {str(d["_id"]): [r for r in (d.get("ix") or {}).get("rf", [])
+                                if r.startswith(prefix)] for d in docs}
+
+    async def history(
+        self,
+        *,
+        type_: str | None = None,
+        id_: str | None = None,
+        since: datetime | None = None,
+        at: tuple[datetime, datetime] | None = None,
+        count: int,
+        cursor: HistoryCursor | None = None,
+        exclude_types: frozenset[str] = frozenset(),
+    ) -> HistoryPage:
+        """A page of versions, newest first, with keyset paging on (ts, _id).
+
+        Every page of one listing answers as of the first page's instant, so
+        writes made while a client pages neither shift pages nor change the total.
+        """
+        cursor = cursor or HistoryCursor(as_of=now_ms())
+        filt: Doc = {"st": {"$exists": False}}
+        if type_ is not None:
+            filt["t"] = type_
+        elif exclude_types:
+            filt["t"] = {"$nin": sorted(exclude_types)}
+        if id_ is not None:
+            filt["i"] = id_
+        ts: Doc = {"$lte": cursor.as_of}
+        if since is not None:
+            ts["$gte"] = since
+        if at is not None:
+            # Versions current at some moment of [low, high): written before high,
+            # and not replaced before low.
+            ts["$lt"] = at[1]
+            filt["$or"] = [{"until": {"$exists": False}}, {"until": {"$gt": at[0]}}]
+        filt["ts"] = ts
+        total = await self.db[HISTORY].count_documents(filt)
+        page_filter = filt
+        if cursor.ts is not None:
+            after = {"$or": [{"ts": {"$lt": cursor.ts}},
+                             {"ts": cursor.ts, "_id": {"$lt": cursor.key}}]}
+            page_filter = {"$and": [filt, after]}
+        docs = [
+            d async for d in self.db[HISTORY]
+            .find(page_filter)
+            .sort([("ts", DESCENDING), ("_id", DESCENDING)])
+            .limit(count + 1)
+        ]
+        more = len(docs) > count
+        docs = docs[:count]
+        nxt = (HistoryCursor(as_of=cursor.as_of, ts=docs[-1]["ts"], key=str(docs[-1]["_id"]))
+               if more and docs else None)
+        return HistoryPage(versions=[_history_version(d) for d in docs], total=total,
+                           next_cursor=nxt)
+
+    # -- writes ---------------------------------------------------------------
+
+    async def write(
+        self,
+        *,
+        type_: str,
+        id_: str,
+        previous: int | None,
+        text: str | None,
+        index: Mapping[str, Any] | None,
+        method: str,
+        ts: datetime | None = None,
+    ) -> StoredVersion:
+        """Write the next version after ``previous`` (None: the resource is new).
+
+        ``text`` None writes a deletion. Raises VersionConflict when another
+        writer got there first; nothing of this write is then visible.
+        """
+        await self.ensure_type_indexes(type_)
+        version = (previous or 0) + 1
+        ts = ts or now_ms()
+        key = history_key(type_, id_, version)
+        hist: Doc = {"_id": key, "t": type_, "i": id_, "v": version, "ts": ts, "m": method,
+                     "json": text, "st": PENDING}
+        current: Doc = {"_id": id_, "v": version, "ts": ts, "m": method, "json": text,
+                        "ix": dict(index or {})}
+        try:
+            await self.db[HISTORY].insert_one(hist)
+        except DuplicateKeyError:
+            # Either a concurrent writer holds this version, or a writer died
+            # holding it (another process's crash): settle it if it is stale.
+            await self._settle_stale(key, type_, id_)
+            raise VersionConflict(key) from None
+        try:
+            if previous is None:
+                try:
+                    await self.db[type_].insert_one(current)
+                except DuplicateKeyError:
+                    await self._settle_stale_transaction(type_, id_)
+                    raise VersionConflict(key) from None
+            else:
+                if not await self.guarded.replace(self.db[type_], id_,
+                                                  {"v": previous, "tx": ABSENT}, current):
+                    await self._settle_stale_transaction(type_, id_)
+                    raise VersionConflict(key)
+        except BaseException:
+            await self.guarded.delete(self.db[HISTORY], key, {"st": PENDING})
+            raise
+        await self._settle(type_, id_, version, ts)
+        return StoredVersion(type_=type_, id_=id_, version=version, last_updated=ts, text=text,
+                             method=method)
+
+    async def _settle(self, type_: str, id_: str, version: int, ts: datetime) -> None:
+        await settle_version(self.db, type_=type_, id_=id_, version=version, ts=ts)
+
+    async def _settle_stale(self, key: str, type_: str, id_: str) -> None:
+        doc = await self.db[HISTORY].find_one({"_id": key})
+        if doc is None or doc.get("st") != PENDING:
+            return
+        if (now_ms() - doc["ts"]).total_seconds() < STALE_SECONDS:
+            return
+        cur = await self.db[type_].find_one({"_id": id_}, {"v": 1})
+        if cur is not None and int(cur["v"]) >= int(doc["v"]):
+            await self._settle(type_, id_, int(doc["v"]), doc["ts"])
+        else:
+            await self.guarded.delete(self.db[HISTORY], key, {"st": PENDING})
+
+    async def _settle_stale_transaction(self, type_: str, id_: str) -> None:
+        doc = await self.db[type_].find_one({"_id": id_}, {"tx": 1})
+        if doc is not None and "tx" in doc:
+            await self.transactions.settle_if_stale(doc["tx"])
+
+    async def commit_transaction(self, writes: list[PlannedWrite], *, ts: datetime,
+                                 side_effects: Sequence[PlannedWrite] = ()
+                                 ) -> list[StoredVersion]:
+        """Commit ``writes`` and the server's own ``side_effects`` of them all or nothing
+        (a scoped repository checks only ``writes`` against the caller's token)."""
+        everything = [*writes, *side_effects]
+        for w in everything:
+            await self.ensure_type_indexes(w.type_)
+        return await self.transactions.commit(everything, ts=ts)
+
+    async def types(self) -> list[str]:
+        return sorted(n for n in await self.db.list_collection_names() if n[:1].isupper())
+
+    async def peek(self, *, type_: str, id_: str) -> Current | None:
+        doc = await self._visible(await self.db[type_].find_one(
+            {"_id": id_}, {"v": 1, "json": 1, "tx": 1, "nx.v": 1, "nx.json": 1, "ghost": 1}))
+        if doc is None:
+            return None
+        return Current(version=int(doc["v"]), deleted=doc.get("json") is None)

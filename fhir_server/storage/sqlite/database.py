@@ -1,0 +1,179 @@
+"""The embedded SQLite database: one file, its schema, and how statements are run.
+
+* WAL journal with ``synchronous=NORMAL``: a commit is durable once the WAL
+  is synced at the next checkpoint; a crash of the process never loses or
+  tears a committed transaction, a power loss can lose the last few
+  (SQLite's documented trade-off, as PostgreSQL's ``synchronous_commit=off``).
+  ``FHIR_SQLITE_SYNCHRONOUS=FULL`` syncs every commit.
+* One connection per process, used from the event loop's thread. Point reads
+  and writes take microseconds, less than a hop to a worker thread would.
+  A write transaction is run start to end without yielding to the loop, so
+  other tasks never see or join it half done.
+* Several processes may share the file (``FHIR_WORKERS``, the operator CLI):
+  a writer that finds the file locked by another process does not block the
+  loop in SQLite's busy handler; it yields and tries again (``run_write``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from fhir_server.storage.repository import DatabaseUnavailable
+
+log = logging.getLogger("fhir_server.storage")
+
+T = TypeVar("T")
+SCHEMA_VERSION = 1
+STRING_KINDS = ("tk", "tt", "ot", "st", "sx", "rf", "ri", "ur", "cp", "has")
+BUSY_WAIT = 30.0  # seconds a statement waits for another process's write lock at most
+
+_STRING_TABLE = """
+CREATE TABLE IF NOT EXISTS ix_{k} (
+  rid INTEGER NOT NULL, type TEXT NOT NULL, key TEXT NOT NULL,
+  PRIMARY KEY (rid, key)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS ix_{k}_find ON ix_{k} (type, key);
+"""
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS resources (
+  rid INTEGER PRIMARY KEY,
+  type TEXT NOT NULL,
+  id TEXT NOT NULL,
+  v INTEGER NOT NULL,
+  ts INTEGER NOT NULL,
+  m TEXT NOT NULL,
+  json TEXT,
+  UNIQUE (type, id));
+CREATE INDEX IF NOT EXISTS resources_updated ON resources (type, ts, id);
+CREATE TABLE IF NOT EXISTS history (
+  key TEXT PRIMARY KEY,
+  type TEXT NOT NULL,
+  id TEXT NOT NULL,
+  v INTEGER NOT NULL,
+  ts INTEGER NOT NULL,
+  m TEXT NOT NULL,
+  json TEXT,
+  until INTEGER);
+CREATE INDEX IF NOT EXISTS history_system ON history (ts, key);
+CREATE INDEX IF NOT EXISTS history_type ON history (type, ts, key);
+CREATE INDEX IF NOT EXISTS history_resource ON history (type, id, v);
+CREATE TABLE IF NOT EXISTS ix_dt (
+  rid INTEGER NOT NULL, type TEXT NOT NULL, p TEXT NOT NULL, lo INTEGER NOT NULL,
+  hi INTEGER NOT NULL, PRIMARY KEY (rid, p, lo, hi)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS ix_dt_lo ON ix_dt (type, p, lo, hi);
+CREATE INDEX IF NOT EXISTS ix_dt_hi ON ix_dt (type, p, hi);
+CREATE TABLE IF NOT EXISTS ix_nm (
+  rid INTEGER NOT NULL, type TEXT NOT NULL, p TEXT NOT NULL, v REAL NOT NULL,
+  PRIMARY KEY (rid, p, v)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS ix_nm_find ON ix_nm (type, p, v);
+CREATE TABLE IF NOT EXISTS ix_qt (
+  rid INTEGER NOT NULL, type TEXT NOT NULL, p TEXT NOT NULL, v REAL NOT NULL,
+  s TEXT, c TEXT, u TEXT);
+CREATE INDEX IF NOT EXISTS ix_qt_rid ON ix_qt (rid, p);
+CREATE INDEX IF NOT EXISTS ix_qt_find ON ix_qt (type, p, v);
+CREATE TABLE IF NOT EXISTS ix_cr (
+  rid INTEGER NOT NULL, type TEXT NOT NULL, p TEXT NOT NULL, k TEXT NOT NULL,
+  lo INTEGER, hi INTEGER, v REAL, s TEXT, c TEXT, u TEXT);
+CREATE INDEX IF NOT EXISTS ix_cr_rid ON ix_cr (rid, p);
+CREATE INDEX IF NOT EXISTS ix_cr_find ON ix_cr (type, p, k);
+CREATE TABLE IF NOT EXISTS ix_so (
+  rid INTEGER NOT NULL, type TEXT NOT NULL, p TEXT NOT NULL, value ANY, id TEXT NOT NULL,
+  PRIMARY KEY (rid, p)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS ix_so_order ON ix_so (type, p, value, id);
+CREATE TABLE IF NOT EXISTS records (
+  kind TEXT NOT NULL, id TEXT NOT NULL, doc TEXT NOT NULL, exp REAL,
+  PRIMARY KEY (kind, id)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS records_expiry ON records (kind, exp);
+""" + "".join(_STRING_TABLE.format(k=k) for k in STRING_KINDS)
+
+INDEX_TABLES = (*[f"ix_{k}" for k in STRING_KINDS], "ix_dt", "ix_nm", "ix_qt", "ix_cr", "ix_so")
+
+
+def _busy(error: sqlite3.OperationalError) -> bool:
+    text = str(error)
+    return "locked" in text or "busy" in text
+
+
+class Database:
+    """The connection to one SQLite file, and the two ways of running statements."""
+
+    def __init__(self, path: Path, *, synchronous: str = "NORMAL") -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
+                                    cached_statements=512)
+        self.conn.execute("PRAGMA busy_timeout = 0")
+        self.conn.execute("PRAGMA journal_mode = WAL")
+        self.conn.execute(f"PRAGMA synchronous = {synchronous}")
+        self.conn.execute("PRAGMA temp_store = MEMORY")
+        self.conn.execute("PRAGMA cache_size = -65536")  # 64 MiB of pages
+        self.conn.execute("PRAGMA mmap_size = 268435456")
+        self._writing = asyncio.Lock()
+
+    def create_schema(self) -> None:
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(f"{self.path} was written by a newer version of this server "
+                               f"(schema {version}; this one knows {SCHEMA_VERSION})")
+        self.conn.executescript("BEGIN IMMEDIATE;" + SCHEMA
+                                + f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+
+    def close(self) -> None:
+        try:
+            self.conn.execute("PRAGMA optimize")
+        finally:
+            self.conn.close()
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a read (autocommit statements); retried while another process recovers the
+        WAL, the only time a reader finds the file busy."""
+        deadline = asyncio.get_running_loop().time() + BUSY_WAIT
+        attempt = 0
+        while True:
+            try:
+                return fn(self.conn)
+            except sqlite3.OperationalError as error:
+                if not _busy(error):
+                    raise
+                if asyncio.get_running_loop().time() > deadline:
+                    raise DatabaseUnavailable(str(error)) from None
+            attempt += 1
+            await asyncio.sleep(_pause(attempt))
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` inside one write transaction (all or nothing); an exception from ``fn``
+        rolls it back. Waits (without blocking the loop) while another process writes."""
+        async with self._writing:
+            deadline = asyncio.get_running_loop().time() + BUSY_WAIT
+            attempt = 0
+            while True:
+                try:
+                    self.conn.execute("BEGIN IMMEDIATE")
+                    break
+                except sqlite3.OperationalError as error:
+                    if not _busy(error):
+                        raise
+                    if asyncio.get_running_loop().time() > deadline:
+                        raise DatabaseUnavailable(str(error)) from None
+                attempt += 1
+                await asyncio.sleep(_pause(attempt))
+            try:
+                result = fn(self.conn)
+                self.conn.execute("COMMIT")
+                return result
+            except BaseException:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
+
+
+def _pause(attempt: int) -> float:
+    """Jittered backoff between tries: 1 ms growing to 50 ms."""
+    return random.uniform(0.0005, min(0.05, 0.001 * 2 ** min(attempt, 6)))
+

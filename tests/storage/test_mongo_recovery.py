@@ -1,0 +1,49 @@
+"""The MongoDB engine's staged writes: what a crash leaves is settled at the next start."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from fhir_server.storage.model import now_ms
+from fhir_server.storage.mongo.repository import MongoRepository
+from fhir_server.storage.mongo.versions import HISTORY, PENDING
+from fhir_server.storage.open import open_repository
+from tests.conftest import Store, mongo_only
+
+pytestmark = mongo_only
+
+
+@pytest.fixture
+async def repo(store: Store) -> AsyncIterator[MongoRepository]:
+    repository = await open_repository(store.settings())
+    assert isinstance(repository, MongoRepository)
+    try:
+        yield repository
+    finally:
+        await repository.close()
+
+
+async def test_recovery_rolls_pending_versions_forward_and_back(repo: MongoRepository) -> None:
+    # The states a crash can leave, produced with the repository's own steps:
+    # a version whose current document moved (crash before settling) ...
+    await repo.write(type_="Patient", id_="fwd", previous=None, text='{"v":1}', index={},
+                     method="POST")
+    await repo.db[HISTORY].update_one({"_id": "Patient/fwd/1"}, {"$set": {"st": PENDING}})
+    # ... and a version written to history only (crash before the current document moved).
+    await repo.write(type_="Patient", id_="back", previous=None, text='{"v":1}', index={},
+                     method="POST")
+    await repo.db[HISTORY].insert_one({"_id": "Patient/back/2", "t": "Patient", "i": "back",
+                                       "v": 2, "ts": now_ms(), "m": "PUT", "json": '{"v":2}',
+                                       "st": PENDING})
+    assert await repo.version(type_="Patient", id_="back", version=2) is None
+    assert (await repo.version(type_="Patient", id_="fwd", version=1)) is not None
+
+    forward, back = await repo.recover()
+    assert (forward, back) == (1, 1)
+    assert await repo.db[HISTORY].count_documents({"st": PENDING}) == 0
+    assert await repo.db[HISTORY].count_documents({"_id": "Patient/back/2"}) == 0
+    nxt = await repo.write(type_="Patient", id_="back", previous=1, text='{"v":2}', index={},
+                           method="PUT")
+    assert nxt.version == 2
