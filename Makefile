@@ -1,5 +1,6 @@
-# Developer and CI entry points. Needs python3 (3.11+), go and make; the rest
-# comes from PyPI and the Go module proxy.
+# Developer and CI entry points. Needs python3 (3.11+) and make to run the server; the
+# tests also need go (FerretDB stands in for MongoDB). The rest comes from PyPI and the
+# Go module proxy.
 
 PYTHON ?= python3
 VENV := .venv
@@ -27,12 +28,16 @@ ferretdb: $(FERRETDB_BIN)
 $(FERRETDB_BIN): $(FERRETDB_SRC)
 	cd $(FERRETDB_DIR) && go build -o ferretdb-embedded .
 
-# Foreground; exec so that SIGTERM/SIGINT reach the server itself.
-run: venv ferretdb
+# Foreground; exec so that SIGTERM/SIGINT reach the server itself. The embedded SQLite
+# database needs nothing else.
+run: venv
 	exec $(VENV_PY) -m fhir_server serve
 
+# The whole suite on each storage engine: the embedded SQLite, then MongoDB (MONGODB_URI
+# when set, else an embedded FerretDB standing in for it).
 test: venv ferretdb
-	$(VENV_PY) -m pytest -q $(PYTEST_ARGS)
+	FHIR_TEST_ENGINE=sqlite $(VENV_PY) -m pytest -q $(PYTEST_ARGS)
+	FHIR_TEST_ENGINE=mongo $(VENV_PY) -m pytest -q $(PYTEST_ARGS)
 
 bench: venv ferretdb
 	@test -f bench/run.py || { echo "bench/run.py does not exist yet" >&2; exit 1; }

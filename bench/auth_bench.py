@@ -3,8 +3,8 @@
 The same app in-process (ASGI) on a fresh database, once with FHIR_AUTH=off and
 once with FHIR_AUTH=smart (token verification, scope and compartment checks, one
 queued AuditEvent per request). Measures reads, creates and searches, and checks
-that every audited request got its AuditEvent. Uses MONGODB_URI when set, else an
-embedded FerretDB. Usage: python bench/auth_bench.py [--reads 500] [--writes 200]
+that every audited request got its AuditEvent. Uses MONGODB_URI when set, else the
+embedded SQLite. Usage: python bench/auth_bench.py [--reads 500] [--writes 200]
 """
 
 from __future__ import annotations
@@ -15,22 +15,20 @@ import platform
 import statistics
 import sys
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
-from pymongo import AsyncMongoClient
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from common import admin_headers, database  # noqa: E402
+from common import admin_headers, fresh_settings  # noqa: E402
 
-from fhir_server.config import Settings  # noqa: E402
 from fhir_server.main import create_app  # noqa: E402
+from fhir_server.search.query import EVERYTHING  # noqa: E402
 
 BASE = "http://bench/fhir"
 
@@ -56,12 +54,12 @@ def summary(ms: list[float]) -> str:
             f"mean {statistics.fmean(ms):6.2f} ms")
 
 
-async def run(uri: str, mode: str, reads: int, writes: int) -> dict[str, Any]:
-    name = f"authbench_{mode}_{uuid.uuid4().hex[:6]}"
-    app = create_app(Settings(mongodb_uri=uri, mongodb_database=name, fhir_base_url=BASE,
-                              fhir_auth=mode))
+async def run(mode: str, reads: int, writes: int) -> dict[str, Any]:
     results: dict[str, Any] = {}
-    try:
+    async with fresh_settings(f"authbench-{mode}-", fhir_base_url=BASE, fhir_auth=mode
+                              ) as (settings, engine):
+        results["engine"] = engine
+        app = create_app(settings)
         async with app.router.lifespan_context(app):
             headers = await admin_headers(app) if mode == "smart" else {}
             transport = httpx.ASGITransport(app=app)
@@ -79,16 +77,8 @@ async def run(uri: str, mode: str, reads: int, writes: int) -> dict[str, Any]:
                 t0 = time.perf_counter()
                 await audit.flush()
                 results["flush_ms"] = (time.perf_counter() - t0) * 1000
-        if mode == "smart":
-            mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(uri)
-            try:
-                results["audit_events"] = await mongo[name]["AuditEvent"].count_documents({})
-            finally:
-                await mongo.close()
-    finally:
-        mongo = AsyncMongoClient(uri)
-        await mongo.drop_database(name)
-        await mongo.close()
+                results["audit_events"] = await app.state.repo.count(type_="AuditEvent",
+                                                                     query=EVERYTHING)
     return results
 
 
@@ -97,18 +87,17 @@ async def main() -> None:
     parser.add_argument("--reads", type=int, default=500)
     parser.add_argument("--writes", type=int, default=200)
     args = parser.parse_args()
-    with database("authbench-") as (uri, engine):
-        print(f"engine: {engine}; machine: {platform.machine()} {platform.processor() or ''}"
-              f" python {platform.python_version()}")
-        for mode in ("off", "smart"):
-            r = await run(uri, mode, args.reads, args.writes)
-            print(f"FHIR_AUTH={mode}")
-            for kind in ("read", "create", "search"):
-                print(f"  {kind:7s} x{len(r[kind]):4d}: {summary(r[kind])}")
-            if mode == "smart":
-                expected = args.reads + 2 * args.writes + 1
-                print(f"  AuditEvents written: {r['audit_events']} (requests: {expected}); "
-                      f"final flush {r['flush_ms']:.0f} ms")
+    print(f"machine: {platform.machine()} {platform.processor() or ''}"
+          f" python {platform.python_version()}")
+    for mode in ("off", "smart"):
+        r = await run(mode, args.reads, args.writes)
+        print(f"FHIR_AUTH={mode} (engine: {r['engine']})")
+        for kind in ("read", "create", "search"):
+            print(f"  {kind:7s} x{len(r[kind]):4d}: {summary(r[kind])}")
+        if mode == "smart":
+            expected = args.reads + 2 * args.writes + 1
+            print(f"  AuditEvents written: {r['audit_events']} (requests: {expected}); "
+                  f"final flush {r['flush_ms']:.0f} ms")
 
 
 if __name__ == "__main__":

@@ -4,26 +4,33 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from fhir_server.config import Settings
 
-@contextmanager
-def database(prefix: str) -> Iterator[tuple[str, str]]:
-    """(MongoDB URI, engine label): MONGODB_URI when set, else a fresh embedded FerretDB."""
+
+@asynccontextmanager
+async def fresh_settings(prefix: str, **overrides: Any) -> AsyncIterator[tuple[Settings, str]]:
+    """(Settings of a fresh, empty database, engine label): the embedded SQLite in a
+    temporary directory, or a new database on MONGODB_URI when that is set (dropped after)."""
+    data_dir = Path(tempfile.mkdtemp(prefix=prefix))
     uri = os.environ.get("MONGODB_URI")
-    if uri:
-        yield uri, "MONGODB_URI"
-        return
-    from fhir_server.embedded import EmbeddedFerretDB
-
-    embedded = EmbeddedFerretDB(data_dir=Path(tempfile.mkdtemp(prefix=prefix)))
+    name = f"{prefix.strip('-')}_{uuid.uuid4().hex[:8]}"
+    settings = Settings(fhir_data_dir=data_dir, mongodb_uri=uri, mongodb_database=name,
+                        **overrides)
     try:
-        yield embedded.start(), "embedded FerretDB 1.24 (SQLite)"
+        yield settings, ("MongoDB (MONGODB_URI)" if uri else "embedded SQLite")
     finally:
-        embedded.stop()
+        if uri:
+            from pymongo import AsyncMongoClient
+
+            client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(uri)
+            await client.drop_database(name)
+            await client.close()
 
 
 async def admin_headers(app: Any) -> dict[str, str]:

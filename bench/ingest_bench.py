@@ -1,8 +1,8 @@
 """Ingest throughput (run by hand): Synthea transaction Bundles, sequential and with
 8 concurrent clients, and the NDJSON loader on the 10-patient bulk export.
 
-Each scenario runs on a fresh database through the app in-process (ASGI), using
-MONGODB_URI when set, else an embedded FerretDB. Prints resources per second.
+Each scenario runs on a fresh database through the app in-process (ASGI): the
+embedded SQLite, or MongoDB when MONGODB_URI is set. Prints resources per second.
 Usage: python bench/ingest_bench.py [--clients 8]
 """
 
@@ -15,22 +15,19 @@ import os
 import platform
 import sys
 import time
-import uuid
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import httpx
-from pymongo import AsyncMongoClient
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from common import admin_headers, database  # noqa: E402
+from common import admin_headers, fresh_settings  # noqa: E402
 
 from fhir_server import loader  # noqa: E402
-from fhir_server.config import Settings  # noqa: E402
 from fhir_server.fhirjson import dumps  # noqa: E402
 from fhir_server.main import create_app  # noqa: E402
 
@@ -48,10 +45,9 @@ def synthea_bundles() -> list[dict[str, Any]]:
     return out
 
 
-async def with_app(uri: str, work: Any) -> float:
-    name = f"ingest_{uuid.uuid4().hex[:8]}"
-    app = create_app(Settings(mongodb_uri=uri, mongodb_database=name, fhir_base_url=BASE))
-    try:
+async def with_app(work: Any) -> float:
+    async with fresh_settings("ingest-", fhir_base_url=BASE) as (settings, _):
+        app = create_app(settings)
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url=BASE + "/",
@@ -60,10 +56,6 @@ async def with_app(uri: str, work: Any) -> float:
                 start = time.perf_counter()
                 await work(http)
                 return time.perf_counter() - start
-    finally:
-        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(uri)
-        await client.drop_database(name)
-        await client.close()
 
 
 async def post_all(http: httpx.AsyncClient, bundles: list[dict[str, Any]], clients: int) -> None:
@@ -82,14 +74,14 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--clients", type=int, default=8)
     args = parser.parse_args()
-    with database("ingest-") as (uri, engine):
+    async with fresh_settings("ingest-probe-") as (_, engine):
         bundles = synthea_bundles()
         count = sum(len(b["entry"]) for b in bundles)
         print(f"engine: {engine}; machine: {platform.machine()}, {os.cpu_count()} cores")
-        seq = await with_app(uri, lambda http: post_all(http, bundles, 1))
+        seq = await with_app(lambda http: post_all(http, bundles, 1))
         print(f"Synthea bundles, sequential: {count} resources in {seq:.1f} s, "
               f"{count / seq:.0f} resources/s")
-        par = await with_app(uri, lambda http: post_all(http, bundles, args.clients))
+        par = await with_app(lambda http: post_all(http, bundles, args.clients))
         print(f"Synthea bundles, {args.clients} clients: {count} resources in {par:.1f} s, "
               f"{count / par:.0f} resources/s")
         summary: list[loader.Summary] = []
@@ -97,7 +89,7 @@ async def main() -> None:
         async def load(http: httpx.AsyncClient) -> None:
             summary.append(await loader.load(http, [DATA / "synthea-bulk-10"], progress=False))
 
-        took = await with_app(uri, load)
+        took = await with_app(load)
         print(f"NDJSON loader (synthea-bulk-10): {summary[0].loaded} resources in {took:.1f} s, "
               f"{summary[0].loaded / took:.0f} resources/s, failed {summary[0].failed}")
 
