@@ -29,7 +29,7 @@ from fhir_server.search.query import (
     and_,
     or_,
 )
-from fhir_server.search.registry import SearchParam, lookup, params_for
+from fhir_server.search.registry import SearchParam, lookup, params_for, single_valued_param
 from fhir_server.validation import check_id, resource_class
 
 
@@ -59,7 +59,26 @@ def compile_criteria(ctx: CompileContext, type_: str, criteria: Sequence[Criteri
         clauses.append(clause)
         if record:
             ctx.used.append((criterion.raw_name, ",".join(criterion.values)))
-    return and_(*clauses)
+    return and_(*_merge_single_valued(type_, clauses))
+
+
+def _merge_single_valued(type_: str, clauses: list[Query]) -> list[Query]:
+    """``date=ge2024&date=lt2025`` on a parameter with at most one value per resource: one
+    element must meet both conditions, which an index serves as one range (for a
+    parameter that repeats, each condition may hold for a different element)."""
+    out: list[Query] = []
+    seen: dict[tuple[str, str], int] = {}
+    for clause in clauses:
+        if isinstance(clause, Element) and single_valued_param(type_, clause.param):
+            at = seen.get((clause.kind, clause.param))
+            if at is not None:
+                before = out[at]
+                assert isinstance(before, Element)
+                out[at] = Element(clause.kind, clause.param, all_of(before.cond, clause.cond))
+                continue
+            seen[(clause.kind, clause.param)] = len(out)
+        out.append(clause)
+    return out
 
 
 def _compile_one(ctx: CompileContext, type_: str, c: Criterion) -> Query:

@@ -163,6 +163,51 @@ def _walk(steps: list[Step], root_type: str, resource: Any) -> list[Any]:
     return current
 
 
+_TYPE_NAME = re.compile(r"([A-Za-z0-9]+)Type\b")
+
+
+def _repeats(cls: Any, key: str) -> tuple[bool, Any] | None:
+    """Whether a model class's element ``key`` repeats, and the class of its contents
+    (None when the key is not one of the class's elements)."""
+    from fhir.resources.R4B import get_fhir_model_class
+
+    for field in cls.model_fields.values():
+        if (field.alias or "") != key:
+            continue
+        text = str(field.annotation)
+        found = _TYPE_NAME.findall(text)
+        try:
+            inner = get_fhir_model_class(found[-1]) if found else None
+        except (KeyError, ValueError, AttributeError, ImportError):
+            inner = None
+        return "List[" in text, inner
+    return None
+
+
+def single_valued(expression: str) -> bool:
+    """Whether a plain path gives at most one value per resource: no step repeats (a
+    choice element, one of several keys, counts once). False when that cannot be told."""
+    from fhir_server.validation import resource_class
+
+    steps = _compile(expression)
+    cls: Any = resource_class(expression.strip().split(".", 1)[0])
+    if steps is None or cls is None:
+        return False
+    for i, step in enumerate(steps):
+        if isinstance(step, _Where):
+            continue
+        if not isinstance(step, _Key) or cls is None:
+            return False
+        if len(step.keys) > 1 and i < len(steps) - 1:
+            return False  # a choice in mid-path: its alternatives hold different types
+        # A choice element is one of several keys, of which a resource holds at most one.
+        found = [_repeats(cls, key) for key in step.keys]
+        if any(f is None or f[0] for f in found):
+            return False
+        cls = found[0][1] if found[0] is not None else None
+    return True
+
+
 def compile_path(expression: str) -> Walker | None:
     """A walker for a plain path expression, or None when it is not one."""
     steps = _compile(expression)

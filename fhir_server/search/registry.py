@@ -21,7 +21,7 @@ from typing import Any
 from fhirpathpy import compile as compile_fhirpath
 from fhirpathpy.models import models
 
-from fhir_server.search.paths import compile_path
+from fhir_server.search.paths import compile_path, single_valued
 
 RESOLVE_IS = re.compile(r"\.where\(resolve\(\) is ([A-Za-z]+)\)")
 COMMON_BASES = ("Resource", "DomainResource")
@@ -160,3 +160,12 @@ def params_for(type_: str) -> dict[str, SearchParam]:
 
 def lookup(type_: str, code: str) -> SearchParam | None:
     return params_for(type_).get(code)
+
+
+@cache
+def single_valued_param(type_: str, code: str) -> bool:
+    """Whether every resource of the type has at most one value of the parameter (one plain
+    path through elements that do not repeat)."""
+    param = lookup(type_, code)
+    return (param is not None and len(param.parts) == 1 and not param.parts[0].resolve_types
+            and single_valued(param.parts[0].expression))

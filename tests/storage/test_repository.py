@@ -63,3 +63,27 @@ async def test_stale_previous_version_conflicts(repo: Repository) -> None:
     page = await repo.history(type_="Patient", id_="p1", count=10)
     assert page.total == 2
     assert [v.text for v in page.versions] == ['{"a":3}', '{"a":1}']
+
+
+async def test_unfiltered_totals_follow_creates_deletes_and_recreations(
+        client: httpx.AsyncClient) -> None:
+    async def total() -> int:
+        counted = (await client.get("Patient", params={"_summary": "count"})).json()["total"]
+        listed = (await client.get("Patient", params={"_total": "accurate"})).json()["total"]
+        assert counted == listed
+        return int(counted)
+
+    ids = [(await client.post("Patient", json=patient(family=f"T{i}"))).json()["id"]
+           for i in range(3)]
+    assert await total() == 3
+    assert (await client.delete(f"Patient/{ids[0]}")).status_code in (200, 204)
+    assert (await client.delete(f"Patient/{ids[0]}")).status_code in (200, 204)  # again
+    assert await total() == 2
+    assert (await client.put(f"Patient/{ids[0]}", json=patient(id_=ids[0]))).status_code in (
+        200, 201)
+    assert await total() == 3
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"request": {"method": "DELETE", "url": f"Patient/{ids[1]}"}},
+        {"resource": patient(family="T9"), "request": {"method": "POST", "url": "Patient"}}]}
+    assert (await client.post("", json=bundle)).status_code == 200
+    assert await total() == 3

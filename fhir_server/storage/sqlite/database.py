@@ -50,7 +50,10 @@ CREATE TABLE IF NOT EXISTS resources (
   m TEXT NOT NULL,
   json TEXT,
   UNIQUE (type, id));
-CREATE INDEX IF NOT EXISTS resources_updated ON resources (type, ts, id);
+CREATE INDEX IF NOT EXISTS resources_live ON resources (type, id) WHERE json IS NOT NULL;
+CREATE INDEX IF NOT EXISTS resources_updated ON resources (type, ts, id) WHERE json IS NOT NULL;
+CREATE TABLE IF NOT EXISTS type_counts (
+  type TEXT PRIMARY KEY, live INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS history (
   key TEXT PRIMARY KEY,
   type TEXT NOT NULL,
@@ -65,8 +68,8 @@ CREATE INDEX IF NOT EXISTS history_type ON history (type, ts, key);
 CREATE INDEX IF NOT EXISTS history_resource ON history (type, id, v);
 CREATE TABLE IF NOT EXISTS ix_dt (
   rid INTEGER NOT NULL, type TEXT NOT NULL, p TEXT NOT NULL, lo INTEGER NOT NULL,
-  hi INTEGER NOT NULL, PRIMARY KEY (rid, p, lo, hi)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS ix_dt_lo ON ix_dt (type, p, lo, hi);
+  hi INTEGER NOT NULL, tier INTEGER NOT NULL, PRIMARY KEY (rid, p, lo, hi)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS ix_dt_lo ON ix_dt (type, p, tier, lo, hi);
 CREATE INDEX IF NOT EXISTS ix_dt_hi ON ix_dt (type, p, hi);
 CREATE TABLE IF NOT EXISTS ix_nm (
   rid INTEGER NOT NULL, type TEXT NOT NULL, p TEXT NOT NULL, v REAL NOT NULL,

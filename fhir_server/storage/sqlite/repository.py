@@ -17,7 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from fhir_server.search.query import Query, SortKey
+from fhir_server.search.query import EVERYTHING, Query, SortKey
 from fhir_server.storage.locks import Locks
 from fhir_server.storage.model import StoredVersion, now_ms
 from fhir_server.storage.repository import (
@@ -68,10 +68,14 @@ def _apply(c: sqlite3.Connection, w: PlannedWrite, ts: int) -> None:
     history row, replace the index rows. Raises _Conflict when ``previous`` does not hold."""
     version = (w.previous or 0) + 1
     key = history_key(w.type_, w.id_, version)
-    row = c.execute("SELECT rid, v FROM resources WHERE type = ? AND id = ?",
+    row = c.execute("SELECT rid, v, json IS NOT NULL FROM resources WHERE type = ? AND id = ?",
                     (w.type_, w.id_)).fetchone()
     if (row is None) != (w.previous is None) or (row is not None and row[1] != w.previous):
         raise _Conflict(key)
+    live = int(w.text is not None) - (int(row[2]) if row is not None else 0)
+    if live:  # the count of current resources per type, for unfiltered totals
+        c.execute("INSERT INTO type_counts (type, live) VALUES (?, ?) "
+                  "ON CONFLICT (type) DO UPDATE SET live = live + excluded.live", (w.type_, live))
     if row is None:
         rid = c.execute("INSERT INTO resources (type, id, v, ts, m, json) VALUES (?, ?, ?, ?, ?, ?)",
                         (w.type_, w.id_, version, ts, w.method, w.text)).lastrowid
@@ -162,6 +166,10 @@ class SqliteRepository(Repository):
         return found
 
     async def count(self, *, type_: str, query: Query) -> int:
+        if query == EVERYTHING:
+            found = await self.db.read(lambda c: c.execute(
+                "SELECT live FROM type_counts WHERE type = ?", (type_,)).fetchone())
+            return 0 if found is None else int(found[0])
         sql = Sql()
         text = f"SELECT count(*) FROM resources r WHERE {conditions(sql, type_, query, 'r')}"
         row = await self.db.read(lambda c: c.execute(text, sql.params).fetchone())

@@ -16,6 +16,15 @@ from fhir_server.storage.sqlite.database import INDEX_TABLES, STRING_KINDS
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
+DAY_MS = 86_400_000
+# Date ranges are kept in tiers by their span, so that "overlaps [a, b]" can be read from
+# an index as "lo within [a - span, b]" per tier: up to a day, up to a leap year, longer.
+TIER_SPANS = (DAY_MS, 366 * DAY_MS)
+
+
+def tier(lo: int, hi: int) -> int:
+    span = hi - lo
+    return next((i for i, most in enumerate(TIER_SPANS) if span <= most), len(TIER_SPANS))
 
 
 def ms(ts: datetime) -> int:
@@ -45,8 +54,9 @@ def insert_index(conn: sqlite3.Connection, *, rid: int, type_: str, id_: str,
             conn.executemany(f"INSERT OR IGNORE INTO ix_{kind} (rid, type, key) VALUES (?, ?, ?)",
                              [(rid, type_, k) for k in keys])
     if index.get("dt"):
-        conn.executemany("INSERT OR IGNORE INTO ix_dt (rid, type, p, lo, hi) VALUES (?, ?, ?, ?, ?)",
-                         [(rid, type_, e["p"], ms(e["lo"]), ms(e["hi"])) for e in index["dt"]])
+        rows = [(rid, type_, e["p"], ms(e["lo"]), ms(e["hi"])) for e in index["dt"]]
+        conn.executemany("INSERT OR IGNORE INTO ix_dt (rid, type, p, lo, hi, tier) "
+                         "VALUES (?, ?, ?, ?, ?, ?)", [(*r, tier(r[3], r[4])) for r in rows])
     if index.get("nm"):
         conn.executemany("INSERT OR IGNORE INTO ix_nm (rid, type, p, v) VALUES (?, ?, ?, ?)",
                          [(rid, type_, e["p"], e["v"]) for e in index["nm"]])

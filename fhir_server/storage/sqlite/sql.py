@@ -22,6 +22,7 @@ from typing import Any
 
 from fhir_server.search.normalize import key
 from fhir_server.search.query import (
+    EVERYTHING,
     AllOf,
     And,
     Chain,
@@ -39,13 +40,10 @@ from fhir_server.search.query import (
     SortKey,
     Updated,
 )
-from fhir_server.storage.sqlite.rows import sql_value
+from fhir_server.storage.sqlite.rows import TIER_SPANS, sql_value
 
 _OPS = {"eq": "=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
-# Lower bounds a condition implies on one field because every stored range has lo <= hi:
-# they let an index on that field serve the condition.
-_IMPLIED = {("hi", "le"): ("lo", "le"), ("hi", "lt"): ("lo", "lt"),
-            ("lo", "ge"): ("hi", "ge"), ("lo", "gt"): ("hi", "gt")}
+Bounds = dict[str, tuple[Any, Any]]  # field -> (lowest, highest) a condition lets it be
 
 
 def successor(prefix: str) -> str:
@@ -86,20 +84,43 @@ def _cond(sql: Sql, cond: Cond, col: str) -> str:
     if isinstance(cond, Cmp):
         return f"{col}{cond.field} {_OPS[cond.op]} {sql.p(cond.value)}"
     parts = [_cond(sql, c, col) for c in cond.conds]
-    if isinstance(cond, AllOf):
-        for c in cond.conds:
-            if isinstance(c, Cmp) and (c.field, c.op) in _IMPLIED:
-                field_, op = _IMPLIED[(c.field, c.op)]
-                parts.append(f"{col}{field_} {_OPS[op]} {sql.p(c.value)}")
-        return "(" + " AND ".join(parts) + ")"
-    return "(" + " OR ".join(parts) + ")"
+    return "(" + (" AND " if isinstance(cond, AllOf) else " OR ").join(parts) + ")"
+
+
+def bounds(cond: Cond) -> Bounds:
+    """The range each field must lie in for a condition to hold (bounds inclusive, None for
+    unbounded), with what ``lo <= hi`` implies: every stored range has it."""
+    out: Bounds = {}
+    if isinstance(cond, Cmp):
+        v = cond.value
+        out[cond.field] = (v if cond.op in ("eq", "ge", "gt") else None,
+                           v if cond.op in ("eq", "le", "lt") else None)
+    elif isinstance(cond, AllOf):
+        for part in map(bounds, cond.conds):
+            for f, (low, high) in part.items():
+                was_low, was_high = out.get(f, (None, None))
+                out[f] = (low if was_low is None else was_low if low is None else max(low, was_low),
+                          high if was_high is None else was_high if high is None
+                          else min(high, was_high))
+    else:
+        parts = [bounds(c) for c in cond.conds]
+        for f in set.intersection(*(set(p) for p in parts)) if parts else ():
+            lows, highs = [p[f][0] for p in parts], [p[f][1] for p in parts]
+            out[f] = (None if None in lows else min(lows), None if None in highs else max(highs))
+    lo_low, lo_high = out.get("lo", (None, None))
+    hi_low, hi_high = out.get("hi", (None, None))
+    if lo_low is not None and (hi_low is None or lo_low > hi_low):
+        out["hi"] = (lo_low, hi_high)
+    if hi_high is not None and (lo_high is None or hi_high < lo_high):
+        out["lo"] = (lo_low, hi_high)
+    return out
 
 
 # -- positive conditions as sets of row ids (drivers) -----------------------------------
 
 def _is_set(q: Query) -> bool:
     """Whether a condition can be read as a set of row ids from an index."""
-    if isinstance(q, Keys | Prefix | Contains | Element | Chain | Has):
+    if isinstance(q, Keys | Prefix | Contains | Element | Updated | Chain | Has):
         return True
     if isinstance(q, Ids):
         return not q.negate
@@ -127,7 +148,9 @@ def _set(sql: Sql, q: Query, type_: str) -> str:
                 f"AND {_key_range(sql, q.prefix)} "
                 f"AND instr(substr(key, {len(q.prefix) + 1}), {sql.p(q.text)}) > 0")
     if isinstance(q, Element):
-        return (f"SELECT rid FROM ix_{q.kind} WHERE type = {sql.p(type_)} AND p = {sql.p(q.param)} "
+        return _element_set(sql, q, type_)
+    if isinstance(q, Updated):
+        return (f"SELECT rid FROM resources WHERE type = {sql.p(type_)} AND json IS NOT NULL "
                 f"AND {_cond(sql, q.cond, '')}")
     if isinstance(q, Ids):
         return f"SELECT rid FROM resources WHERE type = {sql.p(type_)} AND id IN ({sql.ps(q.ids)})"
@@ -148,6 +171,31 @@ def _set(sql: Sql, q: Query, type_: str) -> str:
     if isinstance(q, And):
         return select_ids(sql, type_, q, alias=sql.alias(), column=None)
     raise TypeError(q)
+
+
+def _element_set(sql: Sql, q: Element, type_: str) -> str:
+    """Rows of one range kind meeting a condition. Date ranges that must overlap [a, b]
+    (``hi >= a`` and ``lo <= b``) are read per tier of span as ``lo`` within
+    [a - span, b], so a one-week search reads about a week of rows."""
+    base = (f"SELECT rid FROM ix_{q.kind} WHERE type = {sql.p(type_)} AND p = {sql.p(q.param)} "
+            f"AND {_cond(sql, q.cond, '')}")
+    if q.kind != "dt":
+        return base
+    found = bounds(q.cond)
+    low = found.get("hi", (None, None))[0]
+    high = found.get("lo", (None, None))[1]
+    if high is not None and low is not None:
+        low_ms, high_ms = sql_value(low), sql_value(high)
+        parts = [f"{base} AND tier = {i} AND lo >= {sql.p(low_ms - span)} AND lo <= {sql.p(high_ms)}"
+                 for i, span in enumerate(TIER_SPANS)]
+        parts.append(f"{base} AND tier = {len(TIER_SPANS)} AND lo <= {sql.p(high_ms)}")
+        return " UNION ALL ".join(parts)
+    if high is not None:
+        tiers = ", ".join(str(i) for i in range(len(TIER_SPANS) + 1))
+        return f"{base} AND tier IN ({tiers}) AND lo <= {sql.p(high)}"
+    if low is not None:
+        return f"{base} AND hi >= {sql.p(low)}"
+    return base
 
 
 # -- any condition as a test of one candidate row (probes) ------------------------------
@@ -214,7 +262,9 @@ def _rank(q: Query) -> int:
         return 0
     if isinstance(q, Prefix | Element | Or):
         return 1
-    return 2
+    if isinstance(q, Updated):
+        return 2
+    return 3
 
 
 def conditions(sql: Sql, type_: str, q: Query, r: str, *, driven: bool = True) -> str:
@@ -249,8 +299,11 @@ def sorted_by_index(sql: Sql, type_: str, q: Query, param: str, *, descending: b
     r = sql.alias()
     where = conditions(sql, type_, q, r, driven=False)
     if with_value:
-        return (f"SELECT s.id FROM ix_so s CROSS JOIN resources {r} ON {r}.rid = s.rid "
-                f"WHERE s.type = {sql.p(type_)} AND s.p = {sql.p(param)} AND {where} "
+        # Only current resources have index rows: with no condition, no row is read.
+        joined = "" if q == EVERYTHING else (f" CROSS JOIN resources {r} ON {r}.rid = s.rid "
+                                             f"AND {where}")
+        return (f"SELECT s.id FROM ix_so s{joined} "
+                f"WHERE s.type = {sql.p(type_)} AND s.p = {sql.p(param)} "
                 f"ORDER BY s.value {direction}, s.id {direction} LIMIT {sql.p(limit)}")
     return (f"SELECT {r}.id FROM resources {r} WHERE {where} AND NOT EXISTS "
             f"(SELECT 1 FROM ix_so s WHERE s.rid = {r}.rid AND s.p = {sql.p(param)}) "
