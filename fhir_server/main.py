@@ -13,6 +13,9 @@ from starlette.responses import Response
 
 import resources
 from adapters.payer_fhir import FhirPayerAdapter
+from adapters.payer_http import PayerHttp
+from adapters.payer_x12 import PayerRouter, X12PayerAdapter
+from adapters.x12.state import X12State
 from fhir_server.api import batch, capability, interactions, operations
 from fhir_server.api.negotiation import check_accept, json_response
 from fhir_server.audit.http import record_request
@@ -32,6 +35,7 @@ from fhir_server.storage.engine import (
 )
 from fhir_server.storage.model import instant, now_ms
 from fhir_server.storage.repository import Repository
+from operations.x12_poll import Poller, start_poller
 
 log = logging.getLogger("fhir_server")
 
@@ -54,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if not settings.mongodb_uri:
             raise RuntimeError("MONGODB_URI is not set (the CLI starts the embedded database)")
         client = make_client(settings.mongodb_uri)
+        poller: Poller | None = None
         try:
             engine = await detect_engine(client)
             repo = Repository(db=database(client, settings.mongodb_database, engine),
@@ -61,14 +66,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await repo.ensure_base_indexes()
             await repo.recover()
             await repo.ensure_existing_type_indexes()
-            app.state.services = operations.Services(payer=FhirPayerAdapter(settings))
-            app.state.auth = await create_auth(store=AuthStore(db=repo.db), settings=settings)
+            store = AuthStore(db=repo.db)
+            http = PayerHttp(settings)
+            x12 = X12PayerAdapter(settings, http=http, state=X12State(store))
+            app.state.services = operations.Services(
+                payer=PayerRouter(fhir=FhirPayerAdapter(settings, http=http), x12=x12), x12=x12)
+            app.state.auth = await create_auth(store=store, settings=settings)
             journal = (Journal(settings.fhir_data_dir / "audit-journal",
                                settings.mongodb_database)
                        if settings.fhir_audit_journal else None)
             app.state.audit = AuditTrail(repo=repo, settings=settings, journal=journal)
             app.state.auth.on_login(app.state.audit.on_login)
             await app.state.audit.start()
+            poller = start_poller(repo=repo, settings=settings, services=app.state.services)
             app.state.client = client
             app.state.engine = engine
             app.state.repo = repo
@@ -78,6 +88,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                      settings.mongodb_database)
             yield
         finally:
+            if poller is not None:
+                await poller.stop()
             services = getattr(app.state, "services", None)
             if services is not None:
                 await services.payer.close()
