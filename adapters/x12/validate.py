@@ -76,19 +76,20 @@ class Problem:
 @dataclass(frozen=True)
 class Report:
     problems: list[Problem]
-    acknowledgement: str  # the 999 pyx12 wrote ("" for a 999 itself)
+    acknowledgement: str  # the 999 pyx12 wrote, when asked for
 
     @property
     def valid(self) -> bool:
         return not self.problems
 
 
-def validate(text: str) -> Report:
-    """Check an interchange against its implementation guide's map."""
+def validate(text: str, *, acknowledge: bool = False) -> Report:
+    """Check an interchange against its implementation guide's map (and, with
+    ``acknowledge``, have pyx12 write the 999 that answers it)."""
     ack, errors = io.StringIO(), io.StringIO()
     try:
-        ok = pyx12.x12n_document.x12n_document(pyx12.params.params(), io.StringIO(text), ack,
-                                               None, None, errors)
+        ok = pyx12.x12n_document.x12n_document(pyx12.params.params(), io.StringIO(text),
+                                               ack if acknowledge else None, None, None, errors)
     except (pyx12.errors.X12Error, pyx12.errors.EngineError, IndexError, ValueError) as exc:
         name = "no map for this transaction" if "Map not found" in str(exc) else "unreadable"
         return Report([Problem(None, None, None, "024", f"interchange {name}")], "")
