@@ -44,7 +44,8 @@ def wrap(set_id: str, functional: str, version: str, body: list[str], *, sender:
     st = f"{control:04d}"
     segments = [isa, f"GS*{functional}*{sender}*{receiver}*{ymd}*{hm}*{control}*X*{version}",
                 # The 835 guide does not use ST03 (pyx12's map says so too).
-                f"ST*{set_id}*{st}" + ("" if set_id == "835" else f"*{version}"), *body, f"SE*{len(body) + 2}*{st}",
+                f"ST*{set_id}*{st}" + ("" if set_id == "835" else f"*{version}"), *body,
+                f"SE*{len(body) + 2}*{st}",
                 f"GE*1*{control}", f"IEA*1*{control:09d}"]
     return "~".join(segments) + "~\n"
 
