@@ -90,9 +90,10 @@ async def run(call: Call) -> Resource:
     await check_subject(call, resolver, claim.get("patient"), way, where="Claim")
     if way.endpoint is not None:
         related = await _related(resolver, claim, way)
-        outbound = {**drop_ids(claim), "insurer": {"reference": way.insurer_local},
-                    "identifier": [*(claim.get("identifier") or []),
-                                   {"system": CLAIM_CONTROL, "value": claim["id"]}]}
+        outbound = {**drop_ids(claim), "insurer": {"reference": way.insurer_local}}
+        if way.endpoint.partner is not None:  # X12: CLM01, echoed by the 277CA and the 835
+            outbound["identifier"] = [*(claim.get("identifier") or []),
+                                      {"system": CLAIM_CONTROL, "value": claim["id"]}]
         answer = await call.services.payer.submit_claim(way.endpoint, pack(outbound, related))
         response = _as_ours(answer.resource, claim, claim_ref, way,
                             call.settings.fhir_billing_currency)
