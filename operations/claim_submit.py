@@ -89,23 +89,14 @@ async def run(call: Call) -> Resource:
                       insurer_ref=claim.get("insurer"))
     await check_subject(call, resolver, claim.get("patient"), way, where="Claim")
     if way.endpoint is not None:
-        related = await _related(resolver, claim, way)
-        outbound = {**drop_ids(claim), "insurer": {"reference": way.insurer_local}}
-        if way.endpoint.partner is not None:  # X12: CLM01, echoed by the 277CA and the 835
-            outbound["identifier"] = [*(claim.get("identifier") or []),
-                                      {"system": CLAIM_CONTROL, "value": claim["id"]}]
-        answer = await call.services.payer.submit_claim(way.endpoint, pack(outbound, related))
-        response = _as_ours(answer.resource, claim, claim_ref, way,
-                            call.settings.fhir_billing_currency)
-        if not answer.exchanged:
-            return await _commit(call, submission, response)
-        # X12: the claim's one ClaimResponse, updated later by the 277CA and the 835.
-        response["id"] = claim_response_id(claim["id"])
-        version, earlier = await svc.current_resource(call.repo, "ClaimResponse", response["id"])
-        return await _commit(call, submission, response, previous=(earlier, version),
-                             kept=documents(answer.exchanged, related=[
-                                 claim_ref, f"ClaimResponse/{response['id']}"],
-                                 subject=claim["patient"].get("reference")))
+        # An X12 claim's 277CA can come back before its answer is written: the poll waits
+        # on this lease (operations/remittance_posting.py).
+        lease = [f"x12-claim:{claim['id']}"] if way.endpoint.partner is not None else []
+        try:
+            async with call.repo.locks.hold(lease):
+                return await _send(call, submission, resolver, claim, claim_ref, way)
+        except LockBusy:
+            raise Conflict("This claim is being sent by another request; try again") from None
     member = await visible_member(call, resolver, _focal(claim).get("coverage"))
     lease = [f"deductible:{member.reference}"] if member.reference else []
     try:
@@ -115,6 +106,29 @@ async def run(call: Call) -> Resource:
             return await _commit(call, submission, response)
     except LockBusy:
         raise Conflict("Another claim of this member is being adjudicated; try again") from None
+
+
+async def _send(call: Call, submission: Submission, resolver: Resolver, claim: Resource,
+                claim_ref: str, way: Route) -> Resource:
+    """The claim to its payer's endpoint; its answer (and the X12 exchanged) written."""
+    assert way.endpoint is not None
+    related = await _related(resolver, claim, way)
+    outbound = {**drop_ids(claim), "insurer": {"reference": way.insurer_local}}
+    if way.endpoint.partner is not None:  # X12: CLM01, echoed by the 277CA and the 835
+        outbound["identifier"] = [*(claim.get("identifier") or []),
+                                  {"system": CLAIM_CONTROL, "value": claim["id"]}]
+    answer = await call.services.payer.submit_claim(way.endpoint, pack(outbound, related))
+    response = _as_ours(answer.resource, claim, claim_ref, way,
+                        call.settings.fhir_billing_currency)
+    if not answer.exchanged:
+        return await _commit(call, submission, response)
+    # X12: the claim's one ClaimResponse, updated later by the 277CA and the 835.
+    response["id"] = claim_response_id(claim["id"])
+    version, earlier = await svc.current_resource(call.repo, "ClaimResponse", response["id"])
+    return await _commit(call, submission, response, previous=(earlier, version),
+                         kept=documents(answer.exchanged, related=[
+                             claim_ref, f"ClaimResponse/{response['id']}"],
+                             subject=claim["patient"].get("reference")))
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from adapters.payer import Exchanged
-from adapters.x12.acks import read_277ca
+from adapters.x12.acks import ClaimStatus, read_277ca
 from adapters.x12.remittance import Remittance, read_835
 from adapters.x12.segments import Interchange, X12Error, parse
 from adapters.x12.validate import validate
@@ -225,6 +225,17 @@ async def apply_277ca(*, repo: Repository, settings: Settings, text: str) -> App
         statuses = read_277ca(document)
     except X12Error as error:
         raise Invalid(f"Bad 277CA at {error.where}: {error.message}") from None
+    claims = [f"x12-claim:{s.control}" for s in statuses if 0 < len(s.control) <= 64]
+    try:
+        # A fast clearinghouse's 277CA may arrive while $submit still writes the answer.
+        async with repo.locks.hold(claims, wait=30.0):
+            return await _apply_statuses(repo, settings, statuses, text, document)
+    except LockBusy:
+        raise Conflict("A claim of this 277CA is still being sent; try again") from None
+
+
+async def _apply_statuses(repo: Repository, settings: Settings, statuses: list[ClaimStatus],
+                          text: str, document: Interchange) -> Applied:
     applied = Applied()
     writes: list[tuple[Resource, int | None]] = []
     related = []
