@@ -7,10 +7,12 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import httpx
 import uvicorn
@@ -115,10 +117,7 @@ async def _load(args: argparse.Namespace, settings: Settings) -> Summary:
             summary.errors.append(f"{path.name}: AuditEvents are loaded in-process only "
                                   "(without --url); skipped")
         return summary
-    from fhir_server.main import create_app
-
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
+    async with _in_process(settings) as app:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, timeout=600,
                                      base_url=settings.base_url + "/") as http:
@@ -133,6 +132,16 @@ async def _load(args: argparse.Namespace, settings: Settings) -> Summary:
         for path in loader.audit_files(args.paths):  # what `export` wrote of the audit trail
             summary.loaded += await app.state.audit.restore(loader.read_ndjson(path))
         return summary
+
+
+@asynccontextmanager
+async def _in_process(settings: Settings) -> AsyncIterator[Any]:
+    """The app with its lifespan run, on the configured database."""
+    from fhir_server.main import create_app
+
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        yield app
 
 
 def _export_arguments(parser: argparse.ArgumentParser) -> None:
@@ -171,6 +180,33 @@ def export_data(args: argparse.Namespace, settings: Settings) -> int:
         return 1
 
 
+def _x12_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=["poll"],
+                        help="poll: fetch and apply every clearinghouse's waiting 277CA and "
+                        "835 files once")
+
+
+def x12(args: argparse.Namespace, settings: Settings) -> int:
+    """One poll of the clearinghouses; exit 1 when a file was refused or one was not reached."""
+    from operations.x12_poll import poll_once
+
+    async def run() -> Any:
+        async with _in_process(settings) as app:
+            return await poll_once(repo=app.state.repo, settings=app.state.settings,
+                                   x12=app.state.services.x12)
+
+    summary = asyncio.run(run())
+    for line in summary.applied:
+        print(f"applied: {line}")
+    for line in summary.refused:
+        print(f"refused: {line}", file=sys.stderr)
+    for line in summary.failed:
+        print(f"failed: {line}", file=sys.stderr)
+    print(f"{len(summary.applied)} applied, {len(summary.refused)} refused, "
+          f"{len(summary.failed)} failed")
+    return 1 if summary.refused or summary.failed else 0
+
+
 COMMANDS: dict[str, Command] = {
     "serve": Command(help="run the FHIR server (the default)", run=serve),
     "load": Command(help="load Bundle and NDJSON files", run=load,
@@ -188,6 +224,8 @@ COMMANDS: dict[str, Command] = {
                     add_arguments=admin_cli.key_arguments),
     "launch": Command(help="create an EHR launch context, print its id", run=admin_cli.launch,
                       add_arguments=admin_cli.launch_arguments),
+    "x12": Command(help="poll the X12 clearinghouses for 277CA and 835 files", run=x12,
+                   add_arguments=_x12_arguments),
 }
 
 

@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     fhir_client_key_file: Path | None = Field(
         default=None, description="A private JWK (RS384 or ES384, with kid) this server signs "
         "client assertions with when it calls payers that require OAuth (private_key_jwt).")
+    fhir_x12_poll_interval: float = Field(
+        default=0, ge=0, description="Seconds between polls of every clearinghouse Endpoint's "
+        "outbox (277CA, 835) by the server; 0: the server does not poll (use "
+        "`fhir-server x12 poll`).")
     fhir_log_level: str = Field(default="INFO", description="Log level (DEBUG, INFO, WARNING, ...).")
     fhir_auth: Literal["smart", "off"] = Field(
         default="smart", description="smart: SMART on FHIR authorization; off: no access control "

@@ -13,6 +13,9 @@ from starlette.responses import Response
 
 import resources
 from adapters.payer_fhir import FhirPayerAdapter
+from adapters.payer_http import PayerHttp
+from adapters.payer_x12 import PayerRouter, X12PayerAdapter
+from adapters.x12.state import X12State
 from fhir_server.api import batch, capability, interactions, operations
 from fhir_server.api.negotiation import check_accept, json_response
 from fhir_server.audit.http import record_request
@@ -26,6 +29,7 @@ from fhir_server.errors import install_handlers
 from fhir_server.storage.auth_store import AuthStore
 from fhir_server.storage.model import instant, now_ms
 from fhir_server.storage.open import open_repository, unavailable_errors
+from operations.x12_poll import Poller, start_poller
 
 log = logging.getLogger("fhir_server")
 
@@ -51,15 +55,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         repo = await open_repository(settings)
+        poller: Poller | None = None
         try:
-            app.state.services = operations.Services(payer=FhirPayerAdapter(settings))
-            app.state.auth = await create_auth(store=AuthStore(records=repo.records),
-                                               settings=settings)
+            store = AuthStore(records=repo.records)
+            http = PayerHttp(settings)
+            x12 = X12PayerAdapter(settings, http=http, state=X12State(repo.records))
+            app.state.services = operations.Services(
+                payer=PayerRouter(fhir=FhirPayerAdapter(settings, http=http), x12=x12), x12=x12)
+            app.state.auth = await create_auth(store=store, settings=settings)
             journal = (Journal(settings.fhir_data_dir / "audit-journal", journal_name(settings))
                        if settings.fhir_audit_journal else None)
             app.state.audit = AuditTrail(repo=repo, settings=settings, journal=journal)
             app.state.auth.on_login(app.state.audit.on_login)
             await app.state.audit.start()
+            poller = start_poller(repo=repo, settings=settings, services=app.state.services)
             app.state.engine = repo.engine
             app.state.repo = repo
             app.state.settings = settings
@@ -67,6 +76,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.info("serving base_url=%s engine=%s", settings.base_url, repo.engine.name)
             yield
         finally:
+            if poller is not None:
+                await poller.stop()
             services = getattr(app.state, "services", None)
             if services is not None:
                 await services.payer.close()

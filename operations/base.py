@@ -24,6 +24,7 @@ VALUE_KEYS = {
     "Money": "valueMoney", "date": "valueDate", "code": "valueCode", "string": "valueString",
     "boolean": "valueBoolean", "CodeableConcept": "valueCodeableConcept",
     "Identifier": "valueIdentifier", "dateTime": "valueDateTime", "Period": "valuePeriod",
+    "Attachment": "valueAttachment",
 }
 
 
@@ -102,6 +103,7 @@ class Operation:
     affects_state: bool = True
     base: str | None = None  # the HL7 definition this one implements, if any
     resource_body: str | None = None  # in-parameter a bare resource body stands for
+    text_body: str | None = None  # in-parameter an application/edi-x12 body stands for
     url: str = field(default="")
     # What the caller's token must allow on each type, whatever the input (SMART letters).
     requires: tuple[tuple[str, str], ...] = ()
@@ -192,7 +194,7 @@ def _value(definition: Param, item: dict[str, Any], here: str) -> Any:
                       expression=[here])
     value = item[key]
     if definition.type in ("Reference", "Coding", "Money", "CodeableConcept", "Identifier",
-                           "Period") and not isinstance(value, dict):
+                           "Period", "Attachment") and not isinstance(value, dict):
         raise Invalid(f"Parameter '{definition.name}' must be a {definition.type} object",
                       expression=[f"{here}.{key}"])
     return value

@@ -31,7 +31,6 @@ from fhir_server.validation import validate_resource
 from operations.adjudication import adjudicate, deductible_met, item_submitted, plan_rules
 from operations.base import Call, Operation, Param
 from operations.common import (
-    LOCAL_REF,
     Resolver,
     Resource,
     Route,
@@ -46,6 +45,8 @@ from operations.common import (
     search_token,
     today,
 )
+from operations.interchanges import documents
+from operations.invoice_balance import adjudication_posting, bill_of, currency_of, post
 from operations.payer_side import (
     Member,
     beneficiary_ref,
@@ -56,7 +57,7 @@ from operations.payer_side import (
     in_force,
     visible_member,
 )
-from terminology.systems import BILL_INVOICE, INVOICE_SHARE, PAYMENT_TYPE
+from terminology.systems import CLAIM_CONTROL, PAYMENT_TYPE, SERVER_URI
 
 
 def _focal(claim: Resource) -> dict[str, Any]:
@@ -88,20 +89,14 @@ async def run(call: Call) -> Resource:
                       insurer_ref=claim.get("insurer"))
     await check_subject(call, resolver, claim.get("patient"), way, where="Claim")
     if way.endpoint is not None:
-        related: dict[str, Resource] = {}
-        for reference, type_ in ((claim.get("patient"), "Patient"),
-                                 (claim.get("provider"), "Organization")):
-            resource, local = await resolver.get(reference, type_)
-            if resource is not None and local:
-                related[local] = resource
-        for local, resource in ((way.coverage_local, way.coverage),
-                                (way.insurer_local, way.insurer)):
-            if local and resource is not None:
-                related[local] = resource
-        outbound = {**drop_ids(claim), "insurer": {"reference": way.insurer_local}}
-        answer = await call.services.payer.submit_claim(way.endpoint, pack(outbound, related))
-        response = _as_ours(answer, claim, claim_ref, way, call.settings.fhir_billing_currency)
-        return await _commit(call, submission, response)
+        # An X12 claim's 277CA can come back before its answer is written: the poll waits
+        # on this lease (operations/remittance_posting.py).
+        lease = [f"x12-claim:{claim['id']}"] if way.endpoint.partner is not None else []
+        try:
+            async with call.repo.locks.hold(lease):
+                return await _send(call, submission, resolver, claim, claim_ref, way)
+        except LockBusy:
+            raise Conflict("This claim is being sent by another request; try again") from None
     member = await visible_member(call, resolver, _focal(claim).get("coverage"))
     lease = [f"deductible:{member.reference}"] if member.reference else []
     try:
@@ -111,6 +106,29 @@ async def run(call: Call) -> Resource:
             return await _commit(call, submission, response)
     except LockBusy:
         raise Conflict("Another claim of this member is being adjudicated; try again") from None
+
+
+async def _send(call: Call, submission: Submission, resolver: Resolver, claim: Resource,
+                claim_ref: str, way: Route) -> Resource:
+    """The claim to its payer's endpoint; its answer (and the X12 exchanged) written."""
+    assert way.endpoint is not None
+    related = await _related(resolver, claim, way)
+    outbound = {**drop_ids(claim), "insurer": {"reference": way.insurer_local}}
+    if way.endpoint.partner is not None:  # X12: CLM01, echoed by the 277CA and the 835
+        outbound["identifier"] = [*(claim.get("identifier") or []),
+                                  {"system": CLAIM_CONTROL, "value": claim["id"]}]
+    answer = await call.services.payer.submit_claim(way.endpoint, pack(outbound, related))
+    response = _as_ours(answer.resource, claim, claim_ref, way,
+                        call.settings.fhir_billing_currency)
+    if not answer.exchanged:
+        return await _commit(call, submission, response)
+    # X12: the claim's one ClaimResponse, updated later by the 277CA and the 835.
+    response["id"] = claim_response_id(claim["id"])
+    version, earlier = await svc.current_resource(call.repo, "ClaimResponse", response["id"])
+    return await _commit(call, submission, response, previous=(earlier, version),
+                         kept=documents(answer.exchanged, related=[
+                             claim_ref, f"ClaimResponse/{response['id']}"],
+                             subject=claim["patient"].get("reference")))
 
 
 @dataclass(frozen=True)
@@ -124,20 +142,68 @@ class Submission:
     earlier: Resource | None = None
 
 
-async def _commit(call: Call, submission: Submission, response: Resource) -> Resource:
-    """Write the Claim (when new or changed), its ClaimResponse and the bill's Invoice
-    update together: a claim is never left stored without its answer."""
-    response["id"] = str(uuid.uuid4())
+async def _commit(call: Call, submission: Submission, response: Resource, *,
+                  previous: tuple[Resource | None, int | None] | None = None,
+                  kept: list[tuple[Resource, int | None]] | None = None) -> Resource:
+    """Write the Claim (when new or changed), its ClaimResponse, the interchanges that
+    travelled and the bill's Invoice update together: a claim is never left stored without
+    its answer. ``previous``: the ClaimResponse this one replaces (content, version)."""
+    earlier, version = previous if previous is not None else (None, None)
+    if previous is None:
+        response["id"] = str(uuid.uuid4())
+        earlier = await _complete_response(call, f"Claim/{submission.claim['id']}")
     writes: list[tuple[Resource, int | None]] = []
     if submission.store:
         writes.append((submission.claim, submission.previous))
     answer_at = len(writes)
-    writes.append((response, None))
-    settled = await settlement(call, submission.claim, response)
-    if settled is not None:
-        writes.append(settled)
+    writes.append((response, version))
+    writes += kept or []
+    bill = await bill_of(call.repo, submission.claim)
+    if bill is not None:
+        invoice, invoice_version = bill
+        currency = currency_of(invoice, call.settings.fhir_billing_currency)
+        writes.append((post(invoice, adjudication_posting(response, earlier), currency),
+                       invoice_version))
     stored = await commit_new(call.repo, call.settings, writes)
     return stored[answer_at]
+
+
+def claim_response_id(claim_id: str) -> str:
+    """The id of a claim's ClaimResponse when its payer is reached in X12 (one per claim)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{SERVER_URI}/ClaimResponse/Claim/{claim_id}"))
+
+
+async def _related(resolver: Resolver, claim: Resource, way: Route) -> dict[str, Resource]:
+    """What the Claim references on this server, to travel contained: the patient, the
+    provider, the coverage (and its subscriber), the insurer, the care team, the diagnoses'
+    Conditions, the items' Encounters and their Locations."""
+    related: dict[str, Resource] = {}
+
+    async def add(reference: Any, *types: str) -> Resource | None:
+        for type_ in types:
+            resource, local = await resolver.get(reference, type_)
+            if resource is not None and local:
+                related[local] = resource
+                return resource
+        return None
+
+    await add(claim.get("patient"), "Patient")
+    await add(claim.get("provider"), "Organization", "Practitioner")
+    for local, resource in ((way.coverage_local, way.coverage),
+                            (way.insurer_local, way.insurer)):
+        if local and resource is not None:
+            related[local] = resource
+    await add((way.coverage or {}).get("subscriber"), "Patient", "RelatedPerson")
+    for member in claim.get("careTeam") or []:
+        await add((member or {}).get("provider"), "Practitioner", "Organization")
+    for diagnosis in claim.get("diagnosis") or []:
+        await add((diagnosis or {}).get("diagnosisReference"), "Condition")
+    for item in claim.get("item") or []:
+        for reference in (item or {}).get("encounter") or []:
+            encounter = await add(reference, "Encounter")
+            for place in (encounter or {}).get("location") or []:
+                await add((place or {}).get("location"), "Location")
+    return related
 
 
 async def _identify(call: Call, body: Resource) -> Submission:
@@ -173,8 +239,8 @@ async def _identify(call: Call, body: Resource) -> Submission:
 async def _complete_response(call: Call, claim_ref: str) -> Resource | None:
     found = await svc.find_resources(repo=call.repo, settings=call.settings,
                                      type_="ClaimResponse",
-                                     criteria=[("request", claim_ref), ("outcome", "complete")],
-                                     limit=1)
+                                     criteria=[("request", claim_ref),
+                                               ("outcome", "complete,queued")], limit=1)
     return found[0] if found else None
 
 
@@ -256,53 +322,6 @@ def _errors(member: Member, on: Any, claim: Resource, currency: str) -> list[dic
             if isinstance(money_, dict) and money_.get("currency", currency) != currency:
                 return [error_code("invalid-currency", f"Amounts must be in {currency}")]
     return []
-
-
-async def settlement(call: Call, claim: Resource, response: Resource
-                     ) -> tuple[Resource, int] | None:
-    """The bill's Invoice showing the insurer's and the patient's shares (None: no bill).
-
-    The Invoice is the one the Claim names with ``urn:fhir-rcm-server:invoice``, and
-    only when it is that patient's, issued, and billed the Claim's total.
-    """
-    invoice_ref = next((i.get("value") for i in claim.get("identifier") or []
-                        if i.get("system") == BILL_INVOICE), None)
-    match = LOCAL_REF.match(invoice_ref) if isinstance(invoice_ref, str) else None
-    if match is None or match.group(1) != "Invoice":
-        return None
-    version, invoice = await svc.current_resource(call.repo, "Invoice", match.group(2))
-    if invoice is None or version is None or invoice.get("status") not in ("issued", "balanced"):
-        return None
-    if (invoice.get("subject") or {}).get("reference") != claim["patient"].get("reference"):
-        return None
-    gross = decimal_of((invoice.get("totalGross") or {}).get("value", 0))
-    if decimal_of((claim.get("total") or {}).get("value", gross)) != gross:
-        return None
-    try:
-        claimed = sum((item_submitted(i) for i in claim.get("item") or []), Decimal(0))
-    except Unprocessable:
-        return None
-    if claimed != gross:
-        return None  # a claim for more (or less) than was billed settles nothing
-    currency = (invoice.get("totalGross") or {}).get("currency",
-                                                      call.settings.fhir_billing_currency)
-    paid = Decimal(0)
-    if response.get("outcome") == "complete":
-        paid = min(gross, decimal_of(((response.get("payment") or {}).get("amount") or {})
-                                     .get("value", 0)))
-    owed = gross - paid
-    kept = [c for c in invoice.get("totalPriceComponent") or []
-            if not any(x.get("system") == INVOICE_SHARE
-                       for x in (c.get("code") or {}).get("coding") or [])]
-    shares = [{"type": "informational",
-               "code": {"coding": [{"system": INVOICE_SHARE, "code": code, "display": display}]},
-               "amount": money(amount, currency)}
-              for code, display, amount in (("insurer", "Insurer pays", paid),
-                                            ("patient", "Patient owes", owed))]
-    updated = {**drop_ids(invoice), "id": invoice["id"],
-               "totalPriceComponent": [*kept, *shares],
-               "status": "balanced" if owed <= 0 else "issued"}
-    return updated, version
 
 
 CLAIM_SUBMIT = Operation(

@@ -8,15 +8,15 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from adapters.payer import PayerEndpoint
+from adapters.payer import FHIR_REST, X12_5010, Partner, PayerEndpoint
 from fhir_server import interactions as svc
 from fhir_server.config import Settings
-from fhir_server.errors import Conflict
+from fhir_server.errors import Conflict, Unprocessable
 from fhir_server.fhirjson import loads_stored
 from fhir_server.storage.model import instant, now_ms
 from fhir_server.storage.repository import Repository, TransactionConflict
 from fhir_server.validation import validate_resource
-from terminology.systems import ENDPOINT_CONNECTION, ENDPOINT_OAUTH
+from terminology.systems import ENDPOINT_CONNECTION, ENDPOINT_OAUTH, X12_CONNECTION, X12_PARTNER
 
 LOCAL_REF = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})$")
 Resource = dict[str, Any]
@@ -88,25 +88,52 @@ class Resolver:
 
 
 async def payer_endpoint(repo: Repository, organization: Resource | None) -> PayerEndpoint | None:
-    """The FHIR endpoint of a payer Organization stored here, if it has an active one."""
+    """The endpoint of a payer Organization stored here, if it has an active one: a FHIR
+    server (``hl7-fhir-rest``) or a clearinghouse taking X12 5010 (``x12-5010``)."""
     for reference in (organization or {}).get("endpoint") or []:
         local = (reference or {}).get("reference")
-        endpoint = await read_local(repo, local)
-        if endpoint is None or endpoint.get("status") not in ("active", None):
-            continue
-        if ((endpoint.get("connectionType") or {}).get("code") != "hl7-fhir-rest"
-                or (endpoint.get("connectionType") or {}).get("system") not in (
-                    None, ENDPOINT_CONNECTION)):
-            continue
-        address = endpoint.get("address")
-        if not isinstance(address, str) or not address.startswith(("http://", "https://")):
-            continue
-        oauth = {e.get("url"): e for e in endpoint.get("extension") or []}.get(ENDPOINT_OAUTH)
-        parts = {p.get("url"): p.get("valueString") for p in (oauth or {}).get("extension") or []}
-        return PayerEndpoint(reference=str(local), address=address,
-                             oauth_client_id=parts.get("clientId"),
-                             oauth_scope=parts.get("scope"))
+        found = endpoint_of(await read_local(repo, local), str(local))
+        if found is not None:
+            return found
     return None
+
+
+def endpoint_of(endpoint: Resource | None, local: str) -> PayerEndpoint | None:
+    """An active Endpoint as the adapters see it (None: not one this server can call)."""
+    if endpoint is None or endpoint.get("status") not in ("active", None):
+        return None
+    connection = _connection(endpoint)
+    address = endpoint.get("address")
+    if connection is None or not isinstance(address, str) \
+            or not address.startswith(("http://", "https://")):
+        return None
+    extensions = {e.get("url"): e for e in endpoint.get("extension") or []}
+    oauth = _parts(extensions.get(ENDPOINT_OAUTH))
+    partner = None
+    if connection == X12_5010:
+        parts = _parts(extensions.get(X12_PARTNER))
+        if not parts.get("sender") or not parts.get("receiver") \
+                or parts.get("usage", "P") not in ("T", "P"):
+            raise Unprocessable(f"{local} is a clearinghouse but its x12-partner extension "
+                                "lacks sender, receiver or a usage of T or P",
+                                expression=["Endpoint.extension"], code="required")
+        partner = Partner(parts["sender"], parts["receiver"], parts.get("usage", "P"))
+    return PayerEndpoint(reference=local, address=address, oauth_client_id=oauth.get("clientId"),
+                         oauth_scope=oauth.get("scope"), connection=connection, partner=partner)
+
+
+def _connection(endpoint: Resource) -> str | None:
+    kind = endpoint.get("connectionType") or {}
+    if kind.get("code") == FHIR_REST and kind.get("system") in (None, ENDPOINT_CONNECTION):
+        return FHIR_REST
+    if kind.get("code") == X12_5010 and kind.get("system") == X12_CONNECTION:
+        return X12_5010
+    return None
+
+
+def _parts(extension: Resource | None) -> dict[str, str]:
+    return {str(p.get("url")): str(p.get("valueString") or p.get("valueCode") or "")
+            for p in (extension or {}).get("extension") or [] if isinstance(p, dict)}
 
 
 def identifier_keys(resource: Resource | None) -> list[tuple[str, str]]:

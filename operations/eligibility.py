@@ -31,6 +31,7 @@ from operations.common import (
     route,
     today,
 )
+from operations.interchanges import documents
 from operations.payer_side import (
     beneficiary_ref,
     check_subject,
@@ -72,15 +73,27 @@ async def submit_request(call: Call, request: Resource, bundle: Resource | None 
     if way.endpoint is not None:
         related = {k: v for k, v in ((patient_local, patient), (way.coverage_local, way.coverage),
                                      (way.insurer_local, way.insurer)) if k and v}
+        for reference, types in ((request.get("provider"), ("Organization", "Practitioner")),
+                                 ((way.coverage or {}).get("subscriber"),
+                                  ("Patient", "RelatedPerson"))):
+            for type_ in types:
+                found, local = await resolver.get(reference, type_)
+                if found is not None and local:
+                    related[local] = found
         outbound = {**drop_ids(request), "insurer": {"reference": way.insurer_local}}
         answer = await call.services.payer.check_eligibility(way.endpoint,
                                                              pack(outbound, related))
-        response = _as_ours(answer, request, request_ref, way)
+        response = _as_ours(answer.resource, request, request_ref, way)
+        exchanged = answer.exchanged
     else:
         response = await answer_as_payer(call, request, request_ref, resolver)
+        exchanged = []
     response["id"] = str(uuid.uuid4())
-    # The request and its answer are written together: no request is left unanswered.
-    _, stored = await commit_new(repo, settings, [(request, None), (response, None)])
+    # The request, its answer and the interchanges are written together: no request is
+    # left unanswered, and none without what travelled.
+    kept = documents(exchanged, related=[request_ref, f"CoverageEligibilityResponse/"
+                                         f"{response['id']}"], subject=patient_local)
+    _, stored, *_ = await commit_new(repo, settings, [(request, None), (response, None), *kept])
     return stored
 
 

@@ -28,3 +28,27 @@ BENEFIT_CATEGORY = "http://terminology.hl7.org/CodeSystem/ex-benefitcategory"
 COPAY_TYPE = "http://terminology.hl7.org/CodeSystem/coverage-copay-type"
 COVERAGE_CLASS = "http://terminology.hl7.org/CodeSystem/coverage-class"
 ENDPOINT_CONNECTION = "http://terminology.hl7.org/CodeSystem/endpoint-connection-type"
+
+# X12 over a clearinghouse (issue #13).
+# Endpoint.connectionType of a clearinghouse that takes X12 5010.
+X12_CONNECTION = f"{SERVER_URI}/CodeSystem/endpoint-connection-type"
+# Extension on such an Endpoint: the trading partner settings (sender, receiver, usage).
+X12_PARTNER = f"{SERVER_URI}/StructureDefinition/x12-partner"
+# Identifier the outbound Claim carries, sent as CLM01 and echoed in 277CA TRN02 / 835 CLP01.
+CLAIM_CONTROL = "urn:fhir-rcm-server:claim"
+# Identifier of a PaymentReconciliation posted from an 835: "[payer Organization id]|[TRN02]".
+REMITTANCE_TRACE = "urn:fhir-rcm-server:x12-trn"
+# Identifier of a ClaimResponse: the payer's claim control number (835 CLP07, 277CA REF*1K).
+PAYER_CLAIM_NUMBER = "urn:fhir-rcm-server:x12-payer-claim"
+# Type of a DocumentReference holding an X12 interchange sent or received.
+X12_DOCUMENT = f"{SERVER_URI}/CodeSystem/x12-transaction"
+# X12 external code lists.
+X12_CAS_GROUP = "https://x12.org/codes/claim-adjustment-group-codes"
+X12_CARC = "https://x12.org/codes/claim-adjustment-reason-codes"
+X12_CLAIM_STATUS_CATEGORY = "https://x12.org/codes/claim-status-category-codes"
+X12_CLAIM_STATUS = "https://x12.org/codes/claim-status-codes"
+X12_PLB_REASON = "https://x12.org/codes/provider-adjustment-reason-codes"
+PAYMENT_METHOD = "http://terminology.hl7.org/CodeSystem/v2-0570"
+PAYMENT_METHOD_EXTENSION = ("http://hl7.org/fhir/5.0/StructureDefinition/"
+                            "extension-PaymentReconciliation.method")
+PAYMENT_KIND = "http://terminology.hl7.org/CodeSystem/payment-type"

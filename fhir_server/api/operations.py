@@ -13,7 +13,7 @@ from adapters.payer import PayerAdapter
 from fhir_server.api.negotiation import json_response, pretty, read_body
 from fhir_server.auth.enforce import authorize, request_access
 from fhir_server.deps import SettingsDep
-from fhir_server.errors import MethodNotAllowed, NotFound
+from fhir_server.errors import Invalid, MethodNotAllowed, NotFound
 from fhir_server.search.extract import index_resource
 from fhir_server.validation import check_id
 from operations.base import Call, Operation, parse_parameters
@@ -25,6 +25,7 @@ class Services:
     """What operations use beyond the database: the adapters, one per app."""
 
     payer: PayerAdapter
+    x12: Any  # adapters.payer_x12.X12PayerAdapter: the clearinghouse outbox poll
 
 
 async def _run(op: Operation, request: Request, settings: Any,
@@ -38,8 +39,7 @@ async def _run(op: Operation, request: Request, settings: Any,
     if instance is not None:
         type_, id_ = instance
         await authorize(request, type_=type_, interaction="read", id_=id_)
-    body = await read_body(request) if await request.body() else None
-    params = parse_parameters(op, body)
+    params = await _params(op, request)
 
     async def check(**kwargs: Any) -> Any:
         return await authorize(request, **kwargs)
@@ -61,6 +61,22 @@ async def _run(op: Operation, request: Request, settings: Any,
     finally:
         request.state.audit_patients = call.patients
     return json_response(result, pretty_print=pretty(request))
+
+
+X12_MEDIA = "application/edi-x12"
+
+
+async def _params(op: Operation, request: Request) -> dict[str, list[Any]]:
+    """The operation's input: a Parameters (or resource) body, or for an operation that
+    takes X12 text, an ``application/edi-x12`` body."""
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if op.text_body and media == X12_MEDIA:
+        try:
+            return {op.text_body: [(await request.body()).decode("ascii")]}
+        except UnicodeDecodeError:
+            raise Invalid("X12 text must be ASCII") from None
+    body = await read_body(request) if await request.body() else None
+    return parse_parameters(op, body)
 
 
 def _type_route(op: Operation):  # type: ignore[no-untyped-def]
