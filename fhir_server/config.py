@@ -49,6 +49,9 @@ class Settings(BaseSettings):
         default=None, pattern=r"^Organization/[A-Za-z0-9\-.]{1,64}$",
         description="The clinic's Organization, the provider of generated Claims when the "
         "Encounter names no serviceProvider.")
+    fhir_bill_on_finish: bool = Field(
+        default=True, description="Bill a visit when its Encounter becomes finished and it has "
+        "billable ChargeItems (the same code as Invoice/$generate-bill, in the same commit).")
     fhir_payer_connect_timeout: float = Field(
         default=2.0, gt=0, description="Seconds to connect to a payer endpoint.")
     fhir_payer_read_timeout: float = Field(
