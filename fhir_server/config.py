@@ -49,6 +49,11 @@ class Settings(BaseSettings):
         default=None, pattern=r"^Organization/[A-Za-z0-9\-.]{1,64}$",
         description="The clinic's Organization, the provider of generated Claims when the "
         "Encounter names no serviceProvider.")
+    fhir_hl7v2_port: int | None = Field(
+        default=None, ge=1, le=65535, description="TCP port of the HL7 v2 MLLP listener "
+        "(unset: no listener).")
+    fhir_hl7v2_host: str = Field(default="127.0.0.1",
+                                 description="Interface the HL7 v2 MLLP listener binds to.")
     fhir_bill_on_finish: bool = Field(
         default=True, description="Bill a visit when its Encounter becomes finished and it has "
         "billable ChargeItems (the same code as Invoice/$generate-bill, in the same commit).")

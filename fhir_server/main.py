@@ -12,6 +12,7 @@ from fastapi import Depends, FastAPI, Request
 from starlette.responses import Response
 
 import resources
+from adapters import hl7v2
 from adapters.payer_fhir import FhirPayerAdapter
 from fhir_server.api import batch, capability, interactions, operations
 from fhir_server.api.negotiation import check_accept, json_response
@@ -74,10 +75,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.repo = repo
             app.state.settings = settings
             app.state.started = instant(now_ms())
+            await hl7v2.start(app)
             log.info("serving base_url=%s database=%s", settings.base_url,
                      settings.mongodb_database)
             yield
         finally:
+            await hl7v2.stop(app)
             services = getattr(app.state, "services", None)
             if services is not None:
                 await services.payer.close()

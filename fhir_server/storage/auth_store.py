@@ -18,7 +18,7 @@ from pymongo.errors import DuplicateKeyError
 
 Doc = dict[str, Any]
 Kind = Literal["keys", "clients", "users", "requests", "codes", "refresh", "revoked", "jti",
-               "launch", "failures"]
+               "launch", "failures", "records"]
 
 # Expired records are deleted by a sweep at most this often per collection.
 PURGE_INTERVAL = 60.0
