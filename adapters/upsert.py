@@ -199,9 +199,13 @@ class WriteFailed(Exception):
 
 
 def _culprit(error: FhirError, entries: list[Entry], wanted: list[Wanted]) -> Wanted | None:
-    m = re.match(r"^Bundle\.entry\[(\d+)\]", (error.expression or [""])[0])
+    """The resource an error names: by its entry, else by the type its FHIRPath starts
+    with (a write rule's refusal, such as ``Appointment.participant[1].actor``)."""
+    first = (error.expression or [""])[0]
+    m = re.match(r"^Bundle\.entry\[(\d+)\]", first)
     if not m or int(m.group(1)) >= len(entries):
-        return None
+        type_ = first.split(".", 1)[0]
+        return next((w for w in wanted if w.type_ == type_), None)
     target = entries[int(m.group(1))].id_
     return next((w for w in wanted if w.id_ == target), None)
 

@@ -46,31 +46,32 @@ def _ei(msg: V2Message, sch: Segment, field_: int, type_code: str) -> dict[str, 
 
 
 def _start_end(msg: V2Message, sch: Segment) -> tuple[str | None, str | None, str]:
-    """SCH-11.4/11.5 (TQ start and end), else the first AIS/AIL/AIP with a start (AIS-4,
-    AIL-6, AIP-6) plus its duration (AIS-7, AIL-9, AIP-9; units AIS-8, AIL-10, AIP-10,
-    minutes by default)."""
-    start, end = dtm(sch.at(11, 4), "SCH-11.4"), dtm(sch.at(11, 5), "SCH-11.5")
-    if start:
-        return start, end, "SCH-11"
+    """Start: SCH-11.4 (TQ start), else the first AIS-4, AIL-6 or AIP-6. End: SCH-11.5,
+    else the start plus a duration: SCH-9 (units SCH-10), else the first AIS-7, AIL-9 or
+    AIP-9 (units AIS-8, AIL-10, AIP-10; minutes by default)."""
+    start, end, where = dtm(sch.at(11, 4), "SCH-11.4"), dtm(sch.at(11, 5), "SCH-11.5"), \
+        "SCH-11"
+    durations = [(sch, 9, 10)]
     for name, at, length, unit in (("AIS", 4, 7, 8), ("AIL", 6, 9, 10), ("AIP", 6, 9, 10)):
         for seg in msg.all(name):
-            begun = dtm(seg.at(at), f"{name}-{at}")
-            if not begun:
-                continue
-            duration = seg.at(length)
-            if not duration:
-                return begun, None, f"{name}-{at}"
-            if not duration.isdigit():
-                raise V2Error(f"{name}-{length} (duration) is not a whole number",
-                              where=f"{name}-{length}", code="102")
-            seconds = int(duration) * UNITS.get(seg.at(unit) or "M", 60)
-            moment = datetime.fromisoformat(begun) if "T" in begun else None
-            if moment is None:
-                raise V2Error(f"{name}-{at} needs a time of day", where=f"{name}-{at}",
-                              code="102")
-            finish = (moment + timedelta(seconds=seconds)).isoformat()
-            return begun, finish.replace("+00:00", "Z"), f"{name}-{at}"
-    return None, None, "SCH-11"
+            durations.append((seg, length, unit))
+            if start is None and seg.at(at):
+                start, where = dtm(seg.at(at), f"{name}-{at}"), f"{name}-{at}"
+    if start is None or end is not None:
+        return start, end, where
+    for seg, length, unit in durations:
+        duration = seg.at(length)
+        if not duration:
+            continue
+        if not duration.isdigit():
+            raise V2Error(f"{seg.name}-{length} (duration) is not a whole number",
+                          where=f"{seg.name}-{length}", code="102")
+        if "T" not in start:
+            raise V2Error(f"{where} needs a time of day", where=where, code="102")
+        seconds = int(duration) * UNITS.get(seg.at(unit) or "M", 60)
+        finish = datetime.fromisoformat(start.replace("Z", "+00:00")) + timedelta(seconds=seconds)
+        return start, finish.isoformat().replace("+00:00", "Z"), where
+    return start, None, where
 
 
 def map_siu(msg: V2Message, trigger: str) -> segments.Mapped:
