@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from fhir_server.storage.auth_store import AuthStore
+from fhir_server.storage.repository import Repository
 
 
 class Records:
@@ -31,3 +32,9 @@ class Records:
         id_ = self._id(key)
         if not await self.store.insert(kind="records", doc={"_id": id_, "value": value}):
             await self.store.set_fields(kind="records", id_=id_, fields={"value": value})
+
+
+def records(repo: Repository, namespace: str) -> Records:
+    """The records of one namespace in the repository's database (the one place that
+    reaches for the store, so that moving the records elsewhere is a change here only)."""
+    return Records(AuthStore(db=getattr(repo, "base", repo).db), namespace)

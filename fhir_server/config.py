@@ -54,6 +54,12 @@ class Settings(BaseSettings):
         "(unset: no listener).")
     fhir_hl7v2_host: str = Field(default="127.0.0.1",
                                  description="Interface the HL7 v2 MLLP listener binds to.")
+    fhir_ehr_page_size: int = Field(
+        default=100, ge=1, le=1000, description="Resources asked for per page when syncing "
+        "from an EHR (Endpoint/[id]/$sync).")
+    fhir_ehr_sync_interval: float | None = Field(
+        default=None, gt=0, description="Seconds between automatic syncs of every active EHR "
+        "Endpoint (unset: only on request).")
     fhir_bill_on_finish: bool = Field(
         default=True, description="Bill a visit when its Encounter becomes finished and it has "
         "billable ChargeItems (the same code as Invoice/$generate-bill, in the same commit).")

@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 import resources
 from adapters import hl7v2
+from adapters.ehr_fhir import FhirEhrAdapter
 from adapters.payer_fhir import FhirPayerAdapter
 from fhir_server.api import batch, capability, interactions, operations
 from fhir_server.api.negotiation import check_accept, json_response
@@ -62,7 +63,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await repo.ensure_base_indexes()
             await repo.recover()
             await repo.ensure_existing_type_indexes()
-            app.state.services = operations.Services(payer=FhirPayerAdapter(settings))
+            app.state.services = operations.Services(payer=FhirPayerAdapter(settings),
+                                                     ehr=FhirEhrAdapter(settings))
             app.state.auth = await create_auth(store=AuthStore(db=repo.db), settings=settings)
             journal = (Journal(settings.fhir_data_dir / "audit-journal",
                                settings.mongodb_database)
@@ -84,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             services = getattr(app.state, "services", None)
             if services is not None:
                 await services.payer.close()
+                await services.ehr.close()
             audit = getattr(app.state, "audit", None)
             if audit is not None:
                 await audit.stop()  # flush the queued AuditEvents before the connection closes

@@ -92,22 +92,28 @@ async def payer_endpoint(repo: Repository, organization: Resource | None) -> Pay
     """The FHIR endpoint of a payer Organization stored here, if it has an active one."""
     for reference in (organization or {}).get("endpoint") or []:
         local = (reference or {}).get("reference")
-        endpoint = await read_local(repo, local)
-        if endpoint is None or endpoint.get("status") not in ("active", None):
-            continue
-        if ((endpoint.get("connectionType") or {}).get("code") != "hl7-fhir-rest"
-                or (endpoint.get("connectionType") or {}).get("system") not in (
-                    None, ENDPOINT_CONNECTION)):
-            continue
-        address = endpoint.get("address")
-        if not isinstance(address, str) or not address.startswith(("http://", "https://")):
-            continue
-        oauth = {e.get("url"): e for e in endpoint.get("extension") or []}.get(ENDPOINT_OAUTH)
-        parts = {p.get("url"): p.get("valueString") for p in (oauth or {}).get("extension") or []}
-        return PayerEndpoint(reference=str(local), address=address,
-                             oauth_client_id=parts.get("clientId"),
-                             oauth_scope=parts.get("scope"))
+        found = endpoint_of(await read_local(repo, local), str(local))
+        if found is not None:
+            return found
     return None
+
+
+def endpoint_of(endpoint: Resource | None, local: str) -> PayerEndpoint | None:
+    """An active Endpoint with connectionType hl7-fhir-rest and an http(s) address, as the
+    adapters call it (with its OAuth client id and scope, when it has them)."""
+    if endpoint is None or endpoint.get("status") not in ("active", None):
+        return None
+    if ((endpoint.get("connectionType") or {}).get("code") != "hl7-fhir-rest"
+            or (endpoint.get("connectionType") or {}).get("system") not in (
+                None, ENDPOINT_CONNECTION)):
+        return None
+    address = endpoint.get("address")
+    if not isinstance(address, str) or not address.startswith(("http://", "https://")):
+        return None
+    oauth = {e.get("url"): e for e in endpoint.get("extension") or []}.get(ENDPOINT_OAUTH)
+    parts = {p.get("url"): p.get("valueString") for p in (oauth or {}).get("extension") or []}
+    return PayerEndpoint(reference=local, address=address,
+                         oauth_client_id=parts.get("clientId"), oauth_scope=parts.get("scope"))
 
 
 def identifier_keys(resource: Resource | None) -> list[tuple[str, str]]:

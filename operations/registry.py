@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from operations.base import Operation
 from operations.claim_submit import CLAIM_SUBMIT
+from operations.ehr_sync import ENDPOINT_SYNC
 from operations.eligibility import COVERAGE_ELIGIBILITY, SUBMIT
 from operations.generate_bill import GENERATE_BILL
 
-OPERATIONS: tuple[Operation, ...] = (SUBMIT, COVERAGE_ELIGIBILITY, GENERATE_BILL, CLAIM_SUBMIT)
+OPERATIONS: tuple[Operation, ...] = (SUBMIT, COVERAGE_ELIGIBILITY, GENERATE_BILL, CLAIM_SUBMIT,
+                                     ENDPOINT_SYNC)
 
 
 def operations_for(type_: str) -> list[Operation]:

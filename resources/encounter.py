@@ -74,11 +74,12 @@ class EncounterBillRule:
                         patient_ref: str) -> list[billing.Charge]:
         found = await svc.find_resources(
             repo=ctx.repo, settings=ctx.settings, type_="ChargeItem", limit=MAX_CHARGES,
-            criteria=[("context", f"Encounter/{id_}"), ("status", "billable")])
+            criteria=[("context", f"Encounter/{id_}")])
         written = {f"{c.type_}/{c.id_}" for c in ctx.siblings}
         out = []
         for item in sorted(found, key=lambda i: str(i.get("id"))):
-            if (item.get("subject") or {}).get("reference") != patient_ref \
+            if item.get("status") != "billable" \
+                    or (item.get("subject") or {}).get("reference") != patient_ref \
                     or f"ChargeItem/{item['id']}" in written \
                     or any(i.get("system") == BILL_INVOICE for i in item.get("identifier") or []):
                 continue

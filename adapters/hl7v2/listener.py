@@ -22,7 +22,7 @@ from hl7.mllp import InvalidBlockError, start_hl7_server
 from adapters.hl7v2.ack import reject_unparsed
 from adapters.hl7v2.message import V2Error
 from adapters.hl7v2.process import Processor
-from adapters.records import Records
+from adapters.records import records
 
 log = logging.getLogger("adapters.hl7v2")
 MAX_MESSAGE = 1 << 20  # bytes in one MLLP block
@@ -102,7 +102,7 @@ async def start_listener(app: Any) -> None:
         app.state.hl7v2 = None
         return
     processor = Processor(repo=app.state.repo, settings=settings, audit=app.state.audit,
-                          records=Records(app.state.auth.store, "hl7v2"))
+                          records=records(app.state.repo, "hl7v2"))
     listener = Listener(processor, settings.fhir_hl7v2_host, settings.fhir_hl7v2_port)
     await listener.start()
     app.state.hl7v2 = listener

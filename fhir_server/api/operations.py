@@ -25,6 +25,7 @@ class Services:
     """What operations use beyond the database: the adapters, one per app."""
 
     payer: PayerAdapter
+    ehr: Any = None  # adapters.ehr_fhir.FhirEhrAdapter
 
 
 async def _run(op: Operation, request: Request, settings: Any,

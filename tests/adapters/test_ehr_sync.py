@@ -1,0 +1,276 @@
+"""Pulling from an EHR: a second server process is the EHR (SMART on, the clinic
+registered there as a backend client with its JWKS), Synthea data loaded into it; the
+clinic syncs, the EHR changes, the clinic syncs again; an EHR killed mid-sync."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from adapters.ehr_fhir import DEFAULT_SCOPE, SYNC_TYPES
+from adapters.records import records
+from tests.conftest import (
+    ROOT,
+    SHARED,
+    ServerProcess,
+    free_port,
+    mint_for_database,
+    wait_ready,
+)
+
+CLINIC_CLIENT = "clinic-ehr-client"
+BULK = SHARED / "synthea-bulk-10"
+ENCOUNTERS = 60
+
+
+@pytest.fixture
+def clinic_key(tmp_path: Path) -> tuple[Path, Path]:
+    private_file, public_file = tmp_path / "clinic.jwk", tmp_path / "clinic-public.jwks"
+    made = subprocess.run([sys.executable, "-m", "fhir_server", "keys", "client", "--out",
+                           str(private_file)], cwd=ROOT, check=True, capture_output=True,
+                          text=True)
+    public_file.write_text(made.stdout)
+    return private_file, public_file
+
+
+@pytest.fixture
+def settings_overrides(clinic_key: tuple[Path, Path]) -> dict[str, object]:
+    return {"fhir_client_key_file": clinic_key[0], "fhir_ehr_page_size": 20,
+            "fhir_payer_retries": 1, "fhir_payer_connect_timeout": 1.0,
+            "fhir_payer_read_timeout": 5.0}
+
+
+@pytest.fixture
+def ehr_db(mongo_uri: str) -> Iterator[str]:
+    name = f"t_ehr_{uuid.uuid4().hex[:10]}"
+    yield name
+
+    async def drop() -> None:
+        from pymongo import AsyncMongoClient
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_uri)
+        try:
+            await client.drop_database(name)
+        finally:
+            await client.close()
+
+    asyncio.run(drop())
+
+
+def start_ehr(mongo_uri: str, db: str, port: int) -> ServerProcess:
+    env = {**os.environ, "MONGODB_URI": mongo_uri, "MONGODB_DATABASE": db,
+           "FHIR_PORT": str(port), "FHIR_HOST": "127.0.0.1", "FHIR_LOG_LEVEL": "WARNING",
+           "FHIR_BASE_URL": f"http://127.0.0.1:{port}/fhir"}
+    proc = subprocess.Popen([sys.executable, "-m", "fhir_server", "serve"], env=env, cwd=ROOT)
+    wait_ready(f"http://127.0.0.1:{port}", proc)
+    return ServerProcess(base=f"http://127.0.0.1:{port}/fhir", proc=proc)
+
+
+@pytest.fixture
+def ehr(mongo_uri: str, ehr_db: str, clinic_key: tuple[Path, Path],
+        tmp_path: Path) -> Iterator[ServerProcess]:
+    """The EHR: this server in its own process, SMART on, the clinic a backend client,
+    Synthea's practitioners, organizations, locations, patients and some encounters in it."""
+    env = {**os.environ, "MONGODB_URI": mongo_uri, "MONGODB_DATABASE": ehr_db}
+    subprocess.run([sys.executable, "-m", "fhir_server", "clients", "add", "--name", "Clinic",
+                    "--id", CLINIC_CLIENT, "--jwks-file", str(clinic_key[1]),
+                    "--scope", DEFAULT_SCOPE], env=env, cwd=ROOT, check=True,
+                   capture_output=True)
+    server = start_ehr(mongo_uri, ehr_db, free_port())
+    try:
+        data = tmp_path / "synthea"
+        data.mkdir()
+        for name in ("Organization", "Location", "Practitioner", "Patient"):
+            (data / f"{name}.ndjson").write_text((BULK / f"{name}.ndjson").read_text())
+        lines = (BULK / "Encounter.ndjson").read_text().splitlines()[:ENCOUNTERS]
+        (data / "Encounter.ndjson").write_text("\n".join(lines) + "\n")
+        token = asyncio.run(mint_for_database(mongo_uri, ehr_db, server.base))
+        subprocess.run([sys.executable, "-m", "fhir_server", "load", str(data), "--url",
+                        server.base, "--token", token, "--quiet"], cwd=ROOT, check=True,
+                       capture_output=True)
+        yield server
+    finally:
+        if server.proc.poll() is None:
+            server.proc.terminate()
+            server.proc.wait(timeout=15)
+
+
+async def ehr_admin(mongo_uri: str, db: str, base: str) -> httpx.AsyncClient:
+    token = await mint_for_database(mongo_uri, db, base)
+    return httpx.AsyncClient(base_url=base + "/", timeout=30, headers={
+        "Authorization": f"Bearer {token}", "Accept": "application/fhir+json"})
+
+
+async def all_of(http: httpx.AsyncClient, type_: str) -> list[dict[str, Any]]:
+    out, url = [], f"{type_}?_count=1000"
+    while url:
+        page = (await http.get(url)).json()
+        out += [e["resource"] for e in page.get("entry", [])]
+        url = next((link["url"] for link in page.get("link", [])
+                    if link["relation"] == "next"), None)
+    return out
+
+
+async def endpoint_for(client: httpx.AsyncClient, base: str) -> str:
+    r = await client.post("Endpoint", json={
+        "resourceType": "Endpoint", "status": "active", "address": base,
+        "connectionType": {"system": "http://terminology.hl7.org/CodeSystem/endpoint-connection-type",
+                           "code": "hl7-fhir-rest"},
+        "payloadType": [{"text": "FHIR R4"}],
+        "extension": [{"url": "https://fhir-rcm-server.org/StructureDefinition/endpoint-oauth2",
+                       "extension": [{"url": "clientId", "valueString": CLINIC_CLIENT}]}]})
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+def results(answer: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    out = {}
+    for result in answer["parameter"]:
+        parts = {p["name"]: next(v for k, v in p.items() if k.startswith("value"))
+                 for p in result["part"]}
+        out[parts["type"]] = parts
+    return out
+
+
+def as_synced(resource: dict[str, Any], base: str, ids: dict[str, str]) -> dict[str, Any]:
+    """What the clinic should hold for an EHR resource: its content, references mapped
+    through ``ids`` (EHR Type/id -> clinic Type/id), the EHR id as an identifier."""
+    def walk(value: Any) -> Any:
+        if isinstance(value, dict):
+            out = {k: walk(v) for k, v in value.items()}
+            ref = out.get("reference")
+            if isinstance(ref, str) and ref in ids:
+                out["reference"] = ids[ref]
+            elif isinstance(ref, str) and "/" in ref:
+                del out["reference"]
+                out.setdefault("type", ref.split("/")[0])
+                out.setdefault("identifier", {"system": base, "value": ref.split("/")[1]})
+            return out
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        return value
+    body = walk({k: v for k, v in resource.items() if k not in ("id", "meta")})
+    body["identifier"] = [*body.get("identifier", []), {"system": base,
+                                                       "value": resource["id"]}]
+    return body
+
+
+async def test_sync_change_and_sync_again(app: FastAPI, client: httpx.AsyncClient,
+                                          ehr: ServerProcess, mongo_uri: str,
+                                          ehr_db: str) -> None:
+    endpoint_id = await endpoint_for(client, ehr.base)
+    r = await client.post(f"Endpoint/{endpoint_id}/$sync", json={"resourceType": "Parameters"})
+    assert r.status_code == 200, r.text
+    first = results(r.json())
+    async with await ehr_admin(mongo_uri, ehr_db, ehr.base) as source:
+        theirs = {t: await all_of(source, t) for t in SYNC_TYPES}
+        for type_ in SYNC_TYPES:
+            assert first[type_]["created"] == len(theirs[type_]), type_
+            assert first[type_]["failed"] == 0
+        ours = {t: await all_of(client, t) for t in SYNC_TYPES}
+        ids = {}
+        for type_ in SYNC_TYPES:
+            for mine in ours[type_]:
+                ehr_id = next(i["value"] for i in mine["identifier"] if i["system"] == ehr.base)
+                ids[f"{type_}/{ehr_id}"] = f"{type_}/{mine['id']}"
+        by_ehr_id = {k: m for t in SYNC_TYPES for m in ours[t]
+                     for k in [next(f"{t}/{i['value']}" for i in m["identifier"]
+                                    if i["system"] == ehr.base)]}
+        for type_ in SYNC_TYPES:
+            for resource in theirs[type_]:
+                mine = by_ehr_id[f"{type_}/{resource['id']}"]
+                assert {k: v for k, v in mine.items() if k not in ("id", "meta")} == \
+                    as_synced(resource, ehr.base, ids), (type_, resource["id"])
+
+        # The EHR changes two patients and gains a practitioner.
+        for patient in theirs["Patient"][:2]:
+            changed = {**patient, "name": [{"family": "Renamed", "given": ["Changed"]}]}
+            assert (await source.put(f"Patient/{patient['id']}", json=changed)).status_code == 200
+        added = await source.post("Practitioner", json={
+            "resourceType": "Practitioner", "name": [{"family": "Newcomer"}]})
+        assert added.status_code == 201
+        r = await client.post(f"Endpoint/{endpoint_id}/$sync",
+                              json={"resourceType": "Parameters"})
+        assert r.status_code == 200, r.text
+        second = results(r.json())
+        assert (second["Patient"]["created"], second["Patient"]["updated"]) == (0, 2)
+        assert (second["Practitioner"]["created"], second["Practitioner"]["updated"]) == (1, 0)
+        assert second["Encounter"]["created"] == second["Encounter"]["updated"] == 0
+        for patient in theirs["Patient"][:2]:
+            now = (await source.get(f"Patient/{patient['id']}")).json()
+            mine = (await client.get(ids[f"Patient/{patient['id']}"])).json()
+            assert mine["name"] == now["name"]
+            assert mine["meta"]["versionId"] == "2"
+    assert await count_all(client, "Practitioner") == len(theirs["Practitioner"]) + 1
+
+
+async def count_all(client: httpx.AsyncClient, type_: str) -> int:
+    return int((await client.get(type_, params={"_summary": "count"})).json()["total"])
+
+
+async def test_ehr_dying_mid_sync_resumes_from_the_last_committed_page(
+        app: FastAPI, client: httpx.AsyncClient, ehr: ServerProcess, mongo_uri: str,
+        ehr_db: str) -> None:
+    endpoint_id = await endpoint_for(client, ehr.base)
+    state = records(app.state.repo, "ehr-sync")
+    body = {"resourceType": "Parameters", "parameter": [{"name": "type",
+                                                         "valueCode": "Encounter"}]}
+    sync = asyncio.create_task(client.post(f"Endpoint/{endpoint_id}/$sync", json=body))
+    while not ((await state.get(f"Endpoint/{endpoint_id}")) or {}).get("watermarks"):
+        assert not sync.done(), (await sync).text
+        await asyncio.sleep(0.02)
+    ehr.proc.send_signal(signal.SIGKILL)  # the EHR dies after at least one committed page
+    ehr.proc.wait(timeout=10)
+    failed = await sync
+    assert failed.status_code in (502, 504), failed.text
+    mark = (await state.get(f"Endpoint/{endpoint_id}"))["watermarks"]["Encounter"]
+    stored = await all_of(client, "Encounter")
+    assert 0 < len(stored) < ENCOUNTERS
+    # The watermark is where the last committed page ended: its newest resource.
+    assert mark == max(e["meta"]["lastUpdated"] for e in await ehr_encounters(
+        mongo_uri, ehr_db, ehr, stored))
+
+    port = int(ehr.base.split(":")[2].split("/")[0])
+    again = start_ehr(mongo_uri, ehr_db, port)
+    try:
+        r = await client.post(f"Endpoint/{endpoint_id}/$sync", json=body)
+        assert r.status_code == 200, r.text
+        done = results(r.json())["Encounter"]
+        assert done["failed"] == 0
+        assert done["created"] == ENCOUNTERS - len(stored)
+        mine = await all_of(client, "Encounter")
+        keys = [next(i["value"] for i in e["identifier"] if i["system"] == ehr.base)
+                for e in mine]
+        assert len(keys) == len(set(keys)) == ENCOUNTERS  # nothing lost, nothing twice
+    finally:
+        again.proc.terminate()
+        again.proc.wait(timeout=15)
+
+
+async def ehr_encounters(mongo_uri: str, db: str, ehr: ServerProcess,
+                         stored: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The EHR's versions of the encounters the clinic stored, read from the EHR's database
+    through a fresh server process (the first one is dead)."""
+    port = free_port()
+    server = start_ehr(mongo_uri, db, port)
+    try:
+        async with await ehr_admin(mongo_uri, db, server.base) as source:
+            out = []
+            for e in stored:
+                ehr_id = next(i["value"] for i in e["identifier"] if i["system"] == ehr.base)
+                out.append((await source.get(f"Encounter/{ehr_id}")).json())
+            return out
+    finally:
+        server.proc.terminate()
+        server.proc.wait(timeout=15)
