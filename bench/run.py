@@ -4,6 +4,6 @@ import runpy
 import sys
 from pathlib import Path
 
-for name in ("search_bench.py", "ingest_bench.py", "auth_bench.py"):
+for name in ("search_bench.py", "ingest_bench.py", "auth_bench.py", "ehr_bench.py"):
     sys.argv = [name]
     runpy.run_path(str(Path(__file__).with_name(name)), run_name="__main__")

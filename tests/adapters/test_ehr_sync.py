@@ -5,7 +5,6 @@ clinic syncs, the EHR changes, the clinic syncs again; an EHR killed mid-sync.""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import subprocess
