@@ -32,7 +32,7 @@ from adapters.payer import PayerEndpoint
 from adapters.records import Records
 from adapters.upsert import Wanted, WriteFailed, apply, lookup
 from fhir_server.config import Settings
-from fhir_server.errors import Conflict, Upstream
+from fhir_server.errors import Conflict, Upstream, UpstreamTimeout
 from fhir_server.fhirjson import parse_json
 from fhir_server.storage.repository import Repository
 
@@ -41,6 +41,7 @@ SYNC_TYPES = ("Organization", "Location", "Practitioner", "Patient", "Coverage",
               "Appointment")
 DEFAULT_SCOPE = " ".join(f"system/{t}.rs" for t in SYNC_TYPES)
 OUTCOMES = ("created", "updated", "unchanged", "failed")
+BULK_WAIT = 600.0  # seconds a bulk export may take
 
 
 @dataclass
@@ -62,7 +63,7 @@ class FhirEhrAdapter:
         await self.http.close()
 
     async def sync(self, *, repo: Repository, records: Records, endpoint: PayerEndpoint,
-                   types: list[str], since: str | None) -> Summary:
+                   types: list[str], since: str | None, bulk: bool = False) -> Summary:
         lock = self.running.setdefault(endpoint.reference, asyncio.Lock())
         if lock.locked():
             raise Conflict(f"{endpoint.reference} is being synced already; try again later")
@@ -70,7 +71,9 @@ class FhirEhrAdapter:
             state = await records.get(endpoint.reference) or {}
             marks: dict[str, str] = dict(state.get("watermarks") or {})
             summary = Summary()
-            for type_ in types:
+            if bulk:
+                await self._bulk(repo, records, endpoint, types, since, marks, summary)
+            for type_ in [] if bulk else types:
                 await self._sync_type(repo, records, endpoint, type_, since or marks.get(type_),
                                       marks, summary)
             summary.watermarks = {t: marks[t] for t in types if t in marks}
@@ -99,6 +102,78 @@ class FhirEhrAdapter:
                     await records.put(endpoint.reference, {"watermarks": marks,
                                                            "address": endpoint.address})
             url = _next(page, base)
+
+    async def _bulk(self, repo: Repository, records: Records, endpoint: PayerEndpoint,
+                    types: list[str], since: str | None, marks: dict[str, str],
+                    summary: Summary) -> None:
+        """Bulk Data: kick off ``$export`` (``_since``: the oldest watermark of the types,
+        none if one has none), poll its ``Content-Location``, then store each NDJSON file in
+        pages; the watermarks become the export's ``transactionTime`` once all is stored."""
+        base = endpoint.address.rstrip("/")
+        starts = [since or marks.get(t) for t in types]
+        query = {"_type": ",".join(types)}
+        if all(starts):
+            query["_since"] = min(str(s) for s in starts)
+        kick = await self.http.request(endpoint, "GET", f"{base}/$export?{urlencode(query)}",
+                                       idempotent=True, headers={"Prefer": "respond-async"})
+        status_url = kick.headers.get("content-location", "")
+        if kick.status_code != 202 or not status_url.startswith(base + "/"):
+            raise Upstream(f"The EHR at {endpoint.reference} did not start a bulk export "
+                           f"(HTTP {kick.status_code})")
+        manifest = await self._manifest(endpoint, status_url)
+        for type_ in types:
+            summary.counts.setdefault(type_, dict.fromkeys(OUTCOMES, 0))
+            for item in manifest.get("output") or []:
+                if not isinstance(item, dict) or item.get("type") != type_:
+                    continue
+                url = str(item.get("url", ""))
+                if not url.startswith(base + "/"):
+                    raise Upstream("The EHR's export file is not on its address; the token is "
+                                   "not sent elsewhere")
+                found = await self._ndjson(endpoint, url, type_)
+                size = self.settings.fhir_ehr_page_size
+                for start in range(0, len(found), size):
+                    await self._store(repo, base, type_, found[start:start + size], summary)
+        for type_ in types:
+            marks[type_] = str(manifest["transactionTime"])
+        await records.put(endpoint.reference, {"watermarks": marks, "address": endpoint.address})
+        await self.http.request(endpoint, "DELETE", status_url, idempotent=True)
+
+    async def _manifest(self, endpoint: PayerEndpoint, status_url: str) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + BULK_WAIT
+        while True:
+            r = await self.http.request(endpoint, "GET", status_url, idempotent=True)
+            if r.status_code == 200:
+                manifest = parse_json(r.content, what="EHR export manifest")
+                if not isinstance(manifest, dict) or not manifest.get("transactionTime"):
+                    raise Upstream(f"The EHR at {endpoint.reference} sent no export manifest")
+                return manifest
+            if r.status_code != 202:
+                raise Upstream(f"The EHR at {endpoint.reference} could not export "
+                               f"(HTTP {r.status_code})")
+            if loop.time() > deadline:
+                raise UpstreamTimeout(f"The EHR at {endpoint.reference} did not finish its "
+                                      f"export within {BULK_WAIT:g} s")
+            retry = r.headers.get("retry-after", "1")
+            await asyncio.sleep(min(float(retry) if retry.isdigit() else 1.0, 10.0))
+
+    async def _ndjson(self, endpoint: PayerEndpoint, url: str, type_: str
+                      ) -> list[dict[str, Any]]:
+        r = await self.http.request(endpoint, "GET", url, idempotent=True,
+                                    headers={"Accept": "application/fhir+ndjson"})
+        if r.status_code != 200:
+            raise Upstream(f"The EHR at {endpoint.reference} did not send an export file "
+                           f"(HTTP {r.status_code})")
+        out = []
+        for n, line in enumerate(r.content.splitlines(), 1):
+            if not line.strip():
+                continue
+            resource = parse_json(line, what=f"line {n} of an export file")
+            if not isinstance(resource, dict) or resource.get("resourceType") != type_:
+                raise Upstream(f"Line {n} of the EHR's {type_} export file is not a {type_}")
+            out.append(resource)
+        return out
 
     async def _page(self, endpoint: PayerEndpoint, url: str) -> dict[str, Any]:
         response = await self.http.request(endpoint, "GET", url, idempotent=True)

@@ -64,7 +64,8 @@ class FhirHttp:
         return self.breakers[key]
 
     async def request(self, endpoint: PayerEndpoint, method: str, url: str, *,
-                      body: bytes | None = None, idempotent: bool) -> httpx.Response:
+                      body: bytes | None = None, idempotent: bool,
+                      headers: dict[str, str] | None = None) -> httpx.Response:
         breaker = self.breaker(endpoint)
         if not breaker.allow():
             raise Upstream(f"The {self.peer} at {endpoint.reference} is failing; calls are "
@@ -72,7 +73,8 @@ class FhirHttp:
         deadline = self.settings.fhir_payer_connect_timeout + self.settings.fhir_payer_read_timeout
         try:
             async with asyncio.timeout(deadline):
-                response = await self._attempts(endpoint, method, url, body, idempotent)
+                response = await self._attempts(endpoint, method, url, body, idempotent,
+                                                headers or {})
         except TimeoutError:
             breaker.failed()
             raise UpstreamTimeout(f"The {self.peer} at {endpoint.reference} did not answer "
@@ -87,13 +89,14 @@ class FhirHttp:
         return response
 
     async def _attempts(self, endpoint: PayerEndpoint, method: str, url: str,
-                        body: bytes | None, idempotent: bool) -> httpx.Response:
+                        body: bytes | None, idempotent: bool,
+                        extra: dict[str, str]) -> httpx.Response:
         last: Upstream | UpstreamTimeout | None = None
         for attempt in range(self.settings.fhir_payer_retries + 1):
             if attempt:
                 await asyncio.sleep(backoff_delay(attempt - 1))
             try:
-                return await self._once(endpoint, method, url, body, idempotent)
+                return await self._once(endpoint, method, url, body, idempotent, extra)
             except _Retry as retry:
                 last = retry.error
                 log.warning("%s call failed endpoint=%s attempt=%d status=%d", self.peer,
@@ -102,8 +105,8 @@ class FhirHttp:
         raise last
 
     async def _send(self, endpoint: PayerEndpoint, method: str, url: str,
-                    body: bytes | None) -> httpx.Response:
-        headers = {"Accept": FHIR_JSON}
+                    body: bytes | None, extra: dict[str, str]) -> httpx.Response:
+        headers = {"Accept": FHIR_JSON, **extra}
         if body is not None:
             headers["Content-Type"] = FHIR_JSON
         if endpoint.oauth_client_id:
@@ -117,10 +120,10 @@ class FhirHttp:
         return response
 
     async def _once(self, endpoint: PayerEndpoint, method: str, url: str, body: bytes | None,
-                    idempotent: bool) -> httpx.Response:
+                    idempotent: bool, extra: dict[str, str]) -> httpx.Response:
         who = f"the {self.peer} at {endpoint.reference}"
         try:
-            response = await self._send(endpoint, method, url, body)
+            response = await self._send(endpoint, method, url, body, extra)
         except (httpx.ConnectError, httpx.ConnectTimeout):
             # Nothing reached the peer: repeating cannot do anything twice.
             raise _Retry(Upstream(f"Cannot connect to {who}", code="transient")) from None

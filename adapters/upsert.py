@@ -44,6 +44,7 @@ class Wanted:
     defaults: dict[str, Any] = field(default_factory=dict)  # elements for a new resource only
     create: bool = True  # False: it must exist already (PreconditionFailed otherwise)
     source: str = ""  # where it came from (an HL7 segment, a FHIR resource), for errors
+    shared: bool = False  # named by many messages (a practitioner, a payer), rarely new
     # Filled by apply():
     id_: str | None = None
     outcome: str = ""  # created | updated | unchanged
@@ -160,12 +161,11 @@ async def identify(repo: Repository, settings: Settings, wanted: list[Wanted]
 
 
 async def apply(repo: Repository, settings: Settings, wanted: list[Wanted],
-                known: dict[str, Found] | None = None) -> Applied:
+                found: dict[str, Found] | None = None) -> Applied:
     """Store the wanted resources, all or nothing; each gets its ``id_`` and ``outcome``.
-    ``known``: those already found here (by ``identify``), not looked up again."""
-    known = known or {}
-    found = {**known, **await identify(repo, settings,
-                                       [w for w in wanted if w.key not in known])}
+    ``found``: what ``identify`` found, when the caller identified them already."""
+    if found is None:
+        found = await identify(repo, settings, wanted)
     ids = {f"{WANTED}{w.key}": f"{w.type_}/{w.id_}" for w in wanted}
     entries: list[Entry] = []
     for w in wanted:

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     fhir_ehr_page_size: int = Field(
         default=100, ge=1, le=1000, description="Resources asked for per page when syncing "
         "from an EHR (Endpoint/[id]/$sync).")
+    fhir_ehr_sync_interval: float | None = Field(
+        default=None, gt=0, description="Seconds between automatic syncs of the EHR Endpoints "
+        "marked with the endpoint-ehr-sync extension (unset: only on request).")
     fhir_bill_on_finish: bool = Field(
         default=True, description="Bill a visit when its Encounter becomes finished and it has "
         "billable ChargeItems (the same code as Invoice/$generate-bill, in the same commit).")

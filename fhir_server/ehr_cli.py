@@ -23,6 +23,7 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     sync.add_argument("endpoint_id", help="id of the EHR's Endpoint on this server")
     sync.add_argument("--type", action="append", default=[], help="a type to sync (repeat)")
     sync.add_argument("--since", help="sync what changed since this instant")
+    sync.add_argument("--bulk", action="store_true", help="use the EHR's Bulk Data $export")
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -57,6 +58,8 @@ async def _sync(args: argparse.Namespace, settings: Settings) -> tuple[int, dict
                     Grant(client_id="fhir-server-ehr-sync", scope=SYNC_SCOPE), lifetime=3600)
                 headers["Authorization"] = f"Bearer {token}"
             params = [{"name": "type", "valueCode": t} for t in args.type]
+            if args.bulk:
+                params.append({"name": "bulk", "valueBoolean": True})
             if args.since:
                 params.append({"name": "since", "valueDateTime": args.since})
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), timeout=None,

@@ -12,10 +12,10 @@ from fastapi import Depends, FastAPI, Request
 from starlette.responses import Response
 
 import resources
-from adapters import hl7v2
+from adapters import ehr_schedule, hl7v2
 from adapters.ehr_fhir import FhirEhrAdapter
 from adapters.payer_fhir import FhirPayerAdapter
-from fhir_server.api import batch, capability, interactions, operations
+from fhir_server.api import batch, bulk, capability, interactions, operations
 from fhir_server.api.negotiation import check_accept, json_response
 from fhir_server.audit.http import record_request
 from fhir_server.audit.journal import Journal
@@ -78,10 +78,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.settings = settings
             app.state.started = instant(now_ms())
             await hl7v2.start(app)
+            await ehr_schedule.start(app)
             log.info("serving base_url=%s database=%s", settings.base_url,
                      settings.mongodb_database)
             yield
         finally:
+            await ehr_schedule.stop(app)
             await hl7v2.stop(app)
             services = getattr(app.state, "services", None)
             if services is not None:
@@ -130,6 +132,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Every FHIR route but /metadata needs a token (auth/enforce.py): 401 before 406.
     guarded = [Depends(enforce_request), *fhir_deps]
     app.include_router(batch.router, prefix="/fhir", dependencies=guarded)
+    # Bulk export: files are NDJSON, so no FHIR JSON Accept check on this router.
+    app.include_router(bulk.router, prefix="/fhir", dependencies=[Depends(enforce_request)])
     app.include_router(operations.build_router(), prefix="/fhir", dependencies=guarded)
     app.include_router(interactions.router, prefix="/fhir", dependencies=guarded)
     app.include_router(operations.unknown, prefix="/fhir", dependencies=guarded)

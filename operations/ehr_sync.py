@@ -34,13 +34,9 @@ async def run(call: Call) -> dict[str, Any]:
         except Exception:
             raise Invalid("since must be a FHIR dateTime",
                           expression=["Parameters.parameter.where(name='since')"]) from None
-    if call.one("bulk"):
-        raise Unprocessable("bulk=true (Bulk Data $export) is not supported yet; sync by paging",
-                            expression=["Parameters.parameter.where(name='bulk')"],
-                            code="not-supported")
     summary = await call.services.ehr.sync(
         repo=call.repo, records=records(call.repo, "ehr-sync"), endpoint=endpoint,
-        types=types, since=since)
+        types=types, since=since, bulk=call.one("bulk") is True)
     parameters = []
     for type_ in types:
         counts = summary.counts.get(type_, {})

@@ -83,7 +83,7 @@ def coverage(msg: V2Message, in1: Segment, n: int, mapped: segments.Mapped,
         org_content["name"] = in1.at(4)
     payor = mapped.add(Wanted(key=f"payor-{n}", type_="Organization",
                               match=[(payer_id.get("system", ""), payer_id["value"])],
-                              content=org_content, source=f"{where}-3"))
+                              content=org_content, source=f"{where}-3", shared=True))
     member = in1.at(49) or in1.at(36)
     if not member:
         raise V2Error("IN1-49 (insured's id) or IN1-36 (policy number) is required",

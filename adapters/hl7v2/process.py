@@ -126,12 +126,21 @@ class Processor:
         return Outcome("AA", written=written, patient=patient, keep=True)
 
     async def _write(self, mapped: Mapped) -> Applied:
-        """Apply the mapped resources; those not stored yet are created under leases on
-        their identifiers, so that two connections cannot both create the same patient."""
-        stored = await identify(self.repo, self.settings, mapped.wanted)
-        new = {w.key for w in mapped.wanted if w.key not in stored}
-        async with self.repo.locks.hold(mapped.leases(new), wait=LEASE_WAIT):
-            return await apply(self.repo, self.settings, mapped.wanted, known=stored)
+        """Apply the mapped resources under leases on their identifiers, so that two
+        connections cannot both create the same patient: the message's own resources
+        (its patient, visit, coverage...) always; resources many messages name (a
+        practitioner, a payer, a room) only when they are not stored yet, so that
+        messages about different patients do not queue behind each other."""
+        locks, wanted = self.repo.locks, mapped.wanted
+        own = {w.key for w in wanted if not w.shared}
+        async with locks.hold(mapped.leases(own), wait=LEASE_WAIT):
+            found = await identify(self.repo, self.settings, wanted)
+            new_shared = {w.key for w in wanted if w.shared and w.key not in found}
+            async with locks.hold(mapped.leases(new_shared), wait=LEASE_WAIT):
+                if new_shared:  # created meanwhile by another message?
+                    found.update(await identify(self.repo, self.settings,
+                                                [w for w in wanted if w.key in new_shared]))
+                return await apply(self.repo, self.settings, wanted, found=found)
 
     async def _map(self, msg: V2Message) -> Mapped:
         kind, trigger = msg.event

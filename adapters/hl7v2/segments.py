@@ -120,7 +120,7 @@ def practitioner(msg: V2Message, seg: Segment, field_: int, rep: int, mapped: Ma
         content["name"] = [name]
     return mapped.add(Wanted(key=key, type_="Practitioner", match=[(system, value)],
                              content=content, defaults={"active": True},
-                             source=seg.where(field_)))
+                             source=seg.where(field_), shared=True))
 
 
 def location(msg: V2Message, seg: Segment, field_: int, mapped: Mapped, key: str) -> str | None:
@@ -135,7 +135,7 @@ def location(msg: V2Message, seg: Segment, field_: int, mapped: Mapped, key: str
     content = {"identifier": [{"system": system, "value": value}],
                "name": " ".join(p for p in parts if p), "status": "active", "mode": "instance"}
     return mapped.add(Wanted(key=key, type_="Location", match=[(system, value)],
-                             content=content, source=seg.where(field_)))
+                             content=content, source=seg.where(field_), shared=True))
 
 
 def encounter(msg: V2Message, mapped: Mapped, patient_ref: str, *,

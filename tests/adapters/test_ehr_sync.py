@@ -48,7 +48,7 @@ def clinic_key(tmp_path: Path) -> tuple[Path, Path]:
 def settings_overrides(clinic_key: tuple[Path, Path]) -> dict[str, object]:
     return {"fhir_client_key_file": clinic_key[0], "fhir_ehr_page_size": 20,
             "fhir_payer_retries": 1, "fhir_payer_connect_timeout": 1.0,
-            "fhir_payer_read_timeout": 5.0}
+            "fhir_payer_read_timeout": 5.0, "fhir_ehr_sync_interval": 0.5}
 
 
 @pytest.fixture
@@ -121,14 +121,17 @@ async def all_of(http: httpx.AsyncClient, type_: str) -> list[dict[str, Any]]:
     return out
 
 
-async def endpoint_for(client: httpx.AsyncClient, base: str) -> str:
+async def endpoint_for(client: httpx.AsyncClient, base: str, *, scheduled: bool = False) -> str:
+    marker = [{"url": "https://fhir-rcm-server.org/StructureDefinition/endpoint-ehr-sync",
+               "valueBoolean": True}] if scheduled else []
     r = await client.post("Endpoint", json={
         "resourceType": "Endpoint", "status": "active", "address": base,
         "connectionType": {"system": "http://terminology.hl7.org/CodeSystem/endpoint-connection-type",
                            "code": "hl7-fhir-rest"},
         "payloadType": [{"text": "FHIR R4"}],
         "extension": [{"url": "https://fhir-rcm-server.org/StructureDefinition/endpoint-oauth2",
-                       "extension": [{"url": "clientId", "valueString": CLINIC_CLIENT}]}]})
+                       "extension": [{"url": "clientId", "valueString": CLINIC_CLIENT}]},
+                      *marker]})
     assert r.status_code == 201, r.text
     return str(r.json()["id"])
 
@@ -166,8 +169,9 @@ def as_synced(resource: dict[str, Any], base: str, ids: dict[str, str]) -> dict[
 
 
 async def test_sync_change_and_sync_again(app: FastAPI, client: httpx.AsyncClient,
-                                          ehr: ServerProcess, mongo_uri: str,
-                                          ehr_db: str) -> None:
+                                          ehr: ServerProcess, mongo_uri: str, ehr_db: str,
+                                          db_name: str,
+                                          clinic_key: tuple[Path, Path]) -> None:
     endpoint_id = await endpoint_for(client, ehr.base)
     r = await client.post(f"Endpoint/{endpoint_id}/$sync", json={"resourceType": "Parameters"})
     assert r.status_code == 200, r.text
@@ -177,21 +181,7 @@ async def test_sync_change_and_sync_again(app: FastAPI, client: httpx.AsyncClien
         for type_ in SYNC_TYPES:
             assert first[type_]["created"] == len(theirs[type_]), type_
             assert first[type_]["failed"] == 0
-        ours = {t: await all_of(client, t) for t in SYNC_TYPES}
-        ids = {}
-        for type_ in SYNC_TYPES:
-            for mine in ours[type_]:
-                ehr_id = next(i["value"] for i in mine["identifier"] if i["system"] == ehr.base)
-                ids[f"{type_}/{ehr_id}"] = f"{type_}/{mine['id']}"
-        by_ehr_id = {k: m for t in SYNC_TYPES for m in ours[t]
-                     for k in [next(f"{t}/{i['value']}" for i in m["identifier"]
-                                    if i["system"] == ehr.base)]}
-        for type_ in SYNC_TYPES:
-            for resource in theirs[type_]:
-                mine = by_ehr_id[f"{type_}/{resource['id']}"]
-                assert {k: v for k, v in mine.items() if k not in ("id", "meta")} == \
-                    as_synced(resource, ehr.base, ids), (type_, resource["id"])
-
+        ids = await assert_same(client, theirs, ehr.base)
         # The EHR changes two patients and gains a practitioner.
         for patient in theirs["Patient"][:2]:
             changed = {**patient, "name": [{"family": "Renamed", "given": ["Changed"]}]}
@@ -199,10 +189,19 @@ async def test_sync_change_and_sync_again(app: FastAPI, client: httpx.AsyncClien
         added = await source.post("Practitioner", json={
             "resourceType": "Practitioner", "name": [{"family": "Newcomer"}]})
         assert added.status_code == 201
-        r = await client.post(f"Endpoint/{endpoint_id}/$sync",
-                              json={"resourceType": "Parameters"})
-        assert r.status_code == 200, r.text
-        second = results(r.json())
+        # The second sync by the command line, as a scheduler would run it.
+        env = {**os.environ, "MONGODB_URI": mongo_uri, "MONGODB_DATABASE": db_name,
+               "FHIR_CLIENT_KEY_FILE": str(clinic_key[0]), "FHIR_EHR_PAGE_SIZE": "20",
+               "FHIR_LOG_LEVEL": "WARNING"}
+        done = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "fhir_server", "ehr", "sync", endpoint_id],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        second = {}
+        for line in done.stdout.splitlines():
+            parts = dict(p.split("=", 1) for p in line.split())
+            second[parts["type"]] = {k: int(v) for k, v in parts.items()
+                                     if k in ("created", "updated", "unchanged", "failed")}
         assert (second["Patient"]["created"], second["Patient"]["updated"]) == (0, 2)
         assert (second["Practitioner"]["created"], second["Practitioner"]["updated"]) == (1, 0)
         assert second["Encounter"]["created"] == second["Encounter"]["updated"] == 0
@@ -273,3 +272,65 @@ async def ehr_encounters(mongo_uri: str, db: str, ehr: ServerProcess,
     finally:
         server.proc.terminate()
         server.proc.wait(timeout=15)
+
+
+async def test_marked_endpoints_are_synced_periodically(
+        app: FastAPI, client: httpx.AsyncClient, ehr: ServerProcess, mongo_uri: str,
+        ehr_db: str) -> None:
+    async with await ehr_admin(mongo_uri, ehr_db, ehr.base) as source:
+        patients = len(await all_of(source, "Patient"))
+        encounters = len(await all_of(source, "Encounter"))
+    endpoint_id = await endpoint_for(client, ehr.base, scheduled=True)
+    state = records(app.state.repo, "ehr-sync")
+    for _ in range(600):  # the schedule (every 0.5 s) picks the marked Endpoint up
+        marks = ((await state.get(f"Endpoint/{endpoint_id}")) or {}).get("watermarks", {})
+        if "Encounter" in marks and await count_all(client, "Encounter") == encounters:
+            break
+        await asyncio.sleep(0.2)
+    assert await count_all(client, "Patient") == patients
+    assert await count_all(client, "Encounter") == encounters
+
+
+async def assert_same(client: httpx.AsyncClient, theirs: dict[str, list[dict[str, Any]]],
+                      base: str) -> dict[str, str]:
+    """Every EHR resource is here once, with the EHR's content; returns the id mapping."""
+    ours = {t: await all_of(client, t) for t in SYNC_TYPES}
+    ids, by_ehr_id = {}, {}
+    for type_ in SYNC_TYPES:
+        for mine in ours[type_]:
+            ehr_id = next(i["value"] for i in mine["identifier"] if i["system"] == base)
+            assert f"{type_}/{ehr_id}" not in ids, "stored twice"
+            ids[f"{type_}/{ehr_id}"] = f"{type_}/{mine['id']}"
+            by_ehr_id[f"{type_}/{ehr_id}"] = mine
+    for type_ in SYNC_TYPES:
+        assert len(ours[type_]) == len(theirs[type_]), type_
+        for resource in theirs[type_]:
+            mine = by_ehr_id[f"{type_}/{resource['id']}"]
+            assert {k: v for k, v in mine.items() if k not in ("id", "meta")} == \
+                as_synced(resource, base, ids), (type_, resource["id"])
+    return ids
+
+
+async def test_bulk_sync_with_export(app: FastAPI, client: httpx.AsyncClient,
+                                     ehr: ServerProcess, mongo_uri: str, ehr_db: str) -> None:
+    endpoint_id = await endpoint_for(client, ehr.base)
+    bulk = {"resourceType": "Parameters", "parameter": [{"name": "bulk", "valueBoolean": True}]}
+    r = await client.post(f"Endpoint/{endpoint_id}/$sync", json=bulk)
+    assert r.status_code == 200, r.text
+    first = results(r.json())
+    async with await ehr_admin(mongo_uri, ehr_db, ehr.base) as source:
+        theirs = {t: await all_of(source, t) for t in SYNC_TYPES}
+        for type_ in SYNC_TYPES:
+            assert first[type_]["created"] == len(theirs[type_]), type_
+        await assert_same(client, theirs, ehr.base)
+        patient = theirs["Patient"][0]
+        changed = {**patient, "gender": "other" if patient.get("gender") != "other" else "male"}
+        assert (await source.put(f"Patient/{patient['id']}", json=changed)).status_code == 200
+        r = await client.post(f"Endpoint/{endpoint_id}/$sync", json=bulk)
+        assert r.status_code == 200, r.text
+        second = results(r.json())
+        # Only what changed since the first export's transactionTime was exported again.
+        assert second["Patient"]["updated"] == 1
+        assert sum(second[t]["created"] + second[t]["unchanged"] for t in SYNC_TYPES) == 0
+        theirs["Patient"] = await all_of(source, "Patient")
+        await assert_same(client, theirs, ehr.base)
