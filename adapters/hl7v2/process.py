@@ -93,13 +93,16 @@ class Processor:
         key = "|".join([*msg.sender, msg.control_id])
         async with self.repo.locks.hold([f"hl7msg:{key}"]):
             seen = await self.records.get(key)
-            if seen is not None:
-                return Outcome(str(seen.get("ack", "AA")),
-                               [V2Error(str(e), code="207") for e in seen.get("errors", [])])
+            if seen is not None:  # applied before: the same answer, nothing applied again
+                return Outcome(str(seen.get("ack", "AA")), [
+                    V2Error(str(e.get("text", "")), where=str(e.get("where", "")),
+                            code=str(e.get("code", "207"))) for e in seen.get("errors", [])])
             outcome = await self._apply(msg)
             if outcome.keep:
                 await self.records.put(key, {"ack": outcome.code, "at": instant(now_ms()),
-                                             "errors": [e.text for e in outcome.errors]})
+                                             "errors": [{"text": e.text, "where": e.where,
+                                                         "code": e.code}
+                                                        for e in outcome.errors]})
         return outcome
 
     async def _apply(self, msg: V2Message) -> Outcome:

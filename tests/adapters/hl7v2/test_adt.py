@@ -170,6 +170,7 @@ async def test_a40_is_recorded_and_answered_ae(port: int, client: httpx.AsyncCli
         again = await conn.send(text)
     assert (ack.code, again.code) == ("AE", "AE")
     assert "201^Unsupported event code" in ack.errors[0]
+    assert again.errors == ack.errors  # recorded: answered the same way
     assert await count(client, "Patient") == 0
 
 

@@ -13,9 +13,9 @@ from tests.workflow.helpers import PRICES, SERVICE_SYSTEM, charge_item_definitio
 
 
 def siu(trigger: str, *, appt: str, mrn: str, start: str, minutes: int = 30,
-        doctor: str = "D100^Osei^Ama", status: str = "") -> str:
+        doctor: str = "D100^Osei^Ama", status: str = "", reason: str = "FU^Follow-up") -> str:
     return message(f"SIU^{trigger}^SIU_S12", [
-        seg("SCH", {1: f"{appt}^GENHOSP", 7: "FU^Follow-up", 8: "ROUTINE^Routine^HL70277",
+        seg("SCH", {1: f"{appt}^GENHOSP", 7: reason, 8: "ROUTINE^Routine^HL70277",
                     11: f"^^{minutes}^{start}", 25: status}),
         pid(mrn=mrn),
         seg("AIS", {1: "1", 3: "CONS^Consultation", 4: start, 7: str(minutes), 8: "min"}),
@@ -43,6 +43,10 @@ async def test_booking_double_booking_reschedule_and_cancel(port: int,
         refused = await conn.send(clash)
         moved = siu("S13", appt="A-1", mrn="S1", start="202601121400", minutes=45)
         rescheduled = await conn.send(moved)
+        modify = siu("S14", appt="A-1", mrn="S1", start="202601121400", minutes=45,
+                     reason="PAIN^Back pain")
+        modified = await conn.send(modify)
+        after_modify = await one(client, "Appointment", identifier=f"{MRN_SYSTEM}|A-1")
         cancelled = await conn.send(siu("S15", appt="A-1", mrn="S1", start="202601121400",
                                         minutes=45))
     assert booked.code == "AA", booked.text
@@ -52,7 +56,10 @@ async def test_booking_double_booking_reschedule_and_cancel(port: int,
     assert "|SCH^1|" in refused.errors[0]
     assert await count(client, "Appointment") == 1  # nothing of the refused one was written
     assert await count(client, "Patient") == 1
-    assert rescheduled.code == "AA" and cancelled.code == "AA"
+    assert rescheduled.code == "AA" and cancelled.code == "AA" and modified.code == "AA"
+    assert after_modify["status"] == "booked"
+    assert after_modify["reasonCode"][0]["coding"][0]["code"] == field(modify, "SCH", 7, 1)
+    assert after_modify["reasonCode"][0]["text"] == field(modify, "SCH", 7, 2)
     a = (await client.get(f"Appointment/{a['id']}")).json()
     assert a["status"] == "cancelled"
     assert a["start"] == v2_instant(field(moved, "SCH", 11, 4))
