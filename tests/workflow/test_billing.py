@@ -290,7 +290,8 @@ async def test_operation_definitions_served_and_listed(client: httpx.AsyncClient
     expected = {("CoverageEligibilityRequest", "submit"): "CoverageEligibilityRequest-submit",
                 ("Coverage", "eligibility"): "Coverage-eligibility",
                 ("Invoice", "generate-bill"): "Invoice-generate-bill",
-                ("Claim", "submit"): "Claim-submit"}
+                ("Claim", "submit"): "Claim-submit",
+                ("Endpoint", "sync"): "Endpoint-sync"}
     assert set(listed) == set(expected)
     for (type_, code), id_ in expected.items():
         r = await client.get(f"OperationDefinition/{id_}")
