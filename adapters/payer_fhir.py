@@ -1,8 +1,8 @@
 """The FHIR payer adapter: ``$submit`` calls to a payer's FHIR endpoint.
 
-Timeouts, retries, the circuit breaker and OAuth are ``payer_http.PayerHttp``'s, shared
-with the X12 adapter. What is sent travels as one resource with the resources it
-references contained (``operations/common.py`` ``pack``); nothing of it is logged.
+Timeouts, retries, the circuit breaker and OAuth are ``peer_http.PeerHttp``'s, shared
+with the X12 and EHR adapters. What is sent travels as one resource with the resources
+it references contained (``operations/common.py`` ``pack``); nothing of it is logged.
 """
 
 from __future__ import annotations
@@ -12,25 +12,24 @@ from typing import Any
 import httpx
 
 from adapters.payer import PayerAnswer, PayerEndpoint
-from adapters.payer_http import PayerHttp, PayerRefused
+from adapters.peer_http import FHIR_JSON, PayerRefused, PeerHttp
+from adapters.resilience import CircuitBreaker
 from fhir_server.config import Settings
 from fhir_server.errors import Issue
 from fhir_server.fhirjson import dumps, parse_json
-
-FHIR_JSON = "application/fhir+json"
 
 __all__ = ["FhirPayerAdapter", "PayerRefused"]
 
 
 class FhirPayerAdapter:
     def __init__(self, settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None,
-                 http: PayerHttp | None = None) -> None:
-        self.http = http or PayerHttp(settings, transport=transport)
+                 http: PeerHttp | None = None) -> None:
+        self.http = http or PeerHttp(settings, transport=transport)
 
     async def close(self) -> None:
         await self.http.close()
 
-    def breaker(self, endpoint: PayerEndpoint) -> Any:
+    def breaker(self, endpoint: PayerEndpoint) -> CircuitBreaker:
         return self.http.breaker(endpoint)
 
     async def check_eligibility(self, endpoint: PayerEndpoint,

@@ -65,8 +65,9 @@ class _Cached:
 
 
 class TokenSource:
-    def __init__(self, key: RSAKey | ECKey | None) -> None:
+    def __init__(self, key: RSAKey | ECKey | None, *, default_scope: str = DEFAULT_SCOPE) -> None:
         self.key = key
+        self.default_scope = default_scope
         self.cache: dict[str, _Cached] = {}
         self.token_urls: dict[str, str] = {}
 
@@ -88,11 +89,11 @@ class TokenSource:
             {"iss": endpoint.oauth_client_id, "sub": endpoint.oauth_client_id, "aud": token_url,
              "iat": now, "exp": now + ASSERTION_LIFETIME, "jti": uuid.uuid4().hex},
             self.key, algorithms=[alg])
-        form = {"grant_type": "client_credentials", "scope": endpoint.oauth_scope or DEFAULT_SCOPE,
+        form = {"grant_type": "client_credentials", "scope": endpoint.oauth_scope or self.default_scope,
                 "client_assertion_type": ASSERTION_TYPE, "client_assertion": assertion}
         response = await self._call(endpoint, http.post(token_url, data=form))
         if response.status_code != 200:
-            raise Upstream(f"The payer at {endpoint.reference} refused this server's client "
+            raise Upstream(f"The server at {endpoint.reference} refused this server's client "
                            f"credentials (HTTP {response.status_code}, "
                            f"{_oauth_error(response)})", code="security")
         try:
@@ -100,7 +101,7 @@ class TokenSource:
             token = str(body["access_token"])
             lifetime = float(body.get("expires_in", 300))
         except (ValueError, KeyError, TypeError):
-            raise Upstream(f"The payer at {endpoint.reference} sent no access token") from None
+            raise Upstream(f"The server at {endpoint.reference} sent no access token") from None
         self.cache[endpoint.address] = _Cached(token, time.monotonic() + lifetime - EARLY_REFRESH)
         return token
 
@@ -115,7 +116,7 @@ class TokenSource:
                 token_url = None
             if not isinstance(token_url, str) or not token_url.startswith(("http://",
                                                                             "https://")):
-                raise Upstream(f"The payer at {endpoint.reference} publishes no SMART "
+                raise Upstream(f"The server at {endpoint.reference} publishes no SMART "
                                "token_endpoint")
             self.token_urls[endpoint.address] = token_url
         return self.token_urls[endpoint.address]
@@ -124,13 +125,13 @@ class TokenSource:
         try:
             response: httpx.Response = await request
         except (httpx.ConnectError, httpx.ConnectTimeout):
-            raise Upstream(f"Cannot connect to the payer at {endpoint.reference}",
+            raise Upstream(f"Cannot connect to the server at {endpoint.reference}",
                            code="transient") from None
         except httpx.TimeoutException:
-            raise UpstreamTimeout(f"The payer at {endpoint.reference} did not answer in time"
+            raise UpstreamTimeout(f"The server at {endpoint.reference} did not answer in time"
                                   ) from None
         except httpx.HTTPError as exc:
-            raise Upstream(f"The call to the payer at {endpoint.reference} failed "
+            raise Upstream(f"The call to the server at {endpoint.reference} failed "
                            f"({type(exc).__name__})") from None
         return response
 

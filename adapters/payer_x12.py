@@ -6,7 +6,7 @@
   JSON ``[{"id": ..., "x12": ...}]``, oldest first (``operations/x12_poll.py`` applies them).
 
 Timeouts, retries (the 270 and the outbox read only: an 837P that may have arrived is
-never resent), the circuit breaker and OAuth are ``PayerHttp``'s, shared with the FHIR
+never resent), the circuit breaker and OAuth are ``PeerHttp``'s, shared with the FHIR
 adapter. Control numbers come from ``X12State`` (persisted, unique across restarts).
 Every interchange sent and received comes back in ``PayerAnswer.exchanged``.
 """
@@ -20,7 +20,7 @@ import httpx
 import orjson
 
 from adapters.payer import Exchanged, PayerAnswer, PayerEndpoint
-from adapters.payer_http import PayerHttp, PayerRefused
+from adapters.peer_http import PayerRefused, PeerHttp
 from adapters.x12.acks import read_999
 from adapters.x12.claim837 import write_837p
 from adapters.x12.eligibility import read_271, response_of, write_270
@@ -38,7 +38,7 @@ def received(text: str, kind: str, document: Interchange | None) -> Exchanged:
 
 
 class X12PayerAdapter:
-    def __init__(self, settings: Settings, *, http: PayerHttp, state: X12State) -> None:
+    def __init__(self, settings: Settings, *, http: PeerHttp, state: X12State) -> None:
         self.settings = settings
         self.http = http
         self.state = state

@@ -4,6 +4,7 @@ import runpy
 import sys
 from pathlib import Path
 
-for name in ("storage_bench.py", "ingest_bench.py", "auth_bench.py", "x12_bench.py"):
+for name in ("storage_bench.py", "ingest_bench.py", "auth_bench.py", "x12_bench.py",
+             "ehr_bench.py"):
     sys.argv = [name]
     runpy.run_path(str(Path(__file__).with_name(name)), run_name="__main__")

@@ -18,7 +18,7 @@ import httpx
 import uvicorn
 from pydantic import ValidationError
 
-from fhir_server import loader
+from fhir_server import ehr_cli, loader
 from fhir_server.auth import admin_cli
 from fhir_server.config import Settings, get_settings
 from fhir_server.loader import Summary
@@ -222,6 +222,8 @@ COMMANDS: dict[str, Command] = {
     "keys": Command(help="rotate the token signing key, or make a payer client key",
                     run=admin_cli.keys,
                     add_arguments=admin_cli.key_arguments),
+    "ehr": Command(help="sync from an EHR's FHIR API (ehr sync ENDPOINT_ID)", run=ehr_cli.run,
+                   add_arguments=ehr_cli.arguments),
     "launch": Command(help="create an EHR launch context, print its id", run=admin_cli.launch,
                       add_arguments=admin_cli.launch_arguments),
     "x12": Command(help="poll the X12 clearinghouses for 277CA and 835 files", run=x12,

@@ -54,6 +54,20 @@ class Settings(BaseSettings):
         default=None, pattern=r"^Organization/[A-Za-z0-9\-.]{1,64}$",
         description="The clinic's Organization, the provider of generated Claims when the "
         "Encounter names no serviceProvider.")
+    fhir_hl7v2_port: int | None = Field(
+        default=None, ge=1, le=65535, description="TCP port of the HL7 v2 MLLP listener "
+        "(unset: no listener).")
+    fhir_hl7v2_host: str = Field(default="127.0.0.1",
+                                 description="Interface the HL7 v2 MLLP listener binds to.")
+    fhir_ehr_page_size: int = Field(
+        default=100, ge=1, le=1000, description="Resources asked for per page when syncing "
+        "from an EHR (Endpoint/[id]/$sync).")
+    fhir_ehr_sync_interval: float | None = Field(
+        default=None, gt=0, description="Seconds between automatic syncs of the EHR Endpoints "
+        "marked with the endpoint-ehr-sync extension (unset: only on request).")
+    fhir_bill_on_finish: bool = Field(
+        default=True, description="Bill a visit when its Encounter becomes finished and it has "
+        "billable ChargeItems (the same code as Invoice/$generate-bill, in the same commit).")
     fhir_payer_connect_timeout: float = Field(
         default=2.0, gt=0, description="Seconds to connect to a payer endpoint.")
     fhir_payer_read_timeout: float = Field(

@@ -12,11 +12,13 @@ from fastapi import Depends, FastAPI, Request
 from starlette.responses import Response
 
 import resources
+from adapters import ehr_schedule, hl7v2
+from adapters.ehr_fhir import FhirEhrAdapter
 from adapters.payer_fhir import FhirPayerAdapter
-from adapters.payer_http import PayerHttp
 from adapters.payer_x12 import PayerRouter, X12PayerAdapter
+from adapters.peer_http import PeerHttp
 from adapters.x12.state import X12State
-from fhir_server.api import batch, capability, interactions, operations
+from fhir_server.api import batch, bulk, capability, interactions, operations
 from fhir_server.api.negotiation import check_accept, json_response
 from fhir_server.audit.http import record_request
 from fhir_server.audit.journal import Journal
@@ -58,10 +60,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         poller: Poller | None = None
         try:
             store = AuthStore(records=repo.records)
-            http = PayerHttp(settings)
+            http = PeerHttp(settings)
             x12 = X12PayerAdapter(settings, http=http, state=X12State(repo.records))
             app.state.services = operations.Services(
-                payer=PayerRouter(fhir=FhirPayerAdapter(settings, http=http), x12=x12), x12=x12)
+                payer=PayerRouter(fhir=FhirPayerAdapter(settings, http=http), x12=x12), x12=x12,
+                ehr=FhirEhrAdapter(settings))
             app.state.auth = await create_auth(store=store, settings=settings)
             journal = (Journal(settings.fhir_data_dir / "audit-journal", journal_name(settings))
                        if settings.fhir_audit_journal else None)
@@ -73,14 +76,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.repo = repo
             app.state.settings = settings
             app.state.started = instant(now_ms())
+            await hl7v2.start(app)
+            await ehr_schedule.start(app)
             log.info("serving base_url=%s engine=%s", settings.base_url, repo.engine.name)
             yield
         finally:
+            await ehr_schedule.stop(app)
+            await hl7v2.stop(app)
             if poller is not None:
                 await poller.stop()
             services = getattr(app.state, "services", None)
             if services is not None:
                 await services.payer.close()
+                await services.ehr.close()
             audit = getattr(app.state, "audit", None)
             if audit is not None:
                 await audit.stop()  # flush the queued AuditEvents before the connection closes
@@ -124,6 +132,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Every FHIR route but /metadata needs a token (auth/enforce.py): 401 before 406.
     guarded = [Depends(enforce_request), *fhir_deps]
     app.include_router(batch.router, prefix="/fhir", dependencies=guarded)
+    # Bulk export: files are NDJSON, so no FHIR JSON Accept check on this router.
+    app.include_router(bulk.router, prefix="/fhir", dependencies=[Depends(enforce_request)])
     app.include_router(operations.build_router(), prefix="/fhir", dependencies=guarded)
     app.include_router(interactions.router, prefix="/fhir", dependencies=guarded)
     app.include_router(operations.unknown, prefix="/fhir", dependencies=guarded)

@@ -23,15 +23,15 @@ booking created becomes this bill's Invoice.
 from __future__ import annotations
 
 import uuid
-from datetime import date
 from decimal import Decimal
 from typing import Any
 
 from fhir_server import interactions as svc
 from fhir_server.errors import Conflict, Unprocessable
 from fhir_server.fhirjson import loads_stored
-from fhir_server.money import cents, decimal_of, money
+from fhir_server.money import decimal_of
 from fhir_server.storage.locks import LockBusy
+from operations import billing
 from operations.base import Call, Operation, Param
 from operations.common import (
     LOCAL_REF,
@@ -40,13 +40,8 @@ from operations.common import (
     now_instant,
     read_local,
     search_token,
-    today,
 )
-from operations.payer_side import in_force
-from terminology.pricelist import Priced, matches_code, price_given, price_with_definition
-from terminology.systems import BILL_INVOICE, BILL_KEY, CLAIM_TYPE, PROCESS_PRIORITY
-
-ISSUED = ("issued", "balanced")
+from terminology.systems import BILL_INVOICE
 
 
 def _param_ref(call: Call, name: str, type_: str) -> str | None:
@@ -92,7 +87,7 @@ async def run(call: Call) -> Resource:
     call.concerns(patient_ref)
     keys = [k for k in (appointment_ref, encounter_ref) if k]
     try:
-        async with call.repo.locks.hold([f"bill:{k}" for k in keys]):
+        async with call.repo.locks.hold(billing.lease_names(keys)):
             return await _bill(call, patient_ref=patient_ref, encounter=encounter,
                                appointment=appointment, keys=keys)
     except LockBusy:
@@ -109,32 +104,17 @@ def _is_for(resource: Resource, patient_ref: str) -> bool:
 async def _bill(call: Call, *, patient_ref: str, encounter: Resource | None,
                 appointment: Resource | None, keys: list[str]) -> Resource:
     repo, settings = call.repo, call.settings
-    draft: Resource | None = None
-    if keys:
-        invoices = await svc.find_resources(
-            repo=repo, settings=settings, type_="Invoice",
-            criteria=[("identifier", ",".join(search_token(BILL_KEY, k) for k in keys))])
-        # An appointment can have several patients: each has a bill of their own.
-        invoices = [i for i in invoices
-                    if (i.get("subject") or {}).get("reference") == patient_ref]
-        issued = [i for i in invoices if i.get("status") in ISSUED]
-        if issued:
-            return await _existing(call, issued[0])
-        drafts = [i for i in invoices if i.get("status") == "draft"]
-        draft = drafts[0] if drafts else None
-    day = _service_day(encounter, appointment)
+    issued, draft = await billing.bills_of(repo, settings, keys=keys, patient_ref=patient_ref)
+    if issued is not None:
+        return await _existing(call, issued)
+    day = billing.service_day(encounter, appointment)
     currency = settings.fhir_billing_currency
-    invoice_id = str(draft["id"]) if draft else str(uuid.uuid4())
-    key_ids = [{"system": BILL_KEY, "value": k} for k in keys]  # the Invoice's identifiers
-    # ChargeItems and the Claim also name their Invoice.
-    bill_ids = [*key_ids, {"system": BILL_INVOICE, "value": f"Invoice/{invoice_id}"}]
-    charge_items: list[Resource] = []
-    lines: list[tuple[Resource, Decimal, Priced]] = []
+    charges = []
     for i, service in enumerate(call.params["service"]):
         where = f"Parameters.parameter.where(name='service')[{i}]"
         coding, quantity, price = _service(service, where, currency)
         item: Resource = {
-            "resourceType": "ChargeItem", "id": str(uuid.uuid4()), "identifier": bill_ids,
+            "resourceType": "ChargeItem", "id": str(uuid.uuid4()),
             "status": "billable", "code": {"coding": [coding]},
             "subject": {"reference": patient_ref},
             **({"context": {"reference": f"Encounter/{encounter['id']}"}} if encounter else {}),
@@ -142,41 +122,12 @@ async def _bill(call: Call, *, patient_ref: str, encounter: Resource | None,
             "enteredDate": now_instant(),
         }
         if price is not None:
-            priced = price_given(price, quantity=quantity)
             item["priceOverride"] = {"value": price, "currency": currency}
-        else:
-            definition = await _definition(call, coding, where)
-            priced = price_with_definition(definition, quantity=quantity, charge_item=item,
-                                           currency=currency)
-            if definition.get("url"):
-                item["definitionCanonical"] = [definition["url"]]
-        line = _rounded(priced)
-        if line.net < 0 or line.gross < 0:
-            raise Unprocessable(f"Service code '{coding['code'][:64]}' is priced below zero",
-                                expression=[f"{where}.part.code"])
-        charge_items.append(item)
-        lines.append((coding, quantity, line))
-    total_net = sum((p.net for _, _, p in lines), Decimal(0))
-    total_gross = sum((p.gross for _, _, p in lines), Decimal(0))
-    invoice: Resource = {
-        "resourceType": "Invoice", "id": invoice_id,
-        **({"extension": draft["extension"]} if draft and draft.get("extension") else {}),
-        **({"identifier": key_ids} if key_ids else {}),
-        "status": "issued", "subject": {"reference": patient_ref},
-        "recipient": {"reference": patient_ref}, "date": now_instant(),
-        "lineItem": [{"sequence": n, "chargeItemReference": {"reference": f"ChargeItem/{c['id']}"},
-                      "priceComponent": [{**pc, "amount": money(pc["amount"]["value"], currency)}
-                                         for pc in p.components]}
-                     for n, (c, (_, _, p)) in enumerate(zip(charge_items, lines, strict=True), 1)],
-        "totalNet": money(total_net, currency), "totalGross": money(total_gross, currency),
-    }
-    claim = await _claim(call, patient_ref=patient_ref, encounter=encounter, bill_ids=bill_ids,
-                         day=day, lines=lines, total=total_gross)
-    writes: list[tuple[Resource, int | None]] = [(c, None) for c in charge_items]
-    writes.append((invoice, int(draft["meta"]["versionId"]) if draft else None))
-    if claim is not None:
-        writes.append((claim, None))
-    return _bundle(call, await commit_new(repo, settings, writes))
+        charges.append(billing.Charge(item=item, previous=None, where=f"{where}.part.code"))
+    bill = await billing.compose(repo, settings, patient_ref=patient_ref, encounter=encounter,
+                                 appointment=appointment, keys=keys, draft=draft,
+                                 charges=charges)
+    return _bundle(call, await commit_new(repo, settings, bill.writes))
 
 
 def _service(service: dict[str, list[Any]], where: str,
@@ -199,110 +150,6 @@ def _service(service: dict[str, list[Any]], where: str,
         if price < 0:
             raise Unprocessable("price must not be negative", expression=[f"{where}.part.price"])
     return coding, quantity, price
-
-
-async def _definition(call: Call, coding: dict[str, Any], where: str) -> Resource:
-    system, code = coding.get("system"), coding["code"]
-    criteria = [("code", search_token(system, code)),
-                ("status", "active")]
-    found = [d for d in await svc.find_resources(repo=call.repo, settings=call.settings,
-                                                 type_="ChargeItemDefinition", criteria=criteria)
-             if matches_code(d, system, code)]
-    if not found:
-        raise Unprocessable(f"Service code '{code[:64]}' has no price: give one, or add an active "
-                            "ChargeItemDefinition for it to the price list",
-                            expression=[f"{where}.part.code"], code="not-found")
-    # Several active definitions: the most recently dated one wins (then the id, to be stable).
-    found.sort(key=lambda d: (str(d.get("date", "")), str(d.get("id"))), reverse=True)
-    return found[0]
-
-
-def _rounded(priced: Priced) -> Priced:
-    """Components rounded to cents (half up), and totals summed from the rounded amounts."""
-    out = Priced()
-    for c in priced.components:
-        amount = cents(decimal_of(c["amount"]["value"], "ChargeItemDefinition.propertyGroup"))
-        out.components.append({**c, "amount": {"value": amount}})
-        kind = c["type"]
-        if kind in ("base", "surcharge"):
-            out.net += amount
-        elif kind in ("discount", "deduction"):
-            out.net -= amount
-        elif kind == "tax":
-            out.gross += amount
-    out.gross += out.net
-    return out
-
-
-def _service_day(encounter: Resource | None, appointment: Resource | None) -> date:
-    for value in ((encounter or {}).get("period", {}).get("start"),
-                  (appointment or {}).get("start")):
-        if isinstance(value, str) and len(value) >= 10:
-            try:
-                return date.fromisoformat(value[:10])
-            except ValueError:
-                continue
-    return today()
-
-
-async def _claim(call: Call, *, patient_ref: str, encounter: Resource | None,
-                 bill_ids: list[dict[str, str]], day: date,
-                 lines: list[tuple[Resource, Decimal, Priced]], total: Decimal
-                 ) -> Resource | None:
-    settings = call.settings
-    coverages = await svc.find_resources(repo=call.repo, settings=settings, type_="Coverage",
-                                         criteria=[("beneficiary", patient_ref),
-                                                   ("status", "active")])
-    coverages = [c for c in coverages if in_force(c, day)]
-    if not coverages:
-        return None
-    coverages.sort(key=lambda c: (int(c.get("order", 1 << 30)), str(c["id"])))
-    coverage = coverages[0]
-    provider = ((encounter or {}).get("serviceProvider") or {}).get("reference") \
-        or settings.fhir_billing_provider
-    if not provider:
-        raise Unprocessable("The patient has active Coverage, but the Claim has no provider: set "
-                            "FHIR_BILLING_PROVIDER or the Encounter's serviceProvider",
-                            expression=["Encounter.serviceProvider"])
-    currency = settings.fhir_billing_currency
-    claim: Resource = {
-        "resourceType": "Claim", "id": str(uuid.uuid4()),
-        "identifier": bill_ids,
-        "status": "active", "type": {"coding": [{"system": CLAIM_TYPE, "code": "professional"}]},
-        "use": "claim", "patient": {"reference": patient_ref},
-        "billablePeriod": {"start": day.isoformat(), "end": day.isoformat()},
-        "created": now_instant(), "provider": {"reference": provider},
-        "priority": {"coding": [{"system": PROCESS_PRIORITY, "code": "normal"}]},
-        "insurance": [{"sequence": 1, "focal": True,
-                       "coverage": {"reference": f"Coverage/{coverage['id']}"}}],
-        "item": [_claim_item(n, coding, quantity, p, day, encounter, currency)
-                 for n, (coding, quantity, p) in enumerate(lines, 1)],
-        "total": money(total, currency),
-    }
-    payors = [p for p in coverage.get("payor") or []
-              if str((p or {}).get("reference", "")).startswith("Organization/")]
-    if payors:
-        claim["insurer"] = {"reference": payors[0]["reference"]}
-    diagnoses = [d for d in (encounter or {}).get("diagnosis") or [] if d.get("condition")]
-    if diagnoses:
-        claim["diagnosis"] = [{"sequence": n, "diagnosisReference": d["condition"]}
-                              for n, d in enumerate(diagnoses, 1)]
-    return claim
-
-
-def _claim_item(n: int, coding: Resource, quantity: Decimal, line: Priced, day: date,
-                encounter: Resource | None, currency: str) -> Resource:
-    """A Claim item billing a line's gross; ``unitPrice`` only when it divides exactly, so
-    that unitPrice x quantity is the net, as R4 defines it."""
-    item: Resource = {"sequence": n, "productOrService": {"coding": [coding]},
-                      "servicedDate": day.isoformat(), "quantity": {"value": quantity}}
-    unit = line.gross / quantity
-    if cents(unit) * quantity == line.gross:
-        item["unitPrice"] = money(unit, currency)
-    item["net"] = money(line.gross, currency)
-    if encounter:
-        item["encounter"] = [{"reference": f"Encounter/{encounter['id']}"}]
-    return item
 
 
 def _bundle(call: Call, resources: list[Resource]) -> Resource:

@@ -8,7 +8,8 @@ from fhir_server import rules
 def register_all() -> None:
     """Install every type's rules once (create_app calls this)."""
     from resources.appointment import AppointmentRules
+    from resources.encounter import EncounterBillRule
 
-    for type_, rule in (("Appointment", AppointmentRules()),):
+    for type_, rule in (("Appointment", AppointmentRules()), ("Encounter", EncounterBillRule())):
         if not any(isinstance(r, type(rule)) for r in rules.rules_for(type_)):
             rules.register(type_, rule)

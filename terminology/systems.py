@@ -15,6 +15,8 @@ INVOICE_SHARE = f"{SERVER_URI}/CodeSystem/invoice-share"
 ADJUDICATION_ERROR = f"{SERVER_URI}/CodeSystem/adjudication-error"
 # Extension on an Endpoint: how to get an OAuth2 token for it (client id, scope).
 ENDPOINT_OAUTH = f"{SERVER_URI}/StructureDefinition/endpoint-oauth2"
+# Extension on an Endpoint: valueBoolean true to sync this EHR every FHIR_EHR_SYNC_INTERVAL.
+ENDPOINT_EHR_SYNC = f"{SERVER_URI}/StructureDefinition/endpoint-ehr-sync"
 # Identifier system linking a bill's ChargeItems and Claim to their Invoice ("Invoice/[id]").
 BILL_INVOICE = "urn:fhir-rcm-server:invoice"
 

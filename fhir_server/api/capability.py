@@ -124,6 +124,8 @@ def capability_statement(base_url: str, start: str,
             "resource": [_with_operations(r) for r in _resources()],
             "interaction": [{"code": "transaction"}, {"code": "batch"},
                             {"code": "history-system"}],
+            "operation": [{"name": "export", "definition":
+                           "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"}],
             "searchParam": [
                 {"name": "_lastUpdated", "type": "date",
                  "definition": "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated"},

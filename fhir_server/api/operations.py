@@ -26,6 +26,7 @@ class Services:
 
     payer: PayerAdapter
     x12: Any  # adapters.payer_x12.X12PayerAdapter: the clearinghouse outbox poll
+    ehr: Any = None  # adapters.ehr_fhir.FhirEhrAdapter
 
 
 async def _run(op: Operation, request: Request, settings: Any,

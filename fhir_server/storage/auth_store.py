@@ -16,7 +16,7 @@ from fhir_server.storage.records import Records
 
 Doc = dict[str, Any]
 Kind = Literal["keys", "clients", "users", "requests", "codes", "refresh", "revoked", "jti",
-               "launch", "failures", "x12"]
+               "launch", "failures"]
 
 # Expired records are deleted by a sweep at most this often per kind.
 PURGE_INTERVAL = 60.0

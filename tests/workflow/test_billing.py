@@ -292,7 +292,8 @@ async def test_operation_definitions_served_and_listed(client: httpx.AsyncClient
                 ("Invoice", "generate-bill"): "Invoice-generate-bill",
                 ("Claim", "submit"): "Claim-submit",
                 ("PaymentReconciliation", "import-835"): "PaymentReconciliation-import-835",
-                ("Invoice", "record-payment"): "Invoice-record-payment"}
+                ("Invoice", "record-payment"): "Invoice-record-payment",
+                ("Endpoint", "sync"): "Endpoint-sync"}
     assert set(listed) == set(expected)
     for (type_, code), id_ in expected.items():
         r = await client.get(f"OperationDefinition/{id_}")

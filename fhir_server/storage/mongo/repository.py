@@ -271,10 +271,9 @@ class MongoRepository(Repository):
         if self.mongo.uses_indexes:
             docs = [d async for d in self.db[type_].find(
                 {"_id": {"$in": list(ids)}, "json": {"$ne": None}}, {"ix.rf": 1})]
-        else:  # one lookup by _id each: the one query FerretDB serves from an index
-            found = [await self.db[type_].find_one({"_id": i, "json": {"$ne": None}},
-                                                   {"ix.rf": 1}) for i in ids]
-            docs = [d for d in found if d is not None]
+        else:  # one lookup by exactly _id each: the one query FerretDB serves from an index
+            found = [await self.db[type_].find_one({"_id": i}, {"ix.rf": 1}) for i in ids]
+            docs = [d for d in found if d is not None]  # a deletion has no search values
         return {str(d["_id"]): [r for r in (d.get("ix") or {}).get("rf", [])
                                 if r.startswith(prefix)] for d in docs}
 

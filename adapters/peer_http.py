@@ -1,16 +1,17 @@
-"""Calling payers over HTTP, resiliently: what every payer adapter (FHIR, X12) shares.
+"""Calling another system over HTTP, resiliently: what the payer (FHIR, X12) and EHR
+adapters share.
 
 * connect and read timeouts, and one overall deadline per call (connect + read
-  timeout): a payer that is down or slow answers 502/504 within it, never a hang;
-* retries with exponential backoff and full jitter, for idempotent calls, and for
-  any call whose request never reached the payer (connection refused or not
-  established); a submission that may have reached the payer is not repeated;
-* a circuit breaker per endpoint address: after N consecutive failures calls fail at
-  once (502) until a trial call succeeds;
-* OAuth2 client credentials (``payer_oauth.py``) for endpoints that carry the
-  ``endpoint-oauth2`` extension, with one new token and one more try on a 401.
+  timeout): a peer that is down or slow fails the call within it, never a hang;
+* retries with exponential backoff and full jitter, for idempotent calls, and for any
+  call whose request never reached the peer (connection refused or not established);
+  a submission that may have reached the peer is not repeated;
+* a circuit breaker per peer address: after N consecutive failures calls fail at once
+  (502) until a trial call succeeds; a peer that answers, even with a refusal, is up;
+* OAuth2 client credentials with ``private_key_jwt`` (``payer_oauth.TokenSource``) when
+  the endpoint names a client id; one new token and one more try on a 401.
 
-What is sent is never logged; a payer's error text is not passed on.
+Nothing sent or received is logged; a peer's error text is not passed on.
 """
 
 from __future__ import annotations
@@ -23,17 +24,22 @@ from typing import TypeVar
 import httpx
 
 from adapters.payer import PayerEndpoint
-from adapters.payer_oauth import TokenSource, load_client_key
+from adapters.payer_oauth import DEFAULT_SCOPE, TokenSource, load_client_key
 from adapters.resilience import CircuitBreaker, backoff_delay
 from fhir_server.config import Settings
 from fhir_server.errors import Upstream, UpstreamTimeout
 
-log = logging.getLogger("adapters.payer_http")
+log = logging.getLogger("adapters.peer_http")
+FHIR_JSON = "application/fhir+json"
 T = TypeVar("T")
 
 
-class PayerRefused(Upstream):
-    """The payer answered, but not with what was asked (a 4xx, or something unreadable)."""
+class Refused(Upstream):
+    """The peer answered, but refused (a 4xx, or not what was asked): it is up."""
+
+
+class PayerRefused(Refused):
+    """A payer or its clearinghouse answered, but not with what was asked."""
 
 
 class _Retry(Exception):
@@ -42,12 +48,13 @@ class _Retry(Exception):
         self.error = error
 
 
-class PayerHttp:
-    """One HTTP client, the circuit breakers and the OAuth tokens of every payer endpoint."""
+class PeerHttp:
+    """One HTTP client, the circuit breakers and the OAuth tokens of a kind of peer."""
 
-    def __init__(self, settings: Settings, *,
+    def __init__(self, settings: Settings, *, peer: str = "payer",
+                 default_scope: str = DEFAULT_SCOPE,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self.settings = settings
+        self.settings, self.peer = settings, peer
         timeout = httpx.Timeout(settings.fhir_payer_read_timeout,
                                 connect=settings.fhir_payer_connect_timeout)
         self.client = httpx.AsyncClient(timeout=timeout, transport=transport,
@@ -55,7 +62,7 @@ class PayerHttp:
         self.breakers: dict[str, CircuitBreaker] = {}
         key = (load_client_key(settings.fhir_client_key_file)
                if settings.fhir_client_key_file else None)
-        self.tokens = TokenSource(key)
+        self.tokens = TokenSource(key, default_scope=default_scope)
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -67,15 +74,25 @@ class PayerHttp:
                                                 reset=self.settings.fhir_payer_breaker_reset)
         return self.breakers[key]
 
+    async def request(self, endpoint: PayerEndpoint, method: str, url: str, *,
+                      body: bytes | None = None, idempotent: bool,
+                      headers: dict[str, str] | None = None) -> httpx.Response:
+        """A FHIR call: the answer when it is not a server error (what a 4xx means is the
+        caller's to judge)."""
+        sent = {"Accept": FHIR_JSON, **({"Content-Type": FHIR_JSON} if body is not None else {}),
+                **(headers or {})}
+        return await self.call(endpoint, method, url, body=body, headers=sent,
+                               idempotent=idempotent, read=lambda response: response)
+
     async def call(self, endpoint: PayerEndpoint, method: str, url: str, *, body: bytes | None,
                    headers: dict[str, str], idempotent: bool,
                    read: Callable[[httpx.Response], T]) -> T:
-        """One call with the rules above; ``read`` turns a non-5xx answer into the result
-        (raising ``PayerRefused`` when it is not what was asked)."""
+        """One call with the rules above; ``read`` turns an answer that is not a server error
+        into the result (raising ``Refused`` when it is not what was asked)."""
         breaker = self.breaker(endpoint)
         if not breaker.allow():
-            raise Upstream(f"The payer at {endpoint.reference} is failing; calls are paused "
-                           "(circuit open), try again later", code="transient")
+            raise Upstream(f"The {self.peer} at {endpoint.reference} is failing; calls are "
+                           "paused (circuit open), try again later", code="transient")
         deadline = self.settings.fhir_payer_connect_timeout + self.settings.fhir_payer_read_timeout
         try:
             async with asyncio.timeout(deadline):
@@ -83,9 +100,9 @@ class PayerHttp:
                                               idempotent, read)
         except TimeoutError:
             breaker.failed()
-            raise UpstreamTimeout(f"The payer at {endpoint.reference} did not answer within "
-                                  f"{deadline:g} s") from None
-        except PayerRefused:
+            raise UpstreamTimeout(f"The {self.peer} at {endpoint.reference} did not answer "
+                                  f"within {deadline:g} s") from None
+        except Refused:
             breaker.succeeded()  # it answered: the endpoint is up
             raise
         except (Upstream, UpstreamTimeout):
@@ -107,46 +124,48 @@ class PayerHttp:
                 return read(response)
             except _Retry as retry:
                 last = retry.error
-                log.warning("payer call failed endpoint=%s attempt=%d status=%d",
+                log.warning("%s call failed endpoint=%s attempt=%d status=%d", self.peer,
                             endpoint.reference, attempt + 1, retry.error.status)
         assert last is not None
         raise last
 
-    async def _once(self, endpoint: PayerEndpoint, method: str, url: str, body: bytes | None,
-                    headers: dict[str, str], idempotent: bool) -> httpx.Response:
+    async def _send(self, endpoint: PayerEndpoint, method: str, url: str, body: bytes | None,
+                    headers: dict[str, str]) -> httpx.Response:
         if endpoint.oauth_client_id:
             headers["Authorization"] = f"Bearer {await self.tokens.token(self.client, endpoint)}"
-        try:
+        response = await self.client.request(method, url, content=body, headers=headers)
+        if response.status_code == 401 and endpoint.oauth_client_id:
+            # The token expired or was revoked early: one new token, one more try.
+            self.tokens.forget(endpoint)
+            headers["Authorization"] = f"Bearer {await self.tokens.token(self.client, endpoint)}"
             response = await self.client.request(method, url, content=body, headers=headers)
-            if response.status_code == 401 and endpoint.oauth_client_id:
-                # The token expired or was revoked early: one new token, one more try.
-                self.tokens.forget(endpoint)
-                headers["Authorization"] = (
-                    f"Bearer {await self.tokens.token(self.client, endpoint)}")
-                response = await self.client.request(method, url, content=body,
-                                                     headers=headers)
+        return response
+
+    async def _once(self, endpoint: PayerEndpoint, method: str, url: str, body: bytes | None,
+                    headers: dict[str, str], idempotent: bool) -> httpx.Response:
+        who = f"the {self.peer} at {endpoint.reference}"
+        try:
+            response = await self._send(endpoint, method, url, body, headers)
         except (httpx.ConnectError, httpx.ConnectTimeout):
-            # Nothing reached the payer: repeating cannot submit anything twice.
-            raise _Retry(Upstream(f"Cannot connect to the payer at {endpoint.reference}",
-                                  code="transient")) from None
+            # Nothing reached the peer: repeating cannot do anything twice.
+            raise _Retry(Upstream(f"Cannot connect to {who}", code="transient")) from None
         except httpx.InvalidURL:
             raise Upstream(f"The address of {endpoint.reference} is not a valid URL",
                            code="invalid") from None
         except httpx.TimeoutException:
-            error = UpstreamTimeout(f"The payer at {endpoint.reference} did not answer in time")
+            error = UpstreamTimeout(f"{who[0].upper()}{who[1:]} did not answer in time")
             if idempotent:
                 raise _Retry(error) from None
             raise error from None
         except httpx.HTTPError as exc:
-            error = Upstream(f"The call to the payer at {endpoint.reference} failed "
-                             f"({type(exc).__name__})")
+            error = Upstream(f"The call to {who} failed ({type(exc).__name__})")
             if idempotent:
                 raise _Retry(error) from None
             raise error from None
         status = response.status_code
         if status >= 500 or status == 429:
-            failed = Upstream(f"The payer at {endpoint.reference} answered HTTP {status}")
+            error = Upstream(f"{who[0].upper()}{who[1:]} answered HTTP {status}")
             if idempotent:
-                raise _Retry(failed)
-            raise failed
+                raise _Retry(error)
+            raise error
         return response

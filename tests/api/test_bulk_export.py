@@ -1,0 +1,68 @@
+"""System-level Bulk Data export: kick-off, status, files; who may see them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+
+from tests.conftest import ClientFor
+from tests.factories import patient
+
+ASYNC = {"Prefer": "respond-async"}
+
+
+async def finished(http: httpx.AsyncClient, status_url: str) -> httpx.Response:
+    for _ in range(300):
+        r = await http.get(status_url)
+        if r.status_code != 202:
+            return r
+        await asyncio.sleep(0.05)
+    raise AssertionError("the export did not finish")
+
+
+async def test_export_since_and_files(client: httpx.AsyncClient) -> None:
+    made = [(await client.post("Patient", json=patient(family=f"Bulk{n}"))).json()
+            for n in range(3)]
+    r = await client.get("$export", params={"_type": "Patient"}, headers=ASYNC)
+    assert r.status_code == 202, r.text
+    done = await finished(client, r.headers["content-location"])
+    assert done.status_code == 200, done.text
+    manifest = done.json()
+    assert manifest["requiresAccessToken"] is True
+    [output] = manifest["output"]
+    assert output["type"] == "Patient"
+    lines = (await client.get(output["url"], headers={"Accept": "application/fhir+ndjson"}))
+    assert lines.headers["content-type"].startswith("application/fhir+ndjson")
+    exported = [json.loads(line) for line in lines.text.splitlines()]
+    assert sorted(p["id"] for p in exported) == sorted(p["id"] for p in made)
+
+    changed = {**made[0], "gender": "female"}
+    assert (await client.put(f"Patient/{made[0]['id']}", json=changed)).status_code == 200
+    r = await client.get("$export", params={"_type": "Patient",
+                                            "_since": manifest["transactionTime"]},
+                         headers=ASYNC)
+    again = (await finished(client, r.headers["content-location"])).json()
+    text = (await client.get(again["output"][0]["url"])).text
+    assert [json.loads(line)["id"] for line in text.splitlines()] == [made[0]["id"]]
+
+
+async def test_export_is_the_starting_clients_own(client: httpx.AsyncClient,
+                                                  client_for: ClientFor) -> None:
+    await client.post("Patient", json=patient())
+    assert (await client.get("$export", params={"_type": "Patient"})).status_code == 400
+    r = await client.get("$export", params={"_type": "Patient"}, headers=ASYNC)
+    status_url = r.headers["content-location"]
+    manifest = (await finished(client, status_url)).json()
+    other = await client_for("system/Patient.rs", client_id="another-app")
+    assert (await other.get(status_url)).status_code == 404
+    assert (await other.get(manifest["output"][0]["url"])).status_code == 404
+    no_scope = await client_for("system/Observation.rs")
+    assert (await no_scope.get("$export", params={"_type": "Patient"},
+                               headers=ASYNC)).status_code == 403
+    app = await client_for("patient/*.rs", patient="p1")
+    assert (await app.get("$export", params={"_type": "Patient"},
+                          headers=ASYNC)).status_code == 403
+    assert (await client.delete(status_url)).status_code == 202
+    assert (await client.get(status_url)).status_code == 404
