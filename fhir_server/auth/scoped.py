@@ -295,6 +295,12 @@ class ScopedRepository(Repository):
                                     index=w.index, method=w.method)
         return await self.base.commit_transaction(writes, ts=ts, side_effects=side_effects)
 
+    async def append_new(self, *, type_: str,
+                         items: Sequence[tuple[str, str, Mapping[str, Any]]],
+                         ts: datetime) -> int:
+        self.access.require(type_, "c")
+        return await self.base.append_new(type_=type_, items=items, ts=ts)
+
     @property
     def access_key(self) -> str:
         return self.access.key()

@@ -21,7 +21,7 @@ kind serves every parameter of that kind):
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from decimal import Decimal
 from itertools import product
 from typing import Any
@@ -36,7 +36,7 @@ from fhir_server.search.normalize import (
     key,
     token_keys,
 )
-from fhir_server.search.registry import SearchParam, params_for, split_union
+from fhir_server.search.registry import SearchParam, extraction_plan, split_union
 
 REFERENCE = re.compile(r"^(?:(?P<base>.*)/)?(?P<type>[A-Z][A-Za-z]+)/(?P<id>[A-Za-z0-9\-.]{1,64})"
                        r"(?:/_history/[^/]+)?$")
@@ -298,44 +298,33 @@ def _index_composite(c: Collector, param: SearchParam, values: Iterable[Any]) ->
                 c.add("cr", param.code, {"p": param.code, "k": k1, "lo": lo, "hi": hi})
 
 
-def _evaluate(param: SearchParam, resource: Mapping[str, Any]) -> list[Any]:
-    found: list[Any] = []
-    for fn, keep in param.evaluators():
-        try:
-            values = fn(resource)
-        except Exception:
-            continue
-        if keep:
-            found.append((keep, values))
-        else:
-            found.append(((), values))
-    return found
-
-
 def index_resource(resource: Mapping[str, Any], *, base_url: str = "") -> dict[str, Any]:
     """The ``ix`` document of a resource: every search parameter's normalised values."""
     c = Collector(base_url)
     rtype = str(resource.get("resourceType", ""))
-    for code, param in params_for(rtype).items():
+    for param, evaluators in extraction_plan(rtype):
+        code = param.code
         if code in SERVER_VALUES:
             continue
-        for keep, values in _evaluate(param, resource):
+        for evaluator in evaluators:
+            roots = evaluator.roots
+            if roots is not None and not any(r in resource for r in roots):
+                continue  # the path starts from an element the resource does not have
+            try:
+                values = evaluator.fn(resource)
+            except Exception:
+                continue
             if not values:
                 continue
-            if param.type == "token":
-                _index_token(c, code, values)
-            elif param.type == "string":
-                _index_string(c, code, values)
-            elif param.type == "reference":
-                _index_reference(c, code, values, keep)
-            elif param.type == "date":
-                _index_date(c, code, values)
-            elif param.type == "number":
-                _index_number(c, code, values)
-            elif param.type == "quantity":
-                _index_quantity(c, code, values)
-            elif param.type == "uri":
-                _index_uri(c, code, values)
+            if param.type == "reference":
+                _index_reference(c, code, values, evaluator.keep)
             elif param.type == "composite":
                 _index_composite(c, param, values)
+            else:
+                _INDEXERS[param.type](c, code, values)
     return c.document()
+
+
+_INDEXERS: dict[str, Callable[[Collector, str, Iterable[Any]], None]] = {
+    "token": _index_token, "string": _index_string, "date": _index_date,
+    "number": _index_number, "quantity": _index_quantity, "uri": _index_uri}

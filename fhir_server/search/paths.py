@@ -208,14 +208,23 @@ def single_valued(expression: str) -> bool:
     return True
 
 
-def compile_path(expression: str) -> Walker | None:
+class PathWalker:
+    """A compiled plain path: called on a resource, it returns the path's values."""
+
+    def __init__(self, steps: list[Step], root_type: str) -> None:
+        self.steps = steps
+        self.root_type = root_type
+        first = steps[0]
+        # The resource's top-level keys the path starts from: without one, it finds nothing.
+        self.roots = first.keys if isinstance(first, _Key) else None
+
+    def __call__(self, resource: Any) -> list[Any]:
+        return _walk(self.steps, self.root_type, resource)
+
+
+def compile_path(expression: str) -> PathWalker | None:
     """A walker for a plain path expression, or None when it is not one."""
     steps = _compile(expression)
     if steps is None:
         return None
-    root_type = expression.strip().split(".", 1)[0]
-
-    def walk(resource: Any) -> list[Any]:
-        return _walk(steps, root_type, resource)
-
-    return walk
+    return PathWalker(steps, expression.strip().split(".", 1)[0])

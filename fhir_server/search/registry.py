@@ -83,8 +83,21 @@ class SearchParam:
     components: tuple[Component, ...] = ()
     parts: tuple[PathPart, ...] = field(default=(), compare=False)
 
-    def evaluators(self) -> list[tuple[Callable[[Any], list[Any]], tuple[str, ...]]]:
-        return [(_compiled(p.expression), p.resolve_types) for p in self.parts]
+    def evaluators(self) -> list[Evaluator]:
+        return [Evaluator(_compiled(p.expression), p.resolve_types) for p in self.parts]
+
+
+@dataclass(frozen=True)
+class Evaluator:
+    """One union branch, compiled: the function, the reference types it keeps, and the
+    top-level elements it starts from (None: it may find values anywhere)."""
+
+    fn: Callable[[Any], list[Any]]
+    keep: tuple[str, ...]
+
+    @property
+    def roots(self) -> tuple[str, ...] | None:
+        return getattr(self.fn, "roots", None)
 
 
 @cache
@@ -160,6 +173,12 @@ def params_for(type_: str) -> dict[str, SearchParam]:
 
 def lookup(type_: str, code: str) -> SearchParam | None:
     return params_for(type_).get(code)
+
+
+@cache
+def extraction_plan(type_: str) -> tuple[tuple[SearchParam, tuple[Evaluator, ...]], ...]:
+    """Every parameter of a type with its compiled branches, made once per type."""
+    return tuple((p, tuple(p.evaluators())) for p in params_for(type_).values())
 
 
 @cache

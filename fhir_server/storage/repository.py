@@ -194,3 +194,13 @@ class Repository(ABC):
         """Commit ``writes`` and the server's own ``side_effects`` of them all or nothing
         (a scoped repository checks only ``writes`` against the caller's token). Raises
         TransactionConflict naming the first write whose ``previous`` did not hold."""
+
+    @abstractmethod
+    async def append_new(self, *, type_: str,
+                         items: Sequence[tuple[str, str, Mapping[str, Any]]],
+                         ts: datetime) -> int:
+        """Store resources that nobody will ever change (the server's AuditEvents):
+        ``(id, text, index)`` each, as version 1, in as few round trips as the engine
+        allows. An id stored before is skipped (a replayed journal); returns how many
+        were stored. Not all or nothing on every engine: callers replay what may be
+        missing (the audit journal does)."""

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from fhir_server.audit.events import CLIENT_SYSTEM, DCM, INTERACTION
 from fhir_server.auth.tokens import LoginEvent
 from fhir_server.main import quiet_driver_logs
+from fhir_server.validation import validate_resource
 from tests.conftest import ClientFor
 
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
@@ -111,6 +112,26 @@ async def test_one_event_per_interaction(app: FastAPI, client: httpx.AsyncClient
     if kind == "search-type":
         query = next(e for e in event["entity"] if e["role"]["code"] == "24")
         assert base64.b64decode(query["query"]).decode() == "Patient?name"
+
+
+async def test_every_kind_of_event_is_a_valid_r4_audit_event(
+        app: FastAPI, client: httpx.AsyncClient, client_for: ClientFor,
+        auditor: httpx.AsyncClient) -> None:
+    """The trail writes its events without validating each (they are the server's own):
+    the builders' output for every interaction, failures, users and operations must be
+    valid R4 AuditEvents."""
+    pid = await _patient(client)
+    user = await client_for("user/*.cruds", username="ann", role="admin",
+                            fhir_user="Practitioner/ann")
+    for kind in KINDS:
+        assert (await _do(user if kind == "read" else client, kind, pid)).status_code < 500
+    assert (await (await client_for(None)).get(f"Patient/{pid}")).status_code == 401
+    assert (await client.post("Coverage/no-such/$eligibility", json={
+        "resourceType": "Parameters"})).status_code == 404
+    events = await _events(app, auditor)
+    assert len(events) >= len(KINDS) + 2
+    for event in events:
+        validate_resource(event, expected_type="AuditEvent")  # raises on any problem
 
 
 async def test_failures_are_audited(app: FastAPI, client: httpx.AsyncClient,

@@ -33,7 +33,7 @@ from typing import Any
 
 from pymongo import DESCENDING, AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from fhir_server.search.evaluate import evaluate
 from fhir_server.search.query import And, Ids, Query, SortKey, and_
@@ -420,3 +420,31 @@ class MongoRepository(Repository):
         if doc is None:
             return None
         return Current(version=int(doc["v"]), deleted=doc.get("json") is None)
+
+    async def append_new(self, *, type_: str,
+                         items: Sequence[tuple[str, str, Mapping[str, Any]]],
+                         ts: datetime) -> int:
+        """The current documents, then their history versions, each one ``insert_many``
+        that skips what exists. A crash in between leaves some without history; the
+        caller's replay (the audit journal) writes what is missing."""
+        if not items:
+            return 0
+        await self.ensure_type_indexes(type_)
+        current = [{"_id": id_, "v": 1, "ts": ts, "m": "POST", "json": text,
+                    "ix": dict(index)} for id_, text, index in items]
+        history = [{"_id": history_key(type_, id_, 1), "t": type_, "i": id_, "v": 1, "ts": ts,
+                    "m": "POST", "json": text} for id_, text, _ in items]
+        stored = await _insert_new(self.db[type_], current)
+        await _insert_new(self.db[HISTORY], history)
+        return stored
+
+
+async def _insert_new(coll: Any, docs: list[Doc]) -> int:
+    """Insert what is not there yet (by _id); how many were inserted."""
+    try:
+        return len((await coll.insert_many(docs, ordered=False)).inserted_ids)
+    except BulkWriteError as error:
+        details = error.details or {}
+        if any(e.get("code") != 11000 for e in details.get("writeErrors", [])):
+            raise
+        return int(details.get("nInserted", 0))

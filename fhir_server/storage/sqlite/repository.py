@@ -289,3 +289,29 @@ class SqliteRepository(Repository):
         await self.db.write(run)
         return [StoredVersion(type_=w.type_, id_=w.id_, version=(w.previous or 0) + 1,
                               last_updated=ts, text=w.text, method=w.method) for w in writes]
+
+    async def append_new(self, *, type_: str,
+                         items: Sequence[tuple[str, str, Mapping[str, Any]]],
+                         ts: datetime) -> int:
+        at = ms(ts)
+
+        def run(c: sqlite3.Connection) -> int:
+            stored = 0
+            for id_, text, index in items:
+                rid = c.execute("INSERT OR IGNORE INTO resources (type, id, v, ts, m, json) "
+                                "VALUES (?, ?, 1, ?, 'POST', ?)", (type_, id_, at, text)).lastrowid
+                if not c.execute("SELECT changes()").fetchone()[0]:
+                    continue  # stored before
+                assert rid is not None
+                c.execute("INSERT INTO history (key, type, id, v, ts, m, json) "
+                          "VALUES (?, ?, ?, 1, ?, 'POST', ?)",
+                          (history_key(type_, id_, 1), type_, id_, at, text))
+                insert_index(c, rid=rid, type_=type_, id_=id_, index=index)
+                stored += 1
+            if stored:
+                c.execute("INSERT INTO type_counts (type, live) VALUES (?, ?) "
+                          "ON CONFLICT (type) DO UPDATE SET live = live + excluded.live",
+                          (type_, stored))
+            return stored
+
+        return await self.db.write(run)
