@@ -34,11 +34,15 @@ from adapters.upsert import Wanted, WriteFailed, apply, lookup
 from fhir_server.config import Settings
 from fhir_server.errors import Conflict, Upstream, UpstreamTimeout
 from fhir_server.fhirjson import parse_json
+from fhir_server.storage.locks import LockBusy
 from fhir_server.storage.repository import Repository
 
 log = logging.getLogger("adapters.ehr_fhir")
 SYNC_TYPES = ("Organization", "Location", "Practitioner", "Patient", "Coverage", "Encounter",
               "Appointment")
+# One sync of an Endpoint at a time, across processes; a process that dies mid-sync blocks
+# the next one for this long at most.
+SYNC_LEASE_SECONDS = 900.0
 DEFAULT_SCOPE = " ".join(f"system/{t}.rs" for t in SYNC_TYPES)
 OUTCOMES = ("created", "updated", "unchanged", "failed")
 BULK_WAIT = 600.0  # seconds a bulk export may take
@@ -57,27 +61,33 @@ class FhirEhrAdapter:
     def __init__(self, settings: Settings, http: PeerHttp | None = None) -> None:
         self.settings = settings
         self.http = http or PeerHttp(settings, peer="EHR", default_scope=DEFAULT_SCOPE)
-        self.running: dict[str, asyncio.Lock] = {}
 
     async def close(self) -> None:
         await self.http.close()
 
     async def sync(self, *, repo: Repository, records: Records, endpoint: PayerEndpoint,
                    types: list[str], since: str | None, bulk: bool = False) -> Summary:
-        lock = self.running.setdefault(endpoint.reference, asyncio.Lock())
-        if lock.locked():
-            raise Conflict(f"{endpoint.reference} is being synced already; try again later")
-        async with lock:
-            state = await records.get(endpoint.reference) or {}
-            marks: dict[str, str] = dict(state.get("watermarks") or {})
-            summary = Summary()
-            if bulk:
-                await self._bulk(repo, records, endpoint, types, since, marks, summary)
-            for type_ in [] if bulk else types:
-                await self._sync_type(repo, records, endpoint, type_, since or marks.get(type_),
-                                      marks, summary)
-            summary.watermarks = {t: marks[t] for t in types if t in marks}
-            return summary
+        try:
+            async with repo.locks.hold([f"ehr-sync:{endpoint.reference}"], wait=0,
+                                       lease=SYNC_LEASE_SECONDS):
+                return await self._sync(repo=repo, records=records, endpoint=endpoint,
+                                        types=types, since=since, bulk=bulk)
+        except LockBusy:
+            raise Conflict(f"{endpoint.reference} is being synced already; try again "
+                           "later") from None
+
+    async def _sync(self, *, repo: Repository, records: Records, endpoint: PayerEndpoint,
+                    types: list[str], since: str | None, bulk: bool) -> Summary:
+        state = await records.get(endpoint.reference) or {}
+        marks: dict[str, str] = dict(state.get("watermarks") or {})
+        summary = Summary()
+        if bulk:
+            await self._bulk(repo, records, endpoint, types, since, marks, summary)
+        for type_ in [] if bulk else types:
+            await self._sync_type(repo, records, endpoint, type_, since or marks.get(type_),
+                                  marks, summary)
+        summary.watermarks = {t: marks[t] for t in types if t in marks}
+        return summary
 
     async def _sync_type(self, repo: Repository, records: Records, endpoint: PayerEndpoint,
                          type_: str, since: str | None, marks: dict[str, str],

@@ -43,6 +43,9 @@ async def sync_marked(app: Any) -> int:
                                               since=None)
             done += 1
         except FhirError as error:
+            if error.status == 409:  # another server process is syncing it this round
+                log.debug("ehr sync skipped endpoint=%s (running elsewhere)", endpoint.reference)
+                continue
             log.warning("ehr sync failed endpoint=%s status=%d", endpoint.reference,
                         error.status)
     return done

@@ -57,6 +57,8 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
         signal.signal(sig, _raise_stop)
     try:
         check_data_dir(settings)
+        if settings.fhir_workers > 1:
+            return _serve_workers(settings)
         # Imported here so that other subcommands and --help do not load the whole app.
         from fhir_server.main import create_app
 
@@ -82,6 +84,30 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
         for sig in STOP_SIGNALS:  # let the database close cleanly, whatever else arrives
             signal.signal(sig, signal.SIG_IGN)
     return 0
+
+
+def _serve_workers(settings: Settings) -> int:
+    """FHIR_WORKERS processes on one listening socket (uvicorn's supervisor): each builds
+    the app from the same environment and opens the same database; a worker that dies is
+    replaced; SIGTERM or SIGINT stops them all, each finishing its requests and flushing
+    its audit queue."""
+    from uvicorn.supervisors import Multiprocess
+
+    config = uvicorn.Config("fhir_server.cli:worker_app", factory=True,
+                            host=settings.fhir_host, port=settings.fhir_port,
+                            workers=settings.fhir_workers, log_config=None, access_log=False,
+                            lifespan="on")
+    Multiprocess(config, sockets=[config.bind_socket()]).run()
+    return 0
+
+
+def worker_app() -> Any:
+    """The app of one worker process (built from the environment, like the parent's)."""
+    settings = get_settings()
+    setup_logging(settings.fhir_log_level)
+    from fhir_server.main import create_app
+
+    return create_app(settings)
 
 
 LOAD_SCOPE = "system/*.cruds"  # an in-process load writes every type

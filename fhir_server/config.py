@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -17,6 +18,10 @@ class Settings(BaseSettings):
 
     fhir_host: str = Field(default="127.0.0.1", description="Interface to listen on.")
     fhir_port: int = Field(default=8080, ge=1, le=65535, description="TCP port to listen on.")
+    fhir_workers: int = Field(
+        default_factory=lambda: os.cpu_count() or 1, ge=1, le=64,
+        description="Server processes sharing the port and the database (default: the "
+        "number of cores).")
     fhir_base_url: str | None = Field(
         default=None,
         description="Public base URL of the FHIR endpoint, used in absolute links "

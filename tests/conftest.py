@@ -222,7 +222,7 @@ def server_env(store: Store, port: int, **env: str) -> dict[str, str]:
     full = {k: v for k, v in os.environ.items() if k not in ("MONGODB_URI", "MONGODB_DATABASE")}
     return {**full, **store.env(), "FHIR_PORT": str(port), "FHIR_HOST": "127.0.0.1",
             "FHIR_BASE_URL": f"http://127.0.0.1:{port}/fhir", "FHIR_LOG_LEVEL": "WARNING",
-            **env}
+            "FHIR_WORKERS": "1", **env}
 
 
 @contextmanager

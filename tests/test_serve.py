@@ -37,7 +37,7 @@ def children(pid: int) -> list[int]:
 def server_env(data_dir: Path, port: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "MONGODB_URI"}
     env.update({"FHIR_DATA_DIR": str(data_dir), "FHIR_PORT": str(port),
-                "FHIR_LOG_LEVEL": "WARNING"})
+                "FHIR_LOG_LEVEL": "WARNING", "FHIR_WORKERS": "1"})
     return env
 
 

@@ -35,8 +35,10 @@ class Listener:
         self.connections: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> None:
+        # reuse_port: with FHIR_WORKERS > 1 every server process listens on the port and the
+        # kernel spreads the connections; each message is applied under the same leases.
         self.server = await start_hl7_server(self._serve, self.host, self.port,
-                                             limit=MAX_MESSAGE)
+                                             limit=MAX_MESSAGE, reuse_port=True)
         log.info("hl7v2 listener host=%s port=%d", self.host, self.port)
 
     async def stop(self) -> None:

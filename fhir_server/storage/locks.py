@@ -38,27 +38,29 @@ class Locks:
         self.records = records
 
     @asynccontextmanager
-    async def hold(self, names: Iterable[str], *, wait: float = 10.0) -> AsyncIterator[None]:
-        """Hold every name (taken in sorted order, so two holders cannot deadlock)."""
+    async def hold(self, names: Iterable[str], *, wait: float = 10.0,
+                   lease: float = LEASE_SECONDS) -> AsyncIterator[None]:
+        """Hold every name (taken in sorted order, so two holders cannot deadlock); a holder
+        that dies leaves them for ``lease`` seconds at most."""
         owner = uuid.uuid4().hex
         taken: list[str] = []
         deadline = asyncio.get_running_loop().time() + wait
         try:
             for name in sorted(set(names)):
-                await self._take(name, owner, deadline)
+                await self._take(name, owner, deadline, lease)
                 taken.append(name)
             yield
         finally:
             for name in reversed(taken):
                 await self.records.delete(kind=LOCKS, id_=name, expect={"owner": owner})
 
-    async def _take(self, name: str, owner: str, deadline: float) -> None:
+    async def _take(self, name: str, owner: str, deadline: float, lease: float) -> None:
         loop = asyncio.get_running_loop()
         attempt = 0
         while True:
             now = time.time()
             if await self.records.insert(kind=LOCKS, doc={"_id": name, "owner": owner,
-                                                          "expires": now + LEASE_SECONDS}):
+                                                          "expires": now + lease}):
                 return
             held = await self.records.get(kind=LOCKS, id_=name)
             if held is not None and held["expires"] <= now:

@@ -11,7 +11,7 @@
   other tasks never see or join it half done.
 * Several processes may share the file (``FHIR_WORKERS``, the operator CLI):
   a writer that finds the file locked by another process does not block the
-  loop in SQLite's busy handler; it yields and tries again (``run_write``).
+  loop in SQLite's busy handler; it yields and tries again (``write``).
 """
 
 from __future__ import annotations
@@ -111,7 +111,9 @@ class Database:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
                                     cached_statements=512)
-        self.conn.execute("PRAGMA busy_timeout = 0")
+        # At start-up (several processes may open a new file at once) wait for the lock in
+        # SQLite's handler; once serving, never block the loop in it (``write`` yields instead).
+        self.conn.execute(f"PRAGMA busy_timeout = {int(BUSY_WAIT * 1000)}")
         self.conn.execute("PRAGMA journal_mode = WAL")
         self.conn.execute(f"PRAGMA synchronous = {synchronous}")
         self.conn.execute("PRAGMA temp_store = MEMORY")
@@ -126,6 +128,7 @@ class Database:
                                f"(schema {version}; this one knows {SCHEMA_VERSION})")
         self.conn.executescript("BEGIN IMMEDIATE;" + SCHEMA
                                 + f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+        self.conn.execute("PRAGMA busy_timeout = 0")
 
     def close(self) -> None:
         try:

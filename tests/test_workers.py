@@ -1,0 +1,116 @@
+"""FHIR_WORKERS: several server processes on one port and one database, under load.
+
+Two workers take 10,000 requests from 8 clients (creates, reads, searches, racing
+updates of one resource, racing bookings of one practitioner); every update gets its
+own version, one booking wins, and after a clean stop every request has its
+AuditEvent (each worker flushed its queue)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import Store, mint_for_database, server_process
+from tests.factories import patient
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc")
+
+CLIENTS = 8
+REQUESTS = 10_000
+UPDATES = 40
+BOOKINGS = 6
+TESTER = "workers-test"
+
+
+def worker_pids(parent: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if int(fields[1]) == parent:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def booking(patient_id: str, practitioner_id: str) -> dict[str, Any]:
+    return {"resourceType": "Appointment", "status": "booked",
+            "start": "2031-05-04T09:00:00Z", "end": "2031-05-04T09:30:00Z",
+            "participant": [{"actor": {"reference": f"Patient/{patient_id}"},
+                             "status": "accepted"},
+                            {"actor": {"reference": f"Practitioner/{practitioner_id}"},
+                             "status": "accepted"}]}
+
+
+class Counted:
+    """An HTTP client that counts the requests it sends (each is one AuditEvent)."""
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self.http, self.sent = http, 0
+
+    async def __call__(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        self.sent += 1
+        return await self.http.request(method, url, **kwargs)
+
+
+async def test_two_workers_share_the_database_under_load(store: Store) -> None:
+    with server_process(store, FHIR_WORKERS="2") as server:
+        assert len(worker_pids(server.proc.pid)) >= 2, "two worker processes"
+        token = await mint_for_database(store, server.base, client_id=TESTER)
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/fhir+json"}
+        async with httpx.AsyncClient(base_url=server.base + "/", headers=headers, timeout=120,
+                                     limits=httpx.Limits(max_connections=CLIENTS)) as http:
+            call = Counted(http)
+            pid = (await call("POST", "Patient", json=patient(family="Shared"))).json()["id"]
+            doctor = (await call("POST", "Practitioner", json={
+                "resourceType": "Practitioner", "name": [{"family": "Busy"}]})).json()["id"]
+
+            async def update(i: int) -> httpx.Response:
+                while True:  # an update that loses a race answers 409: send it again
+                    r = await call("PUT", f"Patient/{pid}", json=patient(id_=pid, family=f"U{i}"))
+                    if r.status_code != 409:
+                        return r
+
+            updates = await asyncio.gather(*[update(i) for i in range(UPDATES)])
+            assert all(r.status_code == 200 for r in updates), [r.text for r in updates]
+            versions = sorted(int(r.json()["meta"]["versionId"]) for r in updates)
+            assert versions == list(range(2, UPDATES + 2)), "every update its own version"
+            booked = await asyncio.gather(*[call("POST", "Appointment", json=booking(pid, doctor))
+                                            for _ in range(BOOKINGS)])
+            assert sorted(r.status_code for r in booked) == [201] + [409] * (BOOKINGS - 1)
+
+            todo = list(range(REQUESTS - call.sent))
+            statuses: list[int] = []
+
+            async def client() -> None:
+                while todo:
+                    n = todo.pop()
+                    if n % 10 == 0:
+                        r = await call("POST", "Patient", json=patient(family=f"Load{n}"))
+                    elif n % 10 == 1:
+                        r = await call("GET", "Patient", params={"family": "Load"})
+                    else:
+                        r = await call("GET", f"Patient/{pid}")
+                    statuses.append(r.status_code)
+
+            await asyncio.gather(*[client() for _ in range(CLIENTS)])
+            assert set(statuses) <= {200, 201}, set(statuses)
+            assert call.sent >= REQUESTS
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(timeout=60) == 0
+    with server_process(store) as again:
+        auditor = await mint_for_database(store, again.base, "system/AuditEvent.rs",
+                                          client_id="auditor")
+        async with httpx.AsyncClient(base_url=again.base + "/", timeout=120, headers={
+                "Authorization": f"Bearer {auditor}"}) as http:
+            counted = (await http.get("AuditEvent", params={
+                "agent:identifier": f"urn:fhir-server:client|{TESTER}",
+                "_summary": "count"})).json()["total"]
+    assert counted == call.sent
