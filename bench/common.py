@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import tempfile
+import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from fhir_server.config import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @asynccontextmanager
@@ -40,3 +48,60 @@ async def admin_headers(app: Any) -> dict[str, str]:
     token = await app.state.auth.issue_access_token(
         Grant(client_id="bench", scope="system/*.cruds"))
     return {"Authorization": f"Bearer {token}"}
+
+
+@contextmanager
+def server(engine: str, data_dir: Path, port: int, auth: str, *,
+           workers: int | None = None) -> Iterator[dict[str, str]]:
+    """``python -m fhir_server serve`` on a fresh data directory (the embedded SQLite, or
+    ``mongo``: a FerretDB standing in for MongoDB), ready; yields its environment."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MONGODB_URI", "MONGODB_DATABASE")}
+    env.update({"FHIR_DATA_DIR": str(data_dir), "FHIR_PORT": str(port), "FHIR_AUTH": auth,
+                "FHIR_LOG_LEVEL": "WARNING", "FHIR_BASE_URL": f"http://127.0.0.1:{port}/fhir"})
+    if workers is not None:
+        env["FHIR_WORKERS"] = str(workers)
+    ferret = None
+    if engine == "mongo":
+        from fhir_server.embedded import EmbeddedFerretDB
+
+        ferret = EmbeddedFerretDB(data_dir=data_dir / "mongo")
+        env.update({"MONGODB_URI": ferret.start(), "MONGODB_DATABASE": "bench"})
+    proc = subprocess.Popen([sys.executable, "-m", "fhir_server", "serve"], env=env, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the server did not start")
+            time.sleep(0.2)
+        yield env
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+        if ferret is not None:
+            ferret.stop()
+
+
+def token(env: dict[str, str]) -> dict[str, str]:
+    """An admin token from the operator CLI, on the server's database ({} with auth off)."""
+    if env["FHIR_AUTH"] == "off":
+        return {}
+    from joserfc.jwk import ECKey
+
+    jwks = Path(env["FHIR_DATA_DIR"]) / "bench-jwks.json"
+    jwks.write_text(json.dumps({"keys": [ECKey.generate_key("P-384").as_dict(private=False)]}))
+    cli = [sys.executable, "-m", "fhir_server"]
+    subprocess.run([*cli, "clients", "add", "--id", "bench", "--jwks-file", str(jwks), "--scope",
+                    "system/*.cruds"], env=env, cwd=ROOT, check=True, capture_output=True)
+    out = subprocess.run([*cli, "token", "--client", "bench", "--scope", "system/*.cruds"],
+                         env=env, cwd=ROOT, check=True, capture_output=True, text=True)
+    return {"Authorization": f"Bearer {out.stdout.strip().splitlines()[-1]}"}
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]

@@ -28,11 +28,9 @@ import os
 import platform
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -42,6 +40,9 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from common import percentile, server, token  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "synthea-bulk-10"
 MRN = "http://bench.example/mrn"
@@ -116,55 +117,6 @@ def body(value: Any) -> bytes:
     return dumps(value)
 
 
-# -- the server ----------------------------------------------------------------------------
-
-@contextmanager
-def server(engine: str, data_dir: Path, port: int, auth: str) -> Any:
-    env = {k: v for k, v in os.environ.items() if k not in ("MONGODB_URI", "MONGODB_DATABASE")}
-    env.update({"FHIR_DATA_DIR": str(data_dir), "FHIR_PORT": str(port), "FHIR_AUTH": auth,
-                "FHIR_LOG_LEVEL": "WARNING", "FHIR_BASE_URL": f"http://127.0.0.1:{port}/fhir"})
-    ferret = None
-    if engine == "mongo":
-        from fhir_server.embedded import EmbeddedFerretDB
-
-        ferret = EmbeddedFerretDB(data_dir=data_dir / "mongo")
-        env.update({"MONGODB_URI": ferret.start(), "MONGODB_DATABASE": "bench"})
-    proc = subprocess.Popen([sys.executable, "-m", "fhir_server", "serve"], env=env, cwd=ROOT)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the server did not start")
-            time.sleep(0.2)
-        yield env
-    finally:
-        proc.terminate()
-        proc.wait(timeout=60)
-        if ferret is not None:
-            ferret.stop()
-
-
-def token(env: dict[str, str]) -> dict[str, str]:
-    """An admin token from the operator CLI, on the server's database."""
-    if env["FHIR_AUTH"] == "off":
-        return {}
-    from joserfc.jwk import ECKey
-
-    jwks = Path(env["FHIR_DATA_DIR"]) / "bench-jwks.json"
-    jwks.write_text(json.dumps({"keys": [ECKey.generate_key("P-384").as_dict(private=False)]}))
-    cli = [sys.executable, "-m", "fhir_server"]
-    subprocess.run([*cli, "clients", "add", "--id", "bench", "--jwks-file", str(jwks), "--scope",
-                    "system/*.cruds"], env=env, cwd=ROOT, check=True, capture_output=True)
-    out = subprocess.run([*cli, "token", "--client", "bench", "--scope", "system/*.cruds"],
-                         env=env, cwd=ROOT, check=True, capture_output=True, text=True)
-    return {"Authorization": f"Bearer {out.stdout.strip().splitlines()[-1]}"}
-
-
 # -- measuring -----------------------------------------------------------------------------
 
 async def ingest(http: httpx.AsyncClient, todo: list[dict[str, Any]], clients: int) -> float:
@@ -205,11 +157,6 @@ def queries(rng: random.Random, n_pat: int, changed_since: str) -> dict[str, str
             f"Encounter?subject=Patient/{pid}&_include=Encounter:subject",
         "Patient?_has:Encounter:patient:class=EMER": "Patient?_has:Encounter:patient:class=EMER",
     }
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 async def latencies(http: httpx.AsyncClient, n_pat: int, changed_since: str,

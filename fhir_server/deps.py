@@ -10,13 +10,13 @@ from fhir_server.config import Settings
 from fhir_server.storage.repository import Repository
 
 
-def get_repo(request: Request) -> Repository:
+async def get_repo(request: Request) -> Repository:
     """The request's repository: the caller's access bound in (auth/scoped.py)."""
     repo: Repository = getattr(request.state, "repo", None) or request.app.state.repo
     return repo
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 

@@ -49,7 +49,7 @@ async def _job(request: Request, job: str) -> dict[str, Any]:
 
 @router.get("/$export")
 async def kick_off(request: Request) -> Response:
-    check_accept(request)
+    await check_accept(request)
     if "respond-async" not in request.headers.get("prefer", ""):
         raise Invalid("A bulk export needs the header Prefer: respond-async",
                       expression=["Prefer"])

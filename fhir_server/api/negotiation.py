@@ -23,7 +23,7 @@ def _media(value: str) -> str:
     return value.split(";", 1)[0].strip().lower()
 
 
-def check_accept(request: Request) -> None:
+async def check_accept(request: Request) -> None:
     """406 unless the client accepts FHIR JSON (``_format`` wins over ``Accept``)."""
     fmt = request.query_params.get("_format")
     if fmt is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,7 @@ log = logging.getLogger("fhir_server.auth")
 
 BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="fhir"'}
 ACCESS_TOKEN_TYPE = "at+jwt"
+VERIFIED_TOKENS = 4096  # access tokens whose verified claims are kept (most recent)
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ class AuthService:
                             token_lifetime=settings.fhir_auth_token_lifetime)
         self._revoked: dict[str, int] = {}
         self._revoked_loaded_at = 0.0
+        self._verified: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._login_hooks: list[LoginHook] = []
 
     @property
@@ -113,10 +116,20 @@ class AuthService:
         return jwt.encode(header, claims, key.key, algorithms=[key.alg], default_type=None)
 
     async def access_token_claims(self, token: str) -> dict[str, Any]:
-        """The claims of a valid, unexpired, unrevoked access token of this server."""
-        claims = await self._verified_claims(token, typ=ACCESS_TOKEN_TYPE)
-        if claims.get("aud") != self.settings.base_url or "client_id" not in claims:
-            raise Unauthorized("The access token is not for this server", headers=BEARER_CHALLENGE)
+        """The claims of a valid, unexpired, unrevoked access token of this server.
+
+        A token's signature is checked once: its verified claims are kept (the
+        ``VERIFIED_TOKENS`` most recent), and on each later use only its expiry and
+        revocation are checked again."""
+        claims = self._verified.get(token)
+        if claims is None or int(claims.get("exp", 0)) <= now_s():
+            claims = await self._verified_claims(token, typ=ACCESS_TOKEN_TYPE)
+            if claims.get("aud") != self.settings.base_url or "client_id" not in claims:
+                raise Unauthorized("The access token is not for this server",
+                                   headers=BEARER_CHALLENGE)
+            self._verified[token] = claims
+            if len(self._verified) > VERIFIED_TOKENS:
+                self._verified.popitem(last=False)
         await self._maybe_reload_revoked()
         if str(claims.get("jti")) in self._revoked:
             raise Unauthorized("The access token has been revoked", headers=BEARER_CHALLENGE)

@@ -46,7 +46,7 @@ def embedded_env(tmp_path: Path) -> dict[str, str]:
 
 @pytest.fixture
 def embedded_server(embedded_env: dict[str, str]) -> Iterator[str]:
-    """`make run`'s way: python -m fhir_server serve on its own embedded FerretDB."""
+    """`make run`'s way: python -m fhir_server serve on the embedded database."""
     proc = subprocess.Popen([sys.executable, "-m", "fhir_server", "serve"], env=embedded_env, cwd=ROOT)
     origin = embedded_env["FHIR_BASE_URL"].removesuffix("/fhir")
     try:

@@ -33,7 +33,15 @@ from fhir_server.storage.repository import (
 )
 from fhir_server.storage.sqlite.database import Database
 from fhir_server.storage.sqlite.records import SqliteRecords
-from fhir_server.storage.sqlite.rows import delete_index, from_ms, insert_index, ms
+from fhir_server.storage.sqlite.rows import (
+    Rows,
+    delete_index,
+    from_ms,
+    index_rows,
+    insert_index,
+    insert_rows,
+    ms,
+)
 from fhir_server.storage.sqlite.sql import (
     Sql,
     conditions,
@@ -297,6 +305,7 @@ class SqliteRepository(Repository):
 
         def run(c: sqlite3.Connection) -> int:
             stored = 0
+            rows: Rows = {}
             for id_, text, index in items:
                 rid = c.execute("INSERT OR IGNORE INTO resources (type, id, v, ts, m, json) "
                                 "VALUES (?, ?, 1, ?, 'POST', ?)", (type_, id_, at, text)).lastrowid
@@ -306,8 +315,9 @@ class SqliteRepository(Repository):
                 c.execute("INSERT INTO history (key, type, id, v, ts, m, json) "
                           "VALUES (?, ?, ?, 1, ?, 'POST', ?)",
                           (history_key(type_, id_, 1), type_, id_, at, text))
-                insert_index(c, rid=rid, type_=type_, id_=id_, index=index)
+                index_rows(rows, rid=rid, type_=type_, id_=id_, index=index)
                 stored += 1
+            insert_rows(c, rows)
             if stored:
                 c.execute("INSERT INTO type_counts (type, live) VALUES (?, ?) "
                           "ON CONFLICT (type) DO UPDATE SET live = live + excluded.live",

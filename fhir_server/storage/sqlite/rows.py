@@ -46,34 +46,51 @@ def delete_index(conn: sqlite3.Connection, rid: int) -> None:
         conn.execute(f"DELETE FROM {table} WHERE rid = ?", (rid,))
 
 
+_INSERTS = {
+    **{f"ix_{k}": f"INSERT OR IGNORE INTO ix_{k} (rid, type, key) VALUES (?, ?, ?)"
+       for k in STRING_KINDS},
+    "ix_dt": "INSERT OR IGNORE INTO ix_dt (rid, type, p, lo, hi, tier) VALUES (?, ?, ?, ?, ?, ?)",
+    "ix_nm": "INSERT OR IGNORE INTO ix_nm (rid, type, p, v) VALUES (?, ?, ?, ?)",
+    "ix_qt": "INSERT INTO ix_qt (rid, type, p, v, s, c, u) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    "ix_cr": "INSERT INTO ix_cr (rid, type, p, k, lo, hi, v, s, c, u) "
+             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "ix_so": "INSERT INTO ix_so (rid, type, p, value, id) VALUES (?, ?, ?, ?, ?)",
+}
+
+Rows = dict[str, list[tuple[Any, ...]]]
+
+
+def index_rows(rows: Rows, *, rid: int, type_: str, id_: str, index: Mapping[str, Any]) -> None:
+    """Add the rows of one resource's search values to ``rows`` (per index table)."""
+    for kind in STRING_KINDS:
+        for k in index.get(kind) or ():
+            rows.setdefault(f"ix_{kind}", []).append((rid, type_, k))
+    for e in index.get("dt") or ():
+        lo, hi = ms(e["lo"]), ms(e["hi"])
+        rows.setdefault("ix_dt", []).append((rid, type_, e["p"], lo, hi, tier(lo, hi)))
+    for e in index.get("nm") or ():
+        rows.setdefault("ix_nm", []).append((rid, type_, e["p"], e["v"]))
+    for e in index.get("qt") or ():
+        rows.setdefault("ix_qt", []).append((rid, type_, e["p"], e["v"], e.get("s"), e.get("c"),
+                                             e.get("u")))
+    for e in index.get("cr") or ():
+        rows.setdefault("ix_cr", []).append((
+            rid, type_, e["p"], e["k"], _opt_ms(e.get("lo")), _opt_ms(e.get("hi")), e.get("v"),
+            e.get("s"), e.get("c"), e.get("u")))
+    for p, v in (index.get("so") or {}).items():
+        rows.setdefault("ix_so", []).append((rid, type_, p, sql_value(v), id_))
+
+
+def insert_rows(conn: sqlite3.Connection, rows: Rows) -> None:
+    for table, values in rows.items():
+        conn.executemany(_INSERTS[table], values)
+
+
 def insert_index(conn: sqlite3.Connection, *, rid: int, type_: str, id_: str,
                  index: Mapping[str, Any]) -> None:
-    for kind in STRING_KINDS:
-        keys = index.get(kind)
-        if keys:
-            conn.executemany(f"INSERT OR IGNORE INTO ix_{kind} (rid, type, key) VALUES (?, ?, ?)",
-                             [(rid, type_, k) for k in keys])
-    if index.get("dt"):
-        rows = [(rid, type_, e["p"], ms(e["lo"]), ms(e["hi"])) for e in index["dt"]]
-        conn.executemany("INSERT OR IGNORE INTO ix_dt (rid, type, p, lo, hi, tier) "
-                         "VALUES (?, ?, ?, ?, ?, ?)", [(*r, tier(r[3], r[4])) for r in rows])
-    if index.get("nm"):
-        conn.executemany("INSERT OR IGNORE INTO ix_nm (rid, type, p, v) VALUES (?, ?, ?, ?)",
-                         [(rid, type_, e["p"], e["v"]) for e in index["nm"]])
-    if index.get("qt"):
-        conn.executemany(
-            "INSERT INTO ix_qt (rid, type, p, v, s, c, u) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [(rid, type_, e["p"], e["v"], e.get("s"), e.get("c"), e.get("u"))
-             for e in index["qt"]])
-    if index.get("cr"):
-        conn.executemany(
-            "INSERT INTO ix_cr (rid, type, p, k, lo, hi, v, s, c, u) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(rid, type_, e["p"], e["k"], _opt_ms(e.get("lo")), _opt_ms(e.get("hi")),
-              e.get("v"), e.get("s"), e.get("c"), e.get("u")) for e in index["cr"]])
-    if index.get("so"):
-        conn.executemany("INSERT INTO ix_so (rid, type, p, value, id) VALUES (?, ?, ?, ?, ?)",
-                         [(rid, type_, p, sql_value(v), id_) for p, v in index["so"].items()])
+    rows: Rows = {}
+    index_rows(rows, rid=rid, type_=type_, id_=id_, index=index)
+    insert_rows(conn, rows)
 
 
 def _opt_ms(value: datetime | None) -> int | None:
