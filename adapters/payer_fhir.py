@@ -155,7 +155,9 @@ class FhirPayerAdapter:
                 idempotent: bool) -> dict[str, Any]:
         status = response.status_code
         try:
-            payload = parse_json(response.content) if response.content else None
+            payload = (parse_json(response.content, what="payer's answer",
+                                  max_depth=self.settings.fhir_max_json_depth)
+                       if response.content else None)
         except Exception:
             payload = None
         if status >= 500 or status == 429:

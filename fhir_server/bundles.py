@@ -235,7 +235,7 @@ async def _plan_one(repo: Repository, settings: Settings, e: Entry, plan: Plan,
         write = PlannedWrite(e.type_, e.id_, previous, None, None, "DELETE")
     else:
         resource = await _new_content(repo, e, current is not None and not current.deleted)
-        validate_resource(resource, expected_type=e.type_)
+        validate_resource(resource, expected_type=e.type_, max_depth=settings.fhir_max_json_depth)
         write = svc.plan_write(settings=settings, resource=resource, type_=e.type_, id_=e.id_,
                                previous=previous, method=e.method, ts=ts)
         e.response = {"status": "201 Created" if current is None or current.deleted

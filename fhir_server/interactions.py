@@ -96,7 +96,7 @@ async def check_references(*, repo: Repository, settings: Settings,
 
 async def _prepare(*, repo: Repository, settings: Settings, resource: dict[str, Any],
                    type_: str) -> None:
-    validate_resource(resource, expected_type=type_)
+    validate_resource(resource, expected_type=type_, max_depth=settings.fhir_max_json_depth)
     await check_references(repo=repo, settings=settings, resource=resource)
 
 
@@ -140,7 +140,8 @@ async def plan_side_writes(*, repo: Repository, settings: Settings,
                            side: Sequence[rules.SideWrite], ts: datetime) -> list[PlannedWrite]:
     out = []
     for s in side:
-        validate_resource(s.resource, expected_type=s.type_)
+        validate_resource(s.resource, expected_type=s.type_,
+                          max_depth=settings.fhir_max_json_depth)
         current = await repo.peek(type_=s.type_, id_=s.id_)
         out.append(plan_write(settings=settings, resource=s.resource, type_=s.type_, id_=s.id_,
                               previous=None if current is None else current.version,

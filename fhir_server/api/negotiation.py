@@ -52,7 +52,12 @@ async def read_body(request: Request) -> dict[str, Any]:
         if media and media not in JSON_TYPES:
             raise UnsupportedMediaType(
                 f"Content-Type '{media[:64]}' is not supported; send application/fhir+json")
-    return parse_resource(await request.body())
+    return parse_resource(await request.body(), max_depth=max_depth(request))
+
+
+def max_depth(request: Request) -> int:
+    """The nesting limit of JSON bodies (FHIR_MAX_JSON_DEPTH)."""
+    return int(request.app.state.settings.fhir_max_json_depth)
 
 
 def pretty(request: Request) -> bool:

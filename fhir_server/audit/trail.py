@@ -133,7 +133,8 @@ class AuditTrail:
     async def _write(self, event: dict[str, Any]) -> None:
         id_ = str(event.get("id") or uuid.uuid4())
         try:
-            validate_resource({**event, "id": id_}, expected_type=AUDIT_TYPE)
+            validate_resource({**event, "id": id_}, expected_type=AUDIT_TYPE,
+                              max_depth=self.settings.fhir_max_json_depth)
         except FhirError as error:  # a bug in the builder: log where, never the content
             log.error("audit event invalid expression=%s", ",".join(error.expression)[:200])
             return
