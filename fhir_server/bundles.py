@@ -9,6 +9,7 @@ on its own through the ordinary interactions.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
 import uuid
@@ -150,6 +151,21 @@ async def _resolve_conditional(repo: Repository, settings: Settings, ref: str) -
     return f"{type_}/{ids[0]}"
 
 
+def _conditional_refs_of(entries: list[Entry]) -> list[set[str]]:
+    out = []
+    for e in entries:
+        found: set[str] = set()
+        _conditional_refs(e.resource, found)
+        out.append(found)
+    return out
+
+
+def _rewrite_entries(entries: list[Entry], mapping: dict[str, str]) -> None:
+    for e in entries:
+        if e.resource is not None:
+            e.resource = _rewrite(copy.deepcopy(e.resource), mapping)
+
+
 Handler = Callable[[Entry], Awaitable[None]]
 
 
@@ -235,13 +251,19 @@ async def _plan_one(repo: Repository, settings: Settings, e: Entry, plan: Plan,
         write = PlannedWrite(e.type_, e.id_, previous, None, None, "DELETE")
     else:
         resource = await _new_content(repo, e, current is not None and not current.deleted)
-        validate_resource(resource, expected_type=e.type_, max_depth=settings.fhir_max_json_depth)
-        write = svc.plan_write(settings=settings, resource=resource, type_=e.type_, id_=e.id_,
-                               previous=previous, method=e.method, ts=ts)
+        write = await asyncio.to_thread(_validated_write, settings, e, resource, previous, ts)
         e.response = {"status": "201 Created" if current is None or current.deleted
                       else "200 OK"}
     plan.writes.append(write)
     plan.entry_of_write.append(e.index)
+
+
+def _validated_write(settings: Settings, e: Entry, resource: dict[str, Any],
+                     previous: int | None, ts: Any) -> PlannedWrite:
+    """Validate an entry's resource and plan its write (CPU work: run in a worker thread)."""
+    validate_resource(resource, expected_type=e.type_, max_depth=settings.fhir_max_json_depth)
+    return svc.plan_write(settings=settings, resource=resource, type_=e.type_, id_=e.id_ or "",
+                          previous=previous, method=e.method, ts=ts)
 
 
 async def _new_content(repo: Repository, e: Entry, exists: bool) -> dict[str, Any]:
@@ -274,17 +296,16 @@ async def run_transaction(*, repo: Repository, settings: Settings, entries: list
             raise _fail(error, e.index) from None
         if e.full_url and e.id_ and e.method in ("POST", "PUT"):
             mapping[e.full_url] = f"{e.type_}/{e.id_}"
-    for e in entries:
-        found: set[str] = set()
-        _conditional_refs(e.resource, found)
+    for e, found in zip(entries, await asyncio.to_thread(_conditional_refs_of, entries),
+                        strict=True):
         for ref in sorted(found - set(mapping)):
             try:
                 mapping[ref] = await _resolve_conditional(repo, settings, ref)
             except FhirError as error:
                 raise _fail(error, e.index) from None
-    for e in entries:
-        if e.resource is not None:
-            e.resource = _rewrite(copy.deepcopy(e.resource), mapping)
+    # Pure Python over the whole Bundle (hundreds of ms for a few MB): in a worker thread, so
+    # the event loop keeps answering other requests (bench/event_loop_bench.py).
+    await asyncio.to_thread(_rewrite_entries, entries, mapping)
     plan, ts = Plan(), now_ms()
     for e in sorted(entries, key=lambda x: ORDER[x.method]):
         try:

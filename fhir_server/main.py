@@ -32,6 +32,7 @@ from fhir_server.storage.engine import (
 )
 from fhir_server.storage.model import instant, now_ms
 from fhir_server.storage.repository import Repository
+from fhir_server.warmup import Warmup, warmed
 
 log = logging.getLogger("fhir_server")
 
@@ -53,6 +54,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if not settings.mongodb_uri:
             raise RuntimeError("MONGODB_URI is not set (the CLI starts the embedded database)")
+        app.state.started = instant(now_ms())
+        await app.state.warmup.start(settings, app.state.started)  # in a worker thread, meanwhile
         client = make_client(settings.mongodb_uri)
         try:
             engine = await detect_engine(client)
@@ -73,11 +76,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.engine = engine
             app.state.repo = repo
             app.state.settings = settings
-            app.state.started = instant(now_ms())
             log.info("serving base_url=%s database=%s", settings.base_url,
                      settings.mongodb_database)
             yield
         finally:
+            await app.state.warmup.stop()
             services = getattr(app.state, "services", None)
             if services is not None:
                 await services.payer.close()
@@ -89,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="FHIR revenue-cycle server", lifespan=lifespan, docs_url=None,
                   redoc_url=None, openapi_url=None)
     app.state.settings = settings
+    app.state.warmup = Warmup()
     install_handlers(app, unavailable=UNAVAILABLE_ERRORS)
 
     @app.middleware("http")
@@ -111,6 +115,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/ready", include_in_schema=False)
     async def ready(request: Request) -> Response:
+        if not request.app.state.warmup.done:
+            return json_response({"status": "starting"}, status=503)
         try:
             await request.app.state.client.admin.command("ping")
         except Exception as exc:
@@ -119,7 +125,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return json_response({"status": "ready"})
 
     app.include_router(auth_server.router)  # before /fhir/{type}/{id}: .well-known
-    fhir_deps = [Depends(check_accept)]
+    # A FHIR request that arrives before the start-up work is done waits for it.
+    fhir_deps = [Depends(warmed), Depends(check_accept)]
     app.include_router(capability.router, prefix="/fhir", dependencies=fhir_deps)
     # Every FHIR route but /metadata needs a token (auth/enforce.py): 401 before 406.
     guarded = [Depends(enforce_request), *fhir_deps]
