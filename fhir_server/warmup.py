@@ -12,11 +12,14 @@ Once done, no request imports a module or walks a package:
 * the search-parameter registry of every served type, each FHIRPath expression compiled;
 * the tables read from ``fhir_server/data`` (compartment, required bindings, roles);
 * the CapabilityStatement of this app (the OperationDefinitions are built with the routes).
+
+Then what start-up built is moved out of the garbage collector's reach (``gc.freeze``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Iterable
@@ -88,7 +91,13 @@ def _process_tables() -> str:
     for role in roles.ROLES:
         roles.grants_of(role)
     passwords.dummy_hash()
-    return f"types={len(classes)} element_classes={elements} search_params={params}"
+    # What start-up built (models, schemas, compiled expressions: about 400,000 objects) stays
+    # for the life of the process: out of every later garbage collection, whose pauses stop
+    # all threads (a full one took up to 0.9 s during a 3.8 MB transaction without this).
+    # No collection first: it costs 0.5 s and finds a few hundred objects.
+    gc.freeze()
+    return (f"types={len(classes)} element_classes={elements} search_params={params} "
+            f"frozen_objects={gc.get_freeze_count()}")
 
 
 def prepare(settings: Settings, started: str) -> Prepared:

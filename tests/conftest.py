@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -31,6 +32,11 @@ BASE = "http://testserver/fhir"
 # client's system/*.*), through a real token verified on every request.
 ADMIN_SCOPE = "system/*.cruds"
 ADMIN_CLIENT = "test-admin"
+# Bounds for server processes, with margin for a busy 2-core machine: no request to a server
+# process may rely on httpx's 5 s default.
+HTTP_TIMEOUT = 60.0  # one request
+READY_TIMEOUT = 120.0  # process start to /ready 200 (start-up work included)
+STOP_TIMEOUT = 60.0  # SIGTERM to exit (in-flight requests, audit flush, database stop)
 
 
 @pytest.fixture(scope="session")
@@ -151,18 +157,37 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_ready(base: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    """Until ``GET base/ready`` answers 200 (RuntimeError if the process exits or times out)."""
+def wait_ready(base: str, proc: subprocess.Popen[Any], timeout: float = READY_TIMEOUT) -> None:
+    """Until ``GET base/ready`` answers 200 (RuntimeError if the process exits or times out).
+
+    ``/ready`` answers 503 while the server's start-up work runs; ``/health`` before that.
+    """
     deadline = time.monotonic() + timeout
     while True:
         try:
-            if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
+            if httpx.get(f"{base}/ready", timeout=5).status_code == 200:
                 return
         except httpx.TransportError:
             pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("the server process did not become ready")
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server process exited with {proc.returncode} during start-up")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the server process was not ready within {timeout:g} s")
         time.sleep(0.1)
+
+
+def stop_process(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM,
+                 timeout: float = STOP_TIMEOUT) -> int:
+    """Send ``sig`` and wait for the exit code; a process still running after ``timeout`` is
+    killed (never left behind) and the test fails."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise AssertionError(f"the process did not stop within {timeout:g} s of {sig}") from None
 
 
 @contextmanager
@@ -180,9 +205,7 @@ def server_process(mongo_uri: str, db_name: str, **env: str) -> Iterator[ServerP
         wait_ready(base, proc)
         yield ServerProcess(base=f"{base}/fhir", proc=proc)
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            proc.wait(timeout=15)
+        stop_process(proc)
 
 
 @dataclass(frozen=True)

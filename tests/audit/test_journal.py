@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import mint_for_database, server_process
+from tests.conftest import HTTP_TIMEOUT, mint_for_database, server_process, stop_process
 from tests.factories import patient
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses SIGKILL")
@@ -25,23 +25,23 @@ async def read_then_kill(mongo_uri: str, db_name: str, data_dir: Path, journal: 
     with server_process(mongo_uri, db_name, FHIR_DATA_DIR=str(data_dir),
                         FHIR_AUDIT_JOURNAL=str(journal).lower(), **HOLD) as server:
         token = await mint_for_database(mongo_uri, db_name, server.base)
-        async with httpx.AsyncClient(base_url=server.base + "/",
+        async with httpx.AsyncClient(base_url=server.base + "/", timeout=HTTP_TIMEOUT,
                                      headers={"Authorization": f"Bearer {token}"}) as http:
             created = (await http.post("Patient", json=patient())).json()
             for _ in range(READS):
                 assert (await http.get(f"Patient/{created['id']}")).status_code == 200
-        os.kill(server.proc.pid, signal.SIGKILL)
-        server.proc.wait(timeout=15)
+        stop_process(server.proc, signal.SIGKILL)
     return str(created["id"])
 
 
 async def audited_reads(mongo_uri: str, db_name: str, data_dir: Path, patient_id: str) -> int:
     with server_process(mongo_uri, db_name, FHIR_DATA_DIR=str(data_dir)) as server:
         token = await mint_for_database(mongo_uri, db_name, server.base, "system/AuditEvent.rs")
-        async with httpx.AsyncClient(base_url=server.base + "/",
+        async with httpx.AsyncClient(base_url=server.base + "/", timeout=HTTP_TIMEOUT,
                                      headers={"Authorization": f"Bearer {token}"}) as http:
             total = 0
-            for _ in range(30):  # the replay is written by the background writer
+            deadline = time.monotonic() + HTTP_TIMEOUT  # the background writer writes the replay
+            while time.monotonic() < deadline:
                 page: dict[str, Any] = (await http.get("AuditEvent", params={
                     "entity": f"Patient/{patient_id}", "subtype": "read",
                     "_summary": "count"})).json()

@@ -15,7 +15,15 @@ import httpx
 import pytest
 
 from tests.bundles.helpers import bundle, post, response_entries, status_code, urn
-from tests.conftest import ROOT, free_port, mint_for_database
+from tests.conftest import (
+    HTTP_TIMEOUT,
+    READY_TIMEOUT,
+    ROOT,
+    free_port,
+    mint_for_database,
+    stop_process,
+    wait_ready,
+)
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses SIGKILL")
 
@@ -46,23 +54,15 @@ def crash_bundle(k: int) -> dict[str, Any]:
     return bundle(entries)
 
 
-async def start_server(env: dict[str, str], port: int,
-                       wait: float = 60) -> subprocess.Popen[bytes]:
+def start_server(env: dict[str, str], port: int,
+                 wait: float = READY_TIMEOUT) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen([sys.executable, "-m", "fhir_server", "serve"], env=env, cwd=ROOT)
-    deadline = time.monotonic() + wait
-    async with httpx.AsyncClient() as http:
-        while time.monotonic() < deadline:
-            try:
-                if (await http.get(f"http://127.0.0.1:{port}/ready", timeout=1)).status_code == 200:
-                    return proc
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None:
-                raise AssertionError("the server exited during start-up")
-            await asyncio.sleep(0.1)
-    proc.kill()
-    proc.wait()
-    raise AssertionError("the server did not become ready")
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", proc, wait)
+    except RuntimeError:
+        stop_process(proc, signal.SIGKILL)
+        raise
+    return proc
 
 
 def server_env(mongo_uri: str, db_name: str, port: int) -> dict[str, str]:
@@ -90,7 +90,7 @@ async def test_sigkill_mid_transaction_leaves_bundles_whole_or_absent(
         mongo_uri: str, db_name: str, drop_after: None) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}/fhir"
-    proc = await start_server(server_env(mongo_uri, db_name, port), port)
+    proc = start_server(server_env(mongo_uri, db_name, port), port)
     outcomes: dict[int, int | str] = {}
     try:
         limits = httpx.Limits(max_connections=BUNDLES + 5)
@@ -123,12 +123,10 @@ async def test_sigkill_mid_transaction_leaves_bundles_whole_or_absent(
             os.kill(proc.pid, signal.SIGKILL)
             print(f"killed {time.monotonic() - fired:.1f} s after firing, "
                   f"{len(outcomes)} answered")
-            proc.wait(timeout=30)
+            stop_process(proc, signal.SIGKILL)
             await asyncio.gather(*tasks)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, signal.SIGKILL)
 
     committed_before_kill = [k for k, v in outcomes.items() if v == 200]
     cut_off = [k for k, v in outcomes.items() if isinstance(v, str)]
@@ -139,11 +137,11 @@ async def test_sigkill_mid_transaction_leaves_bundles_whole_or_absent(
     base = f"http://127.0.0.1:{port}/fhir"
     # Recovery after the crash runs before the server reports ready.
     restart = time.monotonic()
-    proc = await start_server(server_env(mongo_uri, db_name, port), port, wait=600)
+    proc = start_server(server_env(mongo_uri, db_name, port), port, wait=600)
     restart_seconds = time.monotonic() - restart
     try:
         auth = await auth_headers(mongo_uri, db_name, base)
-        async with httpx.AsyncClient(timeout=120, headers=auth) as http:
+        async with httpx.AsyncClient(timeout=HTTP_TIMEOUT * 2, headers=auth) as http:
             complete, absent, partial = [], [], {}
             for k in range(BUNDLES):
                 got = await counts(http, base, k)
@@ -185,5 +183,4 @@ async def test_sigkill_mid_transaction_leaves_bundles_whole_or_absent(
                   f"complete after restart: {len(complete)}, absent: {len(absent)}, "
                   f"restart took {restart_seconds:.1f} s")
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        stop_process(proc)
