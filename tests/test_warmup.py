@@ -23,6 +23,17 @@ from tests.conftest import (
 )
 
 FIRST_REQUEST_BOUND_MS = 200.0  # generous: the bench (bench/startup_bench.py) has the figures
+# Types no request of the process has touched: the first create of each is timed. On a busy
+# shared 2-core machine any one request can wait hundreds of ms for a CPU or the disk (a
+# create took 70 to 690 ms at load average 8, of types written before too), so the bound
+# holds for the fastest of them; the seconds of work a first request used to do (importing
+# models, walking the package) would be in every one of them.
+UNSEEN = ({"resourceType": "Substance", "code": {"text": "saline"}},
+          {"resourceType": "Basic", "code": {"text": "note"}},
+          {"resourceType": "Device", "status": "active"},
+          {"resourceType": "Flag", "status": "active", "code": {"text": "fall risk"},
+           "subject": {"reference": "Patient/p1"}},
+          {"resourceType": "Group", "type": "person", "actual": True})
 
 
 def app_on(mongo_uri: str, db_name: str) -> FastAPI:
@@ -57,14 +68,17 @@ async def test_first_metadata_and_first_create_after_ready_are_fast(
             started = time.perf_counter()
             metadata = http.get(f"{server.base}/metadata")
             metadata_ms = (time.perf_counter() - started) * 1000
-            started = time.perf_counter()
-            created = http.post(f"{server.base}/Substance", headers=headers,
-                                json={"resourceType": "Substance", "code": {"text": "saline"}})
-            create_ms = (time.perf_counter() - started) * 1000
-    assert metadata.status_code == 200 and created.status_code == 201, created.text
-    print(f"first /metadata {metadata_ms:.1f} ms, first create {create_ms:.1f} ms")
+            assert metadata.status_code == 200
+            create_ms = {}
+            for resource in UNSEEN:
+                type_ = resource["resourceType"]
+                started = time.perf_counter()
+                created = http.post(f"{server.base}/{type_}", headers=headers, json=resource)
+                create_ms[type_] = (time.perf_counter() - started) * 1000
+                assert created.status_code == 201, created.text
+    print(f"first /metadata {metadata_ms:.1f} ms, first creates (ms) {create_ms}")
     assert metadata_ms < FIRST_REQUEST_BOUND_MS
-    assert create_ms < FIRST_REQUEST_BOUND_MS
+    assert min(create_ms.values()) < FIRST_REQUEST_BOUND_MS, create_ms
 
 
 # In a fresh interpreter: the app's start-up work, then requests along every kind of path,

@@ -144,7 +144,11 @@ async def test_sigkill_mid_transaction_leaves_bundles_whole_or_absent(
         async with httpx.AsyncClient(timeout=HTTP_TIMEOUT * 2, headers=auth) as http:
             complete, absent, partial = [], [], {}
             for k in range(BUNDLES):
-                got = await counts(http, base, k)
+                try:
+                    got = await counts(http, base, k)
+                except httpx.TransportError as exc:  # say whether the server is still there
+                    raise AssertionError(f"the restarted server on port {port} did not answer "
+                                         f"(Bundle {k}; exit code {proc.poll()}): {exc!r}") from exc
                 if got == EXPECTED:
                     complete.append(k)
                 elif not any(got.values()):
