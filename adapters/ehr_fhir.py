@@ -155,7 +155,8 @@ class FhirEhrAdapter:
         while True:
             r = await self.http.request(endpoint, "GET", status_url, idempotent=True)
             if r.status_code == 200:
-                manifest = parse_json(r.content, what="EHR export manifest")
+                manifest = parse_json(r.content, what="EHR export manifest",
+                                      max_depth=self.settings.fhir_max_json_depth)
                 if not isinstance(manifest, dict) or not manifest.get("transactionTime"):
                     raise Upstream(f"The EHR at {endpoint.reference} sent no export manifest")
                 return manifest
@@ -179,7 +180,8 @@ class FhirEhrAdapter:
         for n, line in enumerate(r.content.splitlines(), 1):
             if not line.strip():
                 continue
-            resource = parse_json(line, what=f"line {n} of an export file")
+            resource = parse_json(line, what=f"line {n} of an export file",
+                                  max_depth=self.settings.fhir_max_json_depth)
             if not isinstance(resource, dict) or resource.get("resourceType") != type_:
                 raise Upstream(f"Line {n} of the EHR's {type_} export file is not a {type_}")
             out.append(resource)
@@ -188,7 +190,8 @@ class FhirEhrAdapter:
     async def _page(self, endpoint: PayerEndpoint, url: str) -> dict[str, Any]:
         response = await self.http.request(endpoint, "GET", url, idempotent=True)
         try:
-            page = parse_json(response.content, what="EHR answer")
+            page = parse_json(response.content, what="EHR answer",
+                              max_depth=self.settings.fhir_max_json_depth)
         except Exception:
             page = None
         if response.status_code != 200 or not isinstance(page, dict) or \

@@ -44,8 +44,10 @@ class FhirPayerAdapter:
 
     async def _submit(self, endpoint: PayerEndpoint, path: str, resource: dict[str, Any], *,
                       expect: str, idempotent: bool) -> PayerAnswer:
+        depth = self.http.settings.fhir_max_json_depth
+
         def read(response: httpx.Response) -> PayerAnswer:
-            return PayerAnswer(_answer(endpoint, response, expect=expect))
+            return PayerAnswer(_answer(endpoint, response, expect=expect, max_depth=depth))
 
         return await self.http.call(
             endpoint, "POST", f"{endpoint.address.rstrip('/')}/{path}", body=dumps(resource),
@@ -53,10 +55,11 @@ class FhirPayerAdapter:
             read=read)
 
 
-def _answer(endpoint: PayerEndpoint, response: httpx.Response, *,
-            expect: str) -> dict[str, Any]:
+def _answer(endpoint: PayerEndpoint, response: httpx.Response, *, expect: str,
+            max_depth: int) -> dict[str, Any]:
     try:
-        payload = parse_json(response.content) if response.content else None
+        payload = (parse_json(response.content, what="payer's answer", max_depth=max_depth)
+                   if response.content else None)
     except Exception:
         payload = None
     if response.status_code >= 400:

@@ -9,6 +9,7 @@ on its own through the ordinary interactions.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -18,6 +19,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from fhir_server import interactions as svc
 from fhir_server import rules
+from fhir_server.bundle_references import conditional_references, rewritten
 from fhir_server.config import Settings
 from fhir_server.errors import (
     Conflict,
@@ -36,7 +38,6 @@ from fhir_server.validation import check_id, require_type, validate_resource
 
 log = logging.getLogger("fhir_server.bundles")
 ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
-LOCAL_PREFIXES = ("urn:uuid:", "urn:oid:")
 
 
 @dataclass
@@ -108,33 +109,6 @@ def _entry(i: int, raw: Any) -> Entry:
                  id_=segments[1] if len(segments) > 1 else None,
                  query=parse_qsl(parts.query, keep_blank_values=True), resource=resource,
                  request=request, full_url=full_url)
-
-
-def _rewrite(value: Any, mapping: dict[str, str]) -> Any:
-    """Replace references to local fullUrls everywhere (extensions and nested elements too)."""
-    if isinstance(value, dict):
-        out = {k: _rewrite(v, mapping) for k, v in value.items()}
-        ref = out.get("reference")
-        if isinstance(ref, str) and ref in mapping:
-            out["reference"] = mapping[ref]
-        return out
-    if isinstance(value, list):
-        return [_rewrite(v, mapping) for v in value]
-    if isinstance(value, str) and value in mapping and value.startswith(LOCAL_PREFIXES):
-        return mapping[value]  # canonical/uri elements holding a local fullUrl
-    return value
-
-
-def _conditional_refs(value: Any, found: set[str]) -> None:
-    if isinstance(value, dict):
-        ref = value.get("reference")
-        if isinstance(ref, str) and "?" in ref and not ref.startswith(("http:", "https:")):
-            found.add(ref)
-        for v in value.values():
-            _conditional_refs(v, found)
-    elif isinstance(value, list):
-        for v in value:
-            _conditional_refs(v, found)
 
 
 async def _resolve_conditional(repo: Repository, settings: Settings, ref: str) -> str:
@@ -233,13 +207,19 @@ async def _plan_one(repo: Repository, settings: Settings, e: Entry, plan: Plan,
         write = PlannedWrite(e.type_, e.id_, previous, None, None, "DELETE")
     else:
         resource = await _new_content(repo, e, current is not None and not current.deleted)
-        validate_resource(resource, expected_type=e.type_)
-        write = svc.plan_write(settings=settings, resource=resource, type_=e.type_, id_=e.id_,
-                               previous=previous, method=e.method, ts=ts)
+        write = await asyncio.to_thread(_validated_write, settings, e, resource, previous, ts)
         e.response = {"status": "201 Created" if current is None or current.deleted
                       else "200 OK"}
     plan.writes.append(write)
     plan.entry_of_write.append(e.index)
+
+
+def _validated_write(settings: Settings, e: Entry, resource: dict[str, Any],
+                     previous: int | None, ts: Any) -> PlannedWrite:
+    """Validate an entry's resource and plan its write (CPU work: run in a worker thread)."""
+    validate_resource(resource, expected_type=e.type_, max_depth=settings.fhir_max_json_depth)
+    return svc.plan_write(settings=settings, resource=resource, type_=e.type_, id_=e.id_ or "",
+                          previous=previous, method=e.method, ts=ts)
 
 
 async def _new_content(repo: Repository, e: Entry, exists: bool) -> dict[str, Any]:
@@ -272,17 +252,19 @@ async def run_transaction(*, repo: Repository, settings: Settings, entries: list
             raise _fail(error, e.index) from None
         if e.full_url and e.id_ and e.method in ("POST", "PUT"):
             mapping[e.full_url] = f"{e.type_}/{e.id_}"
-    for e in entries:
-        found: set[str] = set()
-        _conditional_refs(e.resource, found)
+    # Walks of the whole Bundle in pure Python (hundreds of ms for a few MB): in a worker
+    # thread, so the event loop keeps answering other requests (bench/event_loop_bench.py).
+    resources = [e.resource for e in entries]
+    for e, found in zip(entries, await asyncio.to_thread(conditional_references, resources),
+                        strict=True):
         for ref in sorted(found - set(mapping)):
             try:
                 mapping[ref] = await _resolve_conditional(repo, settings, ref)
             except FhirError as error:
                 raise _fail(error, e.index) from None
-    for e in entries:
-        if e.resource is not None:
-            e.resource = _rewrite(e.resource, mapping)  # a copy: _rewrite rebuilds containers
+    for e, resource in zip(entries, await asyncio.to_thread(rewritten, resources, mapping),
+                           strict=True):
+        e.resource = resource
     plan, ts = Plan(), now_ms()
     for e in sorted(entries, key=lambda x: ORDER[x.method]):
         try:

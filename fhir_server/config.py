@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     fhir_max_count: int = Field(default=1000, ge=1, description="Largest _count a client may ask for.")
     fhir_bundle_max_entries: int = Field(
         default=10_000, ge=1, description="Most entries a transaction or batch Bundle may have.")
+    fhir_max_json_depth: int = Field(
+        default=64, ge=8, le=100, description="Deepest nesting of objects and arrays accepted in "
+        "a JSON body or resource (the top level is 1); deeper content answers 400. The deepest "
+        "official R4 example is 21; above 100 the model validation could run out of stack.")
     fhir_search_max_results: int = Field(
         default=10_000, ge=1, description="Most matches one search keeps for paging.")
     fhir_billing_currency: str = Field(

@@ -3,11 +3,17 @@
 Decimals are parsed as ``Decimal`` and written back with their original
 digits (``1.50`` stays ``1.50``); dates and strings are never reformatted.
 The stored form of a resource is its JSON text, produced once at write time.
+
+Content from outside (request bodies, a payer's answers) is parsed with a
+nesting limit (``FHIR_MAX_JSON_DEPTH``): objects and arrays nested deeper than
+that answer 400 before anything recursive (model validation, search-value
+extraction, serialisation) sees them.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -16,6 +22,7 @@ import orjson
 from fhir_server.errors import Invalid
 
 JsonObject = dict[str, Any]
+ELEMENT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 
 def _reject_constant(name: str) -> Any:
@@ -26,8 +33,8 @@ def _parse_float(text: str) -> Decimal:
     return Decimal(text)
 
 
-def parse_json(body: bytes, *, what: str = "request body") -> Any:
-    """Parse JSON, keeping decimals exact; malformed JSON is a 400."""
+def parse_json(body: bytes, *, max_depth: int, what: str = "request body") -> Any:
+    """Parse JSON, keeping decimals exact; malformed or too deeply nested JSON is a 400."""
     if not body.strip():
         raise Invalid(f"The {what} is empty", code="structure")
     try:
@@ -37,19 +44,75 @@ def parse_json(body: bytes, *, what: str = "request body") -> Any:
     if text.startswith("\ufeff"):
         text = text[1:]
     try:
-        return json.loads(text, parse_float=_parse_float, parse_constant=_reject_constant)
+        value = json.loads(text, parse_float=_parse_float, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise Invalid(
             f"The {what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
             code="structure",
         ) from None
-    except (ValueError, RecursionError) as exc:
+    except RecursionError:  # deeper than the interpreter's stack: far beyond any limit
+        raise too_deep(None, max_depth, what) from None
+    except ValueError as exc:
         raise Invalid(f"The {what} is not valid JSON: {type(exc).__name__}", code="structure") from None
+    check_depth(value, max_depth=max_depth, what=what)
+    return value
 
 
-def parse_resource(body: bytes) -> JsonObject:
+def check_depth(value: Any, *, max_depth: int, what: str = "resource") -> None:
+    """Invalid when objects and arrays nest more than ``max_depth`` levels (the top is 1).
+
+    Iterative, so that any depth can be measured without recursion.
+    """
+    if not isinstance(value, dict | list):
+        return
+    stack: list[tuple[JsonObject | list[Any], int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        for child in node.values() if isinstance(node, dict) else node:
+            if isinstance(child, dict | list):
+                if depth >= max_depth:
+                    raise too_deep(value, max_depth, what)
+                stack.append((child, depth + 1))
+
+
+def too_deep(value: Any, max_depth: int, what: str) -> Invalid:
+    """The 400 for content nested deeper than ``max_depth``, naming where when it can."""
+    path = None if value is None else _path_below(value, 1, max_depth)
+    where = _fhirpath(value, path) if path is not None else None
+    return Invalid(f"The {what} is nested too deeply: more than {max_depth} levels of objects "
+                   f"and arrays (this server accepts at most {max_depth})",
+                   expression=[where] if where else [], code="structure")
+
+
+def _path_below(node: Any, depth: int, max_depth: int) -> list[str | int] | None:
+    """Keys and indexes down to the first container below ``max_depth`` (recursion bounded by it)."""
+    if depth > max_depth:
+        return []
+    items = node.items() if isinstance(node, dict) else enumerate(node)
+    for key, child in items:
+        if isinstance(child, dict | list):
+            below = _path_below(child, depth + 1, max_depth)
+            if below is not None:
+                return [key, *below]
+    return None
+
+
+def _fhirpath(root: Any, path: list[str | int]) -> str | None:
+    """``Patient.extension[0].extension[0]``; None when the top is not a resource."""
+    rtype = root.get("resourceType") if isinstance(root, dict) else None
+    if not isinstance(rtype, str) or not rtype.isalnum():
+        return None
+    out = rtype
+    for part in path:
+        if isinstance(part, str) and not ELEMENT_NAME.match(part):
+            break  # not an element name: the path stops before it (never quote content)
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
+
+
+def parse_resource(body: bytes, *, max_depth: int) -> JsonObject:
     """Parse a request body that must be one JSON object."""
-    value = parse_json(body)
+    value = parse_json(body, max_depth=max_depth)
     if not isinstance(value, dict):
         raise Invalid(
             f"The request body must be a JSON object (a FHIR resource), not a {type(value).__name__}",

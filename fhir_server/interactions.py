@@ -99,7 +99,10 @@ async def check_references(*, repo: Repository, settings: Settings,
 
 async def _prepare(*, repo: Repository, settings: Settings, resource: dict[str, Any],
                    type_: str) -> None:
-    validate_resource(resource, expected_type=type_)
+    # Validation and (in _store) search-value extraction are CPU work that grows with the
+    # resource: in a worker thread, so that other requests are answered meanwhile.
+    await asyncio.to_thread(validate_resource, resource, expected_type=type_,
+                            max_depth=settings.fhir_max_json_depth)
     await check_references(repo=repo, settings=settings, resource=resource)
 
 
@@ -124,8 +127,8 @@ async def _store(*, repo: Repository, settings: Settings, resource: dict[str, An
     if resource is None:
         return await repo.write(type_=type_, id_=id_, previous=previous, text=None, index=None,
                                 method=method, ts=ts)
-    w = plan_write(settings=settings, resource=resource, type_=type_, id_=id_,
-                   previous=previous, method=method, ts=ts)
+    w = await asyncio.to_thread(plan_write, settings=settings, resource=resource, type_=type_,
+                                id_=id_, previous=previous, method=method, ts=ts)
     return await repo.write(type_=type_, id_=id_, previous=previous, text=w.text, index=w.index,
                             method=method, ts=ts)
 
@@ -143,7 +146,8 @@ async def plan_side_writes(*, repo: Repository, settings: Settings,
                            side: Sequence[rules.SideWrite], ts: datetime) -> list[PlannedWrite]:
     out = []
     for s in side:
-        validate_resource(s.resource, expected_type=s.type_)
+        validate_resource(s.resource, expected_type=s.type_,
+                          max_depth=settings.fhir_max_json_depth)
         current = await repo.peek(type_=s.type_, id_=s.id_)
         out.append(plan_write(settings=settings, resource=s.resource, type_=s.type_, id_=s.id_,
                               previous=None if current is None else current.version,

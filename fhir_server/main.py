@@ -31,6 +31,7 @@ from fhir_server.errors import install_handlers
 from fhir_server.storage.auth_store import AuthStore
 from fhir_server.storage.model import instant, now_ms
 from fhir_server.storage.open import open_repository, unavailable_errors
+from fhir_server.warmup import Warmup, warmed
 from operations.x12_poll import Poller, start_poller
 
 log = logging.getLogger("fhir_server")
@@ -56,6 +57,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.started = instant(now_ms())
+        await app.state.warmup.start(settings, app.state.started)  # in a worker thread, meanwhile
         repo = await open_repository(settings)
         poller: Poller | None = None
         try:
@@ -75,12 +78,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.engine = repo.engine
             app.state.repo = repo
             app.state.settings = settings
-            app.state.started = instant(now_ms())
             await hl7v2.start(app)
             await ehr_schedule.start(app)
             log.info("serving base_url=%s engine=%s", settings.base_url, repo.engine.name)
             yield
         finally:
+            await app.state.warmup.stop()
             await ehr_schedule.stop(app)
             await hl7v2.stop(app)
             if poller is not None:
@@ -97,6 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="FHIR revenue-cycle server", lifespan=lifespan, docs_url=None,
                   redoc_url=None, openapi_url=None)
     app.state.settings = settings
+    app.state.warmup = Warmup()
     install_handlers(app, unavailable=unavailable_errors())
 
     @app.middleware("http")
@@ -119,6 +123,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/ready", include_in_schema=False)
     async def ready(request: Request) -> Response:
+        if not request.app.state.warmup.done:
+            return json_response({"status": "starting"}, status=503)
         try:
             await request.app.state.repo.ping()
         except Exception as exc:
@@ -127,7 +133,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return json_response({"status": "ready"})
 
     app.include_router(auth_server.router)  # before /fhir/{type}/{id}: .well-known
-    fhir_deps = [Depends(check_accept)]
+    # A FHIR request that arrives before the start-up work is done waits for it.
+    fhir_deps = [Depends(warmed), Depends(check_accept)]
     app.include_router(capability.router, prefix="/fhir", dependencies=fhir_deps)
     # Every FHIR route but /metadata needs a token (auth/enforce.py): 401 before 406.
     guarded = [Depends(enforce_request), *fhir_deps]

@@ -77,7 +77,7 @@ async def run(call: Call) -> Resource:
     if body.get("resourceType") != "Claim":
         raise Unprocessable("$submit takes a Claim (or a Bundle holding one)",
                             expression=["resourceType"])
-    validate_resource(body, expected_type="Claim")
+    validate_resource(body, expected_type="Claim", max_depth=call.settings.fhir_max_json_depth)
     await call.check(type_="Claim", interaction="create", resource=body)
     submission = await _identify(call, body)
     if submission.earlier is not None:
@@ -119,7 +119,8 @@ async def _send(call: Call, submission: Submission, resolver: Resolver, claim: R
                                   {"system": CLAIM_CONTROL, "value": claim["id"]}]
     answer = await call.services.payer.submit_claim(way.endpoint, pack(outbound, related))
     response = _as_ours(answer.resource, claim, claim_ref, way,
-                        call.settings.fhir_billing_currency)
+                        call.settings.fhir_billing_currency,
+                        max_depth=call.settings.fhir_max_json_depth)
     if not answer.exchanged:
         return await _commit(call, submission, response)
     # X12: the claim's one ClaimResponse, updated later by the 277CA and the 835.
@@ -245,7 +246,7 @@ async def _complete_response(call: Call, claim_ref: str) -> Resource | None:
 
 
 def _as_ours(answer: Resource, claim: Resource, claim_ref: str, way: Route,
-             currency: str) -> Resource:
+             currency: str, *, max_depth: int) -> Resource:
     assert way.endpoint is not None
     fields = {"request": {"reference": claim_ref}, "patient": claim["patient"]}
     if way.insurer_local:
@@ -255,7 +256,7 @@ def _as_ours(answer: Resource, claim: Resource, claim_ref: str, way: Route,
     mapped = answer_as_ours(answer, way, fields)
     problem = None
     try:
-        validate_resource(mapped, expected_type="ClaimResponse")
+        validate_resource(mapped, expected_type="ClaimResponse", max_depth=max_depth)
         amount = (mapped.get("payment") or {}).get("amount")
         if amount is not None:
             if amount.get("currency", currency) != currency:

@@ -229,7 +229,8 @@ async def commit_new(repo: Repository, settings: Settings,
     ts = now_ms()
     writes = []
     for resource, previous in resources:
-        validate_resource(resource, expected_type=resource["resourceType"])
+        validate_resource(resource, expected_type=resource["resourceType"],
+                          max_depth=settings.fhir_max_json_depth)
         writes.append(svc.plan_write(settings=settings, resource=resource,
                                      type_=resource["resourceType"], id_=resource["id"],
                                      previous=previous,

@@ -59,7 +59,8 @@ def _focal_insurance(request: Resource) -> dict[str, Any] | None:
 
 async def submit_request(call: Call, request: Resource, bundle: Resource | None = None
                          ) -> Resource:
-    validate_resource(request, expected_type="CoverageEligibilityRequest")
+    validate_resource(request, expected_type="CoverageEligibilityRequest",
+                      max_depth=call.settings.fhir_max_json_depth)
     await call.check(type_="CoverageEligibilityRequest", interaction="create", resource=request)
     repo, settings = call.repo, call.settings
     request = {**drop_ids(request), "id": str(uuid.uuid4())}
@@ -83,7 +84,8 @@ async def submit_request(call: Call, request: Resource, bundle: Resource | None 
         outbound = {**drop_ids(request), "insurer": {"reference": way.insurer_local}}
         answer = await call.services.payer.check_eligibility(way.endpoint,
                                                              pack(outbound, related))
-        response = _as_ours(answer.resource, request, request_ref, way)
+        response = _as_ours(answer.resource, request, request_ref, way,
+                            max_depth=call.settings.fhir_max_json_depth)
         exchanged = answer.exchanged
     else:
         response = await answer_as_payer(call, request, request_ref, resolver)
@@ -97,7 +99,8 @@ async def submit_request(call: Call, request: Resource, bundle: Resource | None 
     return stored
 
 
-def _as_ours(answer: Resource, request: Resource, request_ref: str, way: Route) -> Resource:
+def _as_ours(answer: Resource, request: Resource, request_ref: str, way: Route, *,
+             max_depth: int) -> Resource:
     """The payer's answer, with its references mapped to this server's resources."""
     assert way.endpoint is not None
     mapped = answer_as_ours(answer, way, {
@@ -105,7 +108,7 @@ def _as_ours(answer: Resource, request: Resource, request_ref: str, way: Route) 
         "insurer": {"reference": way.insurer_local} if way.insurer_local
         else request["insurer"]})
     try:
-        validate_resource(mapped, expected_type="CoverageEligibilityResponse")
+        validate_resource(mapped, expected_type="CoverageEligibilityResponse", max_depth=max_depth)
     except Invalid:
         raise Upstream(f"The payer at {way.endpoint.reference} answered with an invalid "
                        "CoverageEligibilityResponse") from None

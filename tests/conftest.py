@@ -8,6 +8,7 @@ run standing in for MongoDB, a database per test). ``make test`` runs both.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -37,6 +38,11 @@ BASE = "http://testserver/fhir"
 # client's system/*.*), through a real token verified on every request.
 ADMIN_SCOPE = "system/*.cruds"
 ADMIN_CLIENT = "test-admin"
+# Bounds for server processes, with margin for a busy 2-core machine: no request to a server
+# process may rely on httpx's 5 s default.
+HTTP_TIMEOUT = 60.0  # one request
+READY_TIMEOUT = 120.0  # process start to /ready 200 (start-up work included)
+STOP_TIMEOUT = 60.0  # SIGTERM to exit (in-flight requests, audit flush, database stop)
 
 
 ENGINE = os.environ.get("FHIR_TEST_ENGINE", "sqlite")
@@ -203,17 +209,22 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_ready(base: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    """Until ``GET base/ready`` answers 200 (RuntimeError if the process exits or times out)."""
+def wait_ready(base: str, proc: subprocess.Popen[Any], timeout: float = READY_TIMEOUT) -> None:
+    """Until ``GET base/ready`` answers 200 (RuntimeError if the process exits or times out).
+
+    ``/ready`` answers 503 while the server's start-up work runs; ``/health`` before that.
+    """
     deadline = time.monotonic() + timeout
     while True:
         try:
-            if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
+            if httpx.get(f"{base}/ready", timeout=5).status_code == 200:
                 return
         except httpx.TransportError:
             pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("the server process did not become ready")
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server process exited with {proc.returncode} during start-up")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the server process was not ready within {timeout:g} s")
         time.sleep(0.1)
 
 
@@ -223,6 +234,20 @@ def server_env(store: Store, port: int, **env: str) -> dict[str, str]:
     return {**full, **store.env(), "FHIR_PORT": str(port), "FHIR_HOST": "127.0.0.1",
             "FHIR_BASE_URL": f"http://127.0.0.1:{port}/fhir", "FHIR_LOG_LEVEL": "WARNING",
             "FHIR_WORKERS": "1", **env}
+
+
+def stop_process(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM,
+                 timeout: float = STOP_TIMEOUT) -> int:
+    """Send ``sig`` and wait for the exit code; a process still running after ``timeout`` is
+    killed (never left behind) and the test fails."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise AssertionError(f"the process did not stop within {timeout:g} s of {sig}") from None
 
 
 @contextmanager
@@ -237,9 +262,7 @@ def server_process(store: Store, **env: str) -> Iterator[ServerProcess]:
         wait_ready(base, proc)
         yield ServerProcess(base=f"{base}/fhir", proc=proc)
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            proc.wait(timeout=15)
+        stop_process(proc)
 
 
 @dataclass(frozen=True)

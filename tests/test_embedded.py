@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from fhir_server.embedded import EmbeddedFerretDB
-from tests.conftest import mongo_only
+from tests.conftest import READY_TIMEOUT, STOP_TIMEOUT, mongo_only
 
 pytestmark = mongo_only
 
@@ -115,13 +116,15 @@ def test_no_orphan_when_parent_is_killed(tmp_path: Path) -> None:
     child: int | None = None
     try:
         assert parent.stdout is not None
+        readable, _, _ = select.select([parent.stdout], [], [], READY_TIMEOUT)
+        assert readable, f"the parent printed nothing within {READY_TIMEOUT:g} s"
         line = parent.stdout.readline()
         assert line.strip().isdigit(), f"parent printed {line!r}"
         child = int(line)
         assert is_alive(child)
         parent.kill()
-        parent.wait(timeout=10)
-        assert wait_gone(child, timeout=15), f"FerretDB pid {child} outlived its parent"
+        parent.wait(timeout=STOP_TIMEOUT)
+        assert wait_gone(child, timeout=STOP_TIMEOUT), f"FerretDB pid {child} outlived its parent"
     finally:
         if parent.poll() is None:
             parent.kill()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import ROOT, SHARED
+from tests.conftest import HTTP_TIMEOUT, ROOT, SHARED
 
 BULK = SHARED / "synthea-bulk-10"
 ENCOUNTERS = 60
@@ -41,16 +41,17 @@ def test_load_ndjson_into_running_server(live_server: str, live_headers: dict[st
 
     for type_, count in expected.items():
         total = httpx.get(f"{live_server}/{type_}", params={"_summary": "count"},
-                          headers=live_headers).json()["total"]
+                          headers=live_headers, timeout=HTTP_TIMEOUT).json()["total"]
         assert total == count, type_
     # Synthea's conditional references now point at the practitioner with that NPI.
     first = json.loads(lines[0])
     conditional = first["participant"][0]["individual"]["reference"]
     npi = conditional.split("identifier=", 1)[1]
     practitioner = httpx.get(f"{live_server}/Practitioner", params={"identifier": npi},
-                             headers=live_headers).json()
+                             headers=live_headers, timeout=HTTP_TIMEOUT).json()
     pid = practitioner["entry"][0]["resource"]["id"]
-    stored = httpx.get(f"{live_server}/Encounter/{first['id']}", headers=live_headers).json()
+    stored = httpx.get(f"{live_server}/Encounter/{first['id']}", headers=live_headers,
+                       timeout=HTTP_TIMEOUT).json()
     assert stored["participant"][0]["individual"]["reference"] == f"Practitioner/{pid}"
 
 
@@ -64,5 +65,6 @@ def test_load_reports_failures(live_server: str, live_headers: dict[str, str],
     done = _run(["--url", live_server, "--token", _token(live_headers), str(tmp_path)])
     assert done.returncode == 1
     assert "failed" in done.stdout and "loaded 1 resources" in done.stdout
-    assert httpx.get(f"{live_server}/Patient/ok-1", headers=live_headers).status_code == 200
-    assert httpx.get(f"{live_server}/Patient/bad-1", headers=live_headers).status_code == 404
+    for id_, status in (("ok-1", 200), ("bad-1", 404)):
+        assert httpx.get(f"{live_server}/Patient/{id_}", headers=live_headers,
+                         timeout=HTTP_TIMEOUT).status_code == status

@@ -8,14 +8,19 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 from joserfc.jwk import ECKey
 
-from tests.conftest import ROOT, free_port
+from tests.conftest import (
+    HTTP_TIMEOUT,
+    ROOT,
+    free_port,
+    stop_process,
+    wait_ready,
+)
 from tests.factories import patient
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc")
@@ -60,17 +65,12 @@ def operator_token(data_dir: Path, port: int) -> str:
 def start(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
     env = server_env(data_dir, port)
     proc = subprocess.Popen([sys.executable, "-m", "fhir_server", "serve"], env=env, cwd=ROOT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            pass
-        assert proc.poll() is None, "the server exited during start-up"
-        time.sleep(0.1)
-    proc.kill()
-    raise AssertionError("the server did not become ready")
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", proc)
+    except RuntimeError:
+        stop_process(proc, signal.SIGKILL)
+        raise
+    return proc
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
@@ -82,24 +82,23 @@ def test_serve_embedded_stops_cleanly_and_keeps_writes(tmp_path: Path,
     try:
         assert not children(proc.pid), "the embedded database runs in the server's process"
         assert (tmp_path / "fhir.sqlite3").is_file()
-        meta = httpx.get(f"{base}/metadata").json()
+        meta = httpx.get(f"{base}/metadata", timeout=HTTP_TIMEOUT).json()
         assert meta["fhirVersion"] == "4.0.1"
         auth = {"Authorization": f"Bearer {operator_token(tmp_path, port)}"}
-        created = httpx.post(f"{base}/Patient", json=patient(family="Durable"), headers=auth)
+        created = httpx.post(f"{base}/Patient", json=patient(family="Durable"), headers=auth,
+                             timeout=HTTP_TIMEOUT)
         assert created.status_code == 201
         pid = created.json()["id"]
-        proc.send_signal(stop_signal)
-        assert proc.wait(timeout=30) == 0
+        assert stop_process(proc, stop_signal) == 0
         # A clean close checkpoints the write-ahead log into the database file and removes it.
         assert not (tmp_path / "fhir.sqlite3-wal").exists()
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        stop_process(proc, signal.SIGKILL)
     again = start(tmp_path, port)
     try:
-        read = httpx.get(f"{base}/Patient/{pid}", headers=auth)  # the keys outlived the restart
+        # the keys outlived the restart
+        read = httpx.get(f"{base}/Patient/{pid}", headers=auth, timeout=HTTP_TIMEOUT)
         assert read.status_code == 200
         assert read.json()["name"][0]["family"] == "Durable"
     finally:
-        again.terminate()
-        assert again.wait(timeout=30) == 0
+        assert stop_process(again) == 0

@@ -1,4 +1,7 @@
-"""``GET [base]/metadata``: a CapabilityStatement generated from what the server does."""
+"""``GET [base]/metadata``: a CapabilityStatement generated from what the server does.
+
+It is built once per app at start-up (``fhir_server/warmup.py``) and served as built.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +15,7 @@ from fhir_server import __version__
 from fhir_server.api.negotiation import json_response, pretty
 from fhir_server.auth.server import endpoints
 from fhir_server.config import Settings
-from fhir_server.deps import SettingsDep
 from fhir_server.search.registry import params_for
-from fhir_server.storage.model import instant, now_ms
 from fhir_server.validation import resource_types
 from operations.registry import operations_for
 
@@ -37,12 +38,17 @@ def _includes(type_: str) -> list[str]:
     return ["*", *(f"{type_}:{c}" for c in refs)] if refs else []
 
 
-def _revincludes(type_: str) -> list[str]:
-    out = []
-    for source in resource_types():
+@cache
+def _revincludes() -> dict[str, list[str]]:
+    """Target type -> the ``Source:param`` reference parameters that can point at it."""
+    types = resource_types()
+    out: dict[str, list[str]] = {type_: [] for type_ in types}
+    for source in types:
         for code, p in sorted(params_for(source).items()):
-            if p.type == "reference" and (not p.target or type_ in p.target):
-                out.append(f"{source}:{code}")
+            if p.type == "reference":
+                for target in p.target or types:
+                    if target in out:
+                        out[target].append(f"{source}:{code}")
     return out
 
 
@@ -50,7 +56,7 @@ def _revincludes(type_: str) -> list[str]:
 def _resources() -> list[dict[str, Any]]:
     out = []
     for type_ in resource_types():
-        includes, revincludes = _includes(type_), _revincludes(type_)
+        includes, revincludes = _includes(type_), _revincludes()[type_]
         out.append({
             "type": type_,
             "profile": f"http://hl7.org/fhir/StructureDefinition/{type_}",
@@ -134,9 +140,13 @@ def capability_statement(base_url: str, start: str,
     }
 
 
-@router.get("/metadata")
-async def metadata(request: Request, settings: SettingsDep) -> Response:
-    started = getattr(request.app.state, "started", None) or instant(now_ms())
+def statement_for(settings: Settings, started: str) -> dict[str, Any]:
+    """The CapabilityStatement of a server with these settings, started at ``started``."""
     security = smart_security(settings) if settings.fhir_auth == "smart" else None
-    return json_response(capability_statement(settings.base_url, started, security),
-                         pretty_print=pretty(request))
+    return capability_statement(settings.base_url, started, security)
+
+
+@router.get("/metadata")
+async def metadata(request: Request) -> Response:
+    prepared = await request.app.state.warmup.result()  # built at start-up
+    return json_response(prepared.capability, pretty_print=pretty(request))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from starlette.requests import Request
@@ -17,6 +18,7 @@ XML_TYPES = frozenset({"application/fhir+xml", "application/xml", "application/x
 FORMAT_ALIASES = {"json": FHIR_JSON, "application/json": FHIR_JSON, FHIR_JSON: FHIR_JSON,
                   "application/json+fhir": FHIR_JSON, "text/json": FHIR_JSON}
 MEDIA_TYPE = f"{FHIR_JSON}; charset=utf-8"
+OFFLOAD_BYTES = 256 * 1024  # bodies at least this large are parsed in a worker thread
 
 
 def _media(value: str) -> str:
@@ -52,7 +54,15 @@ async def read_body(request: Request) -> dict[str, Any]:
         if media and media not in JSON_TYPES:
             raise UnsupportedMediaType(
                 f"Content-Type '{media[:64]}' is not supported; send application/fhir+json")
-    return parse_resource(await request.body())
+    body = await request.body()
+    if len(body) >= OFFLOAD_BYTES:  # the nesting check walks every value: not on the event loop
+        return await asyncio.to_thread(parse_resource, body, max_depth=max_depth(request))
+    return parse_resource(body, max_depth=max_depth(request))
+
+
+def max_depth(request: Request) -> int:
+    """The nesting limit of JSON bodies (FHIR_MAX_JSON_DEPTH)."""
+    return int(request.app.state.settings.fhir_max_json_depth)
 
 
 def pretty(request: Request) -> bool:

@@ -94,8 +94,10 @@ def _instance_route(op: Operation, type_: str):  # type: ignore[no-untyped-def]
 
 
 def _definition_route(op: Operation):  # type: ignore[no-untyped-def]
+    definition = op.definition()  # built with the routes, at start-up
+
     async def route(request: Request) -> Response:
-        return json_response(op.definition(), pretty_print=pretty(request))
+        return json_response(definition, pretty_print=pretty(request))
     return route
 
 

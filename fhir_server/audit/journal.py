@@ -23,7 +23,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from fhir_server.fhirjson import dumps, parse_json
+from fhir_server.fhirjson import dumps, loads_stored
 
 log = logging.getLogger("fhir_server.audit")
 
@@ -107,7 +107,7 @@ def _read(path: Path) -> list[dict[str, Any]]:
     out = []
     for line in path.read_bytes().splitlines():
         try:
-            event = parse_json(line)
+            event = loads_stored(line)  # written by this server; checked again when stored
         except Exception:
             continue  # a line cut short by the kill: it was never acknowledged
         if isinstance(event, dict) and event.get("resourceType") == "AuditEvent":

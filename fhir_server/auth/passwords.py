@@ -24,13 +24,14 @@ _hasher = PasswordHasher()
 
 
 @cache
-def _dummy_hash() -> str:
+def dummy_hash() -> str:
+    """What an unknown user's password is checked against, so that it costs the same."""
     return _hasher.hash(secrets.token_urlsafe(16))
 
 
 def _verify(hashed: str | None, password: str) -> bool:
     try:
-        return _hasher.verify(hashed or _dummy_hash(), password) and hashed is not None
+        return _hasher.verify(hashed or dummy_hash(), password) and hashed is not None
     except (VerificationError, InvalidHashError):
         return False
 

@@ -48,7 +48,7 @@ def _role(role: str) -> dict[str, Any]:
 
 
 @cache
-def _grants(role: str) -> dict[str, frozenset[str]]:
+def grants_of(role: str) -> dict[str, frozenset[str]]:
     """Resource type (or ``*``) -> letters, with groups expanded."""
     groups: dict[str, list[str]] = _table()["groups"]
     out: dict[str, set[str]] = {}
@@ -60,7 +60,7 @@ def _grants(role: str) -> dict[str, frozenset[str]]:
 
 def role_letters(role: str, type_: str) -> frozenset[str]:
     """The letters a role grants on one resource type (AuditEvent: read for admin only)."""
-    grants = _grants(role)
+    grants = grants_of(role)
     if type_ == AUDIT_TYPE:
         return frozenset("rs") if role == AUDIT_ROLE else frozenset()
     return grants.get("*", frozenset()) | grants.get(type_, frozenset())
@@ -88,7 +88,7 @@ def _bound_one(role: str, scope: Scope) -> list[Scope]:
     if scope.type != "*":
         letters = scope.interactions & role_letters(role, scope.type)
         return [scope.narrowed(letters)] if letters else []
-    grants = _grants(role)
+    grants = grants_of(role)
     out: list[Scope] = []
     star = scope.interactions & grants.get("*", frozenset())
     if star:

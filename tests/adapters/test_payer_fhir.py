@@ -154,6 +154,22 @@ async def test_wrong_resource_back_is_a_502(peer: tuple[str, Script]) -> None:
         await payer.close()
 
 
+async def test_answer_nested_too_deeply_is_a_502(peer: tuple[str, Script]) -> None:
+    address, script = peer
+    extension: dict[str, Any] = {"url": "http://example.org/x", "valueString": "x"}
+    for _ in range(100):  # beyond FHIR_MAX_JSON_DEPTH (64): 201 levels of objects and arrays
+        extension = {"url": "http://example.org/x", "extension": [extension]}
+    script.answers = [(200, {**claim_response(), "extension": [extension]}, 0.0)]
+    payer = adapter()
+    try:
+        with pytest.raises(Upstream) as raised:
+            await payer.submit_claim(endpoint(address), {"resourceType": "Claim"})
+    finally:
+        await payer.close()
+    assert raised.value.status == 502
+    assert "did not answer with a ClaimResponse" in raised.value.diagnostics
+
+
 async def test_breaker_opens_then_lets_one_trial_through(peer: tuple[str, Script]) -> None:
     address, script = peer
     payer = adapter(fhir_payer_retries=0, fhir_payer_breaker_failures=2,

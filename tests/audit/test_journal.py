@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
+import time
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import Store, mint_for_database, server_process
+from tests.conftest import HTTP_TIMEOUT, Store, mint_for_database, server_process, stop_process
 from tests.factories import patient
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses SIGKILL")
@@ -23,31 +23,36 @@ HOLD = {"FHIR_AUDIT_FLUSH_SECONDS": "60", "FHIR_AUDIT_BATCH": "100000"}
 async def read_then_kill(store: Store, journal: bool) -> str:
     with server_process(store, FHIR_AUDIT_JOURNAL=str(journal).lower(), **HOLD) as server:
         token = await mint_for_database(store, server.base)
-        async with httpx.AsyncClient(base_url=server.base + "/",
+        async with httpx.AsyncClient(base_url=server.base + "/", timeout=HTTP_TIMEOUT,
                                      headers={"Authorization": f"Bearer {token}"}) as http:
             created = (await http.post("Patient", json=patient())).json()
             for _ in range(READS):
                 assert (await http.get(f"Patient/{created['id']}")).status_code == 200
-        os.kill(server.proc.pid, signal.SIGKILL)
-        server.proc.wait(timeout=15)
+        stop_process(server.proc, signal.SIGKILL)
     return str(created["id"])
 
 
 async def audited_reads(store: Store, patient_id: str) -> int:
+    """The reads of ``patient_id`` audited once the restarted server wrote its queue's head.
+
+    A replayed journal is queued at start, before any request's event, and the queue is
+    written in order: once this process's own searches are stored, the replay is too.
+    """
     with server_process(store) as server:
         token = await mint_for_database(store, server.base, "system/AuditEvent.rs")
-        async with httpx.AsyncClient(base_url=server.base + "/",
+        async with httpx.AsyncClient(base_url=server.base + "/", timeout=HTTP_TIMEOUT,
                                      headers={"Authorization": f"Bearer {token}"}) as http:
-            total = 0
-            for _ in range(30):  # the replay is written by the background writer
+
+            async def count(**params: str) -> int:
                 page: dict[str, Any] = (await http.get("AuditEvent", params={
-                    "entity": f"Patient/{patient_id}", "subtype": "read",
-                    "_summary": "count"})).json()
-                total = int(page["total"])
-                if total >= READS:
-                    break
+                    **params, "_summary": "count"})).json()
+                return int(page["total"])
+
+            deadline = time.monotonic() + HTTP_TIMEOUT
+            while await count(subtype="search-type") == 0:  # none yet of this process's own
+                assert time.monotonic() < deadline, "the audit writer wrote nothing"
                 await asyncio.sleep(0.2)
-            return total
+            return await count(entity=f"Patient/{patient_id}", subtype="read")
 
 
 async def test_killed_process_events_are_written_at_restart(store: Store) -> None:

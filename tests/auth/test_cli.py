@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ from joserfc import jwk, jws
 
 from fhir_server.auth.roles import bound_scopes
 from tests.auth.flow_helpers import PASSWORD, parse_form, pkce, query_of
-from tests.conftest import ROOT, Store, free_port, wait_ready
+from tests.conftest import HTTP_TIMEOUT, ROOT, Store, free_port, stop_process, wait_ready
 
 REDIRECT = "https://app.example.org/cb"
 
@@ -53,8 +52,7 @@ def embedded_server(embedded_env: dict[str, str]) -> Iterator[str]:
         wait_ready(origin, proc)
         yield origin
     finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
+        assert stop_process(proc) == 0
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -64,7 +62,7 @@ def bearer(token: str) -> dict[str, str]:
 def code_flow(origin: str, client_id: str, username: str, scope: str) -> dict[str, Any]:
     """The browser and app side of the authorization code flow, against a real server."""
     verifier, challenge = pkce()
-    with httpx.Client() as http:
+    with httpx.Client(timeout=HTTP_TIMEOUT) as http:
         page = http.get(f"{origin}/auth/authorize", params={
             "response_type": "code", "client_id": client_id, "redirect_uri": REDIRECT,
             "scope": scope, "state": "s1", "aud": f"{origin}/fhir", "code_challenge": challenge,
@@ -107,7 +105,7 @@ def test_cli_while_the_server_runs_on_the_embedded_database(
     system_token = ok(env, "token", "--client", backend["client_id"], "--scope", "system/*.cruds")
     created = httpx.post(f"{origin}/fhir/Patient", headers={
         **bearer(system_token), "Content-Type": "application/fhir+json"},
-        json={"resourceType": "Patient", "name": [{"family": "Cli"}]})
+        json={"resourceType": "Patient", "name": [{"family": "Cli"}]}, timeout=HTTP_TIMEOUT)
     assert created.status_code == 201, created.text
     patient = created.json()["id"]
     assert "added" in ok(env, "users", "add", "pat", "--role", "patient", "--patient",
@@ -116,21 +114,23 @@ def test_cli_while_the_server_runs_on_the_embedded_database(
     # A user's token: bounded by the role, usable, and introspected as active.
     user_token = ok(env, "token", "--client", app["client_id"], "--scope", "user/*.rs",
                     "--user", "doc")
-    read = httpx.get(f"{origin}/fhir/Patient/{patient}", headers=bearer(user_token))
+    read = httpx.get(f"{origin}/fhir/Patient/{patient}", headers=bearer(user_token),
+                     timeout=HTTP_TIMEOUT)
     assert read.status_code == 200 and read.json()["id"] == patient
     info = httpx.post(f"{origin}/auth/introspect", data={"token": user_token},
-                      auth=(rs["client_id"], rs["client_secret"])).json()
+                      auth=(rs["client_id"], rs["client_secret"]), timeout=HTTP_TIMEOUT).json()
     assert info["active"] is True and info["sub"] == "doc" and info["role"] == "clinician"
     patient_token = ok(env, "token", "--client", app["client_id"], "--scope", "patient/*.rs",
                        "--user", "pat")
     assert httpx.post(f"{origin}/auth/introspect", data={"token": patient_token},
-                      auth=(rs["client_id"], rs["client_secret"])).json()["patient"] == patient
+                      auth=(rs["client_id"], rs["client_secret"]),
+                      timeout=HTTP_TIMEOUT).json()["patient"] == patient
 
     # The users and clients the CLI made sign in through the running server.
     body = code_flow(origin, app["client_id"], "pat", "launch/patient patient/*.rs openid fhirUser")
     assert body["patient"] == patient
-    assert httpx.get(f"{origin}/fhir/Patient/{patient}",
-                     headers=bearer(body["access_token"])).status_code == 200
+    assert httpx.get(f"{origin}/fhir/Patient/{patient}", headers=bearer(body["access_token"]),
+                     timeout=HTTP_TIMEOUT).status_code == 200
 
     launch = ok(env, "launch", "--patient", f"Patient/{patient}")
     assert len(launch) >= 16
@@ -142,10 +142,12 @@ def test_cli_while_the_server_runs_on_the_embedded_database(
     new_kid = jws.extract_compact(new_token.encode()).headers()["kid"]
     assert new_kid != old_kid and f"kid={new_kid}" in rotated
     for token in (user_token, new_token):
-        assert httpx.get(f"{origin}/fhir/Patient/{patient}", headers=bearer(token)).status_code == 200
-    deadline = time.monotonic() + 10
+        assert httpx.get(f"{origin}/fhir/Patient/{patient}", headers=bearer(token),
+                         timeout=HTTP_TIMEOUT).status_code == 200
+    deadline = time.monotonic() + HTTP_TIMEOUT  # the server reloads its keys every few seconds
     while True:
-        kids = {k["kid"] for k in httpx.get(f"{origin}/auth/jwks").json()["keys"]}
+        kids = {k["kid"] for k in
+                httpx.get(f"{origin}/auth/jwks", timeout=HTTP_TIMEOUT).json()["keys"]}
         if kids == {old_kid, new_kid} or time.monotonic() > deadline:
             break
         time.sleep(0.5)
@@ -175,12 +177,12 @@ def test_cli_starts_its_own_embedded_database(embedded_env: dict[str, str]) -> N
     try:
         wait_ready(origin, proc)
         # The server finds the key the CLI generated at first start, so the token verifies.
-        assert httpx.get(f"{origin}/fhir/Patient", headers=bearer(token)).status_code == 200
+        assert httpx.get(f"{origin}/fhir/Patient", headers=bearer(token),
+                         timeout=HTTP_TIMEOUT).status_code == 200
         body = code_flow(origin, app["client_id"], "doc", "user/*.rs")
         assert body["scope"].split() == bound_scopes("clinician", ["user/*.rs"])
     finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
+        assert stop_process(proc) == 0
 
 
 def test_cli_against_the_running_servers_database(live_server: str, store: Store) -> None:
@@ -189,5 +191,7 @@ def test_cli_against_the_running_servers_database(live_server: str, store: Store
                         "user/*.rs openid"))
     ok(env, "users", "add", "ops", "--role", "admin", "--password", PASSWORD)
     token = ok(env, "token", "--client", app["client_id"], "--scope", "user/*.rs", "--user", "ops")
-    assert httpx.get(f"{live_server}/Patient", headers=bearer(token)).status_code == 200
-    assert httpx.get(f"{live_server}/Patient", headers=bearer(token + "x")).status_code == 401
+    assert httpx.get(f"{live_server}/Patient", headers=bearer(token),
+                     timeout=HTTP_TIMEOUT).status_code == 200
+    assert httpx.get(f"{live_server}/Patient", headers=bearer(token + "x"),
+                     timeout=HTTP_TIMEOUT).status_code == 401

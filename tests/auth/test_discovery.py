@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 from fhirclient import client as fhirclient
 
-from tests.conftest import BASE
+from tests.conftest import BASE, HTTP_TIMEOUT
 
 REQUIRED = ("issuer", "jwks_uri", "authorization_endpoint", "token_endpoint", "grant_types_supported",
             "code_challenge_methods_supported", "capabilities", "scopes_supported",
@@ -67,6 +67,6 @@ def test_fhirclient_discovers_endpoints(live_server: str) -> None:
     authorize = smart.server.authorize_uri
     assert authorize.startswith(f"{origin}/auth/authorize?")
     assert smart.server.auth._token_uri == f"{origin}/auth/token"
-    page = httpx.get(authorize)
+    page = httpx.get(authorize, timeout=HTTP_TIMEOUT)
     # fhirclient sends no PKCE challenge: the server refuses (redirect with error), never a 500.
     assert page.status_code in (302, 400)

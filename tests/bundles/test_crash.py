@@ -15,7 +15,17 @@ import httpx
 import pytest
 
 from tests.bundles.helpers import bundle, post, response_entries, status_code, urn
-from tests.conftest import ROOT, Store, free_port, mint_for_database, server_env
+from tests.conftest import (
+    HTTP_TIMEOUT,
+    READY_TIMEOUT,
+    ROOT,
+    Store,
+    free_port,
+    mint_for_database,
+    server_env,
+    stop_process,
+    wait_ready,
+)
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses SIGKILL")
 
@@ -46,23 +56,15 @@ def crash_bundle(k: int) -> dict[str, Any]:
     return bundle(entries)
 
 
-async def start_server(env: dict[str, str], port: int,
-                       wait: float = 60) -> subprocess.Popen[bytes]:
+def start_server(env: dict[str, str], port: int,
+                 wait: float = READY_TIMEOUT) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen([sys.executable, "-m", "fhir_server", "serve"], env=env, cwd=ROOT)
-    deadline = time.monotonic() + wait
-    async with httpx.AsyncClient() as http:
-        while time.monotonic() < deadline:
-            try:
-                if (await http.get(f"http://127.0.0.1:{port}/ready", timeout=1)).status_code == 200:
-                    return proc
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None:
-                raise AssertionError("the server exited during start-up")
-            await asyncio.sleep(0.1)
-    proc.kill()
-    proc.wait()
-    raise AssertionError("the server did not become ready")
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", proc, wait)
+    except RuntimeError:
+        stop_process(proc, signal.SIGKILL)
+        raise
+    return proc
 
 
 async def auth_headers(store: Store, base: str) -> dict[str, str]:
@@ -84,7 +86,7 @@ async def test_sigkill_mid_transaction_leaves_bundles_whole_or_absent(
         store: Store) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}/fhir"
-    proc = await start_server(server_env(store, port), port)
+    proc = start_server(server_env(store, port), port)
     outcomes: dict[int, int | str] = {}
     try:
         limits = httpx.Limits(max_connections=BUNDLES + 5)
@@ -117,12 +119,10 @@ async def test_sigkill_mid_transaction_leaves_bundles_whole_or_absent(
             os.kill(proc.pid, signal.SIGKILL)
             print(f"killed {time.monotonic() - fired:.1f} s after firing, "
                   f"{len(outcomes)} answered")
-            proc.wait(timeout=30)
+            stop_process(proc, signal.SIGKILL)
             await asyncio.gather(*tasks)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, signal.SIGKILL)
 
     committed_before_kill = [k for k, v in outcomes.items() if v == 200]
     cut_off = [k for k, v in outcomes.items() if isinstance(v, str)]
@@ -133,14 +133,18 @@ async def test_sigkill_mid_transaction_leaves_bundles_whole_or_absent(
     base = f"http://127.0.0.1:{port}/fhir"
     # Recovery after the crash runs before the server reports ready.
     restart = time.monotonic()
-    proc = await start_server(server_env(store, port), port, wait=600)
+    proc = start_server(server_env(store, port), port, wait=600)
     restart_seconds = time.monotonic() - restart
     try:
         auth = await auth_headers(store, base)
-        async with httpx.AsyncClient(timeout=120, headers=auth) as http:
+        async with httpx.AsyncClient(timeout=HTTP_TIMEOUT * 2, headers=auth) as http:
             complete, absent, partial = [], [], {}
             for k in range(BUNDLES):
-                got = await counts(http, base, k)
+                try:
+                    got = await counts(http, base, k)
+                except httpx.TransportError as exc:  # say whether the server is still there
+                    raise AssertionError(f"the restarted server on port {port} did not answer "
+                                         f"(Bundle {k}; exit code {proc.poll()}): {exc!r}") from exc
                 if got == EXPECTED:
                     complete.append(k)
                 elif not any(got.values()):
@@ -179,5 +183,4 @@ async def test_sigkill_mid_transaction_leaves_bundles_whole_or_absent(
                   f"complete after restart: {len(complete)}, absent: {len(absent)}, "
                   f"restart took {restart_seconds:.1f} s")
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        stop_process(proc)

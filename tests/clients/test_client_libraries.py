@@ -15,6 +15,8 @@ from fhirclient.server import FHIRNotFoundException
 from fhirpy import AsyncFHIRClient
 from fhirpy.base.exceptions import ResourceNotFound
 
+from tests.conftest import HTTP_TIMEOUT
+
 MRN = "http://clinic.example/mrn"
 
 
@@ -80,5 +82,5 @@ async def test_fhirpy_crud(live_server: str, live_headers: dict[str, str]) -> No
     await fetched.delete()
     with pytest.raises(ResourceNotFound):
         await fhir.reference("Patient", pid).to_resource()
-    async with httpx.AsyncClient(headers=live_headers) as http:
+    async with httpx.AsyncClient(headers=live_headers, timeout=HTTP_TIMEOUT) as http:
         assert (await http.get(f"{live_server}/Patient/{pid}")).status_code == 410

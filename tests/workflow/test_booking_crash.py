@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Store, mint_for_database, server_process
+from tests.conftest import HTTP_TIMEOUT, Store, mint_for_database, server_process, stop_process
 from tests.factories import patient
 from tests.workflow.helpers import body, create
 
@@ -46,7 +46,7 @@ async def test_booking_side_effects_survive_a_kill(store: Store) -> None:
     with server_process(store) as server:
         token = await mint_for_database(store, server.base)
         headers = {"Authorization": f"Bearer {token}"}
-        async with httpx.AsyncClient(base_url=server.base + "/", timeout=60,
+        async with httpx.AsyncClient(base_url=server.base + "/", timeout=HTTP_TIMEOUT,
                                      headers=headers) as http:
             pat = await create(http, patient())
             doctors = [await create(http, {"resourceType": "Practitioner",
@@ -62,14 +62,14 @@ async def test_booking_side_effects_survive_a_kill(store: Store) -> None:
                         first_done.set()
 
             tasks = [asyncio.create_task(book(d)) for d in doctors]
-            await asyncio.wait_for(first_done.wait(), timeout=60)
+            await asyncio.wait_for(first_done.wait(), timeout=HTTP_TIMEOUT)
             os.kill(server.proc.pid, signal.SIGKILL)
             await asyncio.gather(*tasks)
-            server.proc.wait(timeout=15)
+            stop_process(server.proc, signal.SIGKILL)
     with server_process(store) as server:
         token = await mint_for_database(store, server.base)
         headers = {"Authorization": f"Bearer {token}"}
-        async with httpx.AsyncClient(base_url=server.base + "/", timeout=60,
+        async with httpx.AsyncClient(base_url=server.base + "/", timeout=HTTP_TIMEOUT,
                                      headers=headers) as http:
             appointments = await all_of(http, "Appointment")
             invoices = await all_of(http, "Invoice")
