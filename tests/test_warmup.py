@@ -17,6 +17,7 @@ from fhir_server.main import create_app
 from tests.conftest import (
     HTTP_TIMEOUT,
     ROOT,
+    Store,
     make_settings,
     mint_for_database,
     server_process,
@@ -36,13 +37,13 @@ UNSEEN = ({"resourceType": "Substance", "code": {"text": "saline"}},
           {"resourceType": "Group", "type": "person", "actual": True})
 
 
-def app_on(mongo_uri: str, db_name: str) -> FastAPI:
-    return create_app(make_settings(mongo_uri, db_name))
+def app_on(store: Store) -> FastAPI:
+    return create_app(make_settings(store))
 
 
 async def test_ready_answers_503_until_the_start_up_work_is_done(
-        mongo_uri: str, db_name: str, drop_after: None) -> None:
-    app = app_on(mongo_uri, db_name)
+        store: Store) -> None:
+    app = app_on(store)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         # Before the lifespan has started the work: alive, not ready.
@@ -58,9 +59,9 @@ async def test_ready_answers_503_until_the_start_up_work_is_done(
 
 
 async def test_first_metadata_and_first_create_after_ready_are_fast(
-        mongo_uri: str, db_name: str, drop_after: None) -> None:
-    with server_process(mongo_uri, db_name) as server:  # started, and /ready answered 200
-        token = await mint_for_database(mongo_uri, db_name, server.base)
+        store: Store) -> None:
+    with server_process(store) as server:  # started, and /ready answered 200
+        token = await mint_for_database(store, server.base)
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/fhir+json"}
         origin = server.base.removesuffix("/fhir")
         with httpx.Client(timeout=HTTP_TIMEOUT) as http:
@@ -187,9 +188,9 @@ NO_IMPORTS = textwrap.dedent("""
 
 
 def test_no_request_imports_a_module_after_the_start_up_work(
-        mongo_uri: str, db_name: str, drop_after: None) -> None:
-    env = {**os.environ, "MONGODB_URI": mongo_uri, "MONGODB_DATABASE": db_name,
-           "FHIR_LOG_LEVEL": "WARNING"}
+        store: Store) -> None:
+    env = {**{k: v for k, v in os.environ.items() if k not in ("MONGODB_URI", "MONGODB_DATABASE")},
+           **store.env(), "FHIR_LOG_LEVEL": "WARNING"}
     done = subprocess.run([sys.executable, "-c", NO_IMPORTS, str(ROOT.parent / "shared" / "data"
                                                                  / "fhir-r4-examples")],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
