@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI, Request
@@ -19,8 +17,8 @@ from adapters.payer_x12 import PayerRouter, X12PayerAdapter
 from adapters.peer_http import PeerHttp
 from adapters.x12.state import X12State
 from fhir_server.api import batch, bulk, capability, interactions, operations
+from fhir_server.api.context import RequestContext
 from fhir_server.api.negotiation import check_accept, json_response
-from fhir_server.audit.http import record_request
 from fhir_server.audit.journal import Journal
 from fhir_server.audit.trail import AuditTrail
 from fhir_server.auth import server as auth_server
@@ -103,19 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.warmup = Warmup()
     install_handlers(app, unavailable=unavailable_errors())
 
-    @app.middleware("http")
-    async def request_context(request: Request,
-                              call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        rid = request.headers.get("x-request-id", "")[:64] or uuid.uuid4().hex
-        request.state.request_id = rid
-        start = time.perf_counter()
-        response = await call_next(request)
-        record_request(request, response)
-        response.headers["X-Request-Id"] = rid
-        # Path only: query strings can carry health data (names, birth dates).
-        log.info("request id=%s method=%s path=%s status=%d ms=%.1f", rid, request.method,
-                 request.url.path, response.status_code, (time.perf_counter() - start) * 1000)
-        return response
+    app.add_middleware(RequestContext)
 
     @app.get("/health", include_in_schema=False)
     async def health() -> Response:

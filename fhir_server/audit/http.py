@@ -1,11 +1,11 @@
-"""Turning a finished FHIR request into an AuditEvent (called by main.py's middleware)."""
+"""Turning a finished FHIR request into an AuditEvent (called by ``api/context.py``)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
+from starlette.datastructures import Headers
 from starlette.requests import Request
-from starlette.responses import Response
 
 from fhir_server.audit import events
 from fhir_server.auth.classify import Interaction
@@ -13,7 +13,17 @@ from fhir_server.auth.principal import Principal
 from fhir_server.storage.model import instant, now_ms
 
 
-def _created_reference(response: Response, base_url: str) -> str | None:
+class Answer(Protocol):
+    """The status and headers of an answer (``api/context.Answered``)."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def headers(self) -> Headers: ...
+
+
+def _created_reference(response: Answer, base_url: str) -> str | None:
     location = response.headers.get("location", "")
     if not location.startswith(base_url + "/"):
         return None
@@ -21,7 +31,7 @@ def _created_reference(response: Response, base_url: str) -> str | None:
     return f"{parts[0]}/{parts[1]}" if len(parts) >= 2 else None
 
 
-def _entities(request: Request, response: Response, interaction: Interaction,
+def _entities(request: Request, response: Answer, interaction: Interaction,
               principal: Principal | None, base_url: str) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     type_, id_ = interaction.type_, interaction.id_
@@ -46,7 +56,7 @@ def _entities(request: Request, response: Response, interaction: Interaction,
     return out
 
 
-def record_request(request: Request, response: Response) -> None:
+def record_request(request: Request, response: Answer) -> None:
     """Queue the AuditEvent of a FHIR interaction (nothing for public endpoints)."""
     trail = getattr(request.app.state, "audit", None)
     interaction: Interaction | None = getattr(request.state, "interaction", None)
