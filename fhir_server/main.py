@@ -26,6 +26,7 @@ from fhir_server.errors import install_handlers
 from fhir_server.storage.auth_store import AuthStore
 from fhir_server.storage.model import instant, now_ms
 from fhir_server.storage.open import open_repository, unavailable_errors
+from terminology.loader import load as load_terminology
 
 log = logging.getLogger("fhir_server")
 
@@ -60,6 +61,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.audit = AuditTrail(repo=repo, settings=settings, journal=journal)
             app.state.auth.on_login(app.state.audit.on_login)
             await app.state.audit.start()
+            if settings.fhir_terminology_load:
+                await load_terminology(repo, settings)
             app.state.engine = repo.engine
             app.state.repo = repo
             app.state.settings = settings

@@ -57,14 +57,17 @@ class Store:
     database: str = "fhir"
 
     def settings(self, **overrides: object) -> Settings:
+        # Terminology content (a minute to load) only where a test asks for it:
+        # tests/terminology load it once per module.
         values: dict[str, object] = {"fhir_data_dir": self.data_dir, "fhir_base_url": BASE,
                                      "mongodb_uri": self.mongo_uri,
-                                     "mongodb_database": self.database, **overrides}
+                                     "mongodb_database": self.database,
+                                     "fhir_terminology_load": False, **overrides}
         return Settings(**values)  # type: ignore[arg-type]
 
     def env(self) -> dict[str, str]:
         """The environment of a server process on this store."""
-        env = {"FHIR_DATA_DIR": str(self.data_dir)}
+        env = {"FHIR_DATA_DIR": str(self.data_dir), "FHIR_TERMINOLOGY_LOAD": "false"}
         if self.mongo_uri:
             env |= {"MONGODB_URI": self.mongo_uri, "MONGODB_DATABASE": self.database}
         return env

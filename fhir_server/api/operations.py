@@ -16,7 +16,7 @@ from fhir_server.deps import SettingsDep
 from fhir_server.errors import MethodNotAllowed, NotFound
 from fhir_server.search.extract import index_resource
 from fhir_server.validation import check_id
-from operations.base import Call, Operation, parse_parameters
+from operations.base import Call, Operation, parameters_from_query, parse_parameters
 from operations.registry import OPERATIONS
 
 
@@ -38,7 +38,10 @@ async def _run(op: Operation, request: Request, settings: Any,
     if instance is not None:
         type_, id_ = instance
         await authorize(request, type_=type_, interaction="read", id_=id_)
-    body = await read_body(request) if await request.body() else None
+    if request.method == "GET":
+        body: dict[str, Any] | None = parameters_from_query(op, request.query_params.multi_items())
+    else:
+        body = await read_body(request) if await request.body() else None
     params = parse_parameters(op, body)
 
     async def check(**kwargs: Any) -> Any:
@@ -84,18 +87,20 @@ def _definition_route(op: Operation):  # type: ignore[no-untyped-def]
 
 def build_router() -> APIRouter:
     """The operations' routes, and their OperationDefinitions, served as generated (like
-    HAPI's: not stored, so a database holds only what its users wrote)."""
+    HAPI's: not stored, so a database holds only what its users wrote). An operation that
+    changes nothing can also be invoked with GET, its parameters in the query string."""
     router = APIRouter()
     for op in OPERATIONS:
         router.add_api_route(f"/OperationDefinition/{op.id}", _definition_route(op),
                              methods=["GET"], name=f"{op.id}-definition")
+        methods = ["POST"] if op.affects_state else ["GET", "POST"]
         for type_ in op.resource:
             if op.type_level:
-                router.add_api_route(f"/{type_}/${op.code}", _type_route(op), methods=["POST"],
+                router.add_api_route(f"/{type_}/${op.code}", _type_route(op), methods=methods,
                                      name=f"{op.id}-type-{type_}")
             if op.instance:
                 router.add_api_route(f"/{type_}/{{id_}}/${op.code}", _instance_route(op, type_),
-                                     methods=["POST"], name=f"{op.id}-instance-{type_}")
+                                     methods=methods, name=f"{op.id}-instance-{type_}")
     return router
 
 

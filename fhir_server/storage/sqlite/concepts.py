@@ -8,7 +8,9 @@
   each concept also with itself, so ``is-a`` and ``:below`` read one index range
   and ``:above`` the other index.
 * ``concept_props(gen, prop, code)``: ``name|value`` keys; ``concept_words(gen,
-  word, code)``: the words a text filter matches by prefix (a key range).
+  word, code)``: the words a text filter matches by prefix (a key range); the
+  rarest word of a filter is read from it, the others are checked in the row's
+  own ``words`` (`` word1 word2 ...``).
 * ``code_sets(setkey, n)`` and ``code_set_members(setkey, sc)``: code sets
   (``system|code``) that searches join on.
 """
@@ -51,6 +53,7 @@ from fhir_server.storage.sqlite.database import Database
 from fhir_server.storage.sqlite.sql import Sql, successor
 
 CHUNK = 2000  # concepts per write transaction while building
+RARITY_CAP = 5000  # concepts counted per word when choosing which word of a filter to read
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS code_systems (
@@ -60,7 +63,7 @@ CREATE TABLE IF NOT EXISTS concept_builds (
   gen TEXT PRIMARY KEY, url TEXT NOT NULL, version TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS concepts (
   gen TEXT NOT NULL, code TEXT NOT NULL, seq INTEGER NOT NULL, display TEXT,
-  active INTEGER NOT NULL, abstract INTEGER NOT NULL, data TEXT NOT NULL,
+  active INTEGER NOT NULL, abstract INTEGER NOT NULL, data TEXT NOT NULL, words TEXT NOT NULL,
   PRIMARY KEY (gen, code)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS concepts_order ON concepts (gen, seq);
 CREATE TABLE IF NOT EXISTS concept_closure (
@@ -70,9 +73,11 @@ CREATE INDEX IF NOT EXISTS concept_closure_up ON concept_closure (gen, code, anc
 CREATE TABLE IF NOT EXISTS concept_props (
   gen TEXT NOT NULL, prop TEXT NOT NULL, code TEXT NOT NULL,
   PRIMARY KEY (gen, prop, code)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS concept_props_code ON concept_props (gen, code, prop);
 CREATE TABLE IF NOT EXISTS concept_words (
   gen TEXT NOT NULL, word TEXT NOT NULL, code TEXT NOT NULL,
   PRIMARY KEY (gen, word, code)) WITHOUT ROWID;
+
 CREATE TABLE IF NOT EXISTS code_sets (setkey TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS code_set_members (
   setkey TEXT NOT NULL, sc TEXT NOT NULL, PRIMARY KEY (setkey, sc)) WITHOUT ROWID;
@@ -104,63 +109,122 @@ def _concept(row: Sequence[Any]) -> ConceptRow:
     return concept_from(code, display, bool(active), bool(abstract), orjson.loads(data))
 
 
-def condition(sql: Sql, where: Select, gen: str) -> str:
-    """A condition on the concept row ``c`` of generation ``gen``."""
-    g = sql.p(gen)
+def _conjuncts(where: Select) -> list[Select]:
+    """The ANDed conditions, a text filter's words each on its own."""
+    out: list[Select] = []
+    for w in where.parts if isinstance(where, AllOf) else (where,):
+        if isinstance(w, AllOf):
+            out += _conjuncts(w)
+        elif isinstance(w, Words):
+            out += [Words((prefix,)) for prefix in w.prefixes]
+        else:
+            out.append(w)
+    return out
+
+
+def _rank(where: Select) -> tuple[int, int] | None:
+    """How well a condition drives (lower first); None when it cannot."""
+    if isinstance(where, Codes):
+        return (0, 0)
+    if isinstance(where, Below | Above | Props):
+        return (1, 0)
+    if isinstance(where, Words) and where.prefixes:
+        return (2, 0)  # the first: SqliteConcepts._rarest_first puts the rarest word first
+    return None
+
+
+def _driver(sql: Sql, where: Select, g: str) -> str:
+    """SELECT of the codes satisfying a driving condition, from one index range."""
+    if isinstance(where, Below):
+        out = f"SELECT code FROM concept_closure WHERE gen = {g} AND ancestor = {sql.p(where.code)}"
+        return out if where.itself else f"{out} AND code != {sql.p(where.code)}"
+    if isinstance(where, Above):
+        return (f"SELECT ancestor AS code FROM concept_closure WHERE gen = {g} "
+                f"AND code = {sql.p(where.code)}")
+    if isinstance(where, Props):
+        keys = [f"{where.name}|{v}" for v in where.values]
+        return f"SELECT code FROM concept_props WHERE gen = {g} AND prop IN ({sql.ps(keys)})"
+    assert isinstance(where, Words)
+    w = where.prefixes[0]
+    return (f"SELECT code FROM concept_words WHERE gen = {g} "
+            f"AND word >= {sql.p(w)} AND word < {sql.p(successor(w))}")
+
+
+def condition(sql: Sql, where: Select, g: str) -> str:
+    """A test of the concept row ``c`` (each an indexed probe by its code)."""
     if isinstance(where, Everything):
         return "1"
     if isinstance(where, Codes):
         return f"c.code IN ({sql.ps(where.codes)})" if where.codes else "0"
     if isinstance(where, Below):
-        out = f"c.code IN (SELECT code FROM concept_closure WHERE gen = {g} AND ancestor = " \
-              f"{sql.p(where.code)})"
+        out = (f"EXISTS (SELECT 1 FROM concept_closure WHERE gen = {g} "
+               f"AND ancestor = {sql.p(where.code)} AND code = c.code)")
         return out if where.itself else f"({out} AND c.code != {sql.p(where.code)})"
     if isinstance(where, Above):
-        return (f"c.code IN (SELECT ancestor FROM concept_closure WHERE gen = {g} "
-                f"AND code = {sql.p(where.code)})")
+        return (f"EXISTS (SELECT 1 FROM concept_closure WHERE gen = {g} "
+                f"AND code = {sql.p(where.code)} AND ancestor = c.code)")
     if isinstance(where, Props):
         keys = [f"{where.name}|{v}" for v in where.values]
-        return f"c.code IN (SELECT code FROM concept_props WHERE gen = {g} AND prop IN ({sql.ps(keys)}))"
-    if isinstance(where, HasProp):
-        low = f"{where.name}|"
-        return (f"c.code IN (SELECT code FROM concept_props WHERE gen = {g} "
-                f"AND prop >= {sql.p(low)} AND prop < {sql.p(successor(low))})")
+        return (f"EXISTS (SELECT 1 FROM concept_props WHERE gen = {g} AND prop IN ({sql.ps(keys)}) "
+                f"AND code = c.code)")
+    if isinstance(where, HasProp | Regex) and not (isinstance(where, Regex)
+                                                   and where.field in ("code", "display")):
+        low = f"{where.name if isinstance(where, HasProp) else where.field}|"
+        test = "" if isinstance(where, HasProp) else \
+            f" AND fhir_regex({sql.p(where.pattern)}, substr(prop, {len(low) + 1}))"
+        return (f"EXISTS (SELECT 1 FROM concept_props WHERE gen = {g} AND code = c.code "
+                f"AND prop >= {sql.p(low)} AND prop < {sql.p(successor(low))}{test})")
     if isinstance(where, Regex):
-        if where.field in ("code", "display"):
-            return f"fhir_regex({sql.p(where.pattern)}, c.{where.field})"
-        low = f"{where.field}|"
-        return (f"c.code IN (SELECT code FROM concept_props WHERE gen = {g} "
-                f"AND prop >= {sql.p(low)} AND prop < {sql.p(successor(low))} "
-                f"AND fhir_regex({sql.p(where.pattern)}, substr(prop, {len(low) + 1})))")
+        return f"fhir_regex({sql.p(where.pattern)}, c.{where.field})"
     if isinstance(where, Words):
-        parts = [f"c.code IN (SELECT code FROM concept_words WHERE gen = {g} "
-                 f"AND word >= {sql.p(w)} AND word < {sql.p(successor(w))})" for w in where.prefixes]
+        parts = [f"instr(c.words, {sql.p(' ' + w)}) > 0" for w in where.prefixes]
         return "(" + " AND ".join(parts) + ")" if parts else "1"
     if isinstance(where, Active):
         return "c.active = 1"
     if isinstance(where, Not):
-        return f"NOT ({condition(sql, where.part, gen)})"
+        return f"NOT ({condition(sql, where.part, g)})"
     if isinstance(where, AllOf):
-        return "(" + " AND ".join(condition(sql, p, gen) for p in where.parts) + ")"
+        return "(" + " AND ".join(condition(sql, p, g) for p in where.parts) + ")" \
+            if where.parts else "1"
     if isinstance(where, AnyOf):
-        return "(" + " OR ".join(condition(sql, p, gen) for p in where.parts) + ")" \
+        return "(" + " OR ".join(condition(sql, p, g) for p in where.parts) + ")" \
             if where.parts else "0"
     raise TypeError(where)
 
 
+def from_where(sql: Sql, part: Part) -> tuple[str, str]:
+    """``FROM ... WHERE ...`` of the concept rows ``c`` of a part, and the ORDER BY term:
+    the most selective condition read from its index drives (``c.code IN (...)``), the
+    others probe each row found. With a driver the order is by an expression, so that
+    SQLite sorts what the driver found instead of walking the whole system in order."""
+    g = sql.p(part.system.gen)
+    conds = _conjuncts(part.where)
+    ranked = [(rank, i) for i, w in enumerate(conds) if (rank := _rank(w)) is not None]
+    if not ranked:
+        tests = " AND ".join(condition(sql, w, g) for w in conds) or "1"
+        return f"FROM concepts c WHERE c.gen = {g} AND {tests}", "c.seq"
+    best = min(ranked)[1]
+    driver = (condition(sql, conds[best], g) if isinstance(conds[best], Codes)
+              else f"c.code IN ({_driver(sql, conds[best], g)})")
+    tests = [condition(sql, w, g) for i, w in enumerate(conds) if i != best]
+    return f"FROM concepts c WHERE c.gen = {g} AND {' AND '.join([driver, *tests])}", "c.seq + 0"
+
+
 def _insert_chunk(c: sqlite3.Connection, gen: str, start: int,
                   rows: Sequence[ConceptRow]) -> None:
+    words = [r.words() for r in rows]
     c.executemany(
-        "INSERT OR REPLACE INTO concepts (gen, code, seq, display, active, abstract, data) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT OR REPLACE INTO concepts (gen, code, seq, display, active, abstract, data, words) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         [(gen, r.code, start + i, r.display, int(r.active), int(r.abstract),
-          orjson.dumps(r.data()).decode()) for i, r in enumerate(rows)])
+          orjson.dumps(r.data()).decode(), "".join(" " + w for w in ws))
+         for i, (r, ws) in enumerate(zip(rows, words, strict=True))])
     c.executemany("INSERT OR IGNORE INTO concept_closure (gen, ancestor, code) VALUES (?, ?, ?)",
                   [(gen, a, r.code) for r in rows for a in (r.code, *r.ancestors)])
     c.executemany("INSERT OR IGNORE INTO concept_props (gen, prop, code) VALUES (?, ?, ?)",
                   [(gen, p, r.code) for r in rows for p in r.property_keys()])
     c.executemany("INSERT OR IGNORE INTO concept_words (gen, word, code) VALUES (?, ?, ?)",
-                  [(gen, w, r.code) for r in rows for w in r.words()])
+                  [(gen, w, r.code) for r, ws in zip(rows, words, strict=True) for w in ws])
 
 
 def _delete_gens(c: sqlite3.Connection, gens: list[str]) -> None:
@@ -251,24 +315,41 @@ class SqliteConcepts(Concepts):
                                 "AND code = ?", (system.gen, ancestor, code))
         return bool(rows)
 
+    async def _rarest_first(self, part: Part) -> Part:
+        """The text filter's words ordered by how many concepts have them (counted up to a
+        bound, from the word index), so that the rarest one is read and the others checked."""
+        words = [w for w in _conjuncts(part.where) if isinstance(w, Words)]
+        if len(words) < 2:
+            return part
+        counts = {}
+        for w in words:
+            prefix = w.prefixes[0]
+            rows = await self._rows(
+                "SELECT count(*) FROM (SELECT 1 FROM concept_words WHERE gen = ? AND word >= ? "
+                "AND word < ? LIMIT ?)", (part.system.gen, prefix, successor(prefix), RARITY_CAP))
+            counts[prefix] = int(rows[0][0])
+        ordered = Words(tuple(sorted(counts, key=lambda p: (counts[p], -len(p)))))
+        rest = [w for w in _conjuncts(part.where) if not isinstance(w, Words)]
+        return Part(part.system, AllOf((ordered, *rest)))
+
     async def count(self, *, part: Part) -> int:
+        part = await self._rarest_first(part)
         sql = Sql()
-        text = (f"SELECT count(*) FROM concepts c WHERE c.gen = {sql.p(part.system.gen)} "
-                f"AND {condition(sql, part.where, part.system.gen)}")
+        text = f"SELECT count(*) {from_where(sql, part)[0]}"
         return int((await self._rows(text, sql.params))[0][0])
 
     async def select(self, *, part: Part, offset: int, limit: int) -> list[ConceptRow]:
+        part = await self._rarest_first(part)
         sql = Sql()
-        text = (f"SELECT c.code, c.display, c.active, c.abstract, c.data FROM concepts c "
-                f"WHERE c.gen = {sql.p(part.system.gen)} "
-                f"AND {condition(sql, part.where, part.system.gen)} "
-                f"ORDER BY c.seq LIMIT {sql.p(limit)} OFFSET {sql.p(offset)}")
+        found, order = from_where(sql, part)
+        text = (f"SELECT c.code, c.display, c.active, c.abstract, c.data {found} "
+                f"ORDER BY {order} LIMIT {sql.p(limit)} OFFSET {sql.p(offset)}")
         return [_concept(row) for row in await self._rows(text, sql.params)]
 
     async def codes(self, *, part: Part) -> list[str]:
         sql = Sql()
-        text = (f"SELECT c.code FROM concepts c WHERE c.gen = {sql.p(part.system.gen)} "
-                f"AND {condition(sql, part.where, part.system.gen)} ORDER BY c.seq")
+        found, order = from_where(sql, part)
+        text = f"SELECT c.code {found} ORDER BY {order}"
         return [row[0] for row in await self._rows(text, sql.params)]
 
     # -- code sets ----------------------------------------------------------------------
@@ -280,8 +361,7 @@ class SqliteConcepts(Concepts):
                 sql = Sql()
                 c.execute(f"INSERT OR IGNORE INTO code_set_members (setkey, sc) "
                           f"SELECT {sql.p(key)}, {sql.p(part.system.url + '|')} || c.code "
-                          f"FROM concepts c WHERE c.gen = {sql.p(part.system.gen)} "
-                          f"AND {condition(sql, part.where, part.system.gen)}", sql.params)
+                          f"{from_where(sql, part)[0]}", sql.params)
             c.executemany("INSERT OR IGNORE INTO code_set_members (setkey, sc) VALUES (?, ?)",
                           [(key, sc) for sc in listed])
             n = int(c.execute("SELECT count(*) FROM code_set_members WHERE setkey = ?",
