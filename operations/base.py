@@ -183,8 +183,8 @@ def _value(definition: Param, item: dict[str, Any], here: str) -> Any:
                           expression=[f"{here}.part"])
         return _parse_level(definition.parts, parts, f"{here}.part")
     if definition.type is not None and (definition.type == "Resource"
-                                        or definition.type[:1].isupper()
-                                        and definition.type not in VALUE_KEYS):
+                                        or (definition.type[:1].isupper()
+                                        and definition.type not in VALUE_KEYS)):
         resource = item.get("resource")
         if not isinstance(resource, dict):
             raise Invalid(f"Parameter '{definition.name}' takes a resource",

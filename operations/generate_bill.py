@@ -43,7 +43,7 @@ from operations.common import (
     today,
 )
 from operations.payer_side import in_force
-from terminology.pricelist import Priced, matches_code, price_given, price_with_definition
+from terminology.pricelist import Priced, line_item, matches_code, price_line
 from terminology.systems import BILL_INVOICE, BILL_KEY, CLAIM_TYPE, PROCESS_PRIORITY
 
 ISSUED = ("issued", "balanced")
@@ -142,18 +142,15 @@ async def _bill(call: Call, *, patient_ref: str, encounter: Resource | None,
             "enteredDate": now_instant(),
         }
         if price is not None:
-            priced = price_given(price, quantity=quantity)
+            line = price_line(None, quantity=quantity, charge_item=item, currency=currency,
+                              unit_price=price, where=f"{where}.part.code")
             item["priceOverride"] = {"value": price, "currency": currency}
         else:
             definition = await _definition(call, coding, where)
-            priced = price_with_definition(definition, quantity=quantity, charge_item=item,
-                                           currency=currency)
+            line = price_line(definition, quantity=quantity, charge_item=item, currency=currency,
+                              where=f"{where}.part.code")
             if definition.get("url"):
                 item["definitionCanonical"] = [definition["url"]]
-        line = _rounded(priced)
-        if line.net < 0 or line.gross < 0:
-            raise Unprocessable(f"Service code '{coding['code'][:64]}' is priced below zero",
-                                expression=[f"{where}.part.code"])
         charge_items.append(item)
         lines.append((coding, quantity, line))
     total_net = sum((p.net for _, _, p in lines), Decimal(0))
@@ -164,9 +161,7 @@ async def _bill(call: Call, *, patient_ref: str, encounter: Resource | None,
         **({"identifier": key_ids} if key_ids else {}),
         "status": "issued", "subject": {"reference": patient_ref},
         "recipient": {"reference": patient_ref}, "date": now_instant(),
-        "lineItem": [{"sequence": n, "chargeItemReference": {"reference": f"ChargeItem/{c['id']}"},
-                      "priceComponent": [{**pc, "amount": money(pc["amount"]["value"], currency)}
-                                         for pc in p.components]}
+        "lineItem": [line_item(n, f"ChargeItem/{c['id']}", p, currency)
                      for n, (c, (_, _, p)) in enumerate(zip(charge_items, lines, strict=True), 1)],
         "totalNet": money(total_net, currency), "totalGross": money(total_gross, currency),
     }
@@ -215,23 +210,6 @@ async def _definition(call: Call, coding: dict[str, Any], where: str) -> Resourc
     # Several active definitions: the most recently dated one wins (then the id, to be stable).
     found.sort(key=lambda d: (str(d.get("date", "")), str(d.get("id"))), reverse=True)
     return found[0]
-
-
-def _rounded(priced: Priced) -> Priced:
-    """Components rounded to cents (half up), and totals summed from the rounded amounts."""
-    out = Priced()
-    for c in priced.components:
-        amount = cents(decimal_of(c["amount"]["value"], "ChargeItemDefinition.propertyGroup"))
-        out.components.append({**c, "amount": {"value": amount}})
-        kind = c["type"]
-        if kind in ("base", "surcharge"):
-            out.net += amount
-        elif kind in ("discount", "deduction"):
-            out.net -= amount
-        elif kind == "tax":
-            out.gross += amount
-    out.gross += out.net
-    return out
 
 
 def _service_day(encounter: Resource | None, appointment: Resource | None) -> date:

@@ -75,7 +75,8 @@ async def lookup(catalog: Catalog, coding: dict[str, Any], wanted: list[str]) ->
                  (("language", "valueCode"), ("use", "valueCoding"), ("value", "valueString"))
                  if k in d]
         params.append({"name": "designation", "part": parts})
-    properties = [("parent", {"valueCode": p}) for p in row.parents]
+    properties: list[tuple[str, dict[str, Any]]] = [("parent", {"valueCode": p})
+                                                    for p in row.parents]
     properties += [("child", {"valueCode": c})
                    for c in await catalog.repo.concepts.children(system=system, code=code)]
     properties += [(str(p.get("code")), {k: v for k, v in p.items() if k.startswith("value")})

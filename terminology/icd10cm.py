@@ -86,8 +86,8 @@ def concepts() -> list[ConceptRow]:
         else:
             found = cm.get_parent(name)
             # A category under a block of its own name: its parent is that block.
-            parent = block_code(found) if (found == name or cm.is_block(found)
-                                           and not cm.is_category(found)) else found
+            parent = block_code(found) if (found == name or (cm.is_block(found)
+                                           and not cm.is_category(found))) else found
         parents = (parent,) if parent else ()
         ancestors[code] = (parent, *ancestors[parent]) if parent else ()
         leaf = kind not in ("chapter", "block") and cm.is_leaf(name)

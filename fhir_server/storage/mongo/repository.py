@@ -121,7 +121,7 @@ class MongoRepository(Repository):
         self.transactions = TransactionLog(db, self.guarded)
         self.records = MongoRecords(db, self.guarded)
         self.locks = Locks(self.records)
-        self.concepts = MongoConcepts(db, engine)
+        self.concepts: MongoConcepts = MongoConcepts(db, engine)
         self._indexed: set[str] = set()
 
     async def open(self) -> None:

@@ -201,8 +201,8 @@ def from_where(sql: Sql, part: Part) -> tuple[str, str]:
     conds = _conjuncts(part.where)
     ranked = [(rank, i) for i, w in enumerate(conds) if (rank := _rank(w)) is not None]
     if not ranked:
-        tests = " AND ".join(condition(sql, w, g) for w in conds) or "1"
-        return f"FROM concepts c WHERE c.gen = {g} AND {tests}", "c.seq"
+        every = " AND ".join(condition(sql, w, g) for w in conds) or "1"
+        return f"FROM concepts c WHERE c.gen = {g} AND {every}", "c.seq"
     best = min(ranked)[1]
     driver = (condition(sql, conds[best], g) if isinstance(conds[best], Codes)
               else f"c.code IN ({_driver(sql, conds[best], g)})")

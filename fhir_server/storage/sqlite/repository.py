@@ -103,7 +103,7 @@ class SqliteRepository(Repository):
                                  transactions=True)
         self.records = SqliteRecords(self.db)
         self.locks = Locks(self.records)
-        self.concepts = SqliteConcepts(self.db)
+        self.concepts: SqliteConcepts = SqliteConcepts(self.db)
 
     async def open(self) -> None:
         self.db.create_schema()
