@@ -5,7 +5,7 @@ The hierarchy comes from nesting (``concept.concept``), from the ``parent`` and
 others (HL7 v3 code systems give a concept's other parents that way), so a
 concept can have several parents. Its ancestors are every concept reachable
 upwards (cycles in bad content are cut). A concept is inactive when its
-``status`` is retired, deprecated or inactive, or its ``inactive`` property is
+``status`` is retired or inactive (a deprecated concept is still active), or its ``inactive`` property is
 true; abstract when ``notSelectable`` or ``abstract`` is true.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 from fhir_server.storage.concepts import ConceptRow, property_value
 
 HIERARCHY_PROPERTIES = ("parent", "child", "subsumedBy")
-INACTIVE_STATUS = frozenset({"retired", "deprecated", "inactive"})
+INACTIVE_STATUS = frozenset({"retired", "inactive"})
 INDEXED_CONTENT = frozenset({"complete", "fragment", "example"})
 
 
