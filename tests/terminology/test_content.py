@@ -78,3 +78,18 @@ async def test_icd10cm_code_system(tx: httpx.AsyncClient) -> None:
     assert resource["content"] == "not-present"
     assert resource["count"] == len(cm.get_all_codes(True))
     assert resource["hierarchyMeaning"] == "is-a"
+
+
+async def test_operations_are_declared(tx: httpx.AsyncClient) -> None:
+    meta = (await tx.get("metadata")).json()
+    listed = {(r["type"], op["name"]) for r in meta["rest"][0]["resource"]
+              for op in r.get("operation", [])}
+    wanted = {("CodeSystem", "lookup"), ("CodeSystem", "validate-code"),
+              ("CodeSystem", "subsumes"), ("ValueSet", "expand"), ("ValueSet", "validate-code"),
+              ("ConceptMap", "translate"), ("ChargeItemDefinition", "apply")}
+    assert wanted <= listed
+    for id_ in ("CodeSystem-lookup", "ValueSet-expand", "ConceptMap-translate",
+                "ChargeItemDefinition-apply", "ValueSet-validate-code"):
+        definition = (await tx.get(f"OperationDefinition/{id_}")).json()
+        assert definition["base"] == f"http://hl7.org/fhir/OperationDefinition/{id_}"
+        assert definition["affectsState"] is False
