@@ -60,14 +60,13 @@ async def test_cli_loads_a_large_code_system_outside_the_resource(store: Store,
                             env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert failed.returncode == 1 and "only CodeSystem" in failed.stderr
     app = create_app(make_settings(store))
-    async with app.router.lifespan_context(app):
-        async with fhir_client(app, await mint(app)) as http:
-            stored = (await http.get("CodeSystem/services")).json()
-            assert stored["content"] == "not-present" and stored["count"] == 51
-            assert "concept" not in stored
-            assert params((await lookup(http, "S49")).json())["display"] == ["Procedure 49"]
-            r = await http.post("ValueSet/$expand", json={
-                "resourceType": "ValueSet", "status": "active", "compose": {"include": [
-                    {"system": URL, "filter": [{"property": "concept", "op": "descendent-of",
-                                                "value": "ALL"}]}]}})
-            assert r.json()["expansion"]["total"] == 50
+    async with app.router.lifespan_context(app), fhir_client(app, await mint(app)) as http:
+        stored = (await http.get("CodeSystem/services")).json()
+        assert stored["content"] == "not-present" and stored["count"] == 51
+        assert "concept" not in stored
+        assert params((await lookup(http, "S49")).json())["display"] == ["Procedure 49"]
+        r = await http.post("ValueSet/$expand", json={
+            "resourceType": "ValueSet", "status": "active", "compose": {"include": [
+                {"system": URL, "filter": [{"property": "concept", "op": "descendent-of",
+                                            "value": "ALL"}]}]}})
+        assert r.json()["expansion"]["total"] == 50

@@ -76,7 +76,7 @@ async def test_paging_over_icd10cm_in_tabular_order(tx: httpx.AsyncClient) -> No
     every = cm.get_all_codes(True)
     page = await expand(tx, url="urn:test:vs:icd-all", offset=1000, count=25)
     assert page["total"] == len(every)
-    names = [c for c in every[1000:1025]]
+    names = list(every[1000:1025])
     assert not any(cm.is_block(n) and cm.is_category(n) for n in names)
     assert codes(page) == names
     assert [c["display"] for c in page["contains"]] == [cm.get_description(n) for n in names]
