@@ -40,6 +40,9 @@ ADMIN_CLIENT = "test-admin"
 
 
 ENGINE = os.environ.get("FHIR_TEST_ENGINE", "sqlite")
+# Servers and CLI commands the tests start do not load the terminology content (a minute);
+# tests/terminology loads it once for the run and asks for it where it wants it.
+os.environ.setdefault("FHIR_TERMINOLOGY_LOAD", "false")
 if ENGINE not in ("sqlite", "mongo"):
     raise RuntimeError(f"FHIR_TEST_ENGINE must be sqlite or mongo, not {ENGINE!r}")
 # Tests of the MongoDB engine's own machinery (staged writes, the FerretDB launcher) run in the
@@ -67,7 +70,7 @@ class Store:
 
     def env(self) -> dict[str, str]:
         """The environment of a server process on this store."""
-        env = {"FHIR_DATA_DIR": str(self.data_dir), "FHIR_TERMINOLOGY_LOAD": "false"}
+        env = {"FHIR_DATA_DIR": str(self.data_dir)}
         if self.mongo_uri:
             env |= {"MONGODB_URI": self.mongo_uri, "MONGODB_DATABASE": self.database}
         return env
