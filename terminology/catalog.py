@@ -13,6 +13,7 @@ a transaction, another process), is indexed again before it is used.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,11 @@ from terminology.codesystem import concept_rows, indexable
 log = logging.getLogger("fhir_server.terminology")
 
 MAX_VERSIONS = 50  # resources of one canonical URL considered
+# How long the ids found for a canonical url are trusted before searching again. A known
+# resource's change or deletion is seen at once (it is read by id every time); a new
+# resource with a url already in use may take this long to be noticed.
+DISCOVERY_SECONDS = 5.0
+_found: dict[tuple[int, str, str], tuple[float, list[str]]] = {}
 
 
 def split_canonical(value: str) -> tuple[str, str | None]:
@@ -47,11 +53,27 @@ class Catalog:
     repo: Repository
     settings: Settings
     _systems: dict[tuple[str, str | None], SystemVersion | None] = field(default_factory=dict)
+    _searched: set[tuple[str, str]] = field(default_factory=set)  # urls searched afresh
 
     async def ids(self, type_: str, criteria: list[tuple[str, str]]) -> list[str]:
         query = compile_criteria(CompileContext(base_url=self.settings.base_url), type_,
                                  criteria_of(criteria))
         return await self.repo.search(type_=type_, query=query, sort=(), limit=MAX_VERSIONS)
+
+    async def url_ids(self, type_: str, url: str, *, fresh: bool = False) -> list[str]:
+        """Ids of the resources with this canonical url: searched, then kept for
+        ``DISCOVERY_SECONDS`` per process (a search by url is an index read on SQLite and
+        MongoDB, but a scan of every resource of the type on FerretDB)."""
+        key = (id(self.repo.records), type_, url)
+        found = _found.get(key)
+        if (type_, url) in self._searched:
+            fresh = False  # this request has searched already
+        if fresh or found is None or time.monotonic() - found[0] > DISCOVERY_SECONDS:
+            ids = await self.ids(type_, [("url", url)])
+            _found[key] = (time.monotonic(), ids)
+            self._searched.add((type_, url))
+            return ids
+        return found[1]
 
     async def read(self, type_: str, id_: str) -> dict[str, Any]:
         stored = await self.repo.current(type_=type_, id_=id_)
@@ -64,14 +86,26 @@ class Catalog:
         """The resource with this canonical URL (``url|version``); the highest version when
         several match and none is named."""
         url, version = split_canonical(canonical)
-        criteria = [("url", url)] + ([("version", version)] if version else [])
-        found = [await self.read(type_, i) for i in await self.ids(type_, criteria)]
-        found = [r for r in found if r.get("url") == url
-                 and (version is None or r.get("version") == version)]
+        found = await self._with_url(type_, url, version)
+        if not found and (type_, url) not in self._searched:  # written since it was searched?
+            found = await self._with_url(type_, url, version, fresh=True)
         if not found:
             return None
         found.sort(key=lambda r: (str(r.get("version") or ""), str(r.get("id"))), reverse=True)
         return found[0]
+
+    async def _with_url(self, type_: str, url: str, version: str | None, *,
+                        fresh: bool = False) -> list[dict[str, Any]]:
+        out = []
+        for id_ in await self.url_ids(type_, url, fresh=fresh):
+            stored = await self.repo.current(type_=type_, id_=id_)
+            if stored is None or stored.text is None:
+                continue
+            resource: dict[str, Any] = loads_stored(stored.text)
+            if resource.get("url") == url and (version is None
+                                               or resource.get("version") == version):
+                out.append(resource)
+        return out
 
     async def must_find(self, type_: str, canonical: str, name: str) -> dict[str, Any]:
         found = await self.by_url(type_, canonical)
@@ -98,25 +132,40 @@ class Catalog:
         return found
 
     async def _current(self, url: str, version: str | None) -> SystemVersion | None:
-        ids = await self.ids("CodeSystem", [("url", url)])
         stored = {s.source: s for s in await self.repo.concepts.versions(url=url)}
-        serving: list[SystemVersion] = []
-        for id_ in ids:
-            current = await self.repo.peek(type_="CodeSystem", id_=id_)
-            if current is None or current.deleted:
-                continue
-            source = source_of(id_, current.version)
-            if source in stored:
-                serving.append(stored[source])
-                continue
-            built = await self._build(id_, source)
-            if built is not None:
-                serving.append(built)
+        serving, changed = await self._serving(await self.url_ids("CodeSystem", url), stored)
+        if (changed or not serving) and ("CodeSystem", url) not in self._searched:
+            # a resource changed or went since its url was searched: search again
+            serving, _ = await self._serving(await self.url_ids("CodeSystem", url, fresh=True),
+                                             stored)
+        serving = [s for s in serving if s.url == url]
         if version is not None:
             serving = [s for s in serving if s.version == version]
         if not serving:
             return None
         return max(serving, key=lambda s: s.version)
+
+    async def _serving(self, ids: list[str], stored: dict[str, SystemVersion]
+                       ) -> tuple[list[SystemVersion], bool]:
+        """The stored builds of these resources (built when missing), and whether any of
+        them was not current."""
+        serving: list[SystemVersion] = []
+        changed = False
+        for id_ in ids:
+            current = await self.repo.peek(type_="CodeSystem", id_=id_)
+            if current is None or current.deleted:
+                changed = True
+                continue
+            source = source_of(id_, current.version)
+            if source in stored:
+                serving.append(stored[source])
+                continue
+            changed = True
+            built = await self._build(id_, source)
+            if built is not None:
+                stored[source] = built
+                serving.append(built)
+        return serving, changed
 
     async def _build(self, id_: str, source: str) -> SystemVersion | None:
         """Index a CodeSystem resource version that is not in the concept store yet."""

@@ -61,10 +61,10 @@ async def lookup(catalog: Catalog, coding: dict[str, Any], wanted: list[str]) ->
     if row is None:
         raise NotFound(f"The code '{code[:64]}' is not in {system.label[:200]}",
                        expression=["code"], code="not-found")
-    resource = await catalog.by_url("CodeSystem", system.url + (
-        f"|{system.version}" if system.version else ""))
+    source_id = system.source.split("/")[1] if system.source.startswith("CodeSystem/") else ""
+    resource = await catalog.read("CodeSystem", source_id) if source_id else {}
     params: list[dict[str, Any]] = [
-        {"name": "name", "valueString": str((resource or {}).get("name") or system.url)}]
+        {"name": "name", "valueString": str(resource.get("name") or system.url)}]
     if system.version:
         params.append({"name": "version", "valueString": system.version})
     params.append({"name": "display", "valueString": row.display or row.code})

@@ -3,7 +3,8 @@
 * ``code_systems``: ``{_id: "url|version", url, version, gen, source, content, count}``;
   ``concept_builds``: ``{_id: gen, url, version}``, the generations written.
 * ``concepts``: ``{_id: "gen|code", g, c, q (order), d (display), a (active), x (abstract),
-  anc: [the code and its ancestors], p: ["name|value"...], w: [words], data}``, with
+  anc: [the code and its ancestors], ch: [its children], p: ["name|value"...], w: [words],
+  data}``, with
   multikey indexes on ``(g, anc)``, ``(g, p)``, ``(g, w)`` and ``(g, q)``: a lookup
   reads by ``_id``, ``is-a`` by ``anc``, a text filter is anchored regular
   expressions on ``w``.
@@ -67,9 +68,9 @@ def _concept(doc: Doc) -> ConceptRow:
                         doc.get("data") or {})
 
 
-def _doc(gen: str, seq: int, r: ConceptRow) -> Doc:
+def _doc(gen: str, seq: int, r: ConceptRow, children: list[str]) -> Doc:
     return {"_id": f"{gen}|{r.code}", "g": gen, "c": r.code, "q": seq, "d": r.display,
-            "a": r.active, "x": r.abstract, "anc": [r.code, *r.ancestors],
+            "a": r.active, "x": r.abstract, "anc": [r.code, *r.ancestors], "ch": children,
             "p": r.property_keys(), "w": r.words(), "data": r.data()}
 
 
@@ -109,8 +110,13 @@ class MongoConcepts(Concepts):
         gen = uuid.uuid4().hex[:16]
         await self.db[BUILDS].insert_one({"_id": gen, "url": system.url,
                                           "version": system.version})
+        children: dict[str, list[str]] = {}
+        for r in concepts:
+            for parent in r.parents:
+                children.setdefault(parent, []).append(r.code)
         for start in range(0, len(concepts), CHUNK):
-            docs = [_doc(gen, start + i, r) for i, r in enumerate(concepts[start:start + CHUNK])]
+            docs = [_doc(gen, start + i, r, children.get(r.code, []))
+                    for i, r in enumerate(concepts[start:start + CHUNK])]
             await self.db[CONCEPTS].insert_many(docs, ordered=False)
             await asyncio.sleep(0)
         stored = replace(system, gen=gen, count=len(concepts))
@@ -143,8 +149,8 @@ class MongoConcepts(Concepts):
         return {d["c"]: _concept(d) for d in docs}
 
     async def children(self, *, system: SystemVersion, code: str) -> list[str]:
-        cursor = self.db[CONCEPTS].find({"g": system.gen, "p": f"parent|{code}"}, {"c": 1})
-        return [d["c"] async for d in cursor.sort([("q", ASCENDING)])]
+        doc = await self.db[CONCEPTS].find_one({"_id": f"{system.gen}|{code}"}, {"ch": 1})
+        return list((doc or {}).get("ch") or [])
 
     async def is_below(self, *, system: SystemVersion, code: str, ancestor: str) -> bool:
         doc = await self.db[CONCEPTS].find_one({"_id": f"{system.gen}|{code}"}, {"anc": 1})
