@@ -10,6 +10,10 @@
   expressions on ``w``.
 * ``code_sets``: ``{_id: key, n, chunks}`` and ``code_set_chunks``: ``{_id: "key|i", m:
   ["system|code"...]}``, read by ``_id`` (the one filter FerretDB serves from an index).
+
+On FerretDB, which scans for every filter but ``_id``, a generation of more than
+``LARGE`` concepts is judged in Python from a copy kept in this process
+(``concept_cache.py``).
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from fhir_server.storage.concepts import (
     concept_from,
     full_match,
 )
+from fhir_server.storage.mongo.concept_cache import LARGE, Generation, GenerationCache
 from fhir_server.storage.mongo.engine import MongoEngine
 
 Doc = dict[str, Any]
@@ -82,6 +87,7 @@ class MongoConcepts(Concepts):
     def __init__(self, db: AsyncDatabase[Doc], engine: MongoEngine) -> None:
         self.db = db
         self.indexed = engine.uses_indexes
+        self.cache = GenerationCache()
 
     async def create_indexes(self) -> None:
         if self.indexed:  # FerretDB on SQLite scans for every filter but _id
@@ -114,11 +120,16 @@ class MongoConcepts(Concepts):
         for r in concepts:
             for parent in r.parents:
                 children.setdefault(parent, []).append(r.code)
+        kept: list[Doc] = []
         for start in range(0, len(concepts), CHUNK):
             docs = [_doc(gen, start + i, r, children.get(r.code, []))
                     for i, r in enumerate(concepts[start:start + CHUNK])]
             await self.db[CONCEPTS].insert_many(docs, ordered=False)
+            if not self.indexed and len(concepts) >= LARGE:
+                kept += docs
             await asyncio.sleep(0)
+        if kept:
+            self.cache.put(gen, kept)
         stored = replace(system, gen=gen, count=len(concepts))
         await self.db[SYSTEMS].replace_one(
             {"_id": f"{stored.url}|{stored.version}"},
@@ -131,6 +142,7 @@ class MongoConcepts(Concepts):
 
     async def _delete_gens(self, gens: list[str]) -> None:
         for gen in gens:
+            self.cache.drop(gen)
             await self.db[CONCEPTS].delete_many({"g": gen})
             await self.db[BUILDS].delete_one({"_id": gen})
 
@@ -189,19 +201,42 @@ class MongoConcepts(Concepts):
             return {"$or": [await self._filter(p, gen) for p in where.parts]}
         raise TypeError(where)
 
+    async def _in_memory(self, gen: str, count: int | None = None) -> Generation | None:
+        """FerretDB: a large generation's documents, kept in this process."""
+        if self.indexed:
+            return None
+        found = self.cache.get(gen)
+        if found is not None:
+            return found
+        if count is None:
+            system = await self.db[SYSTEMS].find_one({"gen": gen}, {"count": 1})
+            count = int(system["count"]) if system else 0
+        if count < LARGE:
+            return None
+        return self.cache.put(gen, [d async for d in self.db[CONCEPTS].find({"g": gen})])
+
     async def _query(self, part: Part) -> Doc:
         inner = await self._filter(part.where, part.system.gen)
         return {"$and": [{"g": part.system.gen}, inner]} if inner else {"g": part.system.gen}
 
     async def count(self, *, part: Part) -> int:
+        memory = await self._in_memory(part.system.gen, part.system.count)
+        if memory is not None:
+            return len(memory.select(part.where))
         return await self.db[CONCEPTS].count_documents(await self._query(part))
 
     async def select(self, *, part: Part, offset: int, limit: int) -> list[ConceptRow]:
+        memory = await self._in_memory(part.system.gen, part.system.count)
+        if memory is not None:
+            return [_concept(d) for d in memory.select(part.where)[offset:offset + limit]]
         cursor = self.db[CONCEPTS].find(await self._query(part), ROW)
         cursor = cursor.sort([("q", ASCENDING)]).skip(offset).limit(limit)
         return [_concept(d) async for d in cursor]
 
     async def codes(self, *, part: Part) -> list[str]:
+        memory = await self._in_memory(part.system.gen, part.system.count)
+        if memory is not None:
+            return [d["c"] for d in memory.select(part.where)]
         cursor = self.db[CONCEPTS].find(await self._query(part), {"c": 1, "q": 1})
         return [d["c"] async for d in cursor.sort([("q", ASCENDING)])]
 
@@ -243,6 +278,11 @@ class MongoConcepts(Concepts):
     async def hierarchy(self, *, gens: Sequence[str], code: str, below: bool) -> list[str]:
         found: dict[str, None] = {}
         for gen in gens:
+            memory = await self._in_memory(gen)
+            if memory is not None:
+                where = Below(code) if below else Above(code)
+                found.update((d["c"], None) for d in memory.select(where))
+                continue
             if below:
                 async for d in self.db[CONCEPTS].find({"g": gen, "anc": code}, {"c": 1}):
                     found[d["c"]] = None
