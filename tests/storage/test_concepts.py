@@ -144,3 +144,27 @@ def test_the_in_memory_judge_agrees(where: object, expected: list[str]) -> None:
             children.setdefault(p, []).append(r.code)
     generation = Generation([_doc("g", i, r, children.get(r.code, [])) for i, r in enumerate(ROWS)])
     assert [d["c"] for d in generation.select(where)] == expected  # type: ignore[arg-type]
+
+
+async def test_another_process_reads_what_one_wrote(store: Store) -> None:
+    """A second repository on the same database (another server process) answers alike; on
+    FerretDB a process that did not write a small generation has no copy of it in memory and
+    uses the engine's own filters."""
+    from fhir_server.storage.mongo.concept_cache import PROCESS_CACHE
+
+    first = await open_repository(make_settings(store))
+    try:
+        system = await stored(first)
+    finally:
+        await first.close()
+    PROCESS_CACHE.drop(system.gen)  # as in another process
+    second = await open_repository(make_settings(store))
+    try:
+        for where, expected in CASES:
+            part = Part(system, where)  # type: ignore[arg-type]
+            assert await second.concepts.codes(part=part) == expected, where
+            assert await second.concepts.count(part=part) == len(expected)
+        assert sorted(await second.concepts.hierarchy(gens=[system.gen], code="B",
+                                                      below=True)) == ["B", "C", "D"]
+    finally:
+        await second.close()

@@ -5,10 +5,10 @@ filter reads and decodes the whole collection, about a minute for ICD-10-CM's
 98,505 concept documents on the build machine. A generation never changes once
 written (a rebuild is a new generation), so its documents can be kept in this
 process without ever going stale: they are kept when this process writes them,
-or read once, in order, and then every condition is judged here
+or, for a large one, read once, and then every condition is judged here
 (``matches``), with the meaning each ``Select`` node has in the engines'
-filters. Small generations keep using FerretDB's own filtering, and MongoDB
-always uses its indexes.
+filters. A small generation written by another process keeps using FerretDB's
+own filtering; MongoDB always uses its indexes.
 """
 
 from __future__ import annotations
@@ -113,3 +113,8 @@ class GenerationCache:
 
     def drop(self, gen: str) -> None:
         self._gens.pop(gen, None)
+
+
+# One per process: generations are named by random keys and never change, so every
+# repository of the process (each server start, each CLI command) can share the copies.
+PROCESS_CACHE = GenerationCache()

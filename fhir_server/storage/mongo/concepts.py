@@ -11,9 +11,9 @@
 * ``code_sets``: ``{_id: key, n, chunks}`` and ``code_set_chunks``: ``{_id: "key|i", m:
   ["system|code"...]}``, read by ``_id`` (the one filter FerretDB serves from an index).
 
-On FerretDB, which scans for every filter but ``_id``, a generation of more than
-``LARGE`` concepts is judged in Python from a copy kept in this process
-(``concept_cache.py``).
+On FerretDB, which scans the whole collection for every filter but ``_id``, a
+generation this process wrote, or one of more than ``LARGE`` concepts, is judged
+in Python from a copy kept in this process (``concept_cache.py``).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ from fhir_server.storage.concepts import (
     concept_from,
     full_match,
 )
-from fhir_server.storage.mongo.concept_cache import LARGE, Generation, GenerationCache
+from fhir_server.storage.mongo.concept_cache import LARGE, PROCESS_CACHE, Generation
 from fhir_server.storage.mongo.engine import MongoEngine
 
 Doc = dict[str, Any]
@@ -87,7 +87,7 @@ class MongoConcepts(Concepts):
     def __init__(self, db: AsyncDatabase[Doc], engine: MongoEngine) -> None:
         self.db = db
         self.indexed = engine.uses_indexes
-        self.cache = GenerationCache()
+        self.cache = PROCESS_CACHE
 
     async def create_indexes(self) -> None:
         if self.indexed:  # FerretDB on SQLite scans for every filter but _id
@@ -125,7 +125,7 @@ class MongoConcepts(Concepts):
             docs = [_doc(gen, start + i, r, children.get(r.code, []))
                     for i, r in enumerate(concepts[start:start + CHUNK])]
             await self.db[CONCEPTS].insert_many(docs, ordered=False)
-            if not self.indexed and len(concepts) >= LARGE:
+            if not self.indexed:
                 kept += docs
             await asyncio.sleep(0)
         if kept:
@@ -202,7 +202,8 @@ class MongoConcepts(Concepts):
         raise TypeError(where)
 
     async def _in_memory(self, gen: str, count: int | None = None) -> Generation | None:
-        """FerretDB: a large generation's documents, kept in this process."""
+        """FerretDB: the documents of a generation written here, or of a large one (read once),
+        kept in this process."""
         if self.indexed:
             return None
         found = self.cache.get(gen)
