@@ -72,6 +72,8 @@ async def timed(http: httpx.AsyncClient, reps: int,
             ok(r)
             if i >= 0:
                 samples[name].append(elapsed)
+            if os.environ.get("BENCH_TRACE") and name == "$lookup" and i % 20 == 0:
+                print(i, f"{elapsed:.1f}", url[-20:], flush=True)
     return {name: percentiles(found) for name, found in samples.items()}
 
 

@@ -306,8 +306,10 @@ class SqliteConcepts(Concepts):
 
     async def children(self, *, system: SystemVersion, code: str) -> list[str]:
         rows = await self._rows(
-            "SELECT p.code FROM concept_props p JOIN concepts c ON c.gen = p.gen AND c.code = p.code "
-            "WHERE p.gen = ? AND p.prop = ? ORDER BY c.seq", (system.gen, f"parent|{code}"))
+            # CROSS JOIN: read the parent index first, whatever the planner's statistics say
+            "SELECT p.code FROM concept_props p CROSS JOIN concepts c ON c.gen = p.gen "
+            "AND c.code = p.code WHERE p.gen = ? AND p.prop = ? ORDER BY c.seq",
+            (system.gen, f"parent|{code}"))
         return [row[0] for row in rows]
 
     async def is_below(self, *, system: SystemVersion, code: str, ancestor: str) -> bool:

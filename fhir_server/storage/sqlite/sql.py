@@ -193,18 +193,19 @@ def _codes_prefix(q: KeysInSet) -> str:
 
 def _codes_set(sql: Sql, q: KeysInSet, type_: str) -> str:
     """Rows with a token key in a stored code set or hierarchy: an index join, whatever the
-    size of the set (each member is one lookup in the key index)."""
+    size of the set (each member is one lookup in the key index; CROSS JOIN keeps that order
+    whatever the planner's statistics say)."""
     prefix, src = sql.p(_codes_prefix(q)), q.source
     if isinstance(src, StoredSet):
-        return (f"SELECT t.rid FROM code_set_members m JOIN ix_{q.kind} t ON t.type = "
+        return (f"SELECT t.rid FROM code_set_members m CROSS JOIN ix_{q.kind} t ON t.type = "
                 f"{sql.p(type_)} AND t.key = {prefix} || m.sc WHERE m.setkey = {sql.p(src.key)}")
     assert isinstance(src, StoredHierarchy)
     gens = sql.ps(src.gens)
     if src.below:
-        return (f"SELECT t.rid FROM concept_closure c JOIN ix_{q.kind} t ON t.type = "
+        return (f"SELECT t.rid FROM concept_closure c CROSS JOIN ix_{q.kind} t ON t.type = "
                 f"{sql.p(type_)} AND t.key = {prefix} || c.code "
                 f"WHERE c.gen IN ({gens}) AND c.ancestor = {sql.p(src.code)}")
-    return (f"SELECT t.rid FROM concept_closure c JOIN ix_{q.kind} t ON t.type = "
+    return (f"SELECT t.rid FROM concept_closure c CROSS JOIN ix_{q.kind} t ON t.type = "
             f"{sql.p(type_)} AND t.key = {prefix} || c.ancestor "
             f"WHERE c.gen IN ({gens}) AND c.code = {sql.p(src.code)}")
 
