@@ -23,6 +23,7 @@ from fhir_server.auth import admin_cli
 from fhir_server.config import Settings, get_settings
 from fhir_server.loader import Summary
 from fhir_server.storage.open import StorageError, check_data_dir, open_repository
+from terminology import cli as terminology_cli
 
 log = logging.getLogger(__name__)
 
@@ -254,6 +255,9 @@ COMMANDS: dict[str, Command] = {
                       add_arguments=admin_cli.launch_arguments),
     "x12": Command(help="poll the X12 clearinghouses for 277CA and 835 files", run=x12,
                    add_arguments=_x12_arguments),
+    "terminology": Command(help="load FHIR R4's terminology and ICD-10-CM, or your own code "
+                           "systems", run=terminology_cli.run,
+                           add_arguments=terminology_cli.arguments),
 }
 
 

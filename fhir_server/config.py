@@ -133,6 +133,15 @@ class Settings(BaseSettings):
         default=100_000, ge=100, description="Most AuditEvents kept queued while the database "
         "cannot take them; beyond it the oldest are dropped (and the loss logged).")
 
+    # -- terminology (terminology/) ------------------------------------------------------
+    fhir_terminology_load: bool = Field(
+        default=True, description="At start-up, load FHIR R4's code systems, value sets and "
+        "concept maps and ICD-10-CM when they are missing or of an older release (the first "
+        "start takes about a minute); off: only `fhir-server terminology load` loads them.")
+    fhir_terminology_expansion_limit: int = Field(
+        default=10_000, ge=1, description="Most codes $expand returns at once; a larger "
+        "expansion asked for without count answers 400 (too-costly).")
+
     @property
     def base_url(self) -> str:
         if self.fhir_base_url:

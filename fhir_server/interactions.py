@@ -20,6 +20,7 @@ from fhir_server import rules
 from fhir_server.config import Settings
 from fhir_server.errors import Conflict, Gone, Invalid, NotFound, PreconditionFailed
 from fhir_server.fhirjson import dumps, loads_stored
+from fhir_server.search.codes import prepare
 from fhir_server.search.compile import CompileContext, compile_criteria
 from fhir_server.search.extract import index_resource
 from fhir_server.search.parse import WHOLE_NUMBER, criteria_of
@@ -189,6 +190,7 @@ async def find_matches(*, repo: Repository, settings: Settings, type_: str,
     if not parsed:
         raise Invalid("A conditional interaction needs search criteria")
     query = compile_criteria(CompileContext(base_url=settings.base_url), type_, parsed)
+    query = await prepare(repo, settings, query)
     return await repo.search(type_=type_, query=query, sort=(), limit=CONDITIONAL_LIMIT)
 
 
@@ -198,6 +200,7 @@ async def find_resources(*, repo: Repository, settings: Settings, type_: str,
     """The current resources matching search criteria (for operations and write rules)."""
     parsed = criteria_of(list(criteria))
     query = compile_criteria(CompileContext(base_url=settings.base_url), type_, parsed)
+    query = await prepare(repo, settings, query)
     ids = await repo.search(type_=type_, query=query, sort=(), limit=limit)
     found = await repo.fetch(type_=type_, ids=ids)
     return [loads_stored(stored.text) for stored in found if stored.text is not None]

@@ -31,6 +31,7 @@ from fhir_server.storage.model import instant, now_ms
 from fhir_server.storage.open import open_repository, unavailable_errors
 from fhir_server.warmup import Warmup, warmed
 from operations.x12_poll import Poller, start_poller
+from terminology.loader import load as load_terminology
 
 log = logging.getLogger("fhir_server")
 
@@ -73,6 +74,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.auth.on_login(app.state.audit.on_login)
             await app.state.audit.start()
             poller = start_poller(repo=repo, settings=settings, services=app.state.services)
+            if settings.fhir_terminology_load:
+                await load_terminology(repo, settings)
             app.state.engine = repo.engine
             app.state.repo = repo
             app.state.settings = settings

@@ -25,7 +25,10 @@ VALUE_KEYS = {
     "boolean": "valueBoolean", "CodeableConcept": "valueCodeableConcept",
     "Identifier": "valueIdentifier", "dateTime": "valueDateTime", "Period": "valuePeriod",
     "Attachment": "valueAttachment",
+    "uri": "valueUri", "canonical": "valueCanonical", "integer": "valueInteger",
 }
+# Types a GET request can carry in its query string, and how their text is read.
+_FALSE_TRUE = {"false": False, "true": True}
 
 
 @dataclass(frozen=True)
@@ -181,7 +184,9 @@ def _value(definition: Param, item: dict[str, Any], here: str) -> Any:
             raise Invalid(f"Parameter '{definition.name}' is made of parts",
                           expression=[f"{here}.part"])
         return _parse_level(definition.parts, parts, f"{here}.part")
-    if definition.type in ("Resource", "Claim", "Bundle", "CoverageEligibilityRequest"):
+    if definition.type is not None and (definition.type == "Resource"
+                                        or (definition.type[:1].isupper()
+                                        and definition.type not in VALUE_KEYS)):
         resource = item.get("resource")
         if not isinstance(resource, dict):
             raise Invalid(f"Parameter '{definition.name}' takes a resource",
@@ -193,8 +198,48 @@ def _value(definition: Param, item: dict[str, Any], here: str) -> Any:
         raise Invalid(f"Parameter '{definition.name}' takes a {definition.type} ({key})",
                       expression=[here])
     value = item[key]
+    if definition.type == "integer" and (not isinstance(value, int) or isinstance(value, bool)):
+        raise Invalid(f"Parameter '{definition.name}' takes a whole number", expression=[here])
+    if definition.type == "boolean" and not isinstance(value, bool):
+        raise Invalid(f"Parameter '{definition.name}' takes true or false", expression=[here])
+    if definition.type in ("code", "string", "uri", "canonical") and not isinstance(value, str):
+        raise Invalid(f"Parameter '{definition.name}' takes a {definition.type}",
+                      expression=[here])
     if definition.type in ("Reference", "Coding", "Money", "CodeableConcept", "Identifier",
                            "Period", "Attachment") and not isinstance(value, dict):
         raise Invalid(f"Parameter '{definition.name}' must be a {definition.type} object",
                       expression=[f"{here}.{key}"])
     return value
+
+
+def parameters_from_query(op: Operation, query: list[tuple[str, str]]) -> dict[str, Any]:
+    """A GET request's query string as a Parameters resource (primitive types only), for
+    ``parse_parameters``."""
+    by_name = {p.name: p for p in op.inputs()}
+    items: list[dict[str, Any]] = []
+    for name, text in query:
+        if name in ("_format", "_pretty"):
+            continue
+        definition = by_name.get(name)
+        key = VALUE_KEYS.get(definition.type or "") if definition else None
+        if definition is None:
+            items.append({"name": name})  # reported as unknown by the parser
+            continue
+        if key is None or definition.type in COMPLEX_TYPES:
+            raise Invalid(f"Parameter '{name}' is a {definition.type or 'group of parts'}: send "
+                          f"it in a POSTed Parameters resource", expression=[name])
+        value: Any = text
+        if definition.type == "boolean":
+            if text not in _FALSE_TRUE:
+                raise Invalid(f"Parameter '{name}' takes true or false", expression=[name])
+            value = _FALSE_TRUE[text]
+        elif definition.type == "integer":
+            if not text.lstrip("-").isdigit() or len(text) > 9:
+                raise Invalid(f"Parameter '{name}' takes a whole number", expression=[name])
+            value = int(text)
+        items.append({"name": name, key: value})
+    return {"resourceType": "Parameters", "parameter": items}
+
+
+COMPLEX_TYPES = frozenset({"Reference", "Coding", "Money", "CodeableConcept", "Identifier",
+                           "Period", "decimal"})

@@ -28,7 +28,7 @@ from fhir_server.storage.model import instant, now_ms
 from fhir_server.storage.repository import Repository
 from operations.common import search_token
 from operations.payer_side import in_force
-from terminology.pricelist import Priced, matches_code, price_given, price_with_definition
+from terminology.pricelist import Priced, line_item, matches_code, price_line
 from terminology.systems import BILL_INVOICE, BILL_KEY, CLAIM_TYPE, PROCESS_PRIORITY
 
 Resource = dict[str, Any]
@@ -91,18 +91,15 @@ async def compose(repo: Repository, settings: Settings, *, patient_ref: str,
         coding = ((item.get("code") or {}).get("coding") or [{}])[0]
         quantity = decimal_of((item.get("quantity") or {}).get("value", 1), f"{charge.where}")
         override = (item.get("priceOverride") or {}).get("value")
-        if override is not None:
-            priced = price_given(decimal_of(override, charge.where), quantity=quantity)
-        else:
+        definition = None
+        if override is None:
             definition = await price_definition(repo, settings, coding, charge.where)
-            priced = price_with_definition(definition, quantity=quantity, charge_item=item,
-                                           currency=currency)
             if definition.get("url"):
                 item["definitionCanonical"] = [definition["url"]]
-        line = rounded(priced)
-        if line.net < 0 or line.gross < 0:
-            raise Unprocessable(f"Service code '{str(coding.get('code'))[:64]}' is priced "
-                                "below zero", expression=[charge.where])
+        line = price_line(definition, quantity=quantity, charge_item=item, currency=currency,
+                          where=charge.where,
+                          unit_price=None if override is None else decimal_of(override,
+                                                                              charge.where))
         lines.append(({k: coding[k] for k in ("system", "code", "display") if k in coding},
                       quantity, line))
     total_net = sum((p.net for _, _, p in lines), Decimal(0))
@@ -114,10 +111,7 @@ async def compose(repo: Repository, settings: Settings, *, patient_ref: str,
         **({"identifier": key_ids} if key_ids else {}),
         "status": "issued", "subject": {"reference": patient_ref},
         "recipient": {"reference": patient_ref}, "date": now,
-        "lineItem": [{"sequence": n,
-                      "chargeItemReference": {"reference": f"ChargeItem/{c.item['id']}"},
-                      "priceComponent": [{**pc, "amount": money(pc["amount"]["value"], currency)}
-                                         for pc in p.components]}
+        "lineItem": [line_item(n, f"ChargeItem/{c.item['id']}", p, currency)
                      for n, (c, (_, _, p)) in enumerate(zip(charges, lines, strict=True), 1)],
         "totalNet": money(total_net, currency), "totalGross": money(total_gross, currency),
     }
@@ -147,23 +141,6 @@ async def price_definition(repo: Repository, settings: Settings, coding: Resourc
     # Several active definitions: the most recently dated one wins (then the id, to be stable).
     found.sort(key=lambda d: (str(d.get("date", "")), str(d.get("id"))), reverse=True)
     return found[0]
-
-
-def rounded(priced: Priced) -> Priced:
-    """Components rounded to cents (half up), and totals summed from the rounded amounts."""
-    out = Priced()
-    for c in priced.components:
-        amount = cents(decimal_of(c["amount"]["value"], "ChargeItemDefinition.propertyGroup"))
-        out.components.append({**c, "amount": {"value": amount}})
-        kind = c["type"]
-        if kind in ("base", "surcharge"):
-            out.net += amount
-        elif kind in ("discount", "deduction"):
-            out.net -= amount
-        elif kind == "tax":
-            out.gross += amount
-    out.gross += out.net
-    return out
 
 
 def service_day(encounter: Resource | None, appointment: Resource | None) -> date:

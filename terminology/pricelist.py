@@ -25,7 +25,7 @@ from typing import Any
 import fhirpathpy
 
 from fhir_server.errors import Unprocessable
-from fhir_server.money import decimal_of
+from fhir_server.money import cents, decimal_of, money
 
 SUBTRACTED = ("discount", "deduction")
 
@@ -140,3 +140,47 @@ def _component(source: dict[str, Any], amount: Decimal) -> dict[str, Any]:
         out["factor"] = source["factor"]
     out["amount"] = {"value": amount}
     return out
+
+
+def rounded(priced: Priced) -> Priced:
+    """Components rounded to cents (half up), and totals summed from the rounded amounts."""
+    out = Priced()
+    for c in priced.components:
+        amount = cents(decimal_of(c["amount"]["value"], "ChargeItemDefinition.propertyGroup"))
+        out.components.append({**c, "amount": {"value": amount}})
+        kind = c["type"]
+        if kind in ("base", "surcharge"):
+            out.net += amount
+        elif kind in SUBTRACTED:
+            out.net -= amount
+        elif kind == "tax":
+            out.gross += amount
+    out.gross += out.net
+    return out
+
+
+def price_line(definition: dict[str, Any] | None, *, quantity: Decimal,
+               charge_item: dict[str, Any], currency: str, where: str,
+               unit_price: Decimal | None = None) -> Priced:
+    """The priced, rounded line of one service: by a ChargeItemDefinition (its
+    applicability judged on ``charge_item``), or at a given unit price. The one pricing
+    path of ``Invoice/$generate-bill`` and ``ChargeItemDefinition/$apply``."""
+    if definition is None:
+        assert unit_price is not None
+        priced = price_given(unit_price, quantity=quantity)
+    else:
+        priced = price_with_definition(definition, quantity=quantity, charge_item=charge_item,
+                                       currency=currency)
+    line = rounded(priced)
+    if line.net < 0 or line.gross < 0:
+        code = ((charge_item.get("code") or {}).get("coding") or [{}])[0].get("code", "")
+        raise Unprocessable(f"Service code '{str(code)[:64]}' is priced below zero",
+                            expression=[where])
+    return line
+
+
+def line_item(sequence: int, charge_item_ref: str, line: Priced, currency: str) -> dict[str, Any]:
+    """An Invoice.lineItem of a priced line."""
+    return {"sequence": sequence, "chargeItemReference": {"reference": charge_item_ref},
+            "priceComponent": [{**pc, "amount": money(pc["amount"]["value"], currency)}
+                               for pc in line.components]}

@@ -46,6 +46,9 @@ STOP_TIMEOUT = 60.0  # SIGTERM to exit (in-flight requests, audit flush, databas
 
 
 ENGINE = os.environ.get("FHIR_TEST_ENGINE", "sqlite")
+# Servers and CLI commands the tests start do not load the terminology content (a minute);
+# tests/terminology loads it once for the run and asks for it where it wants it.
+os.environ.setdefault("FHIR_TERMINOLOGY_LOAD", "false")
 if ENGINE not in ("sqlite", "mongo"):
     raise RuntimeError(f"FHIR_TEST_ENGINE must be sqlite or mongo, not {ENGINE!r}")
 # Tests of the MongoDB engine's own machinery (staged writes, the FerretDB launcher) run in the
@@ -63,9 +66,12 @@ class Store:
     database: str = "fhir"
 
     def settings(self, **overrides: object) -> Settings:
+        # Terminology content (a minute to load) only where a test asks for it:
+        # tests/terminology load it once per module.
         values: dict[str, object] = {"fhir_data_dir": self.data_dir, "fhir_base_url": BASE,
                                      "mongodb_uri": self.mongo_uri,
-                                     "mongodb_database": self.database, **overrides}
+                                     "mongodb_database": self.database,
+                                     "fhir_terminology_load": False, **overrides}
         return Settings(**values)  # type: ignore[arg-type]
 
     def env(self) -> dict[str, str]:

@@ -16,7 +16,7 @@ from fhir_server.deps import SettingsDep
 from fhir_server.errors import Invalid, MethodNotAllowed, NotFound
 from fhir_server.search.extract import index_resource
 from fhir_server.validation import check_id
-from operations.base import Call, Operation, parse_parameters
+from operations.base import Call, Operation, parameters_from_query, parse_parameters
 from operations.registry import OPERATIONS
 
 
@@ -68,8 +68,10 @@ X12_MEDIA = "application/edi-x12"
 
 
 async def _params(op: Operation, request: Request) -> dict[str, list[Any]]:
-    """The operation's input: a Parameters (or resource) body, or for an operation that
-    takes X12 text, an ``application/edi-x12`` body."""
+    """The operation's input: a GET request's query string, a Parameters (or resource)
+    body, or for an operation that takes X12 text, an ``application/edi-x12`` body."""
+    if request.method == "GET":
+        return parse_parameters(op, parameters_from_query(op, request.query_params.multi_items()))
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if op.text_body and media == X12_MEDIA:
         try:
@@ -103,18 +105,20 @@ def _definition_route(op: Operation):  # type: ignore[no-untyped-def]
 
 def build_router() -> APIRouter:
     """The operations' routes, and their OperationDefinitions, served as generated (like
-    HAPI's: not stored, so a database holds only what its users wrote)."""
+    HAPI's: not stored, so a database holds only what its users wrote). An operation that
+    changes nothing can also be invoked with GET, its parameters in the query string."""
     router = APIRouter()
     for op in OPERATIONS:
         router.add_api_route(f"/OperationDefinition/{op.id}", _definition_route(op),
                              methods=["GET"], name=f"{op.id}-definition")
+        methods = ["POST"] if op.affects_state else ["GET", "POST"]
         for type_ in op.resource:
             if op.type_level:
-                router.add_api_route(f"/{type_}/${op.code}", _type_route(op), methods=["POST"],
+                router.add_api_route(f"/{type_}/${op.code}", _type_route(op), methods=methods,
                                      name=f"{op.id}-type-{type_}")
             if op.instance:
                 router.add_api_route(f"/{type_}/{{id_}}/${op.code}", _instance_route(op, type_),
-                                     methods=["POST"], name=f"{op.id}-instance-{type_}")
+                                     methods=methods, name=f"{op.id}-instance-{type_}")
     return router
 
 

@@ -18,6 +18,7 @@ from fhir_server.auth.principal import Principal
 from fhir_server.auth.roles import AUDIT_TYPE
 from fhir_server.config import Settings
 from fhir_server.errors import Forbidden, Invalid, MethodNotAllowed
+from fhir_server.search.codes import prepare
 from fhir_server.search.compartment import compartment_query
 from fhir_server.search.compile import CompileContext, compile_criteria
 from fhir_server.search.evaluate import evaluate
@@ -75,8 +76,8 @@ class Access:
             if term.restriction:
                 ctx = CompileContext(base_url=self.settings.base_url)
                 try:
-                    parts.append(compile_criteria(ctx, type_, criteria_of(
-                        list(term.restriction)), record=False))
+                    parts.append(await prepare(self.repo, self.settings, compile_criteria(
+                        ctx, type_, criteria_of(list(term.restriction)), record=False)))
                 except Invalid:
                     log.warning("scope restriction does not compile type=%s", type_)
                     continue  # a restriction that cannot be evaluated grants nothing

@@ -50,6 +50,7 @@ class ScopedRepository(Repository):
         self.engine = base.engine
         self.records = base.records
         self.locks = base.locks
+        self.concepts = base.concepts  # terminology content is not patient data
         self._seen: dict[str, bool] = {}
 
     async def open(self) -> None:

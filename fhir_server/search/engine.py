@@ -15,6 +15,7 @@ from typing import Any
 
 from fhir_server.config import Settings
 from fhir_server.errors import Invalid, Issue, NotFound
+from fhir_server.search.codes import prepare
 from fhir_server.search.compartment import compartment_query
 from fhir_server.search.compile import CompileContext, compile_criteria
 from fhir_server.search.includes import Include, parse_includes, resolve_includes
@@ -110,7 +111,7 @@ def parse_request(type_: str, params: list[tuple[str, str]], settings: Settings,
 
 async def _ids(repo: Repository, req: SearchRequest, ctx: CompileContext,
                settings: Settings) -> tuple[list[str], int | None, list[tuple[str, str]]]:
-    query = compile_criteria(ctx, req.type_, req.criteria)
+    query = await prepare(repo, settings, compile_criteria(ctx, req.type_, req.criteria))
     if req.compartment is not None:
         query = and_(compartment_query(req.compartment, req.type_), query)
     if req.summary == "count":

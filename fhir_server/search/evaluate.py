@@ -2,8 +2,9 @@
 
 Used where there is no database row to ask: the new content of a write, a
 historical version (versions keep no search values), and engines that cannot
-run part of a query (FerretDB's ``$elemMatch`` over sub-documents). Chains and
-``_has`` must have been resolved first (``search/resolve.py``).
+run part of a query (FerretDB's ``$elemMatch`` over sub-documents). Chains,
+``_has`` and code sets (``KeysInSet``) must have been resolved first
+(``search/resolve.py``): they are plain ``Keys``, ``NoKeys`` and ``Ids`` then.
 
 Instants compare at millisecond precision, as every engine stores them.
 """
@@ -26,6 +27,7 @@ from fhir_server.search.query import (
     Has,
     Ids,
     Keys,
+    KeysInSet,
     NoKeys,
     Or,
     Prefix,
@@ -97,6 +99,6 @@ def evaluate(query: Query, doc: Mapping[str, Any]) -> bool:
         return (str(doc.get("_id")) in query.ids) != query.negate
     if isinstance(query, Updated):
         return doc.get("ts") is not None and satisfies({"ts": doc["ts"]}, query.cond)
-    if isinstance(query, Chain | Has):
-        raise ValueError("resolve chains and _has before evaluating a query")
+    if isinstance(query, Chain | Has | KeysInSet):
+        raise ValueError("resolve chains, _has and code sets before evaluating a query")
     raise TypeError(query)

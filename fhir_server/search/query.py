@@ -137,6 +137,58 @@ class Has:
     inner: Query
 
 
+# -- codes from terminology: token modifiers :in, :not-in, :below, :above -------------------
+
+@dataclass(frozen=True)
+class ValueSetCodes:
+    """The codes of a value set, by canonical url (``url|version``)."""
+
+    url: str
+
+
+@dataclass(frozen=True)
+class HierarchyCodes:
+    """A code of a code system and the codes below it (``below``) or above it."""
+
+    system: str
+    code: str
+    below: bool
+
+
+@dataclass(frozen=True)
+class StoredSet:
+    """A code set stored by the concept store (members ``system|code``)."""
+
+    key: str
+
+
+@dataclass(frozen=True)
+class StoredHierarchy:
+    """``HierarchyCodes`` in the concept store generations ``gens`` of ``system``."""
+
+    system: str
+    gens: tuple[str, ...]
+    code: str
+    below: bool
+
+
+CodeSource = ValueSetCodes | HierarchyCodes | StoredSet | StoredHierarchy
+
+
+@dataclass(frozen=True)
+class KeysInSet:
+    """The resource has (``negate``: has no) a token of ``param`` (kind ``tk``, keys
+    ``param|system|code``) whose system and code are in ``source``. ``ValueSetCodes`` and
+    ``HierarchyCodes`` name the codes; before a search runs they are made ``StoredSet`` and
+    ``StoredHierarchy`` (``search/codes.py``), which SQLite joins and MongoDB resolves to
+    keys (``search/resolve.py``)."""
+
+    kind: str
+    param: str
+    source: CodeSource
+    negate: bool = False
+
+
 @dataclass(frozen=True)
 class And:
     parts: tuple[Query, ...]
@@ -147,7 +199,8 @@ class Or:
     parts: tuple[Query, ...]
 
 
-Query = Keys | NoKeys | Prefix | Contains | Element | Ids | Updated | Chain | Has | And | Or
+Query = (Keys | NoKeys | Prefix | Contains | Element | Ids | Updated | Chain | Has | KeysInSet
+         | And | Or)
 
 EVERYTHING: Query = And(())
 NOTHING: Query = Or(())

@@ -22,12 +22,16 @@ from fhir_server.search.query import (
     Cond,
     Contains,
     Element,
+    HierarchyCodes,
     Keys,
+    KeysInSet,
     NoKeys,
     Prefix,
     Query,
     Updated,
+    ValueSetCodes,
     all_of,
+    and_,
     any_of,
     or_,
 )
@@ -64,8 +68,32 @@ def token(param: str, modifier: str | None, values: list[str]) -> Query:
                               expression=[f"{param}:of-type"])
             out.append(key(param, *parts))
         return Keys("ot", tuple(out))
+    if modifier in TERMINOLOGY_MODIFIERS:
+        return token_terminology(param, modifier, values)
     raise Invalid(f"Modifier ':{modifier}' is not supported on token parameter '{param}'",
                   expression=[f"{param}:{modifier}"], code="not-supported")
+
+
+TERMINOLOGY_MODIFIERS = ("in", "not-in", "below", "above")
+
+
+def token_terminology(param: str, modifier: str, values: list[str]) -> Query:
+    """``:in``/``:not-in`` a value set (its url, or ``ValueSet/id``); ``:below``/``:above`` a
+    ``system|code`` in its code system's hierarchy (the code itself included)."""
+    where = f"{param}:{modifier}"
+    if modifier in ("in", "not-in"):
+        sets = [KeysInSet("tk", param, ValueSetCodes(unescape(v)), negate=modifier == "not-in")
+                for v in values]
+        return or_(*sets) if modifier == "in" else and_(*sets)
+    clauses: list[Query] = []
+    for v in values:
+        parts = split_unescaped(v, "|")
+        if len(parts) < 2 or not parts[0] or not "|".join(parts[1:]):
+            raise Invalid(f"{where} takes system|code (the code system of the hierarchy)",
+                          expression=[where])
+        clauses.append(KeysInSet("tk", param, HierarchyCodes(
+            parts[0], "|".join(parts[1:]), below=modifier == "below")))
+    return or_(*clauses)
 
 
 # -- string ---------------------------------------------------------------------------

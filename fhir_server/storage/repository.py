@@ -5,7 +5,8 @@ Two engines implement it (``storage/sqlite``: the embedded default;
 at start-up by ``storage/open.py``. Code above ``fhir_server/storage`` talks to
 this interface only: resources and their history, searches described as
 ``search.query`` nodes, all-or-nothing multi-resource commits, small records
-(``records``: the authorization server's state, search snapshots, leases).
+(``records``: the authorization server's state, search snapshots, leases), and the
+concepts of code systems (``concepts``, see ``storage/concepts.py``).
 
 Every engine keeps, per resource type, the current version of each resource
 (its JSON text exactly as served, or a deletion) with the search values
@@ -21,6 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from fhir_server.search.query import Query, SortKey
+from fhir_server.storage.concepts import Concepts
 from fhir_server.storage.locks import Locks
 from fhir_server.storage.model import StoredVersion
 from fhir_server.storage.records import Records
@@ -98,6 +100,7 @@ class Repository(ABC):
     engine: EngineInfo
     records: Records
     locks: Locks
+    concepts: Concepts  # code systems' concepts and stored code sets (terminology)
 
     # -- lifecycle --------------------------------------------------------------------
 

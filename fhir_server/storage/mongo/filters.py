@@ -24,6 +24,7 @@ from fhir_server.search.query import (
     Has,
     Ids,
     Keys,
+    KeysInSet,
     NoKeys,
     Or,
     Prefix,
@@ -96,8 +97,8 @@ def to_filter(query: Query) -> Filter:
         return {"_id": query.ids[0]} if len(query.ids) == 1 else {"_id": {"$in": list(query.ids)}}
     if isinstance(query, Updated):
         return _cond(query.cond)
-    if isinstance(query, Chain | Has):
-        raise ValueError("chains and _has are resolved before compiling a MongoDB filter")
+    if isinstance(query, Chain | Has | KeysInSet):
+        raise ValueError("chains, _has and code sets are resolved before compiling a filter")
     raise TypeError(query)
 
 

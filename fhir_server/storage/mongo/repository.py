@@ -40,6 +40,7 @@ from fhir_server.search.query import And, Ids, Query, SortKey, and_
 from fhir_server.search.resolve import needs_resolving, resolve
 from fhir_server.storage.locks import Locks
 from fhir_server.storage.model import StoredVersion, now_ms
+from fhir_server.storage.mongo.concepts import MongoConcepts
 from fhir_server.storage.mongo.engine import MongoEngine
 from fhir_server.storage.mongo.filters import Filter, has_elements, to_filter, without_elements
 from fhir_server.storage.mongo.guarded import ABSENT, Guarded
@@ -120,10 +121,12 @@ class MongoRepository(Repository):
         self.transactions = TransactionLog(db, self.guarded)
         self.records = MongoRecords(db, self.guarded)
         self.locks = Locks(self.records)
+        self.concepts: MongoConcepts = MongoConcepts(db, engine)
         self._indexed: set[str] = set()
 
     async def open(self) -> None:
         await self.ensure_base_indexes()
+        await self.concepts.create_indexes()
         await self.recover()
         await self.ensure_existing_type_indexes()
 

@@ -31,6 +31,7 @@ from fhir_server.storage.repository import (
     VersionConflict,
     history_key,
 )
+from fhir_server.storage.sqlite.concepts import SqliteConcepts
 from fhir_server.storage.sqlite.database import Database
 from fhir_server.storage.sqlite.records import SqliteRecords
 from fhir_server.storage.sqlite.rows import (
@@ -110,9 +111,11 @@ class SqliteRepository(Repository):
                                  transactions=True)
         self.records = SqliteRecords(self.db)
         self.locks = Locks(self.records)
+        self.concepts: SqliteConcepts = SqliteConcepts(self.db)
 
     async def open(self) -> None:
         self.db.create_schema()
+        self.concepts.create_schema()
 
     async def close(self) -> None:
         self.db.close()

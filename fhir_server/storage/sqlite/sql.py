@@ -33,11 +33,14 @@ from fhir_server.search.query import (
     Has,
     Ids,
     Keys,
+    KeysInSet,
     NoKeys,
     Or,
     Prefix,
     Query,
     SortKey,
+    StoredHierarchy,
+    StoredSet,
     Updated,
 )
 from fhir_server.storage.sqlite.rows import TIER_SPANS, sql_value
@@ -122,6 +125,8 @@ def _is_set(q: Query) -> bool:
     """Whether a condition can be read as a set of row ids from an index."""
     if isinstance(q, Keys | Prefix | Contains | Element | Updated | Chain | Has):
         return True
+    if isinstance(q, KeysInSet):
+        return not q.negate
     if isinstance(q, Ids):
         return not q.negate
     if isinstance(q, Or):
@@ -166,11 +171,62 @@ def _set(sql: Sql, q: Query, type_: str) -> str:
         return (f"SELECT r2.rid FROM resources r2 WHERE r2.type = {sql.p(type_)} AND r2.id IN ("
                 f"SELECT substr(f.key, {len(prefix) + 1}) FROM ({inner}) AS i "
                 f"CROSS JOIN ix_rf f ON f.rid = i.rid WHERE {_key_range(sql, prefix, 'f.key')})")
+    if isinstance(q, KeysInSet):
+        return _codes_set(sql, q, type_)
     if isinstance(q, Or):
         return " UNION ".join(_set(sql, part, type_) for part in q.parts)
     if isinstance(q, And):
         return select_ids(sql, type_, q, alias=sql.alias(), column=None)
     raise TypeError(q)
+
+
+# -- token codes from the concept store (storage/sqlite/concepts.py) --------------------
+
+def _codes_prefix(q: KeysInSet) -> str:
+    """What the index keys start with before the part the concept store holds."""
+    if isinstance(q.source, StoredSet):
+        return key(q.param, "")  # then system|code
+    if isinstance(q.source, StoredHierarchy):
+        return key(q.param, q.source.system, "")  # then the code
+    raise ValueError("resolve value sets and hierarchies before compiling (search/codes.py)")
+
+
+def _codes_set(sql: Sql, q: KeysInSet, type_: str) -> str:
+    """Rows with a token key in a stored code set or hierarchy: an index join, whatever the
+    size of the set (each member is one lookup in the key index; CROSS JOIN keeps that order
+    whatever the planner's statistics say)."""
+    prefix, src = sql.p(_codes_prefix(q)), q.source
+    if isinstance(src, StoredSet):
+        return (f"SELECT t.rid FROM code_set_members m CROSS JOIN ix_{q.kind} t ON t.type = "
+                f"{sql.p(type_)} AND t.key = {prefix} || m.sc WHERE m.setkey = {sql.p(src.key)}")
+    assert isinstance(src, StoredHierarchy)
+    gens = sql.ps(src.gens)
+    if src.below:
+        return (f"SELECT t.rid FROM concept_closure c CROSS JOIN ix_{q.kind} t ON t.type = "
+                f"{sql.p(type_)} AND t.key = {prefix} || c.code "
+                f"WHERE c.gen IN ({gens}) AND c.ancestor = {sql.p(src.code)}")
+    return (f"SELECT t.rid FROM concept_closure c CROSS JOIN ix_{q.kind} t ON t.type = "
+            f"{sql.p(type_)} AND t.key = {prefix} || c.ancestor "
+            f"WHERE c.gen IN ({gens}) AND c.code = {sql.p(src.code)}")
+
+
+def _codes_probe(sql: Sql, q: KeysInSet, r: str) -> str:
+    """Whether row ``r`` has such a key: its keys of the parameter, each looked up."""
+    prefix = _codes_prefix(q)
+    rest = f"substr(t.key, {len(prefix) + 1})"
+    src = q.source
+    if isinstance(src, StoredSet):
+        member = (f"EXISTS (SELECT 1 FROM code_set_members m WHERE m.setkey = {sql.p(src.key)} "
+                  f"AND m.sc = {rest})")
+    else:
+        assert isinstance(src, StoredHierarchy)
+        pair = (f"c.ancestor = {sql.p(src.code)} AND c.code = {rest}" if src.below
+                else f"c.code = {sql.p(src.code)} AND c.ancestor = {rest}")
+        member = (f"EXISTS (SELECT 1 FROM concept_closure c WHERE c.gen IN ({sql.ps(src.gens)}) "
+                  f"AND {pair})")
+    found = (f"EXISTS (SELECT 1 FROM ix_{q.kind} t WHERE t.rid = {r}.rid "
+             f"AND {_key_range(sql, prefix, 't.key')} AND {member})")
+    return f"NOT {found}" if q.negate else found
 
 
 def _element_set(sql: Sql, q: Element, type_: str) -> str:
@@ -235,6 +291,8 @@ def probe(sql: Sql, q: Query, r: str, type_: str) -> str:
                 f"AND {_key_range(sql, prefix, 'f.key')} AND EXISTS (SELECT 1 FROM resources {t} "
                 f"WHERE {t}.type = {sql.p(q.target)} AND {t}.id = substr(f.key, {len(prefix) + 1}) "
                 f"AND {inner}))")
+    if isinstance(q, KeysInSet):
+        return _codes_probe(sql, q, r)
     if isinstance(q, Has):
         t = sql.alias()
         inner = conditions(sql, q.source, q.inner, t, driven=False)
