@@ -25,6 +25,15 @@ from fhir_server.storage.auth_store import AuthStore, now_s
 CLIENT_ID = re.compile(r"^[A-Za-z0-9._~-]{1,64}$")
 
 
+def new_client_id() -> str:
+    """16 random URL-safe characters, the first a letter or digit: an id starting with '-'
+    reads as an option on the command line (``fhir-server token --client -x...``)."""
+    client_id = secrets.token_urlsafe(12)
+    while not client_id[0].isalnum():
+        client_id = secrets.token_urlsafe(12)
+    return client_id
+
+
 @dataclass(frozen=True)
 class Client:
     client_id: str
@@ -101,7 +110,7 @@ async def register_client(*, store: AuthStore, name: str, scope: str, redirect_u
                           jwks_url: str | None = None,
                           client_id: str | None = None) -> tuple[Client, str | None]:
     """Register a client; returns it and its secret (shown once; only its hash is kept)."""
-    client_id = client_id or secrets.token_urlsafe(12)
+    client_id = client_id or new_client_id()
     if not CLIENT_ID.match(client_id):
         raise ValueError("a client id has 1-64 letters, digits, '.', '_', '~' or '-'")
     if jwks is not None and jwks_url is not None:

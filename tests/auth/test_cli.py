@@ -16,7 +16,9 @@ import httpx
 import pytest
 from joserfc import jwk, jws
 
+from fhir_server.auth.clients import CLIENT_ID, new_client_id
 from fhir_server.auth.roles import bound_scopes
+from fhir_server.cli import build_parser
 from tests.auth.flow_helpers import PASSWORD, parse_form, pkce, query_of
 from tests.conftest import HTTP_TIMEOUT, ROOT, Store, free_port, stop_process, wait_ready
 
@@ -183,6 +185,16 @@ def test_cli_starts_its_own_embedded_database(embedded_env: dict[str, str]) -> N
         assert body["scope"].split() == bound_scopes("clinician", ["user/*.rs"])
     finally:
         assert stop_process(proc) == 0
+
+
+def test_generated_client_ids_can_be_given_on_the_command_line() -> None:
+    """1 in 32 URL-safe ids would start with '-' or '_'; `--client -x...` reads as an option."""
+    parser = build_parser()
+    for _ in range(2000):
+        client_id = new_client_id()
+        assert CLIENT_ID.match(client_id), client_id
+        args = parser.parse_args(["token", "--client", client_id, "--scope", "user/*.rs"])
+        assert args.client == client_id
 
 
 def test_cli_against_the_running_servers_database(live_server: str, store: Store) -> None:
