@@ -71,7 +71,7 @@ async def load_files(repo: Repository, settings: Settings, paths: list[Path], *,
         if r.get("resourceType") not in TYPES or not r.get("id"):
             raise ValueError(f"resource {i}: only CodeSystem, ValueSet and ConceptMap resources "
                              "with ids are loaded here (use `fhir-server load` for others)")
-        validate_resource(r)
+        validate_resource(r, max_depth=settings.fhir_max_json_depth)
     separate = {r["id"]: concept_rows(r) for r in resources if r["resourceType"] == "CodeSystem"
                 and indexable(r) and len(concept_rows(r)) > inline_max}
     stored = [{**{k: v for k, v in r.items() if k != "concept"}, "content": "not-present",

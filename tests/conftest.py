@@ -31,6 +31,21 @@ from fhir_server.main import create_app
 from fhir_server.storage.auth_store import AuthStore
 from fhir_server.storage.open import open_repository
 
+
+def _dump_tasks(signum: int, frame: Any) -> None:
+    """SIGUSR1: print every task of the running event loop with its stack, to find what a
+    hung test waits for (``kill -USR1 <pytest pid>``)."""
+    import asyncio
+
+    loop = asyncio._get_running_loop()
+    tasks = asyncio.all_tasks(loop) if loop is not None else set()
+    print(f"\n--- {len(tasks)} tasks ---", file=sys.stderr)
+    for task in tasks:
+        task.print_stack(file=sys.stderr)
+
+
+signal.signal(signal.SIGUSR1, _dump_tasks)
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"
 BASE = "http://testserver/fhir"

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import simple_icd_10_cm as cm
 
+from fhir_server.config import Settings
 from fhir_server.validation import validate_resource
 from tests.terminology.conftest import ICD, packaged, raw
 
@@ -46,7 +47,8 @@ def test_every_packaged_resource_validates() -> None:
     import json
 
     for r in packaged():
-        validate_resource(json.loads(json.dumps(r), parse_float=Decimal))
+        validate_resource(json.loads(json.dumps(r), parse_float=Decimal),
+                          max_depth=Settings().fhir_max_json_depth)
 
 
 async def total(tx: httpx.AsyncClient, query: str) -> int:

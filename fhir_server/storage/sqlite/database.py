@@ -20,6 +20,7 @@ import asyncio
 import logging
 import random
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -114,12 +115,28 @@ class Database:
         # At start-up (several processes may open a new file at once) wait for the lock in
         # SQLite's handler; once serving, never block the loop in it (``write`` yields instead).
         self.conn.execute(f"PRAGMA busy_timeout = {int(BUSY_WAIT * 1000)}")
-        self.conn.execute("PRAGMA journal_mode = WAL")
+        self._starting("PRAGMA journal_mode = WAL")
         self.conn.execute(f"PRAGMA synchronous = {synchronous}")
         self.conn.execute("PRAGMA temp_store = MEMORY")
         self.conn.execute("PRAGMA cache_size = -65536")  # 64 MiB of pages
         self.conn.execute("PRAGMA mmap_size = 268435456")
         self._writing = asyncio.Lock()
+
+    def _starting(self, statement: str) -> None:
+        """A start-up statement, retried while another process holds the file: switching to
+        WAL takes the lock without SQLite's busy handler when a reader holds it (SQLite gives
+        up at once rather than risk a deadlock), as when two workers open a new file."""
+        deadline = time.monotonic() + BUSY_WAIT
+        attempt = 0
+        while True:
+            try:
+                self.conn.execute(statement)
+                return
+            except sqlite3.OperationalError as error:
+                if not _busy(error) or time.monotonic() > deadline:
+                    raise
+            attempt += 1
+            time.sleep(_pause(attempt))
 
     def create_schema(self) -> None:
         version = self.conn.execute("PRAGMA user_version").fetchone()[0]
