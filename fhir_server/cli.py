@@ -22,12 +22,12 @@ from fhir_server import ehr_cli, loader
 from fhir_server.auth import admin_cli
 from fhir_server.config import Settings, get_settings
 from fhir_server.loader import Summary
+from fhir_server.observability import logs
 from fhir_server.storage.open import StorageError, check_data_dir, open_repository
 from terminology import cli as terminology_cli
 
 log = logging.getLogger(__name__)
 
-LOG_FORMAT = "ts=%(asctime)s level=%(levelname)s logger=%(name)s msg=%(message)s"
 DEFAULT_COMMAND = "serve"
 EXIT_STARTUP_FAILURE = 3  # as uvicorn's own CLI
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -105,7 +105,7 @@ def _serve_workers(settings: Settings) -> int:
 def worker_app() -> Any:
     """The app of one worker process (built from the environment, like the parent's)."""
     settings = get_settings()
-    setup_logging(settings.fhir_log_level)
+    setup_logging(settings)
     from fhir_server.main import create_app
 
     return create_app(settings)
@@ -274,8 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr, force=True)
+def setup_logging(settings: Settings) -> None:
+    logs.setup_logging(settings.fhir_log_level, settings.fhir_log_format)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -289,5 +289,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"fhir-server: invalid configuration:\n{exc}", file=sys.stderr)
         return 2
-    setup_logging(settings.fhir_log_level)
+    setup_logging(settings)
     return COMMANDS[args.command].run(args, settings)

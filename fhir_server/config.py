@@ -96,6 +96,10 @@ class Settings(BaseSettings):
         "outbox (277CA, 835) by the server; 0: the server does not poll (use "
         "`fhir-server x12 poll`).")
     fhir_log_level: str = Field(default="INFO", description="Log level (DEBUG, INFO, WARNING, ...).")
+    fhir_log_format: Literal["text", "json"] = Field(
+        default="text", description="text: key=value lines; json: one JSON object per line "
+        "(time, level, logger, message, request_id, trace_id; route, status and duration_ms "
+        "on request lines), for ELK-style log stores.")
     fhir_auth: Literal["smart", "off"] = Field(
         default="smart", description="smart: SMART on FHIR authorization; off: no access control "
         "(local experiments only, logged loudly at start-up).")

@@ -1,11 +1,15 @@
-"""The request context, as plain ASGI middleware: the request id, the audit event, the log line.
+"""The request context, as plain ASGI middleware: the request id, the trace, the audit event,
+the metrics and the log line.
 
 Starlette's ``BaseHTTPMiddleware`` runs every request through extra tasks and memory
-streams; this wraps ``send`` instead. When the answer starts it adds ``X-Request-Id``
-(the caller's, up to 64 characters, or a new one), queues the request's AuditEvent
-(``audit/http.py``) and writes the access log line: path only, never the query string
-(it can carry names and birth dates). A request that fails with an unhandled error is
-audited as a 500 before the error handler answers it.
+streams; this wraps ``send`` instead. The request id is the caller's ``X-Request-Id`` (up
+to 64 characters), else the trace id when tracing is on, else a new one; it and the trace
+id go into the context variables every log line reads (``observability/logs.py``). When
+the answer starts it adds ``X-Request-Id``, queues the request's AuditEvent
+(``audit/http.py``), counts and times the request by route template
+(``observability/metrics.py``) and writes the access log line: path only, never the query
+string (it can carry names and birth dates). A request that fails with an unhandled
+error is audited as a 500 before the error handler answers it.
 """
 
 from __future__ import annotations
@@ -14,14 +18,18 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fhir_server.audit.http import record_request
+from fhir_server.observability import metrics, tracing
+from fhir_server.observability.logs import REQUEST_ID, TRACE_ID
 
 log = logging.getLogger("fhir_server")
+UNMATCHED = "unmatched"  # no route: a 404 before any handler
 
 
 @dataclass(frozen=True)
@@ -32,6 +40,18 @@ class Answered:
     headers: Headers
 
 
+def _route(scope: Scope) -> str:
+    """The matched route's template with its router's prefix (``/fhir/{type_}/{id_}``).
+    FastAPI keeps included routers whole and puts the route as declared (without the
+    prefix) in ``scope["route"]``; the template as matched is its effective route."""
+    matched = scope.get("fastapi", {}).get("effective_route_context")
+    path = getattr(matched, "path_format", None)
+    if path:
+        return str(path)
+    route = scope.get("route")
+    return str(getattr(route, "path_format", None) or getattr(route, "path", None) or UNMATCHED)
+
+
 class RequestContext:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -40,16 +60,40 @@ class RequestContext:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rid = Headers(scope=scope).get("x-request-id", "")[:64] or uuid.uuid4().hex
+        headers = Headers(scope=scope)
+        tracer = tracing.tracer()
+        span: Any = None
+        if tracer is None:
+            trace_id = tracing.caller_trace_id(headers.get("traceparent"))
+        else:
+            span = tracing.server_span(tracer, scope["method"], headers)
+            trace_id = tracing.trace_id(span)
+        rid = headers.get("x-request-id", "")[:64] or trace_id or uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = rid
+        rid_token, trace_token = REQUEST_ID.set(rid), TRACE_ID.set(trace_id)
         start = time.perf_counter()
         answered = False
+        metrics.IN_FLIGHT.inc()
 
-        def finish(status: int, headers: Headers) -> None:
+        def finish(status: int, answer_headers: Headers) -> None:
             request = Request(scope)
-            record_request(request, Answered(status, headers))
+            record_request(request, Answered(status, answer_headers))
+            seconds = time.perf_counter() - start
+            route = _route(scope)
+            state = scope["state"]
+            interaction, type_ = metrics.interaction_labels(state.get("interaction"),
+                                                            state.get("bundle_type"))
+            metrics.REQUEST_RECORDER.record(method=request.method, route=route,
+                                            interaction=interaction, resource_type=type_,
+                                            status=status, seconds=seconds)
+            if span is not None:
+                tracing.finish_server_span(span, route=route, interaction=interaction,
+                                           resource_type=type_, status=status)
+            duration_ms = round(seconds * 1000, 1)
             log.info("request id=%s method=%s path=%s status=%d ms=%.1f", rid, request.method,
-                     request.url.path, status, (time.perf_counter() - start) * 1000)
+                     request.url.path, status, duration_ms,
+                     extra={"method": request.method, "route": route, "status": status,
+                            "duration_ms": duration_ms})
 
         async def send_with_context(message: Message) -> None:
             nonlocal answered
@@ -60,8 +104,17 @@ class RequestContext:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_context)
+            if span is None:
+                await self.app(scope, receive, send_with_context)
+            else:
+                with tracing.trace.use_span(span, end_on_exit=False, record_exception=False,
+                                            set_status_on_exception=False):
+                    await self.app(scope, receive, send_with_context)
         except Exception:
             if not answered:  # the server error handler outside answers it: audit it here
                 finish(500, Headers())
             raise
+        finally:
+            metrics.IN_FLIGHT.dec()
+            REQUEST_ID.reset(rid_token)
+            TRACE_ID.reset(trace_token)

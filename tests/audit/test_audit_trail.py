@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from fhir_server.audit.events import CLIENT_SYSTEM, DCM, INTERACTION
 from fhir_server.auth.tokens import LoginEvent
 from fhir_server.main import quiet_driver_logs
+from fhir_server.observability.logs import TEXT_FORMAT, JsonFormatter, RequestIds, TextFormatter
 from fhir_server.validation import validate_resource
 from tests.conftest import ClientFor
 
@@ -241,3 +242,12 @@ async def test_no_content_in_audit_or_logs(app: FastAPI, client: httpx.AsyncClie
     server_records = [r for r in caplog.records if not r.name.startswith(("httpx", "httpcore"))]
     assert any(r.name.startswith("fhir_server") for r in server_records)
     assert all(secret not in r.getMessage() for r in server_records)
+    # The fields the JSON and text log formats add (route, status, ids) carry none either.
+    request_lines = [r for r in server_records if getattr(r, "route", None)]
+    assert {r.__dict__["route"] for r in request_lines} >= {"/fhir/{type_}",
+                                                           "/fhir/{type_}/{id_}"}
+    for formatter in (JsonFormatter(), TextFormatter(TEXT_FORMAT)):
+        for record in server_records:
+            RequestIds().filter(record)
+            line = formatter.format(record)
+            assert secret not in line and "1970-01-01" not in line

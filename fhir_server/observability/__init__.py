@@ -1,0 +1,1 @@
+"""Operating the server: metrics, traces, logs, rate limits, graceful shutdown."""
