@@ -11,6 +11,10 @@ adapters share.
 * OAuth2 client credentials with ``private_key_jwt`` (``payer_oauth.TokenSource``) when
   the endpoint names a client id; one new token and one more try on a 401.
 
+Every call is counted (``fhir_adapter_calls``, by peer kind, ``Endpoint/<id>`` and
+outcome) and timed, and, with tracing on, is a client span whose W3C ``traceparent``
+goes to the peer.
+
 Nothing sent or received is logged; a peer's error text is not passed on.
 """
 
@@ -18,8 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 
@@ -28,6 +33,7 @@ from adapters.payer_oauth import DEFAULT_SCOPE, TokenSource, load_client_key
 from adapters.resilience import CircuitBreaker, backoff_delay
 from fhir_server.config import Settings
 from fhir_server.errors import Upstream, UpstreamTimeout
+from fhir_server.observability import metrics, tracing
 
 log = logging.getLogger("adapters.peer_http")
 FHIR_JSON = "application/fhir+json"
@@ -91,25 +97,47 @@ class PeerHttp:
         into the result (raising ``Refused`` when it is not what was asked)."""
         breaker = self.breaker(endpoint)
         if not breaker.allow():
+            self._record(endpoint, "circuit_open", None, breaker)
             raise Upstream(f"The {self.peer} at {endpoint.reference} is failing; calls are "
                            "paused (circuit open), try again later", code="transient")
         deadline = self.settings.fhir_payer_connect_timeout + self.settings.fhir_payer_read_timeout
-        try:
-            async with asyncio.timeout(deadline):
-                result = await self._attempts(endpoint, method, url, body, headers,
-                                              idempotent, read)
-        except TimeoutError:
-            breaker.failed()
-            raise UpstreamTimeout(f"The {self.peer} at {endpoint.reference} did not answer "
-                                  f"within {deadline:g} s") from None
-        except Refused:
-            breaker.succeeded()  # it answered: the endpoint is up
-            raise
-        except (Upstream, UpstreamTimeout):
-            breaker.failed()
-            raise
-        breaker.succeeded()
-        return result
+        start = time.perf_counter()
+        with tracing.client_span(f"{self.peer} {method}", peer=self.peer,
+                                 endpoint=endpoint.reference, method=method) as span:
+            headers = tracing.with_traceparent(headers)
+            try:
+                async with asyncio.timeout(deadline):
+                    result = await self._attempts(endpoint, method, url, body, headers,
+                                                  idempotent, read)
+            except TimeoutError:
+                breaker.failed()
+                self._record(endpoint, "timeout", start, breaker, span)
+                raise UpstreamTimeout(f"The {self.peer} at {endpoint.reference} did not answer "
+                                      f"within {deadline:g} s") from None
+            except Refused:
+                breaker.succeeded()  # it answered: the endpoint is up
+                self._record(endpoint, "refused", start, breaker, span)
+                raise
+            except UpstreamTimeout:
+                breaker.failed()
+                self._record(endpoint, "timeout", start, breaker, span)
+                raise
+            except Upstream:
+                breaker.failed()
+                self._record(endpoint, "failed", start, breaker, span)
+                raise
+            breaker.succeeded()
+            self._record(endpoint, "ok", start, breaker, span)
+            return result
+
+    def _record(self, endpoint: PayerEndpoint, outcome: str, start: float | None,
+                breaker: CircuitBreaker, span: Any = None) -> None:
+        """The call's metrics and span outcome: by peer kind and Endpoint id, never content."""
+        metrics.adapter_call(peer=self.peer.lower(), endpoint=endpoint.reference,
+                             outcome=outcome,
+                             seconds=None if start is None else time.perf_counter() - start,
+                             circuit_open=breaker.state != "closed")
+        tracing.set_outcome(span, outcome, error=outcome not in ("ok", "refused"))
 
     async def _attempts(self, endpoint: PayerEndpoint, method: str, url: str,
                         body: bytes | None, headers: dict[str, str], idempotent: bool,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -94,12 +95,27 @@ def _serve_workers(settings: Settings) -> int:
     its audit queue."""
     from uvicorn.supervisors import Multiprocess
 
+    shared_metrics_dir(settings)
     config = uvicorn.Config("fhir_server.cli:worker_app", factory=True,
                             host=settings.fhir_host, port=settings.fhir_port,
                             workers=settings.fhir_workers, log_config=None, access_log=False,
                             lifespan="on")
     Multiprocess(config, sockets=[config.bind_socket()]).run()
     return 0
+
+
+METRICS_DIR = "metrics"  # under FHIR_DATA_DIR
+
+
+def shared_metrics_dir(settings: Settings) -> Path:
+    """An empty directory for the workers' metrics (prometheus-client's multiprocess mode,
+    named by ``PROMETHEUS_MULTIPROC_DIR`` in the environment the workers inherit)."""
+    directory = settings.fhir_data_dir / METRICS_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):  # an earlier run's: its counts are not ours
+        stale.unlink()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory.resolve())
+    return directory
 
 
 def worker_app() -> Any:

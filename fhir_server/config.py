@@ -100,6 +100,16 @@ class Settings(BaseSettings):
         default="text", description="text: key=value lines; json: one JSON object per line "
         "(time, level, logger, message, request_id, trace_id; route, status and duration_ms "
         "on request lines), for ELK-style log stores.")
+
+    # -- operating it (fhir_server/observability/) ------------------------------------------
+    fhir_metrics_allow: str = Field(
+        default="127.0.0.1/32,::1/128", description="Comma-separated networks (CIDR) whose "
+        "requests to /metrics need no token; from anywhere else /metrics needs a token with "
+        "a system scope or the admin role. Empty: a token always.")
+    prometheus_multiproc_dir: Path | None = Field(
+        default=None, description="Set by `fhir-server serve` for its workers when "
+        "FHIR_WORKERS > 1 (prometheus-client's multiprocess mode): where every worker's "
+        "metrics are kept, so that /metrics adds them up. Not set by hand.")
     fhir_auth: Literal["smart", "off"] = Field(
         default="smart", description="smart: SMART on FHIR authorization; off: no access control "
         "(local experiments only, logged loudly at start-up).")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from starlette.responses import Response
@@ -16,6 +18,7 @@ from adapters.payer_fhir import FhirPayerAdapter
 from adapters.payer_x12 import PayerRouter, X12PayerAdapter
 from adapters.peer_http import PeerHttp
 from adapters.x12.state import X12State
+from fhir_server import rules
 from fhir_server.api import batch, bulk, capability, interactions, operations
 from fhir_server.api.context import RequestContext
 from fhir_server.api.negotiation import check_accept, json_response
@@ -26,6 +29,8 @@ from fhir_server.auth.enforce import enforce_request
 from fhir_server.auth.tokens import create_auth
 from fhir_server.config import Settings, get_settings
 from fhir_server.errors import install_handlers
+from fhir_server.observability import business, metrics, scrape
+from fhir_server.observability.instrument import instrument_repository
 from fhir_server.storage.auth_store import AuthStore
 from fhir_server.storage.model import instant, now_ms
 from fhir_server.storage.open import open_repository, unavailable_errors
@@ -49,16 +54,21 @@ def journal_name(settings: Settings) -> str:
     return settings.mongodb_database if settings.mongodb_uri else "sqlite"
 
 
+async def _count_login(event: Any) -> None:
+    business.login(event.success)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     resources.register_all()
+    rules.on_commit(business.writes_committed)
     quiet_driver_logs()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.started = instant(now_ms())
         await app.state.warmup.start(settings, app.state.started)  # in a worker thread, meanwhile
-        repo = await open_repository(settings)
+        repo = instrument_repository(await open_repository(settings))
         poller: Poller | None = None
         try:
             store = AuthStore(records=repo.records)
@@ -72,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        if settings.fhir_audit_journal else None)
             app.state.audit = AuditTrail(repo=repo, settings=settings, journal=journal)
             app.state.auth.on_login(app.state.audit.on_login)
+            app.state.auth.on_login(_count_login)
             await app.state.audit.start()
             poller = start_poller(repo=repo, settings=settings, services=app.state.services)
             if settings.fhir_terminology_load:
@@ -97,6 +108,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if audit is not None:
                 await audit.stop()  # flush the queued AuditEvents before the connection closes
             await repo.close()
+            metrics.worker_stopped(settings.prometheus_multiproc_dir and
+                                   str(settings.prometheus_multiproc_dir), os.getpid())
 
     app = FastAPI(title="FHIR revenue-cycle server", lifespan=lifespan, docs_url=None,
                   redoc_url=None, openapi_url=None)
@@ -120,6 +133,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.warning("readiness check failed error=%s", type(exc).__name__)
             return json_response({"status": "unavailable"}, status=503)
         return json_response({"status": "ready"})
+
+    app.add_api_route("/metrics", scrape.metrics_route(settings), methods=["GET"],
+                      include_in_schema=False)
 
     app.include_router(auth_server.router)  # before /fhir/{type}/{id}: .well-known
     # A FHIR request that arrives before the start-up work is done waits for it.

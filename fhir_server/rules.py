@@ -17,7 +17,7 @@ exactly when the change happens.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -76,6 +76,17 @@ def has_rules(type_: str) -> bool:
     return type_ in _RULES
 
 
+CommitObserver = Callable[[Sequence[Change], Sequence[SideWrite]], None]
+_OBSERVERS: list[CommitObserver] = []
+
+
+def on_commit(observer: CommitObserver) -> None:
+    """Call ``observer(changes, side_writes)`` after rule-checked changes are committed
+    (the business counters)."""
+    if observer not in _OBSERVERS:
+        _OBSERVERS.append(observer)
+
+
 @asynccontextmanager
 async def applying(repo: Repository, settings: Settings,
                    changes: Sequence[Change]) -> AsyncIterator[list[SideWrite]]:
@@ -96,5 +107,7 @@ async def applying(repo: Repository, settings: Settings,
                 for rule in rules_for(change.type_):
                     side.extend(await rule.check(ctx, change))
             yield side
+            for observer in _OBSERVERS:  # the caller committed inside the ``async with``
+                observer(changes, side)
     except LockBusy:
         raise Conflict("Another request is changing the same schedule; try again") from None

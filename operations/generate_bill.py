@@ -30,6 +30,7 @@ from fhir_server import interactions as svc
 from fhir_server.errors import Conflict, Unprocessable
 from fhir_server.fhirjson import loads_stored
 from fhir_server.money import decimal_of
+from fhir_server.observability import business
 from fhir_server.storage.locks import LockBusy
 from operations import billing
 from operations.base import Call, Operation, Param
@@ -127,7 +128,9 @@ async def _bill(call: Call, *, patient_ref: str, encounter: Resource | None,
     bill = await billing.compose(repo, settings, patient_ref=patient_ref, encounter=encounter,
                                  appointment=appointment, keys=keys, draft=draft,
                                  charges=charges)
-    return _bundle(call, await commit_new(repo, settings, bill.writes))
+    committed = await commit_new(repo, settings, bill.writes)
+    business.bill_issued()
+    return _bundle(call, committed)
 
 
 def _service(service: dict[str, list[Any]], where: str,

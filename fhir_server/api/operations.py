@@ -13,7 +13,8 @@ from adapters.payer import PayerAdapter
 from fhir_server.api.negotiation import json_response, pretty, read_body
 from fhir_server.auth.enforce import authorize, request_access
 from fhir_server.deps import SettingsDep
-from fhir_server.errors import Invalid, MethodNotAllowed, NotFound
+from fhir_server.errors import Invalid, MethodNotAllowed, NotFound, Upstream, UpstreamTimeout
+from fhir_server.observability import business
 from fhir_server.search.extract import index_resource
 from fhir_server.validation import check_id
 from operations.base import Call, Operation, parameters_from_query, parse_parameters
@@ -59,8 +60,12 @@ async def _run(op: Operation, request: Request, settings: Any,
                 authorize=check, sees=sees)
     try:
         result = await op.run(call)
+    except (Upstream, UpstreamTimeout):  # the payer or EHR did not answer
+        business.operation_finished(op.id, None)
+        raise
     finally:
         request.state.audit_patients = call.patients
+    business.operation_finished(op.id, result)
     return json_response(result, pretty_print=pretty(request))
 
 

@@ -15,6 +15,7 @@ from the start, so an event written just before the kill is not written twice.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -67,6 +68,14 @@ class Journal:
             finally:
                 os.close(fd)
                 del self._held[path]
+
+    def size(self) -> int:
+        """Bytes in the segments this process holds (events not yet known written)."""
+        total = 0
+        for fd in self._held.values():
+            with contextlib.suppress(OSError):
+                total += os.fstat(fd).st_size
+        return total
 
     def close(self, *, keep: bool) -> None:
         """At shutdown: delete every segment, or (``keep``: events are still unwritten)

@@ -26,6 +26,7 @@ from fhir_server.audit.journal import Journal
 from fhir_server.auth.tokens import LoginEvent
 from fhir_server.config import Settings
 from fhir_server.interactions import stamp
+from fhir_server.observability import metrics
 from fhir_server.search.extract import index_resource
 from fhir_server.storage.model import instant, now_ms
 from fhir_server.storage.repository import Repository
@@ -64,6 +65,7 @@ class AuditTrail:
         if overflow > 0:
             del self._queue[:overflow]
             self.dropped += overflow
+            metrics.AUDIT_DROPPED.inc(overflow)
             log.error("audit queue full dropped=%d", overflow)
         if len(self._queue) >= self.settings.fhir_audit_batch:
             self._wake.set()
@@ -98,6 +100,7 @@ class AuditTrail:
         finally:
             if self.journal is not None:
                 self.journal.close(keep=bool(self._queue))
+            self.report()
 
     async def _run(self) -> None:
         while True:
@@ -110,6 +113,12 @@ class AuditTrail:
             except Exception as exc:  # keep the writer alive; the events stay queued
                 log.error("audit flush failed error=%s queued=%d", type(exc).__name__,
                           len(self._queue))
+            self.report()
+
+    def report(self) -> None:
+        """The queue depth and journal size gauges (refreshed by the writer, not per event)."""
+        metrics.audit_state(queued=len(self._queue),
+                            journal_bytes=self.journal.size() if self.journal else 0)
 
     async def flush(self) -> int:
         """Write every queued event now; returns how many were written."""
@@ -128,6 +137,7 @@ class AuditTrail:
                 elif self.journal is not None:
                     self.journal.done()  # every rotated segment is in the database now
             self.written += done
+            metrics.AUDIT_WRITTEN.inc(done)
             return done
 
     async def restore(self, events: list[dict[str, Any]]) -> int:
