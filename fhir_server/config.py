@@ -106,6 +106,14 @@ class Settings(BaseSettings):
         default="127.0.0.1/32,::1/128", description="Comma-separated networks (CIDR) whose "
         "requests to /metrics need no token; from anywhere else /metrics needs a token with "
         "a system scope or the admin role. Empty: a token always.")
+    fhir_rate_limit_per_minute: int | None = Field(
+        default=None, ge=1, description="Requests per minute each client (its token's client "
+        "id; without a token, its network address) may make, per server process; beyond it "
+        "429 with Retry-After (unset: no limit). /health, /ready and /metrics are never "
+        "limited.")
+    fhir_rate_limit_burst: int | None = Field(
+        default=None, ge=1, description="Requests a client may make at once before the per-"
+        "minute rate paces it (the token bucket's size; default: FHIR_RATE_LIMIT_PER_MINUTE).")
     prometheus_multiproc_dir: Path | None = Field(
         default=None, description="Set by `fhir-server serve` for its workers when "
         "FHIR_WORKERS > 1 (prometheus-client's multiprocess mode): where every worker's "

@@ -144,6 +144,10 @@ class Unprocessable(FhirError):
     __init__ = _error(422, "processing")
 
 
+class TooManyRequests(FhirError):
+    __init__ = _error(429, "throttled")
+
+
 class Upstream(FhirError):
     __init__ = _error(502, "transient")
 

@@ -29,7 +29,7 @@ from fhir_server.auth.enforce import enforce_request
 from fhir_server.auth.tokens import create_auth
 from fhir_server.config import Settings, get_settings
 from fhir_server.errors import install_handlers
-from fhir_server.observability import business, metrics, scrape
+from fhir_server.observability import business, metrics, rate_limit, scrape
 from fhir_server.observability.instrument import instrument_repository
 from fhir_server.storage.auth_store import AuthStore
 from fhir_server.storage.model import instant, now_ms
@@ -137,15 +137,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_api_route("/metrics", scrape.metrics_route(settings), methods=["GET"],
                       include_in_schema=False)
 
-    app.include_router(auth_server.router)  # before /fhir/{type}/{id}: .well-known
+    # FHIR_RATE_LIMIT_PER_MINUTE: by address where there is no token, else by client id.
+    limits = rate_limit.limiters(settings)
+    by_address = [Depends(limits[0])] if limits else []
+    by_client = [Depends(limits[1])] if limits else []
+    # before /fhir/{type}/{id}: .well-known
+    app.include_router(auth_server.router, dependencies=by_address)
     # A FHIR request that arrives before the start-up work is done waits for it.
     fhir_deps = [Depends(warmed), Depends(check_accept)]
-    app.include_router(capability.router, prefix="/fhir", dependencies=fhir_deps)
+    app.include_router(capability.router, prefix="/fhir", dependencies=[*by_address, *fhir_deps])
     # Every FHIR route but /metadata needs a token (auth/enforce.py): 401 before 406.
-    guarded = [Depends(enforce_request), *fhir_deps]
+    guarded = [Depends(enforce_request), *by_client, *fhir_deps]
     app.include_router(batch.router, prefix="/fhir", dependencies=guarded)
     # Bulk export: files are NDJSON, so no FHIR JSON Accept check on this router.
-    app.include_router(bulk.router, prefix="/fhir", dependencies=[Depends(enforce_request)])
+    app.include_router(bulk.router, prefix="/fhir",
+                       dependencies=[Depends(enforce_request), *by_client])
     app.include_router(operations.build_router(), prefix="/fhir", dependencies=guarded)
     app.include_router(interactions.router, prefix="/fhir", dependencies=guarded)
     app.include_router(operations.unknown, prefix="/fhir", dependencies=guarded)
