@@ -72,6 +72,7 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
                 log_config=None,
                 access_log=False,
                 lifespan="on",
+                timeout_graceful_shutdown=settings.fhir_shutdown_grace_seconds,
             )
         )
         server.run()
@@ -99,7 +100,8 @@ def _serve_workers(settings: Settings) -> int:
     config = uvicorn.Config("fhir_server.cli:worker_app", factory=True,
                             host=settings.fhir_host, port=settings.fhir_port,
                             workers=settings.fhir_workers, log_config=None, access_log=False,
-                            lifespan="on")
+                            lifespan="on",
+                            timeout_graceful_shutdown=settings.fhir_shutdown_grace_seconds)
     Multiprocess(config, sockets=[config.bind_socket()]).run()
     return 0
 

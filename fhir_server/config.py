@@ -114,6 +114,14 @@ class Settings(BaseSettings):
     fhir_rate_limit_burst: int | None = Field(
         default=None, ge=1, description="Requests a client may make at once before the per-"
         "minute rate paces it (the token bucket's size; default: FHIR_RATE_LIMIT_PER_MINUTE).")
+    fhir_shutdown_drain_seconds: float = Field(
+        default=0, ge=0, le=300, description="On SIGTERM, seconds /ready answers 503 while "
+        "requests are still served, so that a load balancer stops sending new ones before "
+        "the listening socket closes (Kubernetes: a few readiness periods).")
+    fhir_shutdown_grace_seconds: float = Field(
+        default=30, gt=0, le=600, description="After the drain, how long in-flight requests "
+        "may take to finish before they are cancelled; then the audit queue is flushed and "
+        "the process exits 0.")
     prometheus_multiproc_dir: Path | None = Field(
         default=None, description="Set by `fhir-server serve` for its workers when "
         "FHIR_WORKERS > 1 (prometheus-client's multiprocess mode): where every worker's "

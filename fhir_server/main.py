@@ -29,7 +29,7 @@ from fhir_server.auth.enforce import enforce_request
 from fhir_server.auth.tokens import create_auth
 from fhir_server.config import Settings, get_settings
 from fhir_server.errors import install_handlers
-from fhir_server.observability import business, metrics, rate_limit, scrape
+from fhir_server.observability import business, metrics, rate_limit, scrape, shutdown
 from fhir_server.observability.instrument import instrument_repository
 from fhir_server.storage.auth_store import AuthStore
 from fhir_server.storage.model import instant, now_ms
@@ -67,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.started = instant(now_ms())
+        shutdown.install_drain(app.state, settings.fhir_shutdown_drain_seconds)
         await app.state.warmup.start(settings, app.state.started)  # in a worker thread, meanwhile
         repo = instrument_repository(await open_repository(settings))
         poller: Poller | None = None
@@ -125,6 +126,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/ready", include_in_schema=False)
     async def ready(request: Request) -> Response:
+        if getattr(request.app.state, "draining", False):
+            return json_response({"status": "stopping"}, status=503)
         if not request.app.state.warmup.done:
             return json_response({"status": "starting"}, status=503)
         try:

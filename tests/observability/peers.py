@@ -4,6 +4,7 @@ spans a server process exports (the protobuf messages of opentelemetry-proto).""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import threading
 import time
@@ -51,12 +52,14 @@ class Payer:
 
 
 @contextmanager
-def loopback_payer() -> Iterator[Payer]:
-    """A payer's FHIR endpoint: every eligibility check is answered 'in force'."""
+def loopback_payer(delay: float = 0.0) -> Iterator[Payer]:
+    """A payer's FHIR endpoint: every eligibility check is answered 'in force', after
+    ``delay`` seconds."""
     heard: list[dict[str, str]] = []
 
     async def submit(request: Request) -> JSONResponse:
         heard.append(dict(request.headers))
+        await asyncio.sleep(delay)
         return JSONResponse({
             "resourceType": "CoverageEligibilityResponse", "id": "payer-answer-1",
             "status": "active", "purpose": ["validation"],
