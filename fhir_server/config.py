@@ -126,6 +126,10 @@ class Settings(BaseSettings):
         default=None, description="Set by `fhir-server serve` for its workers when "
         "FHIR_WORKERS > 1 (prometheus-client's multiprocess mode): where every worker's "
         "metrics are kept, so that /metrics adds them up. Not set by hand.")
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None, description="OpenTelemetry: the OTLP/HTTP collector traces are sent to "
+        "(unset: no tracing). The SDK's other standard OTEL_* variables (OTEL_SERVICE_NAME, "
+        "OTEL_TRACES_SAMPLER, OTEL_EXPORTER_OTLP_HEADERS, ...) apply.")
     fhir_auth: Literal["smart", "off"] = Field(
         default="smart", description="smart: SMART on FHIR authorization; off: no access control "
         "(local experiments only, logged loudly at start-up).")

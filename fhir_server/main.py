@@ -29,7 +29,7 @@ from fhir_server.auth.enforce import enforce_request
 from fhir_server.auth.tokens import create_auth
 from fhir_server.config import Settings, get_settings
 from fhir_server.errors import install_handlers
-from fhir_server.observability import business, metrics, rate_limit, scrape, shutdown
+from fhir_server.observability import business, metrics, rate_limit, scrape, shutdown, tracing
 from fhir_server.observability.instrument import instrument_repository
 from fhir_server.storage.auth_store import AuthStore
 from fhir_server.storage.model import instant, now_ms
@@ -68,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.started = instant(now_ms())
         shutdown.install_drain(app.state, settings.fhir_shutdown_drain_seconds)
+        tracing.configure(settings)
         await app.state.warmup.start(settings, app.state.started)  # in a worker thread, meanwhile
         repo = instrument_repository(await open_repository(settings))
         poller: Poller | None = None
@@ -109,6 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if audit is not None:
                 await audit.stop()  # flush the queued AuditEvents before the connection closes
             await repo.close()
+            tracing.shutdown()  # send the last spans
             metrics.worker_stopped(settings.prometheus_multiproc_dir and
                                    str(settings.prometheus_multiproc_dir), os.getpid())
 

@@ -38,8 +38,10 @@ async def _wait_for(condition: object, timeout: float) -> None:
 async def stored_audit_events(store: Store) -> int:
     """AuditEvents in the database, read by a fresh app that replays no journal."""
     app = create_app(make_settings(store, fhir_audit_journal=False))
-    async with app.router.lifespan_context(app), fhir_client(app, await mint(app, "system/AuditEvent.rs")) as http:
-        found = await http.get("AuditEvent", params={"_summary": "count"})
+    async with app.router.lifespan_context(app):
+        http = fhir_client(app, await mint(app, "system/AuditEvent.rs"))
+        async with http:
+            found = await http.get("AuditEvent", params={"_summary": "count"})
         assert found.status_code == 200, found.text
         total: int = found.json()["total"]
         return total

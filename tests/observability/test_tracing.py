@@ -1,0 +1,94 @@
+"""OpenTelemetry: a server process exporting to an in-process OTLP/HTTP collector; a span per
+request (continuing the caller's traceparent), per database call and per payer call,
+the W3C traceparent received by a loopback payer, the trace id in X-Request-Id; no
+attribute carries an id or content. Off by default: no tracer, a shared no-op span."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from pathlib import Path
+
+import httpx
+
+from fhir_server.config import Settings
+from fhir_server.observability import tracing
+from tests.conftest import HTTP_TIMEOUT, Store, mint_for_database
+from tests.factories import patient
+from tests.observability.helpers import check_eligibility, insured_patient, running_server
+from tests.observability.peers import ExportedSpan, loopback_payer, otlp_collector
+from tests.workflow.helpers import create
+
+SERVER, CLIENT = 2, 3  # opentelemetry.proto SpanKind values
+
+
+async def test_spans_of_a_payer_call_reach_the_collector_and_the_payer(
+        store: Store, tmp_path: Path) -> None:
+    secret = f"Qzx{uuid.uuid4().hex[:10]}"
+    caller_trace, caller_span = uuid.uuid4().hex, uuid.uuid4().hex[:16]
+    with otlp_collector() as collector, loopback_payer() as payer:
+        env = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint,
+               "OTEL_BSP_SCHEDULE_DELAY": "200"}
+        with running_server(store, tmp_path / "log", **env) as run:
+            token = await mint_for_database(store, run.base)
+            headers = {"Authorization": f"Bearer {token}", "Accept": "application/fhir+json"}
+            async with httpx.AsyncClient(base_url=run.base + "/", headers=headers,
+                                         timeout=HTTP_TIMEOUT) as http:
+                insured = await insured_patient(http, payer.base, family=secret)
+                checked = await check_eligibility(http, insured.coverage_id, headers={
+                    "traceparent": f"00-{caller_trace}-{caller_span}-01"})
+                assert checked.status_code == 200, checked.text
+                other = await create(http, patient(family=secret))
+                read = await http.get(f"Patient/{other['id']}")
+                assert read.status_code == 200
+        assert run.exit_code == 0  # the last spans are sent at shutdown
+        spans = list(collector.spans)
+
+    # The caller's trace goes on: the request's span is its child, the id is the trace id.
+    assert checked.headers["x-request-id"] == caller_trace
+    in_trace = [s for s in spans if s.trace_id == caller_trace]
+    [request] = [s for s in in_trace if s.kind == SERVER]
+    assert request.parent_span_id == caller_span
+    assert request.name == "POST /fhir/Coverage/{id_}/$eligibility"
+    assert request.attributes["http.route"] == "/fhir/Coverage/{id_}/$eligibility"
+    assert request.attributes["fhir.interaction"] == "$eligibility"
+    assert request.attributes["fhir.resource_type"] == "Coverage"
+    assert request.attributes["http.response.status_code"] == 200
+    # Its database calls and its payer call are its children.
+    database = [s for s in in_trace if s.name.startswith("db ")]
+    assert database and all(s.parent_span_id == request.span_id and s.kind == CLIENT
+                            for s in database)
+    assert {"db.system", "db.operation.name"} <= set(database[0].attributes)
+    [call] = [s for s in in_trace if s.name == "payer POST"]
+    assert (call.kind, call.parent_span_id) == (CLIENT, request.span_id)
+    assert call.attributes["endpoint"] == insured.endpoint
+    assert call.attributes["outcome"] == "ok"
+    # The payer was sent our traceparent: same trace, the payer call's span as parent.
+    [sent] = payer.headers
+    assert sent["traceparent"] == f"00-{caller_trace}-{call.span_id}-01"
+    # Without a caller's trace or request id, the answer's X-Request-Id is the new trace id.
+    new_trace = read.headers["x-request-id"]
+    assert re.fullmatch(r"[0-9a-f]{32}", new_trace)
+    [read_span] = [s for s in spans if s.trace_id == new_trace and s.kind == SERVER]
+    assert read_span.attributes["http.route"] == "/fhir/{type_}/{id_}"
+    assert {s.service for s in spans} == {"fhir-rcm-server"}
+    # No attribute or span name carries a resource id or content.
+    ids = {insured.patient_id, insured.coverage_id, other["id"]}
+    for span in spans:
+        assert not _mentions(span, {secret, *ids}), span
+
+
+def _mentions(span: ExportedSpan, words: set[str]) -> bool:
+    text = " ".join([span.name, *(str(v) for v in span.attributes.values())])
+    return any(word in text for word in words)
+
+
+def test_tracing_is_off_without_an_endpoint(tmp_path: Path) -> None:
+    assert tracing.configure(Settings(fhir_data_dir=tmp_path)) is None
+    assert tracing.tracer() is None
+    first, second = tracing.client_span("payer POST"), tracing.client_span("EHR GET")
+    assert first is second  # one shared no-op, nothing made per call
+    with first as span:
+        assert span is None
+    headers = {"Accept": "application/fhir+json"}
+    assert tracing.with_traceparent(headers) is headers
