@@ -118,8 +118,8 @@ class Settings(BaseSettings):
         default=0, ge=0, le=300, description="On SIGTERM, seconds /ready answers 503 while "
         "requests are still served, so that a load balancer stops sending new ones before "
         "the listening socket closes (Kubernetes: a few readiness periods).")
-    fhir_shutdown_grace_seconds: float = Field(
-        default=30, gt=0, le=600, description="After the drain, how long in-flight requests "
+    fhir_shutdown_grace_seconds: int = Field(
+        default=30, ge=1, le=600, description="After the drain, how long in-flight requests "
         "may take to finish before they are cancelled; then the audit queue is flushed and "
         "the process exits 0.")
     prometheus_multiproc_dir: Path | None = Field(

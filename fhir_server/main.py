@@ -111,8 +111,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await audit.stop()  # flush the queued AuditEvents before the connection closes
             await repo.close()
             tracing.shutdown()  # send the last spans
-            metrics.worker_stopped(settings.prometheus_multiproc_dir and
-                                   str(settings.prometheus_multiproc_dir), os.getpid())
+            multiproc_dir = settings.prometheus_multiproc_dir
+            metrics.worker_stopped(str(multiproc_dir) if multiproc_dir else None, os.getpid())
 
     app = FastAPI(title="FHIR revenue-cycle server", lifespan=lifespan, docs_url=None,
                   redoc_url=None, openapi_url=None)

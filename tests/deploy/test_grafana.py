@@ -71,6 +71,6 @@ def test_panels_fit_the_grid() -> None:
     assert len(ids) == len(set(ids))
     for panel in board["panels"]:
         grid = panel["gridPos"]
-        assert 0 <= grid["x"] and grid["x"] + grid["w"] <= 24, panel["title"]
+        assert grid["x"] >= 0 and grid["x"] + grid["w"] <= 24, panel["title"]
         if panel["type"] != "row":
             assert panel["datasource"]["uid"] == "${datasource}"
