@@ -26,6 +26,7 @@ from typing import Any
 from fhir_server import interactions as svc
 from fhir_server.errors import Conflict, Invalid, NotFound, Unprocessable, Upstream
 from fhir_server.money import decimal_of, money
+from fhir_server.observability import business
 from fhir_server.storage.locks import LockBusy
 from fhir_server.validation import validate_resource
 from operations.adjudication import adjudicate, deductible_met, item_submitted, plan_rules
@@ -166,6 +167,7 @@ async def _commit(call: Call, submission: Submission, response: Resource, *,
         writes.append((post(invoice, adjudication_posting(response, earlier), currency),
                        invoice_version))
     stored = await commit_new(call.repo, call.settings, writes)
+    business.claim_answered(response)
     return stored[answer_at]
 
 

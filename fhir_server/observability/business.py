@@ -4,7 +4,9 @@ The one module that knows which resource changes and operation results mean a bo
 a bill or a claim; it is told of them from two generic places: committed writes with
 their write rules (``rules.applying``: the change's content before and after) and
 finished operations (``api/operations.py``: the operation's name and its result). Logins
-come from the authorization server's login hook, new bills from ``$generate-bill``.
+come from the authorization server's login hook, new bills from ``$generate-bill`` and
+claims' answers from ``Claim/$submit`` (where they are committed: a resubmission answered
+with the earlier answer is not a new claim).
 Labels are fixed words, never content.
 """
 
@@ -26,7 +28,6 @@ ELIGIBILITY = Counter("fhir_eligibility_checks", "Eligibility checks by outcome:
 LOGINS = Counter("fhir_logins", "Sign-ins and client authentications.", ["outcome"])
 
 ELIGIBILITY_OPERATIONS = frozenset({"CoverageEligibilityRequest-submit", "Coverage-eligibility"})
-CLAIM_OPERATIONS = frozenset({"Claim-submit"})
 ADJUDICATED = frozenset({"complete", "partial"})
 
 
@@ -58,13 +59,6 @@ def operation_finished(operation_id: str, result: dict[str, Any] | None) -> None
     """An operation answered ``result`` (None: it failed)."""
     if operation_id in ELIGIBILITY_OPERATIONS:
         ELIGIBILITY.labels(_eligibility_outcome(result)).inc()
-    elif operation_id in CLAIM_OPERATIONS and result is not None:
-        CLAIMS.labels("submitted").inc()
-        outcome = result.get("outcome")
-        if outcome in ADJUDICATED:
-            CLAIMS.labels("adjudicated").inc()
-        elif outcome == "error":
-            CLAIMS.labels("denied").inc()
 
 
 def _eligibility_outcome(result: dict[str, Any] | None) -> str:
@@ -74,6 +68,17 @@ def _eligibility_outcome(result: dict[str, Any] | None) -> str:
         return "error"
     inforce = any(i.get("inforce") for i in result.get("insurance") or [])
     return "eligible" if inforce else "not-eligible"
+
+
+def claim_answered(response: dict[str, Any]) -> None:
+    """``Claim/$submit`` committed a new answer (a resubmission answered with the earlier
+    one is not counted again): submitted, and adjudicated or denied when it says so."""
+    CLAIMS.labels("submitted").inc()
+    outcome = response.get("outcome")
+    if outcome in ADJUDICATED:
+        CLAIMS.labels("adjudicated").inc()
+    elif outcome == "error":
+        CLAIMS.labels("denied").inc()
 
 
 def bill_issued() -> None:
