@@ -68,7 +68,7 @@ def server(engine: str, data_dir: Path, port: int, auth: str, *,
         env.update({"MONGODB_URI": ferret.start(), "MONGODB_DATABASE": "bench"})
     proc = subprocess.Popen([sys.executable, "-m", "fhir_server", "serve"], env=env, cwd=ROOT)
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300  # a first start loads the terminology packs
         while True:
             try:
                 if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200:

@@ -104,9 +104,11 @@ class AuditTrail:
 
     async def _run(self) -> None:
         while True:
+            # Not asyncio.wait_for: on Python 3.11 it runs the wait as a task of its own, and
+            # a cancel that meets its timeout can leave the writer waiting forever at shutdown.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(),
-                                       timeout=self.settings.fhir_audit_flush_seconds)
+                async with asyncio.timeout(self.settings.fhir_audit_flush_seconds):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 await self.flush()

@@ -20,11 +20,13 @@ from joserfc import jwk
 from joserfc.jwk import ECKey, RSAKey
 
 from fhir_server.storage.auth_store import AuthStore, now_s
+from fhir_server.storage.locks import Locks
 
 log = logging.getLogger("fhir_server.auth")
 
 SIGNING_KEY_REFRESH = 5.0  # seconds between re-reads of the current signing key
 MISS_RELOAD_INTERVAL = 1.0  # least seconds between reloads caused by an unknown kid
+FIRST_KEY_LEASE = "auth-first-key"
 RETIRED_GRACE = 60  # seconds a retired key outlives the longest token it may have signed
 
 AnyKey = RSAKey | ECKey
@@ -93,10 +95,17 @@ class KeyRing:
         async with self._lock:
             await self.load()
             current = self._current()
-            if current is None:
-                current = await self._generate()
-                log.info("generated the first token signing key kid=%s alg=%s", current.kid,
-                         current.alg)
+            if current is not None:
+                return current
+            # Several processes may start on a new database at once (FHIR_WORKERS, replicas):
+            # one makes the first key, the others wait for it and use it.
+            async with Locks(self.store.records).hold([FIRST_KEY_LEASE], wait=30.0):
+                await self.load()
+                current = self._current()
+                if current is None:
+                    current = await self._generate()
+                    log.info("generated the first token signing key kid=%s alg=%s",
+                             current.kid, current.alg)
             return current
 
     async def signing_key(self) -> SigningKey:
