@@ -150,6 +150,11 @@ class Database:
     def close(self) -> None:
         try:
             self.conn.execute("PRAGMA optimize")
+        except sqlite3.OperationalError as error:
+            if not _busy(error):
+                raise
+            # Another process is writing (a worker still serving): it, or the next start,
+            # refreshes the planner statistics instead.
         finally:
             self.conn.close()
 
