@@ -157,6 +157,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Bulk export: files are NDJSON, so no FHIR JSON Accept check on this router.
     app.include_router(bulk.router, prefix="/fhir",
                        dependencies=[Depends(enforce_request), *by_client])
+    app.include_router(interactions.hot_router, prefix="/fhir", dependencies=guarded)
     app.include_router(operations.build_router(), prefix="/fhir", dependencies=guarded)
     app.include_router(interactions.router, prefix="/fhir", dependencies=guarded)
     app.include_router(operations.unknown, prefix="/fhir", dependencies=guarded)

@@ -7,6 +7,7 @@ from starlette.responses import Response
 
 from fhir_server import interactions as svc
 from fhir_server.api import history as hist
+from fhir_server.api import path_types  # noqa: F401  (registers the URL convertors)
 from fhir_server.api.negotiation import JSON_TYPES, max_depth, read_body
 from fhir_server.api.params import criteria, criteria_from_header
 from fhir_server.api.responses import (
@@ -173,3 +174,15 @@ async def conditional_patch(type_: str, request: Request, repo: RepoDep,
         repo=repo, settings=settings, type_=type_, criteria=criteria(request),
         apply=await _patcher(request), if_match=_if_match(request))
     return write_response(request, written, settings.base_url)
+
+
+# The hot interactions again, their type and id constrained to what FHIR allows
+# (api/path_types.py), so that main.py can put them before the operations' many routes
+# (matching walks the routes in order: read by id was the 60th). They cannot shadow an
+# operation or an OperationDefinition; anything they do not match (an invalid id, which
+# answers 400) falls through to the routes above, in their order.
+hot_router = APIRouter()
+hot_router.add_api_route("/{type_:fhirtype}/{id_:fhirid}", read, methods=["GET"])
+hot_router.add_api_route("/{type_:fhirtype}", search, methods=["GET"])
+hot_router.add_api_route("/{type_:fhirtype}", create, methods=["POST"])
+hot_router.add_api_route("/{type_:fhirtype}/{id_:fhirid}", update, methods=["PUT"])

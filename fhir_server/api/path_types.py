@@ -1,0 +1,36 @@
+"""URL convertors for the path segments FHIR defines, so that routes can say what they take.
+
+``fhirtype``: a resource type's name (a capital letter, then letters), except
+``OperationDefinition``, whose instances the operations' routes serve from their
+declarations. ``fhirid``: a logical id (FHIR R4 ``id``: 1 to 64 of ``A-Z a-z 0-9 - .``).
+Neither matches a segment that starts with ``$`` or ``_``, so routes that use them never
+shadow an operation (``$lookup``) or a special path (``_history``, ``_search``).
+"""
+
+from __future__ import annotations
+
+from starlette.convertors import Convertor, register_url_convertor
+
+
+class FhirType(Convertor[str]):
+    regex = r"(?!OperationDefinition\b)[A-Z][A-Za-z]{0,63}"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+class FhirId(Convertor[str]):
+    regex = r"[A-Za-z0-9\-.]{1,64}"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("fhirtype", FhirType())
+register_url_convertor("fhirid", FhirId())
