@@ -22,12 +22,12 @@ import uuid
 from typing import Any
 
 from fhir_server.audit.events import login_event
+from fhir_server.audit.index import AuditIndexer
 from fhir_server.audit.journal import Journal
 from fhir_server.auth.tokens import LoginEvent
 from fhir_server.config import Settings
 from fhir_server.interactions import stamp
 from fhir_server.observability import metrics
-from fhir_server.search.extract import index_resource
 from fhir_server.storage.model import instant, now_ms
 from fhir_server.storage.repository import Repository
 
@@ -48,6 +48,7 @@ class AuditTrail:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._indexer = AuditIndexer(settings.base_url)
         self.written = 0
         self.dropped = 0
 
@@ -159,5 +160,5 @@ class AuditTrail:
             id_ = str(event.get("id") or uuid.uuid4())
             resource = {**event, "resourceType": AUDIT_TYPE, "id": id_}
             items.append((id_, stamp(resource, id_=id_, version=1, ts=ts),
-                          index_resource(resource, base_url=self.settings.base_url)))
+                          self._indexer.index(resource)))
         await self.repo.append_new(type_=AUDIT_TYPE, items=items, ts=ts)

@@ -328,3 +328,21 @@ def index_resource(resource: Mapping[str, Any], *, base_url: str = "") -> dict[s
 _INDEXERS: dict[str, Callable[[Collector, str, Iterable[Any]], None]] = {
     "token": _index_token, "string": _index_string, "date": _index_date,
     "number": _index_number, "quantity": _index_quantity, "uri": _index_uri}
+
+
+def merge_index(first: Mapping[str, Any], second: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``ix`` document of a resource from those of two parts that share no top-level
+    element, for search parameters whose values each come from one element (a union of
+    paths at most): what ``index_resource`` of the whole gives."""
+    out: dict[str, Any] = {}
+    for kind in first.keys() | second.keys():
+        a, b = first.get(kind), second.get(kind)
+        if a is None or b is None:
+            out[kind] = a if b is None else b
+        elif kind == "so":
+            out[kind] = {**b, **a}
+        elif kind == "has" or (a and isinstance(a[0], str)) or (b and isinstance(b[0], str)):
+            out[kind] = sorted(set(a) | set(b))
+        else:
+            out[kind] = [*a, *(v for v in b if v not in a)]
+    return out
