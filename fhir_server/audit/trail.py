@@ -34,6 +34,7 @@ from fhir_server.storage.repository import Repository
 log = logging.getLogger("fhir_server.audit")
 AUDIT_TYPE = "AuditEvent"
 WRITE_CHUNK = 500  # events per database write
+STOP_WAIT = 30.0  # seconds stop() waits for the writer's current flush
 
 
 class AuditTrail:
@@ -47,6 +48,7 @@ class AuditTrail:
         self._queue: list[dict[str, Any]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._lock = asyncio.Lock()
         self._indexer = AuditIndexer(settings.base_url)
         self.written = 0
@@ -90,11 +92,17 @@ class AuditTrail:
         self._task = asyncio.create_task(self._run(), name="audit-writer")
 
     async def stop(self) -> None:
-        """Stop the writer and flush every queued event."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        """Stop the writer and flush every queued event. The writer is asked to stop (it
+        ends its current flush first) rather than cancelled: a cancel that reaches a
+        database call can come back as the driver's own error, which the writer survives."""
+        task = self._task
+        if task is not None:
+            self._stopping = True
+            self._wake.set()
+            done, _ = await asyncio.wait([task], timeout=STOP_WAIT)
+            if not done:  # a flush stuck on an unreachable database
+                task.cancel()
+                await asyncio.wait([task], timeout=STOP_WAIT)
             self._task = None
         try:
             await self.flush()
@@ -104,13 +112,15 @@ class AuditTrail:
             self.report()
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             # Not asyncio.wait_for: on Python 3.11 it runs the wait as a task of its own, and
             # a cancel that meets its timeout can leave the writer waiting forever at shutdown.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.settings.fhir_audit_flush_seconds):
                     await self._wake.wait()
             self._wake.clear()
+            if self._stopping:
+                return  # stop() flushes what is left
             try:
                 await self.flush()
             except Exception as exc:  # keep the writer alive; the events stay queued
