@@ -224,6 +224,19 @@ async def mint_for_database(store: Store, base_url: str, scope: str = ADMIN_SCOP
         await repo.close()
 
 
+def children(pid: int) -> list[int]:
+    """Direct children of a process, from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

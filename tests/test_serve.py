@@ -17,6 +17,7 @@ from joserfc.jwk import ECKey
 from tests.conftest import (
     HTTP_TIMEOUT,
     ROOT,
+    children,
     free_port,
     stop_process,
     wait_ready,
@@ -24,19 +25,6 @@ from tests.conftest import (
 from tests.factories import patient
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc")
-
-
-def children(pid: int) -> list[int]:
-    """Direct children of a process, from /proc."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
 
 
 def server_env(data_dir: Path, port: int) -> dict[str, str]:

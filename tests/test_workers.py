@@ -10,13 +10,12 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import Store, mint_for_database, server_process
+from tests.conftest import Store, children, mint_for_database, server_process
 from tests.factories import patient
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc")
@@ -26,18 +25,6 @@ REQUESTS = 10_000
 UPDATES = 40
 BOOKINGS = 6
 TESTER = "workers-test"
-
-
-def worker_pids(parent: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        if int(fields[1]) == parent:
-            found.append(int(stat.parent.name))
-    return found
 
 
 def booking(patient_id: str, practitioner_id: str) -> dict[str, Any]:
@@ -62,7 +49,7 @@ class Counted:
 
 async def test_two_workers_share_the_database_under_load(store: Store) -> None:
     with server_process(store, FHIR_WORKERS="2") as server:
-        assert len(worker_pids(server.proc.pid)) >= 2, "two worker processes"
+        assert len(children(server.proc.pid)) >= 2, "two worker processes"
         token = await mint_for_database(store, server.base, client_id=TESTER)
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/fhir+json"}
         async with httpx.AsyncClient(base_url=server.base + "/", headers=headers, timeout=120,
