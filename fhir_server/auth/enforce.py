@@ -21,7 +21,7 @@ from starlette.requests import Request
 
 from fhir_server.auth.access import Access
 from fhir_server.auth.classify import LETTER, Interaction, classify
-from fhir_server.auth.principal import Principal
+from fhir_server.auth.principal import Principal, principal_of
 from fhir_server.auth.scoped import ScopedRepository
 from fhir_server.config import Settings
 from fhir_server.errors import Forbidden, NotFound, Unauthorized
@@ -56,7 +56,7 @@ async def authenticate(request: Request) -> Principal:
     except Unauthorized as error:
         raise Unauthorized(error.diagnostics, headers=_challenge(
             "invalid_token", "The access token is invalid, expired or revoked")) from None
-    return Principal.from_grant(grant)
+    return principal_of(grant)
 
 
 def _check_interaction(access: Access, interaction: Interaction, *, searches: bool) -> None:

@@ -9,6 +9,7 @@ the role bound and the audit rule. No terms: denied.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from fhir_server.auth.roles import AUDIT_ROLE, AUDIT_TYPE, role_allows
 from fhir_server.auth.scopes import Scope, parse_scopes
@@ -90,3 +91,10 @@ class Principal:
     def may_any(self, letter: str) -> bool:
         """Whether some scope grants ``letter`` on some type (for system-wide interactions)."""
         return any(letter in s.interactions for s in self.scopes)
+
+
+@lru_cache(maxsize=4096)
+def principal_of(grant: Grant) -> Principal:
+    """``Principal.from_grant``, parsed once per grant: a token serves many requests, and
+    its grant (a frozen value) is the same each time."""
+    return Principal.from_grant(grant)
