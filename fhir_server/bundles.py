@@ -145,6 +145,7 @@ async def _identify(repo: Repository, settings: Settings, e: Entry, deleted: set
     deletes no longer matches a later entry's ifNoneExist.
     """
     require_type(e.type_)
+    check_write_url(e)
     if e.method == "POST":
         criteria = e.request.get("ifNoneExist")
         if criteria:
@@ -346,7 +347,21 @@ async def run_batch(*, repo: Repository, settings: Settings, entries: list[Entry
                 [Issue("exception", f"{_where(e.index)}: internal error", "fatal")])}
 
 
+def check_write_url(e: Entry) -> None:
+    """A write's request.url names what it writes: ``Type`` for POST, ``Type/id`` or
+    ``Type?criteria`` for PUT, PATCH and DELETE; anything longer (``Patient/a/b``,
+    ``Patient/../x``, an operation) is refused rather than read as its first segments."""
+    segments = len(urlsplit(e.url).path.strip("/").split("/"))
+    if segments > (1 if e.method == "POST" else 2):
+        expected = "Type" if e.method == "POST" else "Type/id or Type?criteria"
+        raise Invalid(f"{e.method} in a Bundle takes request.url {expected}; this one has "
+                      f"{segments} path segments",
+                      expression=[f"{_where(e.index)}.request.url"])
+
+
 async def _batch_write(repo: Repository, settings: Settings, e: Entry) -> None:
+    require_type(e.type_)
+    check_write_url(e)
     if_match = e.request.get("ifMatch")
     version = None if not if_match else svc.parse_etag(str(if_match))
     if e.method == "DELETE":
