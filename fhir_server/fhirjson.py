@@ -25,8 +25,12 @@ JsonObject = dict[str, Any]
 ELEMENT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 
+class _NotJsonNumber(ValueError):
+    """NaN, Infinity or -Infinity: Python's JSON reader takes them, JSON has no such numbers."""
+
+
 def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a valid JSON number")
+    raise _NotJsonNumber(name)
 
 
 def _parse_float(text: str) -> Decimal:
@@ -52,8 +56,12 @@ def parse_json(body: bytes, *, max_depth: int, what: str = "request body") -> An
         ) from None
     except RecursionError:  # deeper than the interpreter's stack: far beyond any limit
         raise too_deep(None, max_depth, what) from None
-    except ValueError as exc:
-        raise Invalid(f"The {what} is not valid JSON: {type(exc).__name__}", code="structure") from None
+    except _NotJsonNumber as exc:
+        raise Invalid(f"The {what} is not valid JSON: {exc} is not a JSON number",
+                      code="structure") from None
+    except ValueError:  # an integer of more digits than Python converts (4,300)
+        raise Invalid(f"The {what} is not valid JSON: a number has more digits than this "
+                      "server reads", code="structure") from None
     check_depth(value, max_depth=max_depth, what=what)
     return value
 

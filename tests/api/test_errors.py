@@ -34,6 +34,21 @@ async def test_malformed_bodies(client: httpx.AsyncClient, body: bytes, status: 
     assert issue(resp)["code"] == code
 
 
+@pytest.mark.parametrize(("number", "said"), [
+    ("NaN", "NaN is not a JSON number"),
+    ("-Infinity", "-Infinity is not a JSON number"),
+    ("9" * 5000, "a number has more digits than this server reads"),
+])
+async def test_numbers_json_does_not_have_are_named(client: httpx.AsyncClient, number: str,
+                                                   said: str) -> None:
+    body = ('{"resourceType":"Observation","status":"final","code":{"text":"x"},'
+            f'"valueInteger":{number}}}').encode()
+    resp = await client.post("Observation", content=body, headers=FHIR_JSON)
+    assert resp.status_code == 400
+    assert issue(resp)["code"] == "structure"
+    assert issue(resp)["diagnostics"] == f"The request body is not valid JSON: {said}"
+
+
 async def test_wrong_resource_type(client: httpx.AsyncClient) -> None:
     resp = await client.post("Patient", json={"resourceType": "Observation", "status": "final",
                                               "code": {"text": "x"}})
