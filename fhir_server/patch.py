@@ -28,23 +28,38 @@ _INDEXED = re.compile(r"^([A-Za-z][A-Za-z0-9_]*)(?:\[(\d+)\])?$")
 
 
 def apply_json_patch(resource: dict[str, Any], body: Any) -> dict[str, Any]:
+    """The resource with the operations applied in order; a failure names the operation
+    (its index, op and path) and why, never the resource's values (the library's own
+    messages quote the document)."""
     if not isinstance(body, list):
         raise Invalid("A JSON Patch body is an array of operations", code="structure")
-    try:
-        patched = jsonpatch.apply_patch(resource, body)
-    except jsonpatch.JsonPatchTestFailed as exc:
-        raise Unprocessable(f"JSON Patch test failed: {_safe(exc)}") from None
-    except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError,
-            KeyError, IndexError) as exc:
-        raise Unprocessable(f"JSON Patch could not be applied: {_safe(exc)}") from None
+    patched: Any = copy.deepcopy(resource)
+    for i, operation in enumerate(body):
+        try:
+            patched = jsonpatch.apply_patch(patched, [operation], in_place=True)
+        except jsonpatch.JsonPatchTestFailed:
+            raise Unprocessable(f"JSON Patch {_named(i, operation)}: the test failed "
+                                "(the value there differs)") from None
+        except jsonpatch.InvalidJsonPatch:
+            raise Invalid(f"JSON Patch {_named(i, operation)} is malformed: it needs op, "
+                          "path, and value (add, replace, test) or from (move, copy)",
+                          code="structure") from None
+        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError,
+                KeyError, IndexError, ValueError):
+            raise Unprocessable(f"JSON Patch {_named(i, operation)} could not be applied: "
+                                "its path (or from) is not in the resource") from None
     if not isinstance(patched, dict):
         raise Unprocessable("The JSON Patch did not produce a resource")
     return patched
 
 
-def _safe(exc: Exception) -> str:
-    """The library's message names paths and operations; keep it short."""
-    return str(exc).split("\n", 1)[0][:160]
+def _named(index: int, operation: Any) -> str:
+    """``operation 2 (remove /name/0)``: what the client sent, shortened."""
+    if not isinstance(operation, dict):
+        return f"operation {index}"
+    op, path = operation.get("op"), operation.get("path")
+    what = " ".join(str(x)[:100] for x in (op, path) if isinstance(x, str))
+    return f"operation {index} ({what})" if what else f"operation {index}"
 
 
 # -- FHIRPath Patch ---------------------------------------------------------------------

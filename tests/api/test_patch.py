@@ -50,6 +50,34 @@ async def test_json_patch_failures_change_nothing(client: httpx.AsyncClient) -> 
     assert current["meta"]["versionId"] == "1" and current["gender"] == "male"
 
 
+async def test_json_patch_failures_name_the_operation_not_the_data(
+        client: httpx.AsyncClient) -> None:
+    """The outcome says which operation failed and why; no value of the resource is in it
+    (the library's messages quote the whole document)."""
+    created = await _created(client, family="Zyzzyva-Quintero", given="Marguerite")
+    pid = created["id"]
+    cases = [
+        ([{"op": "add", "path": "/name/7/family", "value": "X"}], 422,
+         "operation 0 (add /name/7/family) could not be applied"),
+        ([{"op": "replace", "path": "/gender", "value": "female"},
+          {"op": "test", "path": "/name/0/family", "value": "Smith"}], 422,
+         "operation 1 (test /name/0/family): the test failed"),
+        ([{"op": "remove", "path": "/telecom"}], 422,
+         "operation 0 (remove /telecom) could not be applied"),
+        ([{"op": "bogus", "path": "/gender"}], 400, "operation 0 (bogus /gender) is malformed"),
+        ([{"op": "move", "path": "/gender"}], 400, "operation 0 (move /gender) is malformed"),
+    ]
+    for ops, status, said in cases:
+        resp = await client.patch(f"Patient/{pid}", json=ops, headers=JSON_PATCH)
+        assert resp.status_code == status, (ops, resp.text)
+        text = resp.json()["issue"][0]["diagnostics"]
+        assert said in text, (ops, text)
+        for value in ("Zyzzyva-Quintero", "Marguerite", created["birthDate"], "male", pid):
+            assert value not in text, (ops, text)
+    current = (await client.get(f"Patient/{pid}")).json()
+    assert current["meta"]["versionId"] == "1"
+
+
 def _operation(**parts: object) -> dict:
     out = []
     for name, value in parts.items():
