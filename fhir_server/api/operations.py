@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from adapters.payer import PayerAdapter
+from fhir_server.api import path_types  # noqa: F401  (registers the opname convertor)
 from fhir_server.api.negotiation import json_response, pretty, read_body
 from fhir_server.auth.enforce import authorize, request_access
 from fhir_server.deps import SettingsDep
@@ -124,7 +125,36 @@ def build_router() -> APIRouter:
             if op.instance:
                 router.add_api_route(f"/{type_}/{{id_}}/${op.code}", _instance_route(op, type_),
                                      methods=methods, name=f"{op.id}-instance-{type_}")
+    # A GET of an operation that only POST may invoke, or of none: said as such, rather
+    # than read as a resource id or a compartment's type by the interaction routes.
+    router.add_api_route("/{type_}/{name:opname}", get_of_type_operation, methods=["GET"])
+    router.add_api_route("/{type_}/{id_}/{name:opname}", get_of_instance_operation,
+                         methods=["GET"])
     return router
+
+
+def _offered(type_: str, name: str, level: str) -> Operation | None:
+    for op in OPERATIONS:
+        if f"${op.code}" == name and type_ in op.resource and (
+                op.type_level if level == "type-level" else op.instance):
+            return op
+    return None
+
+
+def _get_refused(type_: str, name: str, level: str) -> Response:
+    if _offered(type_, name, level) is not None:  # offered for POST only: it changes data
+        raise MethodNotAllowed(f"{name} changes data: invoke it with POST",
+                               headers={"Allow": "POST"})
+    raise NotFound(f"{type_[:64]} has no {level} operation '{name}' on this server",
+                   code="not-supported")
+
+
+async def get_of_type_operation(type_: str, name: str) -> Response:
+    return _get_refused(type_, name, "type-level")
+
+
+async def get_of_instance_operation(type_: str, id_: str, name: str) -> Response:
+    return _get_refused(type_, name, "instance")
 
 
 unknown = APIRouter()  # included after the interaction routes

@@ -5,6 +5,7 @@
 declarations. ``fhirid``: a logical id (FHIR R4 ``id``: 1 to 64 of ``A-Z a-z 0-9 - .``).
 Neither matches a segment that starts with ``$`` or ``_``, so routes that use them never
 shadow an operation (``$lookup``) or a special path (``_history``, ``_search``).
+``opname``: an operation's name as invoked (``$`` and a code).
 """
 
 from __future__ import annotations
@@ -32,5 +33,16 @@ class FhirId(Convertor[str]):
         return value
 
 
+class OpName(Convertor[str]):
+    regex = r"\$[A-Za-z][A-Za-z0-9\-]{0,63}"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
 register_url_convertor("fhirtype", FhirType())
+register_url_convertor("opname", OpName())
 register_url_convertor("fhirid", FhirId())

@@ -160,3 +160,26 @@ async def test_unknown_route_and_method(client: httpx.AsyncClient) -> None:
     assert resp.status_code == 404 and resp.json()["resourceType"] == "OperationOutcome"
     method = await client.post("Patient/1", json={})
     assert method.status_code == 405 and method.json()["resourceType"] == "OperationOutcome"
+
+
+async def test_get_of_an_operation_only_post_invokes(client: httpx.AsyncClient) -> None:
+    """GET of an operation that changes data is a 405 naming POST; GET of an operation the
+    type does not have is a 404 naming it (not read as an id or a compartment's type)."""
+    from operations.registry import OPERATIONS
+
+    posted_only = [op for op in OPERATIONS if op.affects_state]
+    assert posted_only
+    for op in posted_only:
+        type_ = op.resource[0]
+        url = f"{type_}/${op.code}" if op.type_level else f"{type_}/some-id/${op.code}"
+        resp = await client.get(url)
+        assert resp.status_code == 405, (url, resp.text)
+        assert resp.headers["allow"] == "POST"
+        assert f"${op.code}" in issue(resp)["diagnostics"]
+    for url, level in (("Patient/$no-such-op", "type-level"),
+                       ("Patient/some-id/$no-such-op", "instance")):
+        resp = await client.get(url)
+        assert resp.status_code == 404, (url, resp.text)
+        assert issue(resp)["diagnostics"] == (
+            f"Patient has no {level} operation '$no-such-op' on this server")
+
