@@ -29,6 +29,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.resource import Resource as R4BResource
 from pydantic import BaseModel, ValidationError
 
+from fhir_server import model_fixes  # noqa: F401  (applied on import)
 from fhir_server.errors import Invalid, Issue, NotFound
 from fhir_server.fhirjson import check_depth, too_deep
 
@@ -212,7 +213,7 @@ def validate_resource(resource: dict[str, Any], *, max_depth: int,
         issues = _model_issues(rtype, exc)
         raise Invalid(issues[0].diagnostics, expression=issues[0].expression,
                       code=issues[0].code, extra_issues=issues[1:]) from None
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, AttributeError) as exc:  # a model's own bug, not a 500
         raise Invalid(f"Invalid resource: {type(exc).__name__}", code="structure") from None
     except RecursionError:  # not expected below the depth limit; never a 500 if it happens
         raise too_deep(resource, max_depth, "resource") from None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
 
@@ -183,3 +185,24 @@ async def test_get_of_an_operation_only_post_invokes(client: httpx.AsyncClient) 
         assert issue(resp)["diagnostics"] == (
             f"Patient has no {level} operation '$no-such-op' on this server")
 
+
+
+@pytest.mark.parametrize("value", [5, 1.5, True, {"a": "b"}, ["http://x.example"]])
+@pytest.mark.parametrize(("type_", "resource", "where"), [
+    ("Endpoint", lambda v: {"resourceType": "Endpoint", "status": "active",
+                            "connectionType": {"code": "hl7-fhir-rest"},
+                            "payloadType": [{"text": "any"}], "address": v},
+     "Endpoint.address"),
+    ("Patient", lambda v: {"resourceType": "Patient",
+                           "extension": [{"url": "http://x.example/e", "valueUrl": v}]},
+     "Patient.extension[0].valueUrl"),
+    ("Subscription", lambda v: {"resourceType": "Subscription", "status": "off",
+                                "reason": "r", "criteria": "Patient?",
+                                "channel": {"type": "rest-hook", "endpoint": v}},
+     "Subscription.channel.endpoint"),
+])
+async def test_a_url_element_that_is_not_a_string_is_located(
+        client: httpx.AsyncClient, type_: str, resource: Any, where: str, value: Any) -> None:
+    resp = await client.post(type_, json=resource(value))
+    assert resp.status_code == 400, resp.text
+    assert where in issue(resp)["expression"], resp.text
