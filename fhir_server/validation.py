@@ -17,8 +17,10 @@ the client's JSON.
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
+import typing
 from collections.abc import Iterator
 from decimal import Decimal
 from functools import cache
@@ -118,28 +120,75 @@ def required_bindings() -> dict[str, frozenset[str]]:
     return {key: frozenset(codes) for key, codes in table.items()}
 
 
+# The JSON type each FHIR primitive takes (R4 json.html): pydantic's lax mode would also
+# take "true" for a boolean, "5" for an integer or a decimal and a number for a date, and
+# the stored JSON (the client's own) would then not be FHIR JSON.
+_JSON_KINDS: tuple[tuple[type, str], ...] = (
+    (bool, "boolean"), (int, "integer"), (Decimal, "decimal"), (float, "decimal"),
+    (datetime.datetime, "dateTime"), (datetime.date, "date"), (datetime.time, "time"),
+    (str, "string"))
+_JSON_TYPE = {"boolean": "true or false", "integer": "a whole number", "decimal": "a number"}
+
+
+def _json_kind(annotation: Any) -> str | None:
+    """boolean, integer, decimal, dateTime, date, time or string for a primitive field (the
+    last four are JSON strings); None for a complex one."""
+    stack = [annotation]
+    while stack:
+        item = stack.pop()
+        for base, kind in _JSON_KINDS:
+            if item is base:
+                return kind
+        stack.extend(typing.get_args(item))
+    return None
+
+
+def _json_ok(kind: str, value: Any) -> bool:
+    if kind == "boolean":
+        return isinstance(value, bool)
+    if kind == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "decimal":
+        return isinstance(value, int | Decimal | float) and not isinstance(value, bool)
+    return isinstance(value, str)  # strings, and the dates and times written as strings
+
+
 @cache
-def _field_plan(cls: type[BaseModel]) -> dict[str, tuple[str, frozenset[str] | None]]:
-    """Per field of a model class: its JSON name and the codes of its required binding."""
+def _field_plan(cls: type[BaseModel]
+                ) -> dict[str, tuple[str, frozenset[str] | None, str | None]]:
+    """Per field of a model class: its JSON name, the codes of its required binding, and
+    the JSON kind of a primitive (None: a complex type)."""
+    from fhir_server.subsetting import inner_class  # subsetting imports this module
+
     bindings = required_bindings()
-    return {name: (field.alias or name, bindings.get(f"{cls.__name__}.{field.alias or name}"))
+    return {name: (field.alias or name, bindings.get(f"{cls.__name__}.{field.alias or name}"),
+                   None if inner_class(field.annotation) else _json_kind(field.annotation))
             for name, field in cls.model_fields.items()}
 
 
-def _walk(model: BaseModel, path: str) -> Iterator[Issue]:
+def _walk(model: BaseModel, raw: Any, path: str) -> Iterator[Issue]:
+    """What the model took but FHIR does not: a code outside its required binding, and a
+    primitive of the wrong JSON type (``raw``: the JSON the model was made from)."""
     plan = _field_plan(type(model))
+    raw = raw if isinstance(raw, dict) else {}
     for name in model.model_fields_set:
         value = getattr(model, name, None)
         if value is None or name not in plan:
             continue
-        alias, allowed = plan[name]
+        alias, allowed, kind = plan[name]
         values = value if isinstance(value, list) else [value]
+        raws = raw.get(alias)
+        raws = raws if isinstance(raws, list) else [raws]
         for i, item in enumerate(values):
+            where = f"{path}.{alias}" + (f"[{i}]" if isinstance(value, list) else "")
+            given = raws[i] if i < len(raws) else None
             if isinstance(item, BaseModel):
-                where = f"{path}.{alias}" + (f"[{i}]" if isinstance(value, list) else "")
-                yield from _walk(item, where)
+                yield from _walk(item, given, where)
+                continue
+            if kind is not None and given is not None and not _json_ok(kind, given):
+                json_type = _JSON_TYPE.get(kind, "a string")
+                yield Issue("value", f"A FHIR {kind} is {json_type} in JSON", "error", (where,))
             elif allowed and isinstance(item, str) and item not in allowed:
-                where = f"{path}.{alias}" + (f"[{i}]" if isinstance(value, list) else "")
                 shown = ", ".join(sorted(allowed)) if len(allowed) <= 12 else f"{len(allowed)} codes"
                 yield Issue(
                     "code-invalid",
@@ -164,6 +213,10 @@ def _content(value: Any, path: str) -> Iterator[Issue]:
             if not key or key.startswith("$") or "." in key or "\x00" in key:
                 yield Issue("structure", "Element names may not be empty, start with '$' "
                             "or contain '.'", "error", (path,))
+                continue
+            if item is None:  # null only keeps arrays aligned with their _element twins
+                yield Issue("structure", "An element may not be null in FHIR JSON; leave it "
+                            "out", "error", (f"{path}.{key}",))
                 continue
             yield from _content(item, f"{path}.{key}")
     elif isinstance(value, list):
@@ -217,7 +270,7 @@ def validate_resource(resource: dict[str, Any], *, max_depth: int,
         raise Invalid(f"Invalid resource: {type(exc).__name__}", code="structure") from None
     except RecursionError:  # not expected below the depth limit; never a 500 if it happens
         raise too_deep(resource, max_depth, "resource") from None
-    binding_issues = list(_walk(model, rtype))[:MAX_ISSUES]
+    binding_issues = list(_walk(model, resource, rtype))[:MAX_ISSUES]
     if binding_issues:
         first = binding_issues[0]
         raise Invalid(first.diagnostics, expression=first.expression, code=first.code,

@@ -102,6 +102,7 @@ NO_IMPORTS = textwrap.dedent("""
     EXAMPLES = Path(sys.argv[1])
     PATIENT = {"resourceType": "Patient", "identifier": [{"system": "urn:t", "value": "1"}],
                "name": [{"family": "Warm"}], "managingOrganization": {"reference": "urn:uuid:o"}}
+    ALONE = {k: v for k, v in PATIENT.items() if k != "managingOrganization"}  # outside a Bundle
     DEEP = {"resourceType": "Basic", "code": {"text": "x"}, "extension": []}
     node = DEEP
     for _ in range(100):
@@ -141,7 +142,7 @@ NO_IMPORTS = textwrap.dedent("""
                     {"name": "path", "valueString": "Patient.gender"},
                     {"name": "value", "valueCode": "female"}]}]}}),
             ("PUT", "Patient", {"params": {"identifier": "urn:t|1"},
-                                "json": {**PATIENT, "managingOrganization": None}}),
+                                "json": ALONE}),
             ("POST", "Invoice/$generate-bill",
              {"json": json.loads(json.dumps(BILL).replace("PID", pid))}),
             ("GET", "OperationDefinition/Claim-submit", {}),
@@ -163,7 +164,7 @@ NO_IMPORTS = textwrap.dedent("""
                                          headers={"Authorization": f"Bearer {token}"}) as http:
                 before = set(sys.modules)
                 statuses = []
-                found = await http.post("Patient", json={**PATIENT, "managingOrganization": None})
+                found = await http.post("Patient", json=ALONE)
                 pid = found.json()["id"]
                 for method, url, kwargs in requests(pid):
                     answer = await http.request(method, url, **kwargs)
