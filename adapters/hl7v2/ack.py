@@ -43,10 +43,22 @@ def err_segment(error: V2Error) -> str:
 
 
 def acknowledge(msg: V2Message, ack_code: str, errors: list[V2Error]) -> str:
-    """The ACK of a parsed message (python-hl7's ``create_ack``), with ERR segments."""
-    ack = msg.raw.create_ack(ack_code=ack_code, message_id=uuid.uuid4().hex[:20])
-    text = str(ack).rstrip("\r")
-    return "\r".join([text, *(err_segment(e) for e in errors)]) + "\r"
+    """The ACK of a parsed message, with ERR segments. Its MSH mirrors the message's
+    (sending and receiving application and facility swapped, the trigger event, MSH-11
+    and MSH-12 copied as sent) and MSA-2 is the message's MSH-10. Built from the MSH's
+    fields as sent, so that a short or odd MSH still gets its answer (python-hl7's
+    ``create_ack`` fails on an MSH without MSH-11 or a trigger component)."""
+    fields = msg.msh_text.split("|")
+
+    def msh(number: int) -> str:  # fields[0] is "MSH" and MSH-1 the "|" itself
+        return fields[number - 1] if number - 1 < len(fields) else ""
+
+    trigger = msh(9).split("~")[0].split("^")
+    header = "|".join(["MSH", "^~\\&", msh(5), msh(6), msh(3), msh(4), _stamp(), "",
+                       f"ACK^{trigger[1] if len(trigger) > 1 else ''}^ACK",
+                       uuid.uuid4().hex[:20], msh(11), msh(12)])
+    return "\r".join([header, f"MSA|{ack_code}|{msh(10)}",
+                      *(err_segment(e) for e in errors)]) + "\r"
 
 
 def reject_unparsed(error: V2Error) -> str:

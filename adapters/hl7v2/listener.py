@@ -92,8 +92,9 @@ class Listener:
                                            code="102", reject=True))
         try:
             return await self.processor.handle(text, peer)
-        except Exception as exc:  # one message's failure must not stop the listener
-            log.error("hl7v2 message failed error=%s", type(exc).__name__)
+        except Exception:  # one message's failure must not stop the listener
+            # The formatters log the type and stack only, never the text (it can quote PHI).
+            log.exception("hl7v2 message failed")
             return reject_unparsed(V2Error("internal error", where="MSH", code="207"))
 
 

@@ -44,7 +44,7 @@ class Segment:
         try:
             value = self.message.extract_field(self.name, self.index, field, repetition,
                                                component, sub)
-        except (IndexError, TypeError, ValueError):
+        except (IndexError, KeyError, TypeError, ValueError):
             return ""
         text = _unescape(str(value))
         return "" if text == '""' else text.strip()
@@ -78,6 +78,7 @@ class V2Message:
         if len(text) < 8 or text[3] != "|" or text[4:8] != "^~\\&":
             raise V2Error("MSH-1/MSH-2 must be '|' and '^~\\&'", where="MSH-2", code="102",
                           reject=True)
+        self.msh_text = text.split("\r", 1)[0]  # as sent, for the acknowledgement
         try:
             self.raw = hl7.parse(text)
         except Exception:
