@@ -13,8 +13,11 @@ from __future__ import annotations
 from starlette.convertors import Convertor, register_url_convertor
 
 
-class FhirType(Convertor[str]):
-    regex = r"(?!OperationDefinition\b)[A-Z][A-Za-z]{0,63}"
+class Segment(Convertor[str]):
+    """A path segment matching ``regex``, passed to the route as it is."""
+
+    def __init__(self, regex: str) -> None:
+        self.regex = regex
 
     def convert(self, value: str) -> str:
         return value
@@ -23,26 +26,6 @@ class FhirType(Convertor[str]):
         return value
 
 
-class FhirId(Convertor[str]):
-    regex = r"[A-Za-z0-9\-.]{1,64}"
-
-    def convert(self, value: str) -> str:
-        return value
-
-    def to_string(self, value: str) -> str:
-        return value
-
-
-class OpName(Convertor[str]):
-    regex = r"\$[A-Za-z][A-Za-z0-9\-]{0,63}"
-
-    def convert(self, value: str) -> str:
-        return value
-
-    def to_string(self, value: str) -> str:
-        return value
-
-
-register_url_convertor("fhirtype", FhirType())
-register_url_convertor("opname", OpName())
-register_url_convertor("fhirid", FhirId())
+register_url_convertor("fhirtype", Segment(r"(?!OperationDefinition\b)[A-Z][A-Za-z]{0,63}"))
+register_url_convertor("fhirid", Segment(r"[A-Za-z0-9\-.]{1,64}"))
+register_url_convertor("opname", Segment(r"\$[A-Za-z][A-Za-z0-9\-]{0,63}"))
