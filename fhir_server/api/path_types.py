@@ -13,11 +13,8 @@ from __future__ import annotations
 from starlette.convertors import Convertor, register_url_convertor
 
 
-class Segment(Convertor[str]):
+class Verbatim(Convertor[str]):
     """A path segment matching ``regex``, passed to the route as it is."""
-
-    def __init__(self, regex: str) -> None:
-        self.regex = regex
 
     def convert(self, value: str) -> str:
         return value
@@ -26,6 +23,18 @@ class Segment(Convertor[str]):
         return value
 
 
-register_url_convertor("fhirtype", Segment(r"(?!OperationDefinition\b)[A-Z][A-Za-z]{0,63}"))
-register_url_convertor("fhirid", Segment(r"[A-Za-z0-9\-.]{1,64}"))
-register_url_convertor("opname", Segment(r"\$[A-Za-z][A-Za-z0-9\-]{0,63}"))
+class FhirType(Verbatim):
+    regex = r"(?!OperationDefinition\b)[A-Z][A-Za-z]{0,63}"
+
+
+class FhirId(Verbatim):
+    regex = r"[A-Za-z0-9\-.]{1,64}"
+
+
+class OpName(Verbatim):
+    regex = r"\$[A-Za-z][A-Za-z0-9\-]{0,63}"
+
+
+register_url_convertor("fhirtype", FhirType())
+register_url_convertor("fhirid", FhirId())
+register_url_convertor("opname", OpName())
