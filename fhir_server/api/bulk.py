@@ -26,7 +26,7 @@ from fhir_server.auth.enforce import authorize, request_access
 from fhir_server.errors import FhirError, Forbidden, Invalid, NotFound
 from fhir_server.search.dates import date_range
 from fhir_server.storage.model import instant, now_ms
-from fhir_server.validation import require_type
+from fhir_server.validation import require_type, resource_class
 from operations import bulk_export
 
 router = APIRouter()
@@ -62,8 +62,10 @@ async def kick_off(request: Request) -> Response:
         raise Invalid("_outputFormat must be application/fhir+ndjson",
                       expression=["_outputFormat"])
     types = [t for t in params.get("_type", "").split(",") if t]
-    if not types:
-        raise Invalid("Name the types to export with _type", expression=["_type"])
+    if not types:  # Bulk Data: all resources within the scope of the client's authorization
+        principal = access.principal
+        types = [t for t in await scoped.types() if resource_class(t) is not None
+                 and (principal is None or principal.may(t, "s"))]
     for type_ in types:
         require_type(type_)
         await authorize(request, type_=type_, interaction="s")

@@ -66,3 +66,33 @@ async def test_export_is_the_starting_clients_own(client: httpx.AsyncClient,
                           headers=ASYNC)).status_code == 403
     assert (await client.delete(status_url)).status_code == 202
     assert (await client.get(status_url)).status_code == 404
+
+
+async def test_export_without_type_is_every_type_the_token_may_search(
+        client: httpx.AsyncClient, client_for: ClientFor) -> None:
+    """Bulk Data: without _type, all resources within the client's authorization."""
+    made: dict[str, set[str]] = {}
+    for resource in [patient(family="Everyone"),
+                     {"resourceType": "Organization", "name": "Clinic"},
+                     {"resourceType": "Observation", "status": "final",
+                      "code": {"text": "weight"}}]:
+        r = await client.post(resource["resourceType"], json=resource)
+        made.setdefault(resource["resourceType"], set()).add(r.json()["id"])
+
+    async def exported(http: httpx.AsyncClient) -> dict[str, set[str]]:
+        r = await http.get("$export", headers=ASYNC)
+        assert r.status_code == 202, r.text
+        manifest = (await finished(http, r.headers["content-location"])).json()
+        assert manifest["error"] == [], manifest
+        out = {}
+        for output in manifest["output"]:
+            text = (await http.get(output["url"])).text
+            out[output["type"]] = {json.loads(line)["id"] for line in text.splitlines()}
+        return out
+
+    everything = await exported(client)
+    for type_, ids in made.items():
+        assert ids <= everything[type_], type_
+    two = await client_for("system/Patient.rs system/Observation.rs")
+    assert set(await exported(two)) == {"Patient", "Observation"}
+
