@@ -63,9 +63,8 @@ async def kick_off(request: Request) -> Response:
                       expression=["_outputFormat"])
     types = [t for t in params.get("_type", "").split(",") if t]
     if not types:  # Bulk Data: all resources within the scope of the client's authorization
-        principal = access.principal
-        types = [t for t in await scoped.types() if resource_class(t) is not None
-                 and (principal is None or principal.may(t, "s"))]
+        types = [t for t in await scoped.types()
+                 if resource_class(t) is not None and access.may(t, "s")]
     for type_ in types:
         require_type(type_)
         await authorize(request, type_=type_, interaction="s")

@@ -145,8 +145,7 @@ def _get_refused(type_: str, name: str, level: str) -> Response:
     if _offered(type_, name, level) is not None:  # offered for POST only: it changes data
         raise MethodNotAllowed(f"{name} changes data: invoke it with POST",
                                headers={"Allow": "POST"})
-    raise NotFound(f"{type_[:64]} has no {level} operation '{name}' on this server",
-                   code="not-supported")
+    return _unknown(type_, name, level)
 
 
 async def get_of_type_operation(type_: str, name: str) -> Response:
@@ -163,7 +162,7 @@ unknown = APIRouter()  # included after the interaction routes
 def _unknown(type_: str, name: str, level: str) -> Response:
     if not name.startswith("$"):
         raise MethodNotAllowed("POST is not allowed here", code="not-supported")
-    raise NotFound(f"{type_} has no {level} operation '{name[:64]}' on this server",
+    raise NotFound(f"{type_[:64]} has no {level} operation '{name[:64]}' on this server",
                    code="not-supported")
 
 

@@ -55,10 +55,14 @@ class Access:
         if type_ == AUDIT_TYPE and letter in "cud":
             raise MethodNotAllowed("AuditEvents are recorded by the server; clients cannot "
                                    f"{VERBS[letter]} them", expression=[where] if where else [])
-        if self.principal is None or self.principal.may(type_, letter):
+        if self.may(type_, letter):
             return
         raise Forbidden(f"The access token does not permit {VERBS[letter]} on {type_}",
                         expression=[where] if where else [])
+
+    def may(self, type_: str, letter: str) -> bool:
+        """Whether some scope grants ``letter`` on ``type_`` (always, with FHIR_AUTH=off)."""
+        return self.principal is None or self.principal.may(type_, letter)
 
     async def filter(self, type_: str, letter: str) -> Query | Deny | None:
         if self.principal is None:
