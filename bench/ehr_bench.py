@@ -28,8 +28,8 @@ from fhir_server.config import Settings  # noqa: E402
 from fhir_server.main import create_app  # noqa: E402
 from tests.adapters.hl7v2.helpers import adt, in1, mllp  # noqa: E402
 from tests.conftest import free_port, wait_ready  # noqa: E402
+from tools.data_sets import SYNTHEA_BULK as BULK  # noqa: E402
 
-BULK = ROOT.parent / "shared" / "data" / "synthea-bulk-10"
 BASE = "http://bench/fhir"
 
 

@@ -25,13 +25,14 @@ from typing import Any
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ROOT, SERVER_TIMEOUT, cli_token, server_env, start_server
+from common import SERVER_TIMEOUT, cli_token, server_env, start_server
 
 from fhir_server.fhirjson import dumps
+from tools.data_sets import SYNTHEA_BUNDLES as SYNTHEA
 
-SYNTHEA = ROOT.parent / "shared" / "data" / "synthea-bundles"
 PROBE_EVERY = 0.02
 
 

@@ -30,15 +30,15 @@ from common import admin_headers, fresh_settings  # noqa: E402
 from fhir_server import loader  # noqa: E402
 from fhir_server.fhirjson import dumps  # noqa: E402
 from fhir_server.main import create_app  # noqa: E402
+from tools.data_sets import SYNTHEA_BULK, SYNTHEA_BUNDLES  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data"
 BASE = "http://bench/fhir"
 MEDIA = {"Content-Type": "application/fhir+json"}
 
 
 def synthea_bundles() -> list[dict[str, Any]]:
     out = []
-    for path in sorted((DATA / "synthea-bundles").glob("*.json")):
+    for path in sorted(SYNTHEA_BUNDLES.glob("*.json")):
         bundle = json.loads(path.read_text(), parse_float=Decimal)
         bundle["type"] = "transaction"
         out.append(bundle)
@@ -87,7 +87,7 @@ async def main() -> None:
         summary: list[loader.Summary] = []
 
         async def load(http: httpx.AsyncClient) -> None:
-            summary.append(await loader.load(http, [DATA / "synthea-bulk-10"], progress=False))
+            summary.append(await loader.load(http, [SYNTHEA_BULK], progress=False))
 
         took = await with_app(load)
         print(f"NDJSON loader (synthea-bulk-10): {summary[0].loaded} resources in {took:.1f} s, "

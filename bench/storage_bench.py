@@ -44,7 +44,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from common import percentile, server, token  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data" / "synthea-bulk-10"
+from tools.data_sets import SYNTHEA_BULK as DATA  # noqa: E402
+
 MRN = "http://bench.example/mrn"
 ACT = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 FIRST_DAY = date(1940, 1, 1)

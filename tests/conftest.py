@@ -47,7 +47,6 @@ def _dump_tasks(signum: int, frame: Any) -> None:
 signal.signal(signal.SIGUSR1, _dump_tasks)
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared" / "data"
 BASE = "http://testserver/fhir"
 # What the default test client may do: every interaction on every type (a backend
 # client's system/*.*), through a real token verified on every request.

@@ -7,9 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import SHARED
-
-EXAMPLES = SHARED / "fhir-r4-examples"
+from tools.data_sets import EXAMPLES
 
 
 def patient(*, family: str = "Chalmers", given: str = "Peter", gender: str = "male",

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import HTTP_TIMEOUT, ROOT, SHARED
+from tests.conftest import HTTP_TIMEOUT, ROOT
+from tools.data_sets import SYNTHEA_BULK as BULK
 
-BULK = SHARED / "synthea-bulk-10"
 ENCOUNTERS = 60
 
 

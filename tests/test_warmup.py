@@ -22,6 +22,7 @@ from tests.conftest import (
     mint_for_database,
     server_process,
 )
+from tools.data_sets import EXAMPLES
 
 FIRST_REQUEST_BOUND_MS = 200.0  # generous: the bench (bench/startup_bench.py) has the figures
 # Types no request of the process has touched: the first create of each is timed. On a busy
@@ -192,8 +193,7 @@ def test_no_request_imports_a_module_after_the_start_up_work(
         store: Store) -> None:
     env = {**{k: v for k, v in os.environ.items() if k not in ("MONGODB_URI", "MONGODB_DATABASE")},
            **store.env(), "FHIR_LOG_LEVEL": "WARNING"}
-    done = subprocess.run([sys.executable, "-c", NO_IMPORTS, str(ROOT.parent / "shared" / "data"
-                                                                 / "fhir-r4-examples")],
+    done = subprocess.run([sys.executable, "-c", NO_IMPORTS, str(EXAMPLES)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])

@@ -19,11 +19,12 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from data_sets import definition_path, read_json
 from fhir.resources import R4B
 from pydantic import BaseModel
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_SOURCE = ROOT.parent / "shared" / "data" / "fhir-r4-definitions" / "valuesets.json"
+DEFAULT_SOURCE = definition_path("valuesets.json")
 TARGET = ROOT / "fhir_server" / "data" / "required_bindings.json"
 
 
@@ -34,7 +35,7 @@ def _flatten(concepts: list[dict]) -> Iterator[str]:
 
 
 def r4_code_sets(source: Path) -> tuple[list[tuple[str, frozenset[str]]], list[frozenset[str]]]:
-    bundle = json.loads(source.read_text())
+    bundle = read_json(source)
     systems: list[tuple[str, frozenset[str]]] = []
     everything: list[frozenset[str]] = []
     for entry in bundle["entry"]:

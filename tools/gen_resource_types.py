@@ -19,12 +19,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from data_sets import definition_path, read_json
 from fhir.resources import R4B
 from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.resource import Resource
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_SOURCE = ROOT.parent / "shared" / "data" / "fhir-r4-definitions" / "valuesets.json"
+DEFAULT_SOURCE = definition_path("valuesets.json")
 TARGET = ROOT / "fhir_server" / "data" / "resource_types.json"
 RESOURCE_TYPES = "http://hl7.org/fhir/resource-types"
 ABSTRACT = frozenset({"Resource", "DomainResource"})
@@ -32,7 +33,7 @@ ABSTRACT = frozenset({"Resource", "DomainResource"})
 
 def r4_types(source: Path) -> tuple[str, list[str]]:
     """(version, codes) of the R4 resource-types CodeSystem."""
-    bundle = json.loads(source.read_text())
+    bundle = read_json(source)
     for entry in bundle["entry"]:
         resource = entry["resource"]
         if resource["resourceType"] == "CodeSystem" and resource["url"] == RESOURCE_TYPES:

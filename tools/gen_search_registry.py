@@ -18,12 +18,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from data_sets import definition_path, read_json
+
 from fhir_server.search.registry import split_union
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_SOURCE = ROOT.parent / "shared" / "data" / "fhir-r4-definitions" / "search-parameters.json"
+DEFAULT_SOURCE = definition_path("search-parameters.json")
 TARGET = ROOT / "fhir_server" / "data" / "search_parameters.json"
-COMPARTMENT_SOURCE = DEFAULT_SOURCE.parent / "compartmentdefinition-patient.json"
+COMPARTMENT_SOURCE = definition_path("compartmentdefinition-patient.json")
 COMPARTMENT_TARGET = ROOT / "fhir_server" / "data" / "compartment_patient.json"
 ABSTRACT_BASES = {"Resource", "DomainResource"}
 # Parameters this server adds to R4's (the revenue-cycle lookups need them).
@@ -55,7 +57,7 @@ def description_for(description: str, base: str, multi: bool) -> str:
 
 def main() -> None:
     source = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_SOURCE
-    entries = [e["resource"] for e in json.loads(source.read_text())["entry"]]
+    entries = [e["resource"] for e in read_json(source)["entry"]]
     entries += [e["resource"] for e in json.loads(SERVER_SOURCE.read_text())["entry"]]
     by_url = {sp["url"]: sp for sp in entries}
     registry: dict[str, dict[str, Any]] = {}
@@ -86,7 +88,7 @@ def main() -> None:
     TARGET.parent.mkdir(parents=True, exist_ok=True)
     ordered = {base: dict(sorted(params.items())) for base, params in sorted(registry.items())}
     TARGET.write_text(json.dumps(ordered, indent=1, sort_keys=False) + "\n")
-    compartment = json.loads(COMPARTMENT_SOURCE.read_text())
+    compartment = read_json(COMPARTMENT_SOURCE)
     members = {r["code"]: r["param"] for r in compartment["resource"] if r.get("param")}
     COMPARTMENT_TARGET.write_text(json.dumps(members, indent=1, sort_keys=True) + "\n")
     count = sum(len(p) for p in registry.values())

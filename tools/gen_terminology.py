@@ -21,8 +21,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from data_sets import DEFINITIONS, read_json
+
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_SOURCE = ROOT.parent / "shared" / "data" / "fhir-r4-definitions"
+DEFAULT_SOURCE = DEFINITIONS
 TARGET = ROOT / "terminology" / "data" / "fhir-r4-terminology.ndjson.gz"
 FILES = ("valuesets.json", "v2-tables.json", "v3-codesystems.json", "conceptmaps.json")
 TYPES = ("CodeSystem", "ValueSet", "ConceptMap")
@@ -45,7 +47,7 @@ def _without_extension_primitives(value: Any) -> Any:
 def resources(source: Path) -> list[dict[str, Any]]:
     out = []
     for name in FILES:
-        bundle = json.loads((source / name).read_text())
+        bundle = read_json(source / f"{name}.gz")
         for entry in bundle["entry"]:
             resource = entry["resource"]
             if resource["resourceType"] in TYPES:

@@ -20,7 +20,6 @@ from adapters.ehr_fhir import DEFAULT_SCOPE, SYNC_TYPES
 from adapters.records import records
 from tests.conftest import (
     ROOT,
-    SHARED,
     ServerProcess,
     Store,
     StoreFactory,
@@ -29,9 +28,9 @@ from tests.conftest import (
     server_env,
     wait_ready,
 )
+from tools.data_sets import SYNTHEA_BULK as BULK
 
 CLINIC_CLIENT = "clinic-ehr-client"
-BULK = SHARED / "synthea-bulk-10"
 ENCOUNTERS = 60
 
 

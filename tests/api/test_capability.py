@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 import httpx
 import pytest
 
 from fhir_server.validation import resource_types
-from tests.conftest import SHARED
 from tests.factories import patient
+from tools.data_sets import definition
 
 
 async def test_metadata(client: httpx.AsyncClient) -> None:
@@ -30,7 +28,7 @@ async def test_metadata(client: httpx.AsyncClient) -> None:
     assert {"read", "vread", "update", "patch", "delete", "create", "history-instance"} <= codes
     assert {i["code"] for i in rest["interaction"]} == {"transaction", "batch", "history-system"}
     assert "application/json-patch+json" in cs["patchFormat"]
-    official = json.loads((SHARED / "fhir-r4-definitions" / "search-parameters.json").read_text())
+    official = definition("search-parameters.json")
     expected = {e["resource"]["code"] for e in official["entry"]
                 if set(e["resource"]["base"]) & {"Claim", "Resource"}
                 and e["resource"].get("expression") and e["resource"]["type"] != "special"}

@@ -3,7 +3,6 @@ additions answer like a type that does not exist, on every route."""
 
 from __future__ import annotations
 
-import json
 import pkgutil
 from functools import cache
 from typing import Any
@@ -14,8 +13,8 @@ from fhir.resources import R4B
 from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.resource import Resource
 
-from tests.conftest import SHARED
 from tests.factories import patient
+from tools.data_sets import definition
 
 R4_ABSTRACT = {"Resource", "DomainResource"}  # the R4 spec's abstract base resources
 MADE_UP = "Spaceship"
@@ -25,7 +24,7 @@ R4B_ONLY_NAMED_IN_ISSUE = ("AdministrableProductDefinition", "ClinicalUseDefinit
 
 @cache
 def r4_types() -> frozenset[str]:
-    bundle = json.loads((SHARED / "fhir-r4-definitions" / "valuesets.json").read_text())
+    bundle = definition("valuesets.json")
     codes = next(e["resource"]["concept"] for e in bundle["entry"]
                  if e["resource"]["resourceType"] == "CodeSystem"
                  and e["resource"]["url"] == "http://hl7.org/fhir/resource-types")

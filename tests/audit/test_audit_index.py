@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 from fhir_server.audit.events import (
@@ -19,9 +18,9 @@ from fhir_server.audit.index import AuditIndexer
 from fhir_server.auth.principal import Principal
 from fhir_server.auth.scopes import parse_scopes
 from fhir_server.search.extract import index_resource
+from tools.data_sets import EXAMPLES
 
 BASE = "http://clinic.example/fhir"
-EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "data" / "fhir-r4-examples"
 
 
 def comparable(ix: dict[str, Any]) -> dict[str, Any]:

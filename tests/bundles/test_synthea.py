@@ -30,9 +30,9 @@ from tests.bundles.helpers import (
     strings,
     total,
 )
-from tests.conftest import SHARED, StoreFactory, fhir_client, make_settings, mint
+from tests.conftest import StoreFactory, fhir_client, make_settings, mint
+from tools.data_sets import SYNTHEA_BUNDLES as SYNTHEA
 
-SYNTHEA = SHARED / "synthea-bundles"
 # The hospital and practitioner Bundles first, then the patients.
 FILES = sorted(SYNTHEA.glob("*.json"), key=lambda p: ("Information" not in p.name, p.name))
 # Per resource type, the element that points at the patient and the search parameter on it.

@@ -19,11 +19,9 @@ import httpx
 
 from fhir_server.fhirjson import dumps
 from fhir_server.validation import resource_class
-from tests.conftest import SHARED
+from tools.data_sets import EXAMPLES, definition
+from tools.data_sets import SYNTHEA_BULK as SYNTHEA
 
-EXAMPLES = SHARED / "fhir-r4-examples"
-SYNTHEA = SHARED / "synthea-bulk-10"
-DEFINITIONS = SHARED / "fhir-r4-definitions"
 # R4 examples the server rightly refuses (see tests/api/test_examples.py).
 REFUSED = {"examplescenario-questionnaire.json", "evidence-example.json"}
 FHIR_JSON = "application/fhir+json"
@@ -130,12 +128,12 @@ async def load_synthea(client: httpx.AsyncClient, *types: str) -> Store:
 
 
 def definitions_search_parameters() -> list[Resource]:
-    bundle = _load(DEFINITIONS / "search-parameters.json")
+    bundle = definition("search-parameters.json")
     return [e["resource"] for e in bundle["entry"]]
 
 
 def compartment_definition() -> Resource:
-    return _load(DEFINITIONS / "compartmentdefinition-patient.json")
+    return definition("compartmentdefinition-patient.json")
 
 
 # ---------------------------------------------------------------- searching over HTTP

@@ -19,9 +19,9 @@ from fhir_server.main import create_app
 from fhir_server.storage.open import open_repository
 from terminology.loader import DEFINITIONS as PACKAGED
 from terminology.loader import load
-from tests.conftest import SHARED, Store, StoreFactory, fhir_client, make_settings, mint
+from tests.conftest import Store, StoreFactory, fhir_client, make_settings, mint
+from tools.data_sets import definition
 
-DEFINITIONS = SHARED / "fhir-r4-definitions"
 ICD = "http://hl7.org/fhir/sid/icd-10-cm"
 
 
@@ -55,7 +55,7 @@ async def tx(term_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 @cache
 def raw(name: str) -> tuple[dict[str, Any], ...]:
     """The resources of one of the FHIR R4 definition files, as published."""
-    bundle = json.loads((DEFINITIONS / name).read_text())
+    bundle = definition(name)
     return tuple(e["resource"] for e in bundle["entry"])
 
 
