@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+# The EHR of tests/adapters (a second server process with Synthea data) for the $sync scenario.
+from tests.adapters.test_ehr_sync import clinic_key, ehr, ehr_db  # noqa: F401
 from tests.faults.harness import SEED, TALLIES, summary_lines
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses SIGKILL")
