@@ -5,18 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
-import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import httpx
-import uvicorn
 from pydantic import ValidationError
 
 from fhir_server import ehr_cli, loader
@@ -24,14 +20,13 @@ from fhir_server.auth import admin_cli
 from fhir_server.config import Settings, get_settings
 from fhir_server.loader import Summary
 from fhir_server.observability import logs
+from fhir_server.serving import EXIT_STARTUP_FAILURE, run_server, serve_workers
 from fhir_server.storage.open import StorageError, check_data_dir, open_repository
 from terminology import cli as terminology_cli
 
 log = logging.getLogger(__name__)
 
 DEFAULT_COMMAND = "serve"
-EXIT_STARTUP_FAILURE = 3  # as uvicorn's own CLI
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 @dataclass(frozen=True)
@@ -43,90 +38,17 @@ class Command:
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
 
 
-class _StopRequestedError(Exception):
-    """SIGTERM or SIGINT arrived outside uvicorn's own handling of them."""
-
-
-def _raise_stop(signum: int, frame: FrameType | None) -> None:
-    raise _StopRequestedError(signal.Signals(signum).name)
-
-
 def serve(args: argparse.Namespace, settings: Settings) -> int:
-    """Run the HTTP server; without MONGODB_URI, on the embedded SQLite under FHIR_DATA_DIR."""
-    # uvicorn handles SIGTERM/SIGINT while it runs (graceful shutdown), then restores these
-    # handlers and raises the signal again: it must reach our finally, not kill the process.
-    for sig in STOP_SIGNALS:
-        signal.signal(sig, _raise_stop)
+    """Run the HTTP server; without MONGODB_URI, on the embedded SQLite under FHIR_DATA_DIR.
+    Exits non-zero when the start-up fails (``serving.py``)."""
     try:
         check_data_dir(settings)
-        if settings.fhir_workers > 1:
-            return _serve_workers(settings)
-        # Imported here so that other subcommands and --help do not load the whole app.
-        from fhir_server.main import create_app
-
-        server = uvicorn.Server(
-            uvicorn.Config(
-                create_app(settings),
-                host=settings.fhir_host,
-                port=settings.fhir_port,
-                log_config=None,
-                access_log=False,
-                lifespan="on",
-                timeout_graceful_shutdown=settings.fhir_shutdown_grace_seconds,
-            )
-        )
-        server.run()
-        if not server.started:
-            return EXIT_STARTUP_FAILURE
-    except _StopRequestedError as stop:
-        log.info("stopping signal=%s", stop)
     except StorageError as error:
         print(f"fhir-server: {error}", file=sys.stderr)
         return EXIT_STARTUP_FAILURE
-    finally:
-        for sig in STOP_SIGNALS:  # let the database close cleanly, whatever else arrives
-            signal.signal(sig, signal.SIG_IGN)
-    return 0
-
-
-def _serve_workers(settings: Settings) -> int:
-    """FHIR_WORKERS processes on one listening socket (uvicorn's supervisor): each builds
-    the app from the same environment and opens the same database; a worker that dies is
-    replaced; SIGTERM or SIGINT stops them all, each finishing its requests and flushing
-    its audit queue."""
-    from uvicorn.supervisors import Multiprocess
-
-    shared_metrics_dir(settings)
-    config = uvicorn.Config("fhir_server.cli:worker_app", factory=True,
-                            host=settings.fhir_host, port=settings.fhir_port,
-                            workers=settings.fhir_workers, log_config=None, access_log=False,
-                            lifespan="on",
-                            timeout_graceful_shutdown=settings.fhir_shutdown_grace_seconds)
-    Multiprocess(config, sockets=[config.bind_socket()]).run()
-    return 0
-
-
-METRICS_DIR = "metrics"  # under FHIR_DATA_DIR
-
-
-def shared_metrics_dir(settings: Settings) -> Path:
-    """An empty directory for the workers' metrics (prometheus-client's multiprocess mode,
-    named by ``PROMETHEUS_MULTIPROC_DIR`` in the environment the workers inherit)."""
-    directory = settings.fhir_data_dir / METRICS_DIR
-    directory.mkdir(parents=True, exist_ok=True)
-    for stale in directory.glob("*.db"):  # an earlier run's: its counts are not ours
-        stale.unlink()
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory.resolve())
-    return directory
-
-
-def worker_app() -> Any:
-    """The app of one worker process (built from the environment, like the parent's)."""
-    settings = get_settings()
-    setup_logging(settings)
-    from fhir_server.main import create_app
-
-    return create_app(settings)
+    if settings.fhir_workers > 1:
+        return serve_workers(settings)
+    return run_server(settings)
 
 
 LOAD_SCOPE = "system/*.cruds"  # an in-process load writes every type

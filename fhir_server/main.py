@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
@@ -31,11 +31,12 @@ from fhir_server.config import Settings, get_settings
 from fhir_server.errors import install_handlers
 from fhir_server.observability import business, metrics, rate_limit, scrape, shutdown, tracing
 from fhir_server.observability.instrument import instrument_repository
+from fhir_server.startup import Startup, Step, on_own_loop, request_started
 from fhir_server.storage.auth_store import AuthStore
 from fhir_server.storage.model import instant, now_ms
 from fhir_server.storage.open import open_repository, unavailable_errors
 from fhir_server.warmup import Warmup, warmed
-from operations.x12_poll import Poller, start_poller
+from operations.x12_poll import start_poller
 from terminology.loader import load as load_terminology
 
 log = logging.getLogger("fhir_server")
@@ -58,6 +59,62 @@ async def _count_login(event: Any) -> None:
     business.login(event.success)
 
 
+async def _load_terminology(settings: Settings) -> None:
+    """The terminology packs, loaded through a connection of their own (``on_own_loop``)."""
+    repo = await open_repository(settings)
+    try:
+        await load_terminology(repo, settings)
+    finally:
+        await repo.close()
+
+
+def startup_steps(app: FastAPI, settings: Settings) -> list[Step]:
+    """What the app needs before it serves FHIR, in order; each step pushes its undoing."""
+
+    async def database(stack: AsyncExitStack) -> None:
+        repo = instrument_repository(await open_repository(settings))
+        stack.push_async_callback(repo.close)
+        app.state.repo, app.state.engine = repo, repo.engine
+
+    async def services(stack: AsyncExitStack) -> None:
+        repo = app.state.repo
+        http = PeerHttp(settings)
+        x12 = X12PayerAdapter(settings, http=http, state=X12State(repo.records))
+        app.state.services = operations.Services(
+            payer=PayerRouter(fhir=FhirPayerAdapter(settings, http=http), x12=x12), x12=x12,
+            ehr=FhirEhrAdapter(settings))
+        stack.push_async_callback(app.state.services.ehr.close)
+        stack.push_async_callback(app.state.services.payer.close)
+        app.state.auth = await create_auth(store=AuthStore(records=repo.records),
+                                           settings=settings)
+        journal = (Journal(settings.fhir_data_dir / "audit-journal", journal_name(settings))
+                   if settings.fhir_audit_journal else None)
+        app.state.audit = AuditTrail(repo=repo, settings=settings, journal=journal)
+        app.state.auth.on_login(app.state.audit.on_login)
+        app.state.auth.on_login(_count_login)
+        await app.state.audit.start()
+        # stopped after the loops below: flushes the queued AuditEvents before the database
+        stack.push_async_callback(app.state.audit.stop)
+        poller = start_poller(repo=repo, settings=settings, services=app.state.services)
+        if poller is not None:
+            stack.push_async_callback(poller.stop)
+
+    async def terminology(stack: AsyncExitStack) -> None:
+        await on_own_loop(lambda: _load_terminology(settings))
+
+    async def listeners(stack: AsyncExitStack) -> None:
+        stack.push_async_callback(hl7v2.stop, app)
+        await hl7v2.start(app)
+        stack.push_async_callback(ehr_schedule.stop, app)
+        await ehr_schedule.start(app)
+        log.info("serving base_url=%s engine=%s", settings.base_url, app.state.engine.name)
+
+    steps = [Step("database", database), Step("services", services)]
+    if settings.fhir_terminology_load:
+        steps.append(Step("terminology", terminology))
+    return [*steps, Step("listeners", listeners)]
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     resources.register_all()
@@ -67,49 +124,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.started = instant(now_ms())
-        shutdown.install_drain(app.state, settings.fhir_shutdown_drain_seconds)
+        startup: Startup = app.state.startup
+        # Served by uvicorn: answer at once, start in the background. In-process (tests, the
+        # CLI's load): start before serving.
+        server = shutdown.install_drain(app.state, settings.fhir_shutdown_drain_seconds,
+                                        starting=lambda: not startup.done)
         tracing.configure(settings)
-        await app.state.warmup.start(settings, app.state.started)  # in a worker thread, meanwhile
-        repo = instrument_repository(await open_repository(settings))
-        poller: Poller | None = None
         try:
-            store = AuthStore(records=repo.records)
-            http = PeerHttp(settings)
-            x12 = X12PayerAdapter(settings, http=http, state=X12State(repo.records))
-            app.state.services = operations.Services(
-                payer=PayerRouter(fhir=FhirPayerAdapter(settings, http=http), x12=x12), x12=x12,
-                ehr=FhirEhrAdapter(settings))
-            app.state.auth = await create_auth(store=store, settings=settings)
-            journal = (Journal(settings.fhir_data_dir / "audit-journal", journal_name(settings))
-                       if settings.fhir_audit_journal else None)
-            app.state.audit = AuditTrail(repo=repo, settings=settings, journal=journal)
-            app.state.auth.on_login(app.state.audit.on_login)
-            app.state.auth.on_login(_count_login)
-            await app.state.audit.start()
-            poller = start_poller(repo=repo, settings=settings, services=app.state.services)
-            if settings.fhir_terminology_load:
-                await load_terminology(repo, settings)
-            app.state.engine = repo.engine
-            app.state.repo = repo
-            app.state.settings = settings
-            await hl7v2.start(app)
-            await ehr_schedule.start(app)
-            log.info("serving base_url=%s engine=%s", settings.base_url, repo.engine.name)
+            await app.state.warmup.start(settings, app.state.started)  # in a worker thread
+            startup.begin(startup_steps(app, settings),
+                          on_failure=lambda: shutdown.stop_server(server))
+            if server is None:
+                await startup.wait()
             yield
         finally:
+            await startup.stop(settings.fhir_shutdown_grace_seconds)
             await app.state.warmup.stop()
-            await ehr_schedule.stop(app)
-            await hl7v2.stop(app)
-            if poller is not None:
-                await poller.stop()
-            services = getattr(app.state, "services", None)
-            if services is not None:
-                await services.payer.close()
-                await services.ehr.close()
-            audit = getattr(app.state, "audit", None)
-            if audit is not None:
-                await audit.stop()  # flush the queued AuditEvents before the connection closes
-            await repo.close()
             tracing.shutdown()  # send the last spans
             multiproc_dir = settings.prometheus_multiproc_dir
             metrics.worker_stopped(str(multiproc_dir) if multiproc_dir else None, os.getpid())
@@ -118,6 +148,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   redoc_url=None, openapi_url=None)
     app.state.settings = settings
     app.state.warmup = Warmup()
+    app.state.startup = Startup()
     install_handlers(app, unavailable=unavailable_errors())
 
     app.add_middleware(RequestContext)
@@ -130,8 +161,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def ready(request: Request) -> Response:
         if getattr(request.app.state, "draining", False):
             return json_response({"status": "stopping"}, status=503)
-        if not request.app.state.warmup.done:
-            return json_response({"status": "starting"}, status=503)
+        waiting = [*request.app.state.startup.waiting(),
+                   *([] if request.app.state.warmup.done else ["models"])]
+        if request.app.state.startup.failed is not None:
+            return json_response({"status": "failed"}, status=503)
+        if waiting:
+            return json_response({"status": "starting", "waiting": waiting}, status=503)
         try:
             await request.app.state.repo.ping()
         except Exception as exc:
@@ -147,16 +182,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     by_address = [Depends(limits[0])] if limits else []
     by_client = [Depends(limits[1])] if limits else []
     # before /fhir/{type}/{id}: .well-known
-    app.include_router(auth_server.router, dependencies=by_address)
+    # A request that arrives before the start-up is done waits for it a little, else 503.
+    started = [Depends(request_started)]
+    app.include_router(auth_server.router, dependencies=[*started, *by_address])
     # A FHIR request that arrives before the start-up work is done waits for it.
     fhir_deps = [Depends(warmed), Depends(check_accept)]
-    app.include_router(capability.router, prefix="/fhir", dependencies=[*by_address, *fhir_deps])
+    app.include_router(capability.router, prefix="/fhir",
+                       dependencies=[*started, *by_address, *fhir_deps])
     # Every FHIR route but /metadata needs a token (auth/enforce.py): 401 before 406.
-    guarded = [Depends(enforce_request), *by_client, *fhir_deps]
+    guarded = [*started, Depends(enforce_request), *by_client, *fhir_deps]
     app.include_router(batch.router, prefix="/fhir", dependencies=guarded)
     # Bulk export: files are NDJSON, so no FHIR JSON Accept check on this router.
     app.include_router(bulk.router, prefix="/fhir",
-                       dependencies=[Depends(enforce_request), *by_client])
+                       dependencies=[*started, Depends(enforce_request), *by_client])
     app.include_router(interactions.hot_router, prefix="/fhir", dependencies=guarded)
     app.include_router(operations.build_router(), prefix="/fhir", dependencies=guarded)
     app.include_router(interactions.router, prefix="/fhir", dependencies=guarded)

@@ -51,7 +51,7 @@ async def test_ready_answers_503_until_the_start_up_work_is_done(
         assert (await http.get("/health")).status_code == 200
         waiting = await http.get("/ready")
         assert waiting.status_code == 503
-        assert waiting.json() == {"status": "starting"}
+        assert waiting.json() == {"status": "starting", "waiting": ["models"]}
         async with app.router.lifespan_context(app):
             prepared = await app.state.warmup.result()
             assert (await http.get("/ready")).status_code == 200

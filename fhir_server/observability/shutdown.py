@@ -8,7 +8,8 @@ runs the lifespan's end. Before that, a load balancer must stop sending requests
 answers 503, then hands the signal to uvicorn. ``install_drain`` puts itself in front of
 uvicorn's own handler from the lifespan's start (uvicorn installs its handlers just
 before), in the single process and in every worker alike. A second SIGTERM, or SIGINT,
-stops without waiting for the drain.
+stops without waiting for the drain, and so does a SIGTERM while the server is still
+starting (it is not in any load balancer's rotation yet).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -24,19 +26,21 @@ import uvicorn
 log = logging.getLogger("fhir_server.shutdown")
 
 
-def install_drain(state: Any, drain_seconds: float) -> bool:
+def install_drain(state: Any, drain_seconds: float,
+                  starting: Callable[[], bool] = lambda: False) -> uvicorn.Server | None:
     """On SIGTERM set ``state.draining`` (``/ready`` answers 503), and pass the signal on
-    to the uvicorn server running this app ``drain_seconds`` later. False when this
-    process is not a uvicorn server's (in-process use, tests)."""
+    to the uvicorn server running this app ``drain_seconds`` later (at once while
+    ``starting()``). The server, or None when this process is not a uvicorn server's
+    (in-process use, tests)."""
     state.draining = False
     if threading.current_thread() is not threading.main_thread():
-        return False
+        return None
     server = getattr(signal.getsignal(signal.SIGTERM), "__self__", None)
     if not isinstance(server, uvicorn.Server):
-        return False
+        return None
 
     def on_term(signum: int, frame: FrameType | None) -> None:
-        if state.draining or drain_seconds <= 0:
+        if state.draining or drain_seconds <= 0 or starting():
             state.draining = True
             server.handle_exit(signum, frame)
             return
@@ -48,4 +52,10 @@ def install_drain(state: Any, drain_seconds: float) -> bool:
         timer.start()
 
     signal.signal(signal.SIGTERM, on_term)
-    return True
+    return server
+
+
+def stop_server(server: uvicorn.Server | None) -> None:
+    """Ask the uvicorn server to stop, as a signal would (without one to raise again)."""
+    if server is not None:
+        server.should_exit = True

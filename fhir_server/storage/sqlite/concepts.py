@@ -49,7 +49,7 @@ from fhir_server.storage.concepts import (
     concept_from,
     full_match,
 )
-from fhir_server.storage.sqlite.database import Database
+from fhir_server.storage.sqlite.database import BUSY_WAIT, Database
 from fhir_server.storage.sqlite.sql import Sql, successor
 
 CHUNK = 2000  # concepts per write transaction while building
@@ -240,7 +240,15 @@ class SqliteConcepts(Concepts):
         db.conn.create_function("fhir_regex", 2, _regex, deterministic=True)
 
     def create_schema(self) -> None:
-        self.db.conn.executescript("BEGIN IMMEDIATE;" + SCHEMA + "COMMIT;")
+        # At start-up, after the database's own schema (which ends SQLite's busy handler):
+        # several processes may be creating a new file's schema at once, so wait for the
+        # lock here too, or the second worker fails with "database is locked".
+        conn = self.db.conn
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_WAIT * 1000)}")
+        try:
+            conn.executescript("BEGIN IMMEDIATE;" + SCHEMA + "COMMIT;")
+        finally:
+            conn.execute("PRAGMA busy_timeout = 0")
 
     async def _rows(self, text: str, params: Any) -> list[Any]:
         return await self.db.read(lambda c: c.execute(text, params).fetchall())
