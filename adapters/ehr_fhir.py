@@ -42,7 +42,6 @@ SYNC_TYPES = ("Organization", "Location", "Practitioner", "Patient", "Coverage",
               "Appointment")
 # One sync of an Endpoint at a time, across processes; a process that dies mid-sync blocks
 # the next one for this long at most.
-SYNC_LEASE_SECONDS = 900.0
 DEFAULT_SCOPE = " ".join(f"system/{t}.rs" for t in SYNC_TYPES)
 OUTCOMES = ("created", "updated", "unchanged", "failed")
 BULK_WAIT = 600.0  # seconds a bulk export may take
@@ -68,8 +67,7 @@ class FhirEhrAdapter:
     async def sync(self, *, repo: Repository, records: Records, endpoint: PayerEndpoint,
                    types: list[str], since: str | None, bulk: bool = False) -> Summary:
         try:
-            async with repo.locks.hold([f"ehr-sync:{endpoint.reference}"], wait=0,
-                                       lease=SYNC_LEASE_SECONDS):
+            async with repo.locks.hold([f"ehr-sync:{endpoint.reference}"], wait=0):
                 return await self._sync(repo=repo, records=records, endpoint=endpoint,
                                         types=types, since=since, bulk=bulk)
         except LockBusy:

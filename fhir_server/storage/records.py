@@ -33,8 +33,10 @@ class Records(ABC):
         """Delete the record if its fields hold ``expect``; whether this call deleted it."""
 
     @abstractmethod
-    async def set_fields(self, *, kind: str, id_: str, fields: Doc) -> bool:
-        """Set top-level fields of an existing record; whether it existed."""
+    async def set_fields(self, *, kind: str, id_: str, fields: Doc,
+                         expect: Mapping[str, Any] | None = None) -> bool:
+        """Set top-level fields of an existing record whose fields hold ``expect``; whether
+        this call changed it."""
 
     @abstractmethod
     async def increment(self, *, kind: str, id_: str, field: str, on_insert: Doc) -> Doc:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import pytest
 
 from fhir_server.storage.model import now_ms
 from fhir_server.storage.mongo.repository import MongoRepository
-from fhir_server.storage.mongo.versions import HISTORY, PENDING
+from fhir_server.storage.mongo.versions import HISTORY, PENDING, STALE_SECONDS
 from fhir_server.storage.open import open_repository
 from tests.conftest import Store, mongo_only
 
@@ -34,15 +35,21 @@ async def test_recovery_rolls_pending_versions_forward_and_back(repo: MongoRepos
     # ... and a version written to history only (crash before the current document moved).
     await repo.write(type_="Patient", id_="back", previous=None, text='{"v":1}', index={},
                      method="POST")
+    crashed = now_ms() - timedelta(seconds=STALE_SECONDS + 1)
     await repo.db[HISTORY].insert_one({"_id": "Patient/back/2", "t": "Patient", "i": "back",
-                                       "v": 2, "ts": now_ms(), "m": "PUT", "json": '{"v":2}',
+                                       "v": 2, "ts": crashed, "m": "PUT", "json": '{"v":2}',
                                        "st": PENDING})
+    # A version just staged may be another live process's write in flight: left alone.
+    await repo.db[HISTORY].insert_one({"_id": "Patient/inflight/1", "t": "Patient",
+                                       "i": "inflight", "v": 1, "ts": now_ms(), "m": "POST",
+                                       "json": '{"v":1}', "st": PENDING})
     assert await repo.version(type_="Patient", id_="back", version=2) is None
     assert (await repo.version(type_="Patient", id_="fwd", version=1)) is not None
 
     forward, back = await repo.recover()
     assert (forward, back) == (1, 1)
-    assert await repo.db[HISTORY].count_documents({"st": PENDING}) == 0
+    assert [d["_id"] async for d in repo.db[HISTORY].find({"st": PENDING})] == [
+        "Patient/inflight/1"]
     assert await repo.db[HISTORY].count_documents({"_id": "Patient/back/2"}) == 0
     nxt = await repo.write(type_="Patient", id_="back", previous=1, text='{"v":2}', index={},
                            method="PUT")

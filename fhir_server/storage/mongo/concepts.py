@@ -51,6 +51,8 @@ from fhir_server.storage.concepts import (
 )
 from fhir_server.storage.mongo.concept_cache import LARGE, PROCESS_CACHE, Generation
 from fhir_server.storage.mongo.engine import MongoEngine
+from fhir_server.storage.mongo.fencing import check_fences
+from fhir_server.storage.mongo.guarded import Guarded
 
 Doc = dict[str, Any]
 CHUNK = 2000  # concepts per insert while building; members per stored code-set chunk
@@ -84,8 +86,9 @@ def _prefix(text: str) -> Doc:
 
 
 class MongoConcepts(Concepts):
-    def __init__(self, db: AsyncDatabase[Doc], engine: MongoEngine) -> None:
+    def __init__(self, db: AsyncDatabase[Doc], engine: MongoEngine, guarded: Guarded) -> None:
         self.db = db
+        self.guarded = guarded
         self.indexed = engine.uses_indexes
         self.cache = PROCESS_CACHE
 
@@ -131,6 +134,7 @@ class MongoConcepts(Concepts):
         if kept:
             self.cache.put(gen, kept)
         stored = replace(system, gen=gen, count=len(concepts))
+        await check_fences(self.db, self.guarded)  # the switch to the new build is the commit
         await self.db[SYSTEMS].replace_one(
             {"_id": f"{stored.url}|{stored.version}"},
             {"url": stored.url, "version": stored.version, "gen": gen, "source": stored.source,

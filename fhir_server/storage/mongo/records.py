@@ -9,6 +9,7 @@ from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from fhir_server.storage.mongo.fencing import check_fences
 from fhir_server.storage.mongo.guarded import Guarded
 from fhir_server.storage.records import Doc, Records
 
@@ -19,6 +20,7 @@ class MongoRecords(Records):
         self.guarded = guarded
 
     async def insert(self, *, kind: str, doc: Doc) -> bool:
+        await check_fences(self.db, self.guarded)
         try:
             await self.db[kind].insert_one(dict(doc))
         except DuplicateKeyError:
@@ -31,15 +33,21 @@ class MongoRecords(Records):
 
     async def delete(self, *, kind: str, id_: str, expect: Mapping[str, Any] | None = None
                      ) -> bool:
+        await check_fences(self.db, self.guarded)
         if expect:
             return await self.guarded.delete(self.db[kind], id_, expect)
         return (await self.db[kind].delete_one({"_id": id_})).deleted_count == 1
 
-    async def set_fields(self, *, kind: str, id_: str, fields: Doc) -> bool:
+    async def set_fields(self, *, kind: str, id_: str, fields: Doc,
+                         expect: Mapping[str, Any] | None = None) -> bool:
+        await check_fences(self.db, self.guarded)
+        if expect:
+            return await self.guarded.update(self.db[kind], id_, expect, {"$set": fields})
         result = await self.db[kind].update_one({"_id": id_}, {"$set": fields})
         return bool(result.matched_count)
 
     async def increment(self, *, kind: str, id_: str, field: str, on_insert: Doc) -> Doc:
+        await check_fences(self.db, self.guarded)
         after: Doc | None = await self.db[kind].find_one_and_update(
             {"_id": id_}, {"$inc": {field: 1}, "$setOnInsert": on_insert}, upsert=True,
             return_document=ReturnDocument.AFTER)

@@ -25,8 +25,10 @@ on MongoDB and FerretDB, so one code path is tested everywhere.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -42,6 +44,7 @@ from fhir_server.storage.locks import Locks
 from fhir_server.storage.model import StoredVersion, now_ms
 from fhir_server.storage.mongo.concepts import MongoConcepts
 from fhir_server.storage.mongo.engine import MongoEngine
+from fhir_server.storage.mongo.fencing import check_fences
 from fhir_server.storage.mongo.filters import Filter, has_elements, to_filter, without_elements
 from fhir_server.storage.mongo.guarded import ABSENT, Guarded
 from fhir_server.storage.mongo.records import MongoRecords
@@ -121,8 +124,9 @@ class MongoRepository(Repository):
         self.transactions = TransactionLog(db, self.guarded)
         self.records = MongoRecords(db, self.guarded)
         self.locks = Locks(self.records)
-        self.concepts: MongoConcepts = MongoConcepts(db, engine)
+        self.concepts: MongoConcepts = MongoConcepts(db, engine, self.guarded)
         self._indexed: set[str] = set()
+        self._recovering: asyncio.Task[None] | None = None  # settles young pending writes
 
     async def open(self) -> None:
         await self.ensure_base_indexes()
@@ -131,6 +135,10 @@ class MongoRepository(Repository):
         await self.ensure_existing_type_indexes()
 
     async def close(self) -> None:
+        if self._recovering is not None:
+            self._recovering.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._recovering
         await self.client.close()
 
     async def ping(self) -> None:
@@ -170,19 +178,34 @@ class MongoRepository(Repository):
         """Settle writes left pending by a crash: (rolled forward, rolled back).
 
         Transactions first (their versions carry ``tx``), then single writes.
+        A pending write younger than ``STALE_SECONDS`` may be another live process's, in
+        flight: it is settled ``STALE_SECONDS`` later if still pending then (in the
+        background; readers meanwhile see the version before it).
         """
-        forward, back = await self.transactions.recover()
+        forward, back, young_txs = await self.transactions.recover()
+        young: list[Doc] = []
         async for doc in self.db[HISTORY].find({"st": PENDING, "tx": {"$exists": False}}):
             cur = await self.db[doc["t"]].find_one({"_id": doc["i"]}, {"v": 1})
             if cur is not None and int(cur["v"]) >= int(doc["v"]):
                 await self._settle(doc["t"], doc["i"], int(doc["v"]), doc["ts"])
                 forward += 1
+            elif (now_ms() - doc["ts"]).total_seconds() < STALE_SECONDS:
+                young.append(doc)
             else:
                 await self.guarded.delete(self.db[HISTORY], doc["_id"], {"st": PENDING})
                 back += 1
         if forward or back:
             log.warning("recovery rolled_forward=%d rolled_back=%d", forward, back)
+        if young_txs or young:
+            self._recovering = asyncio.create_task(self._recover_later(young_txs, young))
         return forward, back
+
+    async def _recover_later(self, txs: list[str], docs: list[Doc]) -> None:
+        await asyncio.sleep(STALE_SECONDS + 1)
+        for tx in txs:
+            await self.transactions.settle_if_stale(tx)
+        for doc in docs:
+            await self._settle_stale(doc["_id"], doc["t"], doc["i"])
 
     # -- reads ----------------------------------------------------------------
 
@@ -366,6 +389,7 @@ class MongoRepository(Repository):
             await self._settle_stale(key, type_, id_)
             raise VersionConflict(key) from None
         try:
+            await check_fences(self.db, self.guarded)  # before the commit point, just below
             if previous is None:
                 try:
                     await self.db[type_].insert_one(current)

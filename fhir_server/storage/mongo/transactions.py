@@ -29,7 +29,9 @@ from typing import Any
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from fhir_server.storage.fence import LeaseLost
 from fhir_server.storage.model import StoredVersion, now_ms
+from fhir_server.storage.mongo.fencing import check_fences
 from fhir_server.storage.mongo.guarded import ABSENT, Guarded
 from fhir_server.storage.mongo.versions import (
     HISTORY,
@@ -67,6 +69,11 @@ class TransactionLog:
             for i, w in enumerate(writes):
                 await self._stage(tx, i, w, ts)
         except BaseException:
+            await self.roll_back(tx)
+            raise
+        try:
+            await check_fences(self.db, self.guarded)
+        except LeaseLost:
             await self.roll_back(tx)
             raise
         # The commit point: one atomic write.
@@ -136,16 +143,22 @@ class TransactionLog:
         await self.settle(tx)
         return True
 
-    async def recover(self) -> tuple[int, int]:
-        """At start-up: (rolled forward, rolled back) transactions left by a crash."""
+    async def recover(self) -> tuple[int, int, list[str]]:
+        """At start-up: (rolled forward, rolled back, left for later) transactions left by a
+        crash. A committed one is finished (whoever else finishes it too). A pending one is
+        rolled back only once stale: a younger one may be another live process's, in flight
+        (other workers, replicas); the caller settles those later, if still pending then."""
         forward = back = 0
+        young: list[str] = []
         async for record in self.db[TRANSACTIONS].find({}):
             if record["state"] == "committed":
                 await self.finalise(record["_id"])
                 forward += 1
+            elif (now_ms() - record["created"]).total_seconds() < STALE_SECONDS:
+                young.append(record["_id"])
             else:
                 await self.roll_back(record["_id"])
                 back += 1
         if forward or back:
             log.warning("transaction recovery rolled_forward=%d rolled_back=%d", forward, back)
-        return forward, back
+        return forward, back, young

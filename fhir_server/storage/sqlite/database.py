@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from fhir_server.storage import fence
 from fhir_server.storage.repository import DatabaseUnavailable
 
 log = logging.getLogger("fhir_server.storage")
@@ -176,7 +177,9 @@ class Database:
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` inside one write transaction (all or nothing); an exception from ``fn``
-        rolls it back. Waits (without blocking the loop) while another process writes."""
+        rolls it back. Waits (without blocking the loop) while another process writes. Under
+        a lease, the transaction first checks that the lease is still this holder's."""
+        fences = fence.held()
         async with self._writing:
             deadline = asyncio.get_running_loop().time() + BUSY_WAIT
             attempt = 0
@@ -192,6 +195,8 @@ class Database:
                 attempt += 1
                 await asyncio.sleep(_pause(attempt))
             try:
+                for held in fences:
+                    _check_fence(self.conn, held)
                 result = fn(self.conn)
                 self.conn.execute("COMMIT")
                 return result
@@ -199,6 +204,13 @@ class Database:
                 if self.conn.in_transaction:
                     self.conn.execute("ROLLBACK")
                 raise
+
+
+def _check_fence(conn: sqlite3.Connection, held: fence.Fence) -> None:
+    row = conn.execute("SELECT json_extract(doc, '$.owner') FROM records WHERE kind = ? AND id = ?",
+                       (fence.LOCKS, held.name)).fetchone()
+    if row is None or row[0] != held.owner:
+        raise fence.LeaseLost(held.name)
 
 
 def _pause(attempt: int) -> float:

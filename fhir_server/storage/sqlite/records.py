@@ -61,13 +61,17 @@ class SqliteRecords(Records):
 
         return await self.db.write(run)
 
-    async def set_fields(self, *, kind: str, id_: str, fields: Doc) -> bool:
+    async def set_fields(self, *, kind: str, id_: str, fields: Doc,
+                         expect: Mapping[str, Any] | None = None) -> bool:
         def run(c: sqlite3.Connection) -> bool:
             row = c.execute("SELECT doc FROM records WHERE kind = ? AND id = ?",
                             (kind, id_)).fetchone()
             if row is None:
                 return False
-            doc = {**_load(row[0]), **fields}
+            doc = _load(row[0])
+            if expect and any(doc.get(k) != v for k, v in expect.items()):
+                return False
+            doc = {**doc, **fields}
             c.execute("UPDATE records SET doc = ?, exp = ? WHERE kind = ? AND id = ?",
                       (orjson.dumps(doc).decode(), _exp(doc), kind, id_))
             return True
