@@ -32,6 +32,7 @@ from fhir_server.config import Settings
 from fhir_server.fhirjson import loads_stored
 from fhir_server.interactions import plan_write
 from fhir_server.storage.concepts import SystemVersion
+from fhir_server.storage.fence import LeaseLost
 from fhir_server.storage.model import now_ms
 from fhir_server.storage.repository import PlannedWrite, Repository, TransactionConflict
 from terminology import icd10cm
@@ -42,7 +43,7 @@ log = logging.getLogger("fhir_server.terminology")
 
 DEFINITIONS = Path(__file__).parent / "data" / "fhir-r4-terminology.ndjson.gz"
 LOAD_LEASE = "terminology-load"
-LOAD_WAIT = 1800.0  # seconds: a first load on a slow disk stays well within this
+LOAD_WAIT = 1800.0  # seconds another loader's load is waited for: a first load takes 20-60 s
 MARKERS = "terminology_loads"  # records kind: {_id: pack, release, at}
 R4_RELEASE = "4.0.1"
 PACKS = ("fhir-r4", "icd-10-cm")
@@ -162,13 +163,33 @@ LOADERS: dict[str, Callable[[Repository, Settings, LoadSummary], Any]] = {
 
 async def load(repo: Repository, settings: Settings, *, packs: list[str] | None = None,
                force: bool = False) -> LoadSummary:
-    """Load the packs (those missing, unless ``force``) and mark them loaded. One loader at a
-    time (a lease shared by every process on the database: workers, replicas, the CLI); the
-    others wait for it and then find the packs loaded."""
+    """Load the packs (those missing, unless ``force``) and mark them loaded.
+
+    The markers are read first: a start that finds every pack loaded takes no lease. Loading
+    is one loader at a time (a lease shared by every process on the database: workers,
+    replicas, the CLI, renewed while it loads); the others wait for it and then find the
+    packs loaded. A pack is marked only once whole, so a load cut short (a killed process,
+    a lost lease) is done again by the next loader; what it had written is reused."""
     summary = LoadSummary()
-    async with repo.locks.hold([LOAD_LEASE], wait=LOAD_WAIT, lease=LOAD_WAIT):
-        todo = list(packs or PACKS) if force else [
-            p for p in await missing_packs(repo) if packs is None or p in packs]
+    if not force and not await _todo(repo, packs):
+        return summary
+    for attempt in range(RETRIES):
+        try:
+            return await _load(repo, settings, packs, force, summary)
+        except LeaseLost:  # this process stalled past its lease and another loader took over
+            log.warning("terminology load lost its lease; waiting for the other loader "
+                        "attempt=%d", attempt + 1)
+    raise LeaseLost(LOAD_LEASE)
+
+
+async def _todo(repo: Repository, packs: list[str] | None) -> list[str]:
+    return [p for p in await missing_packs(repo) if packs is None or p in packs]
+
+
+async def _load(repo: Repository, settings: Settings, packs: list[str] | None, force: bool,
+                summary: LoadSummary) -> LoadSummary:
+    async with repo.locks.hold([LOAD_LEASE], wait=LOAD_WAIT):
+        todo = list(packs or PACKS) if force else await _todo(repo, packs)
         for pack in todo:
             started = time.monotonic()
             log.info("terminology loading pack=%s release=%s", pack, release(pack))
