@@ -6,15 +6,25 @@ scenarios: the claims the first submits are those the second's 835s pay."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter, defaultdict
 from decimal import Decimal
 from typing import Any
 
 import httpx
+import pytest
 
 from terminology.systems import REMITTANCE_TRACE
 from tests.conftest import Store
-from tests.faults.harness import TRANSPORT, Scenario, all_of, until_dead
+from tests.faults.harness import (
+    LEASE_SECONDS,
+    TRANSPORT,
+    FaultFailure,
+    LeaseHeld,
+    Scenario,
+    all_of,
+    until_dead,
+)
 from tests.workflow.helpers import by_type, create, post, share
 from tests.x12.test_posting import remit_for
 from tests.x12.world import (
@@ -51,6 +61,9 @@ class Ledger:
         self.posted: set[str] = set()  # traces acknowledged
 
 
+@pytest.mark.xfail(strict=True, raises=LeaseHeld, reason="TEMPORARY until leases lapse with "
+                   "their holder (issue 23 point 1): the 835's posting lease left by the "
+                   "killed process refuses the same 835 (409) for 30 s")
 async def test_bill_submit_and_835(store: Store) -> None:
     clearinghouse = clearinghouse_process()
     house = next(clearinghouse)
@@ -140,9 +153,10 @@ async def test_bill_submit_and_835(store: Store) -> None:
 
                     left = await remits.kill_during(work, 0.1, 0.8)
                 await remits.restart(left)
+                ready = time.monotonic()
                 async with remits.http() as http:
-                    await check_835s(remits, http, ledger, again=False)
-                    await check_835s(remits, http, ledger, again=True)
+                    await check_835s(remits, http, ledger, ready, again=False)
+                    await check_835s(remits, http, ledger, ready, again=True)
         finally:
             remits.close()
     finally:
@@ -176,19 +190,26 @@ async def check_bills(sc: Scenario, http: httpx.AsyncClient, ledger: Ledger) -> 
     sc.check("no acknowledged write lost", not lost, f"ClaimResponses of {lost}")
 
 
-async def check_835s(sc: Scenario, http: httpx.AsyncClient, ledger: Ledger,
+async def check_835s(sc: Scenario, http: httpx.AsyncClient, ledger: Ledger, ready: float,
                      *, again: bool) -> None:
     """Every 835 acknowledged is posted once; with ``again``, every 835 sent is imported
     again (as its sender would after no answer, or by mistake) and then each is posted
     exactly once."""
     if again:
         for trace, claim_id in ledger.remits.items():
-            try:
-                r = await http.post("PaymentReconciliation/$import-835", content=remit_for(
-                    ledger.claims[claim_id], trace=trace).encode(), headers=X12)
-            except TRANSPORT as exc:
-                sc.fail(f"no answer to an 835 sent again: {exc!r}")
-            sc.check("the same 835 again is accepted", r.status_code == 200, r.text[:300])
+            while True:  # 409 "being posted by another request; try again": within the lease
+                try:
+                    r = await http.post("PaymentReconciliation/$import-835", content=remit_for(
+                        ledger.claims[claim_id], trace=trace).encode(), headers=X12)
+                except TRANSPORT as exc:
+                    sc.fail(f"no answer to an 835 sent again: {exc!r}")
+                waited = time.monotonic() - ready
+                if r.status_code != 409 or waited > LEASE_SECONDS:
+                    break
+                await asyncio.sleep(0.5)
+            sc.check("the same 835 again is accepted within the lease time",
+                     r.status_code == 200, f"{trace} at {waited:.1f} s after /ready: "
+                     f"{r.text[:300]}", LeaseHeld if r.status_code == 409 else FaultFailure)
             ledger.posted.add(trace)
     recs = await all_of(http, "PaymentReconciliation")
     keys = Counter(i["value"] for r in recs for i in r.get("identifier", [])
