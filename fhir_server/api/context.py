@@ -2,10 +2,10 @@
 the metrics and the log line.
 
 Starlette's ``BaseHTTPMiddleware`` runs every request through extra tasks and memory
-streams; this wraps ``send`` instead. The request id is the caller's ``X-Request-Id`` (up
-to 64 characters), else the trace id when tracing is on, else a new one; it and the trace
-id go into the context variables every log line reads (``observability/logs.py``). When
-the answer starts it adds ``X-Request-Id``, queues the request's AuditEvent
+streams; this wraps ``send`` instead. The request id is the caller's ``X-Request-Id``
+(up to 64 characters of ``[A-Za-z0-9._:-]``), else the trace id when tracing is on, else
+a new one; it and the trace id go into the context variables every log line reads
+(``observability/logs.py``). When the answer starts it adds ``X-Request-Id``, queues the request's AuditEvent
 (``audit/http.py``), counts and times the request by route template
 (``observability/metrics.py``) and writes the access log line: path only, never the query
 string (it can carry names and birth dates). A request that fails with an unhandled
@@ -15,6 +15,7 @@ error is audited as a 500 before the error handler answers it.
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -30,6 +31,17 @@ from fhir_server.observability.logs import REQUEST_ID, TRACE_ID
 
 log = logging.getLogger("fhir_server")
 UNMATCHED = "unmatched"  # no route: a 404 before any handler
+
+
+# A caller's X-Request-Id is kept only when it is an id: it goes into every log line of the
+# request, so anything else (spaces, "level=ERROR msg=...") could forge a log line.
+SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def caller_request_id(value: str) -> str | None:
+    """The caller's request id, or None when it is not made of the safe alphabet (then the
+    server uses its own)."""
+    return value if SAFE_REQUEST_ID.fullmatch(value) else None
 
 
 @dataclass(frozen=True)
@@ -68,7 +80,7 @@ class RequestContext:
         else:
             span = tracing.server_span(tracer, scope["method"], headers)
             trace_id = tracing.trace_id(span)
-        rid = headers.get("x-request-id", "")[:64] or trace_id or uuid.uuid4().hex
+        rid = caller_request_id(headers.get("x-request-id", "")) or trace_id or uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = rid
         rid_token, trace_token = REQUEST_ID.set(rid), TRACE_ID.set(trace_id)
         start = time.perf_counter()

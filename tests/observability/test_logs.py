@@ -102,3 +102,17 @@ def test_an_exception_is_logged_by_type_and_stack_never_its_message() -> None:
     assert "error=ValueError" in as_text
     for out in (json.dumps(as_json), as_text):
         assert secret not in out and "1961-07-23" not in out
+
+
+async def test_a_request_id_that_could_forge_a_log_line_is_replaced(
+        client: httpx.AsyncClient, caplog: Any) -> None:
+    forged = "abc status=200 level=ERROR msg=fake"
+    caplog.set_level(logging.INFO, logger="fhir_server")
+    for sent in (forged, "x" * 65, 'quo"te', "kept-id_1.2:3"):
+        r = await client.get("metadata", headers={"X-Request-Id": sent})
+        assert r.status_code == 200
+        answered = r.headers["x-request-id"]
+        assert re.fullmatch(r"[A-Za-z0-9._:-]{1,64}", answered), answered
+        assert (answered == sent) == (sent == "kept-id_1.2:3")
+    text = "\n".join(TextFormatter().format(record) for record in caplog.records)
+    assert "msg=fake" not in text and 'quo"te' not in text
