@@ -202,13 +202,17 @@ def _failure_counters(username: str, source: str | None) -> list[str]:
     return counters
 
 
-async def _locked(auth: AuthService, counters: list[str]) -> bool:
+async def _attempt(auth: AuthService, counters: list[str]) -> bool:
+    """Count this sign-in attempt before its password is checked, atomically, so that
+    concurrent guesses cannot all pass the check; whether it is within the limits (a failed
+    attempt stays counted, a successful one is taken back)."""
     limit = auth.settings.fhir_auth_login_max_failures
-    limits = (limit, limit * 4)
-    for counter, most in zip(counters, limits, strict=False):
-        if await auth.store.counted(kind="failures", id_=counter) >= most:
-            return True
-    return False
+    window = auth.settings.fhir_auth_login_lockout_seconds
+    allowed = True
+    for counter, most in zip(counters, (limit, limit * 4), strict=False):
+        if await auth.store.count(kind="failures", id_=counter, window=window) > most:
+            allowed = False
+    return allowed
 
 
 async def _login(request: Request, auth: AuthService, request_id: str, pending: dict[str, Any],
@@ -216,19 +220,17 @@ async def _login(request: Request, auth: AuthService, request_id: str, pending: 
     username, password = form.get("username", ""), form.get("password", "")
     source = request.client.host if request.client else None
     counters = _failure_counters(username, source)
-    if await _locked(auth, counters):
+    if not await _attempt(auth, counters):
         await auth.emit_login(LoginEvent(
             success=False, client_id=pending["client_id"], username=None, role=None,
             kind="password", reason="too many failed sign-ins", source=source))
         return pages.login_page(request_id=request_id, client_name=pending["client_name"],
                                 error="Too many failed sign-ins. Try again later.", status=429)
     user = await authenticate(store=auth.store, username=username, password=password)
-    if user is None:
-        window = auth.settings.fhir_auth_login_lockout_seconds
-        for counter in counters:
-            await auth.store.count(kind="failures", id_=counter, window=window)
-    else:
+    if user is not None:  # the username's failures are forgiven, the address's attempt too
         await auth.store.delete(kind="failures", id_=counters[0])
+        for counter in counters[1:]:
+            await auth.store.uncount(kind="failures", id_=counter)
     # Only a registered user's name goes into the audit trail: what someone typed into
     # the username field of a failed login can be anything (a name, a birth date).
     known = user is not None or (

@@ -71,6 +71,12 @@ class AuthStore:
                                              on_insert={"exp": now_s() + window})
         return int(after.get("count", 1))
 
+    async def uncount(self, *, kind: Kind, id_: str) -> None:
+        """Take back one count (of a counter that exists)."""
+        if await self.get(kind=kind, id_=id_) is not None:
+            await self.records.increment(kind=f"auth_{kind}", id_=id_, field="count",
+                                         on_insert={"exp": now_s()}, by=-1)
+
     async def counted(self, *, kind: Kind, id_: str) -> int:
         doc = await self.get(kind=kind, id_=id_)
         return int(doc["count"]) if doc else 0

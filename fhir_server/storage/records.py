@@ -39,9 +39,10 @@ class Records(ABC):
         this call changed it."""
 
     @abstractmethod
-    async def increment(self, *, kind: str, id_: str, field: str, on_insert: Doc) -> Doc:
-        """Add one to ``field`` (created with ``on_insert`` and 1 when the record is new);
-        the record after the change."""
+    async def increment(self, *, kind: str, id_: str, field: str, on_insert: Doc,
+                        by: int = 1) -> Doc:
+        """Add ``by`` to ``field`` (created with ``on_insert`` and ``by`` when the record is
+        new); the record after the change."""
 
     @abstractmethod
     async def all(self, *, kind: str) -> list[Doc]: ...

@@ -49,3 +49,17 @@ async def test_many_failures_from_one_address_lock_it(store: Store) -> None:
         for i in range(LIMIT * 4):  # different usernames each time: a spraying guesser
             await login(http, params, username=f"someone{i}", password="guess")
         assert (await login(http, params, username="doc")).status_code == 429
+
+
+async def test_concurrent_guesses_cannot_pass_the_limit_together(store: Store) -> None:
+    async with running_app(store, fhir_auth_login_max_failures=LIMIT) as (app, http):
+        client_id, _ = await app_client(app, scope=APP_SCOPES)
+        await user(app, "doc", "clinician")
+        _, challenge = pkce()
+        params = AuthorizeParams(client_id=client_id, challenge=challenge, scope="user/*.rs")
+        guesses = 4 * LIMIT  # within the address's limit: only the username's applies
+        answers = await asyncio.gather(*[login(http, params, username="doc", password=f"g{i}")
+                                         for i in range(guesses)])
+        codes = sorted(a.status_code for a in answers)
+        assert codes == [401] * LIMIT + [429] * (guesses - LIMIT), codes
+        assert (await login(http, params, username="doc")).status_code == 429

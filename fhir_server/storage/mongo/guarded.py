@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
@@ -52,6 +53,11 @@ class Guarded:
             lock = asyncio.Lock()
             self._locks[key] = lock
         return lock
+
+    def serialized(self, coll: AsyncCollection[Doc], id_: Any) -> AbstractAsyncContextManager[Any]:
+        """Around a read-modify-write of one document that MongoDB makes atomic on its own
+        (``$inc`` in ``findAndModify``) and FerretDB does not: this process's lock there."""
+        return self._lock(coll, id_) if self.local else nullcontext()
 
     async def replace(self, coll: AsyncCollection[Doc], id_: Any, expect: Mapping[str, Any],
                       new: Doc) -> bool:

@@ -46,12 +46,22 @@ class MongoRecords(Records):
         result = await self.db[kind].update_one({"_id": id_}, {"$set": fields})
         return bool(result.matched_count)
 
-    async def increment(self, *, kind: str, id_: str, field: str, on_insert: Doc) -> Doc:
+    async def increment(self, *, kind: str, id_: str, field: str, on_insert: Doc,
+                        by: int = 1) -> Doc:
         await check_fences(self.db, self.guarded)
-        after: Doc | None = await self.db[kind].find_one_and_update(
-            {"_id": id_}, {"$inc": {field: 1}, "$setOnInsert": on_insert}, upsert=True,
+        async with self.guarded.serialized(self.db[kind], id_):
+            try:
+                after: Doc | None = await self._increment(kind, id_, field, on_insert, by)
+            except DuplicateKeyError:  # two upserts raced to insert it: the other one did
+                after = await self._increment(kind, id_, field, on_insert, by)
+        return after or {"_id": id_, field: by, **on_insert}
+
+    async def _increment(self, kind: str, id_: str, field: str, on_insert: Doc,
+                         by: int) -> Doc | None:
+        found: Doc | None = await self.db[kind].find_one_and_update(
+            {"_id": id_}, {"$inc": {field: by}, "$setOnInsert": on_insert}, upsert=True,
             return_document=ReturnDocument.AFTER)
-        return after or {"_id": id_, field: 1, **on_insert}
+        return found
 
     async def all(self, *, kind: str) -> list[Doc]:
         return [d async for d in self.db[kind].find({})]

@@ -78,17 +78,18 @@ class SqliteRecords(Records):
 
         return await self.db.write(run)
 
-    async def increment(self, *, kind: str, id_: str, field: str, on_insert: Doc) -> Doc:
+    async def increment(self, *, kind: str, id_: str, field: str, on_insert: Doc,
+                        by: int = 1) -> Doc:
         def run(c: sqlite3.Connection) -> Doc:
             row = c.execute("SELECT doc FROM records WHERE kind = ? AND id = ?",
                             (kind, id_)).fetchone()
             if row is None:
-                doc = {"_id": id_, **on_insert, field: 1}
+                doc = {"_id": id_, **on_insert, field: by}
                 c.execute("INSERT INTO records (kind, id, doc, exp) VALUES (?, ?, ?, ?)",
                           (kind, id_, orjson.dumps(doc).decode(), _exp(doc)))
             else:
                 doc = _load(row[0])
-                doc[field] = int(doc.get(field, 0)) + 1
+                doc[field] = int(doc.get(field, 0)) + by
                 c.execute("UPDATE records SET doc = ? WHERE kind = ? AND id = ?",
                           (orjson.dumps(doc).decode(), kind, id_))
             return doc
