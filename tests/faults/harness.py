@@ -94,9 +94,10 @@ class FaultFailure(AssertionError):
 
 
 class LeaseHeld(FaultFailure):
-    """A lease left by the killed process still blocks work after the restart: the defect
-    of issue 23 (a dead holder's lease lasts 30 s, 900 s for an EHR sync, 1,800 s for the
-    terminology load). Scenarios that meet it today are strict xfails on this exception."""
+    """A lease left by the killed process still blocks work after the restart, past the
+    time within which a dead holder's lease must lapse (its holder no longer renews it:
+    see fhir_server/storage/locks.py). The failure names the lease and how long it is
+    still held, so that a regression of issue 23 says what it is."""
 
 
 class Killable:

@@ -9,8 +9,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import pytest
-
 from adapters.ehr_fhir import SYNC_TYPES
 from tests.adapters.hl7v2.helpers import adt, field, in1, mllp
 from tests.adapters.hl7v2.test_adt import MRN_SYSTEM
@@ -29,9 +27,6 @@ CONNECTIONS = 4
 MLLP_DEAD = (OSError, asyncio.IncompleteReadError, EOFError)
 
 
-@pytest.mark.xfail(strict=True, raises=LeaseHeld, reason="TEMPORARY until leases lapse with "
-                   "their holder (issue 23 point 1): a message's lease left by the killed "
-                   "process answers 206 'record locked' for 30 s")
 async def test_hl7v2_burst(store: Store) -> None:
     """4 MLLP connections send ADT^A04s (a patient and a visit each) until the kill; after
     the restart the sender sends again every message it got no ACK for, and the
@@ -124,9 +119,6 @@ async def test_hl7v2_burst(store: Store) -> None:
         sc.close()
 
 
-@pytest.mark.xfail(strict=True, raises=LeaseHeld, reason="TEMPORARY until leases lapse with "
-                   "their holder (issue 23 point 1): the EHR-sync lease of the killed process "
-                   "lasts 900 s")
 async def test_ehr_sync(store: Store, ehr: ServerProcess, ehr_db: Store,
                         clinic_key: tuple[Path, Path]) -> None:
     """``$sync`` killed at a moment within its run; after the restart the next ``$sync``

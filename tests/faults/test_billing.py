@@ -12,7 +12,6 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
-import pytest
 
 from terminology.systems import REMITTANCE_TRACE
 from tests.conftest import Store
@@ -61,9 +60,6 @@ class Ledger:
         self.posted: set[str] = set()  # traces acknowledged
 
 
-@pytest.mark.xfail(strict=True, raises=LeaseHeld, reason="TEMPORARY until leases lapse with "
-                   "their holder (issue 23 point 1): the 835's posting lease left by the "
-                   "killed process refuses the same 835 (409) for 30 s")
 async def test_bill_submit_and_835(store: Store) -> None:
     clearinghouse = clearinghouse_process()
     house = next(clearinghouse)

@@ -10,7 +10,6 @@ from collections import Counter
 from typing import Any
 
 import httpx
-import pytest
 
 from terminology.loader import DEFINITIONS
 from tests.conftest import Store
@@ -19,7 +18,6 @@ from tests.faults.harness import (
     LOAD_SECONDS,
     RESTART_READY,
     TRANSPORT,
-    LeaseHeld,
     Scenario,
     all_of,
     until_dead,
@@ -34,9 +32,6 @@ def packaged_counts() -> Counter[str]:
         return Counter(json.loads(line)["resourceType"] for line in lines)
 
 
-@pytest.mark.xfail(strict=True, raises=LeaseHeld, reason="TEMPORARY until the terminology load "
-                   "takes its lease only to load and the lease lapses with its holder (issue 23 "
-                   "points 1, 3): a kill during the load leaves it for 1,800 s")
 async def test_first_start(store: Store) -> None:
     """Kills while a new database is created, its signing keys made and the terminology
     loaded; then a start that must be ready within 30 s plus the load, with the whole

@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.conftest import Store
 from tests.factories import patient
@@ -99,9 +98,6 @@ def booking(patient_ref: str, doctor: str, start: datetime,
                             {"actor": {"reference": doctor}, "status": "accepted"}]}
 
 
-@pytest.mark.xfail(strict=True, raises=LeaseHeld, reason="TEMPORARY until leases lapse with "
-                   "their holder (issue 23 point 1): a booking lease left by the killed process "
-                   "blocks the schedule for 30 s")
 async def test_bookings(store: Store) -> None:
     """8 clients race for the same slots of one practitioner (same start, or half a slot
     apart): one booking per slot wins. After each kill no two booked Appointments of the
