@@ -106,6 +106,12 @@ class Settings(BaseSettings):
         default="127.0.0.1/32,::1/128", description="Comma-separated networks (CIDR) whose "
         "requests to /metrics need no token; from anywhere else /metrics needs a token with "
         "a system scope or the admin role. Empty: a token always.")
+    fhir_trusted_proxies: str = Field(
+        default="", description="Comma-separated addresses or networks (CIDR) of the reverse "
+        "proxies whose X-Forwarded-For and X-Forwarded-Proto are believed: the client's "
+        "address then comes from them (sign-in lockout, rate limits, AuditEvents, /metrics). "
+        "Empty (the default): no proxy is trusted, the TCP peer is the client. '*' trusts "
+        "every peer: only where nothing but the proxy can reach the port.")
     fhir_rate_limit_per_minute: int | None = Field(
         default=None, ge=1, description="Requests per minute each client (its token's client "
         "id; without a token, its network address) may make, per server process; beyond it "

@@ -51,7 +51,10 @@ def run_server(settings: Settings, sockets: list[socket.socket] | None = None) -
         server = uvicorn.Server(uvicorn.Config(
             app, host=settings.fhir_host, port=settings.fhir_port, log_config=None,
             access_log=False, lifespan="on",
-            timeout_graceful_shutdown=settings.fhir_shutdown_grace_seconds))
+            timeout_graceful_shutdown=settings.fhir_shutdown_grace_seconds,
+            # uvicorn believes X-Forwarded-For from loopback by default: only from these.
+            proxy_headers=bool(settings.fhir_trusted_proxies),
+            forwarded_allow_ips=settings.fhir_trusted_proxies or None))
         server.run(sockets)
         failed = app.state.startup.failed
         if isinstance(failed, StorageError):  # says what to do: to the operator's terminal
