@@ -33,6 +33,22 @@ def _reject_constant(name: str) -> Any:
     raise _NotJsonNumber(name)
 
 
+class _DuplicateKey(ValueError):
+    """One object names a key twice: JSON readers disagree on which value wins (RFC 8259
+    says names SHOULD be unique), so FHIR JSON refuses it rather than guess."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return obj
+
+
 def _parse_float(text: str) -> Decimal:
     return Decimal(text)
 
@@ -48,7 +64,8 @@ def parse_json(body: bytes, *, max_depth: int, what: str = "request body") -> An
     if text.startswith("\ufeff"):
         text = text[1:]
     try:
-        value = json.loads(text, parse_float=_parse_float, parse_constant=_reject_constant)
+        value = json.loads(text, parse_float=_parse_float, parse_constant=_reject_constant,
+                           object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
         raise Invalid(
             f"The {what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
@@ -58,6 +75,11 @@ def parse_json(body: bytes, *, max_depth: int, what: str = "request body") -> An
         raise too_deep(None, max_depth, what) from None
     except _NotJsonNumber as exc:
         raise Invalid(f"The {what} is not valid JSON: {exc} is not a JSON number",
+                      code="structure") from None
+    except _DuplicateKey as exc:
+        key = str(exc)
+        named = f'"{key}"' if ELEMENT_NAME.match(key) else "a key"  # never echo free text
+        raise Invalid(f"The {what} is not valid FHIR JSON: {named} appears twice in one object",
                       code="structure") from None
     except ValueError:  # an integer of more digits than Python converts (4,300)
         raise Invalid(f"The {what} is not valid JSON: a number has more digits than this "

@@ -51,6 +51,21 @@ async def test_numbers_json_does_not_have_are_named(client: httpx.AsyncClient, n
     assert issue(resp)["diagnostics"] == f"The request body is not valid JSON: {said}"
 
 
+@pytest.mark.parametrize(("body", "said"), [
+    ('{"resourceType":"Patient","gender":"male","gender":"female"}', '"gender" appears twice'),
+    ('{"resourceType":"Patient","name":[{"family":"A","family":"B"}]}', '"family" appears twice'),
+    ('{"resourceType":"Patient","a b":1,"a b":2}', "a key appears twice"),  # not echoed
+])
+async def test_duplicate_keys_are_refused(client: httpx.AsyncClient, body: str,
+                                          said: str) -> None:
+    resp = await client.post("Patient", content=body.encode(), headers=FHIR_JSON)
+    assert resp.status_code == 400
+    assert issue(resp)["code"] == "structure"
+    assert issue(resp)["diagnostics"] == (
+        f"The request body is not valid FHIR JSON: {said} in one object")
+    assert (await client.get("Patient")).json()["total"] == 0  # nothing was written
+
+
 async def test_wrong_resource_type(client: httpx.AsyncClient) -> None:
     resp = await client.post("Patient", json={"resourceType": "Observation", "status": "final",
                                               "code": {"text": "x"}})
