@@ -19,6 +19,7 @@ from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidRequestErro
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
+from fhir_server.auth import refresh_chains
 from fhir_server.auth.client_auth import authenticator
 from fhir_server.auth.launch import create_launch
 from fhir_server.auth.passwords import token_hash
@@ -90,7 +91,7 @@ async def _describe(auth: AuthService, token: str, hint: str | None) -> dict[str
                 if name in claims:
                     out[name] = claims[name]
             return out
-    record = await auth.store.get(kind="refresh", id_=token_hash(token))
+    record = await refresh_chains.live(auth, token_hash(token))
     if record is None:
         return {"active": False}
     out = {"active": True, "token_type": "refresh_token", "scope": record["scope"],

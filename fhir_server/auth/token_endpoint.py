@@ -3,7 +3,8 @@
 Answers are RFC 6749 JSON (``{"error": ..., "error_description": ...}`` on
 failure), which is what OAuth clients parse, with ``Cache-Control: no-store``.
 Refresh tokens are opaque, stored as their SHA-256, and rotated: each use
-returns a new one and consumes the old one; a refresh may narrow the scopes
+returns a new one and consumes the old one, and a consumed one presented again revokes
+its whole chain (``refresh_chains.py``); a refresh may narrow the scopes
 but never widen them beyond the original grant, and the user's current role
 bounds them again.
 """
@@ -25,6 +26,7 @@ from authlib.oauth2.rfc7636.challenge import CODE_VERIFIER_PATTERN, compare_s256
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
+from fhir_server.auth import refresh_chains
 from fhir_server.auth.client_auth import (
     AuthenticatedClient,
     authenticator,
@@ -116,7 +118,9 @@ async def _refresh(auth: AuthService, caller: AuthenticatedClient,
     if not presented:
         raise InvalidRequestError(description="refresh_token is missing")
     key = token_hash(presented)
-    record = await auth.store.get(kind="refresh", id_=key)
+    record = await refresh_chains.live(auth, key)
+    if record is None:
+        await refresh_chains.revoke_if_reused(auth, key)
     if record is None or record["client_id"] != caller.client.client_id:
         raise InvalidGrantError(description="the refresh token is invalid, expired or revoked")
     scope = record["scope"]
@@ -130,11 +134,12 @@ async def _refresh(auth: AuthService, caller: AuthenticatedClient,
             raise InvalidGrantError(description="the user of this refresh token no longer exists")
         scope = " ".join(bound_scopes(user.role, scope.split()))
         record = {**record, "role": user.role, "fhir_user": user.fhir_user}
-    if await auth.store.take(kind="refresh", id_=key) is None:  # rotation: one use only
+    if not await refresh_chains.use(auth, key, record):  # rotation: one use only
         raise InvalidGrantError(description="the refresh token is invalid, expired or revoked")
     online = "offline_access" not in record["scope"].split()
     return await _tokens(auth, record, scope=scope, refresh_exp=record["exp"] if online else None,
-                         original_scope=record["scope"], id_token=False)
+                         original_scope=record["scope"], id_token=False,
+                         family=refresh_chains.family_of(key, record))
 
 
 async def _client_credentials(auth: AuthService, caller: AuthenticatedClient,
@@ -158,8 +163,10 @@ async def _client_credentials(auth: AuthService, caller: AuthenticatedClient,
 
 
 async def _tokens(auth: AuthService, record: dict[str, Any], *, scope: str, refresh_exp: int | None,
-                  original_scope: str | None = None, id_token: bool = True) -> dict[str, Any]:
-    """The token response of a user's grant (from a code or a refresh token)."""
+                  original_scope: str | None = None, id_token: bool = True,
+                  family: str | None = None) -> dict[str, Any]:
+    """The token response of a user's grant (from a code or a refresh token, whose chain
+    ``family`` the new refresh token continues)."""
     scopes = scope.split()
     lifetime = auth.settings.fhir_auth_token_lifetime
     grant = Grant(client_id=record["client_id"], scope=scope, username=record.get("username"),
@@ -187,6 +194,7 @@ async def _tokens(auth: AuthService, record: dict[str, Any], *, scope: str, refr
         await auth.store.insert(kind="refresh", doc={
             "_id": token_hash(refresh), "exp": exp, "client_id": grant.client_id,
             "scope": original_scope or scope, "username": grant.username, "role": grant.role,
-            "fhir_user": grant.fhir_user, "patient": grant.patient, "encounter": grant.encounter})
+            "fhir_user": grant.fhir_user, "patient": grant.patient, "encounter": grant.encounter,
+            "family": family or refresh_chains.new_family()})
         body["refresh_token"] = refresh
     return body

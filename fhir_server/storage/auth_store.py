@@ -15,8 +15,8 @@ from typing import Any, Literal
 from fhir_server.storage.records import Records
 
 Doc = dict[str, Any]
-Kind = Literal["keys", "clients", "users", "requests", "codes", "refresh", "revoked", "jti",
-               "launch", "failures"]
+Kind = Literal["keys", "clients", "users", "requests", "codes", "refresh", "refresh_used",
+               "refresh_revoked", "revoked", "jti", "launch", "failures"]
 
 # Expired records are deleted by a sweep at most this often per kind.
 PURGE_INTERVAL = 60.0

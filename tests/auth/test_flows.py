@@ -96,9 +96,6 @@ async def test_full_flow_patient_user(app_http: tuple[FastAPI, httpx.AsyncClient
     renewed = refresh.json()
     assert renewed["access_token"] != access and renewed["refresh_token"] != body["refresh_token"]
     assert renewed["patient"] == mine and renewed["scope"] == body["scope"]
-    again = await http.post(TOKEN, data={"grant_type": "refresh_token", "client_id": client_id,
-                                         "refresh_token": body["refresh_token"]})
-    assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
     # A refresh may narrow the scopes, never widen them.
     wider = await http.post(TOKEN, data={"grant_type": "refresh_token", "client_id": client_id,
                                          "refresh_token": renewed["refresh_token"],
@@ -109,6 +106,17 @@ async def test_full_flow_patient_user(app_http: tuple[FastAPI, httpx.AsyncClient
                                           "scope": "patient/Patient.r"})
     assert narrow.status_code == 200, narrow.text
     assert narrow.json()["scope"] == "patient/Patient.r"
+    latest = narrow.json()["refresh_token"]
+    assert (await introspect(http, latest, (resource_server, rs_secret)))["active"] is True
+    # The spent first refresh token again: it leaked, so its whole chain is revoked, and
+    # the latest token of the chain is refused too (OAuth 2.0 Security BCP).
+    again = await http.post(TOKEN, data={"grant_type": "refresh_token", "client_id": client_id,
+                                         "refresh_token": body["refresh_token"]})
+    assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
+    assert (await introspect(http, latest, (resource_server, rs_secret))) == {"active": False}
+    chained = await http.post(TOKEN, data={"grant_type": "refresh_token", "client_id": client_id,
+                                           "refresh_token": latest})
+    assert chained.status_code == 400 and chained.json()["error"] == "invalid_grant"
 
     # Revocation: the access token is refused at once, the refresh token too.
     new_access = renewed["access_token"]
