@@ -27,11 +27,12 @@ from fhir_server.bundles import Entry, run_transaction
 from fhir_server.config import Settings
 from fhir_server.errors import FhirError, PreconditionFailed, Unprocessable
 from fhir_server.fhirjson import dumps
+from fhir_server.search.parse import MAX_VALUES
 from fhir_server.storage.repository import Repository
 from operations.common import search_token
 
 WANTED = "urn:wanted:"
-SEARCH_CHUNK = 100  # identifiers per search
+SEARCH_CHUNK = MAX_VALUES  # identifiers per search: as many values as one parameter takes
 
 
 @dataclass

@@ -15,6 +15,12 @@ RESULT_PARAMETERS = frozenset({
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 WHOLE_NUMBER = re.compile(r"^[0-9]{1,9}$")  # ASCII digits only; int() of it cannot fail
 _PREFIXED = re.compile(r"^(eq|ne|gt|lt|ge|le|sa|eb|ap)(?=[-+0-9.])")
+# Bounds on one parameter, so that no query outgrows what an engine can run (a 400 that
+# names the limit, never a 500): values OR'ed in it, references a chain follows, and
+# _has nested in _has.
+MAX_VALUES = 100
+MAX_CHAIN = 4
+MAX_HAS_NESTING = 2
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,7 @@ def criteria_of(params: list[tuple[str, str]] | tuple[tuple[str, str], ...]) -> 
 
 def parse_criterion(name: str, raw: str) -> Criterion:
     values = tuple(split_values(raw))
+    _check_bounds(name, values)
     if name.startswith("_has:"):
         parts = name.split(":", 3)
         return Criterion(raw_name=name, name="_has", modifier=None, chain=None, values=values,
@@ -84,6 +91,19 @@ def parse_criterion(name: str, raw: str) -> Criterion:
     base, colon, modifier = head.partition(":")
     return Criterion(raw_name=name, name=base, modifier=modifier if colon else None,
                      chain=chain if dot else None, values=values)
+
+
+def _check_bounds(name: str, values: tuple[str, ...]) -> None:
+    if len(values) > MAX_VALUES:
+        raise Invalid(f"A search parameter may have at most {MAX_VALUES} values "
+                      f"(comma-separated); {name} has {len(values)}", expression=[name])
+    nesting = name.count("_has:")
+    if nesting > MAX_HAS_NESTING:
+        raise Invalid(f"_has may be nested {MAX_HAS_NESTING} deep at most; {name} nests "
+                      f"{nesting}", expression=[name])
+    if nesting == 0 and name.count(".") > MAX_CHAIN:
+        raise Invalid(f"A chain may follow {MAX_CHAIN} references at most; {name} follows "
+                      f"{name.count('.')}", expression=[name])
 
 
 def parse_count(raw: str | None, settings: Settings) -> int:
