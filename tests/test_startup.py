@@ -2,7 +2,8 @@
 
 * ``/health`` answers while the start-up waits (here: on the terminology lease, held by
   this test), ``/ready`` says what it waits for, a FHIR request gets 503 with
-  ``Retry-After``, and SIGTERM stops the starting server within the shutdown grace;
+  ``Retry-After``, and SIGTERM stops the starting server within the shutdown grace, one
+  process or two workers and their parent;
 * SIGTERM stops a server in the middle of its first terminology load, as quickly;
 * fresh starts of two workers on new databases all reach ``/ready`` (no start-up race);
 * a start whose database cannot be opened exits non-zero, with one worker or two.
@@ -101,13 +102,14 @@ def started(store: Store, **env: str) -> Iterator[Server]:
             server.proc.wait()
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
 async def test_health_answers_and_sigterm_stops_while_the_start_up_waits(
-        store: Store) -> None:
+        store: Store, workers: str) -> None:
     repo = await open_repository(store.settings())
     try:
         # Another holder of the terminology lease, alive (its lease renewed) while we test.
         async with repo.locks.hold([LOAD_LEASE], wait=10):
-            with started(store, FHIR_TERMINOLOGY_LOAD="true",
+            with started(store, FHIR_WORKERS=workers, FHIR_TERMINOLOGY_LOAD="true",
                          FHIR_SHUTDOWN_DRAIN_SECONDS="30") as server:
                 async with httpx.AsyncClient(base_url=server.origin, timeout=30) as http:
 
