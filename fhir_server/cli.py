@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -22,6 +23,7 @@ from fhir_server.loader import Summary
 from fhir_server.observability import logs
 from fhir_server.serving import EXIT_STARTUP_FAILURE, run_server, serve_workers
 from fhir_server.storage.open import StorageError, check_data_dir, open_repository
+from fhir_server.storage.private import private_dir
 from terminology import cli as terminology_cli
 
 log = logging.getLogger(__name__)
@@ -43,7 +45,8 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
     Exits non-zero when the start-up fails (``serving.py``)."""
     try:
         check_data_dir(settings)
-    except StorageError as error:
+        private_dir(settings.fhir_data_dir)
+    except (StorageError, OSError) as error:
         print(f"fhir-server: {error}", file=sys.stderr)
         return EXIT_STARTUP_FAILURE
     if settings.fhir_workers > 1:
@@ -230,4 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"fhir-server: invalid configuration:\n{exc}", file=sys.stderr)
         return 2
     setup_logging(settings)
+    # What the server and its CLI write (the database, its key, the audit journal, export
+    # files, metrics) is for this user alone: files 0600, directories 0700.
+    os.umask(0o077)
     return COMMANDS[args.command].run(args, settings)

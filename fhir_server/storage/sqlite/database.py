@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from fhir_server.storage import fence
+from fhir_server.storage.private import make_private, private_dir
 from fhir_server.storage.repository import DatabaseUnavailable
 
 log = logging.getLogger("fhir_server.storage")
@@ -110,9 +111,14 @@ class Database:
 
     def __init__(self, path: Path, *, synchronous: str = "NORMAL") -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # The file holds health data and the token signing key: this user's alone
+        # (``storage/private.py``). SQLite gives the -wal and -shm files the file's mode.
+        private_dir(path.parent)
         self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
                                     cached_statements=512)
+        for made in (path, path.with_name(f"{path.name}-wal"), path.with_name(f"{path.name}-shm")):
+            if made.exists():
+                make_private(made, 0o600)
         # At start-up (several processes may open a new file at once) wait for the lock in
         # SQLite's handler; once serving, never block the loop in it (``write`` yields instead).
         self.conn.execute(f"PRAGMA busy_timeout = {int(BUSY_WAIT * 1000)}")
