@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -14,16 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from pydantic import ValidationError
 
-from fhir_server import ehr_cli, loader
+from fhir_server import ehr_cli, loader, serving
 from fhir_server.auth import admin_cli
-from fhir_server.config import Settings, get_settings
+from fhir_server.config import Settings
 from fhir_server.loader import Summary
 from fhir_server.observability import logs
-from fhir_server.serving import EXIT_STARTUP_FAILURE, run_server, serve_workers
-from fhir_server.storage.open import StorageError, check_data_dir, open_repository
-from fhir_server.storage.private import private_dir
+from fhir_server.storage.open import StorageError, open_repository
 from terminology import cli as terminology_cli
 
 log = logging.getLogger(__name__)
@@ -43,15 +39,7 @@ class Command:
 def serve(args: argparse.Namespace, settings: Settings) -> int:
     """Run the HTTP server; without MONGODB_URI, on the embedded SQLite under FHIR_DATA_DIR.
     Exits non-zero when the start-up fails (``serving.py``)."""
-    try:
-        check_data_dir(settings)
-        private_dir(settings.fhir_data_dir)
-    except (StorageError, OSError) as error:
-        print(f"fhir-server: {error}", file=sys.stderr)
-        return EXIT_STARTUP_FAILURE
-    if settings.fhir_workers > 1:
-        return serve_workers(settings)
-    return run_server(settings)
+    return serving.serve(settings)
 
 
 LOAD_SCOPE = "system/*.cruds"  # an in-process load writes every type
@@ -227,13 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         args = parser.parse_args([*argv, DEFAULT_COMMAND])
-    try:
-        settings = get_settings()
-    except ValidationError as exc:
-        print(f"fhir-server: invalid configuration:\n{exc}", file=sys.stderr)
-        return 2
-    setup_logging(settings)
-    # What the server and its CLI write (the database, its key, the audit journal, export
-    # files, metrics) is for this user alone: files 0600, directories 0700.
-    os.umask(0o077)
+    settings = serving.configured()
+    if settings is None:
+        return serving.EXIT_BAD_CONFIGURATION
     return COMMANDS[args.command].run(args, settings)

@@ -15,16 +15,21 @@ import socket
 import sys
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import uvicorn
+from pydantic import ValidationError
 
+from fhir_server.booting import BootingApp
 from fhir_server.config import Settings, get_settings
 from fhir_server.observability import logs
-from fhir_server.storage.open import StorageError
+from fhir_server.storage.open import StorageError, check_data_dir
+from fhir_server.storage.private import private_dir
 
 log = logging.getLogger("fhir_server")
 
 EXIT_STARTUP_FAILURE = 3  # as uvicorn's own CLI
+EXIT_BAD_CONFIGURATION = 2
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 METRICS_DIR = "metrics"  # under FHIR_DATA_DIR
 
@@ -37,6 +42,40 @@ def _raise_stop(signum: int, frame: FrameType | None) -> None:
     raise _StopRequestedError(signal.Signals(signum).name)
 
 
+def configured() -> Settings | None:
+    """The settings from the environment, with logging set up and the files this process
+    writes made private; None (after saying why) when the configuration is invalid."""
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        print(f"fhir-server: invalid configuration:\n{exc}", file=sys.stderr)
+        return None
+    logs.setup_logging(settings.fhir_log_level, settings.fhir_log_format)
+    # What the server and its CLI write (the database, its key, the audit journal, export
+    # files, metrics) is for this user alone: files 0600, directories 0700.
+    os.umask(0o077)
+    return settings
+
+
+def serve_main() -> int:
+    """``python -m fhir_server [serve]``: serve, without importing the rest of the CLI."""
+    settings = configured()
+    return EXIT_BAD_CONFIGURATION if settings is None else serve(settings)
+
+
+def serve(settings: Settings) -> int:
+    """Run the HTTP server (one process, or ``FHIR_WORKERS``); the exit code."""
+    try:
+        check_data_dir(settings)
+        private_dir(settings.fhir_data_dir)
+    except (StorageError, OSError) as error:
+        print(f"fhir-server: {error}", file=sys.stderr)
+        return EXIT_STARTUP_FAILURE
+    if settings.fhir_workers > 1:
+        return serve_workers(settings)
+    return run_server(settings)
+
+
 def run_server(settings: Settings, sockets: list[socket.socket] | None = None) -> int:
     """Serve the app in this process until it is stopped; the process's exit code."""
     # uvicorn handles SIGTERM/SIGINT while it runs (graceful shutdown), then restores these
@@ -44,10 +83,18 @@ def run_server(settings: Settings, sockets: list[socket.socket] | None = None) -
     for sig in STOP_SIGNALS:
         signal.signal(sig, _raise_stop)
     try:
-        # Imported here so that other subcommands and --help do not load the whole app.
-        from fhir_server.main import create_app
+        server: uvicorn.Server | None = None
 
-        app = create_app(settings)
+        def build() -> Any:  # in a thread, while the port already answers /health
+            from fhir_server.main import create_app
+
+            return create_app(settings)
+
+        def stop_serving() -> None:
+            if server is not None:
+                server.should_exit = True
+
+        app = BootingApp(build, on_failure=stop_serving)
         server = uvicorn.Server(uvicorn.Config(
             app, host=settings.fhir_host, port=settings.fhir_port, log_config=None,
             access_log=False, lifespan="on",
@@ -56,7 +103,7 @@ def run_server(settings: Settings, sockets: list[socket.socket] | None = None) -
             proxy_headers=bool(settings.fhir_trusted_proxies),
             forwarded_allow_ips=settings.fhir_trusted_proxies or None))
         server.run(sockets)
-        failed = app.state.startup.failed
+        failed = app.failed or (app.app.state.startup.failed if app.app is not None else None)
         if isinstance(failed, StorageError):  # says what to do: to the operator's terminal
             print(f"fhir-server: {failed}", file=sys.stderr)
         if not server.started or failed is not None:
