@@ -52,9 +52,15 @@ RESTART_READY = 30.0  # seconds from a restart to /ready 200
 LEASE_SECONDS = float(os.environ.get("FHIR_FAULT_LEASE_SECONDS", "15"))
 LOAD_SECONDS = float(os.environ.get("FHIR_FAULT_LOAD_SECONDS")
                      or (150 if ENGINE == "sqlite" else 420))
-# Kills per scenario by default: at least 50 per engine in all.
-DEFAULT_KILLS = {"first-start": 3, "restart": 9, "transactions": 8, "bookings": 6,
-                 "bill-submit": 6, "import-835": 6, "hl7v2-burst": 7, "ehr-sync": 5}
+# Kills per scenario by default: at least 50 per engine in all, within about 5 minutes per
+# engine on a 2-core machine. Every kill costs a start (3 to 6 s); one in a scenario that
+# holds leases (bookings, 835s, HL7 v2 messages, EHR syncs) also costs the wait for the dead
+# holder's lease to lapse (up to 15 s after the kill) before the next work on it succeeds,
+# and the first start one whole terminology load (a minute on SQLite, two to three on
+# FerretDB) however many kills precede it. Kills of a running or starting server on
+# existing data cost a start and little else, hence the most of them.
+DEFAULT_KILLS = {"first-start": 5, "restart": 13, "transactions": 8, "bookings": 5,
+                 "bill-submit": 5, "import-835": 5, "hl7v2-burst": 5, "ehr-sync": 4}
 DEFAULT_TOTAL = sum(DEFAULT_KILLS.values())
 
 
@@ -79,6 +85,10 @@ class Tally:
     restarts: list[float] = field(default_factory=list)  # seconds from start to /ready
     checks: dict[str, int] = field(default_factory=dict)  # check -> times it held
     failure: str | None = None
+    # Where the time went (seconds): starts to /ready, work until the kill and the clients
+    # noticing it, and everything else (set-up, checks, waits for a lease).
+    spent: dict[str, float] = field(default_factory=lambda: {"starts": 0.0, "work": 0.0,
+                                                              "total": 0.0})
 
 
 TALLIES: dict[str, Tally] = {}
@@ -174,6 +184,7 @@ class Scenario:
         self.tally = TALLIES.setdefault(name, Tally())
         self.round = 0
         self.token = ""
+        self.began = time.monotonic()
 
     def where(self) -> str:
         return (f"[{self.name} engine={ENGINE} seed={SEED} kill {self.round}/{self.kills}] ")
@@ -222,6 +233,7 @@ class Scenario:
                                   LeaseHeld)
         self.check("ready within bound", took <= bound, f"{took:.1f} s")
         self.tally.restarts.append(took)
+        self.tally.spent["starts"] += took
         if not self.token:
             self.token = await mint_for_database(self.store, self.server.base)
         return took
@@ -263,6 +275,7 @@ class Scenario:
         the killed process left."""
         self.round += 1
         moment = self.rng.uniform(low, high)
+        began = time.monotonic()
         task = asyncio.create_task(work())
         await asyncio.sleep(moment)
         if task.done():  # the work ended before the kill: it raised, or was too short
@@ -273,6 +286,7 @@ class Scenario:
             await asyncio.wait_for(task, timeout=HTTP_TIMEOUT)
         except TimeoutError:
             self.fail("the clients did not notice the kill within 60 s")
+        self.tally.spent["work"] += time.monotonic() - began
         return await leases(self.store)
 
     async def kill_starting(self, low: float, high: float) -> dict[str, Any]:
@@ -284,6 +298,7 @@ class Scenario:
         await asyncio.sleep(moment)
         self.server.kill()
         self.tally.kills += 1
+        self.tally.spent["starts"] += moment
         return await leases(self.store)
 
     async def restart(self, left: dict[str, Any]) -> float:
@@ -291,6 +306,9 @@ class Scenario:
 
     def close(self) -> None:
         self.server.stop()
+        if self.began:
+            self.tally.spent["total"] += time.monotonic() - self.began
+            self.began = 0.0
 
 
 TRANSPORT = (httpx.TransportError,)
@@ -333,6 +351,11 @@ def summary_lines() -> list[str]:
         checks = ", ".join(f"{c} x{n}" for c, n in t.checks.items())
         lines.append(f"  {name:<13} {t.kills:>3} kills, {len(t.restarts)} starts, slowest "
                      f"{worst:.1f} s to /ready; checked: {checks}")
+        spent = t.spent
+        rest = spent["total"] - spent["starts"] - spent["work"]
+        lines.append(f"  {'':<13} {spent['total']:.0f} s: starts {spent['starts']:.0f} s, work "
+                     f"until the kills {spent['work']:.0f} s, set-up, checks and waits "
+                     f"{rest:.0f} s")
         if t.failure:
             lines.append(f"    FAILED: {t.failure}")
     lines.append(f"  total {total} kills on {ENGINE}; slowest start to /ready "

@@ -64,7 +64,7 @@ async def test_transactions(store: Store) -> None:
                 async def work() -> None:
                     await asyncio.gather(*(client(c) for c in range(CLIENTS)))
 
-                left = await sc.kill_during(work, 0.2, 2.5)
+                left = await sc.kill_during(work, 0.2, 1.5)
             await sc.restart(left)
             async with sc.http() as http:
                 found: dict[str, set[str]] = defaultdict(set)
@@ -174,7 +174,7 @@ async def next_booking(sc: Scenario, http: httpx.AsyncClient, pat: str, doctor: 
             break
         if waited > LEASE_SECONDS:
             break
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.2)
     sc.check("next booking within the lease time", r.status_code == 201
              and waited <= LEASE_SECONDS,
              f"the next booking on {doctor}'s schedule: {', '.join(answers)}; last: "
