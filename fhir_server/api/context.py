@@ -3,7 +3,7 @@ the metrics and the log line.
 
 Starlette's ``BaseHTTPMiddleware`` runs every request through extra tasks and memory
 streams; this wraps ``send`` instead. The request id is the caller's ``X-Request-Id``
-(up to 64 characters of ``[A-Za-z0-9._:-]``), else the trace id when tracing is on, else
+(of ``[A-Za-z0-9._:-]``, cut at 64 characters), else the trace id when tracing is on, else
 a new one; it and the trace id go into the context variables every log line reads
 (``observability/logs.py``). When the answer starts it adds ``X-Request-Id``, queues the request's AuditEvent
 (``audit/http.py``), counts and times the request by route template
@@ -35,13 +35,13 @@ UNMATCHED = "unmatched"  # no route: a 404 before any handler
 
 # A caller's X-Request-Id is kept only when it is an id: it goes into every log line of the
 # request, so anything else (spaces, "level=ERROR msg=...") could forge a log line.
-SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]+")
 
 
 def caller_request_id(value: str) -> str | None:
-    """The caller's request id, or None when it is not made of the safe alphabet (then the
-    server uses its own)."""
-    return value if SAFE_REQUEST_ID.fullmatch(value) else None
+    """The caller's request id (its first 64 characters), or None when it is not made of
+    the safe alphabet (then the server uses its own)."""
+    return value[:64] if SAFE_REQUEST_ID.fullmatch(value) else None
 
 
 @dataclass(frozen=True)
