@@ -106,6 +106,12 @@ class Settings(BaseSettings):
         default="127.0.0.1/32,::1/128", description="Comma-separated networks (CIDR) whose "
         "requests to /metrics need no token; from anywhere else /metrics needs a token with "
         "a system scope or the admin role. Empty: a token always.")
+    fhir_lease_seconds: float = Field(
+        default=15.0, ge=3.0, le=300.0, description="How long a lease (a booking's schedule, "
+        "a bill, an 835, an HL7 v2 message, an EHR sync, the terminology load) outlives a "
+        "holder that died or stopped: live holders renew theirs every third of it. Shorter "
+        "frees a crashed process's work sooner; a holder whose process stalls for longer "
+        "loses its lease (its writes are then refused, not made twice).")
     fhir_trusted_proxies: str = Field(
         default="", description="Comma-separated addresses or networks (CIDR) of the reverse "
         "proxies whose X-Forwarded-For and X-Forwarded-Proto are believed: the client's "

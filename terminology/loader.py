@@ -18,6 +18,7 @@ it), so they are not validated again here.
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import logging
@@ -144,7 +145,7 @@ async def load_r4(repo: Repository, settings: Settings, summary: LoadSummary) ->
 
 
 async def load_icd10cm(repo: Repository, settings: Settings, summary: LoadSummary) -> None:
-    rows = icd10cm.concepts()
+    rows = await asyncio.to_thread(icd10cm.concepts)  # seconds of parsing: off the loop
     resource = icd10cm.code_system(len(rows))
     versions = await write_resources(repo, settings, [resource], summary)
     source = source_of(icd10cm.RESOURCE_ID, versions[f"CodeSystem/{icd10cm.RESOURCE_ID}"])

@@ -8,10 +8,11 @@ releasing deletes it only if this holder still owns it.
 
 A live holder renews its leases in the background (every third of the lease), so
 its work may take as long as it needs; a holder that dies (or stops: a paused or
-starved process) stops renewing, and its leases lapse ``LEASE_SECONDS`` later at
-most, to be taken over by the next caller. The writes made inside ``hold`` are
-fenced (``storage/fence.py``): they commit only while the lease is still this
-holder's, so a holder that lost its lease cannot write after its successor.
+starved process) stops renewing, and its leases lapse a lease period later at
+most (``FHIR_LEASE_SECONDS``, 15 s by default), to be taken over by the next caller.
+The writes made inside ``hold`` are fenced (``storage/fence.py``): they commit only while
+the lease is still this holder's, so a holder that lost its lease cannot write after its
+successor.
 """
 
 from __future__ import annotations
@@ -34,20 +35,23 @@ __all__ = ["LEASE_SECONDS", "LOCKS", "LeaseLost", "LockBusy", "Locks"]
 
 log = logging.getLogger("fhir_server.storage")
 
-LEASE_SECONDS = 15.0  # how long a dead holder's lease outlives it, at most
-RENEWALS_PER_LEASE = 3  # a live holder renews every LEASE_SECONDS / 3
+LEASE_SECONDS = 15.0  # how long a dead holder's lease outlives it, at most (FHIR_LEASE_SECONDS)
+RENEWALS_PER_LEASE = 3  # a live holder renews every third of its lease
 
 
 class Locks:
-    def __init__(self, records: Records) -> None:
+    def __init__(self, records: Records, *, lease: float = LEASE_SECONDS) -> None:
         self.records = records
+        self.lease = lease
 
     @asynccontextmanager
     async def hold(self, names: Iterable[str], *, wait: float = 10.0,
-                   lease: float = LEASE_SECONDS) -> AsyncIterator[None]:
+                   lease: float | None = None) -> AsyncIterator[None]:
         """Hold every name (taken in sorted order, so two holders cannot deadlock) for as
         long as the ``async with`` lasts; a holder that dies leaves them for ``lease``
-        seconds at most. ``LockBusy`` when a name stays taken for ``wait`` seconds."""
+        seconds at most (the configured lease by default). ``LockBusy`` when a name stays
+        taken for ``wait`` seconds."""
+        lease = lease or self.lease
         owner = uuid.uuid4().hex
         taken: list[str] = []
         deadline = asyncio.get_running_loop().time() + wait

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fhir_server.config import Settings
+from fhir_server.storage.locks import Locks
 from fhir_server.storage.repository import DatabaseUnavailable, Repository
 
 SQLITE_FILE = "fhir.sqlite3"
@@ -57,6 +58,7 @@ async def open_repository(settings: Settings) -> Repository:
         check_data_dir(settings)
         repo = SqliteRepository(path=sqlite_path(settings),
                                 synchronous=settings.fhir_sqlite_synchronous)
+    repo.locks = Locks(repo.records, lease=settings.fhir_lease_seconds)
     try:
         await repo.open()
     except BaseException:

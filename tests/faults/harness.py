@@ -7,8 +7,11 @@ from a seed, restarted on the same data, and checked.
   the seed and its name, so running one scenario alone draws the same moments).
 * ``FHIR_FAULT_KILLS``: kills per engine in all (default ``DEFAULT_TOTAL``), shared out in
   proportion to the scenarios' default counts.
-* ``FHIR_FAULT_LEASE_SECONDS``: how soon after a restart is ready the next booking on the
-  schedule of a killed booking must succeed (default 15: a dead holder's lease lapses).
+* ``FHIR_FAULT_LEASE_SECONDS``: the servers' lease (``FHIR_LEASE_SECONDS``), and so how
+  soon after a restart is ready the next booking on the schedule of a killed booking must
+  succeed (default 3: the shortest lease the server allows, so that the waits for a dead
+  holder's lease to lapse do not dominate the suite; the mechanism is the same whatever
+  the lease, and tests/storage/test_leases.py checks it with real processes too).
 * ``FHIR_FAULT_LOAD_SECONDS``: what a first start may add to the 30 s for loading the
   terminology (default: 150 on SQLite, 420 on MongoDB/FerretDB).
 
@@ -49,13 +52,13 @@ from tests.conftest import (
 )
 
 RESTART_READY = 30.0  # seconds from a restart to /ready 200
-LEASE_SECONDS = float(os.environ.get("FHIR_FAULT_LEASE_SECONDS", "15"))
+LEASE_SECONDS = float(os.environ.get("FHIR_FAULT_LEASE_SECONDS", "3"))
 LOAD_SECONDS = float(os.environ.get("FHIR_FAULT_LOAD_SECONDS")
                      or (150 if ENGINE == "sqlite" else 420))
 # Kills per scenario by default: at least 50 per engine in all, within about 5 minutes per
 # engine on a 2-core machine. Every kill costs a start (3 to 6 s); one in a scenario that
 # holds leases (bookings, 835s, HL7 v2 messages, EHR syncs) also costs the wait for the dead
-# holder's lease to lapse (up to 15 s after the kill) before the next work on it succeeds,
+# holder's lease to lapse (up to LEASE_SECONDS after the kill) before the next work on it succeeds,
 # and the first start one whole terminology load (a minute on SQLite, two to three on
 # FerretDB) however many kills precede it. Kills of a running or starting server on
 # existing data cost a start and little else, hence the most of them.
@@ -117,7 +120,7 @@ class Killable:
     def __init__(self, store: Store, scenario: str, **env: str) -> None:
         self.store, self.scenario = store, scenario
         self.port = free_port()
-        self.env = server_env(store, self.port, **env)
+        self.env = server_env(store, self.port, FHIR_LEASE_SECONDS=str(LEASE_SECONDS), **env)
         self.root = f"http://127.0.0.1:{self.port}"
         self.base = f"{self.root}/fhir"
         self.proc: subprocess.Popen[bytes] | None = None
