@@ -22,7 +22,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager, suppress
 from typing import TYPE_CHECKING
 
@@ -72,6 +72,23 @@ class Locks:
             with unfenced():
                 for name in reversed(taken):
                     await self.records.delete(kind=LOCKS, id_=name, expect={"owner": owner})
+
+    async def keep(self, name: str) -> Callable[[], Awaitable[None]]:
+        """Take ``name`` (a name no one else takes: a process's own) until the returned
+        release is awaited, renewed meanwhile; it fences nothing."""
+        owner = uuid.uuid4().hex
+        with unfenced():
+            await self._take(name, owner, asyncio.get_running_loop().time(), self.lease)
+            renewer = asyncio.create_task(self._renew([name], owner, self.lease))
+
+        async def release() -> None:
+            renewer.cancel()
+            with suppress(asyncio.CancelledError):
+                await renewer
+            with unfenced():
+                await self.records.delete(kind=LOCKS, id_=name, expect={"owner": owner})
+
+        return release
 
     async def _take(self, name: str, owner: str, deadline: float, lease: float) -> None:
         loop = asyncio.get_running_loop()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
 
+from fhir_server.storage.locks import LOCKS
 from fhir_server.storage.model import now_ms
 from fhir_server.storage.mongo.repository import MongoRepository
 from fhir_server.storage.mongo.versions import HISTORY, PENDING, STALE_SECONDS
@@ -39,10 +41,11 @@ async def test_recovery_rolls_pending_versions_forward_and_back(repo: MongoRepos
     await repo.db[HISTORY].insert_one({"_id": "Patient/back/2", "t": "Patient", "i": "back",
                                        "v": 2, "ts": crashed, "m": "PUT", "json": '{"v":2}',
                                        "st": PENDING})
-    # A version just staged may be another live process's write in flight: left alone.
+    # A version being written by a live process (here: this one) is left alone.
     await repo.db[HISTORY].insert_one({"_id": "Patient/inflight/1", "t": "Patient",
                                        "i": "inflight", "v": 1, "ts": now_ms(), "m": "POST",
-                                       "json": '{"v":1}', "st": PENDING})
+                                       "json": '{"v":1}', "st": PENDING,
+                                       "p": repo.liveness.process})
     assert await repo.version(type_="Patient", id_="back", version=2) is None
     assert (await repo.version(type_="Patient", id_="fwd", version=1)) is not None
 
@@ -54,3 +57,19 @@ async def test_recovery_rolls_pending_versions_forward_and_back(repo: MongoRepos
     nxt = await repo.write(type_="Patient", id_="back", previous=1, text='{"v":2}', index={},
                            method="PUT")
     assert nxt.version == 2
+
+
+async def test_a_pending_write_of_a_process_killed_a_moment_ago_waits_for_its_lease(
+        repo: MongoRepository) -> None:
+    """The killed process's lease has not lapsed yet: recovery waits for it (another
+    worker's write in flight would finish meanwhile), then rolls the write back."""
+    lapses = time.time() + 2
+    await repo.records.insert(kind=LOCKS, doc={"_id": "process:killed", "owner": "x",
+                                               "expires": lapses})
+    await repo.db[HISTORY].insert_one({"_id": "Patient/killed/1", "t": "Patient",
+                                       "i": "killed", "v": 1, "ts": now_ms(), "m": "POST",
+                                       "json": '{"v":1}', "st": PENDING, "p": "killed"})
+    forward, back = await repo.recover()
+    assert (forward, back) == (0, 1)
+    assert time.time() >= lapses
+    assert await repo.db[HISTORY].count_documents({"_id": "Patient/killed/1"}) == 0

@@ -43,13 +43,14 @@ from fhir_server.search.resolve import needs_resolving, resolve
 from fhir_server.storage.locks import Locks
 from fhir_server.storage.model import StoredVersion, now_ms
 from fhir_server.storage.mongo.concepts import MongoConcepts
-from fhir_server.storage.mongo.engine import MongoEngine
+from fhir_server.storage.mongo.engine import UNAVAILABLE_ERRORS, MongoEngine
 from fhir_server.storage.mongo.fencing import check_fences
 from fhir_server.storage.mongo.filters import Filter, has_elements, to_filter, without_elements
 from fhir_server.storage.mongo.guarded import ABSENT, Guarded
+from fhir_server.storage.mongo.liveness import Liveness
 from fhir_server.storage.mongo.records import MongoRecords
 from fhir_server.storage.mongo.transactions import TransactionLog
-from fhir_server.storage.mongo.versions import HISTORY, PENDING, STALE_SECONDS, settle_version
+from fhir_server.storage.mongo.versions import HISTORY, PENDING, settle_version
 from fhir_server.storage.repository import (
     Current,
     HistoryCursor,
@@ -121,8 +122,9 @@ class MongoRepository(Repository):
         self.mongo = engine
         self.engine = engine.info
         self.guarded = Guarded(local_locks=not engine.uses_indexes)
-        self.transactions = TransactionLog(db, self.guarded)
         self.records = MongoRecords(db, self.guarded)
+        self.liveness = Liveness(self.records)
+        self.transactions = TransactionLog(db, self.guarded, self.liveness)
         self.locks = Locks(self.records)
         self.concepts: MongoConcepts = MongoConcepts(db, engine, self.guarded)
         self._indexed: set[str] = set()
@@ -131,6 +133,7 @@ class MongoRepository(Repository):
     async def open(self) -> None:
         await self.ensure_base_indexes()
         await self.concepts.create_indexes()
+        await self.liveness.start(self.locks)
         await self.recover()
         await self.ensure_existing_type_indexes()
 
@@ -139,6 +142,8 @@ class MongoRepository(Repository):
             self._recovering.cancel()
             with suppress(asyncio.CancelledError):
                 await self._recovering
+        with suppress(*UNAVAILABLE_ERRORS):  # a database already gone: its lease lapses
+            await self.liveness.stop()
         await self.client.close()
 
     async def ping(self) -> None:
@@ -177,35 +182,50 @@ class MongoRepository(Repository):
     async def recover(self) -> tuple[int, int]:
         """Settle writes left pending by a crash: (rolled forward, rolled back).
 
-        Transactions first (their versions carry ``tx``), then single writes.
-        A pending write younger than ``STALE_SECONDS`` may be another live process's, in
-        flight: it is settled ``STALE_SECONDS`` later if still pending then (in the
-        background; readers meanwhile see the version before it).
+        Transactions first (their versions carry ``tx``), then single writes. A pending
+        write whose process may live (``liveness.py``: another worker's in flight, or one
+        killed a moment ago whose lease has not lapsed yet) is waited for, a lease period
+        at most; what is left then is settled in the background once its process is gone
+        (readers meanwhile see the version before it).
         """
-        forward, back, young_txs = await self.transactions.recover()
-        young: list[Doc] = []
+        forward = back = 0
+        deadline = asyncio.get_running_loop().time() + self.locks.lease + 1
+        while True:
+            moved, undone, txs, docs = await self._recover_once()
+            forward, back = forward + moved, back + undone
+            if not (txs or docs) or asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.5)
+        if forward or back:
+            log.warning("recovery rolled_forward=%d rolled_back=%d", forward, back)
+        if txs or docs:
+            self._recovering = asyncio.create_task(self._recover_later(txs, docs))
+        return forward, back
+
+    async def _recover_once(self) -> tuple[int, int, list[str], list[Doc]]:
+        """One pass; what is left pending by other processes that may live (this process's
+        own are in flight here, and left alone)."""
+        forward, back, txs = await self.transactions.recover()
+        docs: list[Doc] = []
         async for doc in self.db[HISTORY].find({"st": PENDING, "tx": {"$exists": False}}):
             cur = await self.db[doc["t"]].find_one({"_id": doc["i"]}, {"v": 1})
             if cur is not None and int(cur["v"]) >= int(doc["v"]):
                 await self._settle(doc["t"], doc["i"], int(doc["v"]), doc["ts"])
                 forward += 1
-            elif (now_ms() - doc["ts"]).total_seconds() < STALE_SECONDS:
-                young.append(doc)
+            elif doc.get("p") == self.liveness.process:
+                continue
+            elif await self.liveness.may_live(doc, created="ts"):
+                docs.append(doc)
             else:
                 await self.guarded.delete(self.db[HISTORY], doc["_id"], {"st": PENDING})
                 back += 1
-        if forward or back:
-            log.warning("recovery rolled_forward=%d rolled_back=%d", forward, back)
-        if young_txs or young:
-            self._recovering = asyncio.create_task(self._recover_later(young_txs, young))
-        return forward, back
+        return forward, back, txs, docs
 
     async def _recover_later(self, txs: list[str], docs: list[Doc]) -> None:
-        await asyncio.sleep(STALE_SECONDS + 1)
-        for tx in txs:
-            await self.transactions.settle_if_stale(tx)
-        for doc in docs:
-            await self._settle_stale(doc["_id"], doc["t"], doc["i"])
+        while txs or docs:
+            await asyncio.sleep(self.locks.lease)
+            txs = [tx for tx in txs if not await self.transactions.settle_if_stale(tx)]
+            docs = [d for d in docs if not await self._settle_stale(d["_id"], d["t"], d["i"])]
 
     # -- reads ----------------------------------------------------------------
 
@@ -378,7 +398,7 @@ class MongoRepository(Repository):
         ts = ts or now_ms()
         key = history_key(type_, id_, version)
         hist: Doc = {"_id": key, "t": type_, "i": id_, "v": version, "ts": ts, "m": method,
-                     "json": text, "st": PENDING}
+                     "json": text, "st": PENDING, "p": self.liveness.process}
         current: Doc = {"_id": id_, "v": version, "ts": ts, "m": method, "json": text,
                         "ix": dict(index or {})}
         try:
@@ -411,17 +431,19 @@ class MongoRepository(Repository):
     async def _settle(self, type_: str, id_: str, version: int, ts: datetime) -> None:
         await settle_version(self.db, type_=type_, id_=id_, version=version, ts=ts)
 
-    async def _settle_stale(self, key: str, type_: str, id_: str) -> None:
+    async def _settle_stale(self, key: str, type_: str, id_: str) -> bool:
+        """Settle a pending single write whose process is gone; whether it is settled."""
         doc = await self.db[HISTORY].find_one({"_id": key})
         if doc is None or doc.get("st") != PENDING:
-            return
-        if (now_ms() - doc["ts"]).total_seconds() < STALE_SECONDS:
-            return
+            return True
+        if await self.liveness.may_live(doc, created="ts"):
+            return False
         cur = await self.db[type_].find_one({"_id": id_}, {"v": 1})
         if cur is not None and int(cur["v"]) >= int(doc["v"]):
             await self._settle(type_, id_, int(doc["v"]), doc["ts"])
         else:
             await self.guarded.delete(self.db[HISTORY], key, {"st": PENDING})
+        return True
 
     async def _settle_stale_transaction(self, type_: str, id_: str) -> None:
         doc = await self.db[type_].find_one({"_id": id_}, {"tx": 1})

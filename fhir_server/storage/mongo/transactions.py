@@ -14,9 +14,10 @@ Protocol (no multi-document transactions needed):
    record.
 
 A failure before the commit point unstages everything (roll back). After a crash,
-``recover()`` at start-up rolls every ``pending`` record back and every ``committed``
-one forward; a record older than ``STALE_SECONDS`` that blocks a writer is settled
-the same way on the spot (its process died).
+``recover()`` at start-up rolls every ``committed`` record forward and every ``pending``
+one whose process is gone back (``liveness.py``: with workers or replicas a pending one
+may be another live process's); a record that blocks a writer is settled the same way
+on the spot once its process is gone.
 """
 
 from __future__ import annotations
@@ -33,10 +34,10 @@ from fhir_server.storage.fence import LeaseLost
 from fhir_server.storage.model import StoredVersion, now_ms
 from fhir_server.storage.mongo.fencing import check_fences
 from fhir_server.storage.mongo.guarded import ABSENT, Guarded
+from fhir_server.storage.mongo.liveness import Liveness
 from fhir_server.storage.mongo.versions import (
     HISTORY,
     PENDING,
-    STALE_SECONDS,
     history_key,
     settle_version,
 )
@@ -49,9 +50,10 @@ Doc = dict[str, Any]
 
 
 class TransactionLog:
-    def __init__(self, db: AsyncDatabase[Doc], guarded: Guarded) -> None:
+    def __init__(self, db: AsyncDatabase[Doc], guarded: Guarded, liveness: Liveness) -> None:
         self.db = db
         self.guarded = guarded
+        self.liveness = liveness
 
     async def state(self, tx: str) -> str | None:
         doc = await self.db[TRANSACTIONS].find_one({"_id": tx}, {"state": 1})
@@ -64,7 +66,7 @@ class TransactionLog:
         ts = ts or now_ms()
         keys = [history_key(w.type_, w.id_, (w.previous or 0) + 1) for w in writes]
         await self.db[TRANSACTIONS].insert_one({"_id": tx, "state": "pending", "keys": keys,
-                                                "created": ts})
+                                                "created": ts, "p": self.liveness.process})
         try:
             for i, w in enumerate(writes):
                 await self._stage(tx, i, w, ts)
@@ -137,28 +139,31 @@ class TransactionLog:
             await self.roll_back(tx)
 
     async def settle_if_stale(self, tx: str) -> bool:
-        record = await self.db[TRANSACTIONS].find_one({"_id": tx}, {"created": 1})
-        if record is None or (now_ms() - record["created"]).total_seconds() < STALE_SECONDS:
+        """Settle a transaction whose process is gone (``liveness.py``); whether it did."""
+        record = await self.db[TRANSACTIONS].find_one({"_id": tx}, {"created": 1, "p": 1})
+        if record is None or await self.liveness.may_live(record, created="created"):
             return False
         await self.settle(tx)
         return True
 
     async def recover(self) -> tuple[int, int, list[str]]:
-        """At start-up: (rolled forward, rolled back, left for later) transactions left by a
-        crash. A committed one is finished (whoever else finishes it too). A pending one is
-        rolled back only once stale: a younger one may be another live process's, in flight
-        (other workers, replicas); the caller settles those later, if still pending then."""
+        """(rolled forward, rolled back, left) transactions left by a crash. A committed
+        one is finished (whoever else finishes it too). A pending one is rolled back once
+        its process is gone; one whose process may live (another worker's or replica's, in
+        flight, or one killed a moment ago) is left to the caller."""
         forward = back = 0
-        young: list[str] = []
+        left: list[str] = []
         async for record in self.db[TRANSACTIONS].find({}):
             if record["state"] == "committed":
                 await self.finalise(record["_id"])
                 forward += 1
-            elif (now_ms() - record["created"]).total_seconds() < STALE_SECONDS:
-                young.append(record["_id"])
+            elif record.get("p") == self.liveness.process:
+                continue  # this process's own, in flight
+            elif await self.liveness.may_live(record, created="created"):
+                left.append(record["_id"])
             else:
                 await self.roll_back(record["_id"])
                 back += 1
         if forward or back:
             log.warning("transaction recovery rolled_forward=%d rolled_back=%d", forward, back)
-        return forward, back, young
+        return forward, back, left
