@@ -3,8 +3,6 @@ of a value set filter, code sets, and a rebuild swapped in whole."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
 from fhir_server.storage.concepts import (
@@ -37,13 +35,6 @@ ROWS = [
     ConceptRow("D", "Delta", parents=("A", "C"), ancestors=("A", "C", "B"), abstract=True,
                properties=({"code": "kind", "valueCode": "x"},)),
 ]
-
-
-@pytest.fixture
-async def repo(store: Store) -> AsyncIterator[Repository]:
-    opened = await open_repository(make_settings(store))
-    yield opened
-    await opened.close()
 
 
 async def stored(repo: Repository) -> SystemVersion:

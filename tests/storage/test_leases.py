@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
@@ -20,7 +20,6 @@ import pytest
 from fhir_server.storage.fence import LeaseLost, unfenced
 from fhir_server.storage.locks import LOCKS, LockBusy
 from fhir_server.storage.model import now_ms
-from fhir_server.storage.open import open_repository
 from fhir_server.storage.repository import PlannedWrite, Repository
 from tests.conftest import ROOT, Store
 
@@ -54,15 +53,6 @@ async def main():
 
 asyncio.run(main())
 """
-
-
-@pytest.fixture
-async def repo(store: Store) -> AsyncIterator[Repository]:
-    repository = await open_repository(store.settings())
-    try:
-        yield repository
-    finally:
-        await repository.close()
 
 
 @contextmanager

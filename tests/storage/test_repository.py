@@ -3,24 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
-from fhir_server.storage.open import open_repository
 from fhir_server.storage.repository import Repository, VersionConflict
-from tests.conftest import Store
 from tests.factories import patient
-
-
-@pytest.fixture
-async def repo(store: Store) -> AsyncIterator[Repository]:
-    repository = await open_repository(store.settings())
-    try:
-        yield repository
-    finally:
-        await repository.close()
 
 
 async def test_concurrent_updates_each_get_a_version(client: httpx.AsyncClient) -> None:
