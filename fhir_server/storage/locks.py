@@ -65,13 +65,7 @@ class Locks:
             with holding(Fence(name, owner, lease) for name in taken):
                 yield
         finally:
-            if renewer is not None:
-                renewer.cancel()
-                with suppress(asyncio.CancelledError):
-                    await renewer
-            with unfenced():
-                for name in reversed(taken):
-                    await self.records.delete(kind=LOCKS, id_=name, expect={"owner": owner})
+            await self._release(reversed(taken), owner, renewer)
 
     async def keep(self, name: str) -> Callable[[], Awaitable[None]]:
         """Take ``name`` (a name no one else takes: a process's own) until the returned
@@ -82,13 +76,20 @@ class Locks:
             renewer = asyncio.create_task(self._renew([name], owner, self.lease))
 
         async def release() -> None:
+            await self._release([name], owner, renewer)
+
+        return release
+
+    async def _release(self, names: Iterable[str], owner: str,
+                       renewer: asyncio.Task[None] | None) -> None:
+        """Stop renewing, then delete each lease that is still this holder's."""
+        if renewer is not None:
             renewer.cancel()
             with suppress(asyncio.CancelledError):
                 await renewer
-            with unfenced():
+        with unfenced():
+            for name in names:
                 await self.records.delete(kind=LOCKS, id_=name, expect={"owner": owner})
-
-        return release
 
     async def _take(self, name: str, owner: str, deadline: float, lease: float) -> None:
         loop = asyncio.get_running_loop()
