@@ -3,7 +3,7 @@
 Chains and ``_has`` are resolved before (``search/resolve.py``): MongoDB has no
 join that an index serves here, so their inner searches run first. Every other
 node maps to one operator the per-kind multikey indexes serve (``SEARCH_INDEXES``
-in ``repository.py``): keys are equalities or ``$in``, prefixes anchored regular
+in ``indexes.py``): keys are equalities or ``$in``, prefixes anchored regular
 expressions, elements ``$elemMatch`` over the sub-documents.
 """
 

@@ -25,8 +25,6 @@ on MongoDB and FerretDB, so one code path is tested everywhere.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from datetime import datetime
@@ -47,8 +45,10 @@ from fhir_server.storage.mongo.engine import UNAVAILABLE_ERRORS, MongoEngine
 from fhir_server.storage.mongo.fencing import check_fences
 from fhir_server.storage.mongo.filters import Filter, has_elements, to_filter, without_elements
 from fhir_server.storage.mongo.guarded import ABSENT, Guarded
+from fhir_server.storage.mongo.indexes import Indexes
 from fhir_server.storage.mongo.liveness import Liveness
 from fhir_server.storage.mongo.records import MongoRecords
+from fhir_server.storage.mongo.recovery import Recovery
 from fhir_server.storage.mongo.transactions import TransactionLog
 from fhir_server.storage.mongo.versions import HISTORY, PENDING, settle_version
 from fhir_server.storage.repository import (
@@ -60,18 +60,6 @@ from fhir_server.storage.repository import (
     VersionConflict,
     history_key,
 )
-
-log = logging.getLogger("fhir_server.storage")
-
-SEARCH_INDEXES: list[tuple[str, list[tuple[str, int]]]] = [
-    ("last_updated", [("ts", DESCENDING)]),
-    *[(f"ix_{kind}", [(f"ix.{kind}", 1)])
-      for kind in ("tk", "tt", "ot", "st", "sx", "rf", "ri", "ur", "cp", "has")],
-    ("ix_dt", [("ix.dt.p", 1), ("ix.dt.lo", 1), ("ix.dt.hi", 1)]),
-    ("ix_nm", [("ix.nm.p", 1), ("ix.nm.v", 1)]),
-    ("ix_qt", [("ix.qt.p", 1), ("ix.qt.v", 1)]),
-    ("ix_cr", [("ix.cr.p", 1), ("ix.cr.k", 1)]),
-]
 
 Doc = dict[str, Any]
 LIVE: Filter = {"json": {"$ne": None}}
@@ -127,21 +115,19 @@ class MongoRepository(Repository):
         self.transactions = TransactionLog(db, self.guarded, self.liveness)
         self.locks = Locks(self.records)
         self.concepts: MongoConcepts = MongoConcepts(db, engine, self.guarded)
-        self._indexed: set[str] = set()
-        self._recovering: asyncio.Task[None] | None = None  # settles young pending writes
+        self.indexes = Indexes(db, uses_indexes=engine.uses_indexes)
+        self.recovery = Recovery(db=db, guarded=self.guarded, liveness=self.liveness,
+                                 transactions=self.transactions, lease=self.locks.lease)
 
     async def open(self) -> None:
-        await self.ensure_base_indexes()
+        await self.indexes.ensure_base()
         await self.concepts.create_indexes()
         await self.liveness.start(self.locks)
         await self.recover()
-        await self.ensure_existing_type_indexes()
+        await self.indexes.ensure_existing()
 
     async def close(self) -> None:
-        if self._recovering is not None:
-            self._recovering.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._recovering
+        await self.recovery.stop()
         with suppress(*UNAVAILABLE_ERRORS):  # a database already gone: its lease lapses
             await self.liveness.stop()
         await self.client.close()
@@ -151,81 +137,12 @@ class MongoRepository(Repository):
 
     # -- indexes and recovery -------------------------------------------------
 
-    async def ensure_base_indexes(self) -> None:
-        hist = self.db[HISTORY]
-        await hist.create_index([("t", 1), ("i", 1), ("v", DESCENDING)], name="resource_versions")
-        await hist.create_index([("ts", DESCENDING), ("_id", DESCENDING)], name="system_history")
-        await hist.create_index([("t", 1), ("ts", DESCENDING), ("_id", DESCENDING)],
-                                name="type_history")
-        await hist.create_index([("st", 1)], name="pending", sparse=True)
-        await hist.create_index([("tx", 1)], name="transaction", sparse=True)
-
     async def ensure_type_indexes(self, type_: str) -> None:
-        """The search indexes of a type's collection (one per kind of search value).
-
-        Only on engines that use indexes for queries: FerretDB 1.24 on SQLite
-        scans for every filter, so an index there would only slow writes.
-        """
-        if type_ in self._indexed:
-            return
-        if self.mongo.uses_indexes:
-            coll = self.db[type_]
-            for name, keys in SEARCH_INDEXES:
-                await coll.create_index(keys, name=name)
-        self._indexed.add(type_)
-
-    async def ensure_existing_type_indexes(self) -> None:
-        for name in await self.db.list_collection_names():
-            if name[:1].isupper():
-                await self.ensure_type_indexes(name)
+        await self.indexes.ensure_type(type_)
 
     async def recover(self) -> tuple[int, int]:
-        """Settle writes left pending by a crash: (rolled forward, rolled back).
-
-        Transactions first (their versions carry ``tx``), then single writes. A pending
-        write whose process may live (``liveness.py``: another worker's in flight, or one
-        killed a moment ago whose lease has not lapsed yet) is waited for, a lease period
-        at most; what is left then is settled in the background once its process is gone
-        (readers meanwhile see the version before it).
-        """
-        forward = back = 0
-        deadline = asyncio.get_running_loop().time() + self.locks.lease + 1
-        while True:
-            moved, undone, txs, docs = await self._recover_once()
-            forward, back = forward + moved, back + undone
-            if not (txs or docs) or asyncio.get_running_loop().time() > deadline:
-                break
-            await asyncio.sleep(0.5)
-        if forward or back:
-            log.warning("recovery rolled_forward=%d rolled_back=%d", forward, back)
-        if txs or docs:
-            self._recovering = asyncio.create_task(self._recover_later(txs, docs))
-        return forward, back
-
-    async def _recover_once(self) -> tuple[int, int, list[str], list[Doc]]:
-        """One pass; what is left pending by other processes that may live (this process's
-        own are in flight here, and left alone)."""
-        forward, back, txs = await self.transactions.recover()
-        docs: list[Doc] = []
-        async for doc in self.db[HISTORY].find({"st": PENDING, "tx": {"$exists": False}}):
-            cur = await self.db[doc["t"]].find_one({"_id": doc["i"]}, {"v": 1})
-            if cur is not None and int(cur["v"]) >= int(doc["v"]):
-                await self._settle(doc["t"], doc["i"], int(doc["v"]), doc["ts"])
-                forward += 1
-            elif doc.get("p") == self.liveness.process:
-                continue
-            elif await self.liveness.may_live(doc, created="ts"):
-                docs.append(doc)
-            else:
-                await self.guarded.delete(self.db[HISTORY], doc["_id"], {"st": PENDING})
-                back += 1
-        return forward, back, txs, docs
-
-    async def _recover_later(self, txs: list[str], docs: list[Doc]) -> None:
-        while txs or docs:
-            await asyncio.sleep(self.locks.lease)
-            txs = [tx for tx in txs if not await self.transactions.settle_if_stale(tx)]
-            docs = [d for d in docs if not await self._settle_stale(d["_id"], d["t"], d["i"])]
+        """Settle writes left pending by a crash (``recovery.py``): (forward, back)."""
+        return await self.recovery.recover()
 
     # -- reads ----------------------------------------------------------------
 
@@ -406,7 +323,7 @@ class MongoRepository(Repository):
         except DuplicateKeyError:
             # Either a concurrent writer holds this version, or a writer died
             # holding it (another process's crash): settle it if it is stale.
-            await self._settle_stale(key, type_, id_)
+            await self.recovery.settle_stale(key, type_, id_)
             raise VersionConflict(key) from None
         try:
             await check_fences(self.db, self.guarded)  # before the commit point, just below
@@ -414,12 +331,12 @@ class MongoRepository(Repository):
                 try:
                     await self.db[type_].insert_one(current)
                 except DuplicateKeyError:
-                    await self._settle_stale_transaction(type_, id_)
+                    await self.recovery.settle_stale_transaction(type_, id_)
                     raise VersionConflict(key) from None
             else:
                 if not await self.guarded.replace(self.db[type_], id_,
                                                   {"v": previous, "tx": ABSENT}, current):
-                    await self._settle_stale_transaction(type_, id_)
+                    await self.recovery.settle_stale_transaction(type_, id_)
                     raise VersionConflict(key)
         except BaseException:
             await self.guarded.delete(self.db[HISTORY], key, {"st": PENDING})
@@ -430,25 +347,6 @@ class MongoRepository(Repository):
 
     async def _settle(self, type_: str, id_: str, version: int, ts: datetime) -> None:
         await settle_version(self.db, type_=type_, id_=id_, version=version, ts=ts)
-
-    async def _settle_stale(self, key: str, type_: str, id_: str) -> bool:
-        """Settle a pending single write whose process is gone; whether it is settled."""
-        doc = await self.db[HISTORY].find_one({"_id": key})
-        if doc is None or doc.get("st") != PENDING:
-            return True
-        if await self.liveness.may_live(doc, created="ts"):
-            return False
-        cur = await self.db[type_].find_one({"_id": id_}, {"v": 1})
-        if cur is not None and int(cur["v"]) >= int(doc["v"]):
-            await self._settle(type_, id_, int(doc["v"]), doc["ts"])
-        else:
-            await self.guarded.delete(self.db[HISTORY], key, {"st": PENDING})
-        return True
-
-    async def _settle_stale_transaction(self, type_: str, id_: str) -> None:
-        doc = await self.db[type_].find_one({"_id": id_}, {"tx": 1})
-        if doc is not None and "tx" in doc:
-            await self.transactions.settle_if_stale(doc["tx"])
 
     async def commit_transaction(self, writes: list[PlannedWrite], *, ts: datetime,
                                  side_effects: Sequence[PlannedWrite] = ()
