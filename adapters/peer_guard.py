@@ -108,21 +108,22 @@ def _is_name(host: str) -> bool:
                and label.isascii() for label in labels)
 
 
-def _embedded(address: IPAddress) -> list[IPAddress]:
-    """The address, and the IPv4 address an IPv6 one carries (mapped, 6to4, Teredo, NAT64)."""
-    found: list[IPAddress] = [address]
-    if isinstance(address, ipaddress.IPv6Address):
-        inner = [address.ipv4_mapped, address.sixtofour,
-                 address.teredo[1] if address.teredo else None]
-        if address in NAT64:
-            inner.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
-        found += [a for a in inner if a is not None]
-    return found
+def _judged(address: IPAddress) -> list[IPAddress]:
+    """What to check of an address: an IPv6 one that stands for an IPv4 one (mapped, NAT64)
+    is that IPv4 address; one that carries an IPv4 one (6to4, Teredo) is both."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return [address]
+    if address.ipv4_mapped is not None:
+        return [address.ipv4_mapped]
+    if address in NAT64:
+        return [ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)]
+    carried = address.sixtofour or (address.teredo[1] if address.teredo else None)
+    return [address] if carried is None else [address, carried]
 
 
 def why_refused(address: IPAddress) -> str | None:
     """What makes an address one not to call (None: a public address)."""
-    for one in _embedded(address):
+    for one in _judged(address):
         for kind, flag in (("unspecified", one.is_unspecified), ("loopback", one.is_loopback),
                            ("link-local", one.is_link_local), ("multicast", one.is_multicast),
                            ("private", one.is_private), ("reserved", one.is_reserved),
