@@ -23,6 +23,9 @@ name (exactly, any address it resolves to), an IP address or a CIDR network (the
 resolved address must be in it), optionally followed by ``:port`` to allow that port
 only (IPv6 in brackets then: ``[fd00::5]:8443``). Example:
 ``payer-sandbox.internal,10.20.0.0/16,127.0.0.1:9090``.
+
+Any call to an address taken from data goes through ``guarded_client`` (the payer and EHR
+adapters now; rest-hook Subscriptions when they come), so that the rule is this one.
 """
 
 from __future__ import annotations
