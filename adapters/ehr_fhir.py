@@ -16,7 +16,9 @@ The watermark of a type advances only after a page is committed, to the last
 resumes where the last committed page ended; resources with that same instant are read
 again and found unchanged (no duplicates, no losses: ``ge``, not ``gt``, because one EHR
 transaction stamps many resources with the same instant). The calls use the shared
-resilience (``adapters/peer_http.py``: timeouts, retries, circuit breaker, OAuth).
+resilience (``adapters/peer_http.py``: timeouts, retries, circuit breaker, OAuth, the
+address guard); when the EHR does not answer as asked the caller is told as for every
+peer failure (``adapters/peer_errors.py``) and the log says what it was.
 """
 
 from __future__ import annotations
@@ -28,11 +30,12 @@ from typing import Any
 from urllib.parse import urlencode
 
 from adapters.payer import PayerEndpoint
+from adapters.peer_errors import unreachable
 from adapters.peer_http import PeerHttp
 from adapters.records import Records
 from adapters.upsert import Wanted, WriteFailed, apply, lookup
 from fhir_server.config import Settings
-from fhir_server.errors import Conflict, Upstream, UpstreamTimeout
+from fhir_server.errors import Conflict, Invalid, Upstream, UpstreamTimeout
 from fhir_server.fhirjson import parse_json
 from fhir_server.storage.locks import LockBusy
 from fhir_server.storage.repository import Repository
@@ -109,7 +112,7 @@ class FhirEhrAdapter:
                     marks[type_] = stamps[-1]
                     await records.put(endpoint.reference, {"watermarks": marks,
                                                            "address": endpoint.address})
-            url = _next(page, base)
+            url = _next(page, base, endpoint)
 
     async def _bulk(self, repo: Repository, records: Records, endpoint: PayerEndpoint,
                     types: list[str], since: str | None, marks: dict[str, str],
@@ -126,8 +129,7 @@ class FhirEhrAdapter:
                                        idempotent=True, headers={"Prefer": "respond-async"})
         status_url = kick.headers.get("content-location", "")
         if kick.status_code != 202 or not status_url.startswith(base + "/"):
-            raise Upstream(f"The EHR at {endpoint.reference} did not start a bulk export "
-                           f"(HTTP {kick.status_code})")
+            raise _failed(endpoint, f"bulk export not started (HTTP {kick.status_code})")
         manifest = await self._manifest(endpoint, status_url)
         for type_ in types:
             summary.counts.setdefault(type_, dict.fromkeys(OUTCOMES, 0))
@@ -136,8 +138,8 @@ class FhirEhrAdapter:
                     continue
                 url = str(item.get("url", ""))
                 if not url.startswith(base + "/"):
-                    raise Upstream("The EHR's export file is not on its address; the token is "
-                                   "not sent elsewhere")
+                    # The token is not sent elsewhere.
+                    raise _failed(endpoint, "an export file is not on the EHR's address")
                 found = await self._ndjson(endpoint, url, type_)
                 size = self.settings.fhir_ehr_page_size
                 for start in range(0, len(found), size):
@@ -153,14 +155,12 @@ class FhirEhrAdapter:
         while True:
             r = await self.http.request(endpoint, "GET", status_url, idempotent=True)
             if r.status_code == 200:
-                manifest = parse_json(r.content, what="EHR export manifest",
-                                      max_depth=self.settings.fhir_max_json_depth)
+                manifest = self._json(endpoint, r.content, "export manifest")
                 if not isinstance(manifest, dict) or not manifest.get("transactionTime"):
-                    raise Upstream(f"The EHR at {endpoint.reference} sent no export manifest")
+                    raise _failed(endpoint, "no export manifest")
                 return manifest
             if r.status_code != 202:
-                raise Upstream(f"The EHR at {endpoint.reference} could not export "
-                               f"(HTTP {r.status_code})")
+                raise _failed(endpoint, f"export status answered HTTP {r.status_code}")
             if loop.time() > deadline:
                 raise UpstreamTimeout(f"The EHR at {endpoint.reference} did not finish its "
                                       f"export within {BULK_WAIT:g} s")
@@ -172,31 +172,32 @@ class FhirEhrAdapter:
         r = await self.http.request(endpoint, "GET", url, idempotent=True,
                                     headers={"Accept": "application/fhir+ndjson"})
         if r.status_code != 200:
-            raise Upstream(f"The EHR at {endpoint.reference} did not send an export file "
-                           f"(HTTP {r.status_code})")
+            raise _failed(endpoint, f"export file answered HTTP {r.status_code}")
         out = []
         for n, line in enumerate(r.content.splitlines(), 1):
             if not line.strip():
                 continue
-            resource = parse_json(line, what=f"line {n} of an export file",
-                                  max_depth=self.settings.fhir_max_json_depth)
+            resource = self._json(endpoint, line, f"line {n} of the {type_} export file")
             if not isinstance(resource, dict) or resource.get("resourceType") != type_:
-                raise Upstream(f"Line {n} of the EHR's {type_} export file is not a {type_}")
+                raise _failed(endpoint, f"line {n} of the {type_} export file is not a {type_}")
             out.append(resource)
         return out
 
     async def _page(self, endpoint: PayerEndpoint, url: str) -> dict[str, Any]:
         response = await self.http.request(endpoint, "GET", url, idempotent=True)
-        try:
-            page = parse_json(response.content, what="EHR answer",
-                              max_depth=self.settings.fhir_max_json_depth)
-        except Exception:
-            page = None
-        if response.status_code != 200 or not isinstance(page, dict) or \
-                page.get("resourceType") != "Bundle":
-            raise Upstream(f"The EHR at {endpoint.reference} did not answer a search with a "
-                           f"Bundle (HTTP {response.status_code})")
+        if response.status_code != 200:
+            raise _failed(endpoint, f"search answered HTTP {response.status_code}")
+        page = self._json(endpoint, response.content, "search answer")
+        if not isinstance(page, dict) or page.get("resourceType") != "Bundle":
+            raise _failed(endpoint, "search answered without a Bundle")
         return page
+
+    def _json(self, endpoint: PayerEndpoint, body: bytes, what: str) -> Any:
+        """The EHR's JSON (bad JSON is the EHR's failure, not the caller's bad request)."""
+        try:
+            return parse_json(body, what=what, max_depth=self.settings.fhir_max_json_depth)
+        except Invalid as error:
+            raise _failed(endpoint, f"{what} is not valid JSON ({error.code})") from None
 
     async def _store(self, repo: Repository, base: str, type_: str,
                      found: list[dict[str, Any]], summary: Summary) -> None:
@@ -295,13 +296,16 @@ def _rewrite(value: Any, base: str, local: dict[str, str], page: set[str]) -> An
     return value
 
 
-def _next(page: dict[str, Any], base: str) -> str | None:
+def _next(page: dict[str, Any], base: str, endpoint: PayerEndpoint) -> str | None:
     for link in page.get("link") or []:
         if isinstance(link, dict) and link.get("relation") == "next":
             url = link.get("url")
             if isinstance(url, str) and url.startswith(base + "/"):
                 return url
-            if isinstance(url, str):
-                raise Upstream("The EHR's next link leaves its address; the sync stops there "
-                               "(the token is not sent elsewhere)")
+            if isinstance(url, str):  # the sync stops there: the token is not sent elsewhere
+                raise _failed(endpoint, "a next link leaves the EHR's address")
     return None
+
+
+def _failed(endpoint: PayerEndpoint, detail: str) -> Upstream:
+    return unreachable("EHR", endpoint.reference, detail)

@@ -12,19 +12,20 @@ from typing import Any
 import httpx
 
 from adapters.payer import PayerAnswer, PayerEndpoint
-from adapters.peer_http import FHIR_JSON, PayerRefused, PeerHttp
+from adapters.peer_errors import PayerRefused, unreachable
+from adapters.peer_http import FHIR_JSON, PeerHttp
 from adapters.resilience import CircuitBreaker
 from fhir_server.config import Settings
 from fhir_server.errors import Issue
 from fhir_server.fhirjson import dumps, parse_json
 
 __all__ = ["FhirPayerAdapter", "PayerRefused"]
+VERDICT_STATUSES = (400, 422)  # the payer judged what it was sent (invalid, business rule)
 
 
 class FhirPayerAdapter:
-    def __init__(self, settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None,
-                 http: PeerHttp | None = None) -> None:
-        self.http = http or PeerHttp(settings, transport=transport)
+    def __init__(self, settings: Settings, *, http: PeerHttp | None = None) -> None:
+        self.http = http or PeerHttp(settings)
 
     async def close(self) -> None:
         await self.http.close()
@@ -62,12 +63,15 @@ def _answer(endpoint: PayerEndpoint, response: httpx.Response, *, expect: str,
                    if response.content else None)
     except Exception:
         payload = None
-    if response.status_code >= 400:
-        raise PayerRefused(f"The payer at {endpoint.reference} refused the request "
-                           f"(HTTP {response.status_code})", extra_issues=_payer_issues(payload))
+    status = response.status_code
+    if status >= 400:
+        # A verdict on what was sent (400, 422) passes on; any other status is a failure.
+        issues = _payer_issues(payload) if status in VERDICT_STATUSES else []
+        raise unreachable("payer", endpoint.reference, f"answered HTTP {status}",
+                          kind=PayerRefused, issues=issues)
     if not isinstance(payload, dict) or payload.get("resourceType") != expect:
-        raise PayerRefused(f"The payer at {endpoint.reference} did not answer with a "
-                           f"{expect}")
+        raise unreachable("payer", endpoint.reference, f"answered HTTP {status} without a "
+                          f"{expect}", kind=PayerRefused)
     return payload
 
 

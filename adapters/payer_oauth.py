@@ -6,7 +6,9 @@ payer's ``[address]/.well-known/smart-configuration``; the client assertion is a
 signed with this server's private key (``FHIR_CLIENT_KEY_FILE``: a private JWK,
 RS384 or ES384), with ``iss`` = ``sub`` = the client id, ``aud`` = the token
 endpoint, ``exp`` 4 minutes ahead and a fresh ``jti``. Tokens are cached per
-endpoint until 30 seconds before they expire.
+endpoint until 30 seconds before they expire. The discovery and token calls go through
+the peer client's guarded connections, so a token URL a payer publishes is checked like
+its address; their failures are told as every peer failure is (``peer_errors.py``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
 
 from adapters.payer import PayerEndpoint
+from adapters.peer_errors import unreachable
+from adapters.peer_guard import PeerAddressRefused
 from fhir_server.errors import Upstream, UpstreamTimeout
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -65,8 +69,9 @@ class _Cached:
 
 
 class TokenSource:
-    def __init__(self, key: RSAKey | ECKey | None, *, default_scope: str = DEFAULT_SCOPE) -> None:
-        self.key = key
+    def __init__(self, key: RSAKey | ECKey | None, *, default_scope: str = DEFAULT_SCOPE,
+                 peer: str = "payer") -> None:
+        self.key, self.peer = key, peer
         self.default_scope = default_scope
         self.cache: dict[str, _Cached] = {}
         self.token_urls: dict[str, str] = {}
@@ -93,15 +98,14 @@ class TokenSource:
                 "client_assertion_type": ASSERTION_TYPE, "client_assertion": assertion}
         response = await self._call(endpoint, http.post(token_url, data=form))
         if response.status_code != 200:
-            raise Upstream(f"The server at {endpoint.reference} refused this server's client "
-                           f"credentials (HTTP {response.status_code}, "
-                           f"{_oauth_error(response)})", code="security")
+            raise self._failed(endpoint, f"token request refused (HTTP {response.status_code}, "
+                               f"{_oauth_error(response)})")
         try:
             body = response.json()
             token = str(body["access_token"])
             lifetime = float(body.get("expires_in", 300))
         except (ValueError, KeyError, TypeError):
-            raise Upstream(f"The server at {endpoint.reference} sent no access token") from None
+            raise self._failed(endpoint, "no access token in the token answer") from None
         self.cache[endpoint.address] = _Cached(token, time.monotonic() + lifetime - EARLY_REFRESH)
         return token
 
@@ -116,24 +120,26 @@ class TokenSource:
                 token_url = None
             if not isinstance(token_url, str) or not token_url.startswith(("http://",
                                                                             "https://")):
-                raise Upstream(f"The server at {endpoint.reference} publishes no SMART "
-                               "token_endpoint")
+                raise self._failed(endpoint, "no SMART token_endpoint published (HTTP "
+                                   f"{response.status_code})")
             self.token_urls[endpoint.address] = token_url
         return self.token_urls[endpoint.address]
 
     async def _call(self, endpoint: PayerEndpoint, request: Any) -> httpx.Response:
         try:
             response: httpx.Response = await request
-        except (httpx.ConnectError, httpx.ConnectTimeout):
-            raise Upstream(f"Cannot connect to the server at {endpoint.reference}",
-                           code="transient") from None
         except httpx.TimeoutException:
-            raise UpstreamTimeout(f"The server at {endpoint.reference} did not answer in time"
-                                  ) from None
+            raise UpstreamTimeout(f"The {self.peer} at {endpoint.reference} did not answer in "
+                                  "time") from None
+        except PeerAddressRefused as refused:
+            raise self._failed(endpoint, f"address refused by the peer guard: {refused}"
+                               ) from None
         except httpx.HTTPError as exc:
-            raise Upstream(f"The call to the server at {endpoint.reference} failed "
-                           f"({type(exc).__name__})") from None
+            raise self._failed(endpoint, f"OAuth call failed ({type(exc).__name__})") from None
         return response
+
+    def _failed(self, endpoint: PayerEndpoint, detail: str) -> Upstream:
+        return unreachable(self.peer, endpoint.reference, detail)
 
 
 def _oauth_error(response: httpx.Response) -> str:

@@ -20,7 +20,8 @@ import httpx
 import orjson
 
 from adapters.payer import Exchanged, PayerAnswer, PayerEndpoint
-from adapters.peer_http import PayerRefused, PeerHttp
+from adapters.peer_errors import PayerRefused, unreachable
+from adapters.peer_http import PeerHttp
 from adapters.x12.acks import read_999
 from adapters.x12.claim837 import write_837p
 from adapters.x12.eligibility import read_271, response_of, write_270
@@ -63,8 +64,7 @@ class X12PayerAdapter:
         try:
             found = read_271(document)
         except X12Error as error:
-            raise PayerRefused(f"The clearinghouse at {endpoint.reference} answered with a "
-                               f"271 this server cannot read ({error.where})") from None
+            raise _failed(endpoint, f"a 271 this server cannot read ({error.where})") from None
         response = response_of(found, request, currency=self.settings.fhir_billing_currency,
                                created=at.isoformat(timespec="seconds").replace("+00:00", "Z"))
         return PayerAnswer(response, [sent, received(answer, "271", document)])
@@ -81,12 +81,10 @@ class X12PayerAdapter:
         try:
             groups = read_999(document)
         except X12Error:
-            raise PayerRefused(f"The clearinghouse at {endpoint.reference} did not answer the "
-                               "837P with a 999") from None
+            raise _failed(endpoint, "no 999 in the answer to an 837P") from None
         verdicts = [s for g in groups for s in g.sets if s.control == f"{control:04d}"]
         if not verdicts:
-            raise PayerRefused(f"The clearinghouse at {endpoint.reference} answered with a 999 "
-                               "that does not acknowledge this 837P")
+            raise _failed(endpoint, "a 999 that does not acknowledge this 837P")
         response: dict[str, Any] = {
             "resourceType": "ClaimResponse", "status": "active", "type": claim.get("type"),
             "use": claim.get("use", "claim"), "patient": claim.get("patient"),
@@ -106,15 +104,12 @@ class X12PayerAdapter:
         """The files waiting at the clearinghouse after ``after``: [(id, X12 text)]."""
         def read(response: httpx.Response) -> list[tuple[str, str]]:
             if response.status_code != 200:
-                raise PayerRefused(f"The clearinghouse at {endpoint.reference} refused the "
-                                   f"outbox request (HTTP {response.status_code})")
+                raise _failed(endpoint, f"outbox answered HTTP {response.status_code}")
             try:
                 files = orjson.loads(response.content)
                 return [(str(f["id"]), str(f["x12"])) for f in files]
             except (orjson.JSONDecodeError, KeyError, TypeError):
-                raise PayerRefused(f"The clearinghouse at {endpoint.reference} answered the "
-                                   "outbox request with something other than a list of "
-                                   "files") from None
+                raise _failed(endpoint, "outbox answer is not a list of files") from None
 
         url = f"{endpoint.address.rstrip('/')}/x12/outbox"
         query = httpx.QueryParams({"after": after} if after else {})
@@ -124,9 +119,8 @@ class X12PayerAdapter:
 
     async def _post(self, endpoint: PayerEndpoint, text: str, *, idempotent: bool) -> str:
         def read(response: httpx.Response) -> str:
-            if response.status_code >= 400:
-                raise PayerRefused(f"The clearinghouse at {endpoint.reference} refused the "
-                                   f"interchange (HTTP {response.status_code})")
+            if not 200 <= response.status_code < 300:
+                raise _failed(endpoint, f"interchange answered HTTP {response.status_code}")
             return response.text
 
         return await self.http.call(endpoint, "POST", f"{endpoint.address.rstrip('/')}/x12",
@@ -138,8 +132,12 @@ class X12PayerAdapter:
         try:
             return parse(text)
         except X12Error as error:
-            raise PayerRefused(f"The clearinghouse at {endpoint.reference} answered with bad "
-                               f"X12 ({error.where}: {error.message})") from None
+            raise _failed(endpoint, f"bad X12 in the answer ({error.where})") from None
+
+
+def _failed(endpoint: PayerEndpoint, detail: str) -> PayerRefused:
+    """The clearinghouse answered, but not in X12 as asked: told as every peer failure."""
+    return unreachable("payer", endpoint.reference, detail, kind=PayerRefused)
 
 
 def x12_error(code: str, display: str, text: str) -> dict[str, Any]:

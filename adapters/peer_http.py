@@ -9,7 +9,12 @@ adapters share.
 * a circuit breaker per peer address: after N consecutive failures calls fail at once
   (502) until a trial call succeeds; a peer that answers, even with a refusal, is up;
 * OAuth2 client credentials with ``private_key_jwt`` (``payer_oauth.TokenSource``) when
-  the endpoint names a client id; one new token and one more try on a 401.
+  the endpoint names a client id; one new token and one more try on a 401;
+* connections only to addresses the guard allows (``peer_guard.py``: no loopback,
+  private, link-local or metadata address unless ``FHIR_PEER_ALLOWED_HOSTS`` allows it),
+  and no redirect followed;
+* one message for the caller whatever failed (``peer_errors.py``); which failure it was
+  goes to the log.
 
 Every call is counted (``fhir_adapter_calls``, by peer kind, ``Endpoint/<id>`` and
 outcome) and timed, and, with tracing on, is a client span whose W3C ``traceparent``
@@ -21,7 +26,6 @@ Nothing sent or received is logged; a peer's error text is not passed on.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -30,22 +34,15 @@ import httpx
 
 from adapters.payer import PayerEndpoint
 from adapters.payer_oauth import DEFAULT_SCOPE, TokenSource, load_client_key
+from adapters.peer_errors import Refused, unreachable
+from adapters.peer_guard import PeerAddressRefused, PeerGuard, guarded_client
 from adapters.resilience import CircuitBreaker, backoff_delay
 from fhir_server.config import Settings
 from fhir_server.errors import Upstream, UpstreamTimeout
 from fhir_server.observability import metrics, tracing
 
-log = logging.getLogger("adapters.peer_http")
 FHIR_JSON = "application/fhir+json"
 T = TypeVar("T")
-
-
-class Refused(Upstream):
-    """The peer answered, but refused (a 4xx, or not what was asked): it is up."""
-
-
-class PayerRefused(Refused):
-    """A payer or its clearinghouse answered, but not with what was asked."""
 
 
 class _Retry(Exception):
@@ -58,17 +55,16 @@ class PeerHttp:
     """One HTTP client, the circuit breakers and the OAuth tokens of a kind of peer."""
 
     def __init__(self, settings: Settings, *, peer: str = "payer",
-                 default_scope: str = DEFAULT_SCOPE,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 default_scope: str = DEFAULT_SCOPE) -> None:
         self.settings, self.peer = settings, peer
         timeout = httpx.Timeout(settings.fhir_payer_read_timeout,
                                 connect=settings.fhir_payer_connect_timeout)
-        self.client = httpx.AsyncClient(timeout=timeout, transport=transport,
-                                        follow_redirects=False)
+        self.client = guarded_client(PeerGuard.from_setting(settings.fhir_peer_allowed_hosts),
+                                     timeout=timeout)
         self.breakers: dict[str, CircuitBreaker] = {}
         key = (load_client_key(settings.fhir_client_key_file)
                if settings.fhir_client_key_file else None)
-        self.tokens = TokenSource(key, default_scope=default_scope)
+        self.tokens = TokenSource(key, default_scope=default_scope, peer=peer)
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -98,8 +94,7 @@ class PeerHttp:
         breaker = self.breaker(endpoint)
         if not breaker.allow():
             self._record(endpoint, "circuit_open", None, breaker)
-            raise Upstream(f"The {self.peer} at {endpoint.reference} is failing; calls are "
-                           "paused (circuit open), try again later", code="transient")
+            raise unreachable(self.peer, endpoint.reference, "circuit open, call not made")
         deadline = self.settings.fhir_payer_connect_timeout + self.settings.fhir_payer_read_timeout
         start = time.perf_counter()
         with tracing.client_span(f"{self.peer} {method}", peer=self.peer,
@@ -112,6 +107,7 @@ class PeerHttp:
             except TimeoutError:
                 breaker.failed()
                 self._record(endpoint, "timeout", start, breaker, span)
+                # Told apart from the other failures: the wait has told the caller already.
                 raise UpstreamTimeout(f"The {self.peer} at {endpoint.reference} did not answer "
                                       f"within {deadline:g} s") from None
             except Refused:
@@ -152,8 +148,6 @@ class PeerHttp:
                 return read(response)
             except _Retry as retry:
                 last = retry.error
-                log.warning("%s call failed endpoint=%s attempt=%d status=%d", self.peer,
-                            endpoint.reference, attempt + 1, retry.error.status)
         assert last is not None
         raise last
 
@@ -171,28 +165,34 @@ class PeerHttp:
 
     async def _once(self, endpoint: PayerEndpoint, method: str, url: str, body: bytes | None,
                     headers: dict[str, str], idempotent: bool) -> httpx.Response:
-        who = f"the {self.peer} at {endpoint.reference}"
+        def failed(detail: str) -> Upstream:
+            return unreachable(self.peer, endpoint.reference, detail)
+
         try:
             response = await self._send(endpoint, method, url, body, headers)
-        except (httpx.ConnectError, httpx.ConnectTimeout):
+        except PeerAddressRefused as refused:
+            # Nothing was sent, and asking again would be refused again.
+            raise failed(f"address refused by the peer guard: {refused}") from None
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             # Nothing reached the peer: repeating cannot do anything twice.
-            raise _Retry(Upstream(f"Cannot connect to {who}", code="transient")) from None
+            raise _Retry(failed(f"cannot connect ({type(exc).__name__})")) from None
         except httpx.InvalidURL:
             raise Upstream(f"The address of {endpoint.reference} is not a valid URL",
                            code="invalid") from None
         except httpx.TimeoutException:
-            error = UpstreamTimeout(f"{who[0].upper()}{who[1:]} did not answer in time")
+            error = UpstreamTimeout(f"The {self.peer} at {endpoint.reference} did not answer "
+                                    "in time")
             if idempotent:
                 raise _Retry(error) from None
             raise error from None
         except httpx.HTTPError as exc:
-            error = Upstream(f"The call to {who} failed ({type(exc).__name__})")
+            error = failed(f"call failed ({type(exc).__name__})")
             if idempotent:
                 raise _Retry(error) from None
             raise error from None
         status = response.status_code
         if status >= 500 or status == 429:
-            error = Upstream(f"{who[0].upper()}{who[1:]} answered HTTP {status}")
+            error = failed(f"answered HTTP {status}")
             if idempotent:
                 raise _Retry(error)
             raise error

@@ -91,6 +91,14 @@ class Settings(BaseSettings):
     fhir_client_key_file: Path | None = Field(
         default=None, description="A private JWK (RS384 or ES384, with kid) this server signs "
         "client assertions with when it calls payers that require OAuth (private_key_jwt).")
+    fhir_peer_allowed_hosts: str = Field(
+        default="", description="Comma-separated peers (payers, clearinghouses, EHRs, the "
+        "token URLs they publish) this server may call although their address is loopback, "
+        "private, link-local (cloud metadata), shared, multicast or reserved: a host name "
+        "(any address it resolves to), an IP address or a CIDR network, each optionally with "
+        ":port for that port only (IPv6 in brackets then: [fd00::5]:8443). Empty (the "
+        "default): only globally routable addresses are called, so that an Endpoint.address "
+        "cannot reach this machine's or the clinic network's own services.")
     fhir_x12_poll_interval: float = Field(
         default=0, ge=0, description="Seconds between polls of every clearinghouse Endpoint's "
         "outbox (277CA, 835) by the server; 0: the server does not poll (use "

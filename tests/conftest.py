@@ -63,6 +63,10 @@ ENGINE = os.environ.get("FHIR_TEST_ENGINE", "sqlite")
 # Servers and CLI commands the tests start do not load the terminology content (a minute);
 # tests/terminology loads it once for the run and asks for it where it wants it.
 os.environ.setdefault("FHIR_TERMINOLOGY_LOAD", "false")
+# The payers, clearinghouses and EHRs of the tests are processes and listeners on loopback,
+# which the peer guard refuses unless allowed (tests/adapters/test_peer_guard.py tests the
+# guard with settings of its own). Servers the tests start inherit this environment.
+os.environ.setdefault("FHIR_PEER_ALLOWED_HOSTS", "127.0.0.1,localhost,::1")
 if ENGINE not in ("sqlite", "mongo"):
     raise RuntimeError(f"FHIR_TEST_ENGINE must be sqlite or mongo, not {ENGINE!r}")
 # Tests of the MongoDB engine's own machinery (staged writes, the FerretDB launcher) run in the

@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from adapters.payer import PayerEndpoint
 from adapters.payer_fhir import FhirPayerAdapter
+from adapters.peer_errors import unreachable_text
 from adapters.resilience import CircuitBreaker
 from fhir_server.config import Settings
 from fhir_server.errors import Upstream, UpstreamTimeout
@@ -137,7 +138,7 @@ async def test_refusal_passes_the_payer_issue_codes_not_its_text(
     finally:
         await payer.close()
     outcome = raised.value.outcome()
-    assert "HTTP 422" in outcome["issue"][0]["diagnostics"]
+    assert outcome["issue"][0]["diagnostics"] == unreachable_text("payer", "Endpoint/payer")
     assert outcome["issue"][1]["code"] == "business-rule"
     assert outcome["issue"][1]["expression"] == ["Claim.patient"]
     assert "Smith" not in str(outcome)
@@ -167,7 +168,7 @@ async def test_answer_nested_too_deeply_is_a_502(peer: tuple[str, Script]) -> No
     finally:
         await payer.close()
     assert raised.value.status == 502
-    assert "did not answer with a ClaimResponse" in raised.value.diagnostics
+    assert raised.value.diagnostics == unreachable_text("payer", "Endpoint/payer")
 
 
 async def test_breaker_opens_then_lets_one_trial_through(peer: tuple[str, Script]) -> None:
@@ -181,7 +182,8 @@ async def test_breaker_opens_then_lets_one_trial_through(peer: tuple[str, Script
                 await payer.check_eligibility(endpoint(address), {})
         with pytest.raises(Upstream) as raised:
             await payer.check_eligibility(endpoint(address), {})
-        assert "circuit open" in raised.value.diagnostics
+        assert payer.breaker(endpoint(address)).state == "open"
+        assert raised.value.diagnostics == unreachable_text("payer", "Endpoint/payer")
         assert len(script.hits) == 2  # the open circuit did not call
         await asyncio.sleep(0.6)
         assert (await payer.check_eligibility(endpoint(address), {})).resource \

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -308,18 +309,23 @@ async def test_the_revenue_cycle_day(clinic: ServerProcess, payer: ServerProcess
         assert r.json()["resourceType"] == "OperationOutcome"
         assert elapsed < CONNECT_TIMEOUT + READ_TIMEOUT + 5
 
-        # The payer is gone: a clean 502, then the circuit opens and calls fail at once.
+        # The payer is gone: a clean 502, then the circuit opens and calls fail at once, told
+        # as the first failure was (which failure it was is the log's and the metrics').
         stop_process(payer.proc)
         r = await eligibility(c, cov["id"])
         assert r.status_code == 502, r.text
         assert r.json()["issue"][0]["code"] == "transient"
+        first = r.json()
         r = await eligibility(c, cov["id"])
         assert r.status_code == 502
         started = time.monotonic()
         r = await eligibility(c, cov["id"])
         assert r.status_code == 502
-        assert "circuit open" in r.json()["issue"][0]["diagnostics"]
+        assert r.json() == first
         assert time.monotonic() - started < CONNECT_TIMEOUT
+        metrics = await c.get(f"{clinic.base.removesuffix('/fhir')}/metrics")
+        assert re.search(r'^fhir_adapter_calls_total\{[^}]*outcome="circuit_open"[^}]*\} '
+                         r'[1-9]', metrics.text, re.M), metrics.text[:2000]
         # Nothing was half-written: the claim's one answer is still the only one.
         r = await c.get("ClaimResponse", params={"request": f"Claim/{claim['id']}"})
         assert r.json()["total"] == 1
