@@ -202,7 +202,7 @@ async def test_token_endpoint_from_the_clients_origin_only(
 
 
 async def test_clients_added_elsewhere_are_allowed_after_the_refresh(store: Store) -> None:
-    async with running_app(store, fhir_cors_refresh_seconds=0.5) as (app, http):
+    async with running_app(store, fhir_cors_refresh_seconds=0.5) as (_app, http):
         assert (await preflight(http, APP_ORIGIN)).status_code == 403
         # Another process (the CLI) registers the client in the same database.
         repo = await open_repository(make_settings(store))
