@@ -199,6 +199,16 @@ async def test_token_endpoint_from_the_clients_origin_only(
     assert answer.status_code == 200, answer.text
     assert answer.headers["access-control-allow-origin"] == APP_ORIGIN
     assert answer.json()["patient"] == pid
+    # Revocation (an app's sign-out) follows the same rule.
+    access = answer.json()["access_token"]
+    revoke = {"token": access, "client_id": client_id}
+    other = await http.post(f"{ORIGIN}/auth/revoke", data=revoke, headers={"Origin": OTHER_ORIGIN})
+    assert other.status_code == 400 and other.json()["error"] == "unauthorized_client"
+    bearer = {"Authorization": f"Bearer {access}"}
+    assert (await http.get(f"{BASE}/Patient/{pid}", headers=bearer)).status_code == 200
+    revoked = await http.post(f"{ORIGIN}/auth/revoke", data=revoke, headers={"Origin": APP_ORIGIN})
+    assert revoked.status_code == 200 and revoked.headers["access-control-allow-origin"] == APP_ORIGIN
+    assert (await http.get(f"{BASE}/Patient/{pid}", headers=bearer)).status_code == 401
 
 
 async def test_clients_added_elsewhere_are_allowed_after_the_refresh(store: Store) -> None:
