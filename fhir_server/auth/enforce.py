@@ -83,9 +83,9 @@ async def enforce_request(request: Request) -> None:
                            if path.startswith(FHIR_PREFIX) else path)
     request.state.interaction = interaction
     principal = None if settings.fhir_auth == "off" else await authenticate(request)
+    request.state.principal = principal  # before a refusal: the AuditEvent names the caller
     if principal is not None and (refusal := await origin_refusal(request, principal.client_id)):
         raise Forbidden(refusal)
-    request.state.principal = principal
     access = Access(principal=principal, repo=request.app.state.repo, settings=settings)
     request.state.access = access
     request.state.repo = ScopedRepository(request.app.state.repo, access)

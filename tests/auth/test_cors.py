@@ -13,6 +13,7 @@ import pydantic
 import pytest
 from fastapi import FastAPI
 
+from fhir_server.audit.events import CLIENT_SYSTEM, INTERACTION
 from fhir_server.auth.clients import register_client
 from fhir_server.auth.tokens import Grant
 from fhir_server.config import Settings
@@ -166,6 +167,14 @@ async def test_a_token_is_refused_from_an_origin_that_is_not_its_clients(
     assert stranger.status_code == 403 and "access-control-allow-origin" not in stranger.headers
     assert (await http.get(f"{BASE}/Observation", params={"subject": f"Patient/{pid}"},
                            headers=auth)).json()["total"] == 0
+    # Both refusals are in the audit trail, as the client's failed creates.
+    await app.state.audit.flush()
+    auditor = await service(app).issue_access_token(
+        Grant(client_id="auditor", scope="system/AuditEvent.rs"))
+    audit = await http.get(f"{BASE}/AuditEvent", headers={
+        "Authorization": f"Bearer {auditor}"}, params={
+        "agent:identifier": f"{CLIENT_SYSTEM}|{app_client}", "subtype": f"{INTERACTION}|create"})
+    assert [e["resource"]["outcome"] for e in audit.json()["entry"]] == ["4", "4"]
     # The other client's own token works from its origin; FHIR_CORS_ORIGINS serves every client.
     other_token = await patient_token(app, other_client, pid)
     for origin, bearer in ((OTHER_ORIGIN, other_token), (GLOBAL_ORIGIN, token), (APP_ORIGIN, token)):
