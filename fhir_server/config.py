@@ -176,9 +176,10 @@ class Settings(BaseSettings):
         "values), which may use only that client's tokens. Empty (the default): only the "
         "clients' own origins. '*' is refused: a token would then be usable from any page.")
     fhir_cors_max_age: int = Field(
-        default=600, ge=0, le=7200, description="Seconds a browser may cache a preflight "
-        "answer (Access-Control-Max-Age); Chromium caps it at 7200. Shorter: an origin whose "
-        "client is removed stops working sooner; longer: fewer OPTIONS round trips.")
+        default=600, ge=0, le=86_400, description="Seconds a browser may cache a preflight "
+        "answer (Access-Control-Max-Age; Chromium caps it at 7200, Firefox at 86400). "
+        "Shorter: an origin whose client is removed stops working sooner; longer: fewer "
+        "OPTIONS round trips.")
     fhir_cors_refresh_seconds: float = Field(
         default=5.0, ge=0, le=300, description="How often a server process re-reads the "
         "registered clients' origins (clients added by `fhir-server clients add` while it "

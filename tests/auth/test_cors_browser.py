@@ -1,6 +1,7 @@
 """A real browser runs a SMART standalone launch from another origin (CORS end to end).
 
-The server runs as a real process; two static pages are served from two other loopback
+The server is the real app served by uvicorn on a loopback port (in a thread: a process
+of its own would spend most of the test importing); two static pages are served from two other loopback
 origins (other ports): ``browser_app/app.html``, registered as a public client's redirect
 URI, and ``browser_app/stranger.html``, on an origin no client registered. Headless
 Chromium (Debian's ``/usr/bin/chromium``, installed by ``make test``, driven by Playwright)
@@ -16,6 +17,7 @@ from __future__ import annotations
 import functools
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -24,14 +26,24 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
+import uvicorn
 from playwright.async_api import Page, async_playwright
 
 from fhir_server.auth.clients import register_client
 from fhir_server.auth.users import add_user
+from fhir_server.main import create_app
 from fhir_server.storage.auth_store import AuthStore
 from fhir_server.storage.open import open_repository
 from tests.auth.flow_helpers import PASSWORD
-from tests.conftest import HTTP_TIMEOUT, Store, make_settings, mint_for_database, server_process
+from tests.conftest import (
+    HTTP_TIMEOUT,
+    READY_TIMEOUT,
+    STOP_TIMEOUT,
+    Store,
+    free_port,
+    make_settings,
+    mint_for_database,
+)
 
 PAGES = Path(__file__).parent / "browser_app"
 CHROMIUM = "/usr/bin/chromium"  # Debian's; `make test` installs it. Never a downloaded build.
@@ -47,6 +59,28 @@ PAGE_TIMEOUT_MS = 20_000
 class _QuietPages(SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass  # the test's output is the assertions, not an access log
+
+
+@contextmanager
+def served_app(store: Store) -> Iterator[str]:
+    """The app on ``store`` served by uvicorn on a loopback port, started (its lifespan
+    has run); yields its FHIR base URL."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}/fhir"
+    app = create_app(make_settings(store, fhir_base_url=base))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None,
+                                           access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.05)
+        yield base
+    finally:
+        server.should_exit = True
+        thread.join(timeout=STOP_TIMEOUT)
 
 
 @contextmanager
@@ -89,9 +123,7 @@ async def _outcome(page: Page) -> dict[str, Any]:
 
 
 async def test_browser_smart_app_on_another_origin(store: Store, tmp_path: Path) -> None:
-    with server_process(store) as server, static_site() as app_origin, \
-            static_site() as stranger_origin:
-        base = server.base
+    with served_app(store) as base, static_site() as app_origin, static_site() as stranger_origin:
         admin = await mint_for_database(store, base)
         patient = {"resourceType": "Patient", "name": [{"family": "Okafor", "given": ["Ada"]}]}
         created = httpx.post(f"{base}/Patient", json=patient, timeout=HTTP_TIMEOUT, headers={
@@ -112,11 +144,11 @@ async def test_browser_smart_app_on_another_origin(store: Store, tmp_path: Path)
                 page.set_default_timeout(PAGE_TIMEOUT_MS)
                 await page.goto(f"{app_origin}/app.html?"
                                 + urlencode({"iss": base, "client_id": client_id, "scope": SCOPE}))
-                await page.wait_for_url(f"{base.removesuffix('/fhir')}/auth/authorize?*")
+                await page.wait_for_url(f"{base.removesuffix('/fhir')}/auth/authorize?**")
                 await page.fill("#username", "browser-pat")
                 await page.fill("#password", PASSWORD)
                 await page.click("button[type=submit]")
-                await page.wait_for_url(f"{app_origin}/app.html?*")
+                await page.wait_for_url(f"{app_origin}/app.html?**")
                 assert await _outcome(page) == {
                     "status": 200, "patient": pid, "family": patient["name"][0]["family"],
                     "given": patient["name"][0]["given"], "etag": f'W/"{version}"'}
