@@ -256,3 +256,15 @@ async def test_client_origins_are_checked(app_http: tuple[FastAPI, httpx.AsyncCl
         store=service(app).store, name="Two", scope=SCOPE, origins=["HTTP://Extra.Example:8080"],
         redirect_uris=[APP_REDIRECT, "https://app.example.org/other", "com.example:/cb"])
     assert client.web_origins == (APP_ORIGIN, "http://extra.example:8080")
+
+
+async def test_without_access_control_origins_still_decide_what_a_page_reads(store: Store) -> None:
+    """FHIR_AUTH=off (local experiments): no token, so no client to check, but only the
+    registered origins get CORS headers."""
+    async with running_app(store, fhir_auth="off") as (app, http):
+        await register(app, redirect=APP_REDIRECT)
+        pid = await create(app, http, {"resourceType": "Patient", "name": [{"family": "Off"}]})
+        mine = await http.get(f"{BASE}/Patient/{pid}", headers={"Origin": APP_ORIGIN})
+        assert mine.status_code == 200 and mine.headers["access-control-allow-origin"] == APP_ORIGIN
+        other = await http.get(f"{BASE}/Patient/{pid}", headers={"Origin": STRANGER})
+        assert other.status_code == 200 and "access-control-allow-origin" not in other.headers
