@@ -72,8 +72,11 @@ class AllowedOrigins:
 
     async def table(self) -> OriginTable:
         """The current table (one of ``unavailable`` when none could be read yet)."""
-        if self._table is None or time.monotonic() - self._read_at >= self.refresh:
-            async with self._lock:  # one read at a time; the others use what it read
+        stale = self._table is None or time.monotonic() - self._read_at >= self.refresh
+        # One read at a time: while it runs, the others use the last table (the very first
+        # read they wait for).
+        if stale and (self._table is None or not self._lock.locked()):
+            async with self._lock:
                 if self._table is None or time.monotonic() - self._read_at >= self.refresh:
                     await self._read()
         assert self._table is not None
@@ -86,7 +89,8 @@ class AllowedOrigins:
             if self._table is None:
                 raise
             log.warning("reading the clients' CORS origins failed error=%s", type(exc).__name__)
-            return  # keep the last table; the next request tries again
+            self._read_at = time.monotonic()  # keep the last table; try again in a refresh
+            return
         self._table = origin_table(clients=[Client.from_doc(d) for d in docs],
                                    everyone=self.everyone)
         self._read_at = time.monotonic()
