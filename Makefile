@@ -1,5 +1,6 @@
 # Developer and CI entry points. Needs python3 (3.11+) and make to run the server; the
-# tests also need go (FerretDB stands in for MongoDB). The rest comes from PyPI and the
+# tests also need go (FerretDB stands in for MongoDB) and Debian's chromium (the CORS
+# test's browser, installed with apt-get when missing). The rest comes from PyPI and the
 # Go module proxy.
 
 PYTHON ?= python3
@@ -10,8 +11,11 @@ FERRETDB_DIR := tools/ferretdb
 FERRETDB_BIN := $(FERRETDB_DIR)/ferretdb-embedded
 FERRETDB_SRC := $(FERRETDB_DIR)/main.go $(FERRETDB_DIR)/go.mod $(FERRETDB_DIR)/go.sum
 PYTEST_ARGS ?=
+# Headless browser for tests/auth/test_cors_browser.py (driven by Playwright, which never
+# downloads a browser of its own here).
+CHROMIUM := /usr/bin/chromium
 
-.PHONY: venv ferretdb run test bench clean lint
+.PHONY: venv ferretdb chromium run test bench clean lint
 
 venv: $(STAMP)
 
@@ -28,6 +32,13 @@ ferretdb: $(FERRETDB_BIN)
 $(FERRETDB_BIN): $(FERRETDB_SRC)
 	cd $(FERRETDB_DIR) && go build -o ferretdb-embedded .
 
+chromium: $(CHROMIUM)
+
+# A file target: nothing to do once /usr/bin/chromium exists. Needs root (CI runs as root).
+$(CHROMIUM):
+	apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+
 # Foreground; exec so that SIGTERM/SIGINT reach the server itself. The embedded SQLite
 # database needs nothing else.
 run: venv
@@ -35,7 +46,7 @@ run: venv
 
 # The whole suite on each storage engine: the embedded SQLite, then MongoDB (MONGODB_URI
 # when set, else an embedded FerretDB standing in for it).
-test: venv ferretdb
+test: venv ferretdb $(CHROMIUM)
 	FHIR_TEST_ENGINE=sqlite $(VENV_PY) -m pytest -q $(PYTEST_ARGS)
 	FHIR_TEST_ENGINE=mongo $(VENV_PY) -m pytest -q $(PYTEST_ARGS)
 

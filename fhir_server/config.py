@@ -7,8 +7,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from fhir_server.web_origin import parse_origin_list
 
 
 class Settings(BaseSettings):
@@ -174,6 +176,22 @@ class Settings(BaseSettings):
     fhir_auth_revocation_poll_seconds: float = Field(
         default=5.0, ge=0, description="How often a server process reloads token revocations made by "
         "other processes (its own take effect at once).")
+    # -- CORS for browser apps (fhir_server/api/cors.py) -----------------------------------
+    fhir_cors_origins: str = Field(
+        default="", description="Comma-separated web origins (scheme://host[:port]) that may "
+        "call /fhir and /auth from a browser with the token of any client, beyond each "
+        "registered client's own origins (its redirect URIs' origins and its --origin "
+        "values), which may use only that client's tokens. Empty (the default): only the "
+        "clients' own origins. '*' is refused: a token would then be usable from any page.")
+    fhir_cors_max_age: int = Field(
+        default=600, ge=0, le=86_400, description="Seconds a browser may cache a preflight "
+        "answer (Access-Control-Max-Age; Chromium caps it at 7200, Firefox at 86400). "
+        "Shorter: an origin whose client is removed stops working sooner; longer: fewer "
+        "OPTIONS round trips.")
+    fhir_cors_refresh_seconds: float = Field(
+        default=5.0, ge=0, le=300, description="How often a server process re-reads the "
+        "registered clients' origins (clients added by `fhir-server clients add` while it "
+        "runs are allowed from then on); 0: at every cross-origin request.")
 
     fhir_audit_flush_seconds: float = Field(
         default=0.5, gt=0, le=60, description="How often queued AuditEvents are written, seconds.")
@@ -195,6 +213,16 @@ class Settings(BaseSettings):
     fhir_terminology_expansion_limit: int = Field(
         default=10_000, ge=1, description="Most codes $expand returns at once; a larger "
         "expansion asked for without count answers 400 (too-costly).")
+
+    @field_validator("fhir_cors_origins")
+    @classmethod
+    def _cors_origins(cls, value: str) -> str:
+        return ",".join(parse_origin_list(value))
+
+    @property
+    def cors_origins(self) -> tuple[str, ...]:
+        """FHIR_CORS_ORIGINS, normalised (``origin_of``'s form)."""
+        return parse_origin_list(self.fhir_cors_origins)
 
     @property
     def base_url(self) -> str:

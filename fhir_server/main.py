@@ -21,11 +21,13 @@ from adapters.x12.state import X12State
 from fhir_server import rules
 from fhir_server.api import batch, bulk, capability, interactions, operations
 from fhir_server.api.context import RequestContext
+from fhir_server.api.cors import Cors
 from fhir_server.api.negotiation import check_accept, json_response
 from fhir_server.audit.journal import Journal
 from fhir_server.audit.trail import AuditTrail
 from fhir_server.auth import server as auth_server
 from fhir_server.auth.enforce import enforce_request
+from fhir_server.auth.origins import AllowedOrigins
 from fhir_server.auth.tokens import create_auth
 from fhir_server.config import Settings, get_settings
 from fhir_server.errors import install_handlers
@@ -90,6 +92,8 @@ def startup_steps(app: FastAPI, settings: Settings) -> list[Step]:
         journal = (Journal(settings.fhir_data_dir / "audit-journal", journal_name(settings))
                    if settings.fhir_audit_journal else None)
         app.state.audit = AuditTrail(repo=repo, settings=settings, journal=journal)
+        app.state.origins = AllowedOrigins(store=app.state.auth.store, settings=settings,
+                                           unavailable=unavailable_errors())
         app.state.auth.on_login(app.state.audit.on_login)
         app.state.auth.on_login(_count_login)
         await app.state.audit.start()
@@ -151,6 +155,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.startup = Startup()
     install_handlers(app, unavailable=unavailable_errors())
 
+    # CORS inside the request context: preflights get a request id and a log line.
+    app.add_middleware(Cors, base_url=settings.base_url, max_age=settings.fhir_cors_max_age)
     app.add_middleware(RequestContext)
 
     @app.get("/health", include_in_schema=False)

@@ -80,6 +80,9 @@ def client_arguments(parser: argparse.ArgumentParser) -> None:
                      help="an app with a secret (printed once; only its hash is kept)")
     add.add_argument("--jwks-file", type=Path, help="public JWK Set (backend or asymmetric client)")
     add.add_argument("--jwks-url", help="URL of the client's public JWK Set")
+    add.add_argument("--origin", dest="origins", action="append", default=[],
+                     help="web origin (scheme://host[:port]) a browser may use this client "
+                     "from, besides its redirect URIs' origins (CORS; repeatable)")
 
 
 async def add_client(args: argparse.Namespace, auth: AuthService, repo: Repository) -> str:
@@ -91,9 +94,10 @@ async def add_client(args: argparse.Namespace, auth: AuthService, repo: Reposito
             raise CommandError(f"cannot read --jwks-file: {type(exc).__name__}") from exc
     client, secret = await register_client(
         store=auth.store, name=args.name, scope=args.scope, redirect_uris=args.redirect_uri,
-        confidential=args.confidential, jwks=jwks, jwks_url=args.jwks_url, client_id=args.client_id)
+        confidential=args.confidential, jwks=jwks, jwks_url=args.jwks_url, client_id=args.client_id,
+        origins=args.origins)
     out: dict[str, Any] = {"client_id": client.client_id, "kind": client.kind,
-                           "scope": client.scope}
+                           "scope": client.scope, "origins": list(client.web_origins)}
     if secret is not None:
         out["client_secret"] = secret
     return json.dumps(out, indent=2)

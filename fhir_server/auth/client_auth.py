@@ -17,15 +17,22 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidRequestError, OAuth2Error
+from authlib.oauth2.rfc6749.errors import (
+    InvalidClientError,
+    InvalidRequestError,
+    OAuth2Error,
+    UnauthorizedClientError,
+)
 from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, KeySet, RSAKey
 from starlette.datastructures import Headers
+from starlette.requests import Request
 
 from fhir_server.auth.clients import Client, check_jwks, get_client
+from fhir_server.auth.origins import origin_refusal
 from fhir_server.auth.passwords import secret_matches, token_hash
 from fhir_server.storage.auth_store import AuthStore, now_s
 
@@ -223,6 +230,21 @@ def authenticator(app_state: Any) -> ClientAuthenticator:
                                     jwks_cache=JwksCache(ttl=auth.settings.fhir_auth_jwks_cache_seconds))
         app_state.client_auth = found
     return found
+
+
+async def authenticate_request(request: Request, form: dict[str, str], *,
+                               allow_public: bool = True) -> AuthenticatedClient:
+    """The client that authenticates this request, refused (``unauthorized_client``) when
+    a browser sends it from a web origin that is not one of the client's."""
+    caller = await authenticator(request.app.state).authenticate(
+        headers=request.headers, form=form, allow_public=allow_public)
+    await require_origin(request, caller.client.client_id)
+    return caller
+
+
+async def require_origin(request: Request, client_id: str) -> None:
+    if refusal := await origin_refusal(request, client_id):
+        raise UnauthorizedClientError(description=safe_text(refusal))
 
 
 def oauth_error_body(error: OAuth2Error) -> tuple[int, dict[str, str], dict[str, str]]:

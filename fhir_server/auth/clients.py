@@ -5,6 +5,10 @@
   or a JWKS (``private_key_jwt``, "confidential asymmetric");
 * backend service: a JWKS or JWKS URL and no redirect URI; ``client_credentials``
   with a signed assertion, ``system/`` scopes only.
+
+A client's web origins (``Client.web_origins``) are where a browser may use it from
+(CORS, ``api/cors.py``): its http(s) redirect URIs' origins and the ``origins`` it was
+registered with.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from joserfc.jwk import ECKey, KeySet, RSAKey
 from fhir_server.auth.passwords import new_client_secret
 from fhir_server.auth.scopes import parse_scopes
 from fhir_server.storage.auth_store import AuthStore, now_s
+from fhir_server.web_origin import origin_of, parse_origin
 
 CLIENT_ID = re.compile(r"^[A-Za-z0-9._~-]{1,64}$")
 
@@ -43,6 +48,14 @@ class Client:
     secret_hash: str | None = None
     jwks: dict[str, Any] | None = None
     jwks_url: str | None = None
+    origins: tuple[str, ...] = ()  # registered beyond the redirect URIs' (normalised)
+
+    @property
+    def web_origins(self) -> tuple[str, ...]:
+        """Origins a browser may use this client from: its http(s) redirect URIs' and the
+        registered ones."""
+        from_redirects = (origin_of(uri) for uri in self.redirect_uris)
+        return tuple(dict.fromkeys([*(o for o in from_redirects if o), *self.origins]))
 
     @property
     def asymmetric(self) -> bool:
@@ -67,7 +80,7 @@ class Client:
         return cls(client_id=doc["_id"], name=doc.get("name", ""), scope=doc.get("scope", ""),
                    redirect_uris=tuple(doc.get("redirect_uris", ())),
                    secret_hash=doc.get("secret_hash"), jwks=doc.get("jwks"),
-                   jwks_url=doc.get("jwks_url"))
+                   jwks_url=doc.get("jwks_url"), origins=tuple(doc.get("origins", ())))
 
 
 def _check_redirect_uri(uri: str) -> None:
@@ -108,8 +121,10 @@ def _check_scopes(scope: str, *, backend: bool) -> str:
 async def register_client(*, store: AuthStore, name: str, scope: str, redirect_uris: list[str],
                           confidential: bool = False, jwks: dict[str, Any] | None = None,
                           jwks_url: str | None = None,
-                          client_id: str | None = None) -> tuple[Client, str | None]:
-    """Register a client; returns it and its secret (shown once; only its hash is kept)."""
+                          client_id: str | None = None,
+                          origins: list[str] | None = None) -> tuple[Client, str | None]:
+    """Register a client; returns it and its secret (shown once; only its hash is kept).
+    ``origins``: web origins it may be used from besides its redirect URIs' (CORS)."""
     client_id = client_id or new_client_id()
     if not CLIENT_ID.match(client_id):
         raise ValueError("a client id has 1-64 letters, digits, '.', '_', '~' or '-'")
@@ -126,6 +141,7 @@ async def register_client(*, store: AuthStore, name: str, scope: str, redirect_u
     if jwks_url is not None and urlsplit(jwks_url).scheme not in ("http", "https"):
         raise ValueError("--jwks-url must be an http(s) URL")
     scope = _check_scopes(scope, backend=asymmetric and not redirect_uris)
+    extra_origins = list(dict.fromkeys(parse_origin(o) for o in origins or ()))
     secret, hashed = new_client_secret() if confidential else (None, None)
     doc: dict[str, Any] = {"_id": client_id, "name": name, "scope": scope,
                            "redirect_uris": list(dict.fromkeys(redirect_uris)), "created": now_s()}
@@ -135,6 +151,8 @@ async def register_client(*, store: AuthStore, name: str, scope: str, redirect_u
         doc["jwks"] = check_jwks(jwks)
     if jwks_url is not None:
         doc["jwks_url"] = jwks_url
+    if extra_origins:
+        doc["origins"] = extra_origins
     if not await store.insert(kind="clients", doc=doc):
         raise ValueError(f"a client with id {client_id!r} exists already")
     return Client.from_doc(doc), secret

@@ -5,6 +5,8 @@ reads ``Authorization: Bearer``, verifies the token (``app.state.auth``), puts t
 ``Principal`` on ``request.state.principal`` (None with FHIR_AUTH=off), binds the
 caller's ``Access`` into a ``ScopedRepository`` (``request.state.repo``, what
 ``deps.RepoDep`` hands the routes) and checks the interaction's letter on its type.
+A browser's cross-origin request is refused (403) when its Origin is not one of the
+token's client's (``auth/origins.py``).
 Instance-level rules (compartment, restrictions) are the scoped repository's.
 
 Operation routes call one function::
@@ -21,6 +23,7 @@ from starlette.requests import Request
 
 from fhir_server.auth.access import Access
 from fhir_server.auth.classify import LETTER, Interaction, classify
+from fhir_server.auth.origins import origin_refusal
 from fhir_server.auth.principal import Principal, principal_of
 from fhir_server.auth.scoped import ScopedRepository
 from fhir_server.config import Settings
@@ -80,7 +83,9 @@ async def enforce_request(request: Request) -> None:
                            if path.startswith(FHIR_PREFIX) else path)
     request.state.interaction = interaction
     principal = None if settings.fhir_auth == "off" else await authenticate(request)
-    request.state.principal = principal
+    request.state.principal = principal  # before a refusal: the AuditEvent names the caller
+    if principal is not None and (refusal := await origin_refusal(request, principal.client_id)):
+        raise Forbidden(refusal)
     access = Access(principal=principal, repo=request.app.state.repo, settings=settings)
     request.state.access = access
     request.state.repo = ScopedRepository(request.app.state.repo, access)

@@ -20,7 +20,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
 from fhir_server.auth import refresh_chains
-from fhir_server.auth.client_auth import authenticator
+from fhir_server.auth.client_auth import authenticate_request, require_origin
 from fhir_server.auth.launch import create_launch
 from fhir_server.auth.passwords import token_hash
 from fhir_server.auth.token_endpoint import NO_STORE, oauth_error_response, read_form
@@ -52,9 +52,9 @@ async def _caller(request: Request, form: dict[str, str]) -> tuple[str | None, b
         if grant.role != ADMIN_ROLE:
             raise InvalidClientError(description="a bearer token must belong to an admin user",
                                      status_code=401)
+        await require_origin(request, grant.client_id)
         return None, True
-    caller = await authenticator(request.app.state).authenticate(
-        headers=request.headers, form=form, allow_public=True)
+    caller = await authenticate_request(request, form)
     return caller.client.client_id, False
 
 

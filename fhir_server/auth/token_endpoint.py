@@ -29,7 +29,7 @@ from starlette.responses import JSONResponse, Response
 from fhir_server.auth import refresh_chains
 from fhir_server.auth.client_auth import (
     AuthenticatedClient,
-    authenticator,
+    authenticate_request,
     oauth_error_body,
     safe_text,
 )
@@ -72,8 +72,7 @@ async def token(request: Request) -> Response:
         if grant_type not in ("authorization_code", "refresh_token", "client_credentials"):
             raise UnsupportedGrantTypeError(safe_text((grant_type or "")[:40]))
         try:
-            caller = await authenticator(request.app.state).authenticate(
-                headers=request.headers, form=form)
+            caller = await authenticate_request(request, form)
         except OAuth2Error as error:
             if grant_type == "client_credentials":
                 await auth.emit_login(LoginEvent(

@@ -207,3 +207,24 @@ def test_cli_against_the_running_servers_database(live_server: str, store: Store
                      timeout=HTTP_TIMEOUT).status_code == 200
     assert httpx.get(f"{live_server}/Patient", headers=bearer(token + "x"),
                      timeout=HTTP_TIMEOUT).status_code == 401
+
+
+def test_cli_client_origins_reach_the_running_server(live_server: str, store: Store) -> None:
+    """`clients add --origin` while the server runs: the server answers that origin's
+    preflights once it re-reads the clients (FHIR_CORS_REFRESH_SECONDS)."""
+    env = {**os.environ, **store.env(), "FHIR_BASE_URL": live_server, "FHIR_LOG_LEVEL": "WARNING"}
+    extra = "http://127.0.0.1:5173"
+    app = json.loads(ok(env, "clients", "add", "--redirect-uri", REDIRECT, "--scope", "user/*.rs",
+                        "--origin", extra + "/", "--origin", "HTTP://127.0.0.1:5173"))
+    assert app["origins"] == [REDIRECT.rsplit("/", 1)[0], extra]
+    bad = cli(env, "clients", "add", "--redirect-uri", REDIRECT, "--scope", "user/*.rs",
+              "--origin", "http://127.0.0.1:5173/app")
+    assert bad.returncode == 1 and "not a web origin" in bad.stderr
+    deadline = time.monotonic() + HTTP_TIMEOUT
+    while True:
+        answer = httpx.options(f"{live_server}/Patient", timeout=HTTP_TIMEOUT, headers={
+            "Origin": extra, "Access-Control-Request-Method": "GET"})
+        if answer.status_code != 403 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert answer.status_code == 204 and answer.headers["access-control-allow-origin"] == extra
