@@ -21,12 +21,15 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
+import pymongo
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
 
 from fhir_server.storage.concepts import (
     Above,
@@ -47,12 +50,13 @@ from fhir_server.storage.concepts import (
     SystemVersion,
     Words,
     concept_from,
-    full_match,
 )
+from fhir_server.storage.deadline import QueryTimeout, paused, remaining
 from fhir_server.storage.mongo.concept_cache import LARGE, PROCESS_CACHE, Generation
 from fhir_server.storage.mongo.engine import MongoEngine
 from fhir_server.storage.mongo.fencing import check_fences
 from fhir_server.storage.mongo.guarded import Guarded
+from fhir_server.storage.patterns import anchored, anchored_after
 
 Doc = dict[str, Any]
 CHUNK = 2000  # concepts per insert while building; members per stored code-set chunk
@@ -83,6 +87,24 @@ def _doc(gen: str, seq: int, r: ConceptRow, children: list[str]) -> Doc:
 
 def _prefix(text: str) -> Doc:
     return {"$regex": "^" + re.escape(text)}
+
+
+@contextmanager
+def _bounded() -> Iterator[None]:
+    """The operations run inside end at the query deadline, when one is set
+    (``storage/deadline.py``): the server is sent ``maxTimeMS`` and the client stops
+    waiting then, also for a server that does not honour it."""
+    left = remaining()
+    if left is None:
+        yield
+        return
+    try:
+        with pymongo.timeout(left):
+            yield
+    except PyMongoError as error:
+        if error.timeout:
+            raise QueryTimeout from None
+        raise
 
 
 class MongoConcepts(Concepts):
@@ -188,9 +210,11 @@ class MongoConcepts(Concepts):
         if isinstance(where, HasProp):
             return {"p": _prefix(f"{where.name}|")}
         if isinstance(where, Regex):
+            # The database's own engine (PCRE, Go's regexp on FerretDB) runs the pattern that
+            # RE2 accepted (patterns.py), under the query's deadline (_bounded).
             if where.field in ("code", "display"):
-                return {"c" if where.field == "code" else "d": {"$regex": full_match(where.pattern)}}
-            return {"p": {"$regex": "^" + re.escape(f"{where.field}|") + f"(?:{where.pattern})$"}}
+                return {"c" if where.field == "code" else "d": {"$regex": anchored(where.pattern)}}
+            return {"p": {"$regex": anchored_after(f"{where.field}|", where.pattern)}}
         if isinstance(where, Words):
             return {"$and": [{"w": _prefix(w)} for w in where.prefixes]} if where.prefixes else {}
         if isinstance(where, Active):
@@ -218,7 +242,8 @@ class MongoConcepts(Concepts):
             count = int(system["count"]) if system else 0
         if count < LARGE:
             return None
-        return self.cache.put(gen, [d async for d in self.db[CONCEPTS].find({"g": gen})])
+        with paused():  # read once for every later query, not only for this one
+            return self.cache.put(gen, [d async for d in self.db[CONCEPTS].find({"g": gen})])
 
     async def _query(self, part: Part) -> Doc:
         inner = await self._filter(part.where, part.system.gen)
@@ -228,22 +253,25 @@ class MongoConcepts(Concepts):
         memory = await self._in_memory(part.system.gen, part.system.count)
         if memory is not None:
             return len(memory.select(part.where))
-        return await self.db[CONCEPTS].count_documents(await self._query(part))
+        with _bounded():
+            return await self.db[CONCEPTS].count_documents(await self._query(part))
 
     async def select(self, *, part: Part, offset: int, limit: int) -> list[ConceptRow]:
         memory = await self._in_memory(part.system.gen, part.system.count)
         if memory is not None:
             return [_concept(d) for d in memory.select(part.where)[offset:offset + limit]]
-        cursor = self.db[CONCEPTS].find(await self._query(part), ROW)
-        cursor = cursor.sort([("q", ASCENDING)]).skip(offset).limit(limit)
-        return [_concept(d) async for d in cursor]
+        with _bounded():
+            cursor = self.db[CONCEPTS].find(await self._query(part), ROW)
+            cursor = cursor.sort([("q", ASCENDING)]).skip(offset).limit(limit)
+            return [_concept(d) async for d in cursor]
 
     async def codes(self, *, part: Part) -> list[str]:
         memory = await self._in_memory(part.system.gen, part.system.count)
         if memory is not None:
             return [d["c"] for d in memory.select(part.where)]
-        cursor = self.db[CONCEPTS].find(await self._query(part), {"c": 1, "q": 1})
-        return [d["c"] async for d in cursor.sort([("q", ASCENDING)])]
+        with _bounded():
+            cursor = self.db[CONCEPTS].find(await self._query(part), {"c": 1, "q": 1})
+            return [d["c"] async for d in cursor.sort([("q", ASCENDING)])]
 
     # -- code sets ----------------------------------------------------------------------
 
