@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import time
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -48,14 +46,12 @@ from fhir_server.storage.concepts import (
     Words,
     concept_from,
 )
-from fhir_server.storage.deadline import QueryTimeout, check, current
 from fhir_server.storage.patterns import matches
-from fhir_server.storage.sqlite.database import BUSY_WAIT, Database
+from fhir_server.storage.sqlite.database import BUSY_WAIT, Database, bounded
 from fhir_server.storage.sqlite.sql import Sql, successor
 
 CHUNK = 2000  # concepts per write transaction while building
 RARITY_CAP = 5000  # concepts counted per word when choosing which word of a filter to read
-PROGRESS_STEPS = 1000  # SQLite VM steps between two looks at a query's deadline
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS code_systems (
@@ -89,26 +85,6 @@ GEN_TABLES = ("concepts", "concept_closure", "concept_props", "concept_words")
 
 def _regex(pattern: str, value: str | None) -> int:
     return int(matches(pattern, value))
-
-
-@contextmanager
-def _bounded(conn: sqlite3.Connection) -> Iterator[None]:
-    """The statements run inside stop at the query deadline, when one is set
-    (``storage/deadline.py``): SQLite interrupts them, and rolls back an interrupted write."""
-    until = current()
-    if until is None:
-        yield
-        return
-    check()  # QueryTimeout when it has already passed
-    conn.set_progress_handler(lambda: int(time.monotonic() > until), PROGRESS_STEPS)
-    try:
-        yield
-    except sqlite3.OperationalError as error:
-        if "interrupted" in str(error):
-            raise QueryTimeout from None
-        raise
-    finally:
-        conn.set_progress_handler(None, 0)
 
 
 def _system(row: Sequence[Any]) -> SystemVersion:
@@ -265,7 +241,7 @@ class SqliteConcepts(Concepts):
 
     async def _rows(self, text: str, params: Any) -> list[Any]:
         def run(c: sqlite3.Connection) -> list[Any]:
-            with _bounded(c):
+            with bounded(c):
                 return c.execute(text, params).fetchall()
 
         return await self.db.read(run)
@@ -386,7 +362,7 @@ class SqliteConcepts(Concepts):
             c.execute("DELETE FROM code_set_members WHERE setkey = ?", (key,))
             for part in parts:
                 sql = Sql()
-                with _bounded(c):
+                with bounded(c):
                     c.execute(f"INSERT OR IGNORE INTO code_set_members (setkey, sc) "
                               f"SELECT {sql.p(key)}, {sql.p(part.system.url + '|')} || c.code "
                               f"{from_where(sql, part)[0]}", sql.params)
