@@ -8,21 +8,19 @@ every engine.
   ``\d``, ``\w`` and ``\s`` are ASCII classes (as in MongoDB); ``\p{L}``, ``\p{N}`` are
   Unicode letters and digits.
 * **The whole value.** A FHIR ``regex`` filter, like an XML Schema pattern, matches the
-  whole value: the pattern is wrapped in ``\A(?:...)\z``, which RE2, MongoDB's PCRE and
-  FerretDB's Go regexp all read alike (``$`` would also match before a final newline in
-  PCRE).
+  whole value: the pattern is wrapped in ``\A(?:...)\z`` (``$`` would also match before a
+  final newline).
 * **Bounded size.** A pattern longer than the caller's limit is refused before it is
   compiled, and RE2 refuses a program larger than ``MAX_MEMORY`` (``a{1000}`` nested);
   each compiled pattern's cache of DFA states is bounded by the same figure.
 
-SQLite and FerretDB's in-memory copies (``mongo/concept_cache.py``) match with ``matches``;
-MongoDB runs ``$regex`` itself on the same anchored text, after the same check, under the
-query's deadline (``deadline.py``).
+Every engine matches with ``matches``: SQLite as a function of its own, MongoDB and
+FerretDB in this process over the generation's values (never the database's ``$regex``:
+MongoDB's PCRE backtracks), each under the query's deadline (``deadline.py``).
 """
 
 from __future__ import annotations
 
-import re
 from functools import lru_cache
 from typing import Any
 
@@ -46,11 +44,6 @@ _OPTIONS = _options()
 def anchored(pattern: str) -> str:
     """The pattern matching whole values only."""
     return rf"\A(?:{pattern})\z"
-
-
-def anchored_after(prefix: str, pattern: str) -> str:
-    """Whole values ``prefix`` + a value matching ``pattern`` (a ``name|value`` key)."""
-    return rf"\A{re.escape(prefix)}(?:{pattern})\z"
 
 
 def problem(pattern: str, *, max_length: int) -> str | None:

@@ -40,6 +40,16 @@ MAX_CACHED = 300_000  # concept documents kept at most (older generations are dr
 DEADLINE_EVERY = 1000  # documents judged between two looks at the query deadline
 
 
+def regex_matches(doc: Doc, where: Regex) -> bool:
+    """Whether a concept document's code, display or property satisfies a regex filter (RE2:
+    ``storage/patterns.py``); MongoDB's filters use it too (``concepts.py``)."""
+    if where.field in ("code", "display"):
+        return matches(where.pattern, doc["c"] if where.field == "code" else doc.get("d"))
+    low = f"{where.field}|"
+    return any(p.startswith(low) and matches(where.pattern, p[len(low):])
+               for p in doc.get("p") or ())
+
+
 class Generation:
     """One generation's documents in order, and each by code."""
 
@@ -62,10 +72,7 @@ class Generation:
         if isinstance(where, HasProp):
             return any(p.startswith(f"{where.name}|") for p in doc["p"])
         if isinstance(where, Regex):
-            if where.field in ("code", "display"):
-                return matches(where.pattern, doc["c"] if where.field == "code" else doc.get("d"))
-            low = f"{where.field}|"
-            return any(p.startswith(low) and matches(where.pattern, p[len(low):]) for p in doc["p"])
+            return regex_matches(doc, where)
         if isinstance(where, Words):
             return all(any(w.startswith(prefix) for w in doc["w"]) for prefix in where.prefixes)
         if isinstance(where, Active):

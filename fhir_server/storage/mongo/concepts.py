@@ -7,7 +7,8 @@
   data}``, with
   multikey indexes on ``(g, anc)``, ``(g, p)``, ``(g, w)`` and ``(g, q)``: a lookup
   reads by ``_id``, ``is-a`` by ``anc``, a text filter is anchored regular
-  expressions on ``w``.
+  expressions on ``w``; a value set's ``regex`` filter is judged here by RE2 (the codes
+  found become ``c $in``), never by the database's backtracking ``$regex``.
 * ``code_sets``: ``{_id: key, n, chunks}`` and ``code_set_chunks``: ``{_id: "key|i", m:
   ["system|code"...]}``, read by ``_id`` (the one filter FerretDB serves from an index).
 
@@ -52,11 +53,15 @@ from fhir_server.storage.concepts import (
     concept_from,
 )
 from fhir_server.storage.deadline import QueryTimeout, paused, remaining
-from fhir_server.storage.mongo.concept_cache import LARGE, PROCESS_CACHE, Generation
+from fhir_server.storage.mongo.concept_cache import (
+    LARGE,
+    PROCESS_CACHE,
+    Generation,
+    regex_matches,
+)
 from fhir_server.storage.mongo.engine import MongoEngine
 from fhir_server.storage.mongo.fencing import check_fences
 from fhir_server.storage.mongo.guarded import Guarded
-from fhir_server.storage.patterns import anchored, anchored_after
 
 Doc = dict[str, Any]
 CHUNK = 2000  # concepts per insert while building; members per stored code-set chunk
@@ -210,11 +215,7 @@ class MongoConcepts(Concepts):
         if isinstance(where, HasProp):
             return {"p": _prefix(f"{where.name}|")}
         if isinstance(where, Regex):
-            # The database's own engine (PCRE, Go's regexp on FerretDB) runs the pattern that
-            # RE2 accepted (patterns.py), under the query's deadline (_bounded).
-            if where.field in ("code", "display"):
-                return {"c" if where.field == "code" else "d": {"$regex": anchored(where.pattern)}}
-            return {"p": {"$regex": anchored_after(f"{where.field}|", where.pattern)}}
+            return {"c": {"$in": await self._regex_codes(where, gen)}}
         if isinstance(where, Words):
             return {"$and": [{"w": _prefix(w)} for w in where.prefixes]} if where.prefixes else {}
         if isinstance(where, Active):
@@ -228,6 +229,15 @@ class MongoConcepts(Concepts):
                 return {"_id": {"$in": []}}
             return {"$or": [await self._filter(p, gen) for p in where.parts]}
         raise TypeError(where)
+
+    async def _regex_codes(self, where: Regex, gen: str) -> list[str]:
+        """The codes of a generation satisfying a regex filter, judged here by RE2 as on every
+        engine, not by the database's ``$regex`` (PCRE on MongoDB backtracks: ``(a+)+`` would
+        hold the query until its time limit). Reads the generation's codes, displays and
+        properties once, under the query's deadline."""
+        fields = {"c": 1, "d": 1} if where.field in ("code", "display") else {"c": 1, "p": 1}
+        return [d["c"] async for d in self.db[CONCEPTS].find({"g": gen}, fields)
+                if regex_matches(d, where)]
 
     async def _in_memory(self, gen: str, count: int | None = None) -> Generation | None:
         """FerretDB: the documents of a generation written here, or of a large one (read once),
