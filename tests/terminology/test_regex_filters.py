@@ -170,7 +170,8 @@ async def test_nested_quantifier_over_icd10cm_descriptions(tx: httpx.AsyncClient
     expected = [n for n in names if re.fullmatch(same_language, cm.get_description(n))]
     assert 0 < len(expected) < len(names)
     vs = value_set("icd-nested", "urn:test:vs:icd-nested", ICD, display_regex(nested))
-    r = await tx.post("ValueSet/$expand?count=20", json=vs)
+    r = await tx.post("ValueSet/$expand", json={"resourceType": "Parameters", "parameter": [
+        {"name": "valueSet", "resource": vs}, {"name": "count", "valueInteger": 20}]})
     assert r.status_code == 200, r.text
     assert r.json()["expansion"]["total"] == len(expected)
     assert [c["display"] for c in r.json()["expansion"]["contains"]] == \
