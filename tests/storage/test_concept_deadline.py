@@ -11,7 +11,15 @@ import time
 
 import pytest
 
-from fhir_server.storage.concepts import ConceptRow, Part, Regex, SystemVersion
+from fhir_server.storage.concepts import (
+    Codes,
+    ConceptRow,
+    Not,
+    Part,
+    Regex,
+    SystemVersion,
+    all_of,
+)
 from fhir_server.storage.deadline import QueryTimeout, within
 from fhir_server.storage.mongo.concept_cache import LARGE, PROCESS_CACHE
 from fhir_server.storage.repository import Repository
@@ -93,3 +101,11 @@ async def test_regex_rules_are_the_same_on_every_engine(repo: Repository) -> Non
         for pattern, expected in cases.items():
             found = await repo.concepts.codes(part=Part(system, Regex("display", pattern)))
             assert found == expected, (ENGINE, held, pattern)
+            # ANDed with listed codes (as $validate-code asks), also under a Not
+            listed = Codes(("a1", "a3", "a4"))
+            found = await repo.concepts.codes(part=Part(system, all_of(
+                listed, Regex("display", pattern))))
+            assert found == [c for c in expected if c in listed.codes], (ENGINE, held, pattern)
+            found = await repo.concepts.codes(part=Part(system, all_of(
+                Not(Regex("display", pattern)), listed)))
+            assert found == [c for c in listed.codes if c not in expected], (ENGINE, pattern)

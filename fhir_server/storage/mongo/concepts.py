@@ -199,7 +199,9 @@ class MongoConcepts(Concepts):
         doc = await self.db[CONCEPTS].find_one({"_id": f"{system.gen}|{code}"}, {"anc": 1})
         return doc is not None and ancestor in (doc.get("anc") or [])
 
-    async def _filter(self, where: Select, gen: str) -> Doc:
+    async def _filter(self, where: Select, gen: str, among: frozenset[str] | None = None) -> Doc:
+        """The MongoDB filter of a condition. ``among``: codes the condition is ANDed with
+        (a listed ``Codes``), so that only they matter, and a regex reads only them."""
         if isinstance(where, Everything):
             return {}
         if isinstance(where, Codes):
@@ -215,28 +217,35 @@ class MongoConcepts(Concepts):
         if isinstance(where, HasProp):
             return {"p": _prefix(f"{where.name}|")}
         if isinstance(where, Regex):
-            return {"c": {"$in": await self._regex_codes(where, gen)}}
+            return {"c": {"$in": await self._regex_codes(where, gen, among)}}
         if isinstance(where, Words):
             return {"$and": [{"w": _prefix(w)} for w in where.prefixes]} if where.prefixes else {}
         if isinstance(where, Active):
             return {"a": True}
         if isinstance(where, Not):
-            return {"$nor": [await self._filter(where.part, gen)]}
+            return {"$nor": [await self._filter(where.part, gen, among)]}
         if isinstance(where, AllOf):
-            return {"$and": [await self._filter(p, gen) for p in where.parts]} if where.parts else {}
+            for listed in (p for p in where.parts if isinstance(p, Codes)):
+                among = frozenset(listed.codes) & among if among is not None \
+                    else frozenset(listed.codes)
+            return {"$and": [await self._filter(p, gen, among) for p in where.parts]} \
+                if where.parts else {}
         if isinstance(where, AnyOf):
             if not where.parts:
                 return {"_id": {"$in": []}}
-            return {"$or": [await self._filter(p, gen) for p in where.parts]}
+            return {"$or": [await self._filter(p, gen, among) for p in where.parts]}
         raise TypeError(where)
 
-    async def _regex_codes(self, where: Regex, gen: str) -> list[str]:
-        """The codes of a generation satisfying a regex filter, judged here by RE2 as on every
-        engine, not by the database's ``$regex`` (PCRE on MongoDB backtracks: ``(a+)+`` would
-        hold the query until its time limit). Reads the generation's codes, displays and
-        properties once, under the query's deadline."""
+    async def _regex_codes(self, where: Regex, gen: str, among: frozenset[str] | None
+                           ) -> list[str]:
+        """The codes of a generation (of ``among`` only, when given) satisfying a regex filter,
+        judged here by RE2 as on every engine, not by the database's ``$regex`` (PCRE on
+        MongoDB backtracks: ``(a+)+`` would hold the query until its time limit). Reads the
+        codes' displays or properties once, under the query's deadline."""
         fields = {"c": 1, "d": 1} if where.field in ("code", "display") else {"c": 1, "p": 1}
-        return [d["c"] async for d in self.db[CONCEPTS].find({"g": gen}, fields)
+        query: Doc = {"g": gen} if among is None else {"_id": {"$in": [f"{gen}|{c}"
+                                                                       for c in among]}}
+        return [d["c"] async for d in self.db[CONCEPTS].find(query, fields)
                 if regex_matches(d, where)]
 
     async def _in_memory(self, gen: str, count: int | None = None) -> Generation | None:
