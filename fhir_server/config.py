@@ -213,6 +213,16 @@ class Settings(BaseSettings):
     fhir_terminology_expansion_limit: int = Field(
         default=10_000, ge=1, description="Most codes $expand returns at once; a larger "
         "expansion asked for without count answers 400 (too-costly).")
+    fhir_terminology_expansion_timeout: float = Field(
+        default=5.0, gt=0, le=600, description="Seconds one value set expansion may spend "
+        "in the concept store ($expand, ValueSet/$validate-code, the code set of a search's "
+        ":in/:not-in); a longer one is stopped, having written nothing, and answers 422 "
+        "(too-costly). On SQLite the query runs on the worker's event loop, so this is also "
+        "the longest an expansion can hold up the worker's other requests.")
+    fhir_terminology_regex_max_length: int = Field(
+        default=256, ge=1, le=10_000, description="Longest regular expression a ValueSet "
+        "regex filter may have (characters); a longer one answers 400. Patterns are RE2 "
+        "syntax and matched in linear time whatever their length.")
 
     @field_validator("fhir_cors_origins")
     @classmethod

@@ -101,7 +101,9 @@ EXPAND = Operation(
     description="The codes of a value set (compose include/exclude, concept lists, filters "
     "is-a, descendent-of, is-not-a, =, in, regex, exists, imported value sets), a page at a "
     "time (offset, count), narrowed by a text filter; expansion.total is always the full "
-    "count. Larger than FHIR_TERMINOLOGY_EXPANSION_LIMIT without count: 400 too-costly.",
+    "count. Larger than FHIR_TERMINOLOGY_EXPANSION_LIMIT without count: 400 too-costly; "
+    "longer than FHIR_TERMINOLOGY_EXPANSION_TIMEOUT: 422 too-costly. A regex filter is RE2 "
+    "syntax matching the whole value, at most FHIR_TERMINOLOGY_REGEX_MAX_LENGTH characters.",
     resource=("ValueSet",), type_level=True, instance=True, affects_state=False,
     base=f"{R4}/ValueSet-expand", requires=_READ_VS, resource_body="valueSet",
     parameters=(

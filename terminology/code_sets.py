@@ -27,6 +27,7 @@ from fhir_server.storage.repository import Repository
 from fhir_server.validation import ID_RE
 from terminology.catalog import Catalog
 from terminology.compose import Plan, plan_of
+from terminology.time_bound import expansion_time
 
 HEADS = "code_set_heads"  # records kind: {_id: value set url, key}
 
@@ -74,8 +75,10 @@ class CodeSets:
             raise Invalid(error.diagnostics, expression=[param], code=error.code) from None
         key = plan_key(plan)
         if not await self.repo.concepts.has_set(key=key):
-            await self.repo.concepts.store_set(
-                key=key, parts=plan.parts, listed=[f"{c.system}|{c.code}" for c in plan.listed])
+            with expansion_time(self.settings, expression=[param]):
+                await self.repo.concepts.store_set(
+                    key=key, parts=plan.parts,
+                    listed=[f"{c.system}|{c.code}" for c in plan.listed])
         await self._remember(str(value_set.get("url") or url), key)
         return key
 

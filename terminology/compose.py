@@ -33,6 +33,7 @@ from fhir_server.storage.concepts import (
     all_of,
     any_of,
 )
+from fhir_server.storage.patterns import problem
 from terminology.catalog import Catalog
 
 MAX_DEPTH = 16  # value set imports nested deeper are refused
@@ -60,19 +61,19 @@ def _values(value: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip())
 
 
-def filter_select(f: Any, where: str) -> Select:
-    """One ``compose.include.filter`` as a condition on the concepts of its system."""
+def filter_select(f: Any, where: str, *, regex_max_length: int) -> Select:
+    """One ``compose.include.filter`` as a condition on the concepts of its system. A
+    ``regex`` value is RE2 syntax of at most ``regex_max_length`` characters, matched
+    against the whole value (``storage/patterns.py``)."""
     if not isinstance(f, dict):
         raise Invalid("A filter must be an object", expression=[where])
     prop, op, value = f.get("property"), f.get("op"), f.get("value")
     if not isinstance(prop, str) or not isinstance(op, str) or not isinstance(value, str):
         raise Invalid("A filter needs property, op and value", expression=[where])
     if op == "regex":
-        try:
-            re.compile(value)
-        except re.error:
-            raise Invalid("The filter's regular expression is not valid",
-                          expression=[f"{where}.value"]) from None
+        reason = problem(value, max_length=regex_max_length)
+        if reason is not None:
+            raise Invalid(reason, expression=[f"{where}.value"])
     if prop in ("concept", "code"):
         hierarchy: dict[str, Select] = {
             "is-a": Below(value), "descendent-of": Below(value, itself=False),
@@ -141,7 +142,9 @@ async def _add(catalog: Catalog, plan: Plan, inc: Any, where: str, seen: tuple[s
     version = inc.get("version") if isinstance(inc.get("version"), str) else None
     listed = [c for c in inc.get("concept") or [] if isinstance(c, dict)
               and isinstance(c.get("code"), str)]
-    filters = [filter_select(f, f"{where}.filter[{n}]") for n, f in enumerate(inc.get("filter") or [])]
+    max_length = catalog.settings.fhir_terminology_regex_max_length
+    filters = [filter_select(f, f"{where}.filter[{n}]", regex_max_length=max_length)
+               for n, f in enumerate(inc.get("filter") or [])]
     stored = await catalog.system(system, version)
     if stored is None:
         if not listed or filters:

@@ -7,7 +7,8 @@ starting with each word of the filter (``diab mell`` finds "Type 2 diabetes
 mellitus ..."), read from the word index. ``expansion.total`` is always the full
 count. A result larger than ``FHIR_TERMINOLOGY_EXPANSION_LIMIT`` is refused
 (400, ``too-costly``) unless the client asks for a page (``count``), so no
-request ever builds an unbounded answer.
+request ever builds an unbounded answer; one that takes longer than
+``FHIR_TERMINOLOGY_EXPANSION_TIMEOUT`` is stopped (422, ``time_bound.py``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from fhir_server.storage.concepts import Active, ConceptRow, Part, Words, all_of
 from fhir_server.storage.model import instant, now_ms
 from terminology.catalog import Catalog
 from terminology.compose import Listed, Plan, plan_of
+from terminology.time_bound import expansion_time
 
 
 @dataclass(frozen=True)
@@ -95,8 +97,9 @@ async def expand(catalog: Catalog, value_set: dict[str, Any], req: ExpandRequest
         raise Invalid("offset and count must not be negative", expression=["offset", "count"])
     plan = narrowed(await plan_of(catalog, value_set), req)
     count = min(req.count, limit) if req.count is not None else limit
-    total, entries = await window(catalog, plan, offset=req.offset, count=count + 1,
-                                  designations=req.include_designations)
+    with expansion_time(catalog.settings):
+        total, entries = await window(catalog, plan, offset=req.offset, count=count + 1,
+                                      designations=req.include_designations)
     if req.count is None and req.offset + len(entries) > limit:
         raise Invalid(f"The expansion has {total} codes, more than this server returns at once "
                       f"({limit}): give a filter, or ask for pages with count and offset",

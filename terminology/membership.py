@@ -14,6 +14,7 @@ from fhir_server.storage.concepts import Codes, Part, all_of
 from terminology.catalog import Catalog
 from terminology.compose import Plan
 from terminology.concepts import display_matches, result
+from terminology.time_bound import expansion_time
 
 
 async def coding_in(catalog: Catalog, plan: Plan, coding: dict[str, Any], vs_label: str
@@ -62,7 +63,8 @@ async def validate(catalog: Catalog, plan: Plan, codings: list[dict[str, Any]],
     messages: list[str] = []
     first_display: str | None = None
     for coding in codings:
-        ok, message, display = await coding_in(catalog, plan, coding, vs_label)
+        with expansion_time(catalog.settings):
+            ok, message, display = await coding_in(catalog, plan, coding, vs_label)
         if ok:
             return result(True, message, display)
         if message:

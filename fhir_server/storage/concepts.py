@@ -171,7 +171,8 @@ class HasProp:
 
 @dataclass(frozen=True)
 class Regex:
-    """``field`` (``code``, ``display`` or a property) matches the whole ``pattern``."""
+    """``field`` (``code``, ``display`` or a property) matches the whole ``pattern`` (RE2
+    syntax, checked before any query: ``storage/patterns.py``)."""
 
     field: str
     pattern: str
@@ -215,11 +216,6 @@ def all_of(*parts: Select) -> Select:
 
 def any_of(*parts: Select) -> Select:
     return parts[0] if len(parts) == 1 else AnyOf(tuple(parts))
-
-
-def full_match(pattern: str) -> str:
-    """A FHIR regex filter matches the whole value."""
-    return f"^(?:{pattern})$"
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,7 @@ own filtering; MongoDB always uses its indexes.
 
 from __future__ import annotations
 
-import re
 from collections import OrderedDict
-from functools import lru_cache
 from typing import Any
 
 from fhir_server.storage.concepts import (
@@ -32,25 +30,24 @@ from fhir_server.storage.concepts import (
     Regex,
     Select,
     Words,
-    full_match,
 )
+from fhir_server.storage.deadline import check
+from fhir_server.storage.patterns import matches
 
 Doc = dict[str, Any]
 LARGE = 5000  # concepts from which a generation is judged in Python on FerretDB
 MAX_CACHED = 300_000  # concept documents kept at most (older generations are dropped)
+DEADLINE_EVERY = 1000  # documents judged between two looks at the query deadline
 
 
-@lru_cache(maxsize=256)
-def _pattern(pattern: str) -> re.Pattern[str] | None:
-    try:
-        return re.compile(full_match(pattern))
-    except re.error:
-        return None
-
-
-def _regex(pattern: str, value: Any) -> bool:
-    compiled = _pattern(pattern)
-    return compiled is not None and isinstance(value, str) and compiled.match(value) is not None
+def regex_matches(doc: Doc, where: Regex) -> bool:
+    """Whether a concept document's code, display or property satisfies a regex filter (RE2:
+    ``storage/patterns.py``); MongoDB's filters use it too (``concepts.py``)."""
+    if where.field in ("code", "display"):
+        return matches(where.pattern, doc["c"] if where.field == "code" else doc.get("d"))
+    low = f"{where.field}|"
+    return any(p.startswith(low) and matches(where.pattern, p[len(low):])
+               for p in doc.get("p") or ())
 
 
 class Generation:
@@ -75,10 +72,7 @@ class Generation:
         if isinstance(where, HasProp):
             return any(p.startswith(f"{where.name}|") for p in doc["p"])
         if isinstance(where, Regex):
-            if where.field in ("code", "display"):
-                return _regex(where.pattern, doc["c"] if where.field == "code" else doc.get("d"))
-            low = f"{where.field}|"
-            return any(p.startswith(low) and _regex(where.pattern, p[len(low):]) for p in doc["p"])
+            return regex_matches(doc, where)
         if isinstance(where, Words):
             return all(any(w.startswith(prefix) for w in doc["w"]) for prefix in where.prefixes)
         if isinstance(where, Active):
@@ -92,7 +86,15 @@ class Generation:
         raise TypeError(where)
 
     def select(self, where: Select) -> list[Doc]:
-        return [d for d in self.docs if self.matches(d, where)]
+        """The documents satisfying ``where``, in order; ``QueryTimeout`` at the query
+        deadline (``storage/deadline.py``)."""
+        found: list[Doc] = []
+        for n, doc in enumerate(self.docs):
+            if n % DEADLINE_EVERY == 0:
+                check()
+            if self.matches(doc, where):
+                found.append(doc)
+        return found
 
 
 class GenerationCache:

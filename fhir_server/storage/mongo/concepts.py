@@ -7,7 +7,8 @@
   data}``, with
   multikey indexes on ``(g, anc)``, ``(g, p)``, ``(g, w)`` and ``(g, q)``: a lookup
   reads by ``_id``, ``is-a`` by ``anc``, a text filter is anchored regular
-  expressions on ``w``.
+  expressions on ``w``; a value set's ``regex`` filter is judged here by RE2 (the codes
+  found become ``c $in``), never by the database's backtracking ``$regex``.
 * ``code_sets``: ``{_id: key, n, chunks}`` and ``code_set_chunks``: ``{_id: "key|i", m:
   ["system|code"...]}``, read by ``_id`` (the one filter FerretDB serves from an index).
 
@@ -21,12 +22,15 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
+import pymongo
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
 
 from fhir_server.storage.concepts import (
     Above,
@@ -47,9 +51,14 @@ from fhir_server.storage.concepts import (
     SystemVersion,
     Words,
     concept_from,
-    full_match,
 )
-from fhir_server.storage.mongo.concept_cache import LARGE, PROCESS_CACHE, Generation
+from fhir_server.storage.deadline import QueryTimeout, paused, remaining
+from fhir_server.storage.mongo.concept_cache import (
+    LARGE,
+    PROCESS_CACHE,
+    Generation,
+    regex_matches,
+)
 from fhir_server.storage.mongo.engine import MongoEngine
 from fhir_server.storage.mongo.fencing import check_fences
 from fhir_server.storage.mongo.guarded import Guarded
@@ -83,6 +92,24 @@ def _doc(gen: str, seq: int, r: ConceptRow, children: list[str]) -> Doc:
 
 def _prefix(text: str) -> Doc:
     return {"$regex": "^" + re.escape(text)}
+
+
+@contextmanager
+def _bounded() -> Iterator[None]:
+    """The operations run inside end at the query deadline, when one is set
+    (``storage/deadline.py``): the server is sent ``maxTimeMS`` and the client stops
+    waiting then, also for a server that does not honour it."""
+    left = remaining()
+    if left is None:
+        yield
+        return
+    try:
+        with pymongo.timeout(left):
+            yield
+    except PyMongoError as error:
+        if error.timeout:
+            raise QueryTimeout from None
+        raise
 
 
 class MongoConcepts(Concepts):
@@ -172,7 +199,9 @@ class MongoConcepts(Concepts):
         doc = await self.db[CONCEPTS].find_one({"_id": f"{system.gen}|{code}"}, {"anc": 1})
         return doc is not None and ancestor in (doc.get("anc") or [])
 
-    async def _filter(self, where: Select, gen: str) -> Doc:
+    async def _filter(self, where: Select, gen: str, among: frozenset[str] | None = None) -> Doc:
+        """The MongoDB filter of a condition. ``among``: codes the condition is ANDed with
+        (a listed ``Codes``), so that only they matter, and a regex reads only them."""
         if isinstance(where, Everything):
             return {}
         if isinstance(where, Codes):
@@ -188,22 +217,36 @@ class MongoConcepts(Concepts):
         if isinstance(where, HasProp):
             return {"p": _prefix(f"{where.name}|")}
         if isinstance(where, Regex):
-            if where.field in ("code", "display"):
-                return {"c" if where.field == "code" else "d": {"$regex": full_match(where.pattern)}}
-            return {"p": {"$regex": "^" + re.escape(f"{where.field}|") + f"(?:{where.pattern})$"}}
+            return {"c": {"$in": await self._regex_codes(where, gen, among)}}
         if isinstance(where, Words):
             return {"$and": [{"w": _prefix(w)} for w in where.prefixes]} if where.prefixes else {}
         if isinstance(where, Active):
             return {"a": True}
         if isinstance(where, Not):
-            return {"$nor": [await self._filter(where.part, gen)]}
+            return {"$nor": [await self._filter(where.part, gen, among)]}
         if isinstance(where, AllOf):
-            return {"$and": [await self._filter(p, gen) for p in where.parts]} if where.parts else {}
+            for listed in (p for p in where.parts if isinstance(p, Codes)):
+                among = frozenset(listed.codes) & among if among is not None \
+                    else frozenset(listed.codes)
+            return {"$and": [await self._filter(p, gen, among) for p in where.parts]} \
+                if where.parts else {}
         if isinstance(where, AnyOf):
             if not where.parts:
                 return {"_id": {"$in": []}}
-            return {"$or": [await self._filter(p, gen) for p in where.parts]}
+            return {"$or": [await self._filter(p, gen, among) for p in where.parts]}
         raise TypeError(where)
+
+    async def _regex_codes(self, where: Regex, gen: str, among: frozenset[str] | None
+                           ) -> list[str]:
+        """The codes of a generation (of ``among`` only, when given) satisfying a regex filter,
+        judged here by RE2 as on every engine, not by the database's ``$regex`` (PCRE on
+        MongoDB backtracks: ``(a+)+`` would hold the query until its time limit). Reads the
+        codes' displays or properties once, under the query's deadline."""
+        fields = {"c": 1, "d": 1} if where.field in ("code", "display") else {"c": 1, "p": 1}
+        query: Doc = {"g": gen} if among is None else {"_id": {"$in": [f"{gen}|{c}"
+                                                                       for c in among]}}
+        return [d["c"] async for d in self.db[CONCEPTS].find(query, fields)
+                if regex_matches(d, where)]
 
     async def _in_memory(self, gen: str, count: int | None = None) -> Generation | None:
         """FerretDB: the documents of a generation written here, or of a large one (read once),
@@ -218,7 +261,8 @@ class MongoConcepts(Concepts):
             count = int(system["count"]) if system else 0
         if count < LARGE:
             return None
-        return self.cache.put(gen, [d async for d in self.db[CONCEPTS].find({"g": gen})])
+        with paused():  # read once for every later query, not only for this one
+            return self.cache.put(gen, [d async for d in self.db[CONCEPTS].find({"g": gen})])
 
     async def _query(self, part: Part) -> Doc:
         inner = await self._filter(part.where, part.system.gen)
@@ -228,22 +272,25 @@ class MongoConcepts(Concepts):
         memory = await self._in_memory(part.system.gen, part.system.count)
         if memory is not None:
             return len(memory.select(part.where))
-        return await self.db[CONCEPTS].count_documents(await self._query(part))
+        with _bounded():
+            return await self.db[CONCEPTS].count_documents(await self._query(part))
 
     async def select(self, *, part: Part, offset: int, limit: int) -> list[ConceptRow]:
         memory = await self._in_memory(part.system.gen, part.system.count)
         if memory is not None:
             return [_concept(d) for d in memory.select(part.where)[offset:offset + limit]]
-        cursor = self.db[CONCEPTS].find(await self._query(part), ROW)
-        cursor = cursor.sort([("q", ASCENDING)]).skip(offset).limit(limit)
-        return [_concept(d) async for d in cursor]
+        with _bounded():
+            cursor = self.db[CONCEPTS].find(await self._query(part), ROW)
+            cursor = cursor.sort([("q", ASCENDING)]).skip(offset).limit(limit)
+            return [_concept(d) async for d in cursor]
 
     async def codes(self, *, part: Part) -> list[str]:
         memory = await self._in_memory(part.system.gen, part.system.count)
         if memory is not None:
             return [d["c"] for d in memory.select(part.where)]
-        cursor = self.db[CONCEPTS].find(await self._query(part), {"c": 1, "q": 1})
-        return [d["c"] async for d in cursor.sort([("q", ASCENDING)])]
+        with _bounded():
+            cursor = self.db[CONCEPTS].find(await self._query(part), {"c": 1, "q": 1})
+            return [d["c"] async for d in cursor.sort([("q", ASCENDING)])]
 
     # -- code sets ----------------------------------------------------------------------
 

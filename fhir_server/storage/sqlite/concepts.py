@@ -18,12 +18,10 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import sqlite3
 import uuid
 from collections.abc import Sequence
 from dataclasses import replace
-from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -47,9 +45,9 @@ from fhir_server.storage.concepts import (
     SystemVersion,
     Words,
     concept_from,
-    full_match,
 )
-from fhir_server.storage.sqlite.database import BUSY_WAIT, Database
+from fhir_server.storage.patterns import matches
+from fhir_server.storage.sqlite.database import BUSY_WAIT, Database, bounded
 from fhir_server.storage.sqlite.sql import Sql, successor
 
 CHUNK = 2000  # concepts per write transaction while building
@@ -85,17 +83,8 @@ CREATE TABLE IF NOT EXISTS code_set_members (
 GEN_TABLES = ("concepts", "concept_closure", "concept_props", "concept_words")
 
 
-@lru_cache(maxsize=256)
-def _compiled(pattern: str) -> re.Pattern[str] | None:
-    try:
-        return re.compile(full_match(pattern))
-    except re.error:
-        return None
-
-
 def _regex(pattern: str, value: str | None) -> int:
-    compiled = _compiled(pattern)
-    return int(compiled is not None and value is not None and compiled.match(value) is not None)
+    return int(matches(pattern, value))
 
 
 def _system(row: Sequence[Any]) -> SystemVersion:
@@ -251,7 +240,11 @@ class SqliteConcepts(Concepts):
             conn.execute("PRAGMA busy_timeout = 0")
 
     async def _rows(self, text: str, params: Any) -> list[Any]:
-        return await self.db.read(lambda c: c.execute(text, params).fetchall())
+        def run(c: sqlite3.Connection) -> list[Any]:
+            with bounded(c):
+                return c.execute(text, params).fetchall()
+
+        return await self.db.read(run)
 
     # -- code system versions -----------------------------------------------------------
 
@@ -369,9 +362,10 @@ class SqliteConcepts(Concepts):
             c.execute("DELETE FROM code_set_members WHERE setkey = ?", (key,))
             for part in parts:
                 sql = Sql()
-                c.execute(f"INSERT OR IGNORE INTO code_set_members (setkey, sc) "
-                          f"SELECT {sql.p(key)}, {sql.p(part.system.url + '|')} || c.code "
-                          f"{from_where(sql, part)[0]}", sql.params)
+                with bounded(c):
+                    c.execute(f"INSERT OR IGNORE INTO code_set_members (setkey, sc) "
+                              f"SELECT {sql.p(key)}, {sql.p(part.system.url + '|')} || c.code "
+                              f"{from_where(sql, part)[0]}", sql.params)
             c.executemany("INSERT OR IGNORE INTO code_set_members (setkey, sc) VALUES (?, ?)",
                           [(key, sc) for sc in listed])
             n = int(c.execute("SELECT count(*) FROM code_set_members WHERE setkey = ?",

@@ -12,6 +12,9 @@
 * Several processes may share the file (``FHIR_WORKERS``, the operator CLI):
   a writer that finds the file locked by another process does not block the
   loop in SQLite's busy handler; it yields and tries again (``write``).
+* Statements that may run long on a client's behalf (a value set's regex filter reads
+  every concept of its system) run inside ``bounded``: SQLite interrupts them at the
+  query deadline (``storage/deadline.py``), since until then they hold up the loop.
 """
 
 from __future__ import annotations
@@ -21,11 +24,13 @@ import logging
 import random
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
 from fhir_server.storage import fence
+from fhir_server.storage.deadline import QueryTimeout, check, current
 from fhir_server.storage.private import make_private, private_dir
 from fhir_server.storage.repository import DatabaseUnavailable
 
@@ -35,6 +40,7 @@ T = TypeVar("T")
 SCHEMA_VERSION = 1
 STRING_KINDS = ("tk", "tt", "ot", "st", "sx", "rf", "ri", "ur", "cp", "has")
 BUSY_WAIT = 30.0  # seconds a statement waits for another process's write lock at most
+PROGRESS_STEPS = 1000  # SQLite VM steps between two looks at a query's deadline
 
 _STRING_TABLE = """
 CREATE TABLE IF NOT EXISTS ix_{k} (
@@ -210,6 +216,27 @@ class Database:
                 if self.conn.in_transaction:
                     self.conn.execute("ROLLBACK")
                 raise
+
+
+@contextmanager
+def bounded(conn: sqlite3.Connection) -> Iterator[None]:
+    """The statements run inside stop at the query deadline, when one is set
+    (``storage/deadline.py``): SQLite interrupts them, and rolls back an interrupted write
+    transaction."""
+    until = current()
+    if until is None:
+        yield
+        return
+    check()  # QueryTimeout when it has already passed
+    conn.set_progress_handler(lambda: int(time.monotonic() > until), PROGRESS_STEPS)
+    try:
+        yield
+    except sqlite3.OperationalError as error:
+        if "interrupted" in str(error):
+            raise QueryTimeout from None
+        raise
+    finally:
+        conn.set_progress_handler(None, 0)
 
 
 def _check_fence(conn: sqlite3.Connection, held: fence.Fence) -> None:
