@@ -20,6 +20,7 @@ from adapters.peer_http import PeerHttp
 from adapters.x12.state import X12State
 from fhir_server import rules
 from fhir_server.api import batch, bulk, capability, interactions, operations
+from fhir_server.api.body_limit import BodyLimit, BodyLimits
 from fhir_server.api.context import RequestContext
 from fhir_server.api.negotiation import check_accept, json_response
 from fhir_server.audit.journal import Journal
@@ -151,6 +152,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.startup = Startup()
     install_handlers(app, unavailable=unavailable_errors())
 
+    # Inside the request context (added before it), so that a 413 is logged and counted.
+    app.add_middleware(BodyLimit, limits=BodyLimits.of(
+        settings, x12_operations=operations.x12_operations()))
     app.add_middleware(RequestContext)
 
     @app.get("/health", include_in_schema=False)
