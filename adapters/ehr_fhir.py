@@ -179,7 +179,8 @@ class FhirEhrAdapter:
             if not line.strip():
                 continue
             resource = parse_json(line, what=f"line {n} of an export file",
-                                  max_depth=self.settings.fhir_max_json_depth)
+                                  max_depth=self.settings.fhir_max_json_depth,
+                                  max_string=self.settings.fhir_max_string_bytes)
             if not isinstance(resource, dict) or resource.get("resourceType") != type_:
                 raise Upstream(f"Line {n} of the EHR's {type_} export file is not a {type_}")
             out.append(resource)
@@ -189,7 +190,8 @@ class FhirEhrAdapter:
         response = await self.http.request(endpoint, "GET", url, idempotent=True)
         try:
             page = parse_json(response.content, what="EHR answer",
-                              max_depth=self.settings.fhir_max_json_depth)
+                              max_depth=self.settings.fhir_max_json_depth,
+                              max_string=self.settings.fhir_max_string_bytes)
         except Exception:
             page = None
         if response.status_code != 200 or not isinstance(page, dict) or \

@@ -72,6 +72,11 @@ class Settings(BaseSettings):
         "of PaymentReconciliation/$import-835 (X12 text, or Parameters with it), a file "
         "from a clearinghouse's outbox, a payer's answer. The default holds an 835 of "
         "about 10,000 claims.")
+    fhir_max_string_bytes: int = Field(
+        default=1024 * 1024, ge=64, description="Longest string element of a JSON body or "
+        "of a resource read from an EHR, UTF-8 bytes; a longer one answers 400 naming the "
+        "element. FHIR R4 says strings SHALL NOT exceed 1 MB (the default). base64Binary "
+        "elements (Binary.data, Attachment.data) are bounded by the body limits only.")
     fhir_search_max_results: int = Field(
         default=10_000, ge=1, description="Most matches one search keeps for paging.")
     fhir_billing_currency: str = Field(
