@@ -65,13 +65,15 @@ class Settings(BaseSettings):
         default=32 * 1024 * 1024, ge=1024, description="Largest body of a batch or "
         "transaction Bundle (POST to the base), bytes: a full FHIR_BUNDLE_MAX_ENTRIES "
         "(10,000) of resources of about 3 KB, or a patient's whole Synthea history. "
-        "Parsing takes several times the body's size in memory: keep it well below a "
-        "server process's memory limit divided by the requests it serves at once.")
+        "Parsing takes about five times the body's size in memory (a 32 MiB Bundle of "
+        "Synthea resources: 180 MB at the peak): keep it well below a server process's "
+        "memory limit divided by the requests it serves at once.")
     fhir_max_x12_bytes: int = Field(
         default=16 * 1024 * 1024, ge=1024, description="Largest X12 file, bytes: the body "
         "of PaymentReconciliation/$import-835 (X12 text, or Parameters with it), a file "
         "from a clearinghouse's outbox, a payer's answer. The default holds an 835 of "
-        "about 10,000 claims.")
+        "about 10,000 claims. Inside Parameters as the string 'x12' an 835 is also held to "
+        "FHIR_MAX_STRING_BYTES: send a larger one as the body or as the base64 'attachment'.")
     fhir_max_string_bytes: int = Field(
         default=1024 * 1024, ge=64, description="Longest string element of a JSON body or "
         "of a resource read from an EHR, UTF-8 bytes; a longer one answers 400 naming the "

@@ -14,9 +14,11 @@ import httpx
 import pytest
 
 from fhir_server.api.body_limit import AUTH_FORM_BYTES
+from fhir_server.config import Settings
 from fhir_server.fhirjson import dumps
 from tests.conftest import StoreFactory, mint_for_database, server_process
 from tests.factories import patient
+from tools.data_sets import EXAMPLES, SYNTHEA_BUNDLES
 
 LIMIT = 64 * 1024  # FHIR_MAX_BODY_BYTES of the server under test
 BUNDLE_LIMIT = 4 * LIMIT  # FHIR_MAX_BUNDLE_BYTES
@@ -97,6 +99,16 @@ def request_head(base: str, headers: dict[str, str], method: str, path: str,
     lines = [f"{method} {url.path}/{path} HTTP/1.1", f"Host: {url.netloc}",
              *(f"{k}: {v}" for k, v in {**headers, **more}.items())]
     return "\r\n".join(lines) + "\r\n"
+
+
+def test_the_defaults_take_the_largest_legitimate_bodies() -> None:
+    """A resource: ten times the largest official R4 example (a report with its images
+    inline); a Bundle: every Synthea patient history as one transaction, many times over."""
+    fields = Settings.model_fields
+    largest_example = max(path.stat().st_size for path in EXAMPLES.glob("*.json"))
+    assert 10 * largest_example <= fields["fhir_max_body_bytes"].default
+    largest_history = max(path.stat().st_size for path in SYNTHEA_BUNDLES.glob("*.json"))
+    assert 10 * largest_history <= fields["fhir_max_bundle_bytes"].default
 
 
 def test_a_body_at_the_limit_is_created_with_and_without_content_length(
