@@ -90,11 +90,11 @@ def parse_json(body: bytes, *, max_depth: int, max_string: int | None = None,
     except ValueError:  # an integer of more digits than Python converts (4,300)
         raise Invalid(f"The {what} is not valid JSON: a number has more digits than this "
                       "server reads", code="structure") from None
-    check_depth(value, max_depth=max_depth, max_string=max_string, what=what)
+    check_limits(value, max_depth=max_depth, max_string=max_string, what=what)
     return value
 
 
-def check_depth(value: Any, *, max_depth: int, max_string: int | None = None,
+def check_limits(value: Any, *, max_depth: int, max_string: int | None = None,
                 what: str = "resource") -> None:
     """Invalid when objects and arrays nest more than ``max_depth`` levels (the top is 1),
     or a string other than base64Binary is longer than ``max_string`` UTF-8 bytes.
