@@ -195,7 +195,8 @@ class FhirEhrAdapter:
     def _json(self, endpoint: PayerEndpoint, body: bytes, what: str) -> Any:
         """The EHR's JSON (bad JSON is the EHR's failure, not the caller's bad request)."""
         try:
-            return parse_json(body, what=what, max_depth=self.settings.fhir_max_json_depth)
+            return parse_json(body, what=what, max_depth=self.settings.fhir_max_json_depth,
+                              max_string=self.settings.fhir_max_string_bytes)
         except Invalid as error:
             raise _failed(endpoint, f"{what} is not valid JSON ({error.code})") from None
 

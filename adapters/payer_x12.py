@@ -129,6 +129,10 @@ class X12PayerAdapter:
                                     idempotent=idempotent, read=read)
 
     def _read(self, endpoint: PayerEndpoint, text: str) -> Interchange:
+        if len(text) > self.settings.fhir_max_x12_bytes:  # ASCII: a character is a byte
+            raise PayerRefused(f"The clearinghouse at {endpoint.reference} answered with an "
+                               f"interchange larger than {self.settings.fhir_max_x12_bytes} "
+                               "bytes (FHIR_MAX_X12_BYTES)")
         try:
             return parse(text)
         except X12Error as error:

@@ -56,6 +56,31 @@ class Settings(BaseSettings):
         default=64, ge=8, le=100, description="Deepest nesting of objects and arrays accepted in "
         "a JSON body or resource (the top level is 1); deeper content answers 400. The deepest "
         "official R4 example is 21; above 100 the model validation could run out of stack.")
+    fhir_max_body_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=1024, description="Largest request body, bytes, for "
+        "one resource, a PATCH, a search form or an operation's Parameters; also the largest "
+        "HL7 v2 message (MLLP frame). Counted as the body arrives, with or without "
+        "Content-Length: a larger one answers 413 before it is read whole. The default "
+        "takes a resource with a document of 6 MB inline (base64 makes it 8 MB), ten times "
+        "the largest official R4 example; larger documents belong behind Attachment.url.")
+    fhir_max_bundle_bytes: int = Field(
+        default=32 * 1024 * 1024, ge=1024, description="Largest body of a batch or "
+        "transaction Bundle (POST to the base), bytes: a full FHIR_BUNDLE_MAX_ENTRIES "
+        "(10,000) of resources of about 3 KB, or a patient's whole Synthea history. "
+        "Parsing takes about five times the body's size in memory (a 32 MiB Bundle of "
+        "Synthea resources: 180 MB at the peak): keep it well below a server process's "
+        "memory limit divided by the requests it serves at once.")
+    fhir_max_x12_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=1024, description="Largest X12 file, bytes: the body "
+        "of PaymentReconciliation/$import-835 (X12 text, or Parameters with it), a file "
+        "from a clearinghouse's outbox, a payer's answer. The default holds an 835 of "
+        "about 10,000 claims. Inside Parameters as the string 'x12' an 835 is also held to "
+        "FHIR_MAX_STRING_BYTES: send a larger one as the body or as the base64 'attachment'.")
+    fhir_max_string_bytes: int = Field(
+        default=1024 * 1024, ge=64, description="Longest string element of a JSON body or "
+        "of a resource read from an EHR, UTF-8 bytes; a longer one answers 400 naming the "
+        "element. FHIR R4 says strings SHALL NOT exceed 1 MB (the default). base64Binary "
+        "elements (Binary.data, Attachment.data) are bounded by the body limits only.")
     fhir_search_max_results: int = Field(
         default=10_000, ge=1, description="Most matches one search keeps for paging.")
     fhir_billing_currency: str = Field(

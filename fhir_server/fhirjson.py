@@ -7,13 +7,17 @@ The stored form of a resource is its JSON text, produced once at write time.
 Content from outside (request bodies, a payer's answers) is parsed with a
 nesting limit (``FHIR_MAX_JSON_DEPTH``): objects and arrays nested deeper than
 that answer 400 before anything recursive (model validation, search-value
-extraction, serialisation) sees them.
+extraction, serialisation) sees them; and with a string limit (``FHIR_MAX_STRING_BYTES``,
+UTF-8 bytes): a longer string answers 400 naming its element, except base64Binary
+elements (``data`` of Binary, Attachment and Signature, ``value[x]`` as
+``...Base64Binary``), which only the body limit bounds.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import sys
 from decimal import Decimal
 from typing import Any
 
@@ -53,8 +57,10 @@ def _parse_float(text: str) -> Decimal:
     return Decimal(text)
 
 
-def parse_json(body: bytes, *, max_depth: int, what: str = "request body") -> Any:
-    """Parse JSON, keeping decimals exact; malformed or too deeply nested JSON is a 400."""
+def parse_json(body: bytes, *, max_depth: int, max_string: int | None = None,
+               what: str = "request body") -> Any:
+    """Parse JSON, keeping decimals exact; malformed or too deeply nested JSON, or a string
+    longer than ``max_string`` UTF-8 bytes (None: no limit), is a 400."""
     if not body.strip():
         raise Invalid(f"The {what} is empty", code="structure")
     try:
@@ -84,25 +90,71 @@ def parse_json(body: bytes, *, max_depth: int, what: str = "request body") -> An
     except ValueError:  # an integer of more digits than Python converts (4,300)
         raise Invalid(f"The {what} is not valid JSON: a number has more digits than this "
                       "server reads", code="structure") from None
-    check_depth(value, max_depth=max_depth, what=what)
+    check_limits(value, max_depth=max_depth, max_string=max_string, what=what)
     return value
 
 
-def check_depth(value: Any, *, max_depth: int, what: str = "resource") -> None:
-    """Invalid when objects and arrays nest more than ``max_depth`` levels (the top is 1).
+def check_limits(value: Any, *, max_depth: int, max_string: int | None = None,
+                what: str = "resource") -> None:
+    """Invalid when objects and arrays nest more than ``max_depth`` levels (the top is 1),
+    or a string other than base64Binary is longer than ``max_string`` UTF-8 bytes.
 
-    Iterative, so that any depth can be measured without recursion.
+    Iterative, so that any depth can be measured without recursion; one walk for both.
     """
     if not isinstance(value, dict | list):
         return
+    longest = sys.maxsize if max_string is None else max_string
+    # A string of at most longest/4 characters is at most `longest` bytes in UTF-8: only
+    # longer ones are measured, so the walk costs a len() per string.
+    quick = longest // 4
     stack: list[tuple[JsonObject | list[Any], int]] = [(value, 1)]
     while stack:
         node, depth = stack.pop()
-        for child in node.values() if isinstance(node, dict) else node:
-            if isinstance(child, dict | list):
+        for key, child in node.items() if isinstance(node, dict) else enumerate(node):
+            if isinstance(child, str):
+                if len(child) > quick and _too_long(key, child, longest):
+                    raise too_long(value, max_depth, longest, what)
+            elif isinstance(child, dict | list):
                 if depth >= max_depth:
                     raise too_deep(value, max_depth, what)
                 stack.append((child, depth + 1))
+
+
+def is_base64_element(name: str | int) -> bool:
+    """base64Binary elements (Binary.data, Attachment.data, Signature.data, every
+    ``...Base64Binary`` choice): content that legitimately grows beyond a string's 1 MB."""
+    return isinstance(name, str) and (name == "data" or name.endswith("Base64Binary"))
+
+
+def _too_long(key: str | int, text: str, longest: int) -> bool:
+    if is_base64_element(key):
+        return False
+    return len(text) > longest or (not text.isascii() and len(text.encode()) > longest)
+
+
+def too_long(value: Any, max_depth: int, longest: int, what: str) -> Invalid:
+    """The 400 for a string longer than ``longest`` bytes, naming its element."""
+    path = _path_to_long(value, 1, max_depth, longest)
+    where = _fhirpath(value, path) if path is not None else None
+    return Invalid(f"A string in the {what} is longer than {longest} bytes (UTF-8), this "
+                   "server's limit for one element (FHIR_MAX_STRING_BYTES)",
+                   expression=[where] if where else [], code="too-long")
+
+
+def _path_to_long(node: Any, depth: int, max_depth: int,
+                  longest: int) -> list[str | int] | None:
+    """Keys and indexes down to the first string over the limit (recursion bounded by depth)."""
+    if depth > max_depth:
+        return None
+    items = node.items() if isinstance(node, dict) else enumerate(node)
+    for key, child in items:
+        if isinstance(child, str) and _too_long(key, child, longest):
+            return [key]
+        if isinstance(child, dict | list):
+            below = _path_to_long(child, depth + 1, max_depth, longest)
+            if below is not None:
+                return [key, *below]
+    return None
 
 
 def too_deep(value: Any, max_depth: int, what: str) -> Invalid:
@@ -140,9 +192,9 @@ def _fhirpath(root: Any, path: list[str | int]) -> str | None:
     return out
 
 
-def parse_resource(body: bytes, *, max_depth: int) -> JsonObject:
+def parse_resource(body: bytes, *, max_depth: int, max_string: int | None = None) -> JsonObject:
     """Parse a request body that must be one JSON object."""
-    value = parse_json(body, max_depth=max_depth)
+    value = parse_json(body, max_depth=max_depth, max_string=max_string)
     if not isinstance(value, dict):
         raise Invalid(
             f"The request body must be a JSON object (a FHIR resource), not a {type(value).__name__}",

@@ -20,6 +20,7 @@ from adapters.peer_http import PeerHttp
 from adapters.x12.state import X12State
 from fhir_server import rules
 from fhir_server.api import batch, bulk, capability, interactions, operations
+from fhir_server.api.body_limit import BodyLimit, BodyLimits
 from fhir_server.api.context import RequestContext
 from fhir_server.api.cors import Cors
 from fhir_server.api.negotiation import check_accept, json_response
@@ -155,7 +156,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.startup = Startup()
     install_handlers(app, unavailable=unavailable_errors())
 
-    # CORS inside the request context: preflights get a request id and a log line.
+    # The last added is the outermost. The body limit inside CORS, so that a browser app
+    # can read its 413; both inside the request context, so that preflights and 413s get
+    # a request id, a log line and their metrics.
+    app.add_middleware(BodyLimit, limits=BodyLimits.of(
+        settings, x12_operations=operations.x12_operations()))
     app.add_middleware(Cors, base_url=settings.base_url, max_age=settings.fhir_cors_max_age)
     app.add_middleware(RequestContext)
 

@@ -33,7 +33,7 @@ from pydantic import BaseModel, ValidationError
 
 from fhir_server import model_fixes  # noqa: F401  (applied on import)
 from fhir_server.errors import Invalid, Issue, NotFound
-from fhir_server.fhirjson import check_depth, too_deep
+from fhir_server.fhirjson import check_limits, too_deep
 
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 MAX_ISSUES = 50
@@ -255,7 +255,7 @@ def validate_resource(resource: dict[str, Any], *, max_depth: int,
     if cls is None:
         raise Invalid(f"'{rtype[:64]}' is not a resource type this server supports",
                       expression=["resourceType"], code="not-supported")
-    check_depth(resource, max_depth=max_depth)
+    check_limits(resource, max_depth=max_depth)
     issues = list(_content(resource, rtype))
     if issues:
         raise Invalid(issues[0].diagnostics, expression=issues[0].expression,

@@ -28,7 +28,7 @@ from adapters.x12.segments import Interchange, X12Error, parse
 from adapters.x12.validate import validate
 from fhir_server import interactions as svc
 from fhir_server.config import Settings
-from fhir_server.errors import Conflict, Invalid, Issue, Unprocessable
+from fhir_server.errors import Conflict, Invalid, Issue, PayloadTooLarge, Unprocessable
 from fhir_server.fhirjson import loads_stored
 from fhir_server.money import money
 from fhir_server.storage.locks import LockBusy
@@ -60,8 +60,19 @@ class Applied:
     issues: list[Issue] = field(default_factory=list)
 
 
-def read_checked(text: str, expected: set[str]) -> Interchange:
-    """The interchange, once its envelope, map and transaction types are right (400 else)."""
+def check_size(text: str, settings: Settings) -> None:
+    """413 for an X12 file larger than FHIR_MAX_X12_BYTES, before anything reads it."""
+    size = len(text) if text.isascii() else len(text.encode())
+    if size > settings.fhir_max_x12_bytes:
+        raise PayloadTooLarge(f"The X12 file is {size} bytes; this server reads files of at "
+                              f"most {settings.fhir_max_x12_bytes} (FHIR_MAX_X12_BYTES)",
+                              code="too-long")
+
+
+def read_checked(text: str, expected: set[str], settings: Settings) -> Interchange:
+    """The interchange, once its size, envelope, map and transaction types are right
+    (413, 400 else)."""
+    check_size(text, settings)
     try:
         document = parse(text)
     except X12Error as error:
@@ -81,7 +92,7 @@ def read_checked(text: str, expected: set[str]) -> Interchange:
 
 
 async def apply_835(*, repo: Repository, settings: Settings, text: str) -> Applied:
-    document = read_checked(text, {"835"})
+    document = read_checked(text, {"835"}, settings)
     try:
         remittances = read_835(document)
     except X12Error as error:
@@ -220,7 +231,7 @@ def _reconciliation(id_: str, remittance: Remittance, payer_ref: str, key: str,
 async def apply_277ca(*, repo: Repository, settings: Settings, text: str) -> Applied:
     """A 277CA: rejected claims' ClaimResponses become ``error`` with the STC codes;
     accepted ones stay ``queued`` (noting the payer's claim number). Written together."""
-    document = read_checked(text, {"277"})
+    document = read_checked(text, {"277"}, settings)
     try:
         statuses = read_277ca(document)
     except X12Error as error:

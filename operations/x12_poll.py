@@ -27,7 +27,7 @@ from fhir_server.errors import Conflict, FhirError
 from fhir_server.storage.locks import LockBusy
 from fhir_server.storage.repository import Repository
 from operations.common import endpoint_of
-from operations.remittance_posting import apply_277ca, apply_835
+from operations.remittance_posting import apply_277ca, apply_835, check_size
 from terminology.systems import X12_CONNECTION
 
 log = logging.getLogger("operations.x12_poll")
@@ -83,6 +83,7 @@ async def _poll(repo: Repository, settings: Settings, x12: Any, endpoint: PayerE
 
 async def apply_file(*, repo: Repository, settings: Settings, text: str) -> None:
     """An 835 or a 277CA, by its first transaction set."""
+    check_size(text, settings)
     try:
         kind = next((s.get(1) for s in split(text) if s.id == "ST"), "")
     except X12Error:

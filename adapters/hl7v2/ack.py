@@ -48,7 +48,11 @@ def acknowledge(msg: V2Message, ack_code: str, errors: list[V2Error]) -> str:
     and MSH-12 copied as sent) and MSA-2 is the message's MSH-10. Built from the MSH's
     fields as sent, so that a short or odd MSH still gets its answer (python-hl7's
     ``create_ack`` fails on an MSH without MSH-11 or a trigger component)."""
-    fields = msg.msh_text.split("|")
+    return _answer(msg.msh_text, ack_code, errors)
+
+
+def _answer(msh_text: str, ack_code: str, errors: list[V2Error]) -> str:
+    fields = msh_text.split("|")
 
     def msh(number: int) -> str:  # fields[0] is "MSH" and MSH-1 the "|" itself
         return fields[number - 1] if number - 1 < len(fields) else ""
@@ -65,3 +69,15 @@ def reject_unparsed(error: V2Error) -> str:
     """The AR of something that is not a message we could read: no MSA-2 to give."""
     return "\r".join([f"MSH|^~\\&|||||{_stamp()}||ACK|{uuid.uuid4().hex[:20]}|P|2.5.1",
                       "MSA|AR|", err_segment(error)]) + "\r"
+
+
+def reject_header(head: bytes, error: V2Error) -> str:
+    """The AR of a message read no further than ``head``, its first bytes: answered as its
+    own MSH says (MSA-2 its control id) when ``head`` starts with a whole MSH segment."""
+    msh, whole, _ = head.partition(b"\r")
+    if not (whole and msh.startswith(b"\x0bMSH|")):  # no segment end: the MSH was cut
+        return reject_unparsed(error)
+    try:
+        return _answer(msh[1:].decode("utf-8"), "AR", [error])
+    except UnicodeDecodeError:
+        return reject_unparsed(error)

@@ -8,6 +8,10 @@ connection, in order; connections are served concurrently. A block that is not M
 or not a message is answered AR and the connection keeps serving; a peer that breaks
 the framing (no start block) is disconnected. Nothing of a message is logged but its
 control id, type and acknowledgement code.
+
+A message larger than ``FHIR_MAX_BODY_BYTES`` is read past without being held whole
+(``frames.py``) and answered AR, with the message's control id when its MSH could be
+read; the connection keeps serving.
 """
 
 from __future__ import annotations
@@ -19,18 +23,19 @@ from typing import Any
 
 from hl7.mllp import InvalidBlockError, start_hl7_server
 
-from adapters.hl7v2.ack import reject_unparsed
+from adapters.hl7v2.ack import reject_header, reject_unparsed
+from adapters.hl7v2.frames import BlockTooLarge, read_block, reader_limit
 from adapters.hl7v2.message import V2Error
 from adapters.hl7v2.process import Processor
 from adapters.records import records
 
 log = logging.getLogger("adapters.hl7v2")
-MAX_MESSAGE = 1 << 20  # bytes in one MLLP block
 
 
 class Listener:
-    def __init__(self, processor: Processor, host: str, port: int) -> None:
+    def __init__(self, processor: Processor, host: str, port: int, *, max_message: int) -> None:
         self.processor, self.host, self.port = processor, host, port
+        self.max_message = max_message  # bytes of one message (FHIR_MAX_BODY_BYTES)
         self.server: asyncio.Server | None = None
         self.connections: set[asyncio.Task[Any]] = set()
 
@@ -38,7 +43,8 @@ class Listener:
         # reuse_port: with FHIR_WORKERS > 1 every server process listens on the port and the
         # kernel spreads the connections; each message is applied under the same leases.
         self.server = await start_hl7_server(self._serve, self.host, self.port,
-                                             limit=MAX_MESSAGE, reuse_port=True)
+                                             limit=reader_limit(self.max_message),
+                                             reuse_port=True)
         log.info("hl7v2 listener host=%s port=%d", self.host, self.port)
 
     async def stop(self) -> None:
@@ -76,15 +82,17 @@ class Listener:
     async def _next(self, reader: Any, peer: str | None) -> str | None:
         """The answer to the next block (None: the peer is gone or broke the framing)."""
         try:
-            block = await reader.readblock()
+            block = await read_block(reader)
         except asyncio.IncompleteReadError:
             return None
         except InvalidBlockError:
             log.info("hl7v2 connection closed: a block without the MLLP start byte")
             return None
-        except ValueError:
-            return reject_unparsed(V2Error(f"The message is larger than {MAX_MESSAGE} bytes",
-                                           where="MSH", code="100", reject=True))
+        except BlockTooLarge as too_large:
+            log.info("hl7v2 message refused: larger than %d bytes", self.max_message)
+            return reject_header(too_large.head, V2Error(
+                f"The message is larger than {self.max_message} bytes, the most this server "
+                "takes (FHIR_MAX_BODY_BYTES)", where="MSH", code="100", reject=True))
         try:
             text = bytes(block).decode("utf-8")
         except UnicodeDecodeError:
@@ -106,7 +114,8 @@ async def start_listener(app: Any) -> None:
         return
     processor = Processor(repo=app.state.repo, settings=settings, audit=app.state.audit,
                           records=records(app.state.repo, "hl7v2"))
-    listener = Listener(processor, settings.fhir_hl7v2_host, settings.fhir_hl7v2_port)
+    listener = Listener(processor, settings.fhir_hl7v2_host, settings.fhir_hl7v2_port,
+                        max_message=settings.fhir_max_body_bytes)
     await listener.start()
     app.state.hl7v2 = listener
 

@@ -8,7 +8,7 @@ from starlette.responses import Response
 from fhir_server import interactions as svc
 from fhir_server.api import history as hist
 from fhir_server.api import path_types  # noqa: F401  (registers the URL convertors)
-from fhir_server.api.negotiation import JSON_TYPES, max_depth, read_body
+from fhir_server.api.negotiation import JSON_TYPES, max_depth, max_string, read_body
 from fhir_server.api.params import criteria, criteria_from_header
 from fhir_server.api.responses import (
     info_outcome,
@@ -147,7 +147,8 @@ def _deleted(request: Request, stored: StoredVersion | None, *, nothing: str) ->
 async def _patcher(request: Request):  # type: ignore[no-untyped-def]
     """The patch function a PATCH request's body describes (JSON Patch or FHIRPath Patch)."""
     media = (request.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
-    body = parse_json(await request.body(), max_depth=max_depth(request))
+    body = parse_json(await request.body(), max_depth=max_depth(request),
+                      max_string=max_string(request))
     if media == JSON_PATCH:
         return lambda resource: apply_json_patch(resource, body)
     if media in JSON_TYPES:

@@ -55,14 +55,20 @@ async def read_body(request: Request) -> dict[str, Any]:
             raise UnsupportedMediaType(
                 f"Content-Type '{media[:64]}' is not supported; send application/fhir+json")
     body = await request.body()
+    limits = {"max_depth": max_depth(request), "max_string": max_string(request)}
     if len(body) >= OFFLOAD_BYTES:  # the nesting check walks every value: not on the event loop
-        return await asyncio.to_thread(parse_resource, body, max_depth=max_depth(request))
-    return parse_resource(body, max_depth=max_depth(request))
+        return await asyncio.to_thread(parse_resource, body, **limits)
+    return parse_resource(body, **limits)
 
 
 def max_depth(request: Request) -> int:
     """The nesting limit of JSON bodies (FHIR_MAX_JSON_DEPTH)."""
     return int(request.app.state.settings.fhir_max_json_depth)
+
+
+def max_string(request: Request) -> int:
+    """The longest string element of JSON bodies, UTF-8 bytes (FHIR_MAX_STRING_BYTES)."""
+    return int(request.app.state.settings.fhir_max_string_bytes)
 
 
 def pretty(request: Request) -> bool:

@@ -31,6 +31,11 @@ class Services:
     ehr: Any = None  # adapters.ehr_fhir.FhirEhrAdapter
 
 
+def x12_operations() -> frozenset[str]:
+    """The last path segments (``$import-835``) of the operations whose input is an X12 file."""
+    return frozenset(f"${op.code}" for op in OPERATIONS if op.text_body)
+
+
 async def _run(op: Operation, request: Request, settings: Any,
                instance: tuple[str, str] | None) -> Response:
     """Check the caller's token for the operation, then run it on the whole database: an
