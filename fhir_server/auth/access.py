@@ -4,7 +4,8 @@
 ``DENY`` (nothing), or a search query (``search/query.py``) that a resource
 must match: the OR of the token's terms, each the AND of its scope's
 ``?restriction`` (compiled by the search compiler) and, for ``patient/``
-scopes, the launch patient's compartment. The same query is ANDed into
+scopes, what is the launch patient's (the compartment, or the attribution of
+``patient_visibility.py``). The same query is ANDed into
 searches, asked of the database for stored resources, and evaluated in Python
 on content that has no row yet (``search/evaluate.py``).
 """
@@ -14,12 +15,12 @@ from __future__ import annotations
 import logging
 from typing import Any, Final
 
+from fhir_server.auth.patient_visibility import patient_query
 from fhir_server.auth.principal import Principal
 from fhir_server.auth.roles import AUDIT_TYPE
 from fhir_server.config import Settings
 from fhir_server.errors import Forbidden, Invalid, MethodNotAllowed
 from fhir_server.search.codes import prepare
-from fhir_server.search.compartment import compartment_query
 from fhir_server.search.compile import CompileContext, compile_criteria
 from fhir_server.search.evaluate import evaluate
 from fhir_server.search.parse import criteria_of
@@ -86,7 +87,7 @@ class Access:
                     log.warning("scope restriction does not compile type=%s", type_)
                     continue  # a restriction that cannot be evaluated grants nothing
             if term.patient is not None:
-                parts.append(compartment_query(("Patient", term.patient), type_))
+                parts.append(patient_query(term.patient, type_))
             term_query = and_(*parts)
             if term_query == EVERYTHING:
                 return None
