@@ -13,9 +13,10 @@ on content that has no row yet (``search/evaluate.py``).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any, Final
 
-from fhir_server.auth.patient_visibility import patient_query
+from fhir_server.auth.patient_visibility import foreign_patients, patient_query
 from fhir_server.auth.principal import Principal
 from fhir_server.auth.roles import AUDIT_TYPE
 from fhir_server.config import Settings
@@ -104,10 +105,26 @@ class Access:
             return True
         if isinstance(filt, Deny):
             return False
+        if self.foreign(type_, letter, doc.get("ix") or {}):
+            return False
         cache_key = (type_, letter)
         if cache_key not in self._resolved:
             self._resolved[cache_key] = await resolve(self.repo, filt)
         return evaluate(self._resolved[cache_key], doc)
+
+    def writing_patient(self, type_: str, letter: str) -> str | None:
+        """The patient whose compartment confines every term granting ``letter`` (c u d) on
+        ``type_``; None when some term is not confined to a patient."""
+        if self.principal is None or letter not in "cud":
+            return None
+        patients = {t.patient for t in self.principal.alternatives(type_, letter)}
+        return next(iter(patients)) if len(patients) == 1 else None
+
+    def foreign(self, type_: str, letter: str, index: Mapping[str, Any]) -> list[str]:
+        """The references (``param|Patient/<id>``) by which a write of ``letter`` would put
+        content in another patient's compartment than the token's (none when unconfined)."""
+        patient = self.writing_patient(type_, letter)
+        return [] if patient is None else foreign_patients(type_, index, patient)
 
     async def admits_stored(self, type_: str, letter: str, id_: str) -> bool:
         """Whether the current, not deleted resource ``type_/id_`` is within the terms."""

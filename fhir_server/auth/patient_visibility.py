@@ -8,6 +8,10 @@
 * a public type (directory, definitions, terminology, prices): all of it, read and search;
 * any other type: nothing (deny unless attributable).
 
+A patient token's writes stay in its compartment on every reference that places a
+resource in one (``foreign_patients``): a Communication about, or to, another patient is
+refused even though its sender makes it also the token's patient's.
+
 Attribution is a search query, so the storage engine confines searches, counts and pages
 with it, on every engine, exactly as it confines the compartment.
 """
@@ -15,9 +19,11 @@ with it, on every engine, exactly as it confines the compartment.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from enum import Enum
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from fhir_server.search.compartment import compartment_query, patient_compartment
 from fhir_server.search.normalize import key
@@ -67,3 +73,14 @@ def patient_query(patient: str, type_: str) -> Query:
     return or_(*[Keys("rf", (key(param, f"Patient/{patient}"),)) if target == "Patient"
                  else Chain(param, target, patient_query(patient, target))
                  for param, target in paths])
+
+
+def foreign_patients(type_: str, index: Mapping[str, Any], patient: str) -> list[str]:
+    """The references of a resource's search values (``index``) that would put it in the
+    compartment of a patient other than ``patient``, as ``param|Patient/<id>`` (none for a
+    type outside the compartment)."""
+    params = patient_compartment().get(type_, [])
+    mine = {key(param, f"Patient/{patient}") for param in params}
+    prefixes = tuple(key(param, "Patient/") for param in params)
+    return sorted(k for k in index.get("rf", ()) if isinstance(k, str)
+                  and k.startswith(prefixes) and k not in mine)
