@@ -266,6 +266,19 @@ class ScopedRepository(Repository):
 
     # -- writes ----------------------------------------------------------------------
 
+    async def check_target(self, *, type_: str, id_: str, method: str) -> None:
+        """A patient token aims a PUT or DELETE only at a resource it can see (current or
+        deleted): an id of another patient's resource, current or deleted, and an id that
+        does not exist get the same 404, so no answer tells them apart. It follows that a
+        patient token cannot create by PUT (ids are global, so a free id would answer
+        otherwise than a taken one): it creates with POST."""
+        letter = LETTER_OF_METHOD.get(method, "u")
+        self.access.require(type_, letter)
+        if self.access.writing_patient(type_, letter) is None:
+            return
+        if not await self.readable(type_=type_, id_=id_, letter=await self._seeing(type_, letter)):
+            raise NotFound(f"{type_}/{id_} is not known")
+
     async def _check_write(self, *, type_: str, id_: str, previous: int | None,
                            index: Mapping[str, Any] | None, method: str) -> None:
         letter = LETTER_OF_METHOD.get(method, "u")
