@@ -216,3 +216,29 @@ async def test_history_and_chains_stay_confined(pa: httpx.AsyncClient, data: Dat
         "_revinclude": "PaymentReconciliation:detail-request"})).json()
     assert ids(rev, "include") == {
         f"PaymentReconciliation/{data.attributed['PaymentReconciliation']['a']}"}
+
+
+async def test_compartment_types_named_through_other_elements(
+        pa: httpx.AsyncClient, client: httpx.AsyncClient, data: Data) -> None:
+    """Task.for, a Communication's recipient and an X12 interchange's DocumentReference put
+    a resource in a patient's compartment or, without a subject, in nobody's."""
+    a, b = (f"Patient/{data.owners[k].patient}" for k in ("a", "b"))
+    made: dict[str, dict[str, str]] = {"Task": {}, "Communication": {}, "DocumentReference": {}}
+    for key, patient in (("a", a), ("b", b)):
+        made["Task"][key] = await created(client, {
+            "resourceType": "Task", "status": "requested", "intent": "order",
+            "for": {"reference": patient}})
+        made["Communication"][key] = await created(client, {
+            "resourceType": "Communication", "status": "completed",
+            "recipient": [{"reference": patient}]})
+    # An 835's interchange: related to a's Invoice, but about many patients (no subject).
+    made["DocumentReference"]["none"] = await created(client, {
+        "resourceType": "DocumentReference", "status": "current",
+        "context": {"related": [{"reference": f"Invoice/{data.owners['a'].invoice}"}]},
+        "content": [{"attachment": {"contentType": "application/edi-x12", "data": "aGk="}}]})
+    for type_, by_key in made.items():
+        for key, id_ in by_key.items():
+            resp = await pa.get(f"{type_}/{id_}")
+            assert resp.status_code == (200 if key == "a" else 404), (type_, key)
+        found = ids((await pa.get(type_)).json())
+        assert not {f"{type_}/{i}" for k, i in by_key.items() if k != "a"} & found, type_
