@@ -53,6 +53,7 @@ class Entry:
     full_url: str | None
     response: dict[str, Any] = field(default_factory=dict)
     stored: StoredVersion | None = None
+    assigned_id: bool = False  # a conditional PUT matching nothing: the server chose the id
 
 
 def _where(index: int) -> str:
@@ -176,6 +177,7 @@ async def _identify(repo: Repository, settings: Settings, e: Entry, deleted: set
                 if existing is not None and not existing.deleted:
                     raise Invalid(f"{e.type_}/{body_id} exists but does not match the criteria")
             e.id_ = str(body_id) if body_id else str(uuid.uuid4())
+            e.assigned_id = not body_id
         elif e.method == "DELETE":
             e.response = {"status": "204 No Content", "nothing": True}
         elif e.method == "PATCH":
@@ -194,6 +196,8 @@ async def _plan_one(repo: Repository, settings: Settings, e: Entry, plan: Plan,
     if target in plan.targets:
         raise Invalid(f"{target} is written by more than one entry of the transaction")
     plan.targets.add(target)
+    if e.method in ("PUT", "DELETE") and not e.assigned_id:
+        await repo.check_target(type_=e.type_, id_=e.id_, method=e.method)
     current = await repo.peek(type_=e.type_, id_=e.id_)
     if_match = e.request.get("ifMatch")
     if if_match and (current is None or current.version != svc.parse_etag(str(if_match))):

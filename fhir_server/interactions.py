@@ -239,6 +239,8 @@ async def update(*, repo: Repository, settings: Settings, type_: str, id_: str,
     if body_id != id_:
         raise Invalid(f"The resource id '{str(body_id)[:64]}' does not match the URL id '{id_}'",
                       expression=[f"{type_}.id"])
+    if method == "PUT":
+        await repo.check_target(type_=type_, id_=id_, method=method)
     await _prepare(repo=repo, settings=settings, resource=resource, type_=type_)
     for attempt in range(WRITE_RETRIES):
         current = await repo.peek(type_=type_, id_=id_)
@@ -320,6 +322,7 @@ async def delete(*, repo: Repository, settings: Settings, type_: str, id_: str,
     """DELETE [type]/[id]: the deletion version, or None when it was already deleted."""
     require_type(type_)
     check_id(id_)
+    await repo.check_target(type_=type_, id_=id_, method="DELETE")
     for attempt in range(WRITE_RETRIES):
         current = await repo.peek(type_=type_, id_=id_)
         if current is None:

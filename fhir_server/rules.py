@@ -17,7 +17,7 @@ exactly when the change happens.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -47,12 +47,19 @@ class SideWrite:
     resource: dict[str, Any]
 
 
+async def _sees_all(type_: str, id_: str) -> bool:
+    return True
+
+
 @dataclass
 class RuleContext:
     repo: Repository
     settings: Settings
     # Other changes committed together with this one (a transaction's other entries).
     siblings: Sequence[Change] = field(default_factory=tuple)
+    # Whether the caller may see a stored resource: a rule judges the whole database, but
+    # its messages name only what the caller may see (a patient, not another's booking).
+    sees: Callable[[str, str], Awaitable[bool]] = _sees_all
 
 
 class WriteRule(Protocol):
@@ -98,11 +105,16 @@ async def applying(repo: Repository, settings: Settings,
     # Rules judge the whole database, not what the caller's token may see: the caller's
     # write itself is checked where it is committed, its side effects are the server's.
     whole = getattr(repo, "base", repo)
+    readable = getattr(repo, "readable", None)
+
+    async def sees(type_: str, id_: str) -> bool:
+        return readable is None or bool(await readable(type_=type_, id_=id_))
+
     try:
         async with repo.locks.hold(names):
             side: list[SideWrite] = []
             for change in changes:
-                ctx = RuleContext(repo=whole, settings=settings,
+                ctx = RuleContext(repo=whole, settings=settings, sees=sees,
                                   siblings=[c for c in changes if c is not change])
                 for rule in rules_for(change.type_):
                     side.extend(await rule.check(ctx, change))

@@ -101,6 +101,7 @@ class AppointmentRules:
             raise Conflict("Too many bookings overlap this time to check; try again",
                            code="too-costly")
         others = {str(o.get("id")): o for o in stored}
+        siblings = {s.id_ for s in ctx.siblings if s.type_ == "Appointment"}
         # The same transaction's other entries win over what is stored.
         for sibling in ctx.siblings:
             if sibling.type_ == "Appointment":
@@ -118,9 +119,11 @@ class AppointmentRules:
             theirs = {ref for _, ref in _actors(other, SCHEDULED)}
             for index, ref in actors:
                 if ref in theirs:
+                    # Another patient's booking is not named to a caller who cannot see it.
+                    named = (other_id in siblings or await ctx.sees("Appointment", other_id))
                     raise Conflict(
-                        f"{ref} is already booked at an overlapping time by "
-                        f"Appointment/{other_id}",
+                        f"{ref} is already booked at an overlapping time"
+                        + (f" by Appointment/{other_id}" if named else ""),
                         expression=[f"Appointment.participant[{index}].actor"],
                         code="duplicate")
 

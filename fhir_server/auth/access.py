@@ -4,7 +4,8 @@
 ``DENY`` (nothing), or a search query (``search/query.py``) that a resource
 must match: the OR of the token's terms, each the AND of its scope's
 ``?restriction`` (compiled by the search compiler) and, for ``patient/``
-scopes, the launch patient's compartment. The same query is ANDed into
+scopes, what is the launch patient's (the compartment, or the attribution of
+``patient_visibility.py``). The same query is ANDed into
 searches, asked of the database for stored resources, and evaluated in Python
 on content that has no row yet (``search/evaluate.py``).
 """
@@ -12,14 +13,15 @@ on content that has no row yet (``search/evaluate.py``).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any, Final
 
+from fhir_server.auth.patient_visibility import foreign_patients, patient_query
 from fhir_server.auth.principal import Principal
 from fhir_server.auth.roles import AUDIT_TYPE
 from fhir_server.config import Settings
 from fhir_server.errors import Forbidden, Invalid, MethodNotAllowed
 from fhir_server.search.codes import prepare
-from fhir_server.search.compartment import compartment_query
 from fhir_server.search.compile import CompileContext, compile_criteria
 from fhir_server.search.evaluate import evaluate
 from fhir_server.search.parse import criteria_of
@@ -86,7 +88,7 @@ class Access:
                     log.warning("scope restriction does not compile type=%s", type_)
                     continue  # a restriction that cannot be evaluated grants nothing
             if term.patient is not None:
-                parts.append(compartment_query(("Patient", term.patient), type_))
+                parts.append(patient_query(term.patient, type_))
             term_query = and_(*parts)
             if term_query == EVERYTHING:
                 return None
@@ -103,10 +105,26 @@ class Access:
             return True
         if isinstance(filt, Deny):
             return False
+        if self.foreign(type_, letter, doc.get("ix") or {}):
+            return False
         cache_key = (type_, letter)
         if cache_key not in self._resolved:
             self._resolved[cache_key] = await resolve(self.repo, filt)
         return evaluate(self._resolved[cache_key], doc)
+
+    def writing_patient(self, type_: str, letter: str) -> str | None:
+        """The patient whose compartment confines every term granting ``letter`` (c u d) on
+        ``type_``; None when some term is not confined to a patient."""
+        if self.principal is None or letter not in "cud":
+            return None
+        patients = {t.patient for t in self.principal.alternatives(type_, letter)}
+        return next(iter(patients)) if len(patients) == 1 else None
+
+    def foreign(self, type_: str, letter: str, index: Mapping[str, Any]) -> list[str]:
+        """The references (``param|Patient/<id>``) by which a write of ``letter`` would put
+        content in another patient's compartment than the token's (none when unconfined)."""
+        patient = self.writing_patient(type_, letter)
+        return [] if patient is None else foreign_patients(type_, index, patient)
 
     async def admits_stored(self, type_: str, letter: str, id_: str) -> bool:
         """Whether the current, not deleted resource ``type_/id_`` is within the terms."""

@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
+from fhir_server.auth.patient_visibility import Visibility, visibility
 from fhir_server.auth.roles import AUDIT_ROLE, AUDIT_TYPE, role_allows
 from fhir_server.auth.scopes import Scope, parse_scopes
 from fhir_server.auth.tokens import Grant
-from fhir_server.search.compartment import patient_compartment
 
 
 @dataclass(frozen=True)
@@ -22,11 +22,7 @@ class Term:
     """One way an interaction is allowed: a scope's restriction, and its compartment."""
 
     restriction: tuple[tuple[str, str], ...]
-    patient: str | None  # confined to Patient/<patient>'s compartment
-
-
-def in_patient_compartment(type_: str) -> bool:
-    return type_ == "Patient" or bool(patient_compartment().get(type_))
+    patient: str | None  # confined to what is Patient/<patient>'s (patient_visibility.py)
 
 
 @dataclass(frozen=True)
@@ -61,12 +57,13 @@ class Principal:
     def alternatives(self, type_: str, letter: str) -> list[Term]:
         """Every term on which the token allows ``letter`` (c r u d s) on ``type_``.
 
-        ``patient/`` scopes confine a type of the Patient compartment to the launch
-        patient's compartment; a type outside the compartment (Organization,
-        Practitioner, Medication, ...) may be read and searched through a
-        ``patient/`` scope that covers it (by name or ``*``), but not written.
+        ``patient/`` scopes (``patient_visibility.py``) confine a type of the Patient
+        compartment to the launch patient's compartment; outside it, an attributed type
+        (PaymentReconciliation, Binary, ...) to the launch patient's resources, read only;
+        a public type (Organization, Practitioner, ValueSet, ...) is read and searched
+        whole, not written; any other type is not granted.
         """
-        in_comp = in_patient_compartment(type_)
+        seen = visibility(type_)
         out: list[Term] = []
         for scope in self.scopes:
             if not scope.allows(type_, letter):
@@ -79,9 +76,10 @@ class Principal:
                 out.append(Term(scope.restriction, None))
             elif self.patient is None:
                 continue  # a patient/ scope without a launch patient grants nothing
-            elif in_comp:
+            elif seen is Visibility.COMPARTMENT or (
+                    seen is Visibility.ATTRIBUTED and letter in "rs"):
                 out.append(Term(scope.restriction, self.patient))
-            elif letter in "rs":
+            elif seen is Visibility.PUBLIC and letter in "rs":
                 out.append(Term(scope.restriction, None))
         return out
 

@@ -11,7 +11,9 @@ forget a rule.
 * writes (``write``, ``commit_transaction``) need the letter on the type, an
   existing resource within the read terms (else 404) and the write terms (else
   403), and the new content within the write terms (else 403): a
-  ``patient/`` token cannot put a resource outside its patient's compartment.
+  ``patient/`` token cannot put a resource outside its patient's compartment, nor
+  into another patient's through any reference that places it in one, nor change
+  a resource that is also another patient's.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from fhir_server.errors import Forbidden, NotFound
 from fhir_server.fhirjson import loads_stored
 from fhir_server.search.extract import index_resource
 from fhir_server.search.query import NOTHING, And, Chain, Has, Or, Query, SortKey, and_, or_
+from fhir_server.search.registry import lookup
 from fhir_server.storage.model import StoredVersion, now_ms
 from fhir_server.storage.repository import (
     Current,
@@ -263,6 +266,19 @@ class ScopedRepository(Repository):
 
     # -- writes ----------------------------------------------------------------------
 
+    async def check_target(self, *, type_: str, id_: str, method: str) -> None:
+        """A patient token aims a PUT or DELETE only at a resource it can see (current or
+        deleted): an id of another patient's resource, current or deleted, and an id that
+        does not exist get the same 404, so no answer tells them apart. It follows that a
+        patient token cannot create by PUT (ids are global, so a free id would answer
+        otherwise than a taken one): it creates with POST."""
+        letter = LETTER_OF_METHOD.get(method, "u")
+        self.access.require(type_, letter)
+        if self.access.writing_patient(type_, letter) is None:
+            return
+        if not await self.readable(type_=type_, id_=id_, letter=await self._seeing(type_, letter)):
+            raise NotFound(f"{type_}/{id_} is not known")
+
     async def _check_write(self, *, type_: str, id_: str, previous: int | None,
                            index: Mapping[str, Any] | None, method: str) -> None:
         letter = LETTER_OF_METHOD.get(method, "u")
@@ -273,12 +289,30 @@ class ScopedRepository(Repository):
         if previous is not None and await self._current_admitted(type_, id_, letter) is not None:
             if not await self.access.admits_stored(type_, await self._seeing(type_, letter), id_):
                 raise NotFound(f"{type_}/{id_} is not known")
-            if not await self.access.admits_stored(type_, letter, id_):
+            if (not await self.access.admits_stored(type_, letter, id_)
+                    or await self._names_other_patient(type_, id_, letter)):
                 raise Forbidden(f"The access token does not permit changing {type_}/{id_}")
-        if index is not None and not await self.access.admits(
-                type_, letter, {"_id": id_, "ix": dict(index)}):
+        if index is None:
+            return
+        foreign = self.access.foreign(type_, letter, index)
+        if foreign:
+            params = sorted({k.split("|", 1)[0] for k in foreign})
+            found = [lookup(type_, p) for p in params]
+            raise Forbidden(f"The access token does not permit writing this {type_}: its "
+                            f"{', '.join(params)} names a patient other than the token's",
+                            expression=[p.expression for p in found if p is not None])
+        if not await self.access.admits(type_, letter, {"_id": id_, "ix": dict(index)}):
             raise Forbidden(f"The access token does not permit writing this {type_}: it would "
                             "be outside the token's patient compartment or scope restriction")
+
+    async def _names_other_patient(self, type_: str, id_: str, letter: str) -> bool:
+        """Whether the current resource is also in another patient's compartment than the
+        one a patient token's writes are confined to (it may read it, not change it)."""
+        if self.access.writing_patient(type_, letter) is None:
+            return False
+        stored = await self.base.current(type_=type_, id_=id_)
+        return (stored is not None and not stored.deleted
+                and bool(self.access.foreign(type_, letter, self._doc_of(stored)["ix"])))
 
     async def write(self, *, type_: str, id_: str, previous: int | None, text: str | None,
                     index: Mapping[str, Any] | None, method: str,

@@ -180,6 +180,12 @@ class Repository(ABC):
 
     # -- writes -------------------------------------------------------------------------
 
+    async def check_target(self, *, type_: str, id_: str, method: str) -> None:
+        """Refuse, before any work, a PUT or DELETE of ``type_/id_`` the caller may not aim
+        at (a scoped repository: NotFound, the answer for an id that does not exist). The
+        base repository is the server's own: it may aim anywhere."""
+        return None
+
     @abstractmethod
     async def write(self, *, type_: str, id_: str, previous: int | None, text: str | None,
                     index: Mapping[str, Any] | None, method: str,

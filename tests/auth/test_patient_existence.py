@@ -1,0 +1,98 @@
+"""A patient token learns nothing from answers about whether another patient's resource
+exists: a PUT or DELETE aimed at another patient's id (current or deleted) answers exactly
+as one aimed at an id that does not exist, also for a type with write rules (Appointment),
+and a booking conflict does not name another patient's Appointment."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.auth.world import FHIR_JSON, created
+from tests.conftest import ClientFor
+from tests.workflow.test_appointments import appointment
+
+
+@pytest.fixture
+async def people(client: httpx.AsyncClient) -> dict[str, str]:
+    out = {key: await created(client, {"resourceType": "Patient", "name": [{"family": key}]})
+           for key in ("a", "b")}
+    out["doctor"] = await created(client, {"resourceType": "Practitioner",
+                                           "name": [{"family": "Welby"}]})
+    return out
+
+
+@pytest.fixture
+async def pa(client_for: ClientFor, people: dict[str, str]) -> httpx.AsyncClient:
+    return await client_for("patient/*.cruds", patient=people["a"])
+
+
+def _answer(resp: httpx.Response, id_: str) -> tuple[int, str, str]:
+    """Status, issue code and message, the id in the message made anonymous."""
+    issue = resp.json()["issue"][0]
+    return resp.status_code, issue["code"], issue.get("diagnostics", "").replace(id_, "<id>")
+
+
+def _note(people: dict[str, str], key: str) -> dict[str, Any]:
+    return {"resourceType": "Communication", "status": "completed",
+            "subject": {"reference": f"Patient/{people[key]}"}}
+
+
+async def test_put_and_delete_at_another_patients_id_answer_as_unknown_id(
+        pa: httpx.AsyncClient, client: httpx.AsyncClient, people: dict[str, str]) -> None:
+    a, b, doc = (f"Patient/{people['a']}", f"Patient/{people['b']}",
+                 f"Practitioner/{people['doctor']}")
+    theirs = {
+        "Appointment": await created(client, appointment(patient_ref=b, actors=[doc],
+                                                         start=0, end=30)),
+        "Communication": await created(client, _note(people, "b")),
+    }
+    gone = await created(client, _note(people, "b"))
+    assert (await client.delete(f"Communication/{gone}")).status_code == 200
+    mine = {"Appointment": appointment(patient_ref=a, actors=[doc], start=60, end=90),
+            "Communication": _note(people, "a")}
+    targets = [*theirs.items(), ("Communication", gone)]
+    for type_, id_ in targets:
+        unknown = str(uuid.uuid4())
+        answers = [_answer(await pa.put(f"{type_}/{x}", json={**mine[type_], "id": x},
+                                        headers=FHIR_JSON), x) for x in (id_, unknown)]
+        assert answers[0] == answers[1] and answers[0][0] == 404, (type_, answers)
+        deletes = [_answer(await pa.delete(f"{type_}/{x}"), x) for x in (id_, unknown)]
+        assert deletes[0] == deletes[1] and deletes[0][0] == 404, (type_, deletes)
+    for type_, id_ in theirs.items():  # untouched
+        assert (await client.get(f"{type_}/{id_}")).json()["meta"]["versionId"] == "1"
+    # The patient's own resources: created with POST, changed with PUT.
+    for type_, body in mine.items():
+        made = await pa.post(type_, json=body, headers=FHIR_JSON)
+        assert made.status_code == 201, made.text
+        again = {**made.json()}
+        again.pop("meta")
+        assert (await pa.put(f"{type_}/{again['id']}", json=again,
+                             headers=FHIR_JSON)).status_code == 200
+
+
+async def test_booking_conflict_names_only_what_the_caller_sees(
+        pa: httpx.AsyncClient, client: httpx.AsyncClient, people: dict[str, str]) -> None:
+    a, b, doc = (f"Patient/{people['a']}", f"Patient/{people['b']}",
+                 f"Practitioner/{people['doctor']}")
+    theirs = await created(client, appointment(patient_ref=b, actors=[doc], start=0, end=30))
+    overlapping = appointment(patient_ref=a, actors=[doc], start=15, end=45)
+    refused = await pa.post("Appointment", json=overlapping, headers=FHIR_JSON)
+    assert refused.status_code == 409
+    issue = refused.json()["issue"][0]
+    assert doc in issue["diagnostics"] and theirs not in refused.text
+    # Staff see whose booking it is.
+    staff = await client.post("Appointment", json=overlapping, headers=FHIR_JSON)
+    assert staff.status_code == 409 and f"Appointment/{theirs}" in staff.text
+    # The patient's own booking is named to the patient.
+    own = await pa.post("Appointment", json=appointment(patient_ref=a, actors=[doc],
+                                                        start=120, end=150),
+                        headers=FHIR_JSON)
+    assert own.status_code == 201
+    clash = await pa.post("Appointment", json=appointment(patient_ref=a, actors=[doc],
+                                                          start=130, end=160),
+                          headers=FHIR_JSON)
+    assert clash.status_code == 409 and f"Appointment/{own.json()['id']}" in clash.text
