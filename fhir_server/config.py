@@ -179,6 +179,13 @@ class Settings(BaseSettings):
         default=100_000, ge=100, description="Most AuditEvents kept queued while the database "
         "cannot take them; beyond it the oldest are dropped (and the loss logged).")
 
+    # -- Bulk Data export (operations/bulk_export.py) --------------------------------------
+    fhir_export_retention: int = Field(
+        default=86_400, ge=1, le=30 * 86_400, description="How long a Bulk Data export job's "
+        "files and status stay available, seconds from the job's end (default one day: long "
+        "enough for a nightly job to fetch its files, short enough that copies of health data "
+        "do not pile up on disk); then they are deleted and the job's URLs answer 404.")
+
     # -- terminology (terminology/) ------------------------------------------------------
     fhir_terminology_load: bool = Field(
         default=True, description="At start-up, load FHIR R4's code systems, value sets and "
