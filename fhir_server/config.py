@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -161,6 +161,18 @@ class Settings(BaseSettings):
         default=60, ge=5, le=600, description="Lifetime of an authorization code, seconds.")
     fhir_auth_signing_alg: Literal["RS256", "ES256", "ES384"] = Field(
         default="RS256", description="Algorithm of the signing keys generated for access and id tokens.")
+    fhir_signing_key_file: Path | None = Field(
+        default=None, description="A PEM private key (RSA for RS256, EC P-256/P-384 for "
+        "ES256/ES384, matching FHIR_AUTH_SIGNING_ALG) that signs access and id tokens, held "
+        "outside the database; its kid is its RFC 7638 thumbprint. The file must be readable "
+        "by the server's user alone (chmod 600) or the server does not start. Unset: keys "
+        "generated and kept in the database (anyone who can read the database can mint "
+        "tokens).")
+    fhir_signing_key_verify_files: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list, description="Comma-separated PEM files (public or private "
+        "keys) that verify tokens and are published in the JWKS but never sign: the previous "
+        "FHIR_SIGNING_KEY_FILE after a rotation, until FHIR_AUTH_TOKEN_LIFETIME has passed; "
+        "with several processes, the next key, before it signs anywhere.")
     fhir_auth_jwks_cache_seconds: int = Field(
         default=300, ge=0, description="How long a backend client's JWKS fetched from its URL is cached.")
     fhir_auth_revocation_poll_seconds: float = Field(
@@ -194,6 +206,13 @@ class Settings(BaseSettings):
     fhir_terminology_expansion_limit: int = Field(
         default=10_000, ge=1, description="Most codes $expand returns at once; a larger "
         "expansion asked for without count answers 400 (too-costly).")
+
+    @field_validator("fhir_signing_key_verify_files", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [Path(part.strip()) for part in value.split(",") if part.strip()]
+        return value
 
     @property
     def base_url(self) -> str:
