@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
     """Server configuration, from environment variables (see README)."""
 
-    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+    # hide_input_in_errors: an invalid value is not echoed (it can be a secret or a password).
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore",
+                                      hide_input_in_errors=True)
 
     fhir_host: str = Field(default="127.0.0.1", description="Interface to listen on.")
     fhir_port: int = Field(default=8080, ge=1, le=65535, description="TCP port to listen on.")
@@ -161,6 +165,13 @@ class Settings(BaseSettings):
         default=60, ge=5, le=600, description="Lifetime of an authorization code, seconds.")
     fhir_auth_signing_alg: Literal["RS256", "ES256", "ES384"] = Field(
         default="RS256", description="Algorithm of the signing keys generated for access and id tokens.")
+    fhir_key_encryption_key: SecretStr | None = Field(
+        default=None, description="32 random bytes in base64 (e.g. `openssl rand -base64 "
+        "32`): the token signing keys kept in the database are stored sealed with it "
+        "(AES-256-GCM), so that the database alone does not let anyone mint tokens. Every "
+        "process of the deployment needs the same value; keys stored in the clear before are "
+        "sealed at the next start (then run `fhir-server keys rotate`). Unused with "
+        "FHIR_SIGNING_KEY_FILE.")
     fhir_signing_key_file: Path | None = Field(
         default=None, description="A PEM private key (RSA for RS256, EC P-256/P-384 for "
         "ES256/ES384, matching FHIR_AUTH_SIGNING_ALG) that signs access and id tokens, held "
@@ -207,6 +218,19 @@ class Settings(BaseSettings):
         default=10_000, ge=1, description="Most codes $expand returns at once; a larger "
         "expansion asked for without count answers 400 (too-costly).")
 
+    @field_validator("fhir_key_encryption_key")
+    @classmethod
+    def _thirty_two_bytes(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            _kek_bytes(value.get_secret_value())
+        return value
+
+    @property
+    def key_encryption_key(self) -> bytes | None:
+        """FHIR_KEY_ENCRYPTION_KEY's bytes."""
+        secret = self.fhir_key_encryption_key
+        return None if secret is None else _kek_bytes(secret.get_secret_value())
+
     @field_validator("fhir_signing_key_verify_files", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
@@ -226,6 +250,19 @@ class Settings(BaseSettings):
         base = self.base_url
         root = base[: -len("/fhir")] if base.endswith("/fhir") else base
         return f"{root}/auth"
+
+
+def _kek_bytes(text: str) -> bytes:
+    """A key-encryption key: 32 bytes in base64 (standard or URL-safe alphabet)."""
+    text = text.strip()
+    try:
+        raw = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_"
+                               if "-" in text or "_" in text else None, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("must be 32 bytes in base64") from None
+    if len(raw) != 32:
+        raise ValueError(f"must be 32 bytes in base64, not {len(raw)} bytes")
+    return raw
 
 
 @lru_cache

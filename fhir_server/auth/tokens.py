@@ -79,7 +79,7 @@ class AuthService:
         self.settings = settings
         self.keys: KeyRing | FileKeyRing = file_key_ring(settings) or KeyRing(
             store=store, alg=settings.fhir_auth_signing_alg,
-            token_lifetime=settings.fhir_auth_token_lifetime)
+            token_lifetime=settings.fhir_auth_token_lifetime, kek=settings.key_encryption_key)
         self._revoked: dict[str, int] = {}
         self._revoked_loaded_at = 0.0
         self._verified: OrderedDict[str, dict[str, Any]] = OrderedDict()
