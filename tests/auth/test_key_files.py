@@ -132,7 +132,7 @@ def serve_fails(store: Store, **env: str) -> str:
     return done.stderr
 
 
-@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604])
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604], ids=["0644", "0640", "0604"])
 def test_a_key_file_others_can_read_is_refused(store: Store, tmp_path: Path,
                                                mode: int) -> None:
     path, _ = key_file(tmp_path, "loose.pem", mode=mode)
