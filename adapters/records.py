@@ -33,6 +33,10 @@ class Records:
         if not await self.store.insert(kind=KIND, doc={"_id": id_, "value": value}):
             await self.store.set_fields(kind=KIND, id_=id_, fields={"value": value})
 
+    async def delete(self, key: str) -> bool:
+        """Remove the record; whether this call removed it."""
+        return await self.store.delete(kind=KIND, id_=self._id(key))
+
 
 def records(repo: Repository, namespace: str) -> Records:
     """The records of one namespace in the repository's database."""

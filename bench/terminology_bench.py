@@ -53,7 +53,8 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
 
 def load(env: dict[str, str], pack: str) -> float:
     started = time.monotonic()
-    subprocess.run([sys.executable, "-m", "fhir_server", "terminology", "load", "--pack", pack],
+    subprocess.run([sys.executable, "-m", "fhir_server", "terminology", "load", "--pack", pack,
+                    "--init"],
                    env=env, cwd=ROOT, check=True, capture_output=True)
     return time.monotonic() - started
 

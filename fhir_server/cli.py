@@ -19,7 +19,7 @@ from fhir_server.auth import admin_cli
 from fhir_server.config import Settings
 from fhir_server.loader import Summary
 from fhir_server.observability import logs
-from fhir_server.storage.open import StorageError, open_repository
+from fhir_server.storage.open import StorageError, missing_database, open_repository
 from terminology import cli as terminology_cli
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,13 @@ class Command:
     help: str
     run: Callable[[argparse.Namespace, Settings], int]
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
+    # Whether the command, with these arguments, opens the configured database: then it
+    # takes --init, and without it refuses a database that does not exist yet.
+    opens_database: Callable[[argparse.Namespace], bool] | None = None
+
+
+def always(args: argparse.Namespace) -> bool:
+    return True
 
 
 def serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -168,27 +175,29 @@ def x12(args: argparse.Namespace, settings: Settings) -> int:
 COMMANDS: dict[str, Command] = {
     "serve": Command(help="run the FHIR server (the default)", run=serve),
     "load": Command(help="load Bundle and NDJSON files", run=load,
-                    add_arguments=_load_arguments),
+                    add_arguments=_load_arguments, opens_database=lambda a: not a.url),
     "export": Command(help="write the data as NDJSON (or history Bundles) for `load`",
-                      run=export_data, add_arguments=_export_arguments),
+                      run=export_data, add_arguments=_export_arguments,
+                      opens_database=lambda a: a.from_ferretdb is None),
     "clients": Command(help="register SMART apps and backend clients", run=admin_cli.clients,
-                       add_arguments=admin_cli.client_arguments),
+                       add_arguments=admin_cli.client_arguments, opens_database=always),
     "users": Command(help="add users who sign in at the login page", run=admin_cli.users,
-                     add_arguments=admin_cli.user_arguments),
+                     add_arguments=admin_cli.user_arguments, opens_database=always),
     "token": Command(help="print an access token for a registered client", run=admin_cli.token,
-                     add_arguments=admin_cli.token_arguments),
+                     add_arguments=admin_cli.token_arguments, opens_database=always),
     "keys": Command(help="rotate the token signing key, or make a payer client key",
                     run=admin_cli.keys,
-                    add_arguments=admin_cli.key_arguments),
+                    add_arguments=admin_cli.key_arguments,
+                    opens_database=lambda a: a.action == "rotate"),
     "ehr": Command(help="sync from an EHR's FHIR API (ehr sync ENDPOINT_ID)", run=ehr_cli.run,
-                   add_arguments=ehr_cli.arguments),
+                   add_arguments=ehr_cli.arguments, opens_database=always),
     "launch": Command(help="create an EHR launch context, print its id", run=admin_cli.launch,
-                      add_arguments=admin_cli.launch_arguments),
+                      add_arguments=admin_cli.launch_arguments, opens_database=always),
     "x12": Command(help="poll the X12 clearinghouses for 277CA and 835 files", run=x12,
-                   add_arguments=_x12_arguments),
+                   add_arguments=_x12_arguments, opens_database=always),
     "terminology": Command(help="load FHIR R4's terminology and ICD-10-CM, or your own code "
                            "systems", run=terminology_cli.run,
-                           add_arguments=terminology_cli.arguments),
+                           add_arguments=terminology_cli.arguments, opens_database=always),
 }
 
 
@@ -202,7 +211,42 @@ def build_parser() -> argparse.ArgumentParser:
         sub = subparsers.add_parser(name, help=command.help, description=command.help)
         if command.add_arguments is not None:
             command.add_arguments(sub)
+        if command.opens_database is not None:
+            for leaf in _leaves(sub):
+                leaf.add_argument("--init", action="store_true", help=INIT_HELP)
     return parser
+
+
+INIT_HELP = ("create the database when FHIR_DATA_DIR (or MONGODB_URI's MONGODB_DATABASE) "
+             "holds none yet; without it the command refuses, so that a command run with "
+             "other settings than the server's never makes a second, empty database")
+EXIT_NO_DATABASE = 1
+
+
+def _leaves(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """The parsers that take a command's options: its own, or those of its actions
+    (``clients add``)."""
+    actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not actions:
+        return [parser]
+    return [leaf for action in actions for sub in action.choices.values()
+            for leaf in _leaves(sub)]
+
+
+def refuse_missing_database(settings: Settings) -> bool:
+    """Whether the configured database is missing (said on stderr, with what to do)."""
+    try:
+        missing = asyncio.run(missing_database(settings))
+    except Exception as error:  # MongoDB not reached: the command would fail the same way
+        print(f"fhir-server: cannot reach the database: {type(error).__name__}",
+              file=sys.stderr)
+        return True
+    if missing is None:
+        return False
+    print(f"fhir-server: {missing}. Run the command with the server's settings "
+          "(FHIR_DATA_DIR, MONGODB_URI, MONGODB_DATABASE), or add --init to create a new "
+          "database there.", file=sys.stderr)
+    return True
 
 
 def setup_logging(settings: Settings) -> None:
@@ -218,4 +262,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = serving.configured()
     if settings is None:
         return serving.EXIT_BAD_CONFIGURATION
-    return COMMANDS[args.command].run(args, settings)
+    command = COMMANDS[args.command]
+    if (command.opens_database is not None and command.opens_database(args)
+            and not args.init and refuse_missing_database(settings)):
+        return EXIT_NO_DATABASE
+    return command.run(args, settings)

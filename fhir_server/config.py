@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from fhir_server.web_origin import parse_origin_list
 
@@ -16,7 +18,9 @@ from fhir_server.web_origin import parse_origin_list
 class Settings(BaseSettings):
     """Server configuration, from environment variables (see README)."""
 
-    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+    # hide_input_in_errors: an invalid value is not echoed (it can be a secret or a password).
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore",
+                                      hide_input_in_errors=True)
 
     fhir_host: str = Field(default="127.0.0.1", description="Interface to listen on.")
     fhir_port: int = Field(default=8080, ge=1, le=65535, description="TCP port to listen on.")
@@ -196,6 +200,25 @@ class Settings(BaseSettings):
         default=60, ge=5, le=600, description="Lifetime of an authorization code, seconds.")
     fhir_auth_signing_alg: Literal["RS256", "ES256", "ES384"] = Field(
         default="RS256", description="Algorithm of the signing keys generated for access and id tokens.")
+    fhir_key_encryption_key: SecretStr | None = Field(
+        default=None, description="32 random bytes in base64 (e.g. `openssl rand -base64 "
+        "32`): the token signing keys kept in the database are stored sealed with it "
+        "(AES-256-GCM), so that the database alone does not let anyone mint tokens. Every "
+        "process of the deployment needs the same value; keys stored in the clear before are "
+        "sealed at the next start (then run `fhir-server keys rotate`). Unused with "
+        "FHIR_SIGNING_KEY_FILE.")
+    fhir_signing_key_file: Path | None = Field(
+        default=None, description="A PEM private key (RSA for RS256, EC P-256/P-384 for "
+        "ES256/ES384, matching FHIR_AUTH_SIGNING_ALG) that signs access and id tokens, held "
+        "outside the database; its kid is its RFC 7638 thumbprint. The file must be readable "
+        "by the server's user alone (chmod 600) or the server does not start. Unset: keys "
+        "generated and kept in the database (anyone who can read the database can mint "
+        "tokens).")
+    fhir_signing_key_verify_files: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list, description="Comma-separated PEM files (public or private "
+        "keys) that verify tokens and are published in the JWKS but never sign: the previous "
+        "FHIR_SIGNING_KEY_FILE after a rotation, until FHIR_AUTH_TOKEN_LIFETIME has passed; "
+        "with several processes, the next key, before it signs anywhere.")
     fhir_auth_jwks_cache_seconds: int = Field(
         default=300, ge=0, description="How long a backend client's JWKS fetched from its URL is cached.")
     fhir_auth_revocation_poll_seconds: float = Field(
@@ -230,6 +253,13 @@ class Settings(BaseSettings):
         default=100_000, ge=100, description="Most AuditEvents kept queued while the database "
         "cannot take them; beyond it the oldest are dropped (and the loss logged).")
 
+    # -- Bulk Data export (operations/bulk_export.py) --------------------------------------
+    fhir_export_retention: int = Field(
+        default=86_400, ge=1, le=30 * 86_400, description="How long a Bulk Data export job's "
+        "files and status stay available, seconds from the job's end (default one day: long "
+        "enough for a nightly job to fetch its files, short enough that copies of health data "
+        "do not pile up on disk); then they are deleted and the job's URLs answer 404.")
+
     # -- terminology (terminology/) ------------------------------------------------------
     fhir_terminology_load: bool = Field(
         default=True, description="At start-up, load FHIR R4's code systems, value sets and "
@@ -259,6 +289,26 @@ class Settings(BaseSettings):
         """FHIR_CORS_ORIGINS, normalised (``origin_of``'s form)."""
         return parse_origin_list(self.fhir_cors_origins)
 
+    @field_validator("fhir_key_encryption_key")
+    @classmethod
+    def _thirty_two_bytes(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            _kek_bytes(value.get_secret_value())
+        return value
+
+    @property
+    def key_encryption_key(self) -> bytes | None:
+        """FHIR_KEY_ENCRYPTION_KEY's bytes."""
+        secret = self.fhir_key_encryption_key
+        return None if secret is None else _kek_bytes(secret.get_secret_value())
+
+    @field_validator("fhir_signing_key_verify_files", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [Path(part.strip()) for part in value.split(",") if part.strip()]
+        return value
+
     @property
     def base_url(self) -> str:
         if self.fhir_base_url:
@@ -271,6 +321,19 @@ class Settings(BaseSettings):
         base = self.base_url
         root = base[: -len("/fhir")] if base.endswith("/fhir") else base
         return f"{root}/auth"
+
+
+def _kek_bytes(text: str) -> bytes:
+    """A key-encryption key: 32 bytes in base64 (standard or URL-safe alphabet)."""
+    text = text.strip()
+    try:
+        raw = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_"
+                               if "-" in text or "_" in text else None, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("must be 32 bytes in base64") from None
+    if len(raw) != 32:
+        raise ValueError(f"must be 32 bytes in base64, not {len(raw)} bytes")
+    return raw
 
 
 @lru_cache

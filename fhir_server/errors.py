@@ -20,6 +20,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from fhir_server.observability.logs import loggable_path
+
 log = logging.getLogger("fhir_server.errors")
 STACK_FRAMES = 6  # innermost frames logged for an internal error
 
@@ -213,7 +215,9 @@ def install_handlers(app: FastAPI, *, unavailable: tuple[type[Exception], ...] =
         # Type and stack only: an exception's text can quote resource content.
         log.error(
             "internal error request_id=%s method=%s path=%s error=%s stack=%s",
-            rid, request.method, request.url.path, type(exc).__name__,
+            rid, request.method,
+            loggable_path(request.url.path, getattr(request.scope.get("route"), "path", None)),
+            type(exc).__name__,
             "".join(traceback.format_tb(exc.__traceback__)[-STACK_FRAMES:]).replace("\n", " | "),
         )
         issue = Issue("exception", f"Internal error (request id {rid})", "fatal")

@@ -20,6 +20,7 @@ from typing import Any
 import uvicorn
 from pydantic import ValidationError
 
+from fhir_server.auth.key_files import KeyFileError, file_key_ring
 from fhir_server.booting import BootingApp
 from fhir_server.config import Settings, get_settings
 from fhir_server.observability import logs
@@ -68,7 +69,8 @@ def serve(settings: Settings) -> int:
     try:
         check_data_dir(settings)
         private_dir(settings.fhir_data_dir)
-    except (StorageError, OSError) as error:
+        file_key_ring(settings)  # a key file others can read: refused before serving
+    except (StorageError, OSError, KeyFileError) as error:
         print(f"fhir-server: {error}", file=sys.stderr)
         return EXIT_STARTUP_FAILURE
     if settings.fhir_workers > 1:

@@ -108,14 +108,14 @@ async def test_export_history_and_load_keeps_versions_and_deletions(
     audit = [json.loads(line)["id"] for line in
              (out / "audit" / "AuditEvent.ndjson").read_text().splitlines()]
     assert audit  # the writes and reads above were audited
-    loaded = cli(store, "load", "--quiet", str(out))
+    loaded = cli(store, "load", "--init", "--quiet", str(out))
     assert loaded.returncode == 0, loaded.stderr[-2000:]
     assert await snapshot(store, made) == before
     assert set(audit) <= await audit_ids(store)
     # and back again, from the run's engine to SQLite
     back_dir, back = tmp_path / "back", Store(data_dir=tmp_path / "sqlite-again")
     assert cli(store, "export", "--out", str(back_dir), "--history").returncode == 0
-    assert cli(back, "load", "--quiet", str(back_dir)).returncode == 0
+    assert cli(back, "load", "--init", "--quiet", str(back_dir)).returncode == 0
     assert await snapshot(back, made) == before
 
 
@@ -129,7 +129,7 @@ async def test_export_current_versions_as_ndjson(sqlite_store: Store, store: Sto
     lines = (out / "Patient.ndjson").read_text().splitlines()
     assert sorted(json.loads(line)["id"] for line in lines) == sorted(made["patients"][:2])
     assert (out / "Observation.ndjson").read_text().count("72.50") == 1  # decimals kept as sent
-    assert cli(store, "load", "--quiet", str(out)).returncode == 0
+    assert cli(store, "load", "--init", "--quiet", str(out)).returncode == 0
     assert current_only(await snapshot(store, made)) == current_only(before)
 
 
@@ -160,5 +160,5 @@ async def test_moving_a_ferretdb_data_dir_to_sqlite(tmp_path: Path) -> None:
     assert moved.returncode == 0, moved.stderr[-2000:]
     (old_dir / "ferretdb").rename(old_dir / "ferretdb.old")
     target = Store(data_dir=old_dir)
-    assert cli(target, "load", "--quiet", str(out)).returncode == 0
+    assert cli(target, "load", "--init", "--quiet", str(out)).returncode == 0
     assert await snapshot(target, made) == before

@@ -7,12 +7,13 @@
   manifest when done, 500 with an OperationOutcome when it failed; ``DELETE``: cancel;
 * ``GET [base]/$export-file/[job]/[Type].ndjson``: the file (``application/fhir+ndjson``).
 
-Status and files answer only the client that started the job (404 for others).
+Status and files answer only the client and user that started the job, until it expires
+(``FHIR_EXPORT_RETENTION``); 404 for anyone else, and after. A file download's AuditEvent
+names the job and the file's type.
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
 import uuid
 from typing import Any
@@ -20,30 +21,30 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import FileResponse, Response
 
-from adapters.records import records
 from fhir_server.api.negotiation import check_accept, json_response
+from fhir_server.audit.events import export_entity
 from fhir_server.auth.enforce import authorize, request_access
 from fhir_server.errors import FhirError, Forbidden, Invalid, NotFound
 from fhir_server.search.dates import date_range
-from fhir_server.storage.model import instant, now_ms
 from fhir_server.validation import require_type, resource_class
 from operations import bulk_export
 
 router = APIRouter()
-JOB = re.compile(r"^[0-9a-f]{32}$")
 FILE = re.compile(r"^([A-Z][A-Za-z]{1,63})\.ndjson$")
 
 
-def _owner(request: Request) -> str:
-    principal = request_access(request)[0].principal
-    return principal.client_id if principal is not None else "-"
-
-
-async def _job(request: Request, job: str) -> dict[str, Any]:
-    record = await records(request.app.state.repo, "bulk-export").get(job) \
-        if JOB.match(job) else None
-    if record is None or record.get("owner") != _owner(request):
+async def _job(request: Request, job: str, type_: str | None = None) -> dict[str, Any]:
+    """The caller's own unexpired job (404 otherwise). The request's AuditEvent names the
+    job (and the file's type), also when it is refused."""
+    if not bulk_export.JOB.match(job):
         raise NotFound("No such export job")
+    request.state.audit_entities = [export_entity(job, type_)]
+    record = await bulk_export.job_records(request.app.state.repo).get(job)
+    principal = request_access(request)[0].principal
+    if record is None or record.get("owner") != bulk_export.owner_of(principal):
+        raise NotFound("No such export job")
+    if bulk_export.expired(record):
+        raise NotFound("The export job has expired (FHIR_EXPORT_RETENTION)")
     return record
 
 
@@ -75,14 +76,10 @@ async def kick_off(request: Request) -> Response:
         except FhirError:
             raise Invalid("_since must be a FHIR instant", expression=["_since"]) from None
     settings, job = request.app.state.settings, uuid.uuid4().hex
-    jobs = records(request.app.state.repo, "bulk-export")
-    await jobs.put(job, {"owner": _owner(request), "state": "running",
-                         "transactionTime": instant(now_ms()), "request": str(request.url)})
-    task = asyncio.create_task(bulk_export.run_job(
-        repo=scoped, settings=settings, jobs=jobs, job=job, types=types, since=since,
-        file_base=f"{settings.base_url}/$export-file"), name=f"bulk-export-{job}")
-    bulk_export.RUNNING[job] = task
-    task.add_done_callback(lambda _: bulk_export.RUNNING.pop(job, None))
+    await bulk_export.start(repo=scoped, settings=settings,
+                            jobs=bulk_export.job_records(request.app.state.repo), job=job,
+                            principal=access.principal, request=str(request.url), types=types,
+                            since=since)
     return Response(status_code=202, headers={
         "Content-Location": f"{settings.base_url}/$export-status/{job}"})
 
@@ -96,22 +93,21 @@ async def status(job: str, request: Request) -> Response:
                                                   "Retry-After": "1"})
     if state == "done":
         return json_response(bulk_export.manifest(record))
-    raise NotFound("The export job was cancelled") if state == "cancelled" else FhirError(
-        500, "exception", f"The export failed: {record.get('message', 'unknown')}")
+    raise FhirError(500, "exception", f"The export failed: {record.get('message', 'unknown')}")
 
 
 @router.delete("/$export-status/{job}")
 async def delete(job: str, request: Request) -> Response:
     await _job(request, job)
-    await bulk_export.cancel(request.app.state.settings,
-                             records(request.app.state.repo, "bulk-export"), job)
+    await bulk_export.remove(request.app.state.settings,
+                             bulk_export.job_records(request.app.state.repo), job)
     return Response(status_code=202)
 
 
 @router.get("/$export-file/{job}/{name}")
 async def file(job: str, name: str, request: Request) -> Response:
-    record = await _job(request, job)
     match = FILE.match(name)
+    record = await _job(request, job, match.group(1) if match else None)
     path = bulk_export.job_dir(request.app.state.settings, job) / name
     if record.get("state") != "done" or not match or not path.is_file():
         raise NotFound("No such export file")

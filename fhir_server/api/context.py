@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fhir_server.audit.http import record_request
 from fhir_server.observability import metrics, tracing
-from fhir_server.observability.logs import REQUEST_ID, TRACE_ID
+from fhir_server.observability.logs import REQUEST_ID, TRACE_ID, loggable_path
 
 log = logging.getLogger("fhir_server")
 UNMATCHED = "unmatched"  # no route: a 404 before any handler
@@ -103,7 +103,7 @@ class RequestContext:
                                            resource_type=type_, status=status)
             duration_ms = round(seconds * 1000, 1)
             log.info("request id=%s method=%s path=%s status=%d ms=%.1f", rid, request.method,
-                     request.url.path, status, duration_ms,
+                     loggable_path(request.url.path, route), status, duration_ms,
                      extra={"method": request.method, "route": route, "status": status,
                             "duration_ms": duration_ms})
 

@@ -25,6 +25,7 @@ CLIENT_SYSTEM = "urn:fhir-server:client"
 USER_SYSTEM = "urn:fhir-server:user"
 ROLE_SYSTEM = "urn:fhir-server:role"
 OPERATION_SYSTEM = "urn:fhir-server:operation"
+EXPORT_JOB_SYSTEM = "urn:fhir-server:bulk-export-job"
 
 
 def outcome_of(status: int) -> str:
@@ -96,6 +97,18 @@ def query_entity(type_: str | None, names: list[str]) -> dict[str, Any]:
             "name": type_ or "*",
             "query": base64.b64encode(text.encode()).decode(),
             "detail": [{"type": "parameter-names", "valueString": ",".join(names) or "-"}]}
+
+
+def export_entity(job: str, type_: str | None = None) -> dict[str, Any]:
+    """A Bulk Data export job (its id), and with ``type_`` the file of that type."""
+    entity: dict[str, Any] = {
+        "what": {"identifier": {"system": EXPORT_JOB_SYSTEM, "value": job}},
+        "type": {"system": ENTITY_TYPE, "code": "2", "display": "System Object"},
+        "role": {"system": OBJECT_ROLE, "code": "20", "display": "Job"}}
+    if type_:
+        entity["name"] = f"{type_}.ndjson"
+        entity["detail"] = [{"type": "resource-type", "valueString": type_}]
+    return entity
 
 
 def patient_entity(patient_id: str) -> dict[str, Any]:

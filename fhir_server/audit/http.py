@@ -52,6 +52,7 @@ def _entities(request: Request, response: Answer, interaction: Interaction,
     if interaction.compartment and interaction.compartment[0] == "Patient":
         patients.append(interaction.compartment[1])
     patients += getattr(request.state, "audit_patients", [])  # set by operations
+    out += getattr(request.state, "audit_entities", [])  # set by routes (an export job)
     out += [events.patient_entity(p) for p in dict.fromkeys(patients)]
     return out
 

@@ -1,4 +1,6 @@
-"""The signing keys of access and id tokens, kept in the database (``auth_keys``).
+"""The signing keys of access and id tokens, kept in the database (``auth_keys``), sealed
+with FHIR_KEY_ENCRYPTION_KEY when it is set (``key_sealing.py``; a key held outside the
+database instead: ``key_files.py``).
 
 A key is generated at first start. ``rotate()`` adds a new key, which signs from
 then on, and retires the others: a retired key still verifies (and is still
@@ -19,6 +21,7 @@ from typing import Any
 from joserfc import jwk
 from joserfc.jwk import ECKey, RSAKey
 
+from fhir_server.auth.key_sealing import seal, unseal
 from fhir_server.storage.auth_store import AuthStore, now_s
 from fhir_server.storage.locks import Locks
 
@@ -58,8 +61,9 @@ def generate(alg: str) -> AnyKey:
     raise ValueError(f"unsupported signing algorithm {alg}")
 
 
-def _from_doc(doc: dict[str, Any]) -> SigningKey:
-    key = jwk.import_key(doc["pem"], "RSA" if doc["alg"].startswith("RS") else "EC")
+def _from_doc(doc: dict[str, Any], kek: bytes | None) -> SigningKey:
+    pem = unseal(doc["sealed"], kid=doc["_id"], kek=kek) if doc.get("sealed") else doc["pem"]
+    key = jwk.import_key(pem, "RSA" if doc["alg"].startswith("RS") else "EC")
     if not isinstance(key, RSAKey | ECKey):
         raise ValueError(f"auth_keys/{doc['_id']} is not an RSA or EC key")
     return SigningKey(kid=doc["_id"], alg=doc["alg"], key=key, created=int(doc["created"]),
@@ -69,10 +73,12 @@ def _from_doc(doc: dict[str, Any]) -> SigningKey:
 class KeyRing:
     """The keys of one deployment, cached in this process."""
 
-    def __init__(self, *, store: AuthStore, alg: str, token_lifetime: int) -> None:
+    def __init__(self, *, store: AuthStore, alg: str, token_lifetime: int,
+                 kek: bytes | None = None) -> None:
         self.store = store
         self.alg = alg
         self.token_lifetime = token_lifetime
+        self.kek = kek  # FHIR_KEY_ENCRYPTION_KEY: keys stored sealed (key_sealing.py)
         self._keys: dict[str, SigningKey] = {}
         self._loaded_at = 0.0
         self._miss_reload_at = 0.0
@@ -81,8 +87,12 @@ class KeyRing:
     async def load(self) -> None:
         keys = {}
         for doc in await self.store.all(kind="keys"):
-            key = _from_doc(doc)
+            key = _from_doc(doc, self.kek)
             keys[key.kid] = key
+            if self.kek is not None and doc.get("pem"):  # stored in the clear before
+                await self.store.set_fields(kind="keys", id_=key.kid, fields={
+                    "sealed": seal(doc["pem"], kid=key.kid, kek=self.kek), "pem": None})
+                log.info("sealed a token signing key stored in the clear kid=%s", key.kid)
         self._keys = keys
         self._loaded_at = time.monotonic()
 
@@ -149,9 +159,11 @@ class KeyRing:
     async def _generate(self) -> SigningKey:
         key = await asyncio.to_thread(generate, self.alg)
         kid = key.thumbprint()
-        doc = {"_id": kid, "alg": self.alg, "pem": key.as_pem(private=True).decode("ascii"),
-               "created": now_s()}
+        pem = key.as_pem(private=True).decode("ascii")
+        doc = {"_id": kid, "alg": self.alg, "created": now_s(),
+               **({"pem": pem} if self.kek is None
+                  else {"sealed": seal(pem, kid=kid, kek=self.kek)})}
         await self.store.insert(kind="keys", doc=doc)
-        signing = _from_doc(doc)
+        signing = _from_doc(doc, self.kek)
         self._keys[kid] = signing
         return signing

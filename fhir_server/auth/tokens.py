@@ -20,6 +20,7 @@ from typing import Any
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
 
+from fhir_server.auth.key_files import FileKeyRing, file_key_ring
 from fhir_server.auth.keys import KeyRing
 from fhir_server.config import Settings
 from fhir_server.errors import Unauthorized
@@ -76,8 +77,9 @@ class AuthService:
     def __init__(self, *, store: AuthStore, settings: Settings) -> None:
         self.store = store
         self.settings = settings
-        self.keys = KeyRing(store=store, alg=settings.fhir_auth_signing_alg,
-                            token_lifetime=settings.fhir_auth_token_lifetime)
+        self.keys: KeyRing | FileKeyRing = file_key_ring(settings) or KeyRing(
+            store=store, alg=settings.fhir_auth_signing_alg,
+            token_lifetime=settings.fhir_auth_token_lifetime, kek=settings.key_encryption_key)
         self._revoked: dict[str, int] = {}
         self._revoked_loaded_at = 0.0
         self._verified: OrderedDict[str, dict[str, Any]] = OrderedDict()

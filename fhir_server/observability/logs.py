@@ -3,7 +3,8 @@
 Every line carries the id of the request being served and its trace id (``-`` / null
 outside a request): ``api/context.py`` sets them in context variables for the request's
 task, which the tasks it starts inherit. The request line adds the route template, the
-status and the duration. Only what the server passes to the logger is written: an
+status and the duration; its path is the route template where the path holds a caller's
+capability (an export job id: ``loggable_path``). Only what the server passes to the logger is written: an
 exception's message (which can quote resource content) never is, only its type and stack.
 """
 
@@ -22,9 +23,19 @@ REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
 TRACE_ID: ContextVar[str | None] = ContextVar("trace_id", default=None)
 # Fields the request line passes through ``extra``: copied into the JSON object.
 REQUEST_FIELDS = ("method", "route", "status", "duration_ms")
+# Path parameters that are one caller's capability (a Bulk Data export job): a line about a
+# request whose route has one logs the route's template, never the path.
+PRIVATE_PARAMETERS = ("{job}",)
 TEXT_FORMAT = ("ts=%(asctime)s level=%(levelname)s logger=%(name)s request_id=%(request_id)s "
                "trace_id=%(trace_id)s msg=%(message)s")
 STACK_FRAMES = 6
+
+
+def loggable_path(path: str, route: str | None) -> str:
+    """The path of a request as its log lines show it (``PRIVATE_PARAMETERS``)."""
+    if route and any(name in route for name in PRIVATE_PARAMETERS):
+        return route
+    return path
 
 
 class RequestIds(logging.Filter):

@@ -37,6 +37,33 @@ def check_data_dir(settings: Settings) -> None:
             f"'fhir-server load DIR'. Or keep serving it through MongoDB by setting MONGODB_URI.")
 
 
+async def missing_database(settings: Settings) -> str | None:
+    """None when the configured database holds this server's data; else what is missing,
+    in one sentence. On SQLite: the file ``FHIR_DATA_DIR/fhir.sqlite3`` (or a folder of the
+    old embedded FerretDB, which ``check_data_dir`` explains). On MongoDB: the database's
+    ``history`` collection, which every opening of the database makes (its indexes) before
+    anything is written. Creates nothing."""
+    if not settings.mongodb_uri:
+        path = sqlite_path(settings).absolute()
+        if path.exists() or (settings.fhir_data_dir / OLD_FERRETDB_DIR).is_dir():
+            return None
+        relative = "" if settings.fhir_data_dir.is_absolute() else ", from the current folder"
+        return (f"there is no database at {path} "
+                f"(FHIR_DATA_DIR={settings.fhir_data_dir}{relative})")
+    from fhir_server.storage.mongo.engine import make_client
+    from fhir_server.storage.mongo.versions import HISTORY
+
+    client = make_client(settings.mongodb_uri)
+    try:
+        names = await client[settings.mongodb_database].list_collection_names()
+    finally:
+        await client.close()
+    if HISTORY in names:
+        return None
+    return (f"the MongoDB database {settings.mongodb_database!r} (MONGODB_DATABASE) holds no "
+            f"database of this server (no {HISTORY!r} collection)")
+
+
 async def open_repository(settings: Settings) -> Repository:
     """The repository of the configured engine, opened (schema or indexes, recovery)."""
     repo: Repository

@@ -4,6 +4,7 @@ health data and the token signing key (directories 0700, files 0600)."""
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 log = logging.getLogger("fhir_server.storage")
@@ -24,3 +25,11 @@ def private_dir(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     make_private(path, 0o700)
     return path
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write ``data`` as ``path``, a file of this user's alone (0600 from its creation on)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+    make_private(path, 0o600)

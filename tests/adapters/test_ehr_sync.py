@@ -74,7 +74,7 @@ def ehr(ehr_db: Store, clinic_key: tuple[Path, Path],
     env = server_env(ehr_db, free_port())
     subprocess.run([sys.executable, "-m", "fhir_server", "clients", "add", "--name", "Clinic",
                     "--id", CLINIC_CLIENT, "--jwks-file", str(clinic_key[1]),
-                    "--scope", DEFAULT_SCOPE], env=env, cwd=ROOT, check=True,
+                    "--scope", DEFAULT_SCOPE, "--init"], env=env, cwd=ROOT, check=True,
                    capture_output=True)
     server = start_ehr(ehr_db, free_port())
     try:

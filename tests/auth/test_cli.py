@@ -169,7 +169,8 @@ def test_cli_while_the_server_runs_on_the_embedded_database(
 
 def test_cli_starts_its_own_embedded_database(embedded_env: dict[str, str]) -> None:
     env = embedded_env
-    app = json.loads(ok(env, "clients", "add", "--redirect-uri", REDIRECT, "--scope", "user/*.rs"))
+    app = json.loads(ok(env, "clients", "add", "--redirect-uri", REDIRECT, "--scope", "user/*.rs",
+                        "--init"))
     ok(env, "users", "add", "doc", "--role", "clinician", "--password", PASSWORD)
     token = ok(env, "token", "--client", app["client_id"], "--scope", "user/*.rs", "--user", "doc")
     data_dir = Path(env["FHIR_DATA_DIR"])

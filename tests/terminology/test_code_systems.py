@@ -50,7 +50,7 @@ async def test_cli_loads_a_large_code_system_outside_the_resource(store: Store,
     env = {**{k: v for k, v in os.environ.items() if k not in ("MONGODB_URI", "MONGODB_DATABASE")},
            **store.env(), "FHIR_LOG_LEVEL": "WARNING"}
     done = subprocess.run([sys.executable, "-m", "fhir_server", "terminology", "load", str(path),
-                           "--inline-max", "10"], env=env, cwd=ROOT, capture_output=True,
+                           "--inline-max", "10", "--init"], env=env, cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "indexed 51 concepts" in done.stdout

@@ -88,7 +88,7 @@ def payer(databases: tuple[Store, Store],
     env = server_env(databases[1], free_port())
     subprocess.run([sys.executable, "-m", "fhir_server", "clients", "add", "--name", "Clinic",
                     "--id", CLINIC_CLIENT, "--jwks-file", str(clinic_key[1]),
-                    "--scope", PAYER_SCOPE], env=env, cwd=ROOT, check=True,
+                    "--scope", PAYER_SCOPE, "--init"], env=env, cwd=ROOT, check=True,
                    capture_output=True, timeout=HTTP_TIMEOUT)
     with server_process(databases[1]) as server:
         yield server
