@@ -9,25 +9,9 @@ import uuid
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.auth.world import FHIR_JSON, created
-from tests.conftest import ClientFor
 from tests.workflow.test_appointments import appointment
-
-
-@pytest.fixture
-async def people(client: httpx.AsyncClient) -> dict[str, str]:
-    out = {key: await created(client, {"resourceType": "Patient", "name": [{"family": key}]})
-           for key in ("a", "b")}
-    out["doctor"] = await created(client, {"resourceType": "Practitioner",
-                                           "name": [{"family": "Welby"}]})
-    return out
-
-
-@pytest.fixture
-async def pa(client_for: ClientFor, people: dict[str, str]) -> httpx.AsyncClient:
-    return await client_for("patient/*.cruds", patient=people["a"])
 
 
 def _answer(resp: httpx.Response, id_: str) -> tuple[int, str, str]:

@@ -23,20 +23,6 @@ def communication(*, subject: str, sender: str, recipient: str) -> dict[str, Any
 
 
 @pytest.fixture
-async def people(client: httpx.AsyncClient) -> dict[str, str]:
-    out = {key: await created(client, {"resourceType": "Patient", "name": [{"family": key}]})
-           for key in ("a", "b")}
-    out["doctor"] = await created(client, {"resourceType": "Practitioner",
-                                           "name": [{"family": "Welby"}]})
-    return out
-
-
-@pytest.fixture
-async def pa(client_for: ClientFor, people: dict[str, str]) -> httpx.AsyncClient:
-    return await client_for("patient/*.cruds", patient=people["a"])
-
-
-@pytest.fixture
 async def pb(client_for: ClientFor, people: dict[str, str]) -> httpx.AsyncClient:
     return await client_for("patient/*.rs", patient=people["b"])
 
