@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 from fhir_server.auth import refresh_chains
 from fhir_server.auth.client_auth import authenticate_request, require_origin
 from fhir_server.auth.launch import create_launch
+from fhir_server.auth.origins import origin_refusal
 from fhir_server.auth.passwords import token_hash
 from fhir_server.auth.token_endpoint import NO_STORE, oauth_error_response, read_form
 from fhir_server.auth.tokens import AuthService, Grant
@@ -146,6 +147,8 @@ async def launch(request: Request) -> Response:
     grant = await bearer_grant(request)
     if grant is None:
         raise Unauthorized("A bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+    if refusal := await origin_refusal(request, grant.client_id):
+        raise Forbidden(refusal)  # a page may use only its own client's tokens, as on /fhir
     if grant.role not in LAUNCH_ROLES:
         raise Forbidden("Only admin and clinician users may create launch contexts")
     try:

@@ -268,3 +268,27 @@ async def test_without_access_control_origins_still_decide_what_a_page_reads(sto
         assert mine.status_code == 200 and mine.headers["access-control-allow-origin"] == APP_ORIGIN
         other = await http.get(f"{BASE}/Patient/{pid}", headers={"Origin": STRANGER})
         assert other.status_code == 200 and "access-control-allow-origin" not in other.headers
+
+
+async def test_launch_contexts_only_from_the_clients_origin(
+        app_http: tuple[FastAPI, httpx.AsyncClient]) -> None:
+    """``POST /auth/launch`` takes a clinician's bearer token: like ``/fhir``, only from the
+    origins of the token's own client."""
+    app, http = app_http
+    ehr_client = await register(app, redirect=APP_REDIRECT)
+    await register(app, redirect=f"{OTHER_ORIGIN}/cb")
+    await user(app, "doc", "clinician", fhir_user="Practitioner/p1")
+    pid = await create(app, http, {"resourceType": "Patient", "name": [{"family": "Launch"}]})
+    token = await service(app).issue_access_token(
+        Grant(client_id=ehr_client, scope="user/*.rs", username="doc", role="clinician"))
+    body = {"patient": f"Patient/{pid}"}
+    for origin in (OTHER_ORIGIN, STRANGER):
+        refused = await http.post(f"{ORIGIN}/auth/launch", json=body, headers={
+            "Authorization": f"Bearer {token}", "Origin": origin})
+        assert refused.status_code == 403, refused.text
+        assert "launch" not in refused.json()
+    made = await http.post(f"{ORIGIN}/auth/launch", json=body, headers={
+        "Authorization": f"Bearer {token}", "Origin": APP_ORIGIN})
+    assert made.status_code == 201, made.text
+    assert made.json()["launch"]
+    assert made.headers["access-control-allow-origin"] == APP_ORIGIN
