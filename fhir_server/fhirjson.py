@@ -129,7 +129,10 @@ def is_base64_element(name: str | int) -> bool:
 def _too_long(key: str | int, text: str, longest: int) -> bool:
     if is_base64_element(key):
         return False
-    return len(text) > longest or (not text.isascii() and len(text.encode()) > longest)
+    # surrogatepass: a lone surrogate (valid JSON, not Unicode) is counted here and refused
+    # by the model's validation, which names its element.
+    return len(text) > longest or (not text.isascii()
+                                   and len(text.encode("utf-8", "surrogatepass")) > longest)
 
 
 def too_long(value: Any, max_depth: int, longest: int, what: str) -> Invalid:

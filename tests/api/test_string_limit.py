@@ -103,3 +103,13 @@ async def test_base64_data_is_bounded_by_the_body_limit_only(client: httpx.Async
         "resourceType": "DocumentReference", "status": "current", "description": data,
         "content": [{"attachment": {"contentType": "application/pdf", "url": "urn:x"}}]}),
         "DocumentReference.description")
+
+
+async def test_a_long_string_with_a_lone_surrogate_is_a_400(client: httpx.AsyncClient) -> None:
+    """A lone surrogate (``\\ud800``: valid JSON, not Unicode) in a string long enough to be
+    measured in bytes is refused by the validation, naming the element, as a short one is."""
+    for length in (5, LIMIT // 4 + 10):
+        body = '{"resourceType":"Patient","name":[{"text":"' + "a" * length + '\\ud800"}]}'
+        r = await client.post("Patient", content=body.encode(), headers=FHIR_JSON)
+        assert r.status_code == 400, r.text[:300]
+        assert r.json()["issue"][0]["expression"] == ["Patient.name[0].text"]
