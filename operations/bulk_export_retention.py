@@ -2,8 +2,9 @@
 and their records.
 
 Every job has a folder under ``FHIR_DATA_DIR/bulk-export/`` from its kick-off on, so one
-pass over those folders finds every job: a folder whose record is gone (cancelled) or
-expired is deleted with its record. Each server process sweeps every quarter of the
+pass over those folders finds every job: a folder whose record is expired, or gone (a
+cancelled job; a folder younger than ``STARTING`` may be a job whose record is being
+written), is deleted with its record. Each server process sweeps every quarter of the
 retention (at most every ``MAX_INTERVAL``), beginning at start-up; sweeping twice, or in
 two processes at once, deletes nothing more, so no lease is needed. A job that expired
 and is not yet swept already answers 404 (``fhir_server/api/bulk.py``).
@@ -15,6 +16,8 @@ import asyncio
 import contextlib
 import logging
 import shutil
+import time
+from pathlib import Path
 
 from adapters.records import Records
 from fhir_server.config import Settings
@@ -22,6 +25,16 @@ from operations.bulk_export import JOB, RUNNING, expired, export_root, job_dir
 
 log = logging.getLogger("operations.bulk_export")
 MAX_INTERVAL = 900.0  # seconds between two sweeps, at most
+# A kick-off makes the job's folder, then its record: a folder younger than this without a
+# record may be a job starting (in this process or another), not a cancelled one.
+STARTING = 60.0
+
+
+def _younger_than(folder: Path, seconds: float) -> bool:
+    try:
+        return time.time() - folder.stat().st_mtime < seconds
+    except FileNotFoundError:  # swept by another process meanwhile
+        return True
 
 
 def interval(settings: Settings) -> float:
@@ -39,6 +52,9 @@ async def sweep(*, settings: Settings, jobs: Records) -> int:
             continue
         record = await jobs.get(job)
         if record is not None and not expired(record):
+            continue
+        if record is None and await asyncio.to_thread(_younger_than, job_dir(settings, job),
+                                                      STARTING):
             continue
         await jobs.delete(job)
         await asyncio.to_thread(shutil.rmtree, job_dir(settings, job), True)

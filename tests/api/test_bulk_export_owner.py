@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import stat
 import time
+import uuid
 from typing import Any
 
 import httpx
@@ -16,7 +18,9 @@ import pytest
 from fastapi import FastAPI
 
 from fhir_server.audit.events import EXPORT_JOB_SYSTEM
+from fhir_server.storage.private import private_dir
 from operations.bulk_export import job_dir, job_records
+from operations.bulk_export_retention import STARTING, sweep
 from tests.api.test_bulk_export import ASYNC, finished
 from tests.conftest import ClientFor
 from tests.factories import patient
@@ -142,3 +146,18 @@ async def test_job_ids_stay_out_of_the_log(client: httpx.AsyncClient,
     assert any("$export-file/{job}/{name}" in line for line in lines), lines
     assert not [line for line in lines if _job_of(status_url) in line]
 
+
+
+async def test_the_sweep_spares_a_job_whose_record_is_being_written(app: FastAPI) -> None:
+    """A kick-off makes its folder, then its record: a sweep in between (this process's or
+    another's) must not take the folder for a cancelled job's; an old one without a record
+    is a cancelled job's, and goes."""
+    settings = app.state.settings
+    jobs = job_records(app.state.repo)
+    starting, cancelled = (job_dir(settings, uuid.uuid4().hex) for _ in range(2))
+    for folder in (starting, cancelled):
+        private_dir(private_dir(folder.parent) / folder.name)
+    long_ago = time.time() - STARTING - 5
+    os.utime(cancelled, (long_ago, long_ago))
+    assert await sweep(settings=settings, jobs=jobs) == 1
+    assert starting.exists() and not cancelled.exists()
