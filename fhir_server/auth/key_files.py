@@ -65,8 +65,12 @@ def read_key_file(path: Path, *, signing: bool) -> SigningKey:
     """The key in ``path``; a private key must be readable by its owner alone, and the
     signing key must be private."""
     try:
-        mode = stat.S_IMODE(os.stat(path).st_mode)
-        pem = path.read_bytes()
+        # One open: the mode checked is the mode of the file read (a path swapped between a
+        # stat and a read could not slip another file in). Symlinks are followed, as
+        # Kubernetes mounts secrets through them.
+        with open(path, "rb") as file:
+            mode = stat.S_IMODE(os.fstat(file.fileno()).st_mode)
+            pem = file.read()
     except OSError as error:
         raise KeyFileError(f"cannot read the key file {path}: {error.strerror}") from None
     key = _import(pem, path)
