@@ -140,6 +140,11 @@ class ScopedRepository(Repository):
         return await self.base.types()
 
     async def peek(self, *, type_: str, id_: str) -> Current | None:
+        """Unfiltered: the version a write expects, also of what a write rule changes on the
+        caller's behalf (``plan_side_writes``), which the caller may not read. So an
+        interaction that answers from it about an id the caller named peeks only after
+        ``check_target`` (patient tokens: 404 unless readable) or a read through the terms
+        (PATCH, history), and no answer reveals what it found."""
         return await self.base.peek(type_=type_, id_=id_)
 
     async def exists(self, *, type_: str, id_: str) -> bool:
@@ -267,9 +272,10 @@ class ScopedRepository(Repository):
     # -- writes ----------------------------------------------------------------------
 
     async def check_target(self, *, type_: str, id_: str, method: str) -> None:
-        """A patient token aims a PUT or DELETE only at a resource it can see (current or
-        deleted): an id of another patient's resource, current or deleted, and an id that
-        does not exist get the same 404, so no answer tells them apart. It follows that a
+        """A patient token aims a PUT, PATCH or DELETE (also a conditional PUT's body id, when
+        the criteria match nothing) only at a resource it can see (current or deleted): an
+        id of another patient's resource, current or deleted, and an id that does not exist
+        get the same 404, so no answer tells them apart. It follows that a
         patient token cannot create by PUT (ids are global, so a free id would answer
         otherwise than a taken one): it creates with POST."""
         letter = LETTER_OF_METHOD.get(method, "u")
