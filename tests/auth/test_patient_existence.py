@@ -1,8 +1,9 @@
 """A patient token learns nothing from answers about whether another patient's resource
 exists: a PUT, PATCH or DELETE aimed at another patient's id (current or deleted), also a
 conditional PUT's body id and a Bundle entry's, answers exactly as one aimed at an id that
-does not exist, also for a type with write rules (Appointment); and a booking conflict
-does not name another patient's Appointment."""
+does not exist, also for a type with write rules (Appointment); a reference to another
+patient's resource "does not resolve" under referential integrity, as an unknown one; and
+a booking conflict does not name another patient's Appointment."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import uuid
 from typing import Any
 
 import httpx
+import pytest
 
-from tests.auth.world import FHIR_JSON, created
+from tests.auth.world import FHIR_JSON, created, observation
+from tests.conftest import ClientFor
 from tests.workflow.test_appointments import appointment
 
 
@@ -163,3 +166,46 @@ async def test_patch_at_another_patients_id_answers_as_unknown_id(
     done = await pa.post("", json=_bundle("transaction", entry(mine)), headers=FHIR_JSON)
     assert done.status_code == 200, done.text
     assert (await client.get(f"Communication/{mine}")).json()["status"] == "in-progress"
+
+
+@pytest.mark.parametrize("settings_overrides", [{"fhir_referential_integrity": True}])
+async def test_references_to_another_patients_resources_do_not_resolve(
+        pa: httpx.AsyncClient, client: httpx.AsyncClient, client_for: ClientFor,
+        people: dict[str, str]) -> None:
+    """Referential integrity: for a patient token, a reference to what it cannot see does not
+    resolve, exactly like an unknown id; public reference data and its own resources do;
+    staff resolve against everything."""
+    doc = f"Practitioner/{people['doctor']}"
+    obs = {key: await created(client, observation(people[key])) for key in ("a", "b")}
+
+    def note(subject: str, about: str | None = None) -> dict[str, Any]:
+        out = {"resourceType": "Communication", "status": "completed",
+               "subject": {"reference": subject}, "sender": {"reference": doc}}
+        if about is not None:
+            out["about"] = [{"reference": about}]
+        return out
+
+    writer = await client_for("patient/Communication.c", patient=people["a"])
+    for app in (pa, writer):
+        unknown = str(uuid.uuid4())
+        subjects = [_answer(await app.post("Communication", json=note(f"Patient/{x}"),
+                                           headers=FHIR_JSON), x)
+                    for x in (people["b"], unknown)]
+        assert subjects[0] == subjects[1] and subjects[0][0] == 400, subjects
+        abouts = [_answer(await app.post("Communication",
+                                         json=note(f"Patient/{people['a']}", f"Observation/{x}"),
+                                         headers=FHIR_JSON), x) for x in (obs["b"], unknown)]
+        assert abouts[0] == abouts[1] and abouts[0][0] == 400, abouts
+        # Its own patient and Observation, and the (public) Practitioner, resolve.
+        own = await app.post("Communication", json=note(f"Patient/{people['a']}",
+                                                        f"Observation/{obs['a']}"),
+                             headers=FHIR_JSON)
+        assert own.status_code == 201, own.text
+    # Staff resolve against everything, as before.
+    staff = await client.post("Communication", json=note(f"Patient/{people['b']}",
+                                                         f"Observation/{obs['b']}"),
+                              headers=FHIR_JSON)
+    assert staff.status_code == 201, staff.text
+    missing = await client.post("Communication", json=note(f"Patient/{uuid.uuid4()}"),
+                                headers=FHIR_JSON)
+    assert missing.status_code == 400
