@@ -173,6 +173,9 @@ async def _identify(repo: Repository, settings: Settings, e: Entry, deleted: set
             body_id = (e.resource or {}).get("id")
             if body_id:
                 check_id(str(body_id))
+                # Before peeking: a patient token must not learn that an id it cannot see
+                # exists.
+                await repo.check_target(type_=e.type_, id_=str(body_id), method="PUT")
                 existing = await repo.peek(type_=e.type_, id_=str(body_id))
                 if existing is not None and not existing.deleted:
                     raise Invalid(f"{e.type_}/{body_id} exists but does not match the criteria")
@@ -196,7 +199,7 @@ async def _plan_one(repo: Repository, settings: Settings, e: Entry, plan: Plan,
     if target in plan.targets:
         raise Invalid(f"{target} is written by more than one entry of the transaction")
     plan.targets.add(target)
-    if e.method in ("PUT", "DELETE") and not e.assigned_id:
+    if e.method in ("PUT", "PATCH", "DELETE") and not e.assigned_id:
         await repo.check_target(type_=e.type_, id_=e.id_, method=e.method)
     current = await repo.peek(type_=e.type_, id_=e.id_)
     if_match = e.request.get("ifMatch")

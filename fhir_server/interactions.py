@@ -278,6 +278,8 @@ async def conditional_update(*, repo: Repository, settings: Settings, type_: str
         body_id = resource.get("id")
         if body_id is not None:
             check_id(str(body_id), expression=f"{type_}.id")
+            # Before peeking: a patient token must not learn that an id it cannot see exists.
+            await repo.check_target(type_=type_, id_=str(body_id), method="PUT")
             existing = await repo.peek(type_=type_, id_=str(body_id))
             if existing is not None and not existing.deleted:
                 raise Invalid(f"{type_}/{body_id} exists but does not match the criteria",

@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from fhir_server.auth.access import Access, Deny
+from fhir_server.auth.patient_visibility import Visibility, patient_query, visibility
 from fhir_server.auth.roles import AUDIT_TYPE
 from fhir_server.errors import Forbidden, NotFound
 from fhir_server.fhirjson import loads_stored
@@ -140,10 +141,45 @@ class ScopedRepository(Repository):
         return await self.base.types()
 
     async def peek(self, *, type_: str, id_: str) -> Current | None:
+        """Unfiltered: the version a write expects, also of what a write rule changes on the
+        caller's behalf (``plan_side_writes``), which the caller may not read. So an
+        interaction that answers from it about an id the caller named peeks only after
+        ``check_target`` (patient tokens: 404 unless readable) or a read through the terms
+        (PATCH, history), and no answer reveals what it found."""
         return await self.base.peek(type_=type_, id_=id_)
 
     async def exists(self, *, type_: str, id_: str) -> bool:
-        return await self.base.exists(type_=type_, id_=id_)
+        """Whether a reference resolves (referential integrity). For a token with a launch
+        patient, only to what it can see: a resource outside its read terms "does not
+        resolve" exactly like an unknown id, else the answer would tell another patient's
+        resources from ids that do not exist. Public reference data (Practitioner,
+        Organization, ...) resolves; a token that may not read the type at all (say
+        ``patient/Communication.c``) sees by its patient's visibility. Tokens without a
+        launch patient resolve against everything, as before."""
+        if not await self.base.exists(type_=type_, id_=id_):
+            return False
+        patient = self._launch_patient()
+        if patient is None:
+            return True
+        filt = await self.access.filter(type_, "r")
+        if filt is None:
+            return True
+        if not isinstance(filt, Deny):
+            return await self.access.admits_stored(type_, "r", id_)
+        seen = visibility(type_)
+        if seen is Visibility.PUBLIC:
+            return True
+        if seen is Visibility.HIDDEN:
+            return False
+        return await self.base.matches(type_=type_, id_=id_,
+                                       query=patient_query(patient, type_))
+
+    def _launch_patient(self) -> str | None:
+        """The launch patient of a token with ``patient/`` scopes (None for other tokens)."""
+        p = self.access.principal
+        if p is None or p.patient is None or not any(s.context == "patient" for s in p.scopes):
+            return None
+        return p.patient
 
     async def _confined(self, type_: str, query: Query) -> Query | None:
         """The query with the search terms ANDed in, in its chains and ``_has`` too; None when
@@ -267,9 +303,10 @@ class ScopedRepository(Repository):
     # -- writes ----------------------------------------------------------------------
 
     async def check_target(self, *, type_: str, id_: str, method: str) -> None:
-        """A patient token aims a PUT or DELETE only at a resource it can see (current or
-        deleted): an id of another patient's resource, current or deleted, and an id that
-        does not exist get the same 404, so no answer tells them apart. It follows that a
+        """A patient token aims a PUT, PATCH or DELETE (also a conditional PUT's body id, when
+        the criteria match nothing) only at a resource it can see (current or deleted): an
+        id of another patient's resource, current or deleted, and an id that does not exist
+        get the same 404, so no answer tells them apart. It follows that a
         patient token cannot create by PUT (ids are global, so a free id would answer
         otherwise than a taken one): it creates with POST."""
         letter = LETTER_OF_METHOD.get(method, "u")
