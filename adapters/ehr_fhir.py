@@ -19,6 +19,13 @@ transaction stamps many resources with the same instant). The calls use the shar
 resilience (``adapters/peer_http.py``: timeouts, retries, circuit breaker, OAuth, the
 address guard); when the EHR does not answer as asked the caller is told as for every
 peer failure (``adapters/peer_errors.py``) and the log says what it was.
+
+Every answer is read under FHIR_MAX_BUNDLE_BYTES (``adapters/peer_limits.py``), a search
+page and a Bulk Data export file alike: an export file is read whole, then parsed and
+stored in pages, so it is held in memory with its resources as a page is, and it must
+arrive within one call's deadline (connect + read timeout). Bulk Data servers split a
+type's output into several files, each read on its own; an EHR whose one file for a type
+is larger fails the sync (the log says "answer over N bytes"): sync that type by search.
 """
 
 from __future__ import annotations
@@ -170,7 +177,8 @@ class FhirEhrAdapter:
     async def _ndjson(self, endpoint: PayerEndpoint, url: str, type_: str
                       ) -> list[dict[str, Any]]:
         r = await self.http.request(endpoint, "GET", url, idempotent=True,
-                                    headers={"Accept": "application/fhir+ndjson"})
+                                    headers={"Accept": "application/fhir+ndjson"},
+                                    max_bytes=self.settings.fhir_max_bundle_bytes)
         if r.status_code != 200:
             raise _failed(endpoint, f"export file answered HTTP {r.status_code}")
         out = []
@@ -184,7 +192,8 @@ class FhirEhrAdapter:
         return out
 
     async def _page(self, endpoint: PayerEndpoint, url: str) -> dict[str, Any]:
-        response = await self.http.request(endpoint, "GET", url, idempotent=True)
+        response = await self.http.request(endpoint, "GET", url, idempotent=True,
+                                           max_bytes=self.settings.fhir_max_bundle_bytes)
         if response.status_code != 200:
             raise _failed(endpoint, f"search answered HTTP {response.status_code}")
         page = self._json(endpoint, response.content, "search answer")

@@ -2,7 +2,8 @@
 
 Timeouts, retries, the circuit breaker and OAuth are ``peer_http.PeerHttp``'s, shared
 with the X12 and EHR adapters. What is sent travels as one resource with the resources
-it references contained (``operations/common.py`` ``pack``); nothing of it is logged.
+it references contained (``operations/common.py`` ``pack``); nothing of it is logged. The
+payer's answer is read under FHIR_MAX_BUNDLE_BYTES (``peer_limits.py``).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class FhirPayerAdapter:
         return await self.http.call(
             endpoint, "POST", f"{endpoint.address.rstrip('/')}/{path}", body=dumps(resource),
             headers={"Content-Type": FHIR_JSON, "Accept": FHIR_JSON}, idempotent=idempotent,
-            read=read)
+            read=read, max_bytes=self.http.settings.fhir_max_bundle_bytes)
 
 
 def _answer(endpoint: PayerEndpoint, response: httpx.Response, *, expect: str,

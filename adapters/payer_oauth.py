@@ -27,6 +27,7 @@ from joserfc.jwk import ECKey, RSAKey
 from adapters.payer import PayerEndpoint
 from adapters.peer_errors import unreachable
 from adapters.peer_guard import PeerAddressRefused
+from adapters.peer_limits import AnswerTooLarge, send_bounded
 from fhir_server.errors import Upstream, UpstreamTimeout
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -34,6 +35,8 @@ ALGORITHMS = ("RS384", "ES384")
 DEFAULT_SCOPE = "system/CoverageEligibilityRequest.c system/Claim.c"
 ASSERTION_LIFETIME = 240
 EARLY_REFRESH = 30
+# A token answer or a SMART configuration is a few KB; a peer's longer answer is cut off.
+OAUTH_MAX_BYTES = 256 * 1024
 
 
 def load_client_key(path: Path) -> RSAKey | ECKey:
@@ -96,7 +99,8 @@ class TokenSource:
             self.key, algorithms=[alg])
         form = {"grant_type": "client_credentials", "scope": endpoint.oauth_scope or self.default_scope,
                 "client_assertion_type": ASSERTION_TYPE, "client_assertion": assertion}
-        response = await self._call(endpoint, http.post(token_url, data=form))
+        response = await self._call(endpoint, http,
+                                    http.build_request("POST", token_url, data=form))
         if response.status_code != 200:
             raise self._failed(endpoint, f"token request refused (HTTP {response.status_code}, "
                                f"{_oauth_error(response)})")
@@ -112,7 +116,7 @@ class TokenSource:
     async def _token_url(self, http: httpx.AsyncClient, endpoint: PayerEndpoint) -> str:
         if endpoint.address not in self.token_urls:
             url = f"{endpoint.address.rstrip('/')}/.well-known/smart-configuration"
-            response = await self._call(endpoint, http.get(url))
+            response = await self._call(endpoint, http, http.build_request("GET", url))
             try:
                 token_url = response.json()["token_endpoint"] if response.status_code == 200 \
                     else None
@@ -125,9 +129,12 @@ class TokenSource:
             self.token_urls[endpoint.address] = token_url
         return self.token_urls[endpoint.address]
 
-    async def _call(self, endpoint: PayerEndpoint, request: Any) -> httpx.Response:
+    async def _call(self, endpoint: PayerEndpoint, http: httpx.AsyncClient,
+                    request: httpx.Request) -> httpx.Response:
         try:
-            response: httpx.Response = await request
+            response = await send_bounded(http, request, max_bytes=OAUTH_MAX_BYTES)
+        except AnswerTooLarge as large:
+            raise self._failed(endpoint, f"OAuth call failed ({large})") from None
         except httpx.TimeoutException:
             raise UpstreamTimeout(f"The {self.peer} at {endpoint.reference} did not answer in "
                                   "time") from None

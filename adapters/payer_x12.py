@@ -9,6 +9,11 @@ Timeouts, retries (the 270 and the outbox read only: an 837P that may have arriv
 never resent), the circuit breaker and OAuth are ``PeerHttp``'s, shared with the FHIR
 adapter. Control numbers come from ``X12State`` (persisted, unique across restarts).
 Every interchange sent and received comes back in ``PayerAnswer.exchanged``.
+
+Answers are read under a bound (``peer_limits.py``): an interchange answered to a 270 or
+an 837P under FHIR_MAX_X12_BYTES; the outbox list, which holds the files, under
+FHIR_MAX_BUNDLE_BYTES or twice FHIR_MAX_X12_BYTES, whichever is larger (each file in it
+is then held to FHIR_MAX_X12_BYTES when it is applied).
 """
 
 from __future__ import annotations
@@ -113,9 +118,13 @@ class X12PayerAdapter:
 
         url = f"{endpoint.address.rstrip('/')}/x12/outbox"
         query = httpx.QueryParams({"after": after} if after else {})
+        # The list holds the files themselves, escaped in JSON (a line break takes two
+        # bytes more): one file at FHIR_MAX_X12_BYTES must fit, or it would stop the outbox
+        # for good (the cursor passes only files it has read, refused or not).
+        limit = max(self.settings.fhir_max_bundle_bytes, 2 * self.settings.fhir_max_x12_bytes)
         return await self.http.call(endpoint, "GET", f"{url}?{query}" if after else url,
                                     body=None, headers={"Accept": "application/json"},
-                                    idempotent=True, read=read)
+                                    idempotent=True, read=read, max_bytes=limit)
 
     async def _post(self, endpoint: PayerEndpoint, text: str, *, idempotent: bool) -> str:
         def read(response: httpx.Response) -> str:
@@ -126,13 +135,11 @@ class X12PayerAdapter:
         return await self.http.call(endpoint, "POST", f"{endpoint.address.rstrip('/')}/x12",
                                     body=text.encode("ascii", "replace"),
                                     headers={"Content-Type": X12_MEDIA, "Accept": X12_MEDIA},
-                                    idempotent=idempotent, read=read)
+                                    idempotent=idempotent, read=read,
+                                    max_bytes=self.settings.fhir_max_x12_bytes)
 
     def _read(self, endpoint: PayerEndpoint, text: str) -> Interchange:
-        if len(text) > self.settings.fhir_max_x12_bytes:  # ASCII: a character is a byte
-            raise PayerRefused(f"The clearinghouse at {endpoint.reference} answered with an "
-                               f"interchange larger than {self.settings.fhir_max_x12_bytes} "
-                               "bytes (FHIR_MAX_X12_BYTES)")
+        # Not larger than FHIR_MAX_X12_BYTES: PeerHttp read it under that bound.
         try:
             return parse(text)
         except X12Error as error:

@@ -13,6 +13,9 @@ adapters share.
 * connections only to addresses the guard allows (``peer_guard.py``: no loopback,
   private, link-local or metadata address unless ``FHIR_PEER_ALLOWED_HOSTS`` allows it),
   and no redirect followed;
+* answers read as they arrive, under a bound the caller names (``max_bytes``:
+  ``peer_limits.py``), never whole first: past it the connection is dropped and the call
+  fails (not retried);
 * one message for the caller whatever failed (``peer_errors.py``); which failure it was
   goes to the log.
 
@@ -36,6 +39,7 @@ from adapters.payer import PayerEndpoint
 from adapters.payer_oauth import DEFAULT_SCOPE, TokenSource, load_client_key
 from adapters.peer_errors import Refused, unreachable
 from adapters.peer_guard import PeerAddressRefused, PeerGuard, guarded_client
+from adapters.peer_limits import AnswerTooLarge, send_bounded
 from adapters.resilience import CircuitBreaker, backoff_delay
 from fhir_server.config import Settings
 from fhir_server.errors import Upstream, UpstreamTimeout
@@ -78,19 +82,25 @@ class PeerHttp:
 
     async def request(self, endpoint: PayerEndpoint, method: str, url: str, *,
                       body: bytes | None = None, idempotent: bool,
-                      headers: dict[str, str] | None = None) -> httpx.Response:
+                      headers: dict[str, str] | None = None,
+                      max_bytes: int | None = None) -> httpx.Response:
         """A FHIR call: the answer when it is not a server error (what a 4xx means is the
-        caller's to judge)."""
+        caller's to judge), its content read whole under ``max_bytes`` (by default
+        FHIR_MAX_BUNDLE_BYTES)."""
         sent = {"Accept": FHIR_JSON, **({"Content-Type": FHIR_JSON} if body is not None else {}),
                 **(headers or {})}
         return await self.call(endpoint, method, url, body=body, headers=sent,
-                               idempotent=idempotent, read=lambda response: response)
+                               idempotent=idempotent, read=lambda response: response,
+                               max_bytes=max_bytes)
 
     async def call(self, endpoint: PayerEndpoint, method: str, url: str, *, body: bytes | None,
                    headers: dict[str, str], idempotent: bool,
-                   read: Callable[[httpx.Response], T]) -> T:
+                   read: Callable[[httpx.Response], T], max_bytes: int | None = None) -> T:
         """One call with the rules above; ``read`` turns an answer that is not a server error
-        into the result (raising ``Refused`` when it is not what was asked)."""
+        into the result (raising ``Refused`` when it is not what was asked). The answer's
+        content is read under ``max_bytes`` (FHIR_MAX_BUNDLE_BYTES when not given): past it
+        the call fails as the peer's failure."""
+        limit = self.settings.fhir_max_bundle_bytes if max_bytes is None else max_bytes
         breaker = self.breaker(endpoint)
         if not breaker.allow():
             self._record(endpoint, "circuit_open", None, breaker)
@@ -103,7 +113,7 @@ class PeerHttp:
             try:
                 async with asyncio.timeout(deadline):
                     result = await self._attempts(endpoint, method, url, body, headers,
-                                                  idempotent, read)
+                                                  idempotent, read, limit)
             except TimeoutError:
                 breaker.failed()
                 self._record(endpoint, "timeout", start, breaker, span)
@@ -137,14 +147,14 @@ class PeerHttp:
 
     async def _attempts(self, endpoint: PayerEndpoint, method: str, url: str,
                         body: bytes | None, headers: dict[str, str], idempotent: bool,
-                        read: Callable[[httpx.Response], T]) -> T:
+                        read: Callable[[httpx.Response], T], limit: int) -> T:
         last: Upstream | UpstreamTimeout | None = None
         for attempt in range(self.settings.fhir_payer_retries + 1):
             if attempt:
                 await asyncio.sleep(backoff_delay(attempt - 1))
             try:
                 response = await self._once(endpoint, method, url, body, dict(headers),
-                                            idempotent)
+                                            idempotent, limit)
                 return read(response)
             except _Retry as retry:
                 last = retry.error
@@ -152,24 +162,31 @@ class PeerHttp:
         raise last
 
     async def _send(self, endpoint: PayerEndpoint, method: str, url: str, body: bytes | None,
-                    headers: dict[str, str]) -> httpx.Response:
+                    headers: dict[str, str], limit: int) -> httpx.Response:
+        async def send() -> httpx.Response:
+            request = self.client.build_request(method, url, content=body, headers=headers)
+            return await send_bounded(self.client, request, max_bytes=limit)
+
         if endpoint.oauth_client_id:
             headers["Authorization"] = f"Bearer {await self.tokens.token(self.client, endpoint)}"
-        response = await self.client.request(method, url, content=body, headers=headers)
+        response = await send()
         if response.status_code == 401 and endpoint.oauth_client_id:
             # The token expired or was revoked early: one new token, one more try.
             self.tokens.forget(endpoint)
             headers["Authorization"] = f"Bearer {await self.tokens.token(self.client, endpoint)}"
-            response = await self.client.request(method, url, content=body, headers=headers)
+            response = await send()
         return response
 
     async def _once(self, endpoint: PayerEndpoint, method: str, url: str, body: bytes | None,
-                    headers: dict[str, str], idempotent: bool) -> httpx.Response:
+                    headers: dict[str, str], idempotent: bool, limit: int) -> httpx.Response:
         def failed(detail: str) -> Upstream:
             return unreachable(self.peer, endpoint.reference, detail)
 
         try:
-            response = await self._send(endpoint, method, url, body, headers)
+            response = await self._send(endpoint, method, url, body, headers, limit)
+        except AnswerTooLarge as large:
+            # The peer would send the same again: not retried.
+            raise failed(str(large)) from None
         except PeerAddressRefused as refused:
             # Nothing was sent, and asking again would be refused again.
             raise failed(f"address refused by the peer guard: {refused}") from None
