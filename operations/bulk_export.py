@@ -148,6 +148,9 @@ async def run_job(*, repo: Any, settings: Settings, jobs: Records, job: str,
     except FhirError as error:
         outcome = {"state": "failed", "message": error.diagnostics}
     except Exception as exc:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():  # a cancel the driver turned into an error
+            raise asyncio.CancelledError from exc
         log.error("bulk export failed error=%s", type(exc).__name__)
         outcome = {"state": "failed", "message": "internal error"}
     record = await jobs.get(job)

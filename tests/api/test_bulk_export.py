@@ -103,15 +103,13 @@ async def test_a_job_running_at_shutdown_is_recorded_failed(store: Store) -> Non
     """Found by bench/fuzz.py: a job still running when the server stopped wrote to the
     closed database (an error in the log) and stayed ``running`` until it expired."""
     app = create_app(make_settings(store))
-    async with app.router.lifespan_context(app):
-        async with fhir_client(app, await mint(app)) as http:
-            for n in range(20):
-                await http.post("Patient", json=patient(family=f"Stop{n}"))
-            kick = await http.get("$export", headers=ASYNC)  # every type: many queries
-            assert kick.status_code == 202, kick.text
+    async with app.router.lifespan_context(app), fhir_client(app, await mint(app)) as http:
+        for n in range(20):
+            await http.post("Patient", json=patient(family=f"Stop{n}"))
+        kick = await http.get("$export", headers=ASYNC)  # every type: many queries
+        assert kick.status_code == 202, kick.text
     again = create_app(make_settings(store))
-    async with again.router.lifespan_context(again):
-        async with fhir_client(again, await mint(again)) as http:
-            resp = await http.get(kick.headers["content-location"])
+    async with again.router.lifespan_context(again), fhir_client(again, await mint(again)) as http:
+        resp = await http.get(kick.headers["content-location"])
     assert resp.status_code == 500, resp.text  # Bulk Data: a failed job's status is an error
     assert "server stopped" in resp.json()["issue"][0]["diagnostics"]
