@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import json
 import random
 import subprocess
 import sys
@@ -47,14 +46,12 @@ TIMEOUT = 120.0
 
 def patient_token(env: dict[str, str], patient: str) -> dict[str, str]:
     """A patient/*.cruds token for ``patient`` from the operator CLI (a backend client)."""
-    from joserfc.jwk import ECKey
-
-    jwks = Path(env["FHIR_DATA_DIR"]) / "fuzz-jwks.json"
-    jwks.write_text(json.dumps({"keys": [ECKey.generate_key("P-384").as_dict(private=False)]}))
     cli = [sys.executable, "-m", "fhir_server"]
     scope = "patient/*.cruds"
-    subprocess.run([*cli, "clients", "add", "--id", "fuzz-patient", "--jwks-file", str(jwks),
-                    "--scope", scope], env=env, cwd=ROOT, check=True, capture_output=True)
+    # an app (a backend client may only have system/ scopes)
+    subprocess.run([*cli, "clients", "add", "--id", "fuzz-patient", "--redirect-uri",
+                    "http://127.0.0.1/cb", "--scope", scope], env=env, cwd=ROOT, check=True,
+                   capture_output=True)
     out = subprocess.run([*cli, "token", "--client", "fuzz-patient", "--scope", scope,
                           "--patient", patient], env=env, cwd=ROOT, check=True,
                          capture_output=True, text=True)
