@@ -55,10 +55,12 @@ async def admin_headers(app: Any) -> dict[str, str]:
 
 @contextmanager
 def server(engine: str, data_dir: Path, port: int, auth: str, *,
-           workers: int | None = None, tree: Path = ROOT) -> Iterator[dict[str, str]]:
+           workers: int | None = None, tree: Path = ROOT,
+           stderr: Any = None) -> Iterator[dict[str, str]]:
     """``python -m fhir_server serve`` on a fresh data directory (the embedded SQLite, or
     ``mongo``: a FerretDB standing in for MongoDB), ready; yields its environment. ``tree``:
-    the checkout whose code runs (``-m`` imports from the working directory first)."""
+    the checkout whose code runs (``-m`` imports from the working directory first);
+    ``stderr``: where its log goes (a file; default: this process's stderr)."""
     env = {k: v for k, v in os.environ.items() if k not in ("MONGODB_URI", "MONGODB_DATABASE")}
     env.update({"FHIR_DATA_DIR": str(data_dir), "FHIR_PORT": str(port), "FHIR_AUTH": auth,
                 "FHIR_LOG_LEVEL": "WARNING", "FHIR_BASE_URL": f"http://127.0.0.1:{port}/fhir"})
@@ -70,7 +72,8 @@ def server(engine: str, data_dir: Path, port: int, auth: str, *,
 
         ferret = EmbeddedFerretDB(data_dir=data_dir / "mongo")
         env.update({"MONGODB_URI": ferret.start(), "MONGODB_DATABASE": "bench"})
-    proc = subprocess.Popen([sys.executable, "-m", "fhir_server", "serve"], env=env, cwd=tree)
+    proc = subprocess.Popen([sys.executable, "-m", "fhir_server", "serve"], env=env, cwd=tree,
+                            stderr=stderr)
     try:
         deadline = time.monotonic() + 300  # a first start loads the terminology packs
         while True:

@@ -27,6 +27,9 @@ from fhir_server.errors import Invalid
 
 JsonObject = dict[str, Any]
 ELEMENT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+# A \uD800-\uDFFF escape: JSON text may write a UTF-16 surrogate so, and only so (UTF-8 text
+# cannot hold one). A pair decodes to one character; a lone one would stay in the string.
+SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 class _NotJsonNumber(ValueError):
@@ -91,7 +94,40 @@ def parse_json(body: bytes, *, max_depth: int, max_string: int | None = None,
         raise Invalid(f"The {what} is not valid JSON: a number has more digits than this "
                       "server reads", code="structure") from None
     check_limits(value, max_depth=max_depth, max_string=max_string, what=what)
+    if SURROGATE_ESCAPE.search(text):
+        check_unicode(value, what)
     return value
+
+
+def _has_surrogate(text: str) -> bool:
+    return not text.isascii() and any(0xD800 <= ord(c) <= 0xDFFF for c in text)
+
+
+def check_unicode(value: Any, what: str) -> None:
+    """Invalid when a string or key holds a lone surrogate (an unpaired \\uD800-\\uDFFF
+    escape): not a Unicode character, so no FHIR string, and no UTF-8 to store or answer.
+    Called after check_limits, so the nesting is bounded."""
+    path = _path_to(value, lambda key, child: _has_surrogate(str(key)) or (
+        isinstance(child, str) and _has_surrogate(child)))
+    if path is not None:
+        where = _fhirpath(value, path)
+        raise Invalid(f"A string in the {what} holds a lone UTF-16 surrogate (an unpaired "
+                      "\\uD800-\\uDFFF escape), which is not a Unicode character",
+                      expression=[where] if where else [], code="structure")
+
+
+def _path_to(node: Any, found: Any) -> list[str | int] | None:
+    """Keys and indexes down to the first (key, child) for which ``found`` is true."""
+    if not isinstance(node, dict | list):
+        return None
+    items = node.items() if isinstance(node, dict) else enumerate(node)
+    for key, child in items:
+        if found(key, child):
+            return [key]
+        below = _path_to(child, found)
+        if below is not None:
+            return [key, *below]
+    return None
 
 
 def check_limits(value: Any, *, max_depth: int, max_string: int | None = None,

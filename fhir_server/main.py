@@ -39,7 +39,7 @@ from fhir_server.storage.auth_store import AuthStore
 from fhir_server.storage.model import instant, now_ms
 from fhir_server.storage.open import open_repository, unavailable_errors
 from fhir_server.warmup import Warmup, warmed
-from operations.bulk_export import job_records
+from operations.bulk_export import job_records, stop_jobs
 from operations.bulk_export_retention import RetentionSweeper
 from operations.x12_poll import start_poller
 from terminology.loader import load as load_terminology
@@ -108,6 +108,8 @@ def startup_steps(app: FastAPI, settings: Settings) -> list[Step]:
         sweeper = RetentionSweeper(settings=settings, jobs=job_records(repo))
         sweeper.start()
         stack.push_async_callback(sweeper.stop)
+        # before the database closes (a job still writing would find it closed)
+        stack.push_async_callback(stop_jobs, settings, job_records(repo))
 
     async def terminology(stack: AsyncExitStack) -> None:
         await on_own_loop(lambda: _load_terminology(settings))

@@ -36,6 +36,7 @@ from fhir_server.storage.private import private_dir, write_private
 
 log = logging.getLogger("operations.bulk_export")
 RUNNING: dict[str, asyncio.Task[None]] = {}  # this process's jobs, for cancelling
+_APP: dict[str, int] = {}  # job -> id of the Settings of the app that runs it
 FOLDER = "bulk-export"
 JOB = re.compile(r"^[0-9a-f]{32}$")  # a job id (uuid4 hex)
 
@@ -83,8 +84,25 @@ async def start(*, repo: Any, settings: Settings, jobs: Records, job: str,
     task = asyncio.create_task(run_job(
         repo=repo, settings=settings, jobs=jobs, job=job, types=types, since=since,
         file_base=f"{settings.base_url}/$export-file"), name="bulk-export")
-    RUNNING[job] = task
-    task.add_done_callback(lambda _: RUNNING.pop(job, None))
+    RUNNING[job], _APP[job] = task, id(settings)
+    task.add_done_callback(lambda _: (RUNNING.pop(job, None), _APP.pop(job, None)))
+
+
+async def stop_jobs(settings: Settings, jobs: Records) -> None:
+    """At shutdown, before the database closes: cancel the app's running jobs, wait for them,
+    and record them failed, so that no job writes to a closed database and none stays
+    ``running`` until it expires."""
+    mine = {job: task for job, task in list(RUNNING.items()) if _APP.get(job) == id(settings)}
+    for task in mine.values():
+        task.cancel()
+    await asyncio.gather(*mine.values(), return_exceptions=True)
+    for job in mine:
+        record = await jobs.get(job)
+        if record is not None and record.get("state") == "running":
+            record.update(state="failed", message="the server stopped before the export "
+                          "finished; start it again", finished=instant(now_ms()),
+                          exp=expiry(settings))
+            await jobs.put(job, record)
 
 
 async def _write(folder: Path, name: str, lines: list[dict[str, Any]]) -> None:
@@ -130,6 +148,9 @@ async def run_job(*, repo: Any, settings: Settings, jobs: Records, job: str,
     except FhirError as error:
         outcome = {"state": "failed", "message": error.diagnostics}
     except Exception as exc:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():  # a cancel the driver turned into an error
+            raise asyncio.CancelledError from exc
         log.error("bulk export failed error=%s", type(exc).__name__)
         outcome = {"state": "failed", "message": "internal error"}
     record = await jobs.get(job)

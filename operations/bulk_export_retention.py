@@ -64,6 +64,14 @@ async def sweep(*, settings: Settings, jobs: Records) -> int:
     return removed
 
 
+def stopping() -> bool:
+    """This task is being cancelled: a cancel can reach the database driver mid-call and come
+    out as the driver's own error, which a loop catching Exception would take for a failed
+    round and then sleep through the stop that awaits it."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 class RetentionSweeper:
     """The sweep, run every ``interval(settings)`` seconds in this process."""
 
@@ -80,7 +88,11 @@ class RetentionSweeper:
             try:
                 await sweep(settings=self.settings, jobs=self.jobs)
             except Exception as error:  # the database away for a moment: next round
+                if stopping():
+                    return
                 log.warning("bulk export sweep failed error=%s", type(error).__name__)
+            if stopping():  # the cancel may also have been swallowed whole
+                return
             await asyncio.sleep(interval(self.settings))
 
     async def stop(self) -> None:

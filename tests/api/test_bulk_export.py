@@ -7,7 +7,8 @@ import json
 
 import httpx
 
-from tests.conftest import ClientFor
+from fhir_server.main import create_app
+from tests.conftest import ClientFor, Store, fhir_client, make_settings, mint
 from tests.factories import patient
 
 ASYNC = {"Prefer": "respond-async"}
@@ -96,3 +97,19 @@ async def test_export_without_type_is_every_type_the_token_may_search(
     two = await client_for("system/Patient.rs system/Observation.rs")
     assert set(await exported(two)) == {"Patient", "Observation"}
 
+
+
+async def test_a_job_running_at_shutdown_is_recorded_failed(store: Store) -> None:
+    """Found by bench/fuzz.py: a job still running when the server stopped wrote to the
+    closed database (an error in the log) and stayed ``running`` until it expired."""
+    app = create_app(make_settings(store))
+    async with app.router.lifespan_context(app), fhir_client(app, await mint(app)) as http:
+        for n in range(20):
+            await http.post("Patient", json=patient(family=f"Stop{n}"))
+        kick = await http.get("$export", headers=ASYNC)  # every type: many queries
+        assert kick.status_code == 202, kick.text
+    again = create_app(make_settings(store))
+    async with again.router.lifespan_context(again), fhir_client(again, await mint(again)) as http:
+        resp = await http.get(kick.headers["content-location"])
+    assert resp.status_code == 500, resp.text  # Bulk Data: a failed job's status is an error
+    assert "server stopped" in resp.json()["issue"][0]["diagnostics"]

@@ -134,3 +134,29 @@ async def test_numbers_beyond_what_can_be_stored_are_400(client: httpx.AsyncClie
                               headers={"Content-Type": "application/fhir+json"})
         assert r.status_code == 400, (number, r.text)
         assert r.json()["issue"][0]["expression"] == ["Observation.valueQuantity.value"]
+
+
+# Found by bench/fuzz.py: a lone surrogate escape (\ud800) parsed into a string no UTF-8
+# encoder takes, and the 400 quoting the id crashed on writing itself (500).
+@pytest.mark.parametrize(("method", "url", "body"), [
+    ("PUT", "Patient/p1", b'{"resourceType": "Patient", "id": "\\ud800"}'),
+    ("POST", "Patient", b'{"resourceType": "Patient", "name": [{"family": "a\\udfffb"}]}'),
+    ("POST", "Patient", b'{"resourceType": "Patient", "extension": [{"url": "http://x",'
+                        b' "valueString": "\\uD83D"}]}'),
+    ("POST", "Patient", b'{"resourceType": "Patient", "\\ud800": 1}'),
+    ("POST", "", b'{"resourceType": "Bundle", "type": "batch", "entry": [{"fullUrl":'
+                 b' "urn:uuid:\\ud800", "request": {"method": "POST", "url": "Patient"}}]}'),
+])
+async def test_lone_surrogates_are_400(client: httpx.AsyncClient, method: str, url: str,
+                                       body: bytes) -> None:
+    resp = await client.request(method, url, content=body, headers=FHIR_JSON)
+    assert resp.status_code == 400, resp.text
+    assert "surrogate" in resp.json()["issue"][0]["diagnostics"]
+    assert (await client.get("Patient")).json()["total"] == 0
+
+
+async def test_surrogate_pairs_are_characters(client: httpx.AsyncClient) -> None:
+    body = b'{"resourceType": "Patient", "name": [{"family": "\\ud83d\\ude00"}]}'
+    resp = await client.post("Patient", content=body, headers=FHIR_JSON)
+    assert resp.status_code == 201, resp.text
+    assert resp.json()["name"][0]["family"] == "\U0001f600"
