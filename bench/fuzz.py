@@ -139,7 +139,11 @@ async def main_async(args: argparse.Namespace) -> int:
             for req in fuzzer.seed_requests(SEED_EXAMPLES):
                 stored += (await send(http, req, {})).status_code < 300
             print(f"stored {stored} of {SEED_EXAMPLES} examples", flush=True)
-        auth = patient_token(env, "Patient/example") if args.auth == "patient" else admin
+            auth = admin
+            if args.auth == "patient":  # the token's patient, made here so that it exists
+                made = await http.post("Patient", json={"resourceType": "Patient",
+                                                        "name": [{"family": "Fuzz"}]})
+                auth = patient_token(env, f"Patient/{made.json()['id']}")
         started = time.monotonic()
         tally = await fuzz(base, fuzzer, args.requests, args.clients, auth, args.only)
         seconds = time.monotonic() - started
