@@ -28,6 +28,7 @@ from typing import Any
 from adapters.records import Records, records
 from fhir_server import interactions as svc
 from fhir_server.auth.principal import Principal
+from fhir_server.cancel import cancel_requested
 from fhir_server.config import Settings
 from fhir_server.errors import FhirError
 from fhir_server.fhirjson import dumps
@@ -148,8 +149,7 @@ async def run_job(*, repo: Any, settings: Settings, jobs: Records, job: str,
     except FhirError as error:
         outcome = {"state": "failed", "message": error.diagnostics}
     except Exception as exc:
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():  # a cancel the driver turned into an error
+        if cancel_requested():  # a cancel the driver turned into an error
             raise asyncio.CancelledError from exc
         log.error("bulk export failed error=%s", type(exc).__name__)
         outcome = {"state": "failed", "message": "internal error"}

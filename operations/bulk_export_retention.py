@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from adapters.records import Records
+from fhir_server.cancel import cancel_requested
 from fhir_server.config import Settings
 from operations.bulk_export import JOB, RUNNING, expired, export_root, job_dir
 
@@ -64,14 +65,6 @@ async def sweep(*, settings: Settings, jobs: Records) -> int:
     return removed
 
 
-def stopping() -> bool:
-    """This task is being cancelled: a cancel can reach the database driver mid-call and come
-    out as the driver's own error, which a loop catching Exception would take for a failed
-    round and then sleep through the stop that awaits it."""
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
-
-
 class RetentionSweeper:
     """The sweep, run every ``interval(settings)`` seconds in this process."""
 
@@ -88,10 +81,10 @@ class RetentionSweeper:
             try:
                 await sweep(settings=self.settings, jobs=self.jobs)
             except Exception as error:  # the database away for a moment: next round
-                if stopping():
+                if cancel_requested():
                     return
                 log.warning("bulk export sweep failed error=%s", type(error).__name__)
-            if stopping():  # the cancel may also have been swallowed whole
+            if cancel_requested():  # the cancel may also have been swallowed whole
                 return
             await asyncio.sleep(interval(self.settings))
 

@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager, suppress
 from typing import TYPE_CHECKING
 
+from fhir_server.cancel import cancel_requested
 from fhir_server.storage.fence import LOCKS, Fence, LeaseLost, LockBusy, holding, unfenced
 
 if TYPE_CHECKING:
@@ -122,21 +123,13 @@ class Locks:
                             kind=LOCKS, id_=name, fields={"expires": time.time() + lease},
                             expect={"owner": owner})
                     except Exception as error:  # the database is briefly away: next beat
-                        if _cancel_requested():
+                        if cancel_requested():
                             return
                         log.warning("lease renewal failed lease=%s error=%s", name,
                                     type(error).__name__)
                         continue
-                    if _cancel_requested():  # the driver may swallow a cancel whole
+                    if cancel_requested():  # the driver may swallow a cancel whole
                         return
                     if not renewed:
                         log.warning("lease lost lease=%s", name)
                         names.remove(name)
-
-
-def _cancel_requested() -> bool:
-    """This task was asked to stop. A cancel that reaches a database driver's call can come
-    back as the driver's own error, or not at all; a loop that went on would keep renewing,
-    and the release that awaits it would wait forever (a shutdown that never ends)."""
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
