@@ -38,14 +38,18 @@ class Listener:
             self.server.close()
             await self.server.wait_closed()
 
+    async def _read_request(self, reader: asyncio.StreamReader) -> None:
+        """One request (head, and the body its Content-Length declares), kept in ``requests``."""
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                       if line.lower().startswith(b"content-length:")), 0)
+        body = await asyncio.wait_for(reader.readexactly(length), 10) if length else b""
+        self.requests.append(head + body)
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
         try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-            length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                           if line.lower().startswith(b"content-length:")), 0)
-            body = await asyncio.wait_for(reader.readexactly(length), 10) if length else b""
-            self.requests.append(head + body)
+            await self._read_request(reader)
             writer.write(self.answer)
             await writer.drain()
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError,
@@ -86,11 +90,7 @@ class Flood(Listener):
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
         try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-            length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                           if line.lower().startswith(b"content-length:")), 0)
-            body = await asyncio.wait_for(reader.readexactly(length), 10) if length else b""
-            self.requests.append(head + body)
+            await self._read_request(reader)
             writer.write(self.answer)
             piece = (b"%x\r\n%s\r\n" % (len(self.chunk), self.chunk) if self.chunked
                      else self.chunk)
