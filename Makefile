@@ -59,5 +59,5 @@ clean:
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
 lint: venv
-	$(VENV_PY) -m ruff check fhir_server operations adapters resources terminology tests tools bench
+	$(VENV_PY) -m ruff check fhir_server tests tools bench
 	$(VENV_PY) -m mypy

@@ -16,11 +16,11 @@ from typing import Any
 
 import httpx
 
-from fhir_server.config import Settings
+from fhir_server.core.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 # The benchmarks' payers, clearinghouses and EHRs listen on loopback, where the peer guard
-# (adapters/peer_guard.py) refuses to connect unless told otherwise.
+# (fhir_server/adapters/peer_guard.py) refuses to connect unless told otherwise.
 os.environ.setdefault("FHIR_PEER_ALLOWED_HOSTS", "127.0.0.1,localhost,::1")
 
 
@@ -68,7 +68,7 @@ def server(engine: str, data_dir: Path, port: int, auth: str, *,
         env["FHIR_WORKERS"] = str(workers)
     ferret = None
     if engine == "mongo":
-        from fhir_server.embedded import EmbeddedFerretDB
+        from tools.ferretdb.launcher import EmbeddedFerretDB
 
         ferret = EmbeddedFerretDB(data_dir=data_dir / "mongo")
         env.update({"MONGODB_URI": ferret.start(), "MONGODB_DATABASE": "bench"})

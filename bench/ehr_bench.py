@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from common import admin_headers, fresh_settings  # noqa: E402
 
-from fhir_server.config import Settings  # noqa: E402
+from fhir_server.core.config import Settings  # noqa: E402
 from fhir_server.main import create_app  # noqa: E402
 from tests.adapters.hl7v2.helpers import adt, in1, mllp  # noqa: E402
 from tests.conftest import free_port, wait_ready  # noqa: E402

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import SERVER_TIMEOUT, cli_token, server_env, start_server
 
-from fhir_server.fhirjson import dumps
+from fhir_server.core.fhirjson import dumps
 from tools.data_sets import SYNTHEA_BUNDLES as SYNTHEA
 
 PROBE_EVERY = 0.02

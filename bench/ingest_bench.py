@@ -27,8 +27,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from common import admin_headers, fresh_settings  # noqa: E402
 
-from fhir_server import loader  # noqa: E402
-from fhir_server.fhirjson import dumps  # noqa: E402
+from fhir_server.cli import load as loader  # noqa: E402
+from fhir_server.core.fhirjson import dumps  # noqa: E402
 from fhir_server.main import create_app  # noqa: E402
 from tools.data_sets import SYNTHEA_BULK, SYNTHEA_BUNDLES  # noqa: E402
 

@@ -40,7 +40,7 @@ async def child(count: int, rounds: int) -> dict[str, list[float]]:
     from crud_bench import patient  # bench/ is this script's folder
     from lease_bench import PRACTITIONERS, appointment
 
-    from fhir_server.config import Settings
+    from fhir_server.core.config import Settings
     from fhir_server.main import create_app
 
     settings = Settings(fhir_data_dir=Path(tempfile.mkdtemp(prefix="lease-cpu-")),  # type: ignore[call-arg]

@@ -113,7 +113,7 @@ def put(resource: dict[str, Any]) -> dict[str, Any]:
 
 
 def body(value: Any) -> bytes:
-    from fhir_server.fhirjson import dumps
+    from fhir_server.core.fhirjson import dumps
 
     return dumps(value)
 

@@ -35,10 +35,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from common import admin_headers, fresh_settings  # noqa: E402
 
-from adapters.payer import Partner  # noqa: E402
-from adapters.x12.claim837 import write_837p  # noqa: E402
-from adapters.x12.validate import validate  # noqa: E402
-from fhir_server.config import Settings  # noqa: E402
+from fhir_server.adapters.payer import Partner  # noqa: E402
+from fhir_server.adapters.x12.claim837 import write_837p  # noqa: E402
+from fhir_server.adapters.x12.validate import validate  # noqa: E402
+from fhir_server.core.config import Settings  # noqa: E402
 from fhir_server.main import create_app  # noqa: E402
 
 BASE = "http://bench/fhir"

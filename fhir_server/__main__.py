@@ -6,10 +6,10 @@ port, so that ``/health`` answers in the process's first second (``booting.py``)
 import sys
 
 if sys.argv[1:] in ([], ["serve"]):
-    from fhir_server.serving import serve_main
+    from fhir_server.runtime.serving import serve_main
 
     sys.exit(serve_main())
 
-from fhir_server.cli import main
+from fhir_server.cli.main import main
 
 sys.exit(main())

@@ -11,14 +11,12 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request
 from starlette.responses import Response
 
-import resources
-from adapters import ehr_schedule, hl7v2
-from adapters.ehr_fhir import FhirEhrAdapter
-from adapters.payer_fhir import FhirPayerAdapter
-from adapters.payer_x12 import PayerRouter, X12PayerAdapter
-from adapters.peer_http import PeerHttp
-from adapters.x12.state import X12State
-from fhir_server import rules
+from fhir_server.adapters import ehr_schedule, hl7v2
+from fhir_server.adapters.ehr_fhir import FhirEhrAdapter
+from fhir_server.adapters.payer_fhir import FhirPayerAdapter
+from fhir_server.adapters.payer_x12 import PayerRouter, X12PayerAdapter
+from fhir_server.adapters.peer_http import PeerHttp
+from fhir_server.adapters.x12.state import X12State
 from fhir_server.api import batch, bulk, capability, interactions, operations
 from fhir_server.api.body_limit import BodyLimit, BodyLimits
 from fhir_server.api.context import RequestContext
@@ -30,19 +28,21 @@ from fhir_server.auth import server as auth_server
 from fhir_server.auth.enforce import enforce_request
 from fhir_server.auth.origins import AllowedOrigins
 from fhir_server.auth.tokens import create_auth
-from fhir_server.config import Settings, get_settings
-from fhir_server.errors import install_handlers
+from fhir_server.core.config import Settings, get_settings
+from fhir_server.core.errors import install_handlers
 from fhir_server.observability import business, metrics, rate_limit, scrape, shutdown, tracing
 from fhir_server.observability.instrument import instrument_repository
-from fhir_server.startup import Startup, Step, on_own_loop, request_started
+from fhir_server.operations.bulk_export import job_records, stop_jobs
+from fhir_server.operations.bulk_export_retention import RetentionSweeper
+from fhir_server.operations.x12_poll import start_poller
+from fhir_server.runtime.startup import Startup, Step, on_own_loop, request_started
+from fhir_server.runtime.warmup import Warmup, warmed
+from fhir_server.service import write_rules as rules
+from fhir_server.service.rules import register_all as register_resource_rules
 from fhir_server.storage.auth_store import AuthStore
 from fhir_server.storage.model import instant, now_ms
 from fhir_server.storage.open import open_repository, unavailable_errors
-from fhir_server.warmup import Warmup, warmed
-from operations.bulk_export import job_records, stop_jobs
-from operations.bulk_export_retention import RetentionSweeper
-from operations.x12_poll import start_poller
-from terminology.loader import load as load_terminology
+from fhir_server.terminology.loader import load as load_terminology
 
 log = logging.getLogger("fhir_server")
 
@@ -129,7 +129,7 @@ def startup_steps(app: FastAPI, settings: Settings) -> list[Step]:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    resources.register_all()
+    register_resource_rules()
     rules.on_commit(business.writes_committed)
     quiet_driver_logs()
 

@@ -26,7 +26,7 @@ from fastapi import FastAPI
 from pymongo import AsyncMongoClient
 
 from fhir_server.auth.tokens import Grant, create_auth
-from fhir_server.config import Settings
+from fhir_server.core.config import Settings
 from fhir_server.main import create_app
 from fhir_server.storage.auth_store import AuthStore
 from fhir_server.storage.open import open_repository
@@ -118,7 +118,7 @@ def mongo_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str | None]:
     if uri:
         yield uri
         return
-    from fhir_server.embedded import EmbeddedFerretDB
+    from tools.ferretdb.launcher import EmbeddedFerretDB
 
     db = EmbeddedFerretDB(data_dir=tmp_path_factory.mktemp("ferretdb"))
     try:

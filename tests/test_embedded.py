@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from pymongo import AsyncMongoClient
 
-from fhir_server.embedded import EmbeddedFerretDB
 from tests.conftest import READY_TIMEOUT, STOP_TIMEOUT, mongo_only
+from tools.ferretdb.launcher import EmbeddedFerretDB
 
 pytestmark = mongo_only
 
@@ -95,7 +95,7 @@ PARENT = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from fhir_server.embedded import EmbeddedFerretDB
+    from tools.ferretdb.launcher import EmbeddedFerretDB
 
     db = EmbeddedFerretDB(data_dir=Path(sys.argv[1]))
     db.start()

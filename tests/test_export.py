@@ -147,7 +147,7 @@ def test_old_ferretdb_data_dir_is_refused_with_the_way_out(tmp_path: Path) -> No
 
 @mongo_only
 async def test_moving_a_ferretdb_data_dir_to_sqlite(tmp_path: Path) -> None:
-    from fhir_server.embedded import EmbeddedFerretDB
+    from tools.ferretdb.launcher import EmbeddedFerretDB
 
     old_dir = tmp_path / "old"
     with EmbeddedFerretDB(data_dir=old_dir) as ferret:  # what earlier versions left behind

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from fhir_server.config import Settings
+from fhir_server.core.config import Settings
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

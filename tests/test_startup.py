@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from fhir_server.storage.open import SQLITE_FILE, open_repository
-from terminology.loader import LOAD_LEASE
+from fhir_server.terminology.loader import LOAD_LEASE
 from tests.conftest import (
     ENGINE,
     ROOT,

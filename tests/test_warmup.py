@@ -94,11 +94,11 @@ NO_IMPORTS = textwrap.dedent("""
     import httpx
 
     from fhir_server.auth.tokens import Grant
-    from fhir_server.config import Settings
+    from fhir_server.core.config import Settings
     from fhir_server.main import create_app
     from fhir_server.search.extract import index_resource
-    from fhir_server.subsetting import subset
-    from fhir_server.validation import resource_class, validate_resource
+    from fhir_server.service.subsetting import subset
+    from fhir_server.service.validation import resource_class, validate_resource
 
     EXAMPLES = Path(sys.argv[1])
     PATIENT = {"resourceType": "Patient", "identifier": [{"system": "urn:t", "value": "1"}],

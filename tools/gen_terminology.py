@@ -1,4 +1,4 @@
-"""Generate terminology/data/fhir-r4-terminology.ndjson.gz from the FHIR R4 (4.0.1) definitions.
+"""Generate fhir_server/terminology/data/fhir-r4-terminology.ndjson.gz from the FHIR R4 (4.0.1) definitions.
 
 Every CodeSystem and ValueSet of ``valuesets.json``, ``v2-tables.json`` and
 ``v3-codesystems.json``, and every ConceptMap of ``conceptmaps.json``, one
@@ -25,7 +25,7 @@ from data_sets import DEFINITIONS, read_json
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SOURCE = DEFINITIONS
-TARGET = ROOT / "terminology" / "data" / "fhir-r4-terminology.ndjson.gz"
+TARGET = ROOT / "fhir_server" / "terminology" / "data" / "fhir-r4-terminology.ndjson.gz"
 FILES = ("valuesets.json", "v2-tables.json", "v3-codesystems.json", "conceptmaps.json")
 TYPES = ("CodeSystem", "ValueSet", "ConceptMap")
 

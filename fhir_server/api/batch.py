@@ -8,22 +8,22 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from fhir_server import bundles
-from fhir_server import interactions as svc
 from fhir_server.api.bundles import searchset_bundle
+from fhir_server.api.deps import RepoDep, SettingsDep
 from fhir_server.api.negotiation import json_response, pretty, read_body
 from fhir_server.api.responses import etag_matches
 from fhir_server.auth.access import Access
 from fhir_server.auth.enforce import request_access
-from fhir_server.config import Settings
-from fhir_server.deps import RepoDep, SettingsDep
-from fhir_server.errors import FhirError, Invalid
-from fhir_server.fhirjson import loads_stored
+from fhir_server.core.config import Settings
+from fhir_server.core.errors import FhirError, Invalid
+from fhir_server.core.fhirjson import loads_stored
 from fhir_server.search.dates import date_range
 from fhir_server.search.engine import parse_request, run_search
+from fhir_server.service import bundles
+from fhir_server.service import interactions as svc
+from fhir_server.service.validation import resource_class
 from fhir_server.storage.model import StoredVersion
 from fhir_server.storage.repository import Repository
-from fhir_server.validation import resource_class
 
 router = APIRouter()
 

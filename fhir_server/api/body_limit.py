@@ -21,8 +21,8 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fhir_server.api.negotiation import fhir_response_for_error
-from fhir_server.config import Settings
-from fhir_server.errors import PayloadTooLarge
+from fhir_server.core.config import Settings
+from fhir_server.core.errors import PayloadTooLarge
 
 FHIR_BASE = "/fhir"
 AUTH_PREFIX = "/auth/"

@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 
 import orjson
 
-from fhir_server.errors import Invalid
+from fhir_server.core.errors import Invalid
 from fhir_server.storage.model import StoredVersion, instant, now_ms
 from fhir_server.storage.repository import HistoryCursor
 

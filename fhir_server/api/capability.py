@@ -1,6 +1,6 @@
 """``GET [base]/metadata``: a CapabilityStatement generated from what the server does.
 
-It is built once per app at start-up (``fhir_server/warmup.py``) and served as built.
+It is built once per app at start-up (``fhir_server/runtime/warmup.py``) and served as built.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from starlette.responses import Response
 from fhir_server import __version__
 from fhir_server.api.negotiation import json_response, pretty
 from fhir_server.auth.server import endpoints
-from fhir_server.config import Settings
+from fhir_server.core.config import Settings
+from fhir_server.operations.registry import operations_for
 from fhir_server.search.registry import params_for
-from fhir_server.validation import resource_types
-from operations.registry import operations_for
+from fhir_server.service.validation import resource_types
 
 router = APIRouter()
 

@@ -31,9 +31,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fhir_server.api.negotiation import fhir_response_for_error
 from fhir_server.auth.origins import AllowedOrigins, OriginTable
-from fhir_server.errors import Issue, operation_outcome
-from fhir_server.startup import REQUEST_WAIT, RETRY_AFTER
-from fhir_server.web_origin import origin_of
+from fhir_server.core.errors import Issue, operation_outcome
+from fhir_server.core.web_origin import origin_of
+from fhir_server.runtime.startup import REQUEST_WAIT, RETRY_AFTER
 
 PATHS = ("/fhir", "/auth")
 ALLOW_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE"

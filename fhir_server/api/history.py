@@ -9,10 +9,10 @@ from fhir_server.api.bundles import decode_cursor, encode_cursor, history_bundle
 from fhir_server.api.negotiation import json_response, pretty
 from fhir_server.api.params import at_param, count_param, since_param
 from fhir_server.auth.scoped import ScopedRepository
-from fhir_server.config import Settings
-from fhir_server.errors import Invalid, NotFound
+from fhir_server.core.config import Settings
+from fhir_server.core.errors import Invalid, NotFound
+from fhir_server.service.validation import check_id, require_type
 from fhir_server.storage.repository import Repository
-from fhir_server.validation import check_id, require_type
 
 HISTORY_PARAMETERS = frozenset({"_count", "_since", "_at", "_cursor", "_format", "_pretty"})
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from fhir_server import interactions as svc
 from fhir_server.api import history as hist
 from fhir_server.api import path_types  # noqa: F401  (registers the URL convertors)
+from fhir_server.api.deps import RepoDep, SettingsDep
 from fhir_server.api.negotiation import JSON_TYPES, max_depth, max_string, read_body
 from fhir_server.api.params import criteria, criteria_from_header
 from fhir_server.api.responses import (
@@ -17,12 +17,12 @@ from fhir_server.api.responses import (
     write_response,
 )
 from fhir_server.api.search import search_response
-from fhir_server.deps import RepoDep, SettingsDep
-from fhir_server.errors import Invalid, UnsupportedMediaType
-from fhir_server.fhirjson import parse_json
-from fhir_server.patch import JSON_PATCH, apply_fhirpath_patch, apply_json_patch
+from fhir_server.core.errors import Invalid, UnsupportedMediaType
+from fhir_server.core.fhirjson import parse_json
+from fhir_server.service import interactions as svc
+from fhir_server.service.patch import JSON_PATCH, apply_fhirpath_patch, apply_json_patch
+from fhir_server.service.validation import check_id, require_type
 from fhir_server.storage.model import StoredVersion
-from fhir_server.validation import check_id, require_type
 
 router = APIRouter()
 

@@ -8,8 +8,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fhir_server.errors import Invalid, NotAcceptable, UnsupportedMediaType
-from fhir_server.fhirjson import dumps, parse_resource
+from fhir_server.core.errors import Invalid, NotAcceptable, UnsupportedMediaType
+from fhir_server.core.fhirjson import dumps, parse_resource
 
 FHIR_JSON = "application/fhir+json"
 JSON_TYPES = frozenset({FHIR_JSON, "application/json", "application/json+fhir", "text/json"})

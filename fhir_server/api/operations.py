@@ -1,4 +1,4 @@
-"""Routes for the operations in ``operations/registry.py`` (``POST [base]/[type]/$op`` and
+"""Routes for the operations in ``fhir_server/operations/registry.py`` (``POST [base]/[type]/$op`` and
 ``POST [base]/[type]/[id]/$op``), registered before the generic interaction routes."""
 
 from __future__ import annotations
@@ -9,17 +9,17 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from adapters.payer import PayerAdapter
+from fhir_server.adapters.payer import PayerAdapter
 from fhir_server.api import path_types  # noqa: F401  (registers the opname convertor)
+from fhir_server.api.deps import SettingsDep
 from fhir_server.api.negotiation import json_response, pretty, read_body
 from fhir_server.auth.enforce import authorize, request_access
-from fhir_server.deps import SettingsDep
-from fhir_server.errors import Invalid, MethodNotAllowed, NotFound, Upstream, UpstreamTimeout
+from fhir_server.core.errors import Invalid, MethodNotAllowed, NotFound, Upstream, UpstreamTimeout
 from fhir_server.observability import business
+from fhir_server.operations.base import Call, Operation, parameters_from_query, parse_parameters
+from fhir_server.operations.registry import OPERATIONS
 from fhir_server.search.extract import index_resource
-from fhir_server.validation import check_id
-from operations.base import Call, Operation, parameters_from_query, parse_parameters
-from operations.registry import OPERATIONS
+from fhir_server.service.validation import check_id
 
 
 @dataclass

@@ -6,8 +6,8 @@ from datetime import datetime
 
 from starlette.requests import Request
 
-from fhir_server.config import Settings
-from fhir_server.errors import Invalid
+from fhir_server.core.config import Settings
+from fhir_server.core.errors import Invalid
 from fhir_server.search.dates import date_range
 from fhir_server.search.parse import parse_count
 

@@ -9,11 +9,11 @@ from starlette.responses import Response
 
 from fhir_server.api.bundles import version_headers
 from fhir_server.api.negotiation import json_response, prefer_return, pretty, raw_response
-from fhir_server.errors import Issue, operation_outcome
-from fhir_server.fhirjson import loads_stored
-from fhir_server.interactions import Written
+from fhir_server.core.errors import Issue, operation_outcome
+from fhir_server.core.fhirjson import loads_stored
+from fhir_server.service.interactions import Written
+from fhir_server.service.subsetting import parse_elements, parse_summary, subset
 from fhir_server.storage.model import StoredVersion
-from fhir_server.subsetting import parse_elements, parse_summary, subset
 
 
 def resource_response(request: Request, stored: StoredVersion, base_url: str, *,

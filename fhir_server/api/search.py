@@ -9,12 +9,12 @@ from starlette.responses import Response
 
 from fhir_server.api.bundles import link, searchset_bundle
 from fhir_server.api.negotiation import json_response, pretty
-from fhir_server.config import Settings
-from fhir_server.errors import operation_outcome
-from fhir_server.fhirjson import loads_stored
+from fhir_server.core.config import Settings
+from fhir_server.core.errors import operation_outcome
+from fhir_server.core.fhirjson import loads_stored
 from fhir_server.search.engine import SearchRequest, SearchResult, parse_request, run_search
+from fhir_server.service.subsetting import subset
 from fhir_server.storage.repository import Repository
-from fhir_server.subsetting import subset
 
 
 def handling_lenient(request: Request) -> bool:

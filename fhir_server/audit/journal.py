@@ -24,7 +24,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from fhir_server.fhirjson import dumps, loads_stored
+from fhir_server.core.fhirjson import dumps, loads_stored
 
 log = logging.getLogger("fhir_server.audit")
 

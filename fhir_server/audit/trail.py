@@ -25,9 +25,9 @@ from fhir_server.audit.events import login_event
 from fhir_server.audit.index import AuditIndexer
 from fhir_server.audit.journal import Journal
 from fhir_server.auth.tokens import LoginEvent
-from fhir_server.config import Settings
-from fhir_server.interactions import stamp
+from fhir_server.core.config import Settings
 from fhir_server.observability import metrics
+from fhir_server.service.interactions import stamp
 from fhir_server.storage.model import instant, now_ms
 from fhir_server.storage.repository import Repository
 

@@ -19,8 +19,8 @@ from typing import Any, Final
 from fhir_server.auth.patient_visibility import foreign_patients, patient_query
 from fhir_server.auth.principal import Principal
 from fhir_server.auth.roles import AUDIT_TYPE
-from fhir_server.config import Settings
-from fhir_server.errors import Forbidden, Invalid, MethodNotAllowed
+from fhir_server.core.config import Settings
+from fhir_server.core.errors import Forbidden, Invalid, MethodNotAllowed
 from fhir_server.search.codes import prepare
 from fhir_server.search.compile import CompileContext, compile_criteria
 from fhir_server.search.evaluate import evaluate

@@ -24,8 +24,8 @@ from joserfc.jwk import ECKey, KeySet, RSAKey
 
 from fhir_server.auth.passwords import new_client_secret
 from fhir_server.auth.scopes import parse_scopes
+from fhir_server.core.web_origin import origin_of, parse_origin
 from fhir_server.storage.auth_store import AuthStore, now_s
-from fhir_server.web_origin import origin_of, parse_origin
 
 CLIENT_ID = re.compile(r"^[A-Za-z0-9._~-]{1,64}$")
 

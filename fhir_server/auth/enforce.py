@@ -26,10 +26,10 @@ from fhir_server.auth.classify import LETTER, Interaction, classify
 from fhir_server.auth.origins import origin_refusal
 from fhir_server.auth.principal import Principal, principal_of
 from fhir_server.auth.scoped import ScopedRepository
-from fhir_server.config import Settings
-from fhir_server.errors import Forbidden, NotFound, Unauthorized
+from fhir_server.core.config import Settings
+from fhir_server.core.errors import Forbidden, NotFound, Unauthorized
 from fhir_server.search.extract import index_resource
-from fhir_server.validation import resource_class
+from fhir_server.service.validation import resource_class
 
 FHIR_PREFIX = "/fhir"
 REALM = 'Bearer realm="fhir"'

@@ -26,7 +26,7 @@ from fhir_server.auth.origins import origin_refusal
 from fhir_server.auth.passwords import token_hash
 from fhir_server.auth.token_endpoint import NO_STORE, oauth_error_response, read_form
 from fhir_server.auth.tokens import AuthService, Grant
-from fhir_server.errors import Forbidden, Invalid, Unauthorized
+from fhir_server.core.errors import Forbidden, Invalid, Unauthorized
 
 router = APIRouter()
 ADMIN_ROLE = "admin"

@@ -26,7 +26,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, RSAKey
 
 from fhir_server.auth.keys import AnyKey, SigningKey
-from fhir_server.config import Settings
+from fhir_server.core.config import Settings
 
 CURVE_ALG = {"P-256": "ES256", "P-384": "ES384"}
 MIN_RSA_BITS = 2048

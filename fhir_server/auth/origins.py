@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from starlette.requests import Request
 
 from fhir_server.auth.clients import Client
-from fhir_server.config import Settings
+from fhir_server.core.config import Settings
 from fhir_server.storage.auth_store import AuthStore
 
 log = logging.getLogger("fhir_server.auth")

@@ -25,8 +25,8 @@ from typing import Any
 from fhir_server.auth.access import Access, Deny
 from fhir_server.auth.patient_visibility import Visibility, patient_query, visibility
 from fhir_server.auth.roles import AUDIT_TYPE
-from fhir_server.errors import Forbidden, NotFound
-from fhir_server.fhirjson import loads_stored
+from fhir_server.core.errors import Forbidden, NotFound
+from fhir_server.core.fhirjson import loads_stored
 from fhir_server.search.extract import index_resource
 from fhir_server.search.query import NOTHING, And, Chain, Has, Or, Query, SortKey, and_, or_
 from fhir_server.search.registry import lookup

@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 from fhir_server.auth import authorize, introspect, token_endpoint
 from fhir_server.auth.client_auth import ASSERTION_ALGS
 from fhir_server.auth.tokens import AuthService
-from fhir_server.config import Settings
+from fhir_server.core.config import Settings
 
 router = APIRouter()
 router.include_router(authorize.router, prefix="/auth")

@@ -22,8 +22,8 @@ from joserfc.errors import JoseError
 
 from fhir_server.auth.key_files import FileKeyRing, file_key_ring
 from fhir_server.auth.keys import KeyRing
-from fhir_server.config import Settings
-from fhir_server.errors import Unauthorized
+from fhir_server.core.config import Settings
+from fhir_server.core.errors import Unauthorized
 from fhir_server.storage.auth_store import AuthStore, now_s
 
 log = logging.getLogger("fhir_server.auth")

@@ -71,14 +71,14 @@ AUDIT_DROPPED = Counter("fhir_audit_events_dropped", "AuditEvents dropped from a
 
 @cache
 def served_types() -> frozenset[str]:
-    from fhir_server.validation import resource_types
+    from fhir_server.service.validation import resource_types
 
     return frozenset(resource_types())
 
 
 @cache
 def operation_names() -> frozenset[str]:
-    from operations.registry import OPERATIONS
+    from fhir_server.operations.registry import OPERATIONS
 
     return frozenset(f"${op.code}" for op in OPERATIONS)
 
@@ -138,7 +138,7 @@ def timed_db_call(name: str, call: Callable[..., Any]) -> Callable[..., Any]:
 
 def adapter_call(*, peer: str, endpoint: str, outcome: str, seconds: float | None,
                  circuit_open: bool) -> None:
-    """One call to a payer or an EHR (``adapters/peer_http.py``)."""
+    """One call to a payer or an EHR (``fhir_server/adapters/peer_http.py``)."""
     ADAPTER_CALLS.labels(peer, endpoint, outcome).inc()
     if seconds is not None:
         ADAPTER_SECONDS.labels(peer, endpoint).observe(seconds)

@@ -17,8 +17,8 @@ from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 
-from fhir_server.config import Settings
-from fhir_server.errors import TooManyRequests
+from fhir_server.core.config import Settings
+from fhir_server.core.errors import TooManyRequests
 from fhir_server.observability import metrics
 
 PRUNE_ABOVE = 10_000  # buckets kept before the full (idle) ones are forgotten

@@ -13,8 +13,8 @@ from starlette.responses import Response
 from fhir_server.auth.enforce import authenticate
 from fhir_server.auth.principal import Principal
 from fhir_server.auth.roles import AUDIT_ROLE
-from fhir_server.config import Settings
-from fhir_server.errors import Forbidden
+from fhir_server.core.config import Settings
+from fhir_server.core.errors import Forbidden
 from fhir_server.observability import metrics
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

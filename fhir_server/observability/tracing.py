@@ -1,7 +1,7 @@
 """OpenTelemetry traces, on only when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set.
 
 A span per request (``api/context.py``), per database call (``instrument.py``) and per
-payer or EHR call (``adapters/peer_http.py``), sent in batches over OTLP/HTTP by a
+payer or EHR call (``fhir_server/adapters/peer_http.py``), sent in batches over OTLP/HTTP by a
 background thread. The caller's W3C ``traceparent`` continues its trace; a payer or EHR
 call carries ours. The SDK's standard variables apply (``OTEL_SERVICE_NAME``,
 ``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_TRACES_SAMPLER``/``_ARG``,
@@ -25,7 +25,7 @@ from typing import Any
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from fhir_server.config import Settings
+from fhir_server.core.config import Settings
 
 log = logging.getLogger("fhir_server.tracing")
 SERVICE_NAME = "fhir-rcm-server"

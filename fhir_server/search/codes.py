@@ -28,7 +28,7 @@ from fhir_server.search.query import (
 )
 
 if TYPE_CHECKING:
-    from fhir_server.config import Settings
+    from fhir_server.core.config import Settings
     from fhir_server.storage.repository import Repository
 
 
@@ -40,7 +40,7 @@ def needs_codes(query: Query) -> bool:
 async def prepare(repo: Repository, settings: Settings, query: Query) -> Query:
     if not needs_codes(query):
         return query
-    from terminology.code_sets import CodeSets  # the terminology service, above the search layer
+    from fhir_server.terminology.code_sets import CodeSets  # the terminology service, above the search layer
 
     sets = CodeSets(repo=repo, settings=settings)
     return await _map(query, sets.stored)

@@ -6,7 +6,7 @@ import json
 from functools import cache
 from pathlib import Path
 
-from fhir_server.errors import Invalid
+from fhir_server.core.errors import Invalid
 from fhir_server.search.normalize import key
 from fhir_server.search.query import Ids, Keys, Query, or_
 

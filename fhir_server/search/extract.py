@@ -26,7 +26,7 @@ from decimal import Decimal
 from itertools import product
 from typing import Any
 
-from fhir_server.errors import FhirError
+from fhir_server.core.errors import FhirError
 from fhir_server.search.dates import date_range
 from fhir_server.search.normalize import (
     HIGHEST,

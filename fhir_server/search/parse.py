@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from fhir_server.config import Settings
-from fhir_server.errors import Invalid
+from fhir_server.core.config import Settings
+from fhir_server.core.errors import Invalid
 
 RESULT_PARAMETERS = frozenset({
     "_count", "_sort", "_total", "_summary", "_elements", "_include", "_revinclude",

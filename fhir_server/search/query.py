@@ -137,7 +137,7 @@ class Has:
     inner: Query
 
 
-# -- codes from terminology: token modifiers :in, :not-in, :below, :above -------------------
+# -- codes from fhir_server.terminology: token modifiers :in, :not-in, :below, :above -------------------
 
 @dataclass(frozen=True)
 class ValueSetCodes:

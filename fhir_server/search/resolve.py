@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from fhir_server.errors import Invalid
+from fhir_server.core.errors import Invalid
 from fhir_server.search.normalize import key
 from fhir_server.search.query import (
     EVERYTHING,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
-from fhir_server.errors import Invalid
+from fhir_server.core.errors import Invalid
 from fhir_server.search.dates import date_range
 from fhir_server.search.extract import normalize_reference
 from fhir_server.search.normalize import ANY_SYSTEM, decimal_range, fold, key

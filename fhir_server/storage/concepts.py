@@ -6,7 +6,7 @@ an indexed array), its properties as ``name|value`` keys, and the words of its
 display and designations. So a lookup is one read by key, and every filter of
 a value set (``is-a``, ``=``, ``in``, ``exists``, words of a text filter) is an
 index read, whatever the size of the system. The terminology service
-(``terminology/``) decides what to store and asks with ``Select`` nodes; each
+(``fhir_server/terminology/``) decides what to store and asks with ``Select`` nodes; each
 engine compiles them.
 
 Each build of a code system version gets a new generation key (``gen``); the

@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager, suppress
 from typing import TYPE_CHECKING
 
-from fhir_server.cancel import cancel_requested
+from fhir_server.core.cancel import cancel_requested
 from fhir_server.storage.fence import LOCKS, Fence, LeaseLost, LockBusy, holding, unfenced
 
 if TYPE_CHECKING:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fhir_server.config import Settings
+from fhir_server.core.config import Settings
 from fhir_server.storage.locks import Locks
 from fhir_server.storage.repository import DatabaseUnavailable, Repository
 

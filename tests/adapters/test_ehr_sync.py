@@ -16,8 +16,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from adapters.ehr_fhir import DEFAULT_SCOPE, SYNC_TYPES
-from adapters.records import records
+from fhir_server.adapters.ehr_fhir import DEFAULT_SCOPE, SYNC_TYPES
+from fhir_server.adapters.records import records
 from tests.conftest import (
     ROOT,
     ServerProcess,

@@ -16,12 +16,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from adapters.payer import PayerEndpoint
-from adapters.payer_fhir import FhirPayerAdapter
-from adapters.peer_errors import unreachable_text
-from adapters.resilience import CircuitBreaker
-from fhir_server.config import Settings
-from fhir_server.errors import Upstream, UpstreamTimeout
+from fhir_server.adapters.payer import PayerEndpoint
+from fhir_server.adapters.payer_fhir import FhirPayerAdapter
+from fhir_server.adapters.peer_errors import unreachable_text
+from fhir_server.adapters.resilience import CircuitBreaker
+from fhir_server.core.config import Settings
+from fhir_server.core.errors import Upstream, UpstreamTimeout
 from tests.conftest import free_port
 
 

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from adapters.peer_errors import unreachable_text
+from fhir_server.adapters.peer_errors import unreachable_text
 from tests.adapters.listeners import Flood, Listener, chunked_answer, flood_head
 from tests.workflow.helpers import create, post
 from tests.x12.world import patient_with_coverage, setup_clinic
@@ -93,7 +93,7 @@ async def assert_cut_off(listener: Flood, r: httpx.Response, seconds: float, pee
     # and was asked once (not retried).
     assert listener.cut_off and listener.sent < listener.cap, (listener.sent, listener.cut_off)
     assert listener.connections == 1
-    logged = [r.getMessage() for r in caplog.records if r.name == "adapters.peer"]
+    logged = [r.getMessage() for r in caplog.records if r.name == "fhir_server.adapters.peer"]
     assert any(f"endpoint={reference} detail=answer over {limit} bytes" in m
                for m in logged), logged
 
@@ -102,7 +102,7 @@ async def assert_cut_off(listener: Flood, r: httpx.Response, seconds: float, pee
 async def test_a_clearinghouse_answer_over_the_limit_is_cut_off(
         client: httpx.AsyncClient, listeners: list[Listener], declared: bool,
         caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="adapters.peer")
+    caplog.set_level(logging.WARNING, logger="fhir_server.adapters.peer")
     peer = await start(listeners, flood(X12_MEDIA, declared=declared))
     assert isinstance(peer, Flood)
     r, seconds, reference = await eligibility(client, f"http://127.0.0.1:{peer.port}")
@@ -113,7 +113,7 @@ async def test_a_clearinghouse_answer_over_the_limit_is_cut_off(
 async def test_an_ehr_search_page_over_the_limit_is_cut_off(
         client: httpx.AsyncClient, listeners: list[Listener], declared: bool,
         caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="adapters.peer")
+    caplog.set_level(logging.WARNING, logger="fhir_server.adapters.peer")
     peer = await start(listeners, flood(FHIR_JSON, declared=declared))
     assert isinstance(peer, Flood)
     r, seconds, reference = await sync(client, peer.url)

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from adapters.peer_errors import unreachable_text
+from fhir_server.adapters.peer_errors import unreachable_text
 from tests.adapters.listeners import NOT_HTTP, Listener, http_answer
 from tests.conftest import free_port
 from tests.factories import patient

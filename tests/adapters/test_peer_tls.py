@@ -14,11 +14,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from adapters.payer import PayerEndpoint
-from adapters.payer_fhir import FhirPayerAdapter
-from adapters.peer_errors import unreachable_text
-from fhir_server.config import Settings
-from fhir_server.errors import Upstream
+from fhir_server.adapters.payer import PayerEndpoint
+from fhir_server.adapters.payer_fhir import FhirPayerAdapter
+from fhir_server.adapters.peer_errors import unreachable_text
+from fhir_server.core.config import Settings
+from fhir_server.core.errors import Upstream
 from tests.adapters.listeners import Listener, http_answer
 
 ELIGIBLE = {"resourceType": "CoverageEligibilityResponse", "status": "active"}

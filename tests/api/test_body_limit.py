@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from fhir_server.api.body_limit import AUTH_FORM_BYTES
-from fhir_server.config import Settings
-from fhir_server.fhirjson import dumps
+from fhir_server.core.config import Settings
+from fhir_server.core.fhirjson import dumps
 from tests.conftest import StoreFactory, mint_for_database, server_process
 from tests.factories import patient
 from tools.data_sets import EXAMPLES, SYNTHEA_BUNDLES

@@ -18,9 +18,9 @@ import pytest
 from fastapi import FastAPI
 
 from fhir_server.audit.events import EXPORT_JOB_SYSTEM
+from fhir_server.operations.bulk_export import job_dir, job_records
+from fhir_server.operations.bulk_export_retention import STARTING, sweep
 from fhir_server.storage.private import private_dir
-from operations.bulk_export import job_dir, job_records
-from operations.bulk_export_retention import STARTING, sweep
 from tests.api.test_bulk_export import ASYNC, finished
 from tests.conftest import ClientFor
 from tests.factories import patient

@@ -182,7 +182,7 @@ async def test_unknown_route_and_method(client: httpx.AsyncClient) -> None:
 async def test_get_of_an_operation_only_post_invokes(client: httpx.AsyncClient) -> None:
     """GET of an operation that changes data is a 405 naming POST; GET of an operation the
     type does not have is a 404 naming it (not read as an id or a compartment's type)."""
-    from operations.registry import OPERATIONS
+    from fhir_server.operations.registry import OPERATIONS
 
     posted_only = [op for op in OPERATIONS if op.affects_state]
     assert posted_only

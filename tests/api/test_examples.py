@@ -8,8 +8,8 @@ from pathlib import Path
 
 import httpx
 
-from fhir_server.fhirjson import dumps
-from fhir_server.validation import resource_class
+from fhir_server.core.fhirjson import dumps
+from fhir_server.service.validation import resource_class
 from tests.factories import EXAMPLES, without_meta
 
 # R4 content the server rightly refuses, each for a stated reason:

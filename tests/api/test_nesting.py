@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from fhir_server.config import Settings
-from fhir_server.fhirjson import dumps
+from fhir_server.core.config import Settings
+from fhir_server.core.fhirjson import dumps
 from tests.factories import EXAMPLES, load_json, patient
 
 FHIR_JSON = {"Content-Type": "application/fhir+json"}

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from fhir_server.config import Settings
+from fhir_server.core.config import Settings
 from tests.factories import patient
 
 LIMIT = Settings.model_fields["fhir_max_string_bytes"].default

@@ -18,7 +18,7 @@ from joserfc import jwk, jws
 
 from fhir_server.auth.clients import CLIENT_ID, new_client_id
 from fhir_server.auth.roles import bound_scopes
-from fhir_server.cli import build_parser
+from fhir_server.cli.main import build_parser
 from tests.auth.flow_helpers import PASSWORD, parse_form, pkce, query_of
 from tests.conftest import HTTP_TIMEOUT, ROOT, Store, free_port, stop_process, wait_ready
 

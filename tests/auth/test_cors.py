@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from fhir_server.audit.events import CLIENT_SYSTEM, INTERACTION
 from fhir_server.auth.clients import register_client
 from fhir_server.auth.tokens import Grant
-from fhir_server.config import Settings
+from fhir_server.core.config import Settings
 from fhir_server.storage.auth_store import AuthStore
 from fhir_server.storage.open import open_repository
 from tests.auth.flow_helpers import (

@@ -19,7 +19,7 @@ from fhir_server.auth.patient_visibility import (
     visibility,
 )
 from fhir_server.search.registry import lookup
-from fhir_server.validation import resource_types
+from fhir_server.service.validation import resource_types
 from tests.auth.world import created, ids
 from tests.conftest import ClientFor
 

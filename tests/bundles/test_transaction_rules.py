@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from fhir_server.config import Settings
+from fhir_server.core.config import Settings
 from tests.bundles.helpers import (
     assert_failed,
     bundle,

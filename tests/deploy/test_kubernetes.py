@@ -13,7 +13,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from fhir_server.config import Settings
+from fhir_server.core.config import Settings
 from tests.conftest import ROOT
 
 MANIFESTS = ROOT / "deploy" / "kubernetes"

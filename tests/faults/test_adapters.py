@@ -9,7 +9,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from adapters.ehr_fhir import SYNC_TYPES
+from fhir_server.adapters.ehr_fhir import SYNC_TYPES
 from tests.adapters.hl7v2.helpers import adt, field, in1, mllp
 from tests.adapters.hl7v2.test_adt import MRN_SYSTEM
 from tests.adapters.test_ehr_sync import ehr_admin, endpoint_for, results

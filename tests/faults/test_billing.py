@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from terminology.systems import REMITTANCE_TRACE
+from fhir_server.terminology.systems import REMITTANCE_TRACE
 from tests.conftest import Store
 from tests.faults.harness import (
     LEASE_SECONDS,

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from terminology.loader import DEFINITIONS
+from fhir_server.terminology.loader import DEFINITIONS
 from tests.conftest import Store
 from tests.factories import patient
 from tests.faults.harness import (

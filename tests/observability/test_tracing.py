@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from fhir_server.config import Settings
+from fhir_server.core.config import Settings
 from fhir_server.observability import tracing
 from tests.conftest import HTTP_TIMEOUT, Store, mint_for_database
 from tests.factories import patient

@@ -30,7 +30,7 @@ NAME = "schedule:Practitioner/lease-test"
 # of its standard input writes the next version of Patient/late (or, on "exit", leaves).
 HOLDER = f"""
 import asyncio, sys
-from fhir_server.config import get_settings
+from fhir_server.core.config import get_settings
 from fhir_server.storage.fence import LeaseLost, unfenced
 from fhir_server.storage.open import open_repository
 

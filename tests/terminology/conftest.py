@@ -17,8 +17,8 @@ from fastapi import FastAPI
 
 from fhir_server.main import create_app
 from fhir_server.storage.open import open_repository
-from terminology.loader import DEFINITIONS as PACKAGED
-from terminology.loader import load
+from fhir_server.terminology.loader import DEFINITIONS as PACKAGED
+from fhir_server.terminology.loader import load
 from tests.conftest import Store, StoreFactory, fhir_client, make_settings, mint
 from tools.data_sets import definition
 
@@ -68,7 +68,7 @@ def raw_resource(type_: str, url: str) -> dict[str, Any]:
 
 
 def packaged() -> list[dict[str, Any]]:
-    """What the server loads (terminology/data)."""
+    """What the server loads (fhir_server/terminology/data)."""
     with gzip.open(PACKAGED, "rt") as lines:
         return [json.loads(line) for line in lines]
 

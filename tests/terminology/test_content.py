@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import simple_icd_10_cm as cm
 
-from fhir_server.config import Settings
-from fhir_server.validation import validate_resource
+from fhir_server.core.config import Settings
+from fhir_server.service.validation import validate_resource
 from tests.terminology.conftest import ICD, packaged, raw
 
 FILES = ("valuesets.json", "v2-tables.json", "v3-codesystems.json", "conceptmaps.json")

@@ -8,7 +8,7 @@ import time
 
 from fhir_server.storage.locks import LOCKS
 from fhir_server.storage.open import open_repository
-from terminology.loader import LOAD_LEASE, MARKERS, PACKS, load
+from fhir_server.terminology.loader import LOAD_LEASE, MARKERS, PACKS, load
 from tests.conftest import Store, make_settings
 
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from adapters.x12.state import X12State
+from fhir_server.adapters.x12.state import X12State
 from fhir_server.main import create_app
 from tests.conftest import Store, make_settings
 from tests.workflow.helpers import create, post, share

@@ -6,11 +6,11 @@ from datetime import datetime
 
 import pytest
 
-from adapters.payer import Partner
-from adapters.x12.claim837 import write_837p
-from adapters.x12.fhir_read import Missing
-from adapters.x12.segments import Envelope, X12Error, clean, interchange, parse, segment
-from adapters.x12.validate import validate
+from fhir_server.adapters.payer import Partner
+from fhir_server.adapters.x12.claim837 import write_837p
+from fhir_server.adapters.x12.fhir_read import Missing
+from fhir_server.adapters.x12.segments import Envelope, X12Error, clean, interchange, parse, segment
+from fhir_server.adapters.x12.validate import validate
 
 AT = datetime(2026, 3, 15, 9, 30)
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from operations.x12_poll import poll_once
+from fhir_server.operations.x12_poll import poll_once
 from tests.x12.test_posting import X12, remit_for, submitted
 from tests.x12.test_x12_payer import queue
 from tests.x12.world import clearinghouse_process

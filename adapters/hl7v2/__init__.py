@@ -1,7 +1,0 @@
-"""HL7 v2 over MLLP: the listener, message parsing, and one mapping module per message
-family (adt, siu, dft), after the HL7 v2-to-FHIR Implementation Guide."""
-
-from adapters.hl7v2.listener import start_listener as start
-from adapters.hl7v2.listener import stop_listener as stop
-
-__all__ = ["start", "stop"]

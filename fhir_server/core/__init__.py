@@ -1,0 +1,1 @@
+"""The base every room stands on: settings, errors, FHIR JSON, money."""

@@ -1,0 +1,114 @@
+"""An 835 claim payment (CLP loop) as the claim's ClaimResponse, and 835 helpers.
+
+Per ``CLP``: ``outcome`` complete, ``disposition`` from CLP02, the payer's claim number
+(CLP07) as an identifier, ``payment`` (CLP04, the BPR16 date, the TRN02 trace), ``total``
+submitted (CLP03), benefit (CLP04), the CAS amounts per group code (category in X12's
+claim adjustment group codes: CO, PR, OA, PI, CR) and the patient responsibility
+(CLP05); claim-level ``CAS`` as ``adjudication``. Per ``SVC``: an ``item`` (matched to the
+Claim's item by ``REF*6R``, which the 837P sent as the item's sequence, else by procedure
+code) with submitted (SVC02), eligible (AMT*B6 allowed), benefit (SVC03) and each CAS
+adjustment (category: its group code, reason: its CARC).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from fhir_server.adapters.x12.remittance import ZERO, Adjustment, ClaimPayment, Remittance, ServicePayment
+from fhir_server.core.money import money
+from fhir_server.operations.common import Resource, now_instant
+from fhir_server.terminology.systems import (
+    ADJUDICATION,
+    PAYER_CLAIM_NUMBER,
+    PAYMENT_TYPE,
+    SERVER_URI,
+    X12_CARC,
+    X12_CAS_GROUP,
+)
+
+CLAIM_STATUS = {"1": "Processed as primary", "2": "Processed as secondary",
+                "3": "Processed as tertiary", "4": "Denied",
+                "19": "Processed as primary, forwarded to additional payer(s)",
+                "20": "Processed as secondary, forwarded to additional payer(s)",
+                "21": "Processed as tertiary, forwarded to additional payer(s)",
+                "22": "Reversal of previous payment", "23": "Not our claim, forwarded"}
+RESPONSIBILITY = f"{SERVER_URI}/CodeSystem/adjudication"
+
+
+def x12_date(value: str) -> str:
+    return f"{value[:4]}-{value[4:6]}-{value[6:8]}"
+
+
+def _category(system: str, code: str) -> dict[str, Any]:
+    return {"coding": [{"system": system, "code": code}]}
+
+
+def _adjudications(adjustments: list[Adjustment], currency: str) -> list[dict[str, Any]]:
+    return [{"category": _category(X12_CAS_GROUP, a.group), "reason": _category(X12_CARC, a.reason),
+             "amount": money(a.amount, currency)} for a in adjustments]
+
+
+def _item_sequence(service: ServicePayment, claim: Resource, n: int, used: set[int]) -> int:
+    items = [i for i in claim.get("item") or [] if isinstance(i, dict)]
+    sequences = {int(i.get("sequence", 0)) for i in items}
+    if service.line and service.line.isdigit() and int(service.line) in sequences:
+        return int(service.line)
+    for item in items:
+        codes = [c.get("code") for c in (item.get("productOrService") or {}).get("coding") or []]
+        if service.code in codes and int(item.get("sequence", 0)) not in used:
+            return int(item.get("sequence", 0))
+    return n + 1
+
+
+def claim_response(*, payment: ClaimPayment, remittance: Remittance, claim: Resource,
+                   id_: str, payer_ref: str, currency: str) -> Resource:
+    items: list[dict[str, Any]] = []
+    used: set[int] = set()
+    for n, service in enumerate(payment.services):
+        sequence = _item_sequence(service, claim, n, used)
+        used.add(sequence)
+        entries = [{"category": _category(ADJUDICATION, "submitted"),
+                    "amount": money(service.charge, currency)}]
+        if service.allowed is not None:
+            entries.append({"category": _category(ADJUDICATION, "eligible"),
+                            "amount": money(service.allowed, currency)})
+        entries.append({"category": _category(ADJUDICATION, "benefit"),
+                        "amount": money(service.paid, currency)})
+        items.append({"itemSequence": sequence,
+                      "adjudication": [*entries, *_adjudications(service.adjustments, currency)]})
+    groups: dict[str, Decimal] = {}
+    for adjustment in payment.all_adjustments():
+        groups[adjustment.group] = groups.get(adjustment.group, ZERO) + adjustment.amount
+    totals = [{"category": _category(ADJUDICATION, "submitted"),
+               "amount": money(payment.charge, currency)},
+              {"category": _category(ADJUDICATION, "benefit"), "amount": money(payment.paid,
+                                                                                   currency)},
+              *({"category": _category(X12_CAS_GROUP, group), "amount": money(amount, currency)}
+                for group, amount in sorted(groups.items())),
+              {"category": _category(RESPONSIBILITY, "patient-responsibility"),
+               "amount": money(payment.patient_responsibility, currency)}]
+    focal = next((i for i in claim.get("insurance") or [] if i.get("focal")),
+                 (claim.get("insurance") or [{}])[0])
+    response: Resource = {
+        "resourceType": "ClaimResponse", "id": id_, "status": "active", "type": claim["type"],
+        "use": claim.get("use", "claim"), "patient": claim["patient"], "created": now_instant(),
+        "insurer": {"reference": payer_ref}, "request": {"reference": f"Claim/{claim['id']}"},
+        "outcome": "complete",
+        "disposition": CLAIM_STATUS.get(payment.status, f"Claim status {payment.status[:4]}"),
+        "total": totals,
+        "payment": {"type": {"coding": [{"system": PAYMENT_TYPE, "code": "complete"}]},
+                    "date": x12_date(remittance.paid_on), "amount": money(payment.paid, currency),
+                    "identifier": {"system": f"{SERVER_URI}/x12-trace", "value": remittance.trace}},
+    }
+    if payment.payer_claim:
+        response["identifier"] = [{"system": PAYER_CLAIM_NUMBER, "value": payment.payer_claim}]
+    if claim.get("provider"):
+        response["requestor"] = claim["provider"]
+    if focal.get("coverage"):
+        response["insurance"] = [{"sequence": 1, "focal": True, "coverage": focal["coverage"]}]
+    if items:
+        response["item"] = items
+    if payment.adjustments:
+        response["adjudication"] = _adjudications(payment.adjustments, currency)
+    return response

@@ -1,0 +1,1 @@
+"""Running the server: processes, start-up, warm-up."""

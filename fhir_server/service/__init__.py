@@ -1,0 +1,1 @@
+"""The FHIR interactions: read, write, history, bundles, patch, per-type rules."""

@@ -1,0 +1,1 @@
+"""FerretDB on SQLite: the MongoDB stand-in the tests run (built with ``make ferretdb``)."""
