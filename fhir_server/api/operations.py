@@ -57,9 +57,8 @@ async def _run(op: Operation, request: Request, settings: Any,
         principal = access.principal
         if principal is None or principal.patient is None:
             return True  # user and system tokens: the operation's letters and role decide
-        doc = {"_id": str(resource.get("id", "")),
-               "ix": index_resource(resource, base_url=settings.base_url)}
-        return await access.admits(type_, "r", doc)
+        index = index_resource(resource, base_url=settings.base_url)
+        return await access.admits(type_, "r", id_=str(resource.get("id", "")), index=index)
 
     call = Call(repo=request.app.state.repo, settings=settings,
                 services=request.app.state.services, params=params, id_=id_,

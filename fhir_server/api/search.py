@@ -12,7 +12,7 @@ from fhir_server.api.negotiation import json_response, pretty
 from fhir_server.core.config import Settings
 from fhir_server.core.errors import operation_outcome
 from fhir_server.core.fhirjson import loads_stored
-from fhir_server.search.engine import SearchRequest, SearchResult, parse_request, run_search
+from fhir_server.service.search.engine import SearchRequest, SearchResult, parse_request, run_search
 from fhir_server.service.subsetting import subset
 from fhir_server.storage.repository import Repository
 

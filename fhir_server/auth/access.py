@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, Final
 
 from fhir_server.auth.patient_visibility import foreign_patients, patient_query
@@ -21,13 +22,13 @@ from fhir_server.auth.principal import Principal
 from fhir_server.auth.roles import AUDIT_TYPE
 from fhir_server.core.config import Settings
 from fhir_server.core.errors import Forbidden, Invalid, MethodNotAllowed
-from fhir_server.search.codes import prepare
 from fhir_server.search.compile import CompileContext, compile_criteria
 from fhir_server.search.evaluate import evaluate
 from fhir_server.search.parse import criteria_of
 from fhir_server.search.query import EVERYTHING, Query, and_, or_
-from fhir_server.search.resolve import resolve
+from fhir_server.service.search.codes import prepare
 from fhir_server.storage.repository import Repository
+from fhir_server.storage.resolve import resolve
 
 log = logging.getLogger("fhir_server.auth")
 
@@ -97,20 +98,22 @@ class Access:
             return DENY
         return or_(*clauses)
 
-    async def admits(self, type_: str, letter: str, doc: dict[str, Any]) -> bool:
-        """Whether content that has no stored row (``{_id, ix}``: a write's new content, a
-        historical version) is within the terms."""
+    async def admits(self, type_: str, letter: str, *, id_: str, index: Mapping[str, Any],
+                     ts: datetime | None = None) -> bool:
+        """Whether content that has no stored row (a write's new content, a historical
+        version), with id ``id_``, search values ``index`` (``search/extract.py``) and, for a
+        version, its instant ``ts``, is within the terms."""
         filt = await self.filter(type_, letter)
         if filt is None:
             return True
         if isinstance(filt, Deny):
             return False
-        if self.foreign(type_, letter, doc.get("ix") or {}):
+        if self.foreign(type_, letter, index):
             return False
         cache_key = (type_, letter)
         if cache_key not in self._resolved:
             self._resolved[cache_key] = await resolve(self.repo, filt)
-        return evaluate(self._resolved[cache_key], doc)
+        return evaluate(self._resolved[cache_key], id_=id_, index=index, ts=ts)
 
     def writing_patient(self, type_: str, letter: str) -> str | None:
         """The patient whose compartment confines every term granting ``letter`` (c u d) on

@@ -123,9 +123,8 @@ async def authorize(request: Request, *, type_: str, interaction: str,
     if id_ is not None and not await repo.readable(type_=type_, id_=id_, letter=letter):
         raise NotFound(f"{type_}/{id_} is not known")
     if resource is not None:
-        doc = {"_id": str(resource.get("id", "")),
-               "ix": index_resource(resource, base_url=access.settings.base_url)}
-        if not await access.admits(type_, letter, doc):
+        index = index_resource(resource, base_url=access.settings.base_url)
+        if not await access.admits(type_, letter, id_=str(resource.get("id", "")), index=index):
             if letter in "rs":
                 raise NotFound(f"{type_}/{resource.get('id', '')} is not known")
             raise Forbidden(f"The access token does not permit this {type_}: it is outside "

@@ -68,11 +68,11 @@ class ScopedRepository(Repository):
 
     # -- judging single resources ------------------------------------------------
 
-    def _doc_of(self, stored: StoredVersion) -> dict[str, Any]:
+    def _index_of(self, stored: StoredVersion) -> dict[str, Any]:
+        """The search values of a stored version (versions keep none: extracted again)."""
         resource = loads_stored(stored.text or "{}")
-        return {"_id": stored.id_, "ts": stored.last_updated,
-                "ix": index_resource({**resource, "id": stored.id_},
-                                     base_url=self.access.settings.base_url)}
+        return index_resource({**resource, "id": stored.id_},
+                              base_url=self.access.settings.base_url)
 
     async def _version_admitted(self, stored: StoredVersion, letter: str) -> bool:
         """A version within the terms; a deletion is judged by the version it deleted."""
@@ -90,7 +90,8 @@ class ScopedRepository(Repository):
                       if stored.version > 1 else None)
             ok = before is not None and await self._version_admitted(before, letter)
         else:
-            ok = await self.access.admits(stored.type_, letter, self._doc_of(stored))
+            ok = await self.access.admits(stored.type_, letter, id_=stored.id_,
+                                          index=self._index_of(stored), ts=stored.last_updated)
         self._seen[cache] = ok
         return ok
 
@@ -338,7 +339,7 @@ class ScopedRepository(Repository):
             raise Forbidden(f"The access token does not permit writing this {type_}: its "
                             f"{', '.join(params)} names a patient other than the token's",
                             expression=[p.expression for p in found if p is not None])
-        if not await self.access.admits(type_, letter, {"_id": id_, "ix": dict(index)}):
+        if not await self.access.admits(type_, letter, id_=id_, index=index):
             raise Forbidden(f"The access token does not permit writing this {type_}: it would "
                             "be outside the token's patient compartment or scope restriction")
 
@@ -349,7 +350,7 @@ class ScopedRepository(Repository):
             return False
         stored = await self.base.current(type_=type_, id_=id_)
         return (stored is not None and not stored.deleted
-                and bool(self.access.foreign(type_, letter, self._doc_of(stored)["ix"])))
+                and bool(self.access.foreign(type_, letter, self._index_of(stored))))
 
     async def write(self, *, type_: str, id_: str, previous: int | None, text: str | None,
                     index: Mapping[str, Any] | None, method: str,

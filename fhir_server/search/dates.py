@@ -19,6 +19,12 @@ _DATE = re.compile(
 )
 
 
+def now_ms() -> datetime:
+    """The current instant at the precision every engine keeps (milliseconds, as BSON dates)."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
 def _add_months(ts: datetime, months: int) -> datetime:
     index = ts.month - 1 + months
     return ts.replace(year=ts.year + index // 12, month=index % 12 + 1)

@@ -4,7 +4,7 @@ Used where there is no database row to ask: the new content of a write, a
 historical version (versions keep no search values), and engines that cannot
 run part of a query (FerretDB's ``$elemMatch`` over sub-documents). Chains,
 ``_has`` and code sets (``KeysInSet``) must have been resolved first
-(``search/resolve.py``): they are plain ``Keys``, ``NoKeys`` and ``Ids`` then.
+(``storage/resolve.py``): they are plain ``Keys``, ``NoKeys`` and ``Ids`` then.
 
 Instants compare at millisecond precision, as every engine stores them.
 """
@@ -72,13 +72,16 @@ def satisfies(element: Mapping[str, Any], cond: Cond) -> bool:
     raise TypeError(cond)
 
 
-def evaluate(query: Query, doc: Mapping[str, Any]) -> bool:
-    """Whether ``doc`` (``{_id, ts?, ix}``) matches the query."""
-    ix: Mapping[str, Any] = doc.get("ix") or {}
+def evaluate(query: Query, *, id_: str, index: Mapping[str, Any],
+             ts: datetime | None = None) -> bool:
+    """Whether the resource ``id_`` whose search values are ``index`` (``extract.py``),
+    in its version of instant ``ts`` (None: unknown, no ``_lastUpdated`` condition holds),
+    matches the query."""
+    ix = index
     if isinstance(query, And):
-        return all(evaluate(q, doc) for q in query.parts)
+        return all(evaluate(q, id_=id_, index=ix, ts=ts) for q in query.parts)
     if isinstance(query, Or):
-        return any(evaluate(q, doc) for q in query.parts)
+        return any(evaluate(q, id_=id_, index=ix, ts=ts) for q in query.parts)
     if isinstance(query, Keys):
         wanted = set(query.keys)
         return any(v in wanted for v in ix.get(query.kind, ()))
@@ -96,9 +99,9 @@ def evaluate(query: Query, doc: Mapping[str, Any]) -> bool:
         return any(e.get("p") == query.param and satisfies(e, query.cond)
                    for e in ix.get(query.kind, ()))
     if isinstance(query, Ids):
-        return (str(doc.get("_id")) in query.ids) != query.negate
+        return (id_ in query.ids) != query.negate
     if isinstance(query, Updated):
-        return doc.get("ts") is not None and satisfies({"ts": doc["ts"]}, query.cond)
+        return ts is not None and satisfies({"ts": ts}, query.cond)
     if isinstance(query, Chain | Has | KeysInSet):
         raise ValueError("resolve chains, _has and code sets before evaluating a query")
     raise TypeError(query)

@@ -180,8 +180,8 @@ class KeysInSet:
     """The resource has (``negate``: has no) a token of ``param`` (kind ``tk``, keys
     ``param|system|code``) whose system and code are in ``source``. ``ValueSetCodes`` and
     ``HierarchyCodes`` name the codes; before a search runs they are made ``StoredSet`` and
-    ``StoredHierarchy`` (``search/codes.py``), which SQLite joins and MongoDB resolves to
-    keys (``search/resolve.py``)."""
+    ``StoredHierarchy`` (``service/search/codes.py``), which SQLite joins and MongoDB resolves to
+    keys (``storage/resolve.py``)."""
 
     kind: str
     param: str

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
 from fhir_server.core.errors import Invalid
-from fhir_server.search.dates import date_range
+from fhir_server.search.dates import date_range, now_ms
 from fhir_server.search.extract import normalize_reference
 from fhir_server.search.normalize import ANY_SYSTEM, decimal_range, fold, key
 from fhir_server.search.parse import prefix_of, split_unescaped, unescape
@@ -35,7 +35,6 @@ from fhir_server.search.query import (
     any_of,
     or_,
 )
-from fhir_server.storage.model import now_ms
 
 # -- token ----------------------------------------------------------------------------
 

@@ -5,11 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-
-def now_ms() -> datetime:
-    """The current instant at the precision BSON dates keep (milliseconds)."""
-    now = datetime.now(UTC)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+# Defined with the query model (below storage), whose ``ap`` prefix needs it too.
+from fhir_server.search.dates import now_ms as now_ms
 
 
 def instant(ts: datetime) -> str:

@@ -1,6 +1,6 @@
 """``search.query`` nodes -> MongoDB filters over the stored search values (``ix``).
 
-Chains and ``_has`` are resolved before (``search/resolve.py``): MongoDB has no
+Chains and ``_has`` are resolved before (``storage/resolve.py``): MongoDB has no
 join that an index serves here, so their inner searches run first. Every other
 node maps to one operator the per-kind multikey indexes serve (``SEARCH_INDEXES``
 in ``indexes.py``): keys are equalities or ``$in``, prefixes anchored regular

@@ -37,7 +37,6 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from fhir_server.search.evaluate import evaluate
 from fhir_server.search.query import And, Ids, Query, SortKey, and_
-from fhir_server.search.resolve import needs_resolving, resolve
 from fhir_server.storage.locks import Locks
 from fhir_server.storage.model import StoredVersion, now_ms
 from fhir_server.storage.mongo.concepts import MongoConcepts
@@ -60,6 +59,7 @@ from fhir_server.storage.repository import (
     VersionConflict,
     history_key,
 )
+from fhir_server.storage.resolve import needs_resolving, resolve
 
 Doc = dict[str, Any]
 LIVE: Filter = {"json": {"$ne": None}}
@@ -183,7 +183,8 @@ class MongoRepository(Repository):
     async def _python_rows(self, type_: str, query: Query) -> list[Doc]:
         pushed = await self._filter(without_elements(query))
         wide = {"_id": 1, "ix": 1, "ts": 1}
-        return [d async for d in self.db[type_].find(pushed, wide) if evaluate(query, d)]
+        return [d async for d in self.db[type_].find(pushed, wide)
+                if evaluate(query, id_=str(d["_id"]), index=d.get("ix") or {}, ts=d.get("ts"))]
 
     async def search(self, *, type_: str, query: Query, sort: Sequence[SortKey],
                      limit: int) -> list[str]:

@@ -188,7 +188,7 @@ def _codes_prefix(q: KeysInSet) -> str:
         return key(q.param, "")  # then system|code
     if isinstance(q.source, StoredHierarchy):
         return key(q.param, q.source.system, "")  # then the code
-    raise ValueError("resolve value sets and hierarchies before compiling (search/codes.py)")
+    raise ValueError("resolve value sets and hierarchies before compiling (service/search/codes.py)")
 
 
 def _codes_set(sql: Sql, q: KeysInSet, type_: str) -> str:

@@ -82,7 +82,7 @@ async def _code_keys(repo: Repository, query: KeysInSet) -> Query:
         codes = await repo.concepts.hierarchy(gens=src.gens, code=src.code, below=src.below)
         keys = [key(query.param, src.system, c) for c in codes]
     else:
-        raise ValueError("resolve value sets and hierarchies first (search/codes.py)")
+        raise ValueError("resolve value sets and hierarchies first (service/search/codes.py)")
     if not keys:
         return EVERYTHING if query.negate else NOTHING
     return NoKeys(query.kind, tuple(keys)) if query.negate else Keys(query.kind, tuple(keys))
