@@ -4,11 +4,19 @@
 the app opens with wrappers (once, at start-up), so every caller (the scoped repository
 of a request, the audit writer, operations) is measured without knowing it. Nested calls
 inside an engine are measured where they go through these methods.
+
+Which methods: every public coroutine method the abstract ``Repository`` declares
+(``database_calls``), so a method added to the interface is measured without a list to
+keep, except the lifecycle (``open``, ``close``: once per process, around the
+instrumentation) and ``check_target`` (a check of the caller's token; on the base
+repository it does nothing).
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
+from functools import cache
 from typing import Any
 
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -16,9 +24,16 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from fhir_server.observability import metrics, tracing
 from fhir_server.storage.repository import Repository
 
-CALLS = ("ping", "current", "version", "types", "peek", "exists", "search", "count",
-         "matches", "fetch", "references", "history", "write", "commit_transaction",
-         "append_new")
+NOT_DATABASE_CALLS = frozenset({"open", "close", "check_target"})
+
+
+@cache
+def database_calls() -> tuple[str, ...]:
+    """The repository interface's database calls: its public coroutine methods (inherited
+    from nothing but ``Repository`` itself), lifecycle and access checks left out."""
+    return tuple(name for name, member in vars(Repository).items()
+                 if not name.startswith("_") and inspect.iscoroutinefunction(member)
+                 and name not in NOT_DATABASE_CALLS)
 
 
 def _traced(name: str, call: Callable[..., Any], engine: str,
@@ -43,7 +58,7 @@ def instrument_repository(repo: Repository) -> Repository:
     """Wrap ``repo``'s database calls in place; returns it."""
     tracer = tracing.tracer()
     engine = getattr(getattr(repo, "engine", None), "name", "unknown")
-    for name in CALLS:
+    for name in database_calls():
         call = getattr(repo, name, None)
         if call is None:
             continue
