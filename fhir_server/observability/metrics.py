@@ -51,6 +51,11 @@ RATE_LIMITED = Counter("fhir_rate_limited", "Requests answered 429 by the rate l
 DB_SECONDS = Histogram("fhir_db_call_duration_seconds",
                        "Repository calls (reads, searches, writes, transactions).",
                        ["operation", "outcome"], buckets=DB_BUCKETS)
+# -- search values ----------------------------------------------------------------------------
+EXTRACTION_FAILURES = Counter("fhir_search_extraction_failures",
+                              "Search values a write could not extract (the resource is stored "
+                              "without them), by resource type and search parameter.",
+                              ["resource_type", "parameter"])
 # -- payers and EHRs ------------------------------------------------------------------------
 ADAPTER_CALLS = Counter("fhir_adapter_calls", "Calls to payers and EHRs, by outcome "
                         "(ok, refused, failed, timeout, circuit_open).",
@@ -134,6 +139,12 @@ def timed_db_call(name: str, call: Callable[..., Any]) -> Callable[..., Any]:
 
     timed.__name__ = name
     return timed
+
+
+def extraction_failed(*, resource_type: str, parameter: str) -> None:
+    """A search parameter's values could not be extracted from a resource
+    (``search/extract.py``); both labels come from the search-parameter registry."""
+    EXTRACTION_FAILURES.labels(resource_type, parameter).inc()
 
 
 def adapter_call(*, peer: str, endpoint: str, outcome: str, seconds: float | None,

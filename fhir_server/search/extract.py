@@ -20,6 +20,7 @@ kind serves every parameter of that kind):
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from decimal import Decimal
@@ -27,6 +28,7 @@ from itertools import product
 from typing import Any
 
 from fhir_server.core.errors import FhirError
+from fhir_server.observability import metrics
 from fhir_server.search.dates import date_range
 from fhir_server.search.normalize import (
     HIGHEST,
@@ -45,6 +47,7 @@ ADDRESS_PARTS = ("line", "city", "district", "state", "postalCode", "country", "
 MAX_STRING = 200
 # Searched on the server's own fields (_id, the version's instant), not on extracted values.
 SERVER_VALUES = frozenset({"_id", "_lastUpdated"})  # folded strings are indexed up to this length
+log = logging.getLogger(__name__)
 
 
 def normalize_reference(ref: str, base_url: str) -> str | None:
@@ -67,11 +70,22 @@ def reference_type(ref: str) -> str | None:
 class Collector:
     """Accumulates the ``ix`` document of one resource."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, type_: str = "") -> None:
         self.base_url = base_url
+        self.type_ = type_
+        self.at: tuple[str, str] = ("", "")  # the parameter and path being extracted
         self.lists: dict[str, list[Any]] = {}
         self.sort: dict[str, Any] = {}
         self.present: set[str] = set()
+
+    def failed(self, error: BaseException) -> None:
+        """Values of the current parameter could not be extracted: the resource is stored
+        without them. Logged with the type, parameter and path, and the error's type only
+        (its message may quote the value), and counted."""
+        param, path = self.at
+        log.warning("search values not extracted type=%s param=%s path=%s error=%s",
+                    self.type_, param, path, type(error).__name__)
+        metrics.extraction_failed(resource_type=self.type_, parameter=param)
 
     def add(self, kind: str, param: str, value: Any, sort: Any = None) -> None:
         self.lists.setdefault(kind, []).append(value)
@@ -176,7 +190,9 @@ def _index_reference(c: Collector, param: str, values: Iterable[Any],
             c.add("rf", param, key(param, norm), sort=norm)
 
 
-def _date_ranges(value: Any) -> Iterator[tuple[Any, Any]]:
+def _date_ranges(value: Any, c: Collector) -> Iterator[tuple[Any, Any]]:
+    """The [lo, hi) ranges of a date-like element; a value that does not parse ends the
+    element's ranges and is reported (``Collector.failed``)."""
     try:
         if isinstance(value, str):
             yield date_range(value)
@@ -189,16 +205,17 @@ def _date_ranges(value: Any) -> Iterator[tuple[Any, Any]]:
             spans = [date_range(e) for e in value.get("event") or []]
             bounds = (value.get("repeat") or {}).get("boundsPeriod")
             if bounds:
-                spans += list(_date_ranges(bounds))
+                spans += list(_date_ranges(bounds, c))
             if spans:
                 yield min(s[0] for s in spans), max(s[1] for s in spans)
-    except FhirError:
+    except FhirError as error:
+        c.failed(error)
         return
 
 
 def _index_date(c: Collector, param: str, values: Iterable[Any]) -> None:
     for value in values:
-        for lo, hi in _date_ranges(value):
+        for lo, hi in _date_ranges(value, c):
             c.add("dt", param, {"p": param, "lo": lo, "hi": hi}, sort=lo)
 
 
@@ -294,14 +311,14 @@ def _index_composite(c: Collector, param: SearchParam, values: Iterable[Any]) ->
                 c.add("cr", param.code, {"p": param.code, "k": k1,
                                          **{k: v for k, v in q.items() if v is not None}})
         elif t2 == "date":
-            for k1, (lo, hi) in product(keys1, [r for v in v2 for r in _date_ranges(v)]):
+            for k1, (lo, hi) in product(keys1, [r for v in v2 for r in _date_ranges(v, c)]):
                 c.add("cr", param.code, {"p": param.code, "k": k1, "lo": lo, "hi": hi})
 
 
 def index_resource(resource: Mapping[str, Any], *, base_url: str = "") -> dict[str, Any]:
     """The ``ix`` document of a resource: every search parameter's normalised values."""
-    c = Collector(base_url)
     rtype = str(resource.get("resourceType", ""))
+    c = Collector(base_url, rtype)
     for param, evaluators in extraction_plan(rtype):
         code = param.code
         if code in SERVER_VALUES:
@@ -310,9 +327,11 @@ def index_resource(resource: Mapping[str, Any], *, base_url: str = "") -> dict[s
             roots = evaluator.roots
             if roots is not None and not any(r in resource for r in roots):
                 continue  # the path starts from an element the resource does not have
+            c.at = (code, evaluator.expression)
             try:
                 values = evaluator.fn(resource)
-            except Exception:
+            except Exception as error:  # the other parameters are still extracted
+                c.failed(error)
                 continue
             if not values:
                 continue

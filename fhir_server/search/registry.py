@@ -84,16 +84,19 @@ class SearchParam:
     parts: tuple[PathPart, ...] = field(default=(), compare=False)
 
     def evaluators(self) -> list[Evaluator]:
-        return [Evaluator(_compiled(p.expression), p.resolve_types) for p in self.parts]
+        return [Evaluator(_compiled(p.expression), p.resolve_types, p.expression)
+                for p in self.parts]
 
 
 @dataclass(frozen=True)
 class Evaluator:
-    """One union branch, compiled: the function, the reference types it keeps, and the
+    """One union branch, compiled: the function, the reference types it keeps, its
+    expression (an element path, never a value: what a failure is logged with), and the
     top-level elements it starts from (None: it may find values anywhere)."""
 
     fn: Callable[[Any], list[Any]]
     keep: tuple[str, ...]
+    expression: str = ""
 
     @property
     def roots(self) -> tuple[str, ...] | None:
