@@ -23,6 +23,9 @@ from typing import Any
 
 from fhir_server.search.query import Query, SortKey
 from fhir_server.storage.concepts import Concepts
+from fhir_server.storage.history import HistoryCursor as HistoryCursor
+from fhir_server.storage.history import HistoryPage as HistoryPage
+from fhir_server.storage.history import HistoryPlan as HistoryPlan
 from fhir_server.storage.locks import Locks
 from fhir_server.storage.model import StoredVersion
 from fhir_server.storage.records import Records
@@ -71,22 +74,6 @@ class Current:
 
     version: int
     deleted: bool
-
-
-@dataclass(frozen=True)
-class HistoryCursor:
-    """Where a history page ends: the snapshot instant and the last (ts, key) served."""
-
-    as_of: datetime
-    ts: datetime | None = None
-    key: str | None = None
-
-
-@dataclass(frozen=True)
-class HistoryPage:
-    versions: list[StoredVersion]
-    total: int | None  # None when not known (a filtered listing not read to its end)
-    next_cursor: HistoryCursor | None
 
 
 def history_key(type_: str, id_: str, version: int) -> str:
@@ -138,8 +125,16 @@ class Repository(ABC):
     @abstractmethod
     async def search(self, *, type_: str, query: Query, sort: Sequence[SortKey],
                      limit: int) -> list[str]:
-        """Ids of the current resources matching ``query``, in ``sort`` order (ties broken by
-        id, in the direction of the last sort key), at most ``limit``."""
+        """Ids of the current resources matching ``query``, in ``sort`` order, at most
+        ``limit``.
+
+        The order every engine keeps: by each sort key in turn (``_id``, ``_lastUpdated``,
+        or a parameter's one sortable value, ``so`` in ``search/extract.py``), then by id
+        in the direction of the last key, so that the order is total. A resource without a
+        value for a sorted parameter sorts before every value ascending and after every
+        value descending (MongoDB's order for a missing field, SQL's NULLs first
+        ascending); resources without a value are ordered among themselves by the next
+        keys, then by id."""
 
     @abstractmethod
     async def count(self, *, type_: str, query: Query) -> int: ...
@@ -175,7 +170,8 @@ class Repository(ABC):
 
         Every page of one listing answers as of the first page's instant, so
         writes made while a client pages neither shift pages nor change the total.
-        ``at`` lists the versions current at some moment of [low, high).
+        ``at`` lists the versions current at some moment of [low, high). Engines page
+        through ``storage/history.py`` (``HistoryPlan``) and only translate its question.
         """
 
     # -- writes -------------------------------------------------------------------------

@@ -54,6 +54,7 @@ from fhir_server.storage.repository import (
     Current,
     HistoryCursor,
     HistoryPage,
+    HistoryPlan,
     PlannedWrite,
     Repository,
     VersionConflict,
@@ -98,6 +99,25 @@ def sort_fields(sort: Sequence[SortKey]) -> list[tuple[str, int]]:
     if fields and not any(path == "_id" for path, _ in fields):
         fields.append(("_id", fields[-1][1]))
     return fields
+
+
+def history_filter(plan: HistoryPlan) -> Filter:
+    """The filter of a history listing (without its page's keyset condition)."""
+    filt: Doc = {"st": {"$exists": False}}
+    if plan.type_ is not None:
+        filt["t"] = plan.type_
+    elif plan.excluded:
+        filt["t"] = {"$nin": list(plan.excluded)}
+    if plan.id_ is not None:
+        filt["i"] = plan.id_
+    ts: Doc = {"$lte": plan.as_of}
+    if plan.since is not None:
+        ts["$gte"] = plan.since
+    if plan.at is not None:
+        ts["$lt"] = plan.at[1]
+        filt["$or"] = [{"until": {"$exists": False}}, {"until": {"$gt": plan.at[0]}}]
+    filt["ts"] = ts
+    return filt
 
 
 class MongoRepository(Repository):
@@ -252,46 +272,24 @@ class MongoRepository(Repository):
         cursor: HistoryCursor | None = None,
         exclude_types: frozenset[str] = frozenset(),
     ) -> HistoryPage:
-        """A page of versions, newest first, with keyset paging on (ts, _id).
-
-        Every page of one listing answers as of the first page's instant, so
-        writes made while a client pages neither shift pages nor change the total.
-        """
-        cursor = cursor or HistoryCursor(as_of=now_ms())
-        filt: Doc = {"st": {"$exists": False}}
-        if type_ is not None:
-            filt["t"] = type_
-        elif exclude_types:
-            filt["t"] = {"$nin": sorted(exclude_types)}
-        if id_ is not None:
-            filt["i"] = id_
-        ts: Doc = {"$lte": cursor.as_of}
-        if since is not None:
-            ts["$gte"] = since
-        if at is not None:
-            # Versions current at some moment of [low, high): written before high,
-            # and not replaced before low.
-            ts["$lt"] = at[1]
-            filt["$or"] = [{"until": {"$exists": False}}, {"until": {"$gt": at[0]}}]
-        filt["ts"] = ts
+        """A page of versions, newest first, with keyset paging on (ts, _id): the key of a
+        version is its ``_id`` (``storage/history.py``)."""
+        plan = HistoryPlan.of(type_=type_, id_=id_, since=since, at=at, count=count,
+                              cursor=cursor, exclude_types=exclude_types)
+        filt = history_filter(plan)
         total = await self.db[HISTORY].count_documents(filt)
         page_filter = filt
-        if cursor.ts is not None:
-            after = {"$or": [{"ts": {"$lt": cursor.ts}},
-                             {"ts": cursor.ts, "_id": {"$lt": cursor.key}}]}
+        if plan.after is not None:
+            ts, key = plan.after
+            after = {"$or": [{"ts": {"$lt": ts}}, {"ts": ts, "_id": {"$lt": key}}]}
             page_filter = {"$and": [filt, after]}
         docs = [
             d async for d in self.db[HISTORY]
             .find(page_filter)
             .sort([("ts", DESCENDING), ("_id", DESCENDING)])
-            .limit(count + 1)
+            .limit(plan.limit)
         ]
-        more = len(docs) > count
-        docs = docs[:count]
-        nxt = (HistoryCursor(as_of=cursor.as_of, ts=docs[-1]["ts"], key=str(docs[-1]["_id"]))
-               if more and docs else None)
-        return HistoryPage(versions=[_history_version(d) for d in docs], total=total,
-                           next_cursor=nxt)
+        return plan.page(total=total, rows=[(_history_version(d), str(d["_id"])) for d in docs])
 
     # -- writes ---------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from fhir_server.storage.repository import (
     EngineInfo,
     HistoryCursor,
     HistoryPage,
+    HistoryPlan,
     PlannedWrite,
     Repository,
     TransactionConflict,
@@ -235,41 +236,36 @@ class SqliteRepository(Repository):
         cursor: HistoryCursor | None = None,
         exclude_types: frozenset[str] = frozenset(),
     ) -> HistoryPage:
-        cursor = cursor or HistoryCursor(as_of=now_ms())
+        plan = HistoryPlan.of(type_=type_, id_=id_, since=since, at=at, count=count,
+                              cursor=cursor, exclude_types=exclude_types)
         sql = Sql()
-        conds = [f"ts <= {sql.p(cursor.as_of)}"]
-        if type_ is not None:
-            conds.append(f"type = {sql.p(type_)}")
-        elif exclude_types:
-            conds.append(f"type NOT IN ({sql.ps(sorted(exclude_types))})")
-        if id_ is not None:
-            conds.append(f"id = {sql.p(id_)}")
-        if since is not None:
-            conds.append(f"ts >= {sql.p(since)}")
-        if at is not None:
-            # Versions current at some moment of [low, high): written before high,
-            # and not replaced before low.
-            conds.append(f"ts < {sql.p(at[1])} AND (until IS NULL OR until > {sql.p(at[0])})")
+        conds = [f"ts <= {sql.p(plan.as_of)}"]
+        if plan.type_ is not None:
+            conds.append(f"type = {sql.p(plan.type_)}")
+        elif plan.excluded:
+            conds.append(f"type NOT IN ({sql.ps(plan.excluded)})")
+        if plan.id_ is not None:
+            conds.append(f"id = {sql.p(plan.id_)}")
+        if plan.since is not None:
+            conds.append(f"ts >= {sql.p(plan.since)}")
+        if plan.at is not None:
+            conds.append(f"ts < {sql.p(plan.at[1])} "
+                         f"AND (until IS NULL OR until > {sql.p(plan.at[0])})")
         where = " AND ".join(conds)
         page_where = where
-        if cursor.ts is not None:
-            page_where += (f" AND (ts < {sql.p(cursor.ts)} OR "
-                           f"(ts = {sql.p(cursor.ts)} AND key < {sql.p(cursor.key)}))")
+        if plan.after is not None:
+            ts, key = plan.after
+            page_where += (f" AND (ts < {sql.p(ts)} OR (ts = {sql.p(ts)} AND key < {sql.p(key)}))")
 
         def run(c: sqlite3.Connection) -> tuple[int, list[Any]]:
             total = c.execute(f"SELECT count(*) FROM history WHERE {where}", sql.params).fetchone()
             rows = c.execute(f"SELECT type, id, v, ts, m, json, key FROM history WHERE {page_where} "
-                             f"ORDER BY ts DESC, key DESC LIMIT {int(count) + 1}",
+                             f"ORDER BY ts DESC, key DESC LIMIT {int(plan.limit)}",
                              sql.params).fetchall()
             return int(total[0]), rows
 
         total, rows = await self.db.read(run)
-        more = len(rows) > count
-        rows = rows[:count]
-        versions = [_stored(r[0], r[1], r[2:6]) for r in rows]
-        nxt = (HistoryCursor(as_of=cursor.as_of, ts=versions[-1].last_updated, key=rows[-1][6])
-               if more and rows else None)
-        return HistoryPage(versions=versions, total=total, next_cursor=nxt)
+        return plan.page(total=total, rows=[(_stored(r[0], r[1], r[2:6]), r[6]) for r in rows])
 
     # -- writes -------------------------------------------------------------------------
 
