@@ -73,6 +73,7 @@ class Dataset:
     resources: dict[str, dict[str, Resource]] = field(default_factory=dict)
     index: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     stored_at: dict[str, dict[str, datetime]] = field(default_factory=dict)
+    deleted: set[tuple[str, str]] = field(default_factory=set)  # stored, then deleted
 
     def add(self, resource: Resource) -> None:
         type_, id_ = resource["resourceType"], resource["id"]
@@ -81,6 +82,10 @@ class Dataset:
 
     def ids(self, type_: str) -> list[str]:
         return sorted(self.resources.get(type_, {}))
+
+    def live(self, type_: str) -> list[str]:
+        """The ids of the type's resources that are not deleted."""
+        return [i for i in self.ids(type_) if (type_, i) not in self.deleted]
 
     def place(self) -> None:
         """The instant each resource is stored at: ``BATCHES`` batches per type, a day and
@@ -387,6 +392,8 @@ def generate(seed: int = SEED) -> Dataset:
             validate_resource(resource, max_depth=64, expected_type=type_)
             data.add(resource)
     data.place()
+    for type_, _ in BUILDERS:  # a deletion leaves its values behind in no engine's searches
+        data.deleted |= {(type_, i) for i in rng.sample(data.ids(type_), COUNTS[type_] // 12)}
     return data
 
 
