@@ -10,6 +10,7 @@ expressions, elements ``$elemMatch`` over the sub-documents.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from fhir_server.search.query import (
@@ -29,10 +30,12 @@ from fhir_server.search.query import (
     Or,
     Prefix,
     Query,
+    SortKey,
     Updated,
 )
 
 Filter = dict[str, Any]
+LIVE: Filter = {"json": {"$ne": None}}  # not a deletion
 _OPS = {"eq": "$eq", "lt": "$lt", "le": "$lte", "gt": "$gt", "ge": "$gte"}
 MATCH_NOTHING: Filter = {"_id": {"$in": []}}
 
@@ -115,3 +118,27 @@ def without_elements(query: Query) -> Query:
     """The conjuncts without element conditions: a query matching a superset."""
     parts = query.parts if isinstance(query, And) else (query,)
     return And(tuple(p for p in parts if not has_elements(p)))
+
+
+def search_filter(query: Query) -> Filter:
+    """The filter a search runs with: the query's, on resources that are not deleted."""
+    return {"$and": [to_filter(query), LIVE]} if query != And(()) else dict(LIVE)
+
+
+def sort_fields(sort: Sequence[SortKey]) -> list[tuple[str, int]]:
+    """MongoDB sort fields, ending with ``_id`` (in the last key's direction): a total order.
+    A missing value sorts as null, before every value (the order ``Repository.search``
+    states)."""
+    fields: list[tuple[str, int]] = []
+    for k in sort:
+        path = {"_id": "_id", "_lastUpdated": "ts"}.get(k.name, f"ix.so.{k.name}")
+        fields.append((path, -1 if k.descending else 1))
+    if fields and not any(path == "_id" for path, _ in fields):
+        fields.append(("_id", fields[-1][1]))
+    return fields
+
+
+def by_id(id_: str) -> Filter:
+    """A current document by its id (reads and peeks): ``_id``, the shard key of a
+    resource collection, and the one filter FerretDB pushes down."""
+    return {"_id": id_}

@@ -23,7 +23,8 @@ ABSENT = object()  # expectation: the field is not there
 Doc = dict[str, Any]
 
 
-def _filter(id_: Any, expect: Mapping[str, Any]) -> Doc:
+def expect_filter(id_: Any, expect: Mapping[str, Any]) -> Doc:
+    """The document ``id_`` if it still looks as ``expect`` says (MongoDB's form)."""
     return {"_id": id_, **{k: ({"$exists": False} if v is ABSENT else v)
                            for k, v in expect.items()}}
 
@@ -43,6 +44,9 @@ def _holds(doc: Mapping[str, Any] | None, expect: Mapping[str, Any]) -> bool:
 class Guarded:
     def __init__(self, *, local_locks: bool) -> None:
         self.local = local_locks
+        # Filters may carry more than _id (expectations, shard keys): MongoDB. FerretDB
+        # pushes down only a filter that is exactly {_id}.
+        self.targeted = not local_locks
         self._locks: weakref.WeakValueDictionary[tuple[str, Any], asyncio.Lock] = (
             weakref.WeakValueDictionary())
 
@@ -62,7 +66,7 @@ class Guarded:
     async def replace(self, coll: AsyncCollection[Doc], id_: Any, expect: Mapping[str, Any],
                       new: Doc) -> bool:
         if not self.local:
-            return (await coll.replace_one(_filter(id_, expect), new)).matched_count == 1
+            return (await coll.replace_one(expect_filter(id_, expect), new)).matched_count == 1
         async with self._lock(coll, id_):
             if not _holds(await coll.find_one({"_id": id_}), expect):
                 return False
@@ -71,7 +75,7 @@ class Guarded:
     async def update(self, coll: AsyncCollection[Doc], id_: Any, expect: Mapping[str, Any],
                      update: Doc) -> bool:
         if not self.local:
-            return (await coll.update_one(_filter(id_, expect), update)).matched_count == 1
+            return (await coll.update_one(expect_filter(id_, expect), update)).matched_count == 1
         async with self._lock(coll, id_):
             if not _holds(await coll.find_one({"_id": id_}), expect):
                 return False
@@ -80,7 +84,7 @@ class Guarded:
     async def delete(self, coll: AsyncCollection[Doc], id_: Any,
                      expect: Mapping[str, Any]) -> bool:
         if not self.local:
-            return (await coll.delete_one(_filter(id_, expect))).deleted_count == 1
+            return (await coll.delete_one(expect_filter(id_, expect))).deleted_count == 1
         async with self._lock(coll, id_):
             if not _holds(await coll.find_one({"_id": id_}), expect):
                 return False

@@ -1,5 +1,7 @@
 """The indexes of a MongoDB database: the history collection's, and each type's search
-indexes (one per kind of search value that ``filters.py`` maps a query to)."""
+indexes (one per kind of search value that ``filters.py`` maps a query to), declared here
+as data, so that ``tests/storage/test_mongo_index_use.py`` can hold every filter the
+engine sends to them without a server."""
 
 from __future__ import annotations
 
@@ -8,9 +10,18 @@ from typing import Any
 from pymongo import DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
+from fhir_server.search.registry import params_for
 from fhir_server.storage.mongo.versions import HISTORY
 
-SEARCH_INDEXES: list[tuple[str, list[tuple[str, int]]]] = [
+Keys = list[tuple[str, int]]
+HISTORY_INDEXES: list[tuple[str, Keys, dict[str, Any]]] = [
+    ("resource_versions", [("t", 1), ("i", 1), ("v", DESCENDING)], {}),
+    ("system_history", [("ts", DESCENDING), ("_id", DESCENDING)], {}),
+    ("type_history", [("t", 1), ("ts", DESCENDING), ("_id", DESCENDING)], {}),
+    ("pending", [("st", 1)], {"sparse": True}),
+    ("transaction", [("tx", 1)], {"sparse": True}),
+]
+SEARCH_INDEXES: list[tuple[str, Keys]] = [
     ("last_updated", [("ts", DESCENDING)]),
     *[(f"ix_{kind}", [(f"ix.{kind}", 1)])
       for kind in ("tk", "tt", "ot", "st", "sx", "rf", "ri", "ur", "cp", "has")],
@@ -19,6 +30,20 @@ SEARCH_INDEXES: list[tuple[str, list[tuple[str, int]]]] = [
     ("ix_qt", [("ix.qt.p", 1), ("ix.qt.v", 1)]),
     ("ix_cr", [("ix.cr.p", 1), ("ix.cr.k", 1)]),
 ]
+
+
+def sort_indexes(type_: str) -> list[tuple[str, Keys]]:
+    """An index in the order of each date parameter of the type (``_sort=-date``, the
+    worklists' order), so that a search nothing narrows, sorted by one, reads a page in
+    order instead of sorting the collection; ``_id`` and ``_lastUpdated`` have theirs."""
+    return [(f"so_{code}", [(f"ix.so.{code}", 1), ("_id", 1)])
+            for code, param in sorted(params_for(type_).items())
+            if param.type == "date" and not code.startswith("_")]
+
+
+def type_indexes(type_: str) -> list[tuple[str, Keys]]:
+    """Every index of a type's collection but ``_id``'s."""
+    return [*SEARCH_INDEXES, *sort_indexes(type_)]
 
 
 class Indexes:
@@ -35,12 +60,8 @@ class Indexes:
 
     async def ensure_base(self) -> None:
         hist = self.db[HISTORY]
-        await hist.create_index([("t", 1), ("i", 1), ("v", DESCENDING)], name="resource_versions")
-        await hist.create_index([("ts", DESCENDING), ("_id", DESCENDING)], name="system_history")
-        await hist.create_index([("t", 1), ("ts", DESCENDING), ("_id", DESCENDING)],
-                                name="type_history")
-        await hist.create_index([("st", 1)], name="pending", sparse=True)
-        await hist.create_index([("tx", 1)], name="transaction", sparse=True)
+        for name, keys, options in HISTORY_INDEXES:
+            await hist.create_index(keys, name=name, **options)
 
     async def ensure_type(self, type_: str) -> None:
         """The search indexes of a type's collection."""
@@ -48,7 +69,7 @@ class Indexes:
             return
         if self.uses_indexes:
             coll = self.db[type_]
-            for name, keys in SEARCH_INDEXES:
+            for name, keys in type_indexes(type_):
                 await coll.create_index(keys, name=name)
         self._indexed.add(type_)
 

@@ -77,7 +77,7 @@ class Recovery:
             cur = await self.db[doc["t"]].find_one({"_id": doc["i"]}, {"v": 1})
             if cur is not None and int(cur["v"]) >= int(doc["v"]):
                 await settle_version(self.db, type_=doc["t"], id_=doc["i"], version=int(doc["v"]),
-                                     ts=doc["ts"])
+                                     ts=doc["ts"], targeted=self.guarded.targeted)
                 forward += 1
             elif doc.get("p") == self.liveness.process:
                 continue
@@ -104,7 +104,7 @@ class Recovery:
         cur = await self.db[type_].find_one({"_id": id_}, {"v": 1})
         if cur is not None and int(cur["v"]) >= int(doc["v"]):
             await settle_version(self.db, type_=type_, id_=id_, version=int(doc["v"]),
-                                 ts=doc["ts"])
+                                 ts=doc["ts"], targeted=self.guarded.targeted)
         else:
             await self.guarded.delete(self.db[HISTORY], key, {"st": PENDING})
         return True

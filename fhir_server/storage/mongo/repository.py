@@ -36,20 +36,27 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from fhir_server.search.evaluate import evaluate
-from fhir_server.search.query import And, Ids, Query, SortKey, and_
+from fhir_server.search.query import Ids, Query, SortKey, and_
 from fhir_server.storage.locks import Locks
 from fhir_server.storage.model import StoredVersion, now_ms
 from fhir_server.storage.mongo.concepts import MongoConcepts
 from fhir_server.storage.mongo.engine import UNAVAILABLE_ERRORS, MongoEngine
 from fhir_server.storage.mongo.fencing import check_fences
-from fhir_server.storage.mongo.filters import Filter, has_elements, to_filter, without_elements
+from fhir_server.storage.mongo.filters import (
+    Filter,
+    by_id,
+    has_elements,
+    search_filter,
+    sort_fields,
+    without_elements,
+)
 from fhir_server.storage.mongo.guarded import ABSENT, Guarded
 from fhir_server.storage.mongo.indexes import Indexes
 from fhir_server.storage.mongo.liveness import Liveness
 from fhir_server.storage.mongo.records import MongoRecords
 from fhir_server.storage.mongo.recovery import Recovery
 from fhir_server.storage.mongo.transactions import TransactionLog
-from fhir_server.storage.mongo.versions import HISTORY, PENDING, settle_version
+from fhir_server.storage.mongo.versions import HISTORY, PENDING, settle_version, version_filter
 from fhir_server.storage.repository import (
     Current,
     HistoryCursor,
@@ -63,7 +70,6 @@ from fhir_server.storage.repository import (
 from fhir_server.storage.resolve import needs_resolving, resolve
 
 Doc = dict[str, Any]
-LIVE: Filter = {"json": {"$ne": None}}
 
 
 def _version_from(doc: Mapping[str, Any], type_: str, id_: str) -> StoredVersion:
@@ -88,17 +94,6 @@ def _sort_key(doc: Mapping[str, Any], path: str) -> tuple[int, Any]:
     value = _dotted(doc, path)
     # Missing values sort first ascending, as MongoDB sorts null.
     return (0, "") if value is None else (1, value)
-
-
-def sort_fields(sort: Sequence[SortKey]) -> list[tuple[str, int]]:
-    """MongoDB sort fields, ending with ``_id`` (in the last key's direction): a total order."""
-    fields: list[tuple[str, int]] = []
-    for k in sort:
-        path = {"_id": "_id", "_lastUpdated": "ts"}.get(k.name, f"ix.so.{k.name}")
-        fields.append((path, -1 if k.descending else 1))
-    if fields and not any(path == "_id" for path, _ in fields):
-        fields.append(("_id", fields[-1][1]))
-    return fields
 
 
 def history_filter(plan: HistoryPlan) -> Filter:
@@ -175,18 +170,19 @@ class MongoRepository(Repository):
         return None if doc.get("ghost") else doc
 
     async def current(self, *, type_: str, id_: str) -> StoredVersion | None:
-        doc = await self._visible(await self.db[type_].find_one({"_id": id_}, {"ix": 0}))
+        doc = await self._visible(await self.db[type_].find_one(by_id(id_), {"ix": 0}))
         return None if doc is None else _version_from(doc, type_, id_)
 
     async def version(self, *, type_: str, id_: str, version: int) -> StoredVersion | None:
-        doc = await self.db[HISTORY].find_one({"_id": history_key(type_, id_, version)})
+        doc = await self.db[HISTORY].find_one(
+            version_filter(type_, id_, version, targeted=self.guarded.targeted))
         if doc is None:
             return None
         if doc.get("st") == PENDING and "tx" in doc:
             if await self.transactions.state(doc["tx"]) != "committed":
                 return None
         elif doc.get("st") == PENDING:
-            cur = await self.db[type_].find_one({"_id": id_}, {"v": 1})
+            cur = await self.db[type_].find_one(by_id(id_), {"v": 1})
             if cur is None or int(cur["v"]) < version:
                 return None
         return _history_version(doc)
@@ -194,7 +190,7 @@ class MongoRepository(Repository):
     async def _filter(self, query: Query) -> Filter:
         if needs_resolving(query):
             query = await resolve(self, query)
-        return {"$and": [to_filter(query), LIVE]} if query != And(()) else dict(LIVE)
+        return search_filter(query)
 
     def _in_python(self, query: Query) -> bool:
         """FerretDB cannot run element conditions: it gets the rest, Python judges the whole."""
@@ -345,7 +341,8 @@ class MongoRepository(Repository):
                              method=method)
 
     async def _settle(self, type_: str, id_: str, version: int, ts: datetime) -> None:
-        await settle_version(self.db, type_=type_, id_=id_, version=version, ts=ts)
+        await settle_version(self.db, type_=type_, id_=id_, version=version, ts=ts,
+                             targeted=self.guarded.targeted)
 
     async def commit_transaction(self, writes: list[PlannedWrite], *, ts: datetime,
                                  side_effects: Sequence[PlannedWrite] = ()
@@ -362,7 +359,7 @@ class MongoRepository(Repository):
 
     async def peek(self, *, type_: str, id_: str) -> Current | None:
         doc = await self._visible(await self.db[type_].find_one(
-            {"_id": id_}, {"v": 1, "json": 1, "tx": 1, "nx.v": 1, "nx.json": 1, "ghost": 1}))
+            by_id(id_), {"v": 1, "json": 1, "tx": 1, "nx.v": 1, "nx.json": 1, "ghost": 1}))
         if doc is None:
             return None
         return Current(version=int(doc["v"]), deleted=doc.get("json") is None)

@@ -117,7 +117,7 @@ class TransactionLog:
                 await self.guarded.replace(self.db[type_], id_, {"tx": tx},
                                            {"_id": id_, **doc["nx"]})
             await settle_version(self.db, type_=type_, id_=id_, version=int(version),
-                                 ts=record["created"])
+                                 ts=record["created"], targeted=self.guarded.targeted)
         await self.db[TRANSACTIONS].delete_one({"_id": tx})
 
     async def roll_back(self, tx: str) -> None:

@@ -18,13 +18,21 @@ STALE_SECONDS = 30
 
 
 
+def version_filter(type_: str, id_: str, version: int, *, targeted: bool) -> dict[str, Any]:
+    """One version by its key. ``targeted`` (MongoDB): with the history's shard key
+    (``t``, ``i``) too, so that a sharded cluster asks the one shard holding the resource's
+    versions; FerretDB 1.24 pushes down only a filter that is exactly ``{_id}``."""
+    found: dict[str, Any] = {"_id": history_key(type_, id_, version)}
+    return {**found, "t": type_, "i": id_} if targeted else found
+
+
 async def settle_version(db: AsyncDatabase[dict[str, Any]], *, type_: str, id_: str,
-                         version: int, ts: datetime) -> None:
+                         version: int, ts: datetime, targeted: bool) -> None:
     """Clear a committed version's pending mark (and its transaction), and record on the
     version it replaced when it was replaced: one bulk request."""
-    ops = [UpdateOne({"_id": history_key(type_, id_, version)},
+    ops = [UpdateOne(version_filter(type_, id_, version, targeted=targeted),
                      {"$unset": {"st": "", "tx": ""}})]
     if version > 1:
-        ops.append(UpdateOne({"_id": history_key(type_, id_, version - 1)},
+        ops.append(UpdateOne(version_filter(type_, id_, version - 1, targeted=targeted),
                              {"$set": {"until": ts}}))
     await db[HISTORY].bulk_write(ops, ordered=False)
