@@ -39,6 +39,7 @@ from fhir_server.search.registry import SearchParam, lookup, params_for
 from tests.search.parity_data import BASE, BODY, BODY_TREE, FIRST_TS, VALUE_SETS, Dataset
 
 SEED = 4111
+QUERIES = 2040  # what the parity test runs (at least 2,000), in 12 chunks
 # (source type, reference parameter) -> the types it may refer to, for _has.
 HAS_LINKS = (("Observation", "subject"), ("Observation", "patient"),
              ("Observation", "performer"), ("Observation", "encounter"),

@@ -19,7 +19,7 @@ the suite with ``MONGODB_URI`` to hold MongoDB's ``$elemMatch`` filters to the s
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,11 +53,9 @@ from fhir_server.search.registry import lookup
 from fhir_server.storage.concepts import ConceptRow, SystemVersion
 from fhir_server.storage.open import open_repository
 from fhir_server.storage.repository import Repository
-from tests.conftest import StoreFactory
 from tests.search.parity_data import BASE, BODY, BODY_TREE, VALUE_SETS, Dataset, generate, hierarchy
-from tests.search.parity_queries import ParityQuery, parity_queries
+from tests.search.parity_queries import QUERIES, ParityQuery, parity_queries
 
-QUERIES = 2040
 CHUNKS = 12
 SHOWN = 15  # failures spelled out in a message
 
@@ -88,7 +86,7 @@ async def _store_codes(repo: Repository) -> tuple[dict[str, str], tuple[str, ...
 
 
 @pytest.fixture(scope="module")
-async def parity(new_store: StoreFactory) -> AsyncIterator[Parity]:
+async def parity(new_store: Callable[[], Any]) -> AsyncIterator[Parity]:
     store = new_store()
     repo = await open_repository(store.settings())
     try:

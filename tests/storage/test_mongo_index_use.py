@@ -56,8 +56,7 @@ from fhir_server.storage.mongo.indexes import HISTORY_INDEXES, type_indexes
 from fhir_server.storage.mongo.repository import history_filter
 from fhir_server.storage.mongo.versions import HISTORY, version_filter
 from tests.search.parity_data import BASE, generate
-from tests.search.parity_queries import narrows, parity_queries
-from tests.search.test_parity import QUERIES
+from tests.search.parity_queries import QUERIES, narrows, parity_queries
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 Filter = dict[str, Any]
