@@ -30,7 +30,6 @@ from fhir_server.core.errors import Conflict, Unprocessable
 from fhir_server.core.fhirjson import loads_stored
 from fhir_server.core.money import decimal_of
 from fhir_server.observability import business
-from fhir_server.operations import billing
 from fhir_server.operations.base import Call, Operation, Param
 from fhir_server.operations.common import (
     LOCAL_REF,
@@ -40,6 +39,7 @@ from fhir_server.operations.common import (
     read_local,
     search_token,
 )
+from fhir_server.revenue import billing
 from fhir_server.service import interactions as svc
 from fhir_server.storage.locks import LockBusy
 from fhir_server.terminology.systems import BILL_INVOICE
