@@ -24,7 +24,15 @@ from decimal import Decimal
 from typing import Any
 
 from fhir_server.core.money import decimal_of, money
-from fhir_server.revenue.states import ClaimOutcome, InvoiceStatus, claim_outcome, transition
+from fhir_server.revenue.states import (
+    OPEN_INVOICES,
+    ClaimOutcome,
+    InvoiceStatus,
+    TransitionRefused,
+    claim_outcome,
+    invoice_status,
+    transition,
+)
 from fhir_server.terminology.systems import INVOICE_SHARE, X12_CAS_GROUP
 
 Resource = dict[str, Any]
@@ -99,6 +107,8 @@ def post(invoice: Resource, posting: Posting, currency: str) -> Resource:
                    "amount": money(amount, currency)}
                   for code, amount in values.items() if code != "credit" or amount > 0]
     settled = InvoiceStatus.ISSUED if values["patient"] > 0 else InvoiceStatus.BALANCED
+    if invoice_status(invoice) not in OPEN_INVOICES:  # a draft is no bill yet: no postings
+        raise TransitionRefused("Invoice", invoice.get("status"), settled.value)
     content = {k: v for k, v in invoice.items() if k not in ("id", "meta")}
     return {**content, "id": invoice["id"], "totalPriceComponent": [*kept, *components],
             "status": transition("Invoice", invoice.get("status"), settled)}

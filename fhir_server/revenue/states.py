@@ -170,8 +170,9 @@ State = TypeVar("State", bound=StrEnum)
 class TransitionRefused(Unprocessable):
     """A state change not in its resource's table. It names the two codes (never content)."""
 
-    def __init__(self, resource_type: str, was: str | None, to: str) -> None:
-        super().__init__(f"{resource_type} cannot go from {was or '(new)'} to {to}",
+    def __init__(self, resource_type: str, was: Any, to: str) -> None:
+        stored = "(new)" if was is None else str(was)[:32]
+        super().__init__(f"{resource_type} cannot go from {stored} to {to}",
                          code="business-rule")
 
 
@@ -194,7 +195,7 @@ def transition(resource_type: str, was: Any, to: State) -> str:
     kind = type(to)
     current = None if was is None else state_of(kind, was)
     if (was is not None and current is None) or to not in table.get(current, frozenset()):
-        raise TransitionRefused(resource_type, None if was is None else str(was)[:32], to.value)
+        raise TransitionRefused(resource_type, was, to.value)
     return to.value
 
 
