@@ -14,8 +14,8 @@ import pytest
 
 from tests.workflow.helpers import create, post
 from tests.x12.edi import elements
-from tests.x12.world import clearinghouse_process, patient_with_coverage, setup_clinic
 from tests.x12.world import bill as make_bill
+from tests.x12.world import clearinghouse_process, patient_with_coverage, setup_clinic
 
 CENT = Decimal("0.01")
 # The discounted line: 3 units at 33.33 with a 15% discount (factor 0.85).
