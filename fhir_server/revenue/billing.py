@@ -65,7 +65,7 @@ def lease_names(keys: list[str]) -> list[str]:
     return [f"bill:{k}" for k in keys]
 
 
-async def bills_of(repo: Repository, settings: Settings, *, keys: list[str],
+async def bills_of(*, repo: Repository, settings: Settings, keys: list[str],
                    patient_ref: str) -> tuple[Resource | None, Resource | None]:
     """(the issued Invoice of these keys, else a draft one) for the patient."""
     if not keys:
@@ -80,7 +80,7 @@ async def bills_of(repo: Repository, settings: Settings, *, keys: list[str],
     return (issued[0] if issued else None), (drafts[0] if drafts else None)
 
 
-async def compose(repo: Repository, settings: Settings, *, patient_ref: str,
+async def compose(*, repo: Repository, settings: Settings, patient_ref: str,
                   encounter: Resource | None, appointment: Resource | None, keys: list[str],
                   draft: Resource | None, charges: list[Charge]) -> Bill:
     """Price the charges and compose the ChargeItems, the Invoice and the Claim (if any)."""
@@ -90,25 +90,7 @@ async def compose(repo: Repository, settings: Settings, *, patient_ref: str,
     key_ids = [{"system": BILL_KEY, "value": k} for k in keys]  # the Invoice's identifiers
     # ChargeItems and the Claim also name their Invoice.
     bill_ids = [*key_ids, {"system": BILL_INVOICE, "value": f"Invoice/{invoice_id}"}]
-    lines: list[tuple[Resource, Decimal, Priced]] = []
-    for charge in charges:
-        item = charge.item
-        kept = [i for i in item.get("identifier") or [] if i not in bill_ids]
-        item["identifier"] = [*kept, *bill_ids]
-        coding = ((item.get("code") or {}).get("coding") or [{}])[0]
-        quantity = decimal_of((item.get("quantity") or {}).get("value", 1), f"{charge.where}")
-        override = (item.get("priceOverride") or {}).get("value")
-        definition = None
-        if override is None:
-            definition = await price_definition(repo, settings, coding, charge.where)
-            if definition.get("url"):
-                item["definitionCanonical"] = [definition["url"]]
-        line = price_line(definition, quantity=quantity, charge_item=item, currency=currency,
-                          where=charge.where,
-                          unit_price=None if override is None else decimal_of(override,
-                                                                              charge.where))
-        lines.append(({k: coding[k] for k in ("system", "code", "display") if k in coding},
-                      quantity, line))
+    lines = [await _price(repo, settings, charge, bill_ids, currency) for charge in charges]
     total_net = sum((p.net for _, _, p in lines), Decimal(0))
     total_gross = sum((p.gross for _, _, p in lines), Decimal(0))
     now = instant(now_ms())
@@ -130,6 +112,28 @@ async def compose(repo: Repository, settings: Settings, *, patient_ref: str,
     if claim is not None:
         writes.append((claim, None))
     return Bill(writes=writes, invoice=invoice)
+
+
+async def _price(repo: Repository, settings: Settings, charge: Charge,
+                 bill_ids: list[dict[str, str]], currency: str
+                 ) -> tuple[Resource, Decimal, Priced]:
+    """(the charge's coding, its quantity, its priced line); the ChargeItem (in place) gets
+    the bill's identifiers and the price-list entry that priced it."""
+    item = charge.item
+    kept = [i for i in item.get("identifier") or [] if i not in bill_ids]
+    item["identifier"] = [*kept, *bill_ids]
+    coding = ((item.get("code") or {}).get("coding") or [{}])[0]
+    quantity = decimal_of((item.get("quantity") or {}).get("value", 1), f"{charge.where}")
+    override = (item.get("priceOverride") or {}).get("value")
+    definition = None
+    if override is None:
+        definition = await price_definition(repo, settings, coding, charge.where)
+        if definition.get("url"):
+            item["definitionCanonical"] = [definition["url"]]
+    line = price_line(definition, quantity=quantity, charge_item=item, currency=currency,
+                      where=charge.where,
+                      unit_price=None if override is None else decimal_of(override, charge.where))
+    return ({k: coding[k] for k in ("system", "code", "display") if k in coding}, quantity, line)
 
 
 async def bill_of(repo: Repository, claim: Resource) -> tuple[Resource, int] | None:
@@ -201,12 +205,7 @@ async def _claim(repo: Repository, settings: Settings, *, patient_ref: str,
     coverage = primary_coverage(coverages, day)
     if coverage is None:
         return None
-    provider = ((encounter or {}).get("serviceProvider") or {}).get("reference") \
-        or settings.fhir_billing_provider
-    if not provider:
-        raise Unprocessable("The patient has active Coverage, but the Claim has no provider: set "
-                            "FHIR_BILLING_PROVIDER or the Encounter's serviceProvider",
-                            expression=["Encounter.serviceProvider"])
+    provider = _provider(settings, encounter)
     currency = settings.fhir_billing_currency
     claim: Resource = {
         "resourceType": "Claim", "id": str(uuid.uuid4()),
@@ -233,6 +232,16 @@ async def _claim(repo: Repository, settings: Settings, *, patient_ref: str,
         claim["diagnosis"] = [{"sequence": n, "diagnosisReference": d["condition"]}
                               for n, d in enumerate(diagnoses, 1)]
     return claim
+
+
+def _provider(settings: Settings, encounter: Resource | None) -> str:
+    provider = ((encounter or {}).get("serviceProvider") or {}).get("reference") \
+        or settings.fhir_billing_provider
+    if not provider:
+        raise Unprocessable("The patient has active Coverage, but the Claim has no provider: set "
+                            "FHIR_BILLING_PROVIDER or the Encounter's serviceProvider",
+                            expression=["Encounter.serviceProvider"])
+    return str(provider)
 
 
 def _claim_item(n: int, coding: Resource, quantity: Decimal, line: Priced, day: date,

@@ -60,12 +60,12 @@ class EncounterBillRule:
         if not charges:
             return []
         keys = _keys(change.id_, encounter)
-        issued, draft = await billing.bills_of(ctx.repo, ctx.settings, keys=keys,
+        issued, draft = await billing.bills_of(repo=ctx.repo, settings=ctx.settings, keys=keys,
                                                patient_ref=patient_ref)
         if issued is not None:
             return []
         appointment = await read_local(ctx.repo, keys[0]) if len(keys) > 1 else None
-        bill = await billing.compose(ctx.repo, ctx.settings, patient_ref=patient_ref,
+        bill = await billing.compose(repo=ctx.repo, settings=ctx.settings, patient_ref=patient_ref,
                                      encounter=encounter, appointment=appointment, keys=keys,
                                      draft=draft, charges=charges)
         return [rules.SideWrite(r["resourceType"], r["id"], r) for r, _ in bill.writes]
