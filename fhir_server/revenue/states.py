@@ -21,11 +21,13 @@ Where an Invoice's status changes (the only places):
   stores (a new one).
 
 Where a ClaimResponse's outcome is set: ``fhir_server/revenue/payer/claims.py`` (this
-server adjudicating: ``complete`` or ``error``), ``fhir_server/operations/claim_submit.py``
-(a payer's answer, over FHIR or X12: ``queued``, ``complete``, ``error``...),
+server adjudicating: ``complete`` or ``error``), ``fhir_server/adapters/payer_x12.py`` (the
+clearinghouse's 999: ``queued`` or ``error``), ``fhir_server/operations/claim_submit.py``
+(``_commit``: every payer's answer is checked against the one it replaces),
 ``fhir_server/operations/remittance_claims.py`` (an 835: ``complete``) and
 ``fhir_server/operations/remittance_posting.py`` (a 277CA: ``error``, or unchanged).
-Claims and PaymentReconciliations are only ever created ``active`` by this server.
+Claims (``revenue/billing.py``) and PaymentReconciliations (``$record-payment``, an 835's
+posting) are only ever created ``active`` by this server.
 """
 
 from __future__ import annotations
