@@ -33,6 +33,7 @@ from fhir_server.adapters.x12.eligibility import read_271, response_of, write_27
 from fhir_server.adapters.x12.segments import Interchange, X12Error, parse
 from fhir_server.adapters.x12.state import X12State
 from fhir_server.core.config import Settings
+from fhir_server.revenue.states import ClaimOutcome
 from fhir_server.terminology.systems import ADJUDICATION_ERROR, CLAIM_CONTROL
 
 X12_MEDIA = "application/edi-x12"
@@ -94,13 +95,14 @@ class X12PayerAdapter:
             "resourceType": "ClaimResponse", "status": "active", "type": claim.get("type"),
             "use": claim.get("use", "claim"), "patient": claim.get("patient"),
             "created": at.isoformat(timespec="seconds").replace("+00:00", "Z"),
-            "insurer": claim.get("insurer"), "outcome": "queued",
+            "insurer": claim.get("insurer"), "outcome": ClaimOutcome.QUEUED.value,
             "disposition": "Accepted by the clearinghouse (999); awaiting the payer"}
         rejected = [v for v in verdicts if not v.accepted]
         if rejected:
             problems = [p for v in rejected for p in v.problems] or [
                 f"transaction set rejected (IK5 {rejected[0].code or 'R'})"]
-            response.update(outcome="error", disposition="Rejected by the clearinghouse (999)",
+            response.update(outcome=ClaimOutcome.ERROR.value,
+                            disposition="Rejected by the clearinghouse (999)",
                             error=[x12_error("x12-999-rejected", "Rejected (999)", p)
                                    for p in problems[:20]])
         return PayerAnswer(response, [sent, received(answer, "999", document)])

@@ -1,4 +1,5 @@
-"""Amounts of money: exact decimals, refused when unusable, rounded half up to cents."""
+"""Amounts of money: exact decimals, refused when unusable, rounded half up to cents (and
+unit prices derived from an extended amount, half up to a hundredth of a cent)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 from fhir_server.core.errors import Unprocessable
 
 CENT = Decimal("0.01")
+UNIT_PRICE_STEP = Decimal("0.0001")  # a unit price derived from a total keeps 4 places
 MAX_AMOUNT = Decimal(10) ** 12  # amounts and quantities beyond this are refused
 
 
@@ -27,6 +29,13 @@ def decimal_of(value: Any, where: str = "") -> Decimal:
 
 def cents(value: Decimal) -> Decimal:
     return value.quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def unit_price(total: Decimal, quantity: Decimal) -> Decimal:
+    """The price per unit of ``total`` for ``quantity`` units, half up to 4 places, without
+    trailing zeros (100 / 2 -> 50, 100 / 3 -> 33.3333)."""
+    unit = (total / quantity).quantize(UNIT_PRICE_STEP, rounding=ROUND_HALF_UP)
+    return Decimal(format(unit.normalize(), "f"))
 
 
 def money(value: Any, currency: str, where: str = "") -> dict[str, Any]:

@@ -17,6 +17,14 @@ from typing import Any
 
 from prometheus_client import Counter
 
+from fhir_server.revenue.states import (
+    ADJUDICATED,
+    AppointmentStatus,
+    ClaimOutcome,
+    InvoiceStatus,
+    claim_outcome,
+)
+
 APPOINTMENTS = Counter("fhir_appointments", "Appointments booked or cancelled.", ["event"])
 BILLS_ISSUED = Counter("fhir_bills_issued", "Invoices issued (bills of visits).")
 CLAIMS = Counter("fhir_claims", "Claims submitted to payers, and the payers' adjudications: "
@@ -28,7 +36,6 @@ ELIGIBILITY = Counter("fhir_eligibility_checks", "Eligibility checks by outcome:
 LOGINS = Counter("fhir_logins", "Sign-ins and client authentications.", ["outcome"])
 
 ELIGIBILITY_OPERATIONS = frozenset({"CoverageEligibilityRequest-submit", "Coverage-eligibility"})
-ADJUDICATED = frozenset({"complete", "partial"})
 
 
 def _status(resource: dict[str, Any] | None) -> str | None:
@@ -41,9 +48,11 @@ def change_committed(type_: str, before: dict[str, Any] | None,
     status, was = _status(after), _status(before)
     if status == was:
         return
-    if type_ == "Appointment" and status in ("booked", "cancelled"):
+    if type_ == "Appointment" and status in (AppointmentStatus.BOOKED,
+                                             AppointmentStatus.CANCELLED):
         APPOINTMENTS.labels(status).inc()
-    elif type_ == "Invoice" and status == "issued" and was != "balanced":
+    elif type_ == "Invoice" and status == InvoiceStatus.ISSUED \
+            and was != InvoiceStatus.BALANCED:
         BILLS_ISSUED.inc()
 
 
@@ -74,10 +83,10 @@ def claim_answered(response: dict[str, Any]) -> None:
     """``Claim/$submit`` committed a new answer (a resubmission answered with the earlier
     one is not counted again): submitted, and adjudicated or denied when it says so."""
     CLAIMS.labels("submitted").inc()
-    outcome = response.get("outcome")
+    outcome = claim_outcome(response)
     if outcome in ADJUDICATED:
         CLAIMS.labels("adjudicated").inc()
-    elif outcome == "error":
+    elif outcome is ClaimOutcome.ERROR:
         CLAIMS.labels("denied").inc()
 
 

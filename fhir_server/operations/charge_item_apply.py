@@ -17,6 +17,7 @@ from fhir_server.core.errors import NotFound, Unprocessable
 from fhir_server.core.money import decimal_of, money
 from fhir_server.operations.base import Call, Operation, Param
 from fhir_server.operations.common import LOCAL_REF, now_instant, read_local
+from fhir_server.revenue.states import InvoiceStatus, transition
 from fhir_server.terminology.pricelist import line_item, matches_code, price_line
 
 CHARGE_ITEM = "Parameters.parameter.where(name='chargeItem')"
@@ -59,7 +60,8 @@ async def run(call: Call) -> dict[str, Any]:
     line = price_line(definition, quantity=quantity, charge_item=item, currency=currency,
                       where=CHARGE_ITEM)
     invoice: dict[str, Any] = {
-        "resourceType": "Invoice", "status": "draft", "date": now_instant(),
+        "resourceType": "Invoice", "status": transition("Invoice", None, InvoiceStatus.DRAFT),
+        "date": now_instant(),
         "lineItem": [line_item(1, f"ChargeItem/{item['id']}", line, currency)],
         "totalNet": money(line.net, currency), "totalGross": money(line.gross, currency),
     }

@@ -5,7 +5,7 @@ The Claim (or a Bundle holding one and what it references) is stored, then:
 * when the focal Coverage's payor Organization has a FHIR endpoint, the FHIR payer
   adapter sends it there (patient, coverage, insurer and provider contained) and the
   ClaimResponse that comes back is stored with its references mapped to this server;
-* otherwise this server adjudicates it as the payer (``fhir_server/operations/adjudication.py``).
+* otherwise this server adjudicates it as the payer (``fhir_server/revenue/payer/``).
 
 A Claim that already has a complete ClaimResponse is not adjudicated twice: the
 existing answer is returned (on the payer side, a resubmitted Claim is recognised by
@@ -20,13 +20,11 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 from fhir_server.core.errors import Conflict, Invalid, NotFound, Unprocessable, Upstream
-from fhir_server.core.money import decimal_of, money
+from fhir_server.core.money import decimal_of
 from fhir_server.observability import business
-from fhir_server.operations.adjudication import adjudicate, deductible_met, item_submitted, plan_rules
 from fhir_server.operations.base import Call, Operation, Param
 from fhir_server.operations.common import (
     Resolver,
@@ -36,34 +34,22 @@ from fhir_server.operations.common import (
     bundle_resources,
     commit_new,
     drop_ids,
-    now_instant,
     pack,
-    ref,
     route,
     search_token,
-    today,
 )
 from fhir_server.operations.interchanges import documents
-from fhir_server.operations.invoice_balance import adjudication_posting, bill_of, currency_of, post
-from fhir_server.operations.payer_side import (
-    Member,
-    beneficiary_ref,
-    check_subject,
-    claim_service_date,
-    coverage_ref,
-    error_code,
-    in_force,
-    visible_member,
-)
+from fhir_server.operations.payer_side import check_subject, visible_member
+from fhir_server.revenue.balances import adjudication_posting, currency_of, post
+from fhir_server.revenue.billing import bill_of
+from fhir_server.revenue.coverage import focal_coverage_ref
+from fhir_server.revenue.payer.claims import adjudicate_claim
+from fhir_server.revenue.payer.members import Member
+from fhir_server.revenue.states import ClaimOutcome, claim_outcome, transition
 from fhir_server.service import interactions as svc
 from fhir_server.service.validation import validate_resource
 from fhir_server.storage.locks import LockBusy
-from fhir_server.terminology.systems import CLAIM_CONTROL, PAYMENT_TYPE, SERVER_URI
-
-
-def _focal(claim: Resource) -> dict[str, Any]:
-    insurance = [i for i in claim.get("insurance") or [] if isinstance(i, dict)]
-    return next((i for i in insurance if i.get("focal")), insurance[0] if insurance else {})
+from fhir_server.terminology.systems import CLAIM_CONTROL, SERVER_URI
 
 
 async def run(call: Call) -> Resource:
@@ -86,7 +72,7 @@ async def run(call: Call) -> Resource:
     claim = submission.claim
     claim_ref = f"Claim/{claim['id']}"
     resolver = Resolver(call.repo, call.settings, claim, bundle)
-    way = await route(call.repo, resolver, coverage_ref=_focal(claim).get("coverage"),
+    way = await route(call.repo, resolver, coverage_ref=focal_coverage_ref(claim),
                       insurer_ref=claim.get("insurer"))
     await check_subject(call, resolver, claim.get("patient"), way, where="Claim")
     if way.endpoint is not None:
@@ -98,7 +84,7 @@ async def run(call: Call) -> Resource:
                 return await _send(call, submission, resolver, claim, claim_ref, way)
         except LockBusy:
             raise Conflict("This claim is being sent by another request; try again") from None
-    member = await visible_member(call, resolver, _focal(claim).get("coverage"))
+    member = await visible_member(call, resolver, focal_coverage_ref(claim))
     lease = [f"deductible:{member.reference}"] if member.reference else []
     try:
         # One adjudication per member Coverage at a time: the year's deductible is shared.
@@ -151,6 +137,10 @@ async def _commit(call: Call, submission: Submission, response: Resource, *,
     travelled and the bill's Invoice update together: a claim is never left stored without
     its answer. ``previous``: the ClaimResponse this one replaces (content, version)."""
     earlier, version = previous if previous is not None else (None, None)
+    outcome = claim_outcome(response)
+    if outcome is not None:  # else not a ClaimResponse the validation lets through
+        response["outcome"] = transition("ClaimResponse", (earlier or {}).get("outcome"),
+                                         outcome)
     if previous is None:
         response["id"] = str(uuid.uuid4())
         earlier = await _complete_response(call, f"Claim/{submission.claim['id']}")
@@ -243,7 +233,8 @@ async def _complete_response(call: Call, claim_ref: str) -> Resource | None:
     found = await svc.find_resources(repo=call.repo, settings=call.settings,
                                      type_="ClaimResponse",
                                      criteria=[("request", claim_ref),
-                                               ("outcome", "complete,queued")], limit=1)
+                                               ("outcome", f"{ClaimOutcome.COMPLETE},"
+                                                           f"{ClaimOutcome.QUEUED}")], limit=1)
     return found[0] if found else None
 
 
@@ -274,57 +265,10 @@ def _as_ours(answer: Resource, claim: Resource, claim_ref: str, way: Route,
 
 async def adjudicate_as_payer(call: Call, claim: Resource, claim_ref: str,
                               resolver: Resolver, member: Member) -> Resource:
-    submitted, _ = await resolver.get(_focal(claim).get("coverage"), "Coverage")
-    on = claim_service_date(claim, fallback=today())
-    currency = call.settings.fhir_billing_currency
-    response: Resource = {
-        "resourceType": "ClaimResponse", "status": "active", "type": claim["type"],
-        "use": claim["use"], "patient": beneficiary_ref(member, claim.get("patient")),
-        "created": now_instant(),
-        "insurer": ref(member.payer) if member.payer else {"display": "Payer"},
-        "request": {"reference": claim_ref},
-        "insurance": [{"sequence": 1, "focal": True,
-                       "coverage": coverage_ref(member, submitted)}],
-    }
-    provider = (claim.get("provider") or {}).get("reference")
-    if isinstance(provider, str) and not provider.startswith("#"):
-        response["requestor"] = {"reference": provider}
-    errors = _errors(member, on, claim, currency)
-    if errors:
-        response.update(outcome="error", disposition="Claim not adjudicated", error=errors)
-        return response
-    assert member.coverage is not None
-    rules = await plan_rules(call.repo, call.settings, member.coverage)
-    met = await deductible_met(call.repo, call.settings, member, on.year)
-    result = adjudicate(claim, rules, deductible_left=max(Decimal(0), rules.deductible - met),
-                        currency=currency)
-    response.update(
-        outcome="complete", disposition="Claim settled as per contract",
-        item=result.items, total=result.totals,
-        payment={"type": {"coding": [{"system": PAYMENT_TYPE, "code": "complete"}]},
-                 "date": today().isoformat(), "amount": money(result.benefit, currency)})
-    return response
-
-
-def _errors(member: Member, on: Any, claim: Resource, currency: str) -> list[dict[str, Any]]:
-    if member.coverage is None:
-        return [error_code("member-not-found", "Member not found")]
-    if not in_force(member.coverage, on):
-        return [error_code("coverage-not-in-force", "Coverage not in force on the service date")]
-    items = claim.get("item") or []
-    if not items:
-        return [error_code("no-items", "The claim has no items")]
-    for item in items:
-        try:
-            amount = item_submitted(item)
-        except Unprocessable:
-            return [error_code("invalid-amount", "An item's amount cannot be read")]
-        if amount < 0:
-            return [error_code("invalid-amount", "An item's amount is negative")]
-        for money_ in (item.get("net"), item.get("unitPrice")):
-            if isinstance(money_, dict) and money_.get("currency", currency) != currency:
-                return [error_code("invalid-currency", f"Amounts must be in {currency}")]
-    return []
+    submitted, _ = await resolver.get(focal_coverage_ref(claim), "Coverage")
+    return await adjudicate_claim(repo=call.repo, settings=call.settings, claim=claim,
+                                  claim_ref=claim_ref, member=member,
+                                  submitted_coverage=submitted)
 
 
 CLAIM_SUBMIT = Operation(

@@ -3,7 +3,6 @@ finding a payer's endpoint, and packing resources to travel to another server.""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -12,14 +11,20 @@ from fhir_server.adapters.payer import FHIR_REST, X12_5010, Partner, PayerEndpoi
 from fhir_server.core.config import Settings
 from fhir_server.core.errors import Conflict, Unprocessable
 from fhir_server.core.fhirjson import loads_stored
+from fhir_server.revenue.records import (  # noqa: F401 - shared by the operations
+    LOCAL_REF,
+    Resolver,
+    Resource,
+    identifier_keys,
+    read_local,
+    ref,
+    search_token,
+)
 from fhir_server.service import interactions as svc
 from fhir_server.service.validation import validate_resource
 from fhir_server.storage.model import instant, now_ms
 from fhir_server.storage.repository import Repository, TransactionConflict
 from fhir_server.terminology.systems import ENDPOINT_CONNECTION, ENDPOINT_OAUTH, X12_CONNECTION, X12_PARTNER
-
-LOCAL_REF = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})$")
-Resource = dict[str, Any]
 
 
 def now_instant() -> str:
@@ -28,63 +33,6 @@ def now_instant() -> str:
 
 def today() -> date:
     return datetime.now(UTC).date()
-
-
-def ref(resource_or_ref: Resource | str) -> dict[str, str]:
-    if isinstance(resource_or_ref, str):
-        return {"reference": resource_or_ref}
-    return {"reference": f"{resource_or_ref['resourceType']}/{resource_or_ref['id']}"}
-
-
-async def read_local(repo: Repository, reference: Any) -> Resource | None:
-    """The current content of ``Type/id`` on this server (None: not here or deleted)."""
-    match = LOCAL_REF.match(reference) if isinstance(reference, str) else None
-    if not match:
-        return None
-    _, resource = await svc.current_resource(repo, match.group(1), match.group(2))
-    return resource
-
-
-class Resolver:
-    """Follows references from a resource that may have come from another server:
-    ``#id`` to its contained resources, ``Type/id`` or this server's absolute URL to
-    this server, and a Bundle's entries (by fullUrl or ``Type/id``) when it came in one."""
-
-    def __init__(self, repo: Repository, settings: Settings, resource: Resource,
-                 bundle: Resource | None = None) -> None:
-        self.repo = repo
-        self.base = settings.base_url + "/"
-        self.contained = {str(c.get("id")): c for c in resource.get("contained") or []
-                          if isinstance(c, dict)}
-        self.entries: dict[str, Resource] = {}
-        entries = (bundle or {}).get("entry")
-        for e in entries if isinstance(entries, list) else []:
-            r = e.get("resource") if isinstance(e, dict) else None
-            if isinstance(r, dict):
-                if e.get("fullUrl"):
-                    self.entries[str(e["fullUrl"])] = r
-                if r.get("id"):
-                    self.entries[f"{r.get('resourceType')}/{r['id']}"] = r
-
-    async def get(self, reference: Any, type_: str) -> tuple[Resource | None, str | None]:
-        """(the resource of that type, its ``Type/id`` when it is stored on this server)."""
-        resource, local = await self._find(reference)
-        if resource is None or resource.get("resourceType") != type_:
-            return None, None
-        return resource, local
-
-    async def _find(self, reference: Any) -> tuple[Resource | None, str | None]:
-        target = reference.get("reference") if isinstance(reference, dict) else None
-        if not isinstance(target, str):
-            return None, None
-        if target.startswith("#"):
-            found = self.contained.get(target[1:])
-            return (found, None) if isinstance(found, dict) else (None, None)
-        if target in self.entries:
-            return self.entries[target], None
-        local = target[len(self.base):] if target.startswith(self.base) else target
-        resource = await read_local(self.repo, local)
-        return (resource, local) if resource is not None else (None, None)
 
 
 async def payer_endpoint(repo: Repository, organization: Resource | None) -> PayerEndpoint | None:
@@ -134,12 +82,6 @@ def _connection(endpoint: Resource) -> str | None:
 def _parts(extension: Resource | None) -> dict[str, str]:
     return {str(p.get("url")): str(p.get("valueString") or p.get("valueCode") or "")
             for p in (extension or {}).get("extension") or [] if isinstance(p, dict)}
-
-
-def identifier_keys(resource: Resource | None) -> list[tuple[str, str]]:
-    return [(str(i.get("system", "")), str(i["value"]))
-            for i in (resource or {}).get("identifier") or [] if isinstance(i, dict)
-            and i.get("value")]
 
 
 def map_references(value: Any, mapping: dict[str, str]) -> Any:
@@ -199,13 +141,6 @@ def answer_as_ours(answer: Resource, way: Route, fields: dict[str, dict[str, Any
                              {"system": way.endpoint.address, "value": str(answer["id"])[:64]}]
     mapped: Resource = map_references(out, kept)
     return mapped
-
-
-def search_token(system: str | None, value: str) -> str:
-    """A token search value, its ``,``, ``|``, ``$`` and ``\\`` escaped: ``system|value``,
-    or the value alone when there is no system."""
-    escaped = "".join(f"\\{c}" if c in ",|$\\" else c for c in value)
-    return f"{system}|{escaped}" if system else escaped
 
 
 def bundle_resources(bundle: Resource, type_: str) -> list[Resource]:

@@ -3,17 +3,15 @@
 The request is stored, then answered: by the payer's FHIR endpoint when the
 Coverage's payor Organization has one (the request travels with its patient,
 coverage and insurer contained), otherwise by this server as the payer
-(``fhir_server/operations/payer_side.py``). The answer is stored with ``request`` pointing at
+(``fhir_server/revenue/payer/eligibility.py``). The answer is stored with ``request`` pointing at
 the stored request, and returned.
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from fhir_server.core.errors import Invalid, NotFound, Unprocessable, Upstream
-from fhir_server.core.money import decimal_of, money
 from fhir_server.operations.base import Call, Operation, Param
 from fhir_server.operations.common import (
     Resolver,
@@ -25,36 +23,16 @@ from fhir_server.operations.common import (
     drop_ids,
     now_instant,
     pack,
-    ref,
     route,
     today,
 )
 from fhir_server.operations.interchanges import documents
-from fhir_server.operations.payer_side import (
-    beneficiary_ref,
-    check_subject,
-    coverage_ref,
-    error_code,
-    in_force,
-    logical_ref,
-    service_date,
-    visible_member,
-)
+from fhir_server.operations.payer_side import check_subject, visible_member
+from fhir_server.revenue.coverage import focal_coverage_ref
+from fhir_server.revenue.payer.eligibility import DEFAULT_PURPOSE, eligibility_answer
+from fhir_server.revenue.payer.members import service_date
 from fhir_server.service import interactions as svc
 from fhir_server.service.validation import validate_resource
-from fhir_server.terminology.systems import BENEFIT_CATEGORY, BENEFIT_TYPE, COPAY_TYPE
-
-DEFAULT_PURPOSE = ["validation", "benefits"]
-# Coverage.costToBeneficiary.type -> benefit-type of the answer's insurance.item.benefit.
-BENEFIT_OF_COST = {"gpvisit": "copay", "spvisit": "copay", "emergency": "copay",
-                   "inpthosp": "copay", "televisit": "copay", "urgentcare": "copay",
-                   "copay": "copay", "copaypct": "copay-percent", "deductible": "deductible",
-                   "maxoutofpocket": "copay-maximum"}
-
-
-def _focal_insurance(request: Resource) -> dict[str, Any] | None:
-    insurance = [i for i in request.get("insurance") or [] if isinstance(i, dict)]
-    return next((i for i in insurance if i.get("focal")), insurance[0] if insurance else None)
 
 
 async def submit_request(call: Call, request: Resource, bundle: Resource | None = None
@@ -66,8 +44,7 @@ async def submit_request(call: Call, request: Resource, bundle: Resource | None 
     request = {**drop_ids(request), "id": str(uuid.uuid4())}
     request_ref = f"CoverageEligibilityRequest/{request['id']}"
     resolver = Resolver(repo, settings, request, bundle)
-    insurance = _focal_insurance(request) or {}
-    way = await route(repo, resolver, coverage_ref=insurance.get("coverage"),
+    way = await route(repo, resolver, coverage_ref=focal_coverage_ref(request),
                       insurer_ref=request.get("insurer"))
     patient, patient_local = await check_subject(
         call, resolver, request.get("patient"), way, where="CoverageEligibilityRequest")
@@ -117,68 +94,13 @@ def _as_ours(answer: Resource, request: Resource, request_ref: str, way: Route, 
 
 async def answer_as_payer(call: Call, request: Resource, request_ref: str,
                           resolver: Resolver) -> Resource:
-    insurance = _focal_insurance(request) or {}
-    member = await visible_member(call, resolver, insurance.get("coverage"))
-    submitted, _ = await resolver.get(insurance.get("coverage"), "Coverage")
-    on = service_date(request, fallback=today())
-    response: Resource = {
-        "resourceType": "CoverageEligibilityResponse", "status": "active",
-        "purpose": request.get("purpose") or DEFAULT_PURPOSE,
-        "patient": beneficiary_ref(member, request.get("patient")),
-        "servicedDate": on.isoformat(), "created": now_instant(),
-        "request": {"reference": request_ref}, "outcome": "complete",
-        "insurer": ref(member.payer) if member.payer
-        else logical_ref(request.get("insurer"), "Payer"),
-    }
-    if member.coverage is None:
-        response["disposition"] = "Member not found"
-        response["insurance"] = [{"coverage": coverage_ref(member, submitted), "inforce": False}]
-        response["error"] = [error_code("member-not-found", "Member not found")]
-        return response
-    inforce = in_force(member.coverage, on)
-    entry: dict[str, Any] = {"coverage": coverage_ref(member, submitted), "inforce": inforce}
-    if member.coverage.get("period"):
-        entry["benefitPeriod"] = member.coverage["period"]
-    if inforce and "benefits" in response["purpose"]:
-        items = _benefit_items(member.coverage, call.settings.fhir_billing_currency)
-        if items:
-            entry["item"] = items
-    response["insurance"] = [entry]
-    response["disposition"] = ("Policy is in force" if inforce
-                               else "Policy is not in force on the service date")
-    return response
-
-
-def _benefit_items(coverage: Resource, currency: str) -> list[dict[str, Any]]:
-    """The Coverage's costToBeneficiary as benefits (entries this server cannot read are left
-    out: they are the payer's data, not the requester's mistake)."""
-    items = []
-    for cost in coverage.get("costToBeneficiary") or []:
-        codes = [c.get("code") for c in (cost.get("type") or {}).get("coding") or []
-                 if c.get("system") in (None, COPAY_TYPE)]
-        kind = next((BENEFIT_OF_COST[c] for c in codes if c in BENEFIT_OF_COST), None)
-        value = (cost.get("valueMoney") or cost.get("valueQuantity") or {}).get("value")
-        try:
-            amount = decimal_of(value)
-        except Unprocessable:
-            continue
-        if kind is None or amount < 0 or (kind == "copay-percent" and amount > 100):
-            continue
-        benefit: dict[str, Any] = {"type": {"coding": [{"system": BENEFIT_TYPE, "code": kind}]}}
-        if "valueMoney" in cost:
-            benefit["allowedMoney"] = money(amount, cost["valueMoney"].get("currency", currency))
-        elif amount == amount.to_integral_value():
-            benefit["allowedUnsignedInt"] = int(amount)
-        else:
-            benefit["allowedString"] = f"{amount}%"
-        items.append({
-            "category": {"coding": [{"system": BENEFIT_CATEGORY, "code": "30",
-                                     "display": "Health Benefit Plan Coverage"}]},
-            "name": codes[0] if codes else kind, "network": {"coding": [{
-                "system": "http://terminology.hl7.org/CodeSystem/benefit-network",
-                "code": "in"}]},
-            "benefit": [benefit]})
-    return items
+    coverage = focal_coverage_ref(request)
+    member = await visible_member(call, resolver, coverage)
+    submitted, _ = await resolver.get(coverage, "Coverage")
+    return eligibility_answer(request=request, request_ref=request_ref, member=member,
+                              submitted_coverage=submitted,
+                              on=service_date(request, fallback=today()),
+                              currency=call.settings.fhir_billing_currency)
 
 
 async def run_submit(call: Call) -> Resource:

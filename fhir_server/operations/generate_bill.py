@@ -30,7 +30,6 @@ from fhir_server.core.errors import Conflict, Unprocessable
 from fhir_server.core.fhirjson import loads_stored
 from fhir_server.core.money import decimal_of
 from fhir_server.observability import business
-from fhir_server.operations import billing
 from fhir_server.operations.base import Call, Operation, Param
 from fhir_server.operations.common import (
     LOCAL_REF,
@@ -40,6 +39,7 @@ from fhir_server.operations.common import (
     read_local,
     search_token,
 )
+from fhir_server.revenue import billing
 from fhir_server.service import interactions as svc
 from fhir_server.storage.locks import LockBusy
 from fhir_server.terminology.systems import BILL_INVOICE
@@ -105,7 +105,8 @@ def _is_for(resource: Resource, patient_ref: str) -> bool:
 async def _bill(call: Call, *, patient_ref: str, encounter: Resource | None,
                 appointment: Resource | None, keys: list[str]) -> Resource:
     repo, settings = call.repo, call.settings
-    issued, draft = await billing.bills_of(repo, settings, keys=keys, patient_ref=patient_ref)
+    issued, draft = await billing.bills_of(repo=repo, settings=settings, keys=keys,
+                                           patient_ref=patient_ref)
     if issued is not None:
         return await _existing(call, issued)
     day = billing.service_day(encounter, appointment)
@@ -125,7 +126,8 @@ async def _bill(call: Call, *, patient_ref: str, encounter: Resource | None,
         if price is not None:
             item["priceOverride"] = {"value": price, "currency": currency}
         charges.append(billing.Charge(item=item, previous=None, where=f"{where}.part.code"))
-    bill = await billing.compose(repo, settings, patient_ref=patient_ref, encounter=encounter,
+    bill = await billing.compose(repo=repo, settings=settings, patient_ref=patient_ref,
+                                 encounter=encounter,
                                  appointment=appointment, keys=keys, draft=draft,
                                  charges=charges)
     committed = await commit_new(repo, settings, bill.writes)

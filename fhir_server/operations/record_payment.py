@@ -3,7 +3,7 @@
 It writes, in one all-or-nothing commit, a PaymentReconciliation allocated to the Invoice
 (``detail.request`` = the Invoice, identifier ``urn:fhir-rcm-server:invoice|Invoice/[id]``,
 the method as R5's cross-version ``method`` extension with a v2-0570 code) and the
-Invoice's new balance (``invoice_balance``): a patient's payment adds to ``patient-paid``,
+Invoice's new balance (``revenue/balances.py``): a patient's payment adds to ``patient-paid``,
 an Organization's to ``insurer``; overpayment shows as ``credit``.
 """
 
@@ -15,7 +15,13 @@ from fhir_server.core.errors import Conflict, NotFound, Unprocessable
 from fhir_server.core.money import decimal_of, money
 from fhir_server.operations.base import Call, Operation, Param
 from fhir_server.operations.common import LOCAL_REF, Resource, commit_new, now_instant, today
-from fhir_server.operations.invoice_balance import OPEN, Posting, currency_of, post
+from fhir_server.revenue.balances import Posting, currency_of, post
+from fhir_server.revenue.states import (
+    OPEN_INVOICES,
+    PaymentReconciliationStatus,
+    invoice_status,
+    transition,
+)
 from fhir_server.service import interactions as svc
 from fhir_server.storage.locks import LockBusy
 from fhir_server.terminology.systems import (
@@ -50,7 +56,7 @@ async def _record(call: Call, id_: str) -> Resource:
     version, invoice = await svc.current_resource(call.repo, "Invoice", id_)
     if invoice is None or version is None:
         raise NotFound(f"Invoice/{id_[:64]} is not known")
-    if invoice.get("status") not in OPEN:
+    if invoice_status(invoice) not in OPEN_INVOICES:
         raise Unprocessable(f"Only an issued (or balanced) Invoice takes payments; this one is "
                             f"{str(invoice.get('status'))[:20]}", expression=["Invoice.status"],
                             code="business-rule")
@@ -78,7 +84,8 @@ async def _record(call: Call, id_: str) -> Resource:
         "extension": [{"url": PAYMENT_METHOD_EXTENSION, "valueCodeableConcept": {"coding": [
             {"system": PAYMENT_METHOD, "code": method, "display": METHODS[method]}]}}],
         "identifier": [{"system": BILL_INVOICE, "value": f"Invoice/{id_}"}],
-        "status": "active", "created": now_instant(), "outcome": "complete",
+        "status": transition("PaymentReconciliation", None, PaymentReconciliationStatus.ACTIVE),
+        "created": now_instant(), "outcome": "complete",
         "disposition": f"{'Insurer' if insurer else 'Patient'} payment", "paymentDate": paid_on,
         "paymentAmount": money(amount, currency), "detail": [detail]}
     if insurer:

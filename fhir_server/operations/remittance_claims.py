@@ -18,6 +18,8 @@ from typing import Any
 from fhir_server.adapters.x12.remittance import ZERO, Adjustment, ClaimPayment, Remittance, ServicePayment
 from fhir_server.core.money import money
 from fhir_server.operations.common import Resource, now_instant
+from fhir_server.revenue.coverage import focal_coverage_ref
+from fhir_server.revenue.states import ClaimOutcome
 from fhir_server.terminology.systems import (
     ADJUDICATION,
     PAYER_CLAIM_NUMBER,
@@ -88,13 +90,12 @@ def claim_response(*, payment: ClaimPayment, remittance: Remittance, claim: Reso
                 for group, amount in sorted(groups.items())),
               {"category": _category(RESPONSIBILITY, "patient-responsibility"),
                "amount": money(payment.patient_responsibility, currency)}]
-    focal = next((i for i in claim.get("insurance") or [] if i.get("focal")),
-                 (claim.get("insurance") or [{}])[0])
+    coverage = focal_coverage_ref(claim)
     response: Resource = {
         "resourceType": "ClaimResponse", "id": id_, "status": "active", "type": claim["type"],
         "use": claim.get("use", "claim"), "patient": claim["patient"], "created": now_instant(),
         "insurer": {"reference": payer_ref}, "request": {"reference": f"Claim/{claim['id']}"},
-        "outcome": "complete",
+        "outcome": ClaimOutcome.COMPLETE.value,
         "disposition": CLAIM_STATUS.get(payment.status, f"Claim status {payment.status[:4]}"),
         "total": totals,
         "payment": {"type": {"coding": [{"system": PAYMENT_TYPE, "code": "complete"}]},
@@ -105,8 +106,8 @@ def claim_response(*, payment: ClaimPayment, remittance: Remittance, claim: Reso
         response["identifier"] = [{"system": PAYER_CLAIM_NUMBER, "value": payment.payer_claim}]
     if claim.get("provider"):
         response["requestor"] = claim["provider"]
-    if focal.get("coverage"):
-        response["insurance"] = [{"sequence": 1, "focal": True, "coverage": focal["coverage"]}]
+    if coverage:
+        response["insurance"] = [{"sequence": 1, "focal": True, "coverage": coverage}]
     if items:
         response["item"] = items
     if payment.adjustments:

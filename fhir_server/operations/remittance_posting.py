@@ -33,8 +33,15 @@ from fhir_server.core.money import money
 from fhir_server.operations.claim_submit import claim_response_id
 from fhir_server.operations.common import Resource, commit_new, now_instant, search_token
 from fhir_server.operations.interchanges import interchange_document
-from fhir_server.operations.invoice_balance import adjudication_posting, bill_of, currency_of, post
 from fhir_server.operations.remittance_claims import claim_response, x12_date
+from fhir_server.revenue.balances import adjudication_posting, currency_of, post
+from fhir_server.revenue.billing import bill_of
+from fhir_server.revenue.states import (
+    ClaimOutcome,
+    PaymentReconciliationStatus,
+    claim_outcome,
+    transition,
+)
 from fhir_server.service import interactions as svc
 from fhir_server.storage.locks import LockBusy
 from fhir_server.storage.repository import Repository
@@ -219,7 +226,8 @@ def _reconciliation(id_: str, remittance: Remittance, payer_ref: str, key: str,
     total = remittance.total if remittance.credit else -remittance.total
     return {"resourceType": "PaymentReconciliation", "id": id_,
             "identifier": [{"system": REMITTANCE_TRACE, "value": key}],
-            "status": "active", "created": now_instant(), "paymentIssuer": {"reference": payer_ref},
+            "status": transition("PaymentReconciliation", None, PaymentReconciliationStatus.ACTIVE),
+            "created": now_instant(), "paymentIssuer": {"reference": payer_ref},
             "outcome": "complete",
             "disposition": f"835 remittance, {'EFT' if remittance.method == 'ACH' else 'check'}"
                            f" {remittance.trace[:50]}",
@@ -259,11 +267,13 @@ async def _apply_statuses(repo: Repository, settings: Settings, statuses: list[C
                                         "in X12", "warning"))
             continue
         response = loads_stored(stored.text)
-        if response.get("outcome") == "complete":
+        if claim_outcome(response) is ClaimOutcome.COMPLETE:
             continue  # already paid or denied by an 835: a late 277CA changes nothing
         codes = ", ".join(f"{c}:{s}" + (f":{e}" if e else "") for c, s, e in status.statuses)
         if status.rejected:
-            response.update(outcome="error", disposition="Rejected by the payer (277CA)",
+            response.update(outcome=transition("ClaimResponse", response.get("outcome"),
+                                               ClaimOutcome.ERROR),
+                            disposition="Rejected by the payer (277CA)",
                             error=[{"code": {"coding": [
                                 {"system": ADJUDICATION_ERROR, "code": "x12-277ca-rejected",
                                  "display": "Rejected (277CA)"},

@@ -20,6 +20,7 @@ from fhir_server.adapters.hl7v2 import segments
 from fhir_server.adapters.hl7v2.message import Segment, V2Error, V2Message, codeable, decimal_text, dtm
 from fhir_server.adapters.upsert import Wanted
 from fhir_server.core.config import Settings
+from fhir_server.core.money import unit_price
 
 CHARGE = "CG"
 
@@ -91,6 +92,5 @@ def _unit_price(ft1: Segment, n: int, quantity: Decimal, settings: Settings) -> 
                           code="102")
         if per_unit:
             return amount
-        unit = (amount / quantity).quantize(Decimal("0.0001"))
-        return Decimal(format(unit.normalize(), "f"))  # 50.0000 -> 50, 33.3333 stays
+        return unit_price(amount, quantity)  # 50.0000 -> 50, 33.3333 stays
     return None

@@ -27,7 +27,7 @@ from fhir_server.adapters.upsert import Applied, WriteFailed, apply, identify
 from fhir_server.audit import events
 from fhir_server.core.config import Settings
 from fhir_server.core.errors import FhirError
-from fhir_server.operations import billing
+from fhir_server.revenue import billing
 from fhir_server.storage.locks import LockBusy
 from fhir_server.storage.model import instant, now_ms
 from fhir_server.storage.repository import Repository

@@ -24,6 +24,7 @@ from fhir_server.adapters.hl7v2.message import (
     dtm,
 )
 from fhir_server.adapters.upsert import Wanted
+from fhir_server.revenue.states import AppointmentStatus
 
 # SCH-25 filler status (HL7 table 0278) -> Appointment.status.
 FILLER_STATUS = {"Booked": "booked", "Pending": "pending", "Waitlist": "waitlist",
@@ -85,13 +86,13 @@ def map_siu(msg: V2Message, trigger: str) -> segments.Mapped:
     content: dict[str, Any] = {"identifier": ids}
     filler = sch.at(25)
     if trigger == "S15":
-        content["status"] = "cancelled"
+        content["status"] = AppointmentStatus.CANCELLED.value
     elif filler:
         if filler not in FILLER_STATUS:
             raise V2Error("SCH-25 is not a code of HL7 table 0278", where="SCH-25", code="103")
         content["status"] = FILLER_STATUS[filler]
     elif trigger == "S12":
-        content["status"] = "booked"
+        content["status"] = AppointmentStatus.BOOKED.value
     start, end, where = _start_end(msg, sch)
     if start:
         content["start"] = start

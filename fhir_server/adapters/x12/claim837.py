@@ -14,7 +14,8 @@ Segment by segment (see the README for the whole table):
 * 2300 claim: ``CLM`` (CLM01 = the Claim's id, total, place of service from the item's
   location or its Encounter's Location type or class), ``HI`` ICD-10-CM diagnoses.
 * 2310B rendering provider: ``NM1*82`` of the first Practitioner in ``careTeam`` with an NPI.
-* 2400 lines: ``LX``, ``SV1`` (CPT/HCPCS code and modifiers, charge, units, diagnosis
+* 2400 lines: ``LX``, ``SV1`` (CPT/HCPCS code and modifiers, the item's amount as
+  ``revenue/amounts.py`` computes it (net, else unit x quantity x factor), units, diagnosis
   pointers), ``DTP*472`` service date, ``REF*6R`` the item's sequence (echoed in 835s).
 """
 
@@ -48,6 +49,8 @@ from fhir_server.adapters.x12.fhir_read import (
 )
 from fhir_server.adapters.x12.fhir_read import identifier as identifier_of
 from fhir_server.adapters.x12.segments import Envelope, interchange, segment
+from fhir_server.revenue.amounts import item_amount
+from fhir_server.revenue.coverage import focal_coverage_ref
 
 VERSION = "005010X222A1"
 # Encounter.class (v3 ActCode) -> place of service, when no Location says it.
@@ -78,7 +81,7 @@ def write_837p(claim: Resource, *, control_system: str, partner: Partner, contro
                            "Claim.provider")
     body += _submitter(provider, partner)
     body += _billing_provider(provider)
-    coverage = packed.need(_focal(claim).get("coverage"), "Coverage", "Claim.insurance.coverage")
+    coverage = packed.need(focal_coverage_ref(claim), "Coverage", "Claim.insurance.coverage")
     patient = packed.need(claim.get("patient"), "Patient", "Claim.patient")
     insurer = packed.need(claim.get("insurer") or (coverage.get("payor") or [None])[0],
                           "Organization", "Claim.insurer")
@@ -87,11 +90,6 @@ def write_837p(claim: Resource, *, control_system: str, partner: Partner, contro
     return interchange(Envelope(sender=partner.sender, receiver=partner.receiver,
                                 usage=partner.usage, control=control, functional_id="HC",
                                 version=VERSION, at=at), "837", body)
-
-
-def _focal(claim: Resource) -> dict[str, Any]:
-    insurance = [i for i in claim.get("insurance") or [] if isinstance(i, dict)]
-    return next((i for i in insurance if i.get("focal")), insurance[0] if insurance else {})
 
 
 def _name_segment(code: str, resource: Resource, where: str, qualifier: str,
@@ -259,11 +257,7 @@ def _line(packed: Packed, claim: Resource, item: dict[str, Any], n: int,
         raise Missing(f"{where} has no CPT or HCPCS code", f"{where}.productOrService")
     modifiers = [str(m["code"]) for c in item.get("modifier") or []
                  if (m := coding(c, (CPT, *HCPCS)))][:4]
-    net = (item.get("net") or {}).get("value")
-    if net is None:
-        unit = Decimal(str((item.get("unitPrice") or {}).get("value", 0)))
-        net = unit * Decimal(str((item.get("quantity") or {}).get("value", 1)))
-    charge = Decimal(str(net))
+    charge = item_amount(item, where)  # the amount FHIR bills too (revenue/amounts.py)
     quantity = Decimal(str((item.get("quantity") or {}).get("value", 1)))
     used = [pointers[s] for s in item.get("diagnosisSequence") or [] if s in pointers][:4]
     served = (x12_date(item.get("servicedDate"))

@@ -37,6 +37,7 @@ from fhir_server.adapters.x12.fhir_read import (
 )
 from fhir_server.adapters.x12.remittance import number
 from fhir_server.adapters.x12.segments import Envelope, Interchange, X12Error, interchange, segment
+from fhir_server.revenue.coverage import focal_coverage_ref
 
 VERSION = "005010X279A1"
 SERVICE_TYPE = "https://x12.org/codes/service-type-codes"
@@ -57,9 +58,7 @@ def _name(code: str, resource: Resource, where: str, qualifier: str, id_: str) -
 
 def write_270(request: Resource, *, partner: Partner, control: int, at: datetime) -> str:
     packed = Packed(request)
-    insurance = [i for i in request.get("insurance") or [] if isinstance(i, dict)]
-    focal = next((i for i in insurance if i.get("focal")), insurance[0] if insurance else {})
-    coverage = packed.need(focal.get("coverage"), "Coverage",
+    coverage = packed.need(focal_coverage_ref(request), "Coverage",
                            "CoverageEligibilityRequest.insurance.coverage")
     payer = packed.need(request.get("insurer"), "Organization",
                         "CoverageEligibilityRequest.insurer")

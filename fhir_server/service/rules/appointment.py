@@ -22,13 +22,22 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fhir_server.core.errors import Conflict, Unprocessable
+from fhir_server.revenue.states import (
+    BOOKING,
+    ENDING,
+    AppointmentStatus,
+    InvoiceStatus,
+    invoice_status,
+    state_of,
+    transition,
+)
 from fhir_server.service import interactions as svc
 from fhir_server.service import write_rules as rules
 from fhir_server.storage.model import instant, now_ms
 from fhir_server.terminology.systems import BILL_KEY, INVOICE_APPOINTMENT
 
-ACTIVE = frozenset({"booked", "arrived", "checked-in"})
-ENDED = frozenset({"cancelled", "entered-in-error"})  # and deletion; a noshow keeps its bill
+ACTIVE = BOOKING  # booked, arrived, checked-in (revenue/states.py)
+ENDED = ENDING  # cancelled, entered-in-error; and deletion. A noshow keeps its bill.
 MAX_BOOKING = timedelta(days=7)
 MAX_CANDIDATES = 10_000
 SCHEDULED = ("Practitioner/", "Location/")
@@ -63,7 +72,7 @@ def _period(appointment: dict[str, Any]) -> tuple[datetime, datetime]:
 
 
 def _booking(resource: dict[str, Any] | None) -> bool:
-    return resource is not None and resource.get("status") in ACTIVE
+    return resource is not None and state_of(AppointmentStatus, resource.get("status")) in ACTIVE
 
 
 def _stamp(moment: datetime) -> str:
@@ -134,25 +143,28 @@ class AppointmentRules:
         patients = _actors(after or {}, ("Patient/",))
         if _booking(after) and patients:
             patient = patients[0][1]
-            if invoice is None or invoice.get("status") == "cancelled":
+            status = invoice_status(invoice)
+            if invoice is None or status is InvoiceStatus.CANCELLED:
                 return [rules.SideWrite("Invoice", invoice_id, {
-                    "resourceType": "Invoice", "id": invoice_id, "status": "draft",
+                    "resourceType": "Invoice", "id": invoice_id,
+                    "status": transition("Invoice", status, InvoiceStatus.DRAFT),
                     "extension": [{"url": INVOICE_APPOINTMENT,
                                    "valueReference": {"reference": f"Appointment/{id_}"}}],
                     "identifier": [{"system": BILL_KEY, "value": f"Appointment/{id_}"}],
                     "subject": {"reference": patient},
                     "date": instant(now_ms()),
                 })]
-            if invoice.get("status") == "draft" and (invoice.get("subject") or {}).get(
+            if status is InvoiceStatus.DRAFT and (invoice.get("subject") or {}).get(
                     "reference") != patient:
                 return [rules.SideWrite("Invoice", invoice_id, {
                     **_content(invoice), "subject": {"reference": patient}})]
             return []
-        ends_it = after is None or after.get("status") in ENDED
-        if ends_it and invoice is not None and invoice.get("status") == "draft":
+        ends_it = after is None or state_of(AppointmentStatus, after.get("status")) in ENDED
+        if ends_it and invoice is not None and invoice_status(invoice) is InvoiceStatus.DRAFT:
             # Only a draft follows the appointment: an issued bill is billing's to cancel.
             return [rules.SideWrite("Invoice", invoice_id, {
-                **_content(invoice), "status": "cancelled",
+                **_content(invoice),
+                "status": transition("Invoice", invoice["status"], InvoiceStatus.CANCELLED),
                 "cancelledReason": "Appointment cancelled"})]
         return []
 

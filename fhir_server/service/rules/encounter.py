@@ -3,7 +3,7 @@
 When an Encounter becomes ``finished`` (created finished, or updated to it, by any
 write path: a FHIR write, a transaction, an HL7 v2 A03) and the patient has billable
 ChargeItems for it that no bill holds yet, the bill is composed by the same code as
-``Invoice/$generate-bill`` (``fhir_server/operations/billing.py``: charges without a price are priced
+``Invoice/$generate-bill`` (``fhir_server/revenue/billing.py``: charges without a price are priced
 from the price list) and written in the same all-or-nothing commit as the Encounter:
 the ChargeItems (now naming their Invoice), the issued Invoice and, with Coverage in
 force, the Claim. A visit already billed (an issued Invoice with its key) is not billed
@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from fhir_server.operations import billing
-from fhir_server.operations.common import LOCAL_REF, read_local
+from fhir_server.revenue import billing
+from fhir_server.revenue.records import LOCAL_REF, read_local
 from fhir_server.service import interactions as svc
 from fhir_server.service import write_rules as rules
 from fhir_server.terminology.systems import BILL_INVOICE
@@ -60,12 +60,12 @@ class EncounterBillRule:
         if not charges:
             return []
         keys = _keys(change.id_, encounter)
-        issued, draft = await billing.bills_of(ctx.repo, ctx.settings, keys=keys,
+        issued, draft = await billing.bills_of(repo=ctx.repo, settings=ctx.settings, keys=keys,
                                                patient_ref=patient_ref)
         if issued is not None:
             return []
         appointment = await read_local(ctx.repo, keys[0]) if len(keys) > 1 else None
-        bill = await billing.compose(ctx.repo, ctx.settings, patient_ref=patient_ref,
+        bill = await billing.compose(repo=ctx.repo, settings=ctx.settings, patient_ref=patient_ref,
                                      encounter=encounter, appointment=appointment, keys=keys,
                                      draft=draft, charges=charges)
         return [rules.SideWrite(r["resourceType"], r["id"], r) for r, _ in bill.writes]

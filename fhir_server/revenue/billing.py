@@ -9,7 +9,7 @@ date, the Claim. A bill is keyed by its appointment and encounter references
 (``urn:fhir-rcm-server:bill|Appointment/[id]``); the draft Invoice a booking created
 becomes the bill's Invoice. Nothing is written here: callers commit the resources
 returned, all or nothing, each in its own way (an operation's commit, a rule's side
-writes).
+writes). ``bill_of`` finds the open bill a Claim settles, for the balance postings.
 """
 
 from __future__ import annotations
@@ -23,8 +23,16 @@ from typing import Any
 from fhir_server.core.config import Settings
 from fhir_server.core.errors import Unprocessable
 from fhir_server.core.money import cents, decimal_of, money
-from fhir_server.operations.common import search_token
-from fhir_server.operations.payer_side import in_force
+from fhir_server.revenue.amounts import items_total
+from fhir_server.revenue.coverage import primary_coverage
+from fhir_server.revenue.records import LOCAL_REF, search_token
+from fhir_server.revenue.states import (
+    OPEN_INVOICES,
+    ClaimStatus,
+    InvoiceStatus,
+    invoice_status,
+    transition,
+)
 from fhir_server.service import interactions as svc
 from fhir_server.storage.model import instant, now_ms
 from fhir_server.storage.repository import Repository
@@ -32,7 +40,6 @@ from fhir_server.terminology.pricelist import Priced, line_item, matches_code, p
 from fhir_server.terminology.systems import BILL_INVOICE, BILL_KEY, CLAIM_TYPE, PROCESS_PRIORITY
 
 Resource = dict[str, Any]
-ISSUED = ("issued", "balanced")
 
 
 @dataclass
@@ -58,7 +65,7 @@ def lease_names(keys: list[str]) -> list[str]:
     return [f"bill:{k}" for k in keys]
 
 
-async def bills_of(repo: Repository, settings: Settings, *, keys: list[str],
+async def bills_of(*, repo: Repository, settings: Settings, keys: list[str],
                    patient_ref: str) -> tuple[Resource | None, Resource | None]:
     """(the issued Invoice of these keys, else a draft one) for the patient."""
     if not keys:
@@ -68,12 +75,12 @@ async def bills_of(repo: Repository, settings: Settings, *, keys: list[str],
         criteria=[("identifier", ",".join(search_token(BILL_KEY, k) for k in keys))])
     # An appointment can have several patients: each has a bill of their own.
     invoices = [i for i in invoices if (i.get("subject") or {}).get("reference") == patient_ref]
-    issued = [i for i in invoices if i.get("status") in ISSUED]
-    drafts = [i for i in invoices if i.get("status") == "draft"]
+    issued = [i for i in invoices if invoice_status(i) in OPEN_INVOICES]
+    drafts = [i for i in invoices if invoice_status(i) is InvoiceStatus.DRAFT]
     return (issued[0] if issued else None), (drafts[0] if drafts else None)
 
 
-async def compose(repo: Repository, settings: Settings, *, patient_ref: str,
+async def compose(*, repo: Repository, settings: Settings, patient_ref: str,
                   encounter: Resource | None, appointment: Resource | None, keys: list[str],
                   draft: Resource | None, charges: list[Charge]) -> Bill:
     """Price the charges and compose the ChargeItems, the Invoice and the Claim (if any)."""
@@ -83,25 +90,7 @@ async def compose(repo: Repository, settings: Settings, *, patient_ref: str,
     key_ids = [{"system": BILL_KEY, "value": k} for k in keys]  # the Invoice's identifiers
     # ChargeItems and the Claim also name their Invoice.
     bill_ids = [*key_ids, {"system": BILL_INVOICE, "value": f"Invoice/{invoice_id}"}]
-    lines: list[tuple[Resource, Decimal, Priced]] = []
-    for charge in charges:
-        item = charge.item
-        kept = [i for i in item.get("identifier") or [] if i not in bill_ids]
-        item["identifier"] = [*kept, *bill_ids]
-        coding = ((item.get("code") or {}).get("coding") or [{}])[0]
-        quantity = decimal_of((item.get("quantity") or {}).get("value", 1), f"{charge.where}")
-        override = (item.get("priceOverride") or {}).get("value")
-        definition = None
-        if override is None:
-            definition = await price_definition(repo, settings, coding, charge.where)
-            if definition.get("url"):
-                item["definitionCanonical"] = [definition["url"]]
-        line = price_line(definition, quantity=quantity, charge_item=item, currency=currency,
-                          where=charge.where,
-                          unit_price=None if override is None else decimal_of(override,
-                                                                              charge.where))
-        lines.append(({k: coding[k] for k in ("system", "code", "display") if k in coding},
-                      quantity, line))
+    lines = [await _price(repo, settings, charge, bill_ids, currency) for charge in charges]
     total_net = sum((p.net for _, _, p in lines), Decimal(0))
     total_gross = sum((p.gross for _, _, p in lines), Decimal(0))
     now = instant(now_ms())
@@ -109,19 +98,71 @@ async def compose(repo: Repository, settings: Settings, *, patient_ref: str,
         "resourceType": "Invoice", "id": invoice_id,
         **({"extension": draft["extension"]} if draft and draft.get("extension") else {}),
         **({"identifier": key_ids} if key_ids else {}),
-        "status": "issued", "subject": {"reference": patient_ref},
+        "status": transition("Invoice", draft and draft.get("status"), InvoiceStatus.ISSUED),
+        "subject": {"reference": patient_ref},
         "recipient": {"reference": patient_ref}, "date": now,
         "lineItem": [line_item(n, f"ChargeItem/{c.item['id']}", p, currency)
                      for n, (c, (_, _, p)) in enumerate(zip(charges, lines, strict=True), 1)],
         "totalNet": money(total_net, currency), "totalGross": money(total_gross, currency),
     }
     claim = await _claim(repo, settings, patient_ref=patient_ref, encounter=encounter,
-                         bill_ids=bill_ids, day=day, lines=lines, total=total_gross)
+                         bill_ids=bill_ids, day=day, lines=lines)
     writes: list[tuple[Resource, int | None]] = [(c.item, c.previous) for c in charges]
     writes.append((invoice, int(draft["meta"]["versionId"]) if draft else None))
     if claim is not None:
         writes.append((claim, None))
     return Bill(writes=writes, invoice=invoice)
+
+
+async def _price(repo: Repository, settings: Settings, charge: Charge,
+                 bill_ids: list[dict[str, str]], currency: str
+                 ) -> tuple[Resource, Decimal, Priced]:
+    """(the charge's coding, its quantity, its priced line); the ChargeItem (in place) gets
+    the bill's identifiers and the price-list entry that priced it."""
+    item = charge.item
+    kept = [i for i in item.get("identifier") or [] if i not in bill_ids]
+    item["identifier"] = [*kept, *bill_ids]
+    coding = ((item.get("code") or {}).get("coding") or [{}])[0]
+    quantity = decimal_of((item.get("quantity") or {}).get("value", 1), f"{charge.where}")
+    override = (item.get("priceOverride") or {}).get("value")
+    definition = None
+    if override is None:
+        definition = await price_definition(repo, settings, coding, charge.where)
+        if definition.get("url"):
+            item["definitionCanonical"] = [definition["url"]]
+    line = price_line(definition, quantity=quantity, charge_item=item, currency=currency,
+                      where=charge.where,
+                      unit_price=None if override is None else decimal_of(override, charge.where))
+    return ({k: coding[k] for k in ("system", "code", "display") if k in coding}, quantity, line)
+
+
+async def bill_of(repo: Repository, claim: Resource) -> tuple[Resource, int] | None:
+    """The open Invoice a Claim bills (None: no bill to settle).
+
+    It is the one the Claim names with ``urn:fhir-rcm-server:invoice``, and only when it is
+    that patient's, issued (or balanced), and billed the Claim's total.
+    """
+    invoice_ref = next((i.get("value") for i in claim.get("identifier") or []
+                        if i.get("system") == BILL_INVOICE), None)
+    match = LOCAL_REF.match(invoice_ref) if isinstance(invoice_ref, str) else None
+    if match is None or match.group(1) != "Invoice":
+        return None
+    version, invoice = await svc.current_resource(repo, "Invoice", match.group(2))
+    if invoice is None or version is None or invoice_status(invoice) not in OPEN_INVOICES:
+        return None
+    if (invoice.get("subject") or {}).get("reference") != (claim.get("patient") or {}).get(
+            "reference"):
+        return None
+    gross = decimal_of((invoice.get("totalGross") or {}).get("value", 0))
+    if decimal_of((claim.get("total") or {}).get("value", gross)) != gross:
+        return None
+    try:
+        claimed = items_total(claim.get("item") or [])
+    except Unprocessable:
+        return None
+    if claimed != gross:
+        return None  # a claim for more (or less) than was billed settles nothing
+    return invoice, version
 
 
 async def price_definition(repo: Repository, settings: Settings, coding: Resource,
@@ -156,27 +197,21 @@ def service_day(encounter: Resource | None, appointment: Resource | None) -> dat
 
 async def _claim(repo: Repository, settings: Settings, *, patient_ref: str,
                  encounter: Resource | None, bill_ids: list[dict[str, str]], day: date,
-                 lines: list[tuple[Resource, Decimal, Priced]], total: Decimal
+                 lines: list[tuple[Resource, Decimal, Priced]]
                  ) -> Resource | None:
     coverages = await svc.find_resources(repo=repo, settings=settings, type_="Coverage",
                                          criteria=[("beneficiary", patient_ref),
                                                    ("status", "active")])
-    coverages = [c for c in coverages if in_force(c, day)]
-    if not coverages:
+    coverage = primary_coverage(coverages, day)
+    if coverage is None:
         return None
-    coverages.sort(key=lambda c: (int(c.get("order", 1 << 30)), str(c["id"])))
-    coverage = coverages[0]
-    provider = ((encounter or {}).get("serviceProvider") or {}).get("reference") \
-        or settings.fhir_billing_provider
-    if not provider:
-        raise Unprocessable("The patient has active Coverage, but the Claim has no provider: set "
-                            "FHIR_BILLING_PROVIDER or the Encounter's serviceProvider",
-                            expression=["Encounter.serviceProvider"])
+    provider = _provider(settings, encounter)
     currency = settings.fhir_billing_currency
     claim: Resource = {
         "resourceType": "Claim", "id": str(uuid.uuid4()),
         "identifier": bill_ids,
-        "status": "active", "type": {"coding": [{"system": CLAIM_TYPE, "code": "professional"}]},
+        "status": transition("Claim", None, ClaimStatus.ACTIVE),
+        "type": {"coding": [{"system": CLAIM_TYPE, "code": "professional"}]},
         "use": "claim", "patient": {"reference": patient_ref},
         "billablePeriod": {"start": day.isoformat(), "end": day.isoformat()},
         "created": instant(now_ms()), "provider": {"reference": provider},
@@ -185,8 +220,9 @@ async def _claim(repo: Repository, settings: Settings, *, patient_ref: str,
                        "coverage": {"reference": f"Coverage/{coverage['id']}"}}],
         "item": [_claim_item(n, coding, quantity, p, day, encounter, currency)
                  for n, (coding, quantity, p) in enumerate(lines, 1)],
-        "total": money(total, currency),
     }
+    # The Claim's total is what its items bill (revenue/amounts.py), as a payer counts it.
+    claim["total"] = money(items_total(claim["item"]), currency)
     payors = [p for p in coverage.get("payor") or []
               if str((p or {}).get("reference", "")).startswith("Organization/")]
     if payors:
@@ -196,6 +232,16 @@ async def _claim(repo: Repository, settings: Settings, *, patient_ref: str,
         claim["diagnosis"] = [{"sequence": n, "diagnosisReference": d["condition"]}
                               for n, d in enumerate(diagnoses, 1)]
     return claim
+
+
+def _provider(settings: Settings, encounter: Resource | None) -> str:
+    provider = ((encounter or {}).get("serviceProvider") or {}).get("reference") \
+        or settings.fhir_billing_provider
+    if not provider:
+        raise Unprocessable("The patient has active Coverage, but the Claim has no provider: set "
+                            "FHIR_BILLING_PROVIDER or the Encounter's serviceProvider",
+                            expression=["Encounter.serviceProvider"])
+    return str(provider)
 
 
 def _claim_item(n: int, coding: Resource, quantity: Decimal, line: Priced, day: date,

@@ -10,10 +10,10 @@
   code set that service's rules: ``benefit.cost`` of type ``copay`` (Money
   quantity), ``coinsurance`` (percent) or ``notcovered``.
 
-Per item: ``submitted`` is its net; ``eligible`` is the submitted amount (0 when not
-covered); the copay, then what remains of the year's deductible (less what earlier
-claims on this Coverage already applied), then coinsurance come off; the rest is the
-``benefit`` the payer pays. ``payment.amount`` is the sum of the benefits.
+Per item: ``submitted`` is its amount (``revenue/amounts.py``); ``eligible`` is the
+submitted amount (0 when not covered); the copay, then what remains of the year's
+deductible (less what earlier claims on this Coverage already applied), then coinsurance
+come off; the rest is the ``benefit`` the payer pays. ``payment.amount`` is the sum of the benefits.
 """
 
 from __future__ import annotations
@@ -26,8 +26,10 @@ from typing import Any
 from fhir_server.core.config import Settings
 from fhir_server.core.errors import Unprocessable
 from fhir_server.core.money import cents, decimal_of, money
-from fhir_server.operations.common import Resource, read_local, search_token
-from fhir_server.operations.payer_side import Member, claim_service_date
+from fhir_server.revenue.amounts import item_amount
+from fhir_server.revenue.payer.members import Member, claim_service_date
+from fhir_server.revenue.records import Resource, read_local, search_token
+from fhir_server.revenue.states import ClaimOutcome
 from fhir_server.service import interactions as svc
 from fhir_server.storage.repository import Repository
 from fhir_server.terminology.systems import ADJUDICATION, COPAY_TYPE, COVERAGE_CLASS
@@ -90,7 +92,7 @@ def rules_from_coverage(coverage: Resource) -> PlanRules:
     return rules
 
 
-async def plan_rules(repo: Repository, settings: Settings, coverage: Resource) -> PlanRules:
+async def plan_rules(*, repo: Repository, settings: Settings, coverage: Resource) -> PlanRules:
     rules = rules_from_coverage(coverage)
     plan_ids = [c.get("value") for c in coverage.get("class") or []
                 if any(t.get("code") == "plan" and t.get("system") in (None, COVERAGE_CLASS)
@@ -129,7 +131,7 @@ async def plan_rules(repo: Repository, settings: Settings, coverage: Resource) -
     return rules
 
 
-async def deductible_met(repo: Repository, settings: Settings, member: Member,
+async def deductible_met(*, repo: Repository, settings: Settings, member: Member,
                          year: int) -> Decimal:
     """Deductible already applied by earlier adjudications of this member Coverage for
     services in the same calendar year (the year of each claim's date of service)."""
@@ -139,7 +141,7 @@ async def deductible_met(repo: Repository, settings: Settings, member: Member,
         return ZERO
     responses = await svc.find_resources(
         repo=repo, settings=settings, type_="ClaimResponse",
-        criteria=[("patient", patient), ("outcome", "complete")], limit=100_000)
+        criteria=[("patient", patient), ("outcome", ClaimOutcome.COMPLETE.value)], limit=100_000)
     met = ZERO
     for response in responses:
         coverages = {(i.get("coverage") or {}).get("reference")
@@ -166,16 +168,6 @@ def _adjudication(code: str, *, amount: Decimal | None = None, value: Decimal | 
     return out
 
 
-def item_submitted(item: dict[str, Any]) -> Decimal:
-    """An item's amount: its net, else unitPrice x quantity x factor (422 when unusable)."""
-    if (item.get("net") or {}).get("value") is not None:
-        return decimal_of(item["net"]["value"], "Claim.item.net")
-    unit = decimal_of((item.get("unitPrice") or {}).get("value", 0), "Claim.item.unitPrice")
-    quantity = decimal_of((item.get("quantity") or {}).get("value", 1), "Claim.item.quantity")
-    factor = decimal_of(item.get("factor", 1), "Claim.item.factor")
-    return decimal_of(unit * quantity * factor, "Claim.item")
-
-
 @dataclass
 class Adjudicated:
     items: list[dict[str, Any]]
@@ -183,41 +175,73 @@ class Adjudicated:
     benefit: Decimal
 
 
+@dataclass(frozen=True)
+class Split:
+    """How one item's amount divides between the member and the payer."""
+
+    submitted: Decimal
+    eligible: Decimal
+    copay: Decimal
+    deductible: Decimal
+    coinsurance_pct: Decimal  # the member's percentage of what remains
+    benefit: Decimal
+
+
+@dataclass
+class Allowance:
+    """What is left to take from the member over a claim: the claim's copay (unless an
+    item's rule sets its own) and the year's deductible."""
+
+    copay: Decimal
+    deductible: Decimal
+
+
+def split_item(item: dict[str, Any], rules: PlanRules, left: Allowance) -> Split:
+    """The item's split; ``left`` is reduced by the copay and deductible it takes."""
+    coding = ((item.get("productOrService") or {}).get("coding") or [{}])[0]
+    rule = rules.for_item(coding)
+    submitted = item_amount(item)
+    eligible = submitted if rule.covered else ZERO
+    if rule.copay is not None:
+        copay = min(eligible, rule.copay)
+    else:
+        copay = min(eligible, left.copay)
+        left.copay -= copay
+    deductible = min(eligible - copay, left.deductible)
+    left.deductible -= deductible
+    pct = rule.coinsurance if rule.coinsurance is not None else rules.coinsurance
+    coinsurance = cents((eligible - copay - deductible) * pct / 100)
+    return Split(submitted=submitted, eligible=eligible, copay=copay, deductible=deductible,
+                 coinsurance_pct=pct, benefit=eligible - copay - deductible - coinsurance)
+
+
+def _entries(split: Split, currency: str) -> list[dict[str, Any]]:
+    entries = [_adjudication("submitted", amount=split.submitted, currency=currency),
+               _adjudication("copay", amount=split.copay, currency=currency),
+               _adjudication("eligible", amount=split.eligible, currency=currency),
+               _adjudication("deductible", amount=split.deductible, currency=currency)]
+    if split.coinsurance_pct:
+        entries.append(_adjudication("eligpercent", value=Decimal(100) - split.coinsurance_pct,
+                                     currency=currency))
+    entries.append(_adjudication("benefit", amount=split.benefit, currency=currency))
+    return entries
+
+
 def adjudicate(claim: Resource, rules: PlanRules, *, deductible_left: Decimal,
                currency: str) -> Adjudicated:
-    copay_left = rules.copay
+    """The claim's items adjudicated in sequence order, their totals and the payment."""
+    left = Allowance(copay=rules.copay, deductible=deductible_left)
     totals: dict[str, Decimal] = {}
     items: list[dict[str, Any]] = []
     for item in sorted(claim.get("item") or [], key=lambda i: int(i.get("sequence", 0))):
-        coding = ((item.get("productOrService") or {}).get("coding") or [{}])[0]
-        rule = rules.for_item(coding)
-        submitted = cents(item_submitted(item))
-        eligible = submitted if rule.covered else ZERO
-        if rule.copay is not None:
-            copay = min(eligible, rule.copay)
-        else:
-            copay = min(eligible, copay_left)
-            copay_left -= copay
-        deductible = min(eligible - copay, deductible_left)
-        deductible_left -= deductible
-        pct = rule.coinsurance if rule.coinsurance is not None else rules.coinsurance
-        coinsurance = cents((eligible - copay - deductible) * pct / 100)
-        benefit = eligible - copay - deductible - coinsurance
-        entries = [_adjudication("submitted", amount=submitted, currency=currency),
-                   _adjudication("copay", amount=copay, currency=currency),
-                   _adjudication("eligible", amount=eligible, currency=currency),
-                   _adjudication("deductible", amount=deductible, currency=currency)]
-        if pct:
-            entries.append(_adjudication("eligpercent", value=Decimal(100) - pct,
-                                         currency=currency))
-        entries.append(_adjudication("benefit", amount=benefit, currency=currency))
-        for code, amount in (("submitted", submitted), ("copay", copay), ("eligible", eligible),
-                             ("deductible", deductible), ("benefit", benefit)):
+        split = split_item(item, rules, left)
+        for code, amount in (("submitted", split.submitted), ("copay", split.copay),
+                             ("eligible", split.eligible), ("deductible", split.deductible),
+                             ("benefit", split.benefit)):
             totals[code] = totals.get(code, ZERO) + amount
         items.append({"itemSequence": int(item.get("sequence", len(items) + 1)),
-                      "adjudication": entries})
+                      "adjudication": _entries(split, currency)})
     return Adjudicated(items=items,
                        totals=[_adjudication(code, amount=amount, currency=currency)
                                for code, amount in totals.items()],
                        benefit=totals.get("benefit", ZERO))
-
