@@ -26,8 +26,8 @@ class Settings(BaseSettings):
     fhir_port: int = Field(default=8080, ge=1, le=65535, description="TCP port to listen on.")
     fhir_workers: int = Field(
         default_factory=lambda: os.cpu_count() or 1, ge=1, le=64,
-        description="Server processes sharing the port and the database (default: the "
-        "number of cores).")
+        description="Server processes sharing the port and the database.",
+        json_schema_extra={"default_text": "the number of cores"})
     fhir_base_url: str | None = Field(
         default=None,
         description="Public base URL of the FHIR endpoint, used in absolute links "
@@ -38,19 +38,24 @@ class Settings(BaseSettings):
         "SQLite database FHIR_DATA_DIR/fhir.sqlite3.")
     mongodb_database: str = Field(default="fhir", description="Database name on MongoDB.")
     fhir_data_dir: Path = Field(
-        default=Path("./var"), description="Where the embedded database and the audit journal "
-        "keep their files."
+        default=Path("./var"), description="Where the embedded database keeps its file "
+        "(fhir.sqlite3, with its -wal and -shm), the audit journal (audit-journal/), Bulk "
+        "Data export files (bulk-export/) and, with FHIR_WORKERS > 1, the workers' metrics "
+        "(metrics/)."
     )
     fhir_sqlite_synchronous: Literal["NORMAL", "FULL"] = Field(
         default="NORMAL", description="SQLite's synchronous setting for the embedded database "
         "(WAL journal): NORMAL survives a crash of the process, FULL also a power loss, at the "
         "cost of a disk sync per commit.")
     fhir_ferretdb_bin: Path | None = Field(
-        default=None, description="A prebuilt FerretDB launcher, for moving data written by "
-        "the embedded FerretDB of earlier versions (default: tools/ferretdb, built with go).")
+        default=None, description="A prebuilt FerretDB launcher, for the tests' MongoDB "
+        "stand-in and for moving data written by the embedded FerretDB of earlier versions "
+        "(`fhir-server export --from-ferretdb`; default: tools/ferretdb/ferretdb-embedded, "
+        "built with go).")
     fhir_referential_integrity: bool = Field(
         default=False,
-        description="Reject writes whose relative references point at resources not on this server.",
+        description="Reject writes whose relative references (Patient/123) point at resources "
+        "not on this server; off by default, since data from other systems arrives in any order.",
     )
     fhir_default_count: int = Field(default=20, ge=1, description="Page size when _count is absent.")
     fhir_max_count: int = Field(default=1000, ge=1, description="Largest _count a client may ask for.")
@@ -92,8 +97,9 @@ class Settings(BaseSettings):
         description="ISO 4217 currency of generated bills (ChargeItem, Invoice, Claim).")
     fhir_billing_provider: str | None = Field(
         default=None, pattern=r"^Organization/[A-Za-z0-9\-.]{1,64}$",
-        description="The clinic's Organization, the provider of generated Claims when the "
-        "Encounter names no serviceProvider.")
+        description="The clinic's Organization (Organization/[id]), the provider of generated "
+        "Claims when the Encounter names no serviceProvider. Without either, billing a patient "
+        "who has Coverage in force answers 422 (a Claim needs a provider).")
     fhir_hl7v2_port: int | None = Field(
         default=None, ge=1, le=65535, description="TCP port of the HL7 v2 MLLP listener "
         "(unset: no listener).")
