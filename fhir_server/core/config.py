@@ -16,7 +16,8 @@ from fhir_server.core.web_origin import parse_origin_list
 
 
 class Settings(BaseSettings):
-    """Server configuration, from environment variables (see README)."""
+    """Server configuration, from environment variables (docs/configuration.md is generated
+    from these fields by tools/gen_config_docs.py)."""
 
     # hide_input_in_errors: an invalid value is not echoed (it can be a secret or a password).
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore",
