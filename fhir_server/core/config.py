@@ -92,7 +92,8 @@ class Settings(BaseSettings):
         "element. FHIR R4 says strings SHALL NOT exceed 1 MB (the default). base64Binary "
         "elements (Binary.data, Attachment.data) are bounded by the body limits only.")
     fhir_search_max_results: int = Field(
-        default=10_000, ge=1, description="Most matches one search keeps for paging.")
+        default=10_000, ge=1, description="Most matches one search keeps for paging (the "
+        "total is still exact).")
     fhir_billing_currency: str = Field(
         default="USD", pattern=r"^[A-Z]{3}$",
         description="ISO 4217 currency of generated bills (ChargeItem, Invoice, Claim).")
@@ -182,27 +183,31 @@ class Settings(BaseSettings):
         "the process exits 0.")
     prometheus_multiproc_dir: Path | None = Field(
         default=None, description="Set by `fhir-server serve` for its workers when "
-        "FHIR_WORKERS > 1 (prometheus-client's multiprocess mode): where every worker's "
-        "metrics are kept, so that /metrics adds them up. Not set by hand.")
+        "FHIR_WORKERS > 1 (prometheus-client's multiprocess mode): FHIR_DATA_DIR/metrics, "
+        "emptied at start, where every worker's metrics are kept, so that /metrics adds them "
+        "up. Not set by hand.")
     otel_exporter_otlp_endpoint: str | None = Field(
         default=None, description="OpenTelemetry: the OTLP/HTTP collector traces are sent to "
-        "(unset: no tracing). The SDK's other standard OTEL_* variables (OTEL_SERVICE_NAME, "
-        "OTEL_TRACES_SAMPLER, OTEL_EXPORTER_OTLP_HEADERS, ...) apply.")
+        "(unset: no tracing; /v1/traces is added to it). The SDK's other standard OTEL_* "
+        "variables (OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER, OTEL_EXPORTER_OTLP_HEADERS, ...) apply.")
     fhir_auth: Literal["smart", "off"] = Field(
         default="smart", description="smart: SMART on FHIR authorization; off: no access control "
         "(local experiments only, logged loudly at start-up).")
     fhir_auth_login_max_failures: int = Field(
         default=5, ge=1, description="Failed sign-ins for one username before it is locked "
-        "for FHIR_AUTH_LOGIN_LOCKOUT_SECONDS (from one network address: four times as many).")
+        "for FHIR_AUTH_LOGIN_LOCKOUT_SECONDS (from one network address: four times as many); "
+        "further sign-ins answer 429 until the lockout ends.")
     fhir_auth_login_lockout_seconds: int = Field(
         default=900, ge=1, description="How long failed sign-ins are counted, and a lock lasts.")
     fhir_auth_token_lifetime: int = Field(
         default=3600, ge=60, le=86_400, description="Lifetime of access and id tokens, seconds; "
         "also how long a rotated-out signing key still verifies.")
     fhir_auth_refresh_lifetime: int = Field(
-        default=30 * 86_400, ge=60, description="Lifetime of a refresh token for offline_access, seconds.")
+        default=30 * 86_400, ge=60, description="Lifetime of a refresh token for offline_access, "
+        "seconds (renewed at each use).")
     fhir_auth_online_refresh_lifetime: int = Field(
-        default=12 * 3600, ge=60, description="Lifetime of a refresh token for online_access, seconds.")
+        default=12 * 3600, ge=60, description="Lifetime of a refresh token chain for online_access, "
+        "seconds (not renewed).")
     fhir_auth_code_lifetime: int = Field(
         default=60, ge=5, le=600, description="Lifetime of an authorization code, seconds.")
     fhir_auth_signing_alg: Literal["RS256", "ES256", "ES384"] = Field(
@@ -263,7 +268,8 @@ class Settings(BaseSettings):
     # -- Bulk Data export (fhir_server/operations/bulk_export.py) --------------------------------------
     fhir_export_retention: int = Field(
         default=86_400, ge=1, le=30 * 86_400, description="How long a Bulk Data export job's "
-        "files and status stay available, seconds from the job's end (default one day: long "
+        "files and status stay available, seconds from the job's end (while it runs: from its "
+        "start; default one day: long "
         "enough for a nightly job to fetch its files, short enough that copies of health data "
         "do not pile up on disk); then they are deleted and the job's URLs answer 404.")
 
