@@ -18,14 +18,22 @@ The payer wants a token from the clinic's server too: make the clinic a key
 `FHIR_CLIENT_KEY_FILE=clinic.jwk`, register it at the payer
 (`FHIR_DATA_DIR=var/payer fhir-server clients add --id clinic-1 --jwks-file
 clinic-public.jwks --scope "system/CoverageEligibilityRequest.c system/Claim.c"`) and
-pass `--payer-client-id clinic-1`. Then give the script an operator's token for each
-server in the environment (never on the command line):
+pass `--payer-client-id clinic-1`.
 
-    export CLINIC_TOKEN=$(FHIR_DATA_DIR=var/clinic .venv/bin/fhir-server token \\
-        --client "$CLIENT" --scope "system/*.cruds")
-    export PAYER_TOKEN=$(FHIR_DATA_DIR=var/payer .venv/bin/fhir-server token \\
-        --client "$PAYER_CLIENT" --scope "system/*.cruds")
-    .venv/bin/python examples/revenue_cycle.py --clinic http://127.0.0.1:8080/fhir \\
+Then give the script an operator's token for each server in the environment (never on
+the command line), made with the CLI on each server's data directory and port (a token
+names the server that issued it), as the README's quick start does:
+
+    token_for() {  # DATA_DIR PORT: an operator's client, user and token on that server
+      CLIENT=$(FHIR_DATA_DIR=$1 FHIR_PORT=$2 .venv/bin/fhir-server clients add --name ops \
+               --redirect-uri http://localhost/cb --scope "user/*.cruds" \
+               | python3 -c 'import json,sys; print(json.load(sys.stdin)["client_id"])')
+      FHIR_DATA_DIR=$1 FHIR_PORT=$2 .venv/bin/fhir-server users add ops --role admin >&2
+      FHIR_DATA_DIR=$1 FHIR_PORT=$2 .venv/bin/fhir-server token --client "$CLIENT" \
+          --scope "user/*.cruds" --user ops
+    }
+    export CLINIC_TOKEN=$(token_for var/clinic 8080) PAYER_TOKEN=$(token_for var/payer 8081)
+    .venv/bin/python examples/revenue_cycle.py --clinic http://127.0.0.1:8080/fhir \
         --payer http://127.0.0.1:8081/fhir --payer-client-id clinic-1
 
 The price list is two ChargeItemDefinitions (a consultation and a blood test); the

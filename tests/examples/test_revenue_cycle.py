@@ -23,7 +23,6 @@ from tests.conftest import (
     Store,
     StoreFactory,
     free_port,
-    mint_for_database,
     server_env,
     server_process,
 )
@@ -40,6 +39,25 @@ def script_module() -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def operator_token(store: Store, server: ServerProcess) -> str:
+    """An operator's token made with the CLI, as the script's docstring tells a newcomer:
+    a client, an admin user (password on stdin), a token."""
+    env = server_env(store, int(server.base.rsplit(":", 1)[1].split("/", 1)[0]))
+
+    def cli(*args: str, stdin: str | None = None) -> str:
+        done = subprocess.run([sys.executable, "-m", "fhir_server", *args], env=env, cwd=ROOT,
+                              input=stdin, capture_output=True, text=True,
+                              timeout=HTTP_TIMEOUT * 4, check=False)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    client = json.loads(cli("clients", "add", "--name", "ops", "--redirect-uri",
+                            "http://localhost/cb", "--scope", "user/*.cruds"))["client_id"]
+    cli("users", "add", "ops", "--role", "admin", "--password-stdin",
+        stdin="a-long-passphrase-for-ops\n")
+    return cli("token", "--client", client, "--scope", "user/*.cruds", "--user", "ops")
 
 
 @pytest.fixture
@@ -81,8 +99,8 @@ def clinic(databases: tuple[Store, Store], clinic_key: tuple[Path, Path]) -> Ite
 
 async def test_the_walkthrough_runs_the_revenue_cycle(
         clinic: ServerProcess, payer: ServerProcess, databases: tuple[Store, Store]) -> None:
-    tokens = {"CLINIC_TOKEN": await mint_for_database(databases[0], clinic.base),
-              "PAYER_TOKEN": await mint_for_database(databases[1], payer.base)}
+    tokens = {"CLINIC_TOKEN": operator_token(databases[0], clinic),
+              "PAYER_TOKEN": operator_token(databases[1], payer)}
     done = subprocess.run(
         [sys.executable, str(SCRIPT), "--clinic", clinic.base, "--payer", payer.base,
          "--payer-client-id", CLINIC_CLIENT],
