@@ -6,7 +6,10 @@
 PYTHON ?= python3
 VENV := .venv
 VENV_PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+# Two stamps: `make run` installs the runtime dependencies only; `make test`, `make lint`
+# and `make bench` add the `test` extra (pytest, playwright, ruff, mypy...) on top.
+RUN_STAMP := $(VENV)/.installed-run
+DEV_STAMP := $(VENV)/.installed-dev
 FERRETDB_DIR := tools/ferretdb
 FERRETDB_BIN := $(FERRETDB_DIR)/ferretdb-embedded
 FERRETDB_SRC := $(FERRETDB_DIR)/main.go $(FERRETDB_DIR)/go.mod $(FERRETDB_DIR)/go.sum
@@ -15,17 +18,24 @@ PYTEST_ARGS ?=
 # downloads a browser of its own here).
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: venv ferretdb chromium run test bench clean lint
+.PHONY: venv dev-venv ferretdb chromium run test bench clean lint
 
-venv: $(STAMP)
+venv: $(RUN_STAMP)
+
+dev-venv: $(DEV_STAMP)
 
 $(VENV_PY):
 	$(PYTHON) -m venv $(VENV)
 
-# Reinstalled whenever pyproject.toml changes; the stamp records the last install.
-$(STAMP): pyproject.toml | $(VENV_PY)
-	$(VENV_PY) -m pip install -e '.[test]'
+# Reinstalled whenever pyproject.toml changes; each stamp records its last install. The
+# dev install includes the runtime one, so it marks both as done.
+$(RUN_STAMP): pyproject.toml | $(VENV_PY)
+	$(VENV_PY) -m pip install -e .
 	touch $@
+
+$(DEV_STAMP): pyproject.toml | $(VENV_PY)
+	$(VENV_PY) -m pip install -e '.[test]'
+	touch $(RUN_STAMP) $@
 
 ferretdb: $(FERRETDB_BIN)
 
@@ -46,11 +56,11 @@ run: venv
 
 # The whole suite on each storage engine: the embedded SQLite, then MongoDB (MONGODB_URI
 # when set, else an embedded FerretDB standing in for it).
-test: venv ferretdb $(CHROMIUM)
+test: dev-venv ferretdb $(CHROMIUM)
 	FHIR_TEST_ENGINE=sqlite $(VENV_PY) -m pytest -q $(PYTEST_ARGS)
 	FHIR_TEST_ENGINE=mongo $(VENV_PY) -m pytest -q $(PYTEST_ARGS)
 
-bench: venv ferretdb
+bench: dev-venv ferretdb
 	@test -f bench/run.py || { echo "bench/run.py does not exist yet" >&2; exit 1; }
 	$(VENV_PY) bench/run.py
 
@@ -58,6 +68,7 @@ clean:
 	rm -rf var/ build/ dist/ *.egg-info $(FERRETDB_BIN) .pytest_cache
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
-lint: venv
-	$(VENV_PY) -m ruff check fhir_server tests tools bench
+lint: dev-venv
+	$(VENV_PY) -m ruff check fhir_server tests tools bench examples
 	$(VENV_PY) -m mypy
+	$(VENV_PY) tools/gen_config_docs.py --check

@@ -109,7 +109,7 @@ class FileKeyRing:
     async def rotate(self) -> SigningKey:
         raise KeyFileError("the signing key is FHIR_SIGNING_KEY_FILE: rotate it by giving "
                            "the server a new file and the old one in "
-                           "FHIR_SIGNING_KEY_VERIFY_FILES (see the README)")
+                           "FHIR_SIGNING_KEY_VERIFY_FILES (see docs/security.md)")
 
     async def jwks(self) -> dict[str, Any]:
         ordered = [self.signing, *(k for k in self._keys.values() if k is not self.signing)]

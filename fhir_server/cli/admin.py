@@ -1,9 +1,10 @@
 """Operator commands: ``clients add``, ``users add``, ``token``, ``keys rotate``, ``launch``.
 
 They work against the deployment ``make run`` serves, from the same environment
-variables: ``MONGODB_URI``, or the embedded database under ``FHIR_DATA_DIR`` (the
-running server's FerretDB when a server holds it, else one started for the
-command). Failures print one line on stderr and exit 1.
+variables: ``MONGODB_URI``, or the embedded SQLite database under ``FHIR_DATA_DIR``
+(``FHIR_DATA_DIR/fhir.sqlite3``, which the running server may hold open at the same
+time: SQLite serialises the writers of several processes). Failures print one line on
+stderr and exit 1.
 """
 
 from __future__ import annotations
@@ -111,17 +112,23 @@ def user_arguments(parser: argparse.ArgumentParser) -> None:
     add = sub.add_parser("add", help="add a user who signs in at the login page")
     add.add_argument("username")
     add.add_argument("--role", required=True, choices=ROLE_CHOICES)
-    add.add_argument("--password", help="default: read from standard input, or prompted")
+    # Never on the command line: argv is visible to every user of the machine (ps,
+    # /proc/PID/cmdline) and is kept in shell histories.
+    add.add_argument("--password-stdin", action="store_true",
+                     help="read the password from the first line of standard input "
+                     "(default: prompted for, twice, on the terminal)")
     add.add_argument("--patient", action="append", default=[],
                      help="Patient/id the user acts for (repeatable; needed for role patient)")
     add.add_argument("--fhir-user", help="the user's resource, e.g. Practitioner/123")
 
 
 def _password(args: argparse.Namespace) -> str:
-    if args.password is not None:
-        return str(args.password)
-    if not sys.stdin.isatty():
+    """The password from stdin (--password-stdin) or a prompt, never from argv."""
+    if args.password_stdin:
         return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        raise CommandError("no terminal to prompt for the password on: give it on standard "
+                           "input with --password-stdin")
     first = getpass.getpass("Password: ")
     if first != getpass.getpass("Repeat password: "):
         raise CommandError("the passwords differ")

@@ -16,7 +16,8 @@ from fhir_server.core.web_origin import parse_origin_list
 
 
 class Settings(BaseSettings):
-    """Server configuration, from environment variables (see README)."""
+    """Server configuration, from environment variables (docs/configuration.md is generated
+    from these fields by tools/gen_config_docs.py)."""
 
     # hide_input_in_errors: an invalid value is not echoed (it can be a secret or a password).
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore",
@@ -26,8 +27,8 @@ class Settings(BaseSettings):
     fhir_port: int = Field(default=8080, ge=1, le=65535, description="TCP port to listen on.")
     fhir_workers: int = Field(
         default_factory=lambda: os.cpu_count() or 1, ge=1, le=64,
-        description="Server processes sharing the port and the database (default: the "
-        "number of cores).")
+        description="Server processes sharing the port and the database.",
+        json_schema_extra={"default_text": "the number of cores"})
     fhir_base_url: str | None = Field(
         default=None,
         description="Public base URL of the FHIR endpoint, used in absolute links "
@@ -38,19 +39,24 @@ class Settings(BaseSettings):
         "SQLite database FHIR_DATA_DIR/fhir.sqlite3.")
     mongodb_database: str = Field(default="fhir", description="Database name on MongoDB.")
     fhir_data_dir: Path = Field(
-        default=Path("./var"), description="Where the embedded database and the audit journal "
-        "keep their files."
+        default=Path("./var"), description="Where the embedded database keeps its file "
+        "(fhir.sqlite3, with its -wal and -shm), the audit journal (audit-journal/), Bulk "
+        "Data export files (bulk-export/) and, with FHIR_WORKERS > 1, the workers' metrics "
+        "(metrics/)."
     )
     fhir_sqlite_synchronous: Literal["NORMAL", "FULL"] = Field(
         default="NORMAL", description="SQLite's synchronous setting for the embedded database "
         "(WAL journal): NORMAL survives a crash of the process, FULL also a power loss, at the "
         "cost of a disk sync per commit.")
     fhir_ferretdb_bin: Path | None = Field(
-        default=None, description="A prebuilt FerretDB launcher, for moving data written by "
-        "the embedded FerretDB of earlier versions (default: tools/ferretdb, built with go).")
+        default=None, description="A prebuilt FerretDB launcher, for the tests' MongoDB "
+        "stand-in and for moving data written by the embedded FerretDB of earlier versions "
+        "(`fhir-server export --from-ferretdb`; default: tools/ferretdb/ferretdb-embedded, "
+        "built with go).")
     fhir_referential_integrity: bool = Field(
         default=False,
-        description="Reject writes whose relative references point at resources not on this server.",
+        description="Reject writes whose relative references (Patient/123) point at resources "
+        "not on this server; off by default, since data from other systems arrives in any order.",
     )
     fhir_default_count: int = Field(default=20, ge=1, description="Page size when _count is absent.")
     fhir_max_count: int = Field(default=1000, ge=1, description="Largest _count a client may ask for.")
@@ -86,14 +92,16 @@ class Settings(BaseSettings):
         "element. FHIR R4 says strings SHALL NOT exceed 1 MB (the default). base64Binary "
         "elements (Binary.data, Attachment.data) are bounded by the body limits only.")
     fhir_search_max_results: int = Field(
-        default=10_000, ge=1, description="Most matches one search keeps for paging.")
+        default=10_000, ge=1, description="Most matches one search keeps for paging (the "
+        "total is still exact).")
     fhir_billing_currency: str = Field(
         default="USD", pattern=r"^[A-Z]{3}$",
         description="ISO 4217 currency of generated bills (ChargeItem, Invoice, Claim).")
     fhir_billing_provider: str | None = Field(
         default=None, pattern=r"^Organization/[A-Za-z0-9\-.]{1,64}$",
-        description="The clinic's Organization, the provider of generated Claims when the "
-        "Encounter names no serviceProvider.")
+        description="The clinic's Organization (Organization/[id]), the provider of generated "
+        "Claims when the Encounter names no serviceProvider. Without either, billing a patient "
+        "who has Coverage in force answers 422 (a Claim needs a provider).")
     fhir_hl7v2_port: int | None = Field(
         default=None, ge=1, le=65535, description="TCP port of the HL7 v2 MLLP listener "
         "(unset: no listener).")
@@ -175,27 +183,31 @@ class Settings(BaseSettings):
         "the process exits 0.")
     prometheus_multiproc_dir: Path | None = Field(
         default=None, description="Set by `fhir-server serve` for its workers when "
-        "FHIR_WORKERS > 1 (prometheus-client's multiprocess mode): where every worker's "
-        "metrics are kept, so that /metrics adds them up. Not set by hand.")
+        "FHIR_WORKERS > 1 (prometheus-client's multiprocess mode): FHIR_DATA_DIR/metrics, "
+        "emptied at start, where every worker's metrics are kept, so that /metrics adds them "
+        "up. Not set by hand.")
     otel_exporter_otlp_endpoint: str | None = Field(
         default=None, description="OpenTelemetry: the OTLP/HTTP collector traces are sent to "
-        "(unset: no tracing). The SDK's other standard OTEL_* variables (OTEL_SERVICE_NAME, "
-        "OTEL_TRACES_SAMPLER, OTEL_EXPORTER_OTLP_HEADERS, ...) apply.")
+        "(unset: no tracing; /v1/traces is added to it). The SDK's other standard OTEL_* "
+        "variables (OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER, OTEL_EXPORTER_OTLP_HEADERS, ...) apply.")
     fhir_auth: Literal["smart", "off"] = Field(
         default="smart", description="smart: SMART on FHIR authorization; off: no access control "
         "(local experiments only, logged loudly at start-up).")
     fhir_auth_login_max_failures: int = Field(
         default=5, ge=1, description="Failed sign-ins for one username before it is locked "
-        "for FHIR_AUTH_LOGIN_LOCKOUT_SECONDS (from one network address: four times as many).")
+        "for FHIR_AUTH_LOGIN_LOCKOUT_SECONDS (from one network address: four times as many); "
+        "further sign-ins answer 429 until the lockout ends.")
     fhir_auth_login_lockout_seconds: int = Field(
         default=900, ge=1, description="How long failed sign-ins are counted, and a lock lasts.")
     fhir_auth_token_lifetime: int = Field(
         default=3600, ge=60, le=86_400, description="Lifetime of access and id tokens, seconds; "
         "also how long a rotated-out signing key still verifies.")
     fhir_auth_refresh_lifetime: int = Field(
-        default=30 * 86_400, ge=60, description="Lifetime of a refresh token for offline_access, seconds.")
+        default=30 * 86_400, ge=60, description="Lifetime of a refresh token for offline_access, "
+        "seconds (renewed at each use).")
     fhir_auth_online_refresh_lifetime: int = Field(
-        default=12 * 3600, ge=60, description="Lifetime of a refresh token for online_access, seconds.")
+        default=12 * 3600, ge=60, description="Lifetime of a refresh token chain for online_access, "
+        "seconds (not renewed).")
     fhir_auth_code_lifetime: int = Field(
         default=60, ge=5, le=600, description="Lifetime of an authorization code, seconds.")
     fhir_auth_signing_alg: Literal["RS256", "ES256", "ES384"] = Field(
@@ -256,7 +268,8 @@ class Settings(BaseSettings):
     # -- Bulk Data export (fhir_server/operations/bulk_export.py) --------------------------------------
     fhir_export_retention: int = Field(
         default=86_400, ge=1, le=30 * 86_400, description="How long a Bulk Data export job's "
-        "files and status stay available, seconds from the job's end (default one day: long "
+        "files and status stay available, seconds from the job's end (while it runs: from its "
+        "start; default one day: long "
         "enough for a nightly job to fetch its files, short enough that copies of health data "
         "do not pile up on disk); then they are deleted and the job's URLs answer 404.")
 

@@ -6,7 +6,7 @@ the authorization server). Each bucket holds ``FHIR_RATE_LIMIT_BURST`` requests 
 a minute's worth) and refills continuously at the per-minute rate, so a burst is allowed
 and then paced, and one client's burst never takes another's share. The buckets live in
 each server process: with several workers or replicas a client gets the rate from each
-(see README, "Rate limits"). ``/health``, ``/ready`` and ``/metrics`` have no limit.
+(see docs/operating.md, "Rate limits"). ``/health``, ``/ready`` and ``/metrics`` have no limit.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 A transaction resolves its ``urn:uuid:``/``urn:oid:`` fullUrls and conditional
 references, rewrites every reference to them, validates and plans every write,
-and commits them all or nothing (``storage/transactions.py``); GET entries are
+and commits them all or nothing (``Repository.commit_transaction``: one SQLite
+transaction, or the staged protocol of ``storage/mongo/transactions.py``); GET entries are
 answered afterwards, so they see the transaction's state. A batch runs each entry
 on its own through the ordinary interactions.
 """

@@ -9,7 +9,8 @@ interactions, batch entries and transaction entries alike) the write path:
 3. runs ``check``, which may refuse the change (raise a FhirError) and may return
    side writes (full resources of other types to store),
 4. commits the change and its side writes together, all or nothing, also across a
-   crash (``storage/transactions.py``), and releases the leases.
+   crash (``Repository.commit_transaction``: one SQLite transaction, or the staged
+   protocol of ``storage/mongo/transactions.py``), and releases the leases.
 
 So a check-then-write rule cannot race another process, and a side effect happens
 exactly when the change happens.

@@ -101,7 +101,7 @@ def test_cli_while_the_server_runs_on_the_embedded_database(
                             str(jwks_file), "--scope", "system/*.cruds"))
     assert backend["kind"] == "backend"
     assert "added" in ok(env, "users", "add", "doc", "--role", "clinician", "--fhir-user",
-                         "Practitioner/p1", stdin=PASSWORD + "\n")
+                         "Practitioner/p1", "--password-stdin", stdin=PASSWORD + "\n")
 
     # A backend token from the CLI writes; the server accepts it.
     system_token = ok(env, "token", "--client", backend["client_id"], "--scope", "system/*.cruds")
@@ -111,7 +111,7 @@ def test_cli_while_the_server_runs_on_the_embedded_database(
     assert created.status_code == 201, created.text
     patient = created.json()["id"]
     assert "added" in ok(env, "users", "add", "pat", "--role", "patient", "--patient",
-                         f"Patient/{patient}", "--password", PASSWORD)
+                         f"Patient/{patient}", "--password-stdin", stdin=PASSWORD + "\n")
 
     # A user's token: bounded by the role, usable, and introspected as active.
     user_token = ok(env, "token", "--client", app["client_id"], "--scope", "user/*.rs",
@@ -156,10 +156,12 @@ def test_cli_while_the_server_runs_on_the_embedded_database(
     assert kids == {old_kid, new_kid}
 
     # Mistakes are one line on stderr and exit 1.
-    dup = cli(env, "users", "add", "doc", "--role", "clinician", "--password", PASSWORD)
+    dup = cli(env, "users", "add", "doc", "--role", "clinician", "--password-stdin",
+              stdin=PASSWORD + "\n")
     assert dup.returncode == 1 and "exists" in dup.stderr
     assert cli(env, "token", "--client", "nope", "--scope", "user/*.rs").returncode == 1
-    short = cli(env, "users", "add", "eve", "--role", "billing", "--password", "short")
+    short = cli(env, "users", "add", "eve", "--role", "billing", "--password-stdin",
+                stdin="short\n")
     assert short.returncode == 1 and "at least" in short.stderr
     system_on_app = cli(env, "clients", "add", "--redirect-uri", REDIRECT, "--scope", "system/*.rs")
     assert system_on_app.returncode == 1
@@ -171,7 +173,7 @@ def test_cli_starts_its_own_embedded_database(embedded_env: dict[str, str]) -> N
     env = embedded_env
     app = json.loads(ok(env, "clients", "add", "--redirect-uri", REDIRECT, "--scope", "user/*.rs",
                         "--init"))
-    ok(env, "users", "add", "doc", "--role", "clinician", "--password", PASSWORD)
+    ok(env, "users", "add", "doc", "--role", "clinician", "--password-stdin", stdin=PASSWORD + "\n")
     token = ok(env, "token", "--client", app["client_id"], "--scope", "user/*.rs", "--user", "doc")
     data_dir = Path(env["FHIR_DATA_DIR"])
     assert not (data_dir / "ferretdb.uri").exists()  # its own FerretDB stopped with it
@@ -202,7 +204,7 @@ def test_cli_against_the_running_servers_database(live_server: str, store: Store
     env = {**os.environ, **store.env(), "FHIR_BASE_URL": live_server, "FHIR_LOG_LEVEL": "WARNING"}
     app = json.loads(ok(env, "clients", "add", "--redirect-uri", REDIRECT, "--scope",
                         "user/*.rs openid"))
-    ok(env, "users", "add", "ops", "--role", "admin", "--password", PASSWORD)
+    ok(env, "users", "add", "ops", "--role", "admin", "--password-stdin", stdin=PASSWORD + "\n")
     token = ok(env, "token", "--client", app["client_id"], "--scope", "user/*.rs", "--user", "ops")
     assert httpx.get(f"{live_server}/Patient", headers=bearer(token),
                      timeout=HTTP_TIMEOUT).status_code == 200

@@ -1,6 +1,6 @@
 """The probes that watch a start-up allow a first start (the terminology load) with margin:
 Kubernetes' startupProbe and the Docker HEALTHCHECK's start period. The figure is measured
-(README, "Start-up"): process start to /ready 200 on a new data directory, FHIR_WORKERS=2."""
+(docs/benchmarks.md, "Start-up"): process start to /ready 200 on a new data directory, FHIR_WORKERS=2."""
 
 from __future__ import annotations
 

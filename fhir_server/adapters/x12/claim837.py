@@ -1,6 +1,6 @@
 """An 837P (005010X222A1) professional claim, written from a packed FHIR Claim.
 
-Segment by segment (see the README for the whole table):
+Segment by segment (docs/x12.md has the whole table):
 
 * 1000A submitter: ``NM1*41`` the billing provider's name with the trading partner's
   sender id, ``PER*IC`` its phone or email; 1000B receiver: ``NM1*40`` the receiver id.

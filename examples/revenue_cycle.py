@@ -1,0 +1,256 @@
+"""The clinic's revenue cycle from an empty server, over HTTP, step by step.
+
+Two servers take part: the clinic (where the patient is seen and billed) and the payer
+(the insurer, a second process of this same server, which answers eligibility and
+adjudicates claims from its own member records). The script prints each step and, last,
+one JSON line with what it saw (the bill's total, the payer's payment, what the patient
+owed and what the Invoice says after the patient paid).
+
+Start the two servers (two terminals), each with its own data directory:
+
+    # the payer, on port 8081
+    FHIR_PORT=8081 FHIR_DATA_DIR=var/payer .venv/bin/fhir-server serve
+    # the clinic, allowed to call a payer on loopback
+    FHIR_PEER_ALLOWED_HOSTS=127.0.0.1 FHIR_DATA_DIR=var/clinic .venv/bin/fhir-server serve
+
+The payer wants a token from the clinic's server too: make the clinic a key
+(`fhir-server keys client --out clinic.jwk > clinic-public.jwks`), start the clinic with
+`FHIR_CLIENT_KEY_FILE=clinic.jwk`, register it at the payer
+(`FHIR_DATA_DIR=var/payer fhir-server clients add --id clinic-1 --jwks-file
+clinic-public.jwks --scope "system/CoverageEligibilityRequest.c system/Claim.c"`) and
+pass `--payer-client-id clinic-1`.
+
+Then give the script an operator's token for each server in the environment (never on
+the command line), made with the CLI on each server's data directory and port (a token
+names the server that issued it), as the README's quick start does:
+
+    token_for() {  # DATA_DIR PORT: an operator's client, user and token on that server
+      CLIENT=$(FHIR_DATA_DIR=$1 FHIR_PORT=$2 .venv/bin/fhir-server clients add --name ops \
+               --redirect-uri http://localhost/cb --scope "user/*.cruds" \
+               | python3 -c 'import json,sys; print(json.load(sys.stdin)["client_id"])')
+      FHIR_DATA_DIR=$1 FHIR_PORT=$2 .venv/bin/fhir-server users add ops --role admin >&2
+      FHIR_DATA_DIR=$1 FHIR_PORT=$2 .venv/bin/fhir-server token --client "$CLIENT" \
+          --scope "user/*.cruds" --user ops
+    }
+    export CLINIC_TOKEN=$(token_for var/clinic 8080) PAYER_TOKEN=$(token_for var/payer 8081)
+    .venv/bin/python examples/revenue_cycle.py --clinic http://127.0.0.1:8080/fhir \
+        --payer http://127.0.0.1:8081/fhir --payer-client-id clinic-1
+
+The price list is two ChargeItemDefinitions (a consultation and a blood test); the
+member's plan has a fixed copay per visit. Only httpx is needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import httpx
+
+SERVICES = "urn:example:clinic-services"  # the clinic's code system for what it bills
+MEMBERS = "urn:example:member-id"
+PAYER_IDS = "urn:example:payer-id"
+CURRENCY = "USD"
+# The price list: code -> (display, price).
+PRICE_LIST = {"OPD001": ("Doctor Consultation", Decimal(400)),
+              "LAB025": ("Blood Test", Decimal(250))}
+COPAY = Decimal(30)  # the member's plan: a copay per visit
+MEMBER_ID = "M-100"
+SHARES = "https://fhir-rcm-server.org/CodeSystem/invoice-share"
+
+
+def money(value: Decimal) -> dict[str, Any]:
+    return {"value": int(value) if value == value.to_integral() else float(value),
+            "currency": CURRENCY}
+
+
+class Server:
+    """One FHIR server, spoken to with a bearer token; every call must succeed."""
+
+    def __init__(self, base: str, token: str | None) -> None:
+        headers = {"Accept": "application/fhir+json", "Content-Type": "application/fhir+json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self.http = httpx.Client(base_url=base.rstrip("/") + "/", headers=headers, timeout=60)
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None,
+             expect: tuple[int, ...] = (200, 201)) -> dict[str, Any]:
+        response = self.http.request(method, path, json=body)
+        if response.status_code not in expect:
+            raise SystemExit(f"{method} {path} answered {response.status_code}: {response.text}")
+        out: dict[str, Any] = response.json()
+        return out
+
+    def create(self, resource: dict[str, Any]) -> dict[str, Any]:
+        return self.call("POST", resource["resourceType"], resource, expect=(201,))
+
+
+def step(text: str) -> None:
+    print(f"* {text}", flush=True)
+
+
+def payer_organization(endpoint: str | None = None) -> dict[str, Any]:
+    org: dict[str, Any] = {
+        "resourceType": "Organization", "name": "Acme Health", "active": True,
+        "identifier": [{"system": PAYER_IDS, "value": "ACME"}],
+        "type": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/organization-type",
+                              "code": "pay"}]}]}
+    if endpoint:
+        org["endpoint"] = [{"reference": endpoint}]
+    return org
+
+
+def coverage(patient: str, payer: str, year: int, copay: Decimal | None) -> dict[str, Any]:
+    cov: dict[str, Any] = {
+        "resourceType": "Coverage", "status": "active",
+        "identifier": [{"system": MEMBERS, "value": MEMBER_ID}], "subscriberId": MEMBER_ID,
+        "beneficiary": {"reference": patient}, "payor": [{"reference": payer}],
+        "period": {"start": f"{year}-01-01", "end": f"{year}-12-31"}}
+    if copay is not None:
+        cov["costToBeneficiary"] = [{"type": {"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/coverage-copay-type",
+            "code": "gpvisit"}]}, "valueMoney": money(copay)}]
+    return cov
+
+
+def set_up_payer(payer: Server, year: int) -> None:
+    step("payer: its Organization, and the member's Patient and Coverage (copay "
+         f"{COPAY} {CURRENCY})")
+    org = payer.create(payer_organization())
+    member = payer.create({"resourceType": "Patient", "name": [{"family": "Chalmers",
+                                                                 "given": ["Peter"]}]})
+    payer.create(coverage(f"Patient/{member['id']}", f"Organization/{org['id']}", year, COPAY))
+
+
+def set_up_clinic(clinic: Server, payer_base: str, client_id: str | None) -> dict[str, str]:
+    step("clinic: itself, the payer's Organization with an Endpoint to the payer's server")
+    clinic.call("PUT", "Organization/clinic", {"resourceType": "Organization", "id": "clinic",
+                                               "name": "Clinic"})
+    endpoint: dict[str, Any] = {
+        "resourceType": "Endpoint", "status": "active", "address": payer_base,
+        "connectionType": {"system": "http://terminology.hl7.org/CodeSystem/endpoint-connection-type",
+                           "code": "hl7-fhir-rest"},
+        "payloadType": [{"text": "FHIR R4"}]}
+    if client_id:  # the payer wants a token: private_key_jwt with FHIR_CLIENT_KEY_FILE
+        endpoint["extension"] = [{
+            "url": "https://fhir-rcm-server.org/StructureDefinition/endpoint-oauth2",
+            "extension": [{"url": "clientId", "valueString": client_id}]}]
+    endpoint = clinic.create(endpoint)
+    org = clinic.create(payer_organization(f"Endpoint/{endpoint['id']}"))
+    step("clinic: the price list, one ChargeItemDefinition per service")
+    for code, (display, price) in PRICE_LIST.items():
+        clinic.create({
+            "resourceType": "ChargeItemDefinition", "url": f"urn:example:price/{code}",
+            "status": "active",
+            "code": {"coding": [{"system": SERVICES, "code": code, "display": display}]},
+            "propertyGroup": [{"priceComponent": [{"type": "base", "amount": money(price)}]}]})
+        print(f"    {code} {display}: {price} {CURRENCY}")
+    doctor = clinic.create({"resourceType": "Practitioner", "name": [{"family": "Doc"}]})
+    room = clinic.create({"resourceType": "Location", "name": "Room 1"})
+    return {"payer": f"Organization/{org['id']}", "doctor": f"Practitioner/{doctor['id']}",
+            "room": f"Location/{room['id']}"}
+
+
+def share(invoice: dict[str, Any], code: str) -> Decimal:
+    for component in invoice.get("totalPriceComponent", []):
+        coding = component["code"]["coding"][0]
+        if coding["system"] == SHARES and coding["code"] == code:
+            return Decimal(str(component["amount"]["value"]))
+    return Decimal(0)
+
+
+def run(clinic: Server, payer: Server, payer_base: str, client_id: str | None) -> dict[str, Any]:
+    year = date.today().year
+    set_up_payer(payer, year)
+    ids = set_up_clinic(clinic, payer_base, client_id)
+
+    step("clinic: the patient and their Coverage (member id at the payer)")
+    person = clinic.create({"resourceType": "Patient", "name": [{"family": "Chalmers",
+                                                                 "given": ["Peter"]}]})
+    patient = f"Patient/{person['id']}"
+    cov = clinic.create(coverage(patient, ids["payer"], year, None))
+
+    visit_day = date.today()
+    step(f"eligibility: Coverage/{cov['id']}/$eligibility, asked of the payer's server")
+    answer = clinic.call("POST", f"Coverage/{cov['id']}/$eligibility", {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "serviced", "valueDate": visit_day.isoformat()}]})
+    inforce = answer["insurance"][0]["inforce"]
+    print(f"    in force: {inforce}")
+
+    step("booking: an Appointment with the doctor in room 1 (a draft Invoice comes with it)")
+    start = datetime.combine(visit_day, datetime.min.time(), UTC) + timedelta(hours=9)
+    end = start + timedelta(minutes=30)
+    instant = "%Y-%m-%dT%H:%M:%SZ"
+    booked = clinic.create({
+        "resourceType": "Appointment", "status": "booked", "start": start.strftime(instant),
+        "end": end.strftime(instant),
+        "participant": [{"actor": {"reference": who}, "status": "accepted"}
+                        for who in (patient, ids["doctor"], ids["room"])]})
+
+    step("visit: the Encounter, finished, provided by the clinic")
+    encounter = clinic.create({
+        "resourceType": "Encounter", "status": "finished",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+        "subject": {"reference": patient},
+        "appointment": [{"reference": f"Appointment/{booked['id']}"}],
+        # The Claim's provider; without it (or FHIR_BILLING_PROVIDER) the bill answers 422.
+        "serviceProvider": {"reference": "Organization/clinic"},
+        "period": {"start": start.strftime(instant), "end": end.strftime(instant)}})
+
+    step("bill: Invoice/$generate-bill, priced from the price list")
+    bill = clinic.call("POST", "Invoice/$generate-bill", {"resourceType": "Parameters", "parameter": [
+        {"name": "patient", "valueReference": {"reference": patient}},
+        {"name": "encounter", "valueReference": {"reference": f"Encounter/{encounter['id']}"}},
+        *({"name": "service", "part": [
+            {"name": "code", "valueCoding": {"system": SERVICES, "code": code}},
+            {"name": "quantity", "valueDecimal": 1}]} for code in PRICE_LIST)]})
+    made = {e["resource"]["resourceType"]: e["resource"] for e in bill["entry"]}
+    invoice, claim = made["Invoice"], made["Claim"]
+    total = Decimal(str(invoice["totalGross"]["value"]))
+    print(f"    Invoice/{invoice['id']}: {total} {CURRENCY}; Claim/{claim['id']}")
+
+    step("claim: Claim/$submit, adjudicated by the payer's server")
+    response = clinic.call("POST", "Claim/$submit", claim)
+    paid = Decimal(str(response["payment"]["amount"]["value"]))
+    print(f"    {response['outcome']}: the payer pays {paid} {CURRENCY}")
+    invoice = clinic.call("GET", f"Invoice/{invoice['id']}")
+    owed = share(invoice, "patient")
+    print(f"    the patient owes {owed} {CURRENCY}")
+
+    step(f"payment: Invoice/{invoice['id']}/$record-payment, the patient pays in cash")
+    paid_by_patient = clinic.call("POST", f"Invoice/{invoice['id']}/$record-payment", {
+        "resourceType": "Parameters", "parameter": [
+            {"name": "amount", "valueMoney": money(owed)},
+            {"name": "method", "valueCode": "CASH"},  # a v2-0570 code, as valueCode
+            {"name": "reference", "valueString": "receipt 1"}]})
+    after = next(p["resource"] for p in paid_by_patient["parameter"] if p["name"] == "invoice")
+    print(f"    Invoice/{after['id']} is {after['status']}, owed {share(after, 'patient')}")
+    return {"inforce": inforce, "invoice": f"Invoice/{invoice['id']}",
+            "claim": f"Claim/{claim['id']}", "total": str(total), "outcome": response["outcome"],
+            "payer_paid": str(paid), "patient_owed": str(owed),
+            "status_after_payment": after["status"],
+            "owed_after_payment": str(share(after, "patient"))}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--clinic", default="http://127.0.0.1:8080/fhir", help="the clinic's base")
+    parser.add_argument("--payer", default="http://127.0.0.1:8081/fhir", help="the payer's base")
+    parser.add_argument("--payer-client-id", help="the clinic's client id at the payer, when "
+                        "the payer requires OAuth (SMART Backend Services)")
+    args = parser.parse_args(argv)
+    clinic = Server(args.clinic, os.environ.get("CLINIC_TOKEN"))
+    payer = Server(args.payer, os.environ.get("PAYER_TOKEN"))
+    summary = run(clinic, payer, args.payer, args.payer_client_id)
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""examples/revenue_cycle.py run as a newcomer would run it: against two server processes on
+loopback (the clinic, and a second process as the payer that wants the clinic's token)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from decimal import Decimal
+from pathlib import Path
+from types import ModuleType
+
+import httpx
+import pytest
+
+from tests.conftest import (
+    HTTP_TIMEOUT,
+    ROOT,
+    ServerProcess,
+    Store,
+    StoreFactory,
+    free_port,
+    server_env,
+    server_process,
+)
+
+SCRIPT = ROOT / "examples" / "revenue_cycle.py"
+CLINIC_CLIENT = "clinic-1"
+PAYER_SCOPE = "system/CoverageEligibilityRequest.c system/Claim.c"
+
+
+def script_module() -> ModuleType:
+    """The script's own input data (its price list, the member's copay)."""
+    spec = importlib.util.spec_from_file_location("revenue_cycle", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def operator_token(store: Store, server: ServerProcess) -> str:
+    """An operator's token made with the CLI, as the script's docstring tells a newcomer:
+    a client, an admin user (password on stdin), a token."""
+    env = server_env(store, int(server.base.rsplit(":", 1)[1].split("/", 1)[0]))
+
+    def cli(*args: str, stdin: str | None = None) -> str:
+        done = subprocess.run([sys.executable, "-m", "fhir_server", *args], env=env, cwd=ROOT,
+                              input=stdin, capture_output=True, text=True,
+                              timeout=HTTP_TIMEOUT * 4, check=False)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    client = json.loads(cli("clients", "add", "--name", "ops", "--redirect-uri",
+                            "http://localhost/cb", "--scope", "user/*.cruds"))["client_id"]
+    cli("users", "add", "ops", "--role", "admin", "--password-stdin",
+        stdin="a-long-passphrase-for-ops\n")
+    return cli("token", "--client", client, "--scope", "user/*.cruds", "--user", "ops")
+
+
+@pytest.fixture
+async def databases(new_store: StoreFactory) -> AsyncIterator[tuple[Store, Store]]:
+    stores = (new_store(), new_store())
+    yield stores
+    for store in stores:
+        await store.drop()
+
+
+@pytest.fixture
+def clinic_key(tmp_path: Path) -> tuple[Path, Path]:
+    private_file, public_file = tmp_path / "clinic.jwk", tmp_path / "clinic-public.jwks"
+    made = subprocess.run([sys.executable, "-m", "fhir_server", "keys", "client", "--out",
+                           str(private_file)], cwd=ROOT, check=True, capture_output=True,
+                          text=True, timeout=HTTP_TIMEOUT)
+    public_file.write_text(made.stdout)
+    return private_file, public_file
+
+
+@pytest.fixture
+def payer(databases: tuple[Store, Store], clinic_key: tuple[Path, Path]) -> Iterator[ServerProcess]:
+    env = server_env(databases[1], free_port())
+    subprocess.run([sys.executable, "-m", "fhir_server", "clients", "add", "--name", "Clinic",
+                    "--id", CLINIC_CLIENT, "--jwks-file", str(clinic_key[1]),
+                    "--scope", PAYER_SCOPE, "--init"], env=env, cwd=ROOT, check=True,
+                   capture_output=True, timeout=HTTP_TIMEOUT)
+    with server_process(databases[1]) as server:
+        yield server
+
+
+@pytest.fixture
+def clinic(databases: tuple[Store, Store], clinic_key: tuple[Path, Path]) -> Iterator[ServerProcess]:
+    # No FHIR_BILLING_PROVIDER: the script's Encounter names its serviceProvider.
+    with server_process(databases[0], FHIR_CLIENT_KEY_FILE=str(clinic_key[0]),
+                        FHIR_PEER_ALLOWED_HOSTS="127.0.0.1") as server:
+        yield server
+
+
+async def test_the_walkthrough_runs_the_revenue_cycle(
+        clinic: ServerProcess, payer: ServerProcess, databases: tuple[Store, Store]) -> None:
+    tokens = {"CLINIC_TOKEN": operator_token(databases[0], clinic),
+              "PAYER_TOKEN": operator_token(databases[1], payer)}
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--clinic", clinic.base, "--payer", payer.base,
+         "--payer-client-id", CLINIC_CLIENT],
+        env={**os.environ, **tokens}, cwd=ROOT, capture_output=True, text=True,
+        timeout=300, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    steps = [line.split(":", 1)[0] for line in lines if line.startswith("* ")]
+    assert steps == ["* payer", "* clinic", "* clinic", "* clinic", "* eligibility",
+                     "* booking", "* visit", "* bill", "* claim", "* payment"]
+
+    data = script_module()
+    total = sum((price for _, price in data.PRICE_LIST.values()), Decimal(0))
+    summary = json.loads(lines[-1])
+    assert summary["inforce"] is True
+    assert Decimal(summary["total"]) == total
+    assert summary["outcome"] == "complete"
+    assert Decimal(summary["payer_paid"]) == total - data.COPAY
+    assert Decimal(summary["patient_owed"]) == data.COPAY
+    assert summary["status_after_payment"] == "balanced"
+    assert Decimal(summary["owed_after_payment"]) == 0
+    for code, (display, price) in data.PRICE_LIST.items():
+        assert f"    {code} {display}: {price} {data.CURRENCY}" in lines
+
+    # What the script printed is what the servers hold.
+    headers = {"Authorization": f"Bearer {tokens['CLINIC_TOKEN']}"}
+    invoice = httpx.get(f"{clinic.base}/{summary['invoice']}", headers=headers,
+                        timeout=HTTP_TIMEOUT).json()
+    assert invoice["status"] == "balanced"
+    assert Decimal(str(invoice["totalGross"]["value"])) == total
+    payer_headers = {"Authorization": f"Bearer {tokens['PAYER_TOKEN']}"}
+    answers = httpx.get(f"{payer.base}/ClaimResponse", headers=payer_headers,
+                        timeout=HTTP_TIMEOUT).json()
+    assert answers["total"] == 1  # the payer adjudicated the one claim
+    [entry] = answers["entry"]
+    assert Decimal(str(entry["resource"]["payment"]["amount"]["value"])) == total - data.COPAY
