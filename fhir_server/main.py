@@ -21,6 +21,7 @@ from fhir_server.api import batch, bulk, capability, interactions, operations
 from fhir_server.api.body_limit import BodyLimit, BodyLimits
 from fhir_server.api.context import RequestContext
 from fhir_server.api.cors import Cors
+from fhir_server.api.error_handlers import install_handlers
 from fhir_server.api.negotiation import check_accept, json_response
 from fhir_server.audit.journal import Journal
 from fhir_server.audit.trail import AuditTrail
@@ -29,7 +30,6 @@ from fhir_server.auth.enforce import enforce_request
 from fhir_server.auth.origins import AllowedOrigins
 from fhir_server.auth.tokens import create_auth
 from fhir_server.core.config import Settings, get_settings
-from fhir_server.core.errors import install_handlers
 from fhir_server.observability import business, metrics, rate_limit, scrape, shutdown, tracing
 from fhir_server.observability.instrument import instrument_repository
 from fhir_server.operations.bulk_export import job_records, stop_jobs
