@@ -11,8 +11,9 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request
 from starlette.responses import Response
 
-from fhir_server.adapters import ehr_schedule, hl7v2
+from fhir_server.adapters import ehr_schedule
 from fhir_server.adapters.ehr_fhir import FhirEhrAdapter
+from fhir_server.adapters.hl7v2.listener import start_listener, stop_listener
 from fhir_server.adapters.payer_fhir import FhirPayerAdapter
 from fhir_server.adapters.payer_x12 import PayerRouter, X12PayerAdapter
 from fhir_server.adapters.peer_http import PeerHttp
@@ -33,6 +34,7 @@ from fhir_server.auth.tokens import create_auth
 from fhir_server.core.config import Settings, get_settings
 from fhir_server.core.models import resource_types
 from fhir_server.observability import business, metrics, rate_limit, shutdown, tracing
+from fhir_server.operations.billing import price_definition
 from fhir_server.operations.bulk_export import job_records, stop_jobs
 from fhir_server.operations.bulk_export_retention import RetentionSweeper
 from fhir_server.operations.registry import OPERATIONS
@@ -118,8 +120,8 @@ def startup_steps(app: FastAPI, settings: Settings) -> list[Step]:
         await on_own_loop(lambda: _load_terminology(settings))
 
     async def listeners(stack: AsyncExitStack) -> None:
-        stack.push_async_callback(hl7v2.stop, app)
-        await hl7v2.start(app)
+        stack.push_async_callback(stop_listener, app)
+        await start_listener(app, price_definition=price_definition)
         stack.push_async_callback(ehr_schedule.stop, app)
         await ehr_schedule.start(app)
         log.info("serving base_url=%s engine=%s", settings.base_url, app.state.engine.name)
