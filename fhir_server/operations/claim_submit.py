@@ -40,7 +40,6 @@ from fhir_server.operations.common import (
     pack,
     ref,
     route,
-    search_token,
     today,
 )
 from fhir_server.operations.interchanges import documents
@@ -56,6 +55,7 @@ from fhir_server.operations.payer_side import (
     visible_member,
 )
 from fhir_server.service import interactions as svc
+from fhir_server.service.criteria import search_token
 from fhir_server.service.validation import validate_resource
 from fhir_server.storage.locks import LockBusy
 from fhir_server.terminology.systems import CLAIM_CONTROL, PAYMENT_TYPE, SERVER_URI
