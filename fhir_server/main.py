@@ -39,7 +39,14 @@ from fhir_server.operations.bulk_export import job_records, stop_jobs
 from fhir_server.operations.bulk_export_retention import RetentionSweeper
 from fhir_server.operations.registry import OPERATIONS
 from fhir_server.operations.x12_poll import start_poller
-from fhir_server.runtime.startup import Startup, Step, on_own_loop, request_started
+from fhir_server.runtime.startup import (
+    REQUEST_WAIT,
+    RETRY_AFTER,
+    Startup,
+    Step,
+    on_own_loop,
+    request_started,
+)
 from fhir_server.runtime.warmup import Warmup, warmed
 from fhir_server.service import write_rules as rules
 from fhir_server.service.rules import register_all as register_resource_rules
@@ -173,7 +180,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # a request id, a log line and their metrics.
     app.add_middleware(BodyLimit, limits=BodyLimits.of(
         settings, x12_operations=operations.x12_operations()))
-    app.add_middleware(Cors, base_url=settings.base_url, max_age=settings.fhir_cors_max_age)
+    app.add_middleware(Cors, base_url=settings.base_url, max_age=settings.fhir_cors_max_age,
+                       startup_wait=REQUEST_WAIT, retry_after=RETRY_AFTER)
     app.add_middleware(RequestContext, labels=metrics.RequestLabels(
         resource_types=frozenset(resource_types()),
         operations=frozenset(f"${op.code}" for op in OPERATIONS)))
