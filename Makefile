@@ -55,9 +55,11 @@ bench: venv ferretdb
 	$(VENV_PY) bench/run.py
 
 clean:
-	rm -rf var/ build/ dist/ *.egg-info $(FERRETDB_BIN) .pytest_cache
+	rm -rf var/ build/ dist/ *.egg-info $(FERRETDB_BIN) .pytest_cache .import_linter_cache
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
+# The import contracts (pyproject.toml's [tool.importlinter]): which room may import which.
 lint: venv
 	$(VENV_PY) -m ruff check fhir_server tests tools bench
 	$(VENV_PY) -m mypy
+	$(VENV)/bin/lint-imports
