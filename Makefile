@@ -65,10 +65,13 @@ bench: dev-venv ferretdb
 	$(VENV_PY) bench/run.py
 
 clean:
-	rm -rf var/ build/ dist/ *.egg-info $(FERRETDB_BIN) .pytest_cache
+	rm -rf var/ build/ dist/ *.egg-info $(FERRETDB_BIN) .pytest_cache .import_linter_cache
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
+# ruff, mypy, the generated configuration reference, and the import contracts
+# (pyproject.toml's [tool.importlinter]): which room may import which.
 lint: dev-venv
 	$(VENV_PY) -m ruff check fhir_server tests tools bench examples
 	$(VENV_PY) -m mypy
 	$(VENV_PY) tools/gen_config_docs.py --check
+	$(VENV)/bin/lint-imports

@@ -11,8 +11,9 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request
 from starlette.responses import Response
 
-from fhir_server.adapters import ehr_schedule, hl7v2
+from fhir_server.adapters import ehr_schedule
 from fhir_server.adapters.ehr_fhir import FhirEhrAdapter
+from fhir_server.adapters.hl7v2.listener import start_listener, stop_listener
 from fhir_server.adapters.payer_fhir import FhirPayerAdapter
 from fhir_server.adapters.payer_x12 import PayerRouter, X12PayerAdapter
 from fhir_server.adapters.peer_http import PeerHttp
@@ -21,6 +22,8 @@ from fhir_server.api import batch, bulk, capability, interactions, operations
 from fhir_server.api.body_limit import BodyLimit, BodyLimits
 from fhir_server.api.context import RequestContext
 from fhir_server.api.cors import Cors
+from fhir_server.api.error_handlers import install_handlers
+from fhir_server.api.metrics_route import metrics_route
 from fhir_server.api.negotiation import check_accept, json_response
 from fhir_server.audit.journal import Journal
 from fhir_server.audit.trail import AuditTrail
@@ -29,17 +32,26 @@ from fhir_server.auth.enforce import enforce_request
 from fhir_server.auth.origins import AllowedOrigins
 from fhir_server.auth.tokens import create_auth
 from fhir_server.core.config import Settings, get_settings
-from fhir_server.core.errors import install_handlers
-from fhir_server.observability import business, metrics, rate_limit, scrape, shutdown, tracing
-from fhir_server.observability.instrument import instrument_repository
+from fhir_server.core.models import resource_types
+from fhir_server.observability import business, metrics, rate_limit, shutdown, tracing
 from fhir_server.operations.bulk_export import job_records, stop_jobs
 from fhir_server.operations.bulk_export_retention import RetentionSweeper
+from fhir_server.operations.registry import OPERATIONS
 from fhir_server.operations.x12_poll import start_poller
-from fhir_server.runtime.startup import Startup, Step, on_own_loop, request_started
+from fhir_server.revenue.billing import price_definition
+from fhir_server.runtime.startup import (
+    REQUEST_WAIT,
+    RETRY_AFTER,
+    Startup,
+    Step,
+    on_own_loop,
+    request_started,
+)
 from fhir_server.runtime.warmup import Warmup, warmed
 from fhir_server.service import write_rules as rules
 from fhir_server.service.rules import register_all as register_resource_rules
 from fhir_server.storage.auth_store import AuthStore
+from fhir_server.storage.instrumented import instrument_repository
 from fhir_server.storage.model import instant, now_ms
 from fhir_server.storage.open import open_repository, unavailable_errors
 from fhir_server.terminology.loader import load as load_terminology
@@ -115,8 +127,8 @@ def startup_steps(app: FastAPI, settings: Settings) -> list[Step]:
         await on_own_loop(lambda: _load_terminology(settings))
 
     async def listeners(stack: AsyncExitStack) -> None:
-        stack.push_async_callback(hl7v2.stop, app)
-        await hl7v2.start(app)
+        stack.push_async_callback(stop_listener, app)
+        await start_listener(app, price_definition=price_definition)
         stack.push_async_callback(ehr_schedule.stop, app)
         await ehr_schedule.start(app)
         log.info("serving base_url=%s engine=%s", settings.base_url, app.state.engine.name)
@@ -168,8 +180,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # a request id, a log line and their metrics.
     app.add_middleware(BodyLimit, limits=BodyLimits.of(
         settings, x12_operations=operations.x12_operations()))
-    app.add_middleware(Cors, base_url=settings.base_url, max_age=settings.fhir_cors_max_age)
-    app.add_middleware(RequestContext)
+    app.add_middleware(Cors, base_url=settings.base_url, max_age=settings.fhir_cors_max_age,
+                       startup_wait=REQUEST_WAIT, retry_after=RETRY_AFTER)
+    app.add_middleware(RequestContext, labels=metrics.RequestLabels(
+        resource_types=frozenset(resource_types()),
+        operations=frozenset(f"${op.code}" for op in OPERATIONS)))
 
     @app.get("/health", include_in_schema=False)
     async def health() -> Response:
@@ -192,7 +207,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return json_response({"status": "unavailable"}, status=503)
         return json_response({"status": "ready"})
 
-    app.add_api_route("/metrics", scrape.metrics_route(settings), methods=["GET"],
+    app.add_api_route("/metrics", metrics_route(settings), methods=["GET"],
                       include_in_schema=False)
 
     # FHIR_RATE_LIMIT_PER_MINUTE: by address where there is no token, else by client id.

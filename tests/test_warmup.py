@@ -98,7 +98,8 @@ NO_IMPORTS = textwrap.dedent("""
     from fhir_server.main import create_app
     from fhir_server.search.extract import index_resource
     from fhir_server.service.subsetting import subset
-    from fhir_server.service.validation import resource_class, validate_resource
+    from fhir_server.core.models import resource_class
+    from fhir_server.service.validation import validate_resource
 
     EXAMPLES = Path(sys.argv[1])
     PATIENT = {"resourceType": "Patient", "identifier": [{"system": "urn:t", "value": "1"}],

@@ -12,10 +12,10 @@ import logging
 from typing import Any
 
 from fhir_server.adapters.ehr_fhir import SYNC_TYPES
+from fhir_server.adapters.endpoints import endpoint_of
 from fhir_server.adapters.payer import FHIR_REST
 from fhir_server.adapters.records import records
 from fhir_server.core.errors import FhirError
-from fhir_server.operations.common import endpoint_of
 from fhir_server.service import interactions as svc
 from fhir_server.terminology.systems import ENDPOINT_EHR_SYNC
 

@@ -25,10 +25,10 @@ import orjson
 from fhir_server.core.config import Settings
 from fhir_server.core.errors import FhirError, PreconditionFailed, Unprocessable
 from fhir_server.core.fhirjson import dumps
-from fhir_server.operations.common import search_token
 from fhir_server.search.parse import MAX_VALUES
 from fhir_server.service import interactions as svc
 from fhir_server.service.bundles import Entry, run_transaction
+from fhir_server.service.criteria import search_token
 from fhir_server.storage.repository import Repository
 
 WANTED = "urn:wanted:"

@@ -17,11 +17,11 @@ from fhir_server.auth.enforce import request_access
 from fhir_server.core.config import Settings
 from fhir_server.core.errors import FhirError, Invalid
 from fhir_server.core.fhirjson import loads_stored
+from fhir_server.core.models import resource_class
 from fhir_server.search.dates import date_range
 from fhir_server.service import bundles
 from fhir_server.service import interactions as svc
 from fhir_server.service.search.engine import parse_request, run_search
-from fhir_server.service.validation import resource_class
 from fhir_server.storage.model import StoredVersion
 from fhir_server.storage.repository import Repository
 

@@ -25,9 +25,9 @@ from fhir_server.api.negotiation import check_accept, json_response
 from fhir_server.audit.events import export_entity
 from fhir_server.auth.enforce import authorize, request_access
 from fhir_server.core.errors import FhirError, Forbidden, Invalid, NotFound
+from fhir_server.core.models import require_type, resource_class
 from fhir_server.operations import bulk_export
 from fhir_server.search.dates import date_range
-from fhir_server.service.validation import require_type, resource_class
 
 router = APIRouter()
 FILE = re.compile(r"^([A-Z][A-Za-z]{1,63})\.ndjson$")

@@ -15,9 +15,9 @@ from fhir_server import __version__
 from fhir_server.api.negotiation import json_response, pretty
 from fhir_server.auth.server import endpoints
 from fhir_server.core.config import Settings
+from fhir_server.core.models import resource_types
 from fhir_server.operations.registry import operations_for
 from fhir_server.search.registry import params_for
-from fhir_server.service.validation import resource_types
 
 router = APIRouter()
 

@@ -65,8 +65,8 @@ def _route(scope: Scope) -> str:
 
 
 class RequestContext:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    def __init__(self, app: ASGIApp, *, labels: metrics.RequestLabels) -> None:
+        self.app, self.labels = app, labels
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -93,8 +93,8 @@ class RequestContext:
             seconds = time.perf_counter() - start
             route = _route(scope)
             state = scope["state"]
-            interaction, type_ = metrics.interaction_labels(state.get("interaction"),
-                                                            state.get("bundle_type"))
+            interaction, type_ = self.labels.of(state.get("interaction"),
+                                                state.get("bundle_type"))
             metrics.REQUEST_RECORDER.record(method=request.method, route=route,
                                             interaction=interaction, resource_type=type_,
                                             status=status, seconds=seconds)

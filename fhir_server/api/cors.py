@@ -33,7 +33,6 @@ from fhir_server.api.negotiation import fhir_response_for_error
 from fhir_server.auth.origins import AllowedOrigins, OriginTable
 from fhir_server.core.errors import Issue, operation_outcome
 from fhir_server.core.web_origin import origin_of
-from fhir_server.runtime.startup import REQUEST_WAIT, RETRY_AFTER
 
 PATHS = ("/fhir", "/auth")
 ALLOW_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE"
@@ -61,10 +60,16 @@ def cross_origin(scope: Scope, headers: Headers, base_url: str) -> str | None:
 
 
 class Cors:
-    def __init__(self, app: ASGIApp, *, base_url: str, max_age: int) -> None:
+    """``startup_wait`` and ``retry_after`` (seconds): how long a request waits for the
+    start-up to read the origins, and the ``Retry-After`` of the 503 after that, as every
+    request that needs the start-up (``runtime/startup.py``, handed in by ``main.py``)."""
+
+    def __init__(self, app: ASGIApp, *, base_url: str, max_age: int, startup_wait: float,
+                 retry_after: int) -> None:
         self.app = app
         self.base_url = base_url
         self.max_age = max_age
+        self.startup_wait, self.retry_after = startup_wait, retry_after
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not _on_cors_path(scope["path"]):
@@ -76,7 +81,7 @@ class Cors:
             await self.app(scope, receive, _with_headers(send, {}))
             return
         scope.setdefault("state", {})["cross_origin"] = origin
-        table = await _table(scope["app"].state)
+        table = await _table(scope["app"].state, wait=self.startup_wait)
         if scope["method"] == "OPTIONS" and "access-control-request-method" in headers:
             await self._preflight(origin, table)(scope, receive, send)
             return
@@ -88,7 +93,7 @@ class Cors:
     def _preflight(self, origin: str, table: OriginTable | None) -> Response:
         if table is None:
             return _outcome(503, "transient", "The server cannot read its clients' origins "
-                            "yet; retry later", {"Retry-After": str(RETRY_AFTER)})
+                            "yet; retry later", {"Retry-After": str(self.retry_after)})
         if not table.allows(origin):
             return _outcome(403, "forbidden", f"The web origin {origin} may not call this "
                             "server from a browser (register it with `fhir-server clients add "
@@ -106,13 +111,13 @@ def _outcome(status: int, code: str, diagnostics: str, headers: dict[str, str]) 
                                    {**headers, "Vary": PREFLIGHT_VARY})
 
 
-async def _table(state: Any) -> OriginTable | None:
-    """The origin table; None while the server starts (after ``REQUEST_WAIT``) or when the
+async def _table(state: Any, *, wait: float) -> OriginTable | None:
+    """The origin table; None while the server starts (after ``wait`` seconds) or when the
     clients could never be read."""
     registry: AllowedOrigins | None = getattr(state, "origins", None)
     if registry is None:
         with contextlib.suppress(Exception):  # not started in time, or never will be
-            await asyncio.wait_for(state.startup.wait(), timeout=REQUEST_WAIT)
+            await asyncio.wait_for(state.startup.wait(), timeout=wait)
         registry = getattr(state, "origins", None)
     if registry is None:
         return None

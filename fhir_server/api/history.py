@@ -11,7 +11,7 @@ from fhir_server.api.params import at_param, count_param, since_param
 from fhir_server.auth.scoped import ScopedRepository
 from fhir_server.core.config import Settings
 from fhir_server.core.errors import Invalid, NotFound
-from fhir_server.service.validation import check_id, require_type
+from fhir_server.core.models import check_id, require_type
 from fhir_server.storage.repository import Repository
 
 HISTORY_PARAMETERS = frozenset({"_count", "_since", "_at", "_cursor", "_format", "_pretty"})

@@ -19,9 +19,9 @@ from fhir_server.api.responses import (
 from fhir_server.api.search import search_response
 from fhir_server.core.errors import Invalid, UnsupportedMediaType
 from fhir_server.core.fhirjson import parse_json
+from fhir_server.core.models import check_id, require_type
 from fhir_server.service import interactions as svc
 from fhir_server.service.patch import JSON_PATCH, apply_fhirpath_patch, apply_json_patch
-from fhir_server.service.validation import check_id, require_type
 from fhir_server.storage.model import StoredVersion
 
 router = APIRouter()

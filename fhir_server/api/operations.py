@@ -15,11 +15,11 @@ from fhir_server.api.deps import SettingsDep
 from fhir_server.api.negotiation import json_response, pretty, read_body
 from fhir_server.auth.enforce import authorize, request_access
 from fhir_server.core.errors import Invalid, MethodNotAllowed, NotFound, Upstream, UpstreamTimeout
+from fhir_server.core.models import check_id
 from fhir_server.observability import business
 from fhir_server.operations.base import Call, Operation, parameters_from_query, parse_parameters
 from fhir_server.operations.registry import OPERATIONS
 from fhir_server.search.extract import index_resource
-from fhir_server.service.validation import check_id
 
 
 @dataclass

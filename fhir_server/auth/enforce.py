@@ -28,8 +28,8 @@ from fhir_server.auth.principal import Principal, principal_of
 from fhir_server.auth.scoped import ScopedRepository
 from fhir_server.core.config import Settings
 from fhir_server.core.errors import Forbidden, NotFound, Unauthorized
+from fhir_server.core.models import resource_class
 from fhir_server.search.extract import index_resource
-from fhir_server.service.validation import resource_class
 
 FHIR_PREFIX = "/fhir"
 REALM = 'Bearer realm="fhir"'

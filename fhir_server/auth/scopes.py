@@ -126,7 +126,7 @@ def parse_scope(s: str) -> Scope | None:
 
     Raises ``InvalidScope`` with the reason for anything else.
     """
-    from fhir_server.service.validation import resource_class
+    from fhir_server.core.models import resource_class
 
     if s in OTHER_SCOPES:
         return None

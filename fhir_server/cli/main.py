@@ -22,6 +22,7 @@ from fhir_server.cli.load import Summary
 from fhir_server.core.config import Settings
 from fhir_server.observability import logs
 from fhir_server.runtime import serving
+from fhir_server.runtime.exit_codes import EXIT_BAD_CONFIGURATION
 from fhir_server.storage.open import StorageError, missing_database, open_repository
 
 log = logging.getLogger(__name__)
@@ -267,7 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args([*argv, DEFAULT_COMMAND])
     settings = serving.configured()
     if settings is None:
-        return serving.EXIT_BAD_CONFIGURATION
+        return EXIT_BAD_CONFIGURATION
     command = COMMANDS[args.command]
     if (command.opens_database is not None and command.opens_database(args)
             and not args.init and refuse_missing_database(settings)):

@@ -1,29 +1,17 @@
-"""FHIR errors that render themselves as OperationOutcomes, and the app's exception handlers.
+"""FHIR errors, and the OperationOutcomes they make.
 
 Every failure a client can cause is a ``FhirError`` with an HTTP status, an
 OperationOutcome issue code, a diagnostic written for the client, and the
 FHIRPath ``expression`` of the offending element where there is one.
-Diagnostics name elements and identifiers, never resource content.
+Diagnostics name elements and identifiers, never resource content. Turning
+exceptions into HTTP answers is the HTTP layer's (``fhir_server/api/error_handlers.py``).
 """
 
 from __future__ import annotations
 
-import logging
-import traceback
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import Response
-
-from fhir_server.observability.logs import loggable_path
-
-log = logging.getLogger("fhir_server.core.errors")
-STACK_FRAMES = 6  # innermost frames logged for an internal error
 
 
 @dataclass(frozen=True)
@@ -156,69 +144,3 @@ class Upstream(FhirError):
 
 class UpstreamTimeout(FhirError):
     __init__ = _error(504, "timeout")
-
-
-def _outcome_response(status: int, outcome: dict[str, Any], headers: dict[str, str]) -> Response:
-    # Imported here: negotiation imports this module for its errors.
-    from fhir_server.api.negotiation import fhir_response_for_error
-
-    return fhir_response_for_error(status, outcome, headers)
-
-
-def request_id(request: Request) -> str:
-    rid = getattr(request.state, "request_id", None)
-    return rid if isinstance(rid, str) else uuid.uuid4().hex
-
-
-def install_handlers(app: FastAPI, *, unavailable: tuple[type[Exception], ...] = ()) -> None:
-    """Turn every exception into an OperationOutcome response.
-
-    ``unavailable`` names the storage errors that mean the database cannot be
-    reached: they answer 503 (transient) rather than 500.
-    """
-
-    async def _unavailable(request: Request, exc: Exception) -> Response:
-        rid = request_id(request)
-        log.error("database unavailable request_id=%s error=%s", rid, type(exc).__name__)
-        issue = Issue("transient", f"The database is unavailable; retry later (request id {rid})")
-        return _outcome_response(503, operation_outcome([issue]),
-                                 {"Retry-After": "5", "X-Request-Id": rid})
-
-    for kind in unavailable:
-        app.add_exception_handler(kind, _unavailable)
-
-    @app.exception_handler(FhirError)
-    async def _fhir_error(request: Request, exc: FhirError) -> Response:
-        return _outcome_response(exc.status, exc.outcome(), exc.headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError) -> Response:
-        issues = [
-            Issue("invalid", str(e.get("msg", "invalid value")), "error",
-                  (".".join(str(p) for p in e.get("loc", ())),))
-            for e in exc.errors()
-        ]
-        return _outcome_response(400, operation_outcome(issues), {})
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
-        code = {404: "not-found", 405: "not-supported"}.get(exc.status_code, "processing")
-        detail = exc.detail if isinstance(exc.detail, str) else "request failed"
-        if exc.status_code == 404:
-            detail = f"No such endpoint: {request.method} {request.url.path}"
-        issue = Issue(code, detail)
-        return _outcome_response(exc.status_code, operation_outcome([issue]), {})
-
-    @app.exception_handler(Exception)
-    async def _internal(request: Request, exc: Exception) -> Response:
-        rid = request_id(request)
-        # Type and stack only: an exception's text can quote resource content.
-        log.error(
-            "internal error request_id=%s method=%s path=%s error=%s stack=%s",
-            rid, request.method,
-            loggable_path(request.url.path, getattr(request.scope.get("route"), "path", None)),
-            type(exc).__name__,
-            "".join(traceback.format_tb(exc.__traceback__)[-STACK_FRAMES:]).replace("\n", " | "),
-        )
-        issue = Issue("exception", f"Internal error (request id {rid})", "fatal")
-        return _outcome_response(500, operation_outcome([issue]), {"X-Request-Id": rid})

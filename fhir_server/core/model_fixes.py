@@ -1,5 +1,5 @@
 """One correction to the pinned FHIR models (``fhir.resources`` 8.3.0 on ``fhir-core``),
-applied when ``validation.py`` is imported.
+applied when ``models.py`` (the R4 model lookup) is imported.
 
 ``fhir_core.types.Url`` validates a ``url`` element by calling ``.startswith`` on the
 value once pydantic has refused it, so a number or an object where R4 has a ``url``

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from functools import cache
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import (
@@ -74,31 +74,26 @@ AUDIT_WRITTEN = Counter("fhir_audit_events_written", "AuditEvents written to the
 AUDIT_DROPPED = Counter("fhir_audit_events_dropped", "AuditEvents dropped from a full queue.")
 
 
-@cache
-def served_types() -> frozenset[str]:
-    from fhir_server.service.validation import resource_types
+@dataclass(frozen=True)
+class RequestLabels:
+    """The bounded label values of a request, told at start-up by ``main.py``'s wiring (this
+    module imports nothing above ``fhir_server/core``): the resource types the server
+    serves and the names of the operations it defines (``$submit``...)."""
 
-    return frozenset(resource_types())
+    resource_types: frozenset[str]
+    operations: frozenset[str]
 
-
-@cache
-def operation_names() -> frozenset[str]:
-    from fhir_server.operations.registry import OPERATIONS
-
-    return frozenset(f"${op.code}" for op in OPERATIONS)
-
-
-def interaction_labels(interaction: Any, bundle_type: str | None) -> tuple[str, str]:
-    """(interaction, resource type) labels of a classified FHIR request (None: not FHIR)."""
-    if interaction is None:
-        return NONE, NONE
-    code: str = interaction.code
-    if code == "operation":
-        code = interaction.operation if interaction.operation in operation_names() else OTHER
-    elif code == "transaction-or-batch":
-        code = bundle_type if bundle_type in ("transaction", "batch") else code
-    type_ = interaction.type_
-    return code, (NONE if type_ is None else type_ if type_ in served_types() else OTHER)
+    def of(self, interaction: Any, bundle_type: str | None) -> tuple[str, str]:
+        """(interaction, resource type) labels of a classified FHIR request (None: not FHIR)."""
+        if interaction is None:
+            return NONE, NONE
+        code: str = interaction.code
+        if code == "operation":
+            code = interaction.operation if interaction.operation in self.operations else OTHER
+        elif code == "transaction-or-batch":
+            code = bundle_type if bundle_type in ("transaction", "batch") else code
+        type_ = interaction.type_
+        return code, (NONE if type_ is None else type_ if type_ in self.resource_types else OTHER)
 
 
 class RequestRecorder:

@@ -1,6 +1,6 @@
 """OpenTelemetry traces, on only when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set.
 
-A span per request (``api/context.py``), per database call (``instrument.py``) and per
+A span per request (``api/context.py``), per database call (``storage/instrumented.py``) and per
 payer or EHR call (``fhir_server/adapters/peer_http.py``), sent in batches over OTLP/HTTP by a
 background thread. The caller's W3C ``traceparent`` continues its trace; a payer or EHR
 call carries ours. The SDK's standard variables apply (``OTEL_SERVICE_NAME``,

@@ -36,7 +36,6 @@ from fhir_server.operations.common import (
     drop_ids,
     pack,
     route,
-    search_token,
 )
 from fhir_server.operations.interchanges import documents
 from fhir_server.operations.payer_side import check_subject, visible_member
@@ -47,6 +46,7 @@ from fhir_server.revenue.payer.claims import adjudicate_claim
 from fhir_server.revenue.payer.members import Member
 from fhir_server.revenue.states import ClaimOutcome, claim_outcome, transition
 from fhir_server.service import interactions as svc
+from fhir_server.service.criteria import search_token
 from fhir_server.service.validation import validate_resource
 from fhir_server.storage.locks import LockBusy
 from fhir_server.terminology.systems import CLAIM_CONTROL, SERVER_URI

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from fhir_server.adapters.payer import FHIR_REST, X12_5010, Partner, PayerEndpoint
+from fhir_server.adapters.endpoints import endpoint_of
+from fhir_server.adapters.payer import PayerEndpoint
 from fhir_server.core.config import Settings
-from fhir_server.core.errors import Conflict, Unprocessable
+from fhir_server.core.errors import Conflict
 from fhir_server.core.fhirjson import loads_stored
 from fhir_server.revenue.records import (  # noqa: F401 - shared by the operations
     LOCAL_REF,
@@ -18,13 +19,11 @@ from fhir_server.revenue.records import (  # noqa: F401 - shared by the operatio
     identifier_keys,
     read_local,
     ref,
-    search_token,
 )
 from fhir_server.service import interactions as svc
 from fhir_server.service.validation import validate_resource
 from fhir_server.storage.model import instant, now_ms
 from fhir_server.storage.repository import Repository, TransactionConflict
-from fhir_server.terminology.systems import ENDPOINT_CONNECTION, ENDPOINT_OAUTH, X12_CONNECTION, X12_PARTNER
 
 
 def now_instant() -> str:
@@ -46,42 +45,6 @@ async def payer_endpoint(repo: Repository, organization: Resource | None) -> Pay
     return None
 
 
-def endpoint_of(endpoint: Resource | None, local: str) -> PayerEndpoint | None:
-    """An active Endpoint as the adapters see it (None: not one this server can call)."""
-    if endpoint is None or endpoint.get("status") not in ("active", None):
-        return None
-    connection = _connection(endpoint)
-    address = endpoint.get("address")
-    if connection is None or not isinstance(address, str) \
-            or not address.startswith(("http://", "https://")):
-        return None
-    extensions = {e.get("url"): e for e in endpoint.get("extension") or []}
-    oauth = _parts(extensions.get(ENDPOINT_OAUTH))
-    partner = None
-    if connection == X12_5010:
-        parts = _parts(extensions.get(X12_PARTNER))
-        if not parts.get("sender") or not parts.get("receiver") \
-                or parts.get("usage", "P") not in ("T", "P"):
-            raise Unprocessable(f"{local} is a clearinghouse but its x12-partner extension "
-                                "lacks sender, receiver or a usage of T or P",
-                                expression=["Endpoint.extension"], code="required")
-        partner = Partner(parts["sender"], parts["receiver"], parts.get("usage", "P"))
-    return PayerEndpoint(reference=local, address=address, oauth_client_id=oauth.get("clientId"),
-                         oauth_scope=oauth.get("scope"), connection=connection, partner=partner)
-
-
-def _connection(endpoint: Resource) -> str | None:
-    kind = endpoint.get("connectionType") or {}
-    if kind.get("code") == FHIR_REST and kind.get("system") in (None, ENDPOINT_CONNECTION):
-        return FHIR_REST
-    if kind.get("code") == X12_5010 and kind.get("system") == X12_CONNECTION:
-        return X12_5010
-    return None
-
-
-def _parts(extension: Resource | None) -> dict[str, str]:
-    return {str(p.get("url")): str(p.get("valueString") or p.get("valueCode") or "")
-            for p in (extension or {}).get("extension") or [] if isinstance(p, dict)}
 
 
 def map_references(value: Any, mapping: dict[str, str]) -> Any:

@@ -7,11 +7,12 @@ from __future__ import annotations
 from typing import Any
 
 from fhir_server.adapters.ehr_fhir import SYNC_TYPES
+from fhir_server.adapters.endpoints import endpoint_of
 from fhir_server.adapters.payer import FHIR_REST
 from fhir_server.adapters.records import records
 from fhir_server.core.errors import Invalid, Unprocessable
 from fhir_server.operations.base import Call, Operation, Param
-from fhir_server.operations.common import endpoint_of, read_local
+from fhir_server.operations.common import read_local
 from fhir_server.search.dates import date_range
 
 

@@ -37,10 +37,10 @@ from fhir_server.operations.common import (
     commit_new,
     now_instant,
     read_local,
-    search_token,
 )
 from fhir_server.revenue import billing
 from fhir_server.service import interactions as svc
+from fhir_server.service.criteria import search_token
 from fhir_server.storage.locks import LockBusy
 from fhir_server.terminology.systems import BILL_INVOICE
 

@@ -31,7 +31,7 @@ from fhir_server.core.errors import Conflict, Invalid, Issue, PayloadTooLarge, U
 from fhir_server.core.fhirjson import loads_stored
 from fhir_server.core.money import money
 from fhir_server.operations.claim_submit import claim_response_id
-from fhir_server.operations.common import Resource, commit_new, now_instant, search_token
+from fhir_server.operations.common import Resource, commit_new, now_instant
 from fhir_server.operations.interchanges import interchange_document
 from fhir_server.operations.remittance_claims import claim_response, x12_date
 from fhir_server.revenue.balances import adjudication_posting, currency_of, post
@@ -43,6 +43,7 @@ from fhir_server.revenue.states import (
     transition,
 )
 from fhir_server.service import interactions as svc
+from fhir_server.service.criteria import search_token
 from fhir_server.storage.locks import LockBusy
 from fhir_server.storage.repository import Repository
 from fhir_server.terminology.systems import (

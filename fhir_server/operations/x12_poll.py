@@ -19,11 +19,11 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from fhir_server.adapters.endpoints import endpoint_of
 from fhir_server.adapters.payer import PayerEndpoint
 from fhir_server.adapters.x12.segments import X12Error, split
 from fhir_server.core.config import Settings
 from fhir_server.core.errors import Conflict, FhirError
-from fhir_server.operations.common import endpoint_of
 from fhir_server.operations.remittance_posting import apply_277ca, apply_835, check_size
 from fhir_server.service import interactions as svc
 from fhir_server.storage.locks import LockBusy

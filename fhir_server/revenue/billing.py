@@ -25,7 +25,7 @@ from fhir_server.core.errors import Unprocessable
 from fhir_server.core.money import cents, decimal_of, money
 from fhir_server.revenue.amounts import items_total
 from fhir_server.revenue.coverage import primary_coverage
-from fhir_server.revenue.records import LOCAL_REF, search_token
+from fhir_server.revenue.records import LOCAL_REF
 from fhir_server.revenue.states import (
     OPEN_INVOICES,
     ClaimStatus,
@@ -34,6 +34,7 @@ from fhir_server.revenue.states import (
     transition,
 )
 from fhir_server.service import interactions as svc
+from fhir_server.service.criteria import search_token
 from fhir_server.storage.model import instant, now_ms
 from fhir_server.storage.repository import Repository
 from fhir_server.terminology.pricelist import Priced, line_item, matches_code, price_line

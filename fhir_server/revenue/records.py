@@ -23,13 +23,6 @@ async def read_local(repo: Repository, reference: Any) -> Resource | None:
     return resource
 
 
-def search_token(system: str | None, value: str) -> str:
-    """A token search value, its ``,``, ``|``, ``$`` and ``\\`` escaped: ``system|value``,
-    or the value alone when there is no system."""
-    escaped = "".join(f"\\{c}" if c in ",|$\\" else c for c in value)
-    return f"{system}|{escaped}" if system else escaped
-
-
 class Resolver:
     """Follows references from a resource that may have come from another server:
     ``#id`` to its contained resources, ``Type/id`` or this server's absolute URL to

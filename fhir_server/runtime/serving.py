@@ -24,14 +24,12 @@ from fhir_server.auth.key_files import KeyFileError, file_key_ring
 from fhir_server.core.config import Settings, get_settings
 from fhir_server.observability import logs
 from fhir_server.runtime.booting import BootingApp
+from fhir_server.runtime.exit_codes import EXIT_BAD_CONFIGURATION, EXIT_STARTUP_FAILURE, STOP_SIGNALS
 from fhir_server.storage.open import StorageError, check_data_dir
 from fhir_server.storage.private import private_dir
 
 log = logging.getLogger("fhir_server")
 
-EXIT_STARTUP_FAILURE = 3  # as uvicorn's own CLI
-EXIT_BAD_CONFIGURATION = 2
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 METRICS_DIR = "metrics"  # under FHIR_DATA_DIR
 
 

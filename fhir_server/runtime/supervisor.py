@@ -25,7 +25,7 @@ from types import FrameType
 import uvicorn
 from uvicorn._subprocess import get_subprocess
 
-from fhir_server.runtime.serving import EXIT_STARTUP_FAILURE, STOP_SIGNALS
+from fhir_server.runtime.exit_codes import EXIT_STARTUP_FAILURE, STOP_SIGNALS
 
 log = logging.getLogger("fhir_server.runtime.supervisor")
 

@@ -34,11 +34,12 @@ from pydantic import BaseModel
 from fhir_server.api.capability import statement_for
 from fhir_server.auth import passwords, roles
 from fhir_server.core.config import Settings
+from fhir_server.core.models import inner_class, model_classes
 from fhir_server.search.compartment import patient_compartment
 from fhir_server.search.extract import SERVER_VALUES
 from fhir_server.search.registry import params_for
-from fhir_server.service.subsetting import elements_of, inner_class
-from fhir_server.service.validation import model_classes, required_bindings
+from fhir_server.service.subsetting import elements_of
+from fhir_server.service.validation import required_bindings
 
 log = logging.getLogger("fhir_server.runtime.warmup")
 

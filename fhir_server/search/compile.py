@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from fhir_server.core.errors import Invalid, Issue
+from fhir_server.core.models import check_id, resource_class
 from fhir_server.search import values as v
 from fhir_server.search.normalize import fold, key
 from fhir_server.search.parse import Criterion, parse_criterion, split_unescaped
@@ -30,7 +31,6 @@ from fhir_server.search.query import (
     or_,
 )
 from fhir_server.search.registry import SearchParam, lookup, params_for, single_valued_param
-from fhir_server.service.validation import check_id, resource_class
 
 
 @dataclass
@@ -150,7 +150,7 @@ def _value_query(ctx: CompileContext, param: SearchParam, modifier: str | None,
 
 
 def _all_types() -> tuple[str, ...]:
-    from fhir_server.service.validation import resource_types
+    from fhir_server.core.models import resource_types
 
     return resource_types()
 

@@ -187,7 +187,7 @@ def _repeats(cls: Any, key: str) -> tuple[bool, Any] | None:
 def single_valued(expression: str) -> bool:
     """Whether a plain path gives at most one value per resource: no step repeats (a
     choice element, one of several keys, counts once). False when that cannot be told."""
-    from fhir_server.service.validation import resource_class
+    from fhir_server.core.models import resource_class
 
     steps = _compile(expression)
     cls: Any = resource_class(expression.strip().split(".", 1)[0])

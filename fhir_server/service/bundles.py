@@ -30,10 +30,11 @@ from fhir_server.core.errors import (
     operation_outcome,
 )
 from fhir_server.core.fhirjson import loads_stored
+from fhir_server.core.models import check_id, require_type
 from fhir_server.service import interactions as svc
 from fhir_server.service import write_rules as rules
 from fhir_server.service.bundle_references import conditional_references, rewritten
-from fhir_server.service.validation import check_id, require_type, validate_resource
+from fhir_server.service.validation import validate_resource
 from fhir_server.storage.model import StoredVersion, instant, now_ms
 from fhir_server.storage.repository import PlannedWrite, Repository, TransactionConflict
 

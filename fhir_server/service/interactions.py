@@ -19,12 +19,13 @@ from typing import Any
 from fhir_server.core.config import Settings
 from fhir_server.core.errors import Conflict, Gone, Invalid, NotFound, PreconditionFailed
 from fhir_server.core.fhirjson import dumps, loads_stored
+from fhir_server.core.models import check_id, require_type, resource_class
 from fhir_server.search.compile import CompileContext, compile_criteria
 from fhir_server.search.extract import index_resource
 from fhir_server.search.parse import WHOLE_NUMBER, criteria_of
 from fhir_server.service import write_rules as rules
 from fhir_server.service.search.codes import prepare
-from fhir_server.service.validation import check_id, require_type, resource_class, validate_resource
+from fhir_server.service.validation import validate_resource
 from fhir_server.storage.model import StoredVersion, instant, now_ms
 from fhir_server.storage.repository import (
     PlannedWrite,

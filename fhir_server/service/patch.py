@@ -18,9 +18,8 @@ from fhirpathpy.models import models
 from pydantic import BaseModel
 
 from fhir_server.core.errors import Invalid, Unprocessable
+from fhir_server.core.models import inner_class, resource_class
 from fhir_server.search.registry import split_top_level
-from fhir_server.service.subsetting import inner_class
-from fhir_server.service.validation import resource_class
 
 JSON_PATCH = "application/json-patch+json"
 OPERATION_TYPES = frozenset({"add", "insert", "delete", "replace", "move"})

@@ -17,7 +17,7 @@ from fhir.resources.R4B.backboneelement import BackboneElement
 from pydantic import BaseModel
 
 from fhir_server.core.errors import Invalid
-from fhir_server.service.validation import resource_class
+from fhir_server.core.models import inner_class, resource_class
 
 SUBSETTED = {
     "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
@@ -32,19 +32,6 @@ class ElementInfo:
     summary: bool
     required: bool
     backbone: type[BaseModel] | None  # the class to descend into, for backbone elements
-
-
-def inner_class(annotation: Any) -> type[BaseModel] | None:
-    """The model class behind a field annotation such as Optional[List[abc.PatientContactType]]."""
-    stack = [annotation]
-    while stack:
-        item = stack.pop()
-        getter = getattr(item, "get_model_klass", None)
-        if callable(getter):
-            resolved = getter()
-            return resolved if isinstance(resolved, type) and issubclass(resolved, BaseModel) else None
-        stack.extend(typing.get_args(item))
-    return None
 
 
 @cache

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from fhir_server.core.config import Settings
 from fhir_server.core.errors import FhirError, Invalid
+from fhir_server.core.models import ID_RE
 from fhir_server.search.query import (
     CodeSource,
     HierarchyCodes,
@@ -23,7 +24,6 @@ from fhir_server.search.query import (
     StoredSet,
     ValueSetCodes,
 )
-from fhir_server.service.validation import ID_RE
 from fhir_server.storage.repository import Repository
 from fhir_server.terminology.catalog import Catalog
 from fhir_server.terminology.compose import Plan, plan_of

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from fhir_server.service.validation import resource_types
+from fhir_server.core.models import resource_types
 from tests.factories import patient
 from tools.data_sets import definition
 

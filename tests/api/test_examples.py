@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 
 from fhir_server.core.fhirjson import dumps
-from fhir_server.service.validation import resource_class
+from fhir_server.core.models import resource_class
 from tests.factories import EXAMPLES, without_meta
 
 # R4 content the server rightly refuses, each for a stated reason:

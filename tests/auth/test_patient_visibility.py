@@ -18,8 +18,8 @@ from fhir_server.auth.patient_visibility import (
     attribution_paths,
     visibility,
 )
+from fhir_server.core.models import resource_types
 from fhir_server.search.registry import lookup
-from fhir_server.service.validation import resource_types
 from tests.auth.world import created, ids
 from tests.conftest import ClientFor
 

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 from fhir_server.core.fhirjson import dumps
-from fhir_server.service.validation import resource_class
+from fhir_server.core.models import resource_class
 from tools.data_sets import EXAMPLES, definition
 from tools.data_sets import SYNTHEA_BULK as SYNTHEA
 

@@ -1,7 +1,5 @@
-"""HL7 v2 over MLLP: the listener, message parsing, and one mapping module per message
-family (adt, siu, dft), after the HL7 v2-to-FHIR Implementation Guide."""
+"""HL7 v2 over MLLP: the listener (``listener.py``), message parsing, and one mapping module
+per message family (adt, siu, dft), after the HL7 v2-to-FHIR Implementation Guide.
 
-from fhir_server.adapters.hl7v2.listener import start_listener as start
-from fhir_server.adapters.hl7v2.listener import stop_listener as stop
-
-__all__ = ["start", "stop"]
+The package imports none of its modules: they import each other (``segments``), and an
+``__init__`` that imported the listener made every one of them a cycle through it."""

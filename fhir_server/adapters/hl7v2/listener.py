@@ -26,7 +26,7 @@ from hl7.mllp import InvalidBlockError, start_hl7_server
 from fhir_server.adapters.hl7v2.ack import reject_header, reject_unparsed
 from fhir_server.adapters.hl7v2.frames import BlockTooLarge, read_block, reader_limit
 from fhir_server.adapters.hl7v2.message import V2Error
-from fhir_server.adapters.hl7v2.process import Processor
+from fhir_server.adapters.hl7v2.process import PriceLookup, Processor
 from fhir_server.adapters.records import records
 
 log = logging.getLogger("fhir_server.adapters.hl7v2")
@@ -106,14 +106,15 @@ class Listener:
             return reject_unparsed(V2Error("internal error", where="MSH", code="207"))
 
 
-async def start_listener(app: Any) -> None:
+async def start_listener(app: Any, *, price_definition: PriceLookup) -> None:
     """Start the MLLP listener when FHIR_HL7V2_PORT is set (the lifespan calls this)."""
     settings = app.state.settings
     if settings.fhir_hl7v2_port is None:
         app.state.hl7v2 = None
         return
     processor = Processor(repo=app.state.repo, settings=settings, audit=app.state.audit,
-                          records=records(app.state.repo, "hl7v2"))
+                          records=records(app.state.repo, "hl7v2"),
+                          price_definition=price_definition)
     listener = Listener(processor, settings.fhir_hl7v2_host, settings.fhir_hl7v2_port,
                         max_message=settings.fhir_max_body_bytes)
     await listener.start()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from fhir_server.adapters.hl7v2.ack import acknowledge, reject_unparsed
 from fhir_server.adapters.hl7v2.adt import EVENT_STATUS, map_adt
@@ -27,7 +27,6 @@ from fhir_server.adapters.upsert import Applied, WriteFailed, apply, identify
 from fhir_server.audit import events
 from fhir_server.core.config import Settings
 from fhir_server.core.errors import FhirError
-from fhir_server.revenue import billing
 from fhir_server.storage.locks import LockBusy
 from fhir_server.storage.model import instant, now_ms
 from fhir_server.storage.repository import Repository
@@ -60,10 +59,20 @@ def _fhir_error(error: FhirError, where: str) -> V2Error:
     return V2Error(error.diagnostics, where=where, code=code)
 
 
+class PriceLookup(Protocol):
+    """The price list's entry for a service code (``revenue/billing.py``'s
+    ``price_definition``, handed in by ``main.py``'s wiring: adapters do not import
+    operations); raises a FhirError naming ``where`` when the code has no price."""
+
+    async def __call__(self, repo: Repository, settings: Settings, coding: dict[str, Any],
+                       where: str) -> dict[str, Any]: ...
+
+
 class Processor:
     def __init__(self, *, repo: Repository, settings: Settings, audit: Any,
-                 records: Records) -> None:
+                 records: Records, price_definition: PriceLookup) -> None:
         self.repo, self.settings, self.audit, self.records = repo, settings, audit, records
+        self.price_definition = price_definition
 
     async def handle(self, text: str, peer: str | None = None) -> str:
         """The acknowledgement of one message (applied first, when it can be)."""
@@ -161,7 +170,7 @@ class Processor:
             mapped, unpriced = map_dft(msg, self.settings)
             for where, coding in unpriced:
                 try:
-                    await billing.price_definition(self.repo, self.settings, coding, where)
+                    await self.price_definition(self.repo, self.settings, coding, where)
                 except FhirError as error:
                     raise V2Error(error.diagnostics, where=where, code="103") from None
             return mapped

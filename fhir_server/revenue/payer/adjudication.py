@@ -28,9 +28,10 @@ from fhir_server.core.errors import Unprocessable
 from fhir_server.core.money import cents, decimal_of, money
 from fhir_server.revenue.amounts import item_amount
 from fhir_server.revenue.payer.members import Member, claim_service_date
-from fhir_server.revenue.records import Resource, read_local, search_token
+from fhir_server.revenue.records import Resource, read_local
 from fhir_server.revenue.states import ClaimOutcome
 from fhir_server.service import interactions as svc
+from fhir_server.service.criteria import search_token
 from fhir_server.storage.repository import Repository
 from fhir_server.terminology.systems import ADJUDICATION, COPAY_TYPE, COVERAGE_CLASS
 

@@ -15,8 +15,9 @@ from typing import Any
 
 from fhir_server.core.config import Settings
 from fhir_server.revenue.coverage import day_of
-from fhir_server.revenue.records import Resolver, Resource, identifier_keys, ref, search_token
+from fhir_server.revenue.records import Resolver, Resource, identifier_keys, ref
 from fhir_server.service import interactions as svc
+from fhir_server.service.criteria import search_token
 from fhir_server.storage.repository import Repository
 from fhir_server.terminology.systems import ADJUDICATION_ERROR
 

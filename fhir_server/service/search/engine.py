@@ -15,6 +15,7 @@ from typing import Any
 
 from fhir_server.core.config import Settings
 from fhir_server.core.errors import Invalid, Issue, NotFound
+from fhir_server.core.models import require_type
 from fhir_server.search.compartment import compartment_query
 from fhir_server.search.compile import CompileContext, compile_criteria
 from fhir_server.search.parse import WHOLE_NUMBER, Criterion, criteria_of, parse_count
@@ -23,7 +24,6 @@ from fhir_server.search.registry import lookup
 from fhir_server.service.search.codes import prepare
 from fhir_server.service.search.includes import Include, parse_includes, resolve_includes
 from fhir_server.service.subsetting import parse_elements, parse_summary
-from fhir_server.service.validation import require_type
 from fhir_server.storage.model import StoredVersion
 from fhir_server.storage.repository import Repository
 

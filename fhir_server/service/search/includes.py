@@ -6,11 +6,11 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from fhir_server.core.errors import Invalid
+from fhir_server.core.models import resource_class
 from fhir_server.search.extract import reference_type
 from fhir_server.search.normalize import key
 from fhir_server.search.query import Keys, SortKey
 from fhir_server.search.registry import lookup, params_for
-from fhir_server.service.validation import resource_class
 from fhir_server.storage.model import StoredVersion
 from fhir_server.storage.repository import Repository
 
