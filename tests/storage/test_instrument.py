@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-from fhir_server.observability.instrument import (
+from fhir_server.storage.instrumented import (
     NOT_DATABASE_CALLS,
     database_calls,
     instrument_repository,
