@@ -15,7 +15,7 @@ from fhir_server.auth.users import get_user
 from fhir_server.main import create_app
 from fhir_server.storage.auth_store import AuthStore
 from fhir_server.storage.open import open_repository
-from tests.conftest import ROOT, Store, make_settings
+from tests.support.store import ROOT, Store, make_settings
 
 PASSWORD = "a-long-enough-passphrase-42"
 ENGINE_ENV = ("MONGODB_URI", "MONGODB_DATABASE", "FHIR_DATA_DIR")

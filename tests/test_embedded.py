@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from pymongo import AsyncMongoClient
 
-from tests.conftest import READY_TIMEOUT, STOP_TIMEOUT, mongo_only
+from tests.support.store import READY_TIMEOUT, STOP_TIMEOUT, mongo_only
 from tools.ferretdb.launcher import EmbeddedFerretDB
 
 pytestmark = mongo_only

@@ -18,16 +18,9 @@ from typing import Any
 import pytest
 
 from fhir_server.main import create_app
-from tests.conftest import (
-    ROOT,
-    Store,
-    fhir_client,
-    free_port,
-    make_settings,
-    mint,
-    mongo_only,
-)
 from tests.factories import patient
+from tests.support.server_process import free_port
+from tests.support.store import ROOT, Store, fhir_client, make_settings, mint, mongo_only
 
 
 def cli(store: Store, *args: str) -> subprocess.CompletedProcess[str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import HTTP_TIMEOUT, ROOT
+from tests.support.store import HTTP_TIMEOUT, ROOT
 from tools.data_sets import SYNTHEA_BULK as BULK
 
 ENCOUNTERS = 60

@@ -8,8 +8,9 @@ import stat
 
 import httpx
 
-from tests.conftest import HTTP_TIMEOUT, Store, mint_for_database, server_process
 from tests.factories import patient
+from tests.support.server_process import server_process
+from tests.support.store import HTTP_TIMEOUT, Store, mint_for_database
 
 
 async def test_the_data_directory_is_private(store: Store) -> None:

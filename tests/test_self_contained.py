@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 
-from tests.conftest import ROOT
+from tests.support.store import ROOT
 from tools.data_sets import DATA, DEFINITIONS, EXAMPLES, SYNTHEA_BULK, SYNTHEA_BUNDLES
 
 # The ways a path can leave the checkout for a sibling folder named "shared": a parent of

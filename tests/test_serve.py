@@ -14,15 +14,9 @@ import httpx
 import pytest
 from joserfc.jwk import ECKey
 
-from tests.conftest import (
-    HTTP_TIMEOUT,
-    ROOT,
-    children,
-    free_port,
-    stop_process,
-    wait_ready,
-)
 from tests.factories import patient
+from tests.support.server_process import children, free_port, stop_process, wait_ready
+from tests.support.store import HTTP_TIMEOUT, ROOT
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc")
 

@@ -26,16 +26,8 @@ import pytest
 
 from fhir_server.storage.open import SQLITE_FILE, open_repository
 from fhir_server.terminology.loader import LOAD_LEASE
-from tests.conftest import (
-    ENGINE,
-    ROOT,
-    Store,
-    StoreFactory,
-    free_port,
-    server_env,
-    stop_process,
-    wait_ready,
-)
+from tests.support.server_process import free_port, server_env, stop_process, wait_ready
+from tests.support.store import ENGINE, ROOT, Store, StoreFactory
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="real processes")
 

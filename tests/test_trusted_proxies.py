@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import httpx
 
-from tests.conftest import HTTP_TIMEOUT, Store, server_process
+from tests.support.server_process import server_process
+from tests.support.store import HTTP_TIMEOUT, Store
 
 LIMIT = 2  # requests per minute per address (FHIR_RATE_LIMIT_PER_MINUTE), burst as much
 

@@ -14,14 +14,8 @@ import httpx
 from fastapi import FastAPI
 
 from fhir_server.main import create_app
-from tests.conftest import (
-    HTTP_TIMEOUT,
-    ROOT,
-    Store,
-    make_settings,
-    mint_for_database,
-    server_process,
-)
+from tests.support.server_process import server_process
+from tests.support.store import HTTP_TIMEOUT, ROOT, Store, make_settings, mint_for_database
 from tools.data_sets import EXAMPLES
 
 FIRST_REQUEST_BOUND_MS = 200.0  # generous: the bench (bench/startup_bench.py) has the figures

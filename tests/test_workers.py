@@ -15,8 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Store, children, mint_for_database, server_process
 from tests.factories import patient
+from tests.support.server_process import children, server_process
+from tests.support.store import Store, mint_for_database
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc")
 

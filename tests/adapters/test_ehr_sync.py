@@ -18,16 +18,8 @@ from fastapi import FastAPI
 
 from fhir_server.adapters.ehr_fhir import DEFAULT_SCOPE, SYNC_TYPES
 from fhir_server.adapters.records import records
-from tests.conftest import (
-    ROOT,
-    ServerProcess,
-    Store,
-    StoreFactory,
-    free_port,
-    mint_for_database,
-    server_env,
-    wait_ready,
-)
+from tests.support.server_process import ServerProcess, free_port, server_env, wait_ready
+from tests.support.store import ROOT, Store, StoreFactory, mint_for_database
 from tools.data_sets import SYNTHEA_BULK as BULK
 
 CLINIC_CLIENT = "clinic-ehr-client"

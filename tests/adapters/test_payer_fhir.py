@@ -22,7 +22,7 @@ from fhir_server.adapters.peer_errors import unreachable_text
 from fhir_server.adapters.resilience import CircuitBreaker
 from fhir_server.core.config import Settings
 from fhir_server.core.errors import Upstream, UpstreamTimeout
-from tests.conftest import free_port
+from tests.support.server_process import free_port
 
 
 @dataclass

@@ -13,8 +13,8 @@ import pytest
 
 from fhir_server.adapters.peer_errors import unreachable_text
 from tests.adapters.listeners import NOT_HTTP, Listener, http_answer
-from tests.conftest import free_port
 from tests.factories import patient
+from tests.support.server_process import free_port
 from tests.workflow.helpers import coverage, create, payer_org, post
 
 CONNECTION = {"system": "http://terminology.hl7.org/CodeSystem/endpoint-connection-type",

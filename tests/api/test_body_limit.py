@@ -16,8 +16,9 @@ import pytest
 from fhir_server.api.body_limit import AUTH_FORM_BYTES
 from fhir_server.core.config import Settings
 from fhir_server.core.fhirjson import dumps
-from tests.conftest import StoreFactory, mint_for_database, server_process
 from tests.factories import patient
+from tests.support.server_process import server_process
+from tests.support.store import StoreFactory, mint_for_database
 from tools.data_sets import EXAMPLES, SYNTHEA_BUNDLES
 
 LIMIT = 64 * 1024  # FHIR_MAX_BODY_BYTES of the server under test

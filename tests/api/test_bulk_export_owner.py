@@ -22,8 +22,8 @@ from fhir_server.operations.bulk_export import job_dir, job_records
 from fhir_server.operations.bulk_export_retention import STARTING, sweep
 from fhir_server.storage.private import private_dir
 from tests.api.test_bulk_export import ASYNC, finished
-from tests.conftest import ClientFor
 from tests.factories import patient
+from tests.support.store import ClientFor
 
 EHR_APP = "ehr-app"
 

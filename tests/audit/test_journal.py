@@ -11,8 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import HTTP_TIMEOUT, Store, mint_for_database, server_process, stop_process
 from tests.factories import patient
+from tests.support.server_process import server_process, stop_process
+from tests.support.store import HTTP_TIMEOUT, Store, mint_for_database
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses SIGKILL")
 READS = 15

@@ -20,7 +20,8 @@ from fhir_server.auth.clients import CLIENT_ID, new_client_id
 from fhir_server.auth.roles import bound_scopes
 from fhir_server.cli.main import build_parser
 from tests.auth.flow_helpers import PASSWORD, parse_form, pkce, query_of
-from tests.conftest import HTTP_TIMEOUT, ROOT, Store, free_port, stop_process, wait_ready
+from tests.support.server_process import free_port, stop_process, wait_ready
+from tests.support.store import HTTP_TIMEOUT, ROOT, Store
 
 REDIRECT = "https://app.example.org/cb"
 

@@ -35,12 +35,12 @@ from fhir_server.main import create_app
 from fhir_server.storage.auth_store import AuthStore
 from fhir_server.storage.open import open_repository
 from tests.auth.flow_helpers import PASSWORD
-from tests.conftest import (
+from tests.support.server_process import free_port
+from tests.support.store import (
     HTTP_TIMEOUT,
     READY_TIMEOUT,
     STOP_TIMEOUT,
     Store,
-    free_port,
     make_settings,
     mint_for_database,
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 from fhirclient import client as fhirclient
 
-from tests.conftest import BASE, HTTP_TIMEOUT
+from tests.support.store import BASE, HTTP_TIMEOUT
 
 REQUIRED = ("issuer", "jwks_uri", "authorization_endpoint", "token_endpoint", "grant_types_supported",
             "code_challenge_methods_supported", "capabilities", "scopes_supported",

@@ -30,7 +30,7 @@ from tests.auth.flow_helpers import (
     running_app,
     user,
 )
-from tests.conftest import Store
+from tests.support.store import Store
 
 APP_SCOPES = ("openid fhirUser launch launch/patient launch/encounter offline_access online_access "
               "patient/*.cruds user/*.cruds")

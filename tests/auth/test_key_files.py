@@ -22,17 +22,8 @@ from joserfc import jwk
 
 from fhir_server.auth.tokens import Grant
 from fhir_server.main import create_app
-from tests.conftest import (
-    ADMIN_CLIENT,
-    ADMIN_SCOPE,
-    ROOT,
-    Store,
-    fhir_client,
-    free_port,
-    make_settings,
-    mint,
-    server_env,
-)
+from tests.support.server_process import free_port, server_env
+from tests.support.store import ADMIN_CLIENT, ADMIN_SCOPE, ROOT, Store, fhir_client, make_settings, mint
 
 
 def _b64(data: bytes) -> str:

@@ -13,7 +13,7 @@ from tests.auth.flow_helpers import (
     running_app,
     user,
 )
-from tests.conftest import Store
+from tests.support.store import Store
 
 APP_SCOPES = "openid fhirUser user/*.rs"
 LIMIT = 3

@@ -15,17 +15,8 @@ import httpx
 import pytest
 
 from tests.bundles.helpers import bundle, post, response_entries, status_code, urn
-from tests.conftest import (
-    HTTP_TIMEOUT,
-    READY_TIMEOUT,
-    ROOT,
-    Store,
-    free_port,
-    mint_for_database,
-    server_env,
-    stop_process,
-    wait_ready,
-)
+from tests.support.server_process import free_port, server_env, stop_process, wait_ready
+from tests.support.store import HTTP_TIMEOUT, READY_TIMEOUT, ROOT, Store, mint_for_database
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses SIGKILL")
 

@@ -15,7 +15,7 @@ from fhirclient.server import FHIRNotFoundException
 from fhirpy import AsyncFHIRClient
 from fhirpy.base.exceptions import ResourceNotFound
 
-from tests.conftest import HTTP_TIMEOUT
+from tests.support.store import HTTP_TIMEOUT
 
 MRN = "http://clinic.example/mrn"
 

@@ -37,19 +37,8 @@ from typing import Any
 import httpx
 
 from fhir_server.storage.open import open_repository
-from tests.conftest import (
-    ENGINE,
-    HTTP_TIMEOUT,
-    ROOT,
-    ServerProcess,
-    Store,
-    free_port,
-    make_settings,
-    mint_for_database,
-    server_env,
-    stop_process,
-    wait_ready,
-)
+from tests.support.server_process import ServerProcess, free_port, server_env, stop_process, wait_ready
+from tests.support.store import ENGINE, HTTP_TIMEOUT, ROOT, Store, make_settings, mint_for_database
 
 RESTART_READY = 30.0  # seconds from a restart to /ready 200
 LEASE_SECONDS = float(os.environ.get("FHIR_FAULT_LEASE_SECONDS", "3"))

@@ -13,7 +13,6 @@ from fhir_server.adapters.ehr_fhir import SYNC_TYPES
 from tests.adapters.hl7v2.helpers import adt, field, in1, mllp
 from tests.adapters.hl7v2.test_adt import MRN_SYSTEM
 from tests.adapters.test_ehr_sync import ehr_admin, endpoint_for, results
-from tests.conftest import ServerProcess, Store, free_port
 from tests.faults.harness import (
     LEASE_SECONDS,
     TRANSPORT,
@@ -22,6 +21,8 @@ from tests.faults.harness import (
     Scenario,
     all_of,
 )
+from tests.support.server_process import ServerProcess, free_port
+from tests.support.store import Store
 
 CONNECTIONS = 4
 MLLP_DEAD = (OSError, asyncio.IncompleteReadError, EOFError)

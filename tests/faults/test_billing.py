@@ -14,7 +14,6 @@ from typing import Any
 import httpx
 
 from fhir_server.terminology.systems import REMITTANCE_TRACE
-from tests.conftest import Store
 from tests.faults.harness import (
     LEASE_SECONDS,
     TRANSPORT,
@@ -24,6 +23,7 @@ from tests.faults.harness import (
     all_of,
     until_dead,
 )
+from tests.support.store import Store
 from tests.workflow.helpers import by_type, create, post, share
 from tests.x12.test_posting import remit_for
 from tests.x12.world import (

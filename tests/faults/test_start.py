@@ -12,7 +12,6 @@ from typing import Any
 import httpx
 
 from fhir_server.terminology.loader import DEFINITIONS
-from tests.conftest import Store
 from tests.factories import patient
 from tests.faults.harness import (
     LOAD_SECONDS,
@@ -22,6 +21,7 @@ from tests.faults.harness import (
     all_of,
     until_dead,
 )
+from tests.support.store import Store
 
 MARK = "urn:faults:restart"
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import Store
 from tests.factories import patient
 from tests.faults.harness import LEASE_SECONDS, TRANSPORT, LeaseHeld, Scenario, all_of, until_dead
+from tests.support.store import Store
 
 CLIENTS = 8
 TXN = "urn:faults:txn"

@@ -15,8 +15,9 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import ROOT, Store, free_port, server_env, stop_process, wait_ready
 from tests.factories import patient
+from tests.support.server_process import free_port, server_env, stop_process, wait_ready
+from tests.support.store import ROOT, Store
 from tests.workflow.helpers import coverage, create, payer_org, post
 
 YEAR = datetime.now(UTC).year

@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 
 from fhir_server.observability.logs import REQUEST_ID, TRACE_ID, JsonFormatter, TextFormatter
-from tests.conftest import HTTP_TIMEOUT, Store, mint_for_database
 from tests.factories import patient
 from tests.observability.helpers import running_server
+from tests.support.store import HTTP_TIMEOUT, Store, mint_for_database
 
 FIELDS = {"time", "level", "logger", "message", "request_id", "trace_id"}
 REQUEST_FIELDS = {"method", "route", "status", "duration_ms"}

@@ -15,7 +15,6 @@ from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
 from fhir_server.auth.tokens import LoginEvent
-from tests.conftest import HTTP_TIMEOUT, ClientFor, Store, mint_for_database
 from tests.factories import patient
 from tests.observability.helpers import (
     booked_appointment,
@@ -24,6 +23,7 @@ from tests.observability.helpers import (
     running_server,
 )
 from tests.observability.peers import loopback_payer
+from tests.support.store import HTTP_TIMEOUT, ClientFor, Store, mint_for_database
 from tests.workflow.helpers import create
 
 METRICS = "http://testserver/metrics"  # outside the FHIR base of the test clients

@@ -8,7 +8,7 @@ import pytest
 from fastapi import FastAPI
 
 from fhir_server.observability.rate_limit import TokenBuckets
-from tests.conftest import ClientFor
+from tests.support.store import ClientFor
 
 PER_MINUTE = 3
 ROOT = "http://testserver"

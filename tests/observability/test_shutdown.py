@@ -12,7 +12,9 @@ from pathlib import Path
 import httpx
 
 from fhir_server.main import create_app
-from tests.conftest import (
+from tests.observability.helpers import check_eligibility, insured_patient, running_server
+from tests.observability.peers import loopback_payer
+from tests.support.store import (
     HTTP_TIMEOUT,
     STOP_TIMEOUT,
     Store,
@@ -21,8 +23,6 @@ from tests.conftest import (
     mint,
     mint_for_database,
 )
-from tests.observability.helpers import check_eligibility, insured_patient, running_server
-from tests.observability.peers import loopback_payer
 
 DRAIN = 2.0
 PAYER_DELAY = 6.0  # the slow request: the payer's answer comes after the drain

@@ -13,10 +13,10 @@ import httpx
 
 from fhir_server.core.config import Settings
 from fhir_server.observability import tracing
-from tests.conftest import HTTP_TIMEOUT, Store, mint_for_database
 from tests.factories import patient
 from tests.observability.helpers import check_eligibility, insured_patient, running_server
 from tests.observability.peers import ExportedSpan, loopback_payer, otlp_collector
+from tests.support.store import HTTP_TIMEOUT, Store, mint_for_database
 from tests.workflow.helpers import create
 
 SERVER, CLIENT = 2, 3  # opentelemetry.proto SpanKind values

@@ -21,7 +21,7 @@ from fhir_server.storage.fence import LeaseLost, unfenced
 from fhir_server.storage.locks import LOCKS, LockBusy
 from fhir_server.storage.model import now_ms
 from fhir_server.storage.repository import PlannedWrite, Repository
-from tests.conftest import ROOT, Store
+from tests.support.store import ROOT, Store
 
 LEASE = 1.5  # seconds: short, so that lapsing is quick to see
 NAME = "schedule:Practitioner/lease-test"

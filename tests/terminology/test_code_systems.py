@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 
 from fhir_server.main import create_app
-from tests.conftest import ROOT, Store, fhir_client, make_settings, mint
-from tests.terminology.conftest import params
+from tests.support.store import ROOT, Store, fhir_client, make_settings, mint
+from tests.support.terminology import params
 
 URL = "urn:test:cs:services"
 

@@ -11,7 +11,7 @@ import simple_icd_10_cm as cm
 
 from fhir_server.core.config import Settings
 from fhir_server.service.validation import validate_resource
-from tests.terminology.conftest import ICD, packaged, raw
+from tests.support.terminology import ICD, packaged, raw
 
 FILES = ("valuesets.json", "v2-tables.json", "v3-codesystems.json", "conceptmaps.json")
 TYPES = ("CodeSystem", "ValueSet", "ConceptMap")

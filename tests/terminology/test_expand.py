@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import simple_icd_10_cm as cm
 
-from tests.terminology.conftest import ICD, raw_resource
+from tests.support.terminology import ICD, raw_resource
 
 V3 = "http://terminology.hl7.org/ValueSet/"
 

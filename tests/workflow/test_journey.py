@@ -20,19 +20,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import (
-    HTTP_TIMEOUT,
-    ROOT,
-    ServerProcess,
-    Store,
-    StoreFactory,
-    free_port,
-    mint_for_database,
-    server_env,
-    server_process,
-    stop_process,
-)
 from tests.factories import patient
+from tests.support.server_process import ServerProcess, free_port, server_env, server_process, stop_process
+from tests.support.store import HTTP_TIMEOUT, ROOT, Store, StoreFactory, mint_for_database
 from tests.workflow.helpers import (
     PRICES,
     adjudication,

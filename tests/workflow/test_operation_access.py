@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ClientFor
 from tests.factories import patient
+from tests.support.store import ClientFor
 from tests.workflow.helpers import (
     PRICES,
     bill_parameters,

@@ -15,7 +15,7 @@ from fastapi import FastAPI
 
 from fhir_server.adapters.x12.state import X12State
 from fhir_server.main import create_app
-from tests.conftest import Store, make_settings
+from tests.support.store import Store, make_settings
 from tests.workflow.helpers import create, post, share
 from tests.x12.edi import Line, remittance_835
 from tests.x12.world import (

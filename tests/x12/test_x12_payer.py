@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ROOT, Store
+from tests.support.store import ROOT, Store
 from tests.workflow.helpers import post, share
 from tests.x12.edi import Line, elements, remittance_835
 from tests.x12.world import (

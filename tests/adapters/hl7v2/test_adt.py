@@ -18,7 +18,7 @@ from tests.adapters.hl7v2.helpers import (
     v2_date,
     v2_instant,
 )
-from tests.conftest import ClientFor
+from tests.support.store import ClientFor
 
 
 async def one(client: httpx.AsyncClient, type_: str, **params: str) -> dict[str, Any]:
