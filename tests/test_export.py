@@ -19,7 +19,7 @@ import pytest
 
 from fhir_server.main import create_app
 from tests.factories import patient
-from tests.support.server_process import free_port
+from tests.support.server_process import free_port, serve_until_exit
 from tests.support.store import ROOT, Store, fhir_client, make_settings, mint, mongo_only
 
 
@@ -131,10 +131,9 @@ def test_old_ferretdb_data_dir_is_refused_with_the_way_out(tmp_path: Path) -> No
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("MONGODB_URI", "MONGODB_DATABASE")}
     env |= {"FHIR_DATA_DIR": str(tmp_path), "FHIR_PORT": str(port)}
-    done = subprocess.run([sys.executable, "-m", "fhir_server", "serve"], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 3
-    assert f"fhir-server export --from-ferretdb {tmp_path}" in done.stderr
+    code, output = serve_until_exit(tmp_path, port=port, env=env)
+    assert code == 3
+    assert f"fhir-server export --from-ferretdb {tmp_path}" in output
     assert not (tmp_path / "fhir.sqlite3").exists()
 
 

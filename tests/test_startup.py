@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,8 +24,8 @@ import pytest
 
 from fhir_server.storage.open import SQLITE_FILE, open_repository
 from fhir_server.terminology.loader import LOAD_LEASE
-from tests.support.server_process import free_port, server_env, stop_process, wait_ready
-from tests.support.store import ENGINE, ROOT, Store, StoreFactory
+from tests.support.server_process import free_port, launch, stop_process, wait_ready
+from tests.support.store import ENGINE, Store, StoreFactory
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="real processes")
 
@@ -41,20 +39,16 @@ class Server:
     """A server process that has not necessarily finished its start-up; its log kept."""
 
     def __init__(self, store: Store, **env: str) -> None:
-        self.port = free_port()
-        self.origin = f"http://127.0.0.1:{self.port}"
+        self.server = launch(store, FHIR_SHUTDOWN_GRACE_SECONDS=str(GRACE), **env)
+        self.proc = self.server.proc
+        self.origin = self.server.root
         self.began = time.monotonic()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "fhir_server", "serve"],
-            env=server_env(store, self.port, FHIR_SHUTDOWN_GRACE_SECONDS=str(GRACE), **env),
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        self.log: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
 
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.log.append(line)
+    @property
+    def log(self) -> list[str]:
+        """The lines the server has written so far."""
+        assert self.server.log is not None
+        return self.server.log.read_text(errors="replace").splitlines(keepends=True)
 
     def logged(self, text: str) -> bool:
         return any(text in line for line in self.log)

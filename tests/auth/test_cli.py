@@ -20,7 +20,7 @@ from fhir_server.auth.clients import CLIENT_ID, new_client_id
 from fhir_server.auth.roles import bound_scopes
 from fhir_server.cli.main import build_parser
 from tests.auth.flow_helpers import PASSWORD, parse_form, pkce, query_of
-from tests.support.server_process import free_port, stop_process, wait_ready
+from tests.support.server_process import free_port, server_env, server_process
 from tests.support.store import HTTP_TIMEOUT, ROOT, Store
 
 REDIRECT = "https://app.example.org/cb"
@@ -39,23 +39,19 @@ def ok(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
 
 @pytest.fixture
 def embedded_env(tmp_path: Path) -> dict[str, str]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("MONGODB_URI", "MONGODB_DATABASE")}
-    return {**env, "FHIR_DATA_DIR": str(tmp_path / "data"), "FHIR_PORT": str(port),
-            "FHIR_HOST": "127.0.0.1", "FHIR_BASE_URL": f"http://127.0.0.1:{port}/fhir",
-            "FHIR_LOG_LEVEL": "WARNING"}
+    """`make run`'s environment: the embedded database, the default number of workers."""
+    env = server_env(tmp_path / "data", free_port())
+    del env["FHIR_WORKERS"]
+    return env
 
 
 @pytest.fixture
-def embedded_server(embedded_env: dict[str, str]) -> Iterator[str]:
+def embedded_server(embedded_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
     """`make run`'s way: python -m fhir_server serve on the embedded database."""
-    proc = subprocess.Popen([sys.executable, "-m", "fhir_server", "serve"], env=embedded_env, cwd=ROOT)
-    origin = embedded_env["FHIR_BASE_URL"].removesuffix("/fhir")
-    try:
-        wait_ready(origin, proc)
-        yield origin
-    finally:
-        assert stop_process(proc) == 0
+    with server_process(tmp_path / "data", env=embedded_env,
+                        port=int(embedded_env["FHIR_PORT"])) as server:
+        yield server.root
+        assert server.stop() == 0
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -176,17 +172,14 @@ def test_cli_starts_its_own_embedded_database(embedded_env: dict[str, str]) -> N
     token = ok(env, "token", "--client", app["client_id"], "--scope", "user/*.rs", "--user", "doc")
     data_dir = Path(env["FHIR_DATA_DIR"])
     assert not (data_dir / "ferretdb.uri").exists()  # its own FerretDB stopped with it
-    proc = subprocess.Popen([sys.executable, "-m", "fhir_server", "serve"], env=env, cwd=ROOT)
-    origin = env["FHIR_BASE_URL"].removesuffix("/fhir")
-    try:
-        wait_ready(origin, proc)
+    with server_process(data_dir, env=env, port=int(env["FHIR_PORT"])) as server:
+        origin = server.root
         # The server finds the key the CLI generated at first start, so the token verifies.
         assert httpx.get(f"{origin}/fhir/Patient", headers=bearer(token),
                          timeout=HTTP_TIMEOUT).status_code == 200
         body = code_flow(origin, app["client_id"], "doc", "user/*.rs")
         assert body["scope"].split() == bound_scopes("clinician", ["user/*.rs"])
-    finally:
-        assert stop_process(proc) == 0
+        assert server.stop() == 0
 
 
 def test_generated_client_ids_can_be_given_on_the_command_line() -> None:

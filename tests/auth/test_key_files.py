@@ -7,8 +7,6 @@ import asyncio
 import base64
 import hashlib
 import json
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,8 +20,8 @@ from joserfc import jwk
 
 from fhir_server.auth.tokens import Grant
 from fhir_server.main import create_app
-from tests.support.server_process import free_port, server_env
-from tests.support.store import ADMIN_CLIENT, ADMIN_SCOPE, ROOT, Store, fhir_client, make_settings, mint
+from tests.support.server_process import serve_until_exit
+from tests.support.store import ADMIN_CLIENT, ADMIN_SCOPE, Store, fhir_client, make_settings, mint
 
 
 def _b64(data: bytes) -> str:
@@ -116,11 +114,9 @@ async def test_database_keys_do_not_verify_with_a_key_file(store: Store,
 
 def serve_fails(store: Store, **env: str) -> str:
     """``fhir-server serve`` with ``env``: it must exit non-zero; its stderr."""
-    done = subprocess.run([sys.executable, "-m", "fhir_server", "serve"], cwd=ROOT,
-                          env=server_env(store, free_port(), **env), capture_output=True,
-                          text=True, timeout=120)
-    assert done.returncode != 0
-    return done.stderr
+    code, output = serve_until_exit(store, **env)
+    assert code != 0
+    return output
 
 
 @pytest.mark.parametrize("mode", [0o644, 0o640, 0o604], ids=["0644", "0640", "0604"])

@@ -20,9 +20,9 @@ from tests.observability.helpers import (
     booked_appointment,
     check_eligibility,
     insured_patient,
-    running_server,
-)
+    )
 from tests.observability.peers import loopback_payer
+from tests.support.server_process import server_process
 from tests.support.store import HTTP_TIMEOUT, ClientFor, Store, mint_for_database
 from tests.workflow.helpers import create
 
@@ -51,7 +51,7 @@ async def scrape(http: httpx.AsyncClient, url: str, **kwargs: str) -> Samples:
 
 async def test_metrics_after_a_scripted_mix(store: Store, tmp_path: Path) -> None:
     secret = f"Qzx{uuid.uuid4().hex[:10]}"
-    with loopback_payer() as payer, running_server(store, tmp_path / "log") as run:
+    with loopback_payer() as payer, server_process(store, log=tmp_path / "log") as run:
         token = await mint_for_database(store, run.base)
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/fhir+json"}
         async with httpx.AsyncClient(base_url=run.base + "/", headers=headers,
@@ -159,7 +159,7 @@ async def test_login_counters(app: FastAPI, client_for: ClientFor) -> None:
 async def test_several_workers_add_up_in_every_scrape(store: Store, tmp_path: Path) -> None:
     """FHIR_WORKERS=2: whichever worker answers /metrics counts every worker's requests."""
     asked = 24
-    with running_server(store, tmp_path / "log", FHIR_WORKERS="2") as run:
+    with server_process(store, log=tmp_path / "log", FHIR_WORKERS="2") as run:
         for _ in range(asked):  # a new connection each: the kernel spreads them over the workers
             async with httpx.AsyncClient(timeout=HTTP_TIMEOUT) as http:
                 answer = await http.get(f"{run.base}/metadata", headers={"Connection": "close"})

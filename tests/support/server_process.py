@@ -160,7 +160,6 @@ def launch(store: Store | Path, *, port: int | None = None, env: dict[str, str] 
     full = {**(env if env is not None else server_env(store, port)), **extra}
     log = log or default_log(store, port)
     with log.open("ab") as out:
-        out.write(f"--- launch at {time.time():.3f}\n".encode())
         proc = subprocess.Popen(SERVE, env=full, cwd=ROOT, stdout=out, stderr=out,
                                 start_new_session=group)
     return ServerProcess(base=f"http://127.0.0.1:{port}/fhir", proc=proc, port=port, log=log,
@@ -187,3 +186,19 @@ def server_process(store: Store | Path, *, port: int | None = None,
     finally:
         if server.proc.poll() is None:
             server.stop(timeout=stop_timeout)
+
+
+def serve_until_exit(store: Store | Path, *, timeout: float = 120.0,
+                     env: dict[str, str] | None = None, **extra: str) -> tuple[int, str]:
+    """A server start that must end by itself (refused configuration, unusable database):
+    its exit code and its output; still running after ``timeout``, it is killed and the test
+    fails."""
+    server = launch(store, env=env, **extra)
+    try:
+        code = server.proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        raise AssertionError(with_output(f"the server still ran after {timeout:g} s",
+                                         server.log)) from None
+    assert server.log is not None
+    return code, server.log.read_text(errors="replace")
