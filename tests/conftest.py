@@ -48,6 +48,56 @@ def _dump_tasks(signum: int, frame: Any) -> None:
 signal.signal(signal.SIGUSR1, _dump_tasks)
 
 
+# The `process` marker is kept true: a test that starts a process (subprocess.Popen, which
+# subprocess.run and asyncio's subprocesses go through too) while it runs, or while its
+# function-scoped fixtures set it up or tear it down, fails unless it is marked
+# `process`. What session- and module-scoped fixtures start (FerretDB for the run) is
+# shared and is not charged to the test that happens to come first.
+_started: list[str] = []
+_watching = False
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    if event == "subprocess.Popen" and _watching:
+        _started.append(str(args[1] if len(args) > 1 else args))
+
+
+sys.addaudithook(_audit)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
+                         ) -> Iterator[Any]:
+    global _watching
+    was, _watching = _watching, _watching and fixturedef.scope == "function"
+    try:
+        return (yield)
+    finally:
+        _watching = was
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[Any]:
+    global _watching
+    _started.clear()
+    _watching = item.get_closest_marker("process") is None
+    try:
+        return (yield)
+    finally:
+        _watching = False
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[Any]:
+    result = yield
+    if _started:
+        started = sorted(set(_started))
+        _started.clear()
+        pytest.fail(f"{item.nodeid} started a process but is not marked "
+                    f"@pytest.mark.process: {started}", pytrace=False)
+    return result
+
+
 # Servers and CLI commands the tests start do not load the terminology content (a minute);
 # tests/terminology loads it once for the run and asks for it where it wants it.
 os.environ.setdefault("FHIR_TERMINOLOGY_LOAD", "false")

@@ -44,6 +44,7 @@ async def usernames(store: Store, settings_dir: Path, *names: str) -> list[str]:
         await repo.close()
 
 
+@pytest.mark.process
 async def test_from_another_folder_without_init_nothing_is_made(
         store: Store, tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
@@ -67,6 +68,7 @@ async def test_from_another_folder_without_init_nothing_is_made(
     assert await usernames(store, elsewhere / "var", "ann", "bob") == ["ann", "bob"]
 
 
+@pytest.mark.process
 async def test_fhir_data_dir_names_the_servers_database(store: Store,
                                                         tmp_path: Path) -> None:
     app = create_app(make_settings(store))
@@ -94,6 +96,7 @@ COMMANDS = [
 ]
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("args", COMMANDS, ids=[" ".join(c[:2]) for c in COMMANDS])
 def test_every_database_command_refuses_a_missing_database(
         store: Store, tmp_path: Path, args: list[str]) -> None:

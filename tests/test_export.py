@@ -89,6 +89,7 @@ def sqlite_store(tmp_path: Path) -> Store:
     return Store(data_dir=tmp_path / "sqlite")
 
 
+@pytest.mark.process
 async def test_export_history_and_load_keeps_versions_and_deletions(
         sqlite_store: Store, store: Store, tmp_path: Path) -> None:
     made = await fill(sqlite_store)
@@ -112,6 +113,7 @@ async def test_export_history_and_load_keeps_versions_and_deletions(
     assert await snapshot(back, made) == before
 
 
+@pytest.mark.process
 async def test_export_current_versions_as_ndjson(sqlite_store: Store, store: Store,
                                                  tmp_path: Path) -> None:
     made = await fill(sqlite_store)
@@ -126,6 +128,7 @@ async def test_export_current_versions_as_ndjson(sqlite_store: Store, store: Sto
     assert current_only(await snapshot(store, made)) == current_only(before)
 
 
+@pytest.mark.process
 def test_old_ferretdb_data_dir_is_refused_with_the_way_out(tmp_path: Path) -> None:
     (tmp_path / "ferretdb").mkdir()
     port = free_port()
@@ -137,6 +140,7 @@ def test_old_ferretdb_data_dir_is_refused_with_the_way_out(tmp_path: Path) -> No
     assert not (tmp_path / "fhir.sqlite3").exists()
 
 
+@pytest.mark.process
 @mongo_only
 async def test_moving_a_ferretdb_data_dir_to_sqlite(tmp_path: Path) -> None:
     from tools.ferretdb.launcher import EmbeddedFerretDB

@@ -88,6 +88,7 @@ def started(store: Store, **env: str) -> Iterator[Server]:
             server.proc.wait()
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("workers", ["1", "2"])
 async def test_health_answers_and_sigterm_stops_while_the_start_up_waits(
         store: Store, workers: str) -> None:
@@ -130,6 +131,7 @@ async def test_health_answers_and_sigterm_stops_while_the_start_up_waits(
         await repo.close()
 
 
+@pytest.mark.process
 async def test_sigterm_stops_a_first_start_in_the_middle_of_its_terminology_load(
         store: Store) -> None:
     with started(store, FHIR_TERMINOLOGY_LOAD="true", FHIR_LOG_LEVEL="INFO") as server:
@@ -145,6 +147,7 @@ async def test_sigterm_stops_a_first_start_in_the_middle_of_its_terminology_load
         assert took < STOPPED_WITHIN, f"stopped after {took:.1f} s"
 
 
+@pytest.mark.process
 async def test_fresh_starts_of_two_workers_all_reach_ready(new_store: StoreFactory) -> None:
     for _ in range(FRESH_STARTS):
         store = new_store()
@@ -158,6 +161,7 @@ async def test_fresh_starts_of_two_workers_all_reach_ready(new_store: StoreFacto
             await store.drop()
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("workers", ["1", "2"])
 async def test_a_start_whose_database_cannot_be_opened_exits_non_zero(
         store: Store, workers: str) -> None:
@@ -181,6 +185,7 @@ async def test_a_start_whose_database_cannot_be_opened_exits_non_zero(
 FIRST_HEALTH = {"1": 1.0, "2": 2.0}
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("workers", ["1", "2"])
 async def test_health_answers_in_the_first_second(store: Store, workers: str) -> None:
     """The port answers /health before the app is even imported (on a busy 2-core machine

@@ -11,6 +11,7 @@ import textwrap
 import time
 
 import httpx
+import pytest
 from fastapi import FastAPI
 
 from fhir_server.main import create_app
@@ -53,6 +54,7 @@ async def test_ready_answers_503_until_the_start_up_work_is_done(
             assert metadata.json() == json.loads(json.dumps(prepared.capability))
 
 
+@pytest.mark.process
 async def test_first_metadata_and_first_create_after_ready_are_fast(
         store: Store) -> None:
     with server_process(store) as server:  # started, and /ready answered 200
@@ -183,6 +185,7 @@ NO_IMPORTS = textwrap.dedent("""
 """)
 
 
+@pytest.mark.process
 def test_no_request_imports_a_module_after_the_start_up_work(
         store: Store) -> None:
     env = {**{k: v for k, v in os.environ.items() if k not in ("MONGODB_URI", "MONGODB_DATABASE")},

@@ -137,6 +137,7 @@ def as_synced(resource: dict[str, Any], base: str, ids: dict[str, str]) -> dict[
     return body
 
 
+@pytest.mark.process
 async def test_sync_change_and_sync_again(app: FastAPI, client: httpx.AsyncClient,
                                           ehr: ServerProcess, ehr_db: Store,
                                           store: Store,
@@ -186,6 +187,7 @@ async def count_all(client: httpx.AsyncClient, type_: str) -> int:
     return int((await client.get(type_, params={"_summary": "count"})).json()["total"])
 
 
+@pytest.mark.process
 async def test_ehr_dying_mid_sync_resumes_from_the_last_committed_page(
         app: FastAPI, client: httpx.AsyncClient, ehr: ServerProcess, ehr_db: Store) -> None:
     endpoint_id = await endpoint_for(client, ehr.base)
@@ -231,6 +233,7 @@ async def ehr_encounters(db: Store, ehr: ServerProcess,
             return out
 
 
+@pytest.mark.process
 async def test_marked_endpoints_are_synced_periodically(
         app: FastAPI, client: httpx.AsyncClient, ehr: ServerProcess, ehr_db: Store) -> None:
     async with await ehr_admin(ehr_db, ehr.base) as source:
@@ -267,6 +270,7 @@ async def assert_same(client: httpx.AsyncClient, theirs: dict[str, list[dict[str
     return ids
 
 
+@pytest.mark.process
 async def test_bulk_sync_with_export(app: FastAPI, client: httpx.AsyncClient,
                                      ehr: ServerProcess, ehr_db: Store) -> None:
     endpoint_id = await endpoint_for(client, ehr.base)

@@ -112,6 +112,7 @@ def test_the_defaults_take_the_largest_legitimate_bodies() -> None:
     assert 10 * largest_history <= fields["fhir_max_bundle_bytes"].default
 
 
+@pytest.mark.process
 def test_a_body_at_the_limit_is_created_with_and_without_content_length(
         server: tuple[str, dict[str, str]]) -> None:
     base, headers = server
@@ -123,6 +124,7 @@ def test_a_body_at_the_limit_is_created_with_and_without_content_length(
         assert stored["name"][0]["text"] == json.loads(body)["name"][0]["text"]
 
 
+@pytest.mark.process
 def test_one_byte_over_the_limit_is_refused_with_and_without_content_length(
         server: tuple[str, dict[str, str]]) -> None:
     base, headers = server
@@ -138,6 +140,7 @@ def test_one_byte_over_the_limit_is_refused_with_and_without_content_length(
     assert httpx.get(f"{base}/Patient/over", headers=headers).status_code == 404
 
 
+@pytest.mark.process
 def test_a_long_stream_without_content_length_is_cut_at_the_limit(
         server: tuple[str, dict[str, str]]) -> None:
     """Chunks pass the limit and the body never ends (no closing chunk): the 413 comes
@@ -153,6 +156,7 @@ def test_a_long_stream_without_content_length_is_cut_at_the_limit(
                      "FHIR_MAX_BODY_BYTES", LIMIT)
 
 
+@pytest.mark.process
 def test_a_content_length_over_the_limit_is_answered_before_any_body(
         server: tuple[str, dict[str, str]]) -> None:
     base, headers = server
@@ -162,6 +166,7 @@ def test_a_content_length_over_the_limit_is_answered_before_any_body(
     assert b"connection: close" in answer.lower()
 
 
+@pytest.mark.process
 def test_a_content_length_under_what_is_sent_reads_no_more_than_it_says(
         server: tuple[str, dict[str, str]]) -> None:
     """The body is what Content-Length says (a cut JSON: 400); the rest is not a request."""
@@ -185,6 +190,7 @@ def transaction(size: int) -> bytes:
     return padded(bundle, size, fill)
 
 
+@pytest.mark.process
 def test_a_bundle_has_its_own_limit(server: tuple[str, dict[str, str]]) -> None:
     base, headers = server
     before = count(base, headers)
@@ -196,6 +202,7 @@ def test_a_bundle_has_its_own_limit(server: tuple[str, dict[str, str]]) -> None:
     assert count(base, headers) == before + 1
 
 
+@pytest.mark.process
 def test_the_authorization_server_takes_small_forms_only(
         server: tuple[str, dict[str, str]]) -> None:
     base, _ = server

@@ -56,12 +56,14 @@ async def audited_reads(store: Store, patient_id: str) -> int:
             return await count(entity=f"Patient/{patient_id}", subtype="read")
 
 
+@pytest.mark.process
 async def test_killed_process_events_are_written_at_restart(store: Store) -> None:
     patient_id = await read_then_kill(store, journal=True)
     assert await audited_reads(store, patient_id) == READS
     assert not list((store.data_dir / "audit-journal").glob("*.jsonl"))  # replayed, removed
 
 
+@pytest.mark.process
 async def test_without_the_journal_they_are_lost(store: Store) -> None:
     patient_id = await read_then_kill(store, journal=False)
     assert await audited_reads(store, patient_id) == 0

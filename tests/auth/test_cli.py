@@ -80,6 +80,7 @@ def code_flow(origin: str, client_id: str, username: str, scope: str) -> dict[st
         return body
 
 
+@pytest.mark.process
 def test_cli_while_the_server_runs_on_the_embedded_database(
         embedded_env: dict[str, str], embedded_server: str, tmp_path: Path) -> None:
     origin = embedded_server
@@ -149,7 +150,7 @@ def test_cli_while_the_server_runs_on_the_embedded_database(
                 httpx.get(f"{origin}/auth/jwks", timeout=HTTP_TIMEOUT).json()["keys"]}
         if kids == {old_kid, new_kid} or time.monotonic() > deadline:
             break
-        time.sleep(0.5)
+        time.sleep(0.1)
     assert kids == {old_kid, new_kid}
 
     # Mistakes are one line on stderr and exit 1.
@@ -164,6 +165,7 @@ def test_cli_while_the_server_runs_on_the_embedded_database(
     assert no_patient.returncode == 1 and "--patient" in no_patient.stderr
 
 
+@pytest.mark.process
 def test_cli_starts_its_own_embedded_database(embedded_env: dict[str, str]) -> None:
     env = embedded_env
     app = json.loads(ok(env, "clients", "add", "--redirect-uri", REDIRECT, "--scope", "user/*.rs",
@@ -192,6 +194,7 @@ def test_generated_client_ids_can_be_given_on_the_command_line() -> None:
         assert args.client == client_id
 
 
+@pytest.mark.process
 def test_cli_against_the_running_servers_database(live_server: str, store: Store) -> None:
     env = {**os.environ, **store.env(), "FHIR_BASE_URL": live_server, "FHIR_LOG_LEVEL": "WARNING"}
     app = json.loads(ok(env, "clients", "add", "--redirect-uri", REDIRECT, "--scope",
@@ -204,6 +207,7 @@ def test_cli_against_the_running_servers_database(live_server: str, store: Store
                      timeout=HTTP_TIMEOUT).status_code == 401
 
 
+@pytest.mark.process
 def test_cli_client_origins_reach_the_running_server(live_server: str, store: Store) -> None:
     """`clients add --origin` while the server runs: the server answers that origin's
     preflights once it re-reads the clients (FHIR_CORS_REFRESH_SECONDS)."""
@@ -221,5 +225,5 @@ def test_cli_client_origins_reach_the_running_server(live_server: str, store: St
             "Origin": extra, "Access-Control-Request-Method": "GET"})
         if answer.status_code != 403 or time.monotonic() > deadline:
             break
-        time.sleep(0.5)
+        time.sleep(0.1)
     assert answer.status_code == 204 and answer.headers["access-control-allow-origin"] == extra

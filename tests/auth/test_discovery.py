@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 from fhirclient import client as fhirclient
 
 from tests.support.store import BASE, HTTP_TIMEOUT
@@ -58,6 +59,7 @@ async def test_metadata_oauth_uris(client: httpx.AsyncClient) -> None:
                     for name in ("authorize", "token", "introspect", "revoke")}
 
 
+@pytest.mark.process
 def test_fhirclient_discovers_endpoints(live_server: str) -> None:
     """The SMART Python client finds the authorize and token endpoints from /metadata."""
     smart = fhirclient.FHIRClient(settings={"app_id": "demo", "api_base": live_server,

@@ -9,6 +9,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from fhir_server.adapters.ehr_fhir import SYNC_TYPES
 from tests.adapters.hl7v2.helpers import adt, field, in1, mllp
 from tests.adapters.hl7v2.test_adt import MRN_SYSTEM
@@ -28,6 +30,7 @@ CONNECTIONS = 4
 MLLP_DEAD = (OSError, asyncio.IncompleteReadError, EOFError)
 
 
+@pytest.mark.process
 async def test_hl7v2_burst(store: Store) -> None:
     """4 MLLP connections send ADT^A04s (a patient and a visit each) until the kill; after
     the restart the sender sends again every message of the killed round, those it got no
@@ -124,6 +127,7 @@ async def test_hl7v2_burst(store: Store) -> None:
         sc.close()
 
 
+@pytest.mark.process
 async def test_ehr_sync(store: Store, ehr: ServerProcess, ehr_db: Store,
                         clinic_key: tuple[Path, Path]) -> None:
     """``$sync`` killed at a moment within its run; after the restart the next ``$sync``

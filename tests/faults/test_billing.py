@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
+import pytest
 
 from fhir_server.terminology.systems import REMITTANCE_TRACE
 from tests.faults.harness import (
@@ -61,6 +62,7 @@ class Ledger:
         self.posted: set[str] = set()  # traces acknowledged
 
 
+@pytest.mark.process
 async def test_bill_submit_and_835(store: Store) -> None:
     clearinghouse = clearinghouse_process()
     house = next(clearinghouse)

@@ -10,6 +10,7 @@ from collections import Counter
 from typing import Any
 
 import httpx
+import pytest
 
 from fhir_server.terminology.loader import DEFINITIONS
 from tests.factories import patient
@@ -32,6 +33,7 @@ def packaged_counts() -> Counter[str]:
         return Counter(json.loads(line)["resourceType"] for line in lines)
 
 
+@pytest.mark.process
 async def test_first_start(store: Store) -> None:
     """Kills while a new database is created, its signing keys made and the terminology
     loaded; then a start that must be ready within 30 s plus the load, with the whole
@@ -65,6 +67,7 @@ async def test_first_start(store: Store) -> None:
         sc.close()
 
 
+@pytest.mark.process
 async def test_restart(store: Store) -> None:
     """Kills of a running server (while it writes) and of a starting one (on existing data,
     at a moment within its start-up time); after each, a start must be ready within 30 s

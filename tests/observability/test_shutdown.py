@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from fhir_server.main import create_app
 from tests.observability.helpers import check_eligibility, insured_patient
@@ -48,6 +49,7 @@ async def stored_audit_events(store: Store) -> int:
         return total
 
 
+@pytest.mark.process
 async def test_sigterm_lets_the_request_in_flight_finish(store: Store, tmp_path: Path) -> None:
     env = {"FHIR_SHUTDOWN_DRAIN_SECONDS": str(DRAIN), "FHIR_SHUTDOWN_GRACE_SECONDS": "30",
            "FHIR_PAYER_READ_TIMEOUT": "30", "FHIR_PAYER_RETRIES": "0"}

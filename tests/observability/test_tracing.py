@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+import pytest
 
 from fhir_server.core.config import Settings
 from fhir_server.observability import tracing
@@ -23,6 +24,7 @@ from tests.workflow.helpers import create
 SERVER, CLIENT = 2, 3  # opentelemetry.proto SpanKind values
 
 
+@pytest.mark.process
 async def test_spans_of_a_payer_call_reach_the_collector_and_the_payer(
         store: Store, tmp_path: Path) -> None:
     secret = f"Qzx{uuid.uuid4().hex[:10]}"

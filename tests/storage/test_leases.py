@@ -94,6 +94,7 @@ async def test_a_live_holder_keeps_its_lease_past_the_lease_time(repo: Repositor
     assert await repo.records.get(kind=LOCKS, id_=NAME) is None  # released on leaving
 
 
+@pytest.mark.process
 async def test_a_killed_holders_lease_lapses_within_the_lease(store: Store,
                                                               repo: Repository) -> None:
     with holder(store) as proc:
@@ -105,6 +106,7 @@ async def test_a_killed_holders_lease_lapses_within_the_lease(store: Store,
     assert waited <= LEASE + 1.0, waited  # the lease, plus the taker's back-off
 
 
+@pytest.mark.process
 async def test_a_paused_holders_late_write_is_refused(store: Store, repo: Repository) -> None:
     with holder(store) as proc:
         assert ask(proc, "write") == "written"  # version 1, under its lease

@@ -72,6 +72,7 @@ def broken(text: str, old: str, new: str) -> str:
     return text.replace(old, new, 1)
 
 
+@pytest.mark.process
 async def test_bad_835s_are_refused_naming_where_and_write_nothing(
         client: httpx.AsyncClient, clearinghouse: str) -> None:
     done = await submitted(client, clearinghouse)
@@ -104,6 +105,7 @@ async def test_bad_835s_are_refused_naming_where_and_write_nothing(
     assert share(invoice, "insurer") == 0
 
 
+@pytest.mark.process
 async def test_clp_for_a_claim_never_sent_is_listed_not_posted(
         client: httpx.AsyncClient, clearinghouse: str) -> None:
     done = await submitted(client, clearinghouse)
@@ -123,6 +125,7 @@ async def test_clp_for_a_claim_never_sent_is_listed_not_posted(
     assert share(invoice, "insurer") == 0 and invoice["status"] == "issued"
 
 
+@pytest.mark.process
 async def test_overpayment_shows_as_credit_and_bad_payments_are_refused(
         client: httpx.AsyncClient, clearinghouse: str) -> None:
     done = await submitted(client, clearinghouse)
