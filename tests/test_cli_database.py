@@ -44,6 +44,7 @@ async def usernames(store: Store, settings_dir: Path, *names: str) -> list[str]:
         await repo.close()
 
 
+@pytest.mark.slow
 @pytest.mark.process
 async def test_from_another_folder_without_init_nothing_is_made(
         store: Store, tmp_path: Path) -> None:

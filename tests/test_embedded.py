@@ -44,6 +44,7 @@ def wait_gone(pid: int, timeout: float) -> bool:
     return not is_alive(pid)
 
 
+@pytest.mark.slow
 @pytest.mark.process
 async def test_start_serve_stop(tmp_path: Path) -> None:
     db = EmbeddedFerretDB(data_dir=tmp_path)

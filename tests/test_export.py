@@ -89,6 +89,7 @@ def sqlite_store(tmp_path: Path) -> Store:
     return Store(data_dir=tmp_path / "sqlite")
 
 
+@pytest.mark.slow
 @pytest.mark.process
 async def test_export_history_and_load_keeps_versions_and_deletions(
         sqlite_store: Store, store: Store, tmp_path: Path) -> None:
@@ -113,6 +114,7 @@ async def test_export_history_and_load_keeps_versions_and_deletions(
     assert await snapshot(back, made) == before
 
 
+@pytest.mark.slow
 @pytest.mark.process
 async def test_export_current_versions_as_ndjson(sqlite_store: Store, store: Store,
                                                  tmp_path: Path) -> None:

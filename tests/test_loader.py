@@ -27,6 +27,7 @@ def _token(headers: dict[str, str]) -> str:
     return headers["Authorization"].split(" ", 1)[1]
 
 
+@pytest.mark.slow
 @pytest.mark.process
 def test_load_ndjson_into_running_server(live_server: str, live_headers: dict[str, str],
                                         tmp_path: Path) -> None:
@@ -57,6 +58,7 @@ def test_load_ndjson_into_running_server(live_server: str, live_headers: dict[st
     assert stored["participant"][0]["individual"]["reference"] == f"Practitioner/{pid}"
 
 
+@pytest.mark.slow
 @pytest.mark.process
 def test_load_reports_failures(live_server: str, live_headers: dict[str, str],
                                tmp_path: Path) -> None:

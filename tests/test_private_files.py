@@ -14,6 +14,7 @@ from tests.support.server_process import server_process
 from tests.support.store import HTTP_TIMEOUT, Store, mint_for_database
 
 
+@pytest.mark.slow
 @pytest.mark.process
 async def test_the_data_directory_is_private(store: Store) -> None:
     store.data_dir.chmod(0o755)  # as an earlier version (or a plain mkdir) left it

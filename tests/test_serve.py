@@ -36,6 +36,7 @@ def operator_token(data_dir: Path, port: int) -> str:
     return token.stdout.strip().splitlines()[-1]
 
 
+@pytest.mark.slow
 @pytest.mark.process
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
 def test_serve_embedded_stops_cleanly_and_keeps_writes(tmp_path: Path,

@@ -88,6 +88,7 @@ def started(store: Store, **env: str) -> Iterator[Server]:
             server.proc.wait()
 
 
+@pytest.mark.slow
 @pytest.mark.process
 @pytest.mark.parametrize("workers", ["1", "2"])
 async def test_health_answers_and_sigterm_stops_while_the_start_up_waits(
@@ -131,6 +132,7 @@ async def test_health_answers_and_sigterm_stops_while_the_start_up_waits(
         await repo.close()
 
 
+@pytest.mark.slow
 @pytest.mark.process
 async def test_sigterm_stops_a_first_start_in_the_middle_of_its_terminology_load(
         store: Store) -> None:
@@ -147,6 +149,7 @@ async def test_sigterm_stops_a_first_start_in_the_middle_of_its_terminology_load
         assert took < STOPPED_WITHIN, f"stopped after {took:.1f} s"
 
 
+@pytest.mark.slow
 @pytest.mark.process
 async def test_fresh_starts_of_two_workers_all_reach_ready(new_store: StoreFactory) -> None:
     for _ in range(FRESH_STARTS):
@@ -161,6 +164,7 @@ async def test_fresh_starts_of_two_workers_all_reach_ready(new_store: StoreFacto
             await store.drop()
 
 
+@pytest.mark.slow
 @pytest.mark.process
 @pytest.mark.parametrize("workers", ["1", "2"])
 async def test_a_start_whose_database_cannot_be_opened_exits_non_zero(
@@ -185,6 +189,7 @@ async def test_a_start_whose_database_cannot_be_opened_exits_non_zero(
 FIRST_HEALTH = {"1": 1.0, "2": 2.0}
 
 
+@pytest.mark.slow
 @pytest.mark.process
 @pytest.mark.parametrize("workers", ["1", "2"])
 async def test_health_answers_in_the_first_second(store: Store, workers: str) -> None:

@@ -19,6 +19,7 @@ def statuses(base: str) -> list[int]:
             for n in range(LIMIT + 1)]
 
 
+@pytest.mark.slow
 @pytest.mark.process
 def test_a_forwarded_address_from_an_untrusted_peer_is_ignored(store: Store) -> None:
     with server_process(store, FHIR_RATE_LIMIT_PER_MINUTE=str(LIMIT),
@@ -27,6 +28,7 @@ def test_a_forwarded_address_from_an_untrusted_peer_is_ignored(store: Store) -> 
         assert statuses(server.base) == [200] * LIMIT + [429]
 
 
+@pytest.mark.slow
 @pytest.mark.process
 def test_a_trusted_proxy_gives_the_client_address(store: Store) -> None:
     with server_process(store, FHIR_RATE_LIMIT_PER_MINUTE=str(LIMIT),

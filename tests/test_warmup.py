@@ -54,6 +54,7 @@ async def test_ready_answers_503_until_the_start_up_work_is_done(
             assert metadata.json() == json.loads(json.dumps(prepared.capability))
 
 
+@pytest.mark.slow
 @pytest.mark.process
 async def test_first_metadata_and_first_create_after_ready_are_fast(
         store: Store) -> None:
@@ -185,6 +186,7 @@ NO_IMPORTS = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 @pytest.mark.process
 def test_no_request_imports_a_module_after_the_start_up_work(
         store: Store) -> None:

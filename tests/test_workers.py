@@ -48,6 +48,7 @@ class Counted:
         return await self.http.request(method, url, **kwargs)
 
 
+@pytest.mark.slow
 @pytest.mark.process
 async def test_two_workers_share_the_database_under_load(store: Store) -> None:
     with server_process(store, FHIR_WORKERS="2") as server:

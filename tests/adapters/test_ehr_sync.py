@@ -137,6 +137,7 @@ def as_synced(resource: dict[str, Any], base: str, ids: dict[str, str]) -> dict[
     return body
 
 
+@pytest.mark.slow
 @pytest.mark.process
 async def test_sync_change_and_sync_again(app: FastAPI, client: httpx.AsyncClient,
                                           ehr: ServerProcess, ehr_db: Store,
@@ -187,6 +188,7 @@ async def count_all(client: httpx.AsyncClient, type_: str) -> int:
     return int((await client.get(type_, params={"_summary": "count"})).json()["total"])
 
 
+@pytest.mark.slow
 @pytest.mark.process
 async def test_ehr_dying_mid_sync_resumes_from_the_last_committed_page(
         app: FastAPI, client: httpx.AsyncClient, ehr: ServerProcess, ehr_db: Store) -> None:
@@ -270,6 +272,7 @@ async def assert_same(client: httpx.AsyncClient, theirs: dict[str, list[dict[str
     return ids
 
 
+@pytest.mark.slow
 @pytest.mark.process
 async def test_bulk_sync_with_export(app: FastAPI, client: httpx.AsyncClient,
                                      ehr: ServerProcess, ehr_db: Store) -> None:

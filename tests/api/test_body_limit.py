@@ -112,6 +112,7 @@ def test_the_defaults_take_the_largest_legitimate_bodies() -> None:
     assert 10 * largest_history <= fields["fhir_max_bundle_bytes"].default
 
 
+@pytest.mark.slow
 @pytest.mark.process
 def test_a_body_at_the_limit_is_created_with_and_without_content_length(
         server: tuple[str, dict[str, str]]) -> None:

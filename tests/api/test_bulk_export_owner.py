@@ -73,6 +73,7 @@ async def test_files_are_private(app: FastAPI, client: httpx.AsyncClient) -> Non
 RETENTION = 2  # seconds
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("settings_overrides", [{"fhir_export_retention": RETENTION}])
 async def test_jobs_expire_and_are_swept(app: FastAPI, client: httpx.AsyncClient) -> None:
     await client.post("Patient", json=patient())

@@ -56,6 +56,7 @@ async def audited_reads(store: Store, patient_id: str) -> int:
             return await count(entity=f"Patient/{patient_id}", subtype="read")
 
 
+@pytest.mark.slow
 @pytest.mark.process
 async def test_killed_process_events_are_written_at_restart(store: Store) -> None:
     patient_id = await read_then_kill(store, journal=True)
@@ -63,6 +64,7 @@ async def test_killed_process_events_are_written_at_restart(store: Store) -> Non
     assert not list((store.data_dir / "audit-journal").glob("*.jsonl"))  # replayed, removed
 
 
+@pytest.mark.slow
 @pytest.mark.process
 async def test_without_the_journal_they_are_lost(store: Store) -> None:
     patient_id = await read_then_kill(store, journal=False)

@@ -80,6 +80,7 @@ def code_flow(origin: str, client_id: str, username: str, scope: str) -> dict[st
         return body
 
 
+@pytest.mark.slow
 @pytest.mark.process
 def test_cli_while_the_server_runs_on_the_embedded_database(
         embedded_env: dict[str, str], embedded_server: str, tmp_path: Path) -> None:
@@ -165,6 +166,7 @@ def test_cli_while_the_server_runs_on_the_embedded_database(
     assert no_patient.returncode == 1 and "--patient" in no_patient.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.process
 def test_cli_starts_its_own_embedded_database(embedded_env: dict[str, str]) -> None:
     env = embedded_env
@@ -194,6 +196,7 @@ def test_generated_client_ids_can_be_given_on_the_command_line() -> None:
         assert args.client == client_id
 
 
+@pytest.mark.slow
 @pytest.mark.process
 def test_cli_against_the_running_servers_database(live_server: str, store: Store) -> None:
     env = {**os.environ, **store.env(), "FHIR_BASE_URL": live_server, "FHIR_LOG_LEVEL": "WARNING"}
@@ -207,6 +210,7 @@ def test_cli_against_the_running_servers_database(live_server: str, store: Store
                      timeout=HTTP_TIMEOUT).status_code == 401
 
 
+@pytest.mark.slow
 @pytest.mark.process
 def test_cli_client_origins_reach_the_running_server(live_server: str, store: Store) -> None:
     """`clients add --origin` while the server runs: the server answers that origin's

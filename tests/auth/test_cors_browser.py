@@ -123,6 +123,7 @@ async def _outcome(page: Page) -> dict[str, Any]:
     return found
 
 
+@pytest.mark.slow
 @pytest.mark.process
 async def test_browser_smart_app_on_another_origin(store: Store, tmp_path: Path) -> None:
     with served_app(store) as base, static_site() as app_origin, static_site() as stranger_origin:

@@ -59,6 +59,7 @@ async def test_metadata_oauth_uris(client: httpx.AsyncClient) -> None:
                     for name in ("authorize", "token", "introspect", "revoke")}
 
 
+@pytest.mark.slow
 @pytest.mark.process
 def test_fhirclient_discovers_endpoints(live_server: str) -> None:
     """The SMART Python client finds the authorize and token endpoints from /metadata."""

@@ -72,6 +72,7 @@ SHORT = 8  # seconds: a token that expires while the test runs (it is checked on
 # an in-process restart of a second or two: 8 s leaves margin on a busy machine)
 
 
+@pytest.mark.slow
 async def test_rotation_keeps_old_tokens_until_they_expire(store: Store,
                                                            tmp_path: Path) -> None:
     old, old_kid = key_file(tmp_path, "old.pem")

@@ -59,6 +59,7 @@ async def counts(http: httpx.AsyncClient, base: str, k: int) -> dict[str, int]:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.process
 async def test_sigkill_mid_transaction_leaves_bundles_whole_or_absent(
         store: Store) -> None:

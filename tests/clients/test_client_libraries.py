@@ -57,11 +57,13 @@ def _smart_crud(base: str, headers: dict[str, str]) -> None:
         SmartPatient.read("never-existed", smart.server)
 
 
+@pytest.mark.slow
 @pytest.mark.process
 async def test_fhirclient_crud(live_server: str, live_headers: dict[str, str]) -> None:
     await asyncio.to_thread(_smart_crud, live_server, live_headers)
 
 
+@pytest.mark.slow
 @pytest.mark.process
 async def test_fhirpy_crud(live_server: str, live_headers: dict[str, str]) -> None:
     fhir = AsyncFHIRClient(live_server, extra_headers=live_headers)

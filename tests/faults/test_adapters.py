@@ -30,6 +30,7 @@ CONNECTIONS = 4
 MLLP_DEAD = (OSError, asyncio.IncompleteReadError, EOFError)
 
 
+@pytest.mark.slow
 @pytest.mark.process
 async def test_hl7v2_burst(store: Store) -> None:
     """4 MLLP connections send ADT^A04s (a patient and a visit each) until the kill; after
@@ -127,6 +128,7 @@ async def test_hl7v2_burst(store: Store) -> None:
         sc.close()
 
 
+@pytest.mark.slow
 @pytest.mark.process
 async def test_ehr_sync(store: Store, ehr: ServerProcess, ehr_db: Store,
                         clinic_key: tuple[Path, Path]) -> None:

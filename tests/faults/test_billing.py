@@ -62,6 +62,7 @@ class Ledger:
         self.posted: set[str] = set()  # traces acknowledged
 
 
+@pytest.mark.slow
 @pytest.mark.process
 async def test_bill_submit_and_835(store: Store) -> None:
     clearinghouse = clearinghouse_process()

@@ -33,6 +33,7 @@ def packaged_counts() -> Counter[str]:
         return Counter(json.loads(line)["resourceType"] for line in lines)
 
 
+@pytest.mark.slow
 @pytest.mark.process
 async def test_first_start(store: Store) -> None:
     """Kills while a new database is created, its signing keys made and the terminology
@@ -67,6 +68,7 @@ async def test_first_start(store: Store) -> None:
         sc.close()
 
 
+@pytest.mark.slow
 @pytest.mark.process
 async def test_restart(store: Store) -> None:
     """Kills of a running server (while it writes) and of a starting one (on existing data,

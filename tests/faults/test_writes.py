@@ -41,6 +41,7 @@ def transaction(tag: str) -> dict[str, Any]:
                       "valueQuantity": {"value": 72.5, "unit": "kg"}}}]}
 
 
+@pytest.mark.slow
 @pytest.mark.process
 async def test_transactions(store: Store) -> None:
     sc = Scenario("transactions", store)
@@ -100,6 +101,7 @@ def booking(patient_ref: str, doctor: str, start: datetime,
                             {"actor": {"reference": doctor}, "status": "accepted"}]}
 
 
+@pytest.mark.slow
 @pytest.mark.process
 async def test_bookings(store: Store) -> None:
     """8 clients race for the same slots of one practitioner (same start, or half a slot

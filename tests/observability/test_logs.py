@@ -30,6 +30,7 @@ def json_lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines]  # each line alone is one JSON object
 
 
+@pytest.mark.slow
 @pytest.mark.process
 async def test_the_json_log_of_a_run(store: Store, tmp_path: Path) -> None:
     secret, born = f"Qzx{uuid.uuid4().hex[:10]}", "1961-07-23"

@@ -49,6 +49,7 @@ async def scrape(http: httpx.AsyncClient, url: str, **kwargs: str) -> Samples:
     return parse(answer.text)
 
 
+@pytest.mark.slow
 @pytest.mark.process
 async def test_metrics_after_a_scripted_mix(store: Store, tmp_path: Path) -> None:
     secret = f"Qzx{uuid.uuid4().hex[:10]}"
@@ -157,6 +158,7 @@ async def test_login_counters(app: FastAPI, client_for: ClientFor) -> None:
         assert value(after, name, outcome=outcome) - value(before, name, outcome=outcome) == more
 
 
+@pytest.mark.slow
 @pytest.mark.process
 async def test_several_workers_add_up_in_every_scrape(store: Store, tmp_path: Path) -> None:
     """FHIR_WORKERS=2: whichever worker answers /metrics counts every worker's requests."""

@@ -49,6 +49,7 @@ async def stored_audit_events(store: Store) -> int:
         return total
 
 
+@pytest.mark.slow
 @pytest.mark.process
 async def test_sigterm_lets_the_request_in_flight_finish(store: Store, tmp_path: Path) -> None:
     env = {"FHIR_SHUTDOWN_DRAIN_SECONDS": str(DRAIN), "FHIR_SHUTDOWN_GRACE_SECONDS": "30",

@@ -24,6 +24,7 @@ from tests.workflow.helpers import create
 SERVER, CLIENT = 2, 3  # opentelemetry.proto SpanKind values
 
 
+@pytest.mark.slow
 @pytest.mark.process
 async def test_spans_of_a_payer_call_reach_the_collector_and_the_payer(
         store: Store, tmp_path: Path) -> None:

@@ -79,6 +79,7 @@ def ask(proc: subprocess.Popen[str], line: str) -> str:
     return proc.stdout.readline().strip()
 
 
+@pytest.mark.slow
 async def test_a_live_holder_keeps_its_lease_past_the_lease_time(repo: Repository) -> None:
     async with repo.locks.hold([NAME], lease=LEASE):
         first = (await repo.records.get(kind=LOCKS, id_=NAME)) or {}
@@ -106,6 +107,7 @@ async def test_a_killed_holders_lease_lapses_within_the_lease(store: Store,
     assert waited <= LEASE + 1.0, waited  # the lease, plus the taker's back-off
 
 
+@pytest.mark.slow
 @pytest.mark.process
 async def test_a_paused_holders_late_write_is_refused(store: Store, repo: Repository) -> None:
     with holder(store) as proc:

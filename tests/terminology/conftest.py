@@ -42,3 +42,11 @@ async def term_app(terminology_store: Store) -> AsyncIterator[FastAPI]:
 async def tx(term_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     async with fhir_client(term_app, await mint(term_app)) as http:
         yield http
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test on the terminology store is slow: the first one in a run waits for the
+    content to load (a minute on SQLite, more on FerretDB)."""
+    for item in items:
+        if "terminology_store" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
+import pytest
 import simple_icd_10_cm as cm
 
 from fhir_server.core.config import Settings
@@ -43,6 +44,7 @@ def test_the_packaged_content_is_the_published_definitions() -> None:
         assert mine[k] == without_comment_translations(theirs[k]), k
 
 
+@pytest.mark.slow
 def test_every_packaged_resource_validates() -> None:
     import json
 

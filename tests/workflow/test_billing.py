@@ -242,6 +242,7 @@ async def test_claim_adjudicated_locally_updates_the_invoice(client: httpx.Async
     assert r.json()["total"] == 1
 
 
+@pytest.mark.slow
 async def test_no_copay_balances_the_invoice_and_deductible_carries_over(
         client: httpx.AsyncClient) -> None:
     deductible = Decimal(500)

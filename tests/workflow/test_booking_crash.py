@@ -43,6 +43,7 @@ async def all_of(http: httpx.AsyncClient, type_: str) -> list[dict[str, Any]]:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.process
 async def test_booking_side_effects_survive_a_kill(store: Store) -> None:
     with server_process(store) as server:

@@ -156,6 +156,7 @@ def appointment(patient_ref: str, actors: list[str], start: int, end: int) -> di
     return factories.appointment(patient_ref, actors, slot(start), slot(end))
 
 
+@pytest.mark.slow
 @pytest.mark.process
 async def test_the_revenue_cycle_day(clinic: ServerProcess, payer: ServerProcess,
                                      databases: tuple[Store, Store]) -> None:

@@ -105,6 +105,7 @@ async def test_bad_835s_are_refused_naming_where_and_write_nothing(
     assert share(invoice, "insurer") == 0
 
 
+@pytest.mark.slow
 @pytest.mark.process
 async def test_clp_for_a_claim_never_sent_is_listed_not_posted(
         client: httpx.AsyncClient, clearinghouse: str) -> None:

@@ -135,6 +135,7 @@ def claim_lines(claim: dict[str, Any]) -> list[tuple[str, Decimal, int]]:
              i["sequence"]) for i in claim["item"]]
 
 
+@pytest.mark.slow
 @pytest.mark.process
 async def test_claim_remittance_and_payments_balance_the_invoice(
         client: httpx.AsyncClient, clearinghouse: str, store: Store) -> None:
