@@ -39,10 +39,10 @@ class Server:
     """A server process that has not necessarily finished its start-up; its log kept."""
 
     def __init__(self, store: Store, **env: str) -> None:
+        self.began = time.monotonic()
         self.server = launch(store, FHIR_SHUTDOWN_GRACE_SECONDS=str(GRACE), **env)
         self.proc = self.server.proc
         self.origin = self.server.root
-        self.began = time.monotonic()
 
     @property
     def log(self) -> list[str]:
