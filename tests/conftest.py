@@ -55,6 +55,7 @@ signal.signal(signal.SIGUSR1, _dump_tasks)
 # shared and is not charged to the test that happens to come first.
 _started: list[str] = []
 _watching = False
+_unmarked = False  # the running test is not marked `process`
 
 
 def _audit(event: str, args: tuple[Any, ...]) -> None:
@@ -68,8 +69,10 @@ sys.addaudithook(_audit)
 @pytest.hookimpl(wrapper=True)
 def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
                          ) -> Iterator[Any]:
+    # Called for the fixtures of this directory's nodes: a session fixture's goes to the
+    # session's hooks and never gets here, and is set up unwatched (see runtest_setup).
     global _watching
-    was, _watching = _watching, _watching and fixturedef.scope == "function"
+    was, _watching = _watching, _unmarked and fixturedef.scope == "function"
     try:
         return (yield)
     finally:
@@ -77,10 +80,17 @@ def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: pytest.Fix
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[Any]:
-    global _watching
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[Any]:
+    global _watching, _unmarked
     _started.clear()
-    _watching = item.get_closest_marker("process") is None
+    _unmarked, _watching = item.get_closest_marker("process") is None, False
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[Any]:
+    global _watching
+    _watching = _unmarked
     try:
         return (yield)
     finally:
@@ -89,7 +99,12 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[Any]:
-    result = yield
+    global _watching
+    _watching = _unmarked
+    try:
+        result = yield
+    finally:
+        _watching = False
     if _started:
         started = sorted(set(_started))
         _started.clear()
