@@ -19,7 +19,7 @@ from fhir_server.auth.users import authenticate, get_user
 from fhir_server.main import create_app
 from fhir_server.storage.auth_store import AuthStore
 from fhir_server.storage.open import open_repository
-from tests.conftest import ROOT, Store, make_settings
+from tests.support.store import ROOT, Store, make_settings
 
 PASSWORD = "a-long-enough-passphrase-42"
 ENGINE_ENV = ("MONGODB_URI", "MONGODB_DATABASE", "FHIR_DATA_DIR")
@@ -92,6 +92,8 @@ def on_a_terminal(cwd: Path, env: dict[str, str], args: list[str], answers: list
     return os.waitstatus_to_exitcode(status), seen.decode(errors="replace")
 
 
+@pytest.mark.slow
+@pytest.mark.process
 async def test_the_password_is_prompted_for_on_a_terminal(store: Store, tmp_path: Path) -> None:
     """Interactive: asked twice on the terminal, never echoed, never in argv."""
     cwd = tmp_path / "cwd"
@@ -111,6 +113,8 @@ async def test_the_password_is_prompted_for_on_a_terminal(store: Store, tmp_path
     assert await usernames(store, cwd / "var", "ann", "bob") == ["ann"]
 
 
+@pytest.mark.slow
+@pytest.mark.process
 async def test_the_password_comes_from_stdin_only_when_asked(store: Store, tmp_path: Path) -> None:
     """--password-stdin reads the first line; without a terminal and without the flag the
     command refuses (rather than wait on, or swallow, a pipe); argv never takes one."""
@@ -130,6 +134,8 @@ async def test_the_password_comes_from_stdin_only_when_asked(store: Store, tmp_p
     assert await usernames(store, cwd / "var", "ann", "bob", "cy") == ["ann"]
 
 
+@pytest.mark.slow
+@pytest.mark.process
 async def test_from_another_folder_without_init_nothing_is_made(
         store: Store, tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
@@ -153,6 +159,7 @@ async def test_from_another_folder_without_init_nothing_is_made(
     assert await usernames(store, elsewhere / "var", "ann", "bob") == ["ann", "bob"]
 
 
+@pytest.mark.process
 async def test_fhir_data_dir_names_the_servers_database(store: Store,
                                                         tmp_path: Path) -> None:
     app = create_app(make_settings(store))
@@ -180,6 +187,7 @@ COMMANDS = [
 ]
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("args", COMMANDS, ids=[" ".join(c[:2]) for c in COMMANDS])
 def test_every_database_command_refuses_a_missing_database(
         store: Store, tmp_path: Path, args: list[str]) -> None:

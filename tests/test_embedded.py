@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from pymongo import AsyncMongoClient
 
-from tests.conftest import READY_TIMEOUT, STOP_TIMEOUT, mongo_only
+from tests.support.store import READY_TIMEOUT, STOP_TIMEOUT, mongo_only
 from tools.ferretdb.launcher import EmbeddedFerretDB
 
 pytestmark = mongo_only
@@ -44,6 +44,8 @@ def wait_gone(pid: int, timeout: float) -> bool:
     return not is_alive(pid)
 
 
+@pytest.mark.slow
+@pytest.mark.process
 async def test_start_serve_stop(tmp_path: Path) -> None:
     db = EmbeddedFerretDB(data_dir=tmp_path)
     uri = db.start()
@@ -69,6 +71,7 @@ async def test_start_serve_stop(tmp_path: Path) -> None:
     db.stop()  # stopping twice is harmless
 
 
+@pytest.mark.process
 async def test_data_survives_restart(tmp_path: Path) -> None:
     name = f"t_{uuid.uuid4().hex[:12]}"
     with EmbeddedFerretDB(data_dir=tmp_path) as db:
@@ -81,6 +84,7 @@ async def test_data_survives_restart(tmp_path: Path) -> None:
         await client.close()
 
 
+@pytest.mark.process
 def test_failed_start_is_reported(tmp_path: Path) -> None:
     not_a_launcher = tmp_path / "fake"
     not_a_launcher.write_text("#!/bin/sh\necho 'cannot open the database' >&2\nexit 7\n")
@@ -105,6 +109,7 @@ PARENT = textwrap.dedent(
 )
 
 
+@pytest.mark.process
 def test_no_orphan_when_parent_is_killed(tmp_path: Path) -> None:
     parent = subprocess.Popen(
         [sys.executable, "-c", PARENT, str(tmp_path)],

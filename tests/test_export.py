@@ -18,16 +18,9 @@ from typing import Any
 import pytest
 
 from fhir_server.main import create_app
-from tests.conftest import (
-    ROOT,
-    Store,
-    fhir_client,
-    free_port,
-    make_settings,
-    mint,
-    mongo_only,
-)
 from tests.factories import patient
+from tests.support.server_process import free_port, serve_until_exit
+from tests.support.store import ROOT, Store, fhir_client, make_settings, mint, mongo_only
 
 
 def cli(store: Store, *args: str) -> subprocess.CompletedProcess[str]:
@@ -96,6 +89,8 @@ def sqlite_store(tmp_path: Path) -> Store:
     return Store(data_dir=tmp_path / "sqlite")
 
 
+@pytest.mark.slow
+@pytest.mark.process
 async def test_export_history_and_load_keeps_versions_and_deletions(
         sqlite_store: Store, store: Store, tmp_path: Path) -> None:
     made = await fill(sqlite_store)
@@ -119,6 +114,8 @@ async def test_export_history_and_load_keeps_versions_and_deletions(
     assert await snapshot(back, made) == before
 
 
+@pytest.mark.slow
+@pytest.mark.process
 async def test_export_current_versions_as_ndjson(sqlite_store: Store, store: Store,
                                                  tmp_path: Path) -> None:
     made = await fill(sqlite_store)
@@ -133,18 +130,19 @@ async def test_export_current_versions_as_ndjson(sqlite_store: Store, store: Sto
     assert current_only(await snapshot(store, made)) == current_only(before)
 
 
+@pytest.mark.process
 def test_old_ferretdb_data_dir_is_refused_with_the_way_out(tmp_path: Path) -> None:
     (tmp_path / "ferretdb").mkdir()
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("MONGODB_URI", "MONGODB_DATABASE")}
     env |= {"FHIR_DATA_DIR": str(tmp_path), "FHIR_PORT": str(port)}
-    done = subprocess.run([sys.executable, "-m", "fhir_server", "serve"], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 3
-    assert f"fhir-server export --from-ferretdb {tmp_path}" in done.stderr
+    code, output = serve_until_exit(tmp_path, port=port, env=env)
+    assert code == 3
+    assert f"fhir-server export --from-ferretdb {tmp_path}" in output
     assert not (tmp_path / "fhir.sqlite3").exists()
 
 
+@pytest.mark.process
 @mongo_only
 async def test_moving_a_ferretdb_data_dir_to_sqlite(tmp_path: Path) -> None:
     from tools.ferretdb.launcher import EmbeddedFerretDB

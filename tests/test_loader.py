@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
-from tests.conftest import HTTP_TIMEOUT, ROOT
+from tests.support.store import HTTP_TIMEOUT, ROOT
 from tools.data_sets import SYNTHEA_BULK as BULK
 
 ENCOUNTERS = 60
@@ -26,6 +27,8 @@ def _token(headers: dict[str, str]) -> str:
     return headers["Authorization"].split(" ", 1)[1]
 
 
+@pytest.mark.slow
+@pytest.mark.process
 def test_load_ndjson_into_running_server(live_server: str, live_headers: dict[str, str],
                                         tmp_path: Path) -> None:
     for name in ("Organization", "Location", "Practitioner", "PractitionerRole", "Patient"):
@@ -55,6 +58,8 @@ def test_load_ndjson_into_running_server(live_server: str, live_headers: dict[st
     assert stored["participant"][0]["individual"]["reference"] == f"Practitioner/{pid}"
 
 
+@pytest.mark.slow
+@pytest.mark.process
 def test_load_reports_failures(live_server: str, live_headers: dict[str, str],
                                tmp_path: Path) -> None:
     good = {"resourceType": "Patient", "id": "ok-1", "gender": "female"}

@@ -7,11 +7,15 @@ from __future__ import annotations
 import stat
 
 import httpx
+import pytest
 
-from tests.conftest import HTTP_TIMEOUT, Store, mint_for_database, server_process
 from tests.factories import patient
+from tests.support.server_process import server_process
+from tests.support.store import HTTP_TIMEOUT, Store, mint_for_database
 
 
+@pytest.mark.slow
+@pytest.mark.process
 async def test_the_data_directory_is_private(store: Store) -> None:
     store.data_dir.chmod(0o755)  # as an earlier version (or a plain mkdir) left it
     with server_process(store, FHIR_WORKERS="2") as server:

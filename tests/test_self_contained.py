@@ -6,7 +6,9 @@ from __future__ import annotations
 import re
 import subprocess
 
-from tests.conftest import ROOT
+import pytest
+
+from tests.support.store import ROOT
 from tools.data_sets import DATA, DEFINITIONS, EXAMPLES, SYNTHEA_BULK, SYNTHEA_BUNDLES
 
 # The ways a path can leave the checkout for a sibling folder named "shared": a parent of
@@ -14,6 +16,7 @@ from tools.data_sets import DATA, DEFINITIONS, EXAMPLES, SYNTHEA_BULK, SYNTHEA_B
 OUTSIDE = re.compile(r"""(\.parent|parents\[\d+\])\s*/\s*["']shared["']|\.\./shared\b""")
 
 
+@pytest.mark.process
 def test_nothing_reads_the_folder_beside_the_checkout() -> None:
     tracked = subprocess.run(["git", "ls-files", "tests", "bench", "tools", "Makefile", ".ci"],
                              cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()

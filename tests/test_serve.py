@@ -4,7 +4,6 @@ cleanly (the write-ahead log checkpointed and removed), keeps writes."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -14,24 +13,11 @@ import httpx
 import pytest
 from joserfc.jwk import ECKey
 
-from tests.conftest import (
-    HTTP_TIMEOUT,
-    ROOT,
-    children,
-    free_port,
-    stop_process,
-    wait_ready,
-)
 from tests.factories import patient
+from tests.support.server_process import children, launch, server_env
+from tests.support.store import HTTP_TIMEOUT, ROOT
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc")
-
-
-def server_env(data_dir: Path, port: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "MONGODB_URI"}
-    env.update({"FHIR_DATA_DIR": str(data_dir), "FHIR_PORT": str(port),
-                "FHIR_LOG_LEVEL": "WARNING", "FHIR_WORKERS": "1"})
-    return env
 
 
 def operator_token(data_dir: Path, port: int) -> str:
@@ -50,25 +36,16 @@ def operator_token(data_dir: Path, port: int) -> str:
     return token.stdout.strip().splitlines()[-1]
 
 
-def start(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    env = server_env(data_dir, port)
-    proc = subprocess.Popen([sys.executable, "-m", "fhir_server", "serve"], env=env, cwd=ROOT)
-    try:
-        wait_ready(f"http://127.0.0.1:{port}", proc)
-    except RuntimeError:
-        stop_process(proc, signal.SIGKILL)
-        raise
-    return proc
-
-
+@pytest.mark.slow
+@pytest.mark.process
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
 def test_serve_embedded_stops_cleanly_and_keeps_writes(tmp_path: Path,
                                                        stop_signal: signal.Signals) -> None:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}/fhir"
-    proc = start(tmp_path, port)
+    first = launch(tmp_path)
+    port, base = first.port, first.base
     try:
-        assert not children(proc.pid), "the embedded database runs in the server's process"
+        first.wait_ready()
+        assert not children(first.proc.pid), "the embedded database runs in the server's process"
         assert (tmp_path / "fhir.sqlite3").is_file()
         meta = httpx.get(f"{base}/metadata", timeout=HTTP_TIMEOUT).json()
         assert meta["fhirVersion"] == "4.0.1"
@@ -77,16 +54,17 @@ def test_serve_embedded_stops_cleanly_and_keeps_writes(tmp_path: Path,
                              timeout=HTTP_TIMEOUT)
         assert created.status_code == 201
         pid = created.json()["id"]
-        assert stop_process(proc, stop_signal) == 0
+        assert first.stop(stop_signal) == 0
         # A clean close checkpoints the write-ahead log into the database file and removes it.
         assert not (tmp_path / "fhir.sqlite3-wal").exists()
     finally:
-        stop_process(proc, signal.SIGKILL)
-    again = start(tmp_path, port)
+        first.kill()
+    again = launch(tmp_path, port=port)
     try:
+        again.wait_ready()
         # the keys outlived the restart
         read = httpx.get(f"{base}/Patient/{pid}", headers=auth, timeout=HTTP_TIMEOUT)
         assert read.status_code == 200
         assert read.json()["name"][0]["family"] == "Durable"
     finally:
-        assert stop_process(again) == 0
+        assert again.stop() == 0

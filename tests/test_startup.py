@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,16 +24,8 @@ import pytest
 
 from fhir_server.storage.open import SQLITE_FILE, open_repository
 from fhir_server.terminology.loader import LOAD_LEASE
-from tests.conftest import (
-    ENGINE,
-    ROOT,
-    Store,
-    StoreFactory,
-    free_port,
-    server_env,
-    stop_process,
-    wait_ready,
-)
+from tests.support.server_process import free_port, launch, stop_process, wait_ready
+from tests.support.store import ENGINE, Store, StoreFactory
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="real processes")
 
@@ -49,20 +39,16 @@ class Server:
     """A server process that has not necessarily finished its start-up; its log kept."""
 
     def __init__(self, store: Store, **env: str) -> None:
-        self.port = free_port()
-        self.origin = f"http://127.0.0.1:{self.port}"
         self.began = time.monotonic()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "fhir_server", "serve"],
-            env=server_env(store, self.port, FHIR_SHUTDOWN_GRACE_SECONDS=str(GRACE), **env),
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        self.log: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
+        self.server = launch(store, FHIR_SHUTDOWN_GRACE_SECONDS=str(GRACE), **env)
+        self.proc = self.server.proc
+        self.origin = self.server.root
 
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.log.append(line)
+    @property
+    def log(self) -> list[str]:
+        """The lines the server has written so far."""
+        assert self.server.log is not None
+        return self.server.log.read_text(errors="replace").splitlines(keepends=True)
 
     def logged(self, text: str) -> bool:
         return any(text in line for line in self.log)
@@ -102,6 +88,8 @@ def started(store: Store, **env: str) -> Iterator[Server]:
             server.proc.wait()
 
 
+@pytest.mark.slow
+@pytest.mark.process
 @pytest.mark.parametrize("workers", ["1", "2"])
 async def test_health_answers_and_sigterm_stops_while_the_start_up_waits(
         store: Store, workers: str) -> None:
@@ -144,6 +132,8 @@ async def test_health_answers_and_sigterm_stops_while_the_start_up_waits(
         await repo.close()
 
 
+@pytest.mark.slow
+@pytest.mark.process
 async def test_sigterm_stops_a_first_start_in_the_middle_of_its_terminology_load(
         store: Store) -> None:
     with started(store, FHIR_TERMINOLOGY_LOAD="true", FHIR_LOG_LEVEL="INFO") as server:
@@ -159,6 +149,8 @@ async def test_sigterm_stops_a_first_start_in_the_middle_of_its_terminology_load
         assert took < STOPPED_WITHIN, f"stopped after {took:.1f} s"
 
 
+@pytest.mark.slow
+@pytest.mark.process
 async def test_fresh_starts_of_two_workers_all_reach_ready(new_store: StoreFactory) -> None:
     for _ in range(FRESH_STARTS):
         store = new_store()
@@ -172,6 +164,8 @@ async def test_fresh_starts_of_two_workers_all_reach_ready(new_store: StoreFacto
             await store.drop()
 
 
+@pytest.mark.slow
+@pytest.mark.process
 @pytest.mark.parametrize("workers", ["1", "2"])
 async def test_a_start_whose_database_cannot_be_opened_exits_non_zero(
         store: Store, workers: str) -> None:
@@ -195,6 +189,8 @@ async def test_a_start_whose_database_cannot_be_opened_exits_non_zero(
 FIRST_HEALTH = {"1": 1.0, "2": 2.0}
 
 
+@pytest.mark.slow
+@pytest.mark.process
 @pytest.mark.parametrize("workers", ["1", "2"])
 async def test_health_answers_in_the_first_second(store: Store, workers: str) -> None:
     """The port answers /health before the app is even imported (on a busy 2-core machine

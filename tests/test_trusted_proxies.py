@@ -4,8 +4,10 @@ address it gives goes into the sign-in lockout, the rate limits and the AuditEve
 from __future__ import annotations
 
 import httpx
+import pytest
 
-from tests.conftest import HTTP_TIMEOUT, Store, server_process
+from tests.support.server_process import server_process
+from tests.support.store import HTTP_TIMEOUT, Store
 
 LIMIT = 2  # requests per minute per address (FHIR_RATE_LIMIT_PER_MINUTE), burst as much
 
@@ -17,6 +19,8 @@ def statuses(base: str) -> list[int]:
             for n in range(LIMIT + 1)]
 
 
+@pytest.mark.slow
+@pytest.mark.process
 def test_a_forwarded_address_from_an_untrusted_peer_is_ignored(store: Store) -> None:
     with server_process(store, FHIR_RATE_LIMIT_PER_MINUTE=str(LIMIT),
                         FHIR_RATE_LIMIT_BURST=str(LIMIT)) as server:
@@ -24,6 +28,8 @@ def test_a_forwarded_address_from_an_untrusted_peer_is_ignored(store: Store) -> 
         assert statuses(server.base) == [200] * LIMIT + [429]
 
 
+@pytest.mark.slow
+@pytest.mark.process
 def test_a_trusted_proxy_gives_the_client_address(store: Store) -> None:
     with server_process(store, FHIR_RATE_LIMIT_PER_MINUTE=str(LIMIT),
                         FHIR_RATE_LIMIT_BURST=str(LIMIT),

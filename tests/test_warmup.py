@@ -11,17 +11,12 @@ import textwrap
 import time
 
 import httpx
+import pytest
 from fastapi import FastAPI
 
 from fhir_server.main import create_app
-from tests.conftest import (
-    HTTP_TIMEOUT,
-    ROOT,
-    Store,
-    make_settings,
-    mint_for_database,
-    server_process,
-)
+from tests.support.server_process import server_process
+from tests.support.store import HTTP_TIMEOUT, ROOT, Store, make_settings, mint_for_database
 from tools.data_sets import EXAMPLES
 
 FIRST_REQUEST_BOUND_MS = 200.0  # generous: the bench (bench/startup_bench.py) has the figures
@@ -59,6 +54,8 @@ async def test_ready_answers_503_until_the_start_up_work_is_done(
             assert metadata.json() == json.loads(json.dumps(prepared.capability))
 
 
+@pytest.mark.slow
+@pytest.mark.process
 async def test_first_metadata_and_first_create_after_ready_are_fast(
         store: Store) -> None:
     with server_process(store) as server:  # started, and /ready answered 200
@@ -190,6 +187,8 @@ NO_IMPORTS = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
+@pytest.mark.process
 def test_no_request_imports_a_module_after_the_start_up_work(
         store: Store) -> None:
     env = {**{k: v for k, v in os.environ.items() if k not in ("MONGODB_URI", "MONGODB_DATABASE")},

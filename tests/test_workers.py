@@ -15,8 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Store, children, mint_for_database, server_process
 from tests.factories import patient
+from tests.support.server_process import children, server_process
+from tests.support.store import Store, mint_for_database
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc")
 
@@ -47,6 +48,8 @@ class Counted:
         return await self.http.request(method, url, **kwargs)
 
 
+@pytest.mark.slow
+@pytest.mark.process
 async def test_two_workers_share_the_database_under_load(store: Store) -> None:
     with server_process(store, FHIR_WORKERS="2") as server:
         assert len(children(server.proc.pid)) >= 2, "two worker processes"

@@ -5,7 +5,6 @@ clinic syncs, the EHR changes, the clinic syncs again; an EHR killed mid-sync.""
 from __future__ import annotations
 
 import asyncio
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,16 +17,8 @@ from fastapi import FastAPI
 
 from fhir_server.adapters.ehr_fhir import DEFAULT_SCOPE, SYNC_TYPES
 from fhir_server.adapters.records import records
-from tests.conftest import (
-    ROOT,
-    ServerProcess,
-    Store,
-    StoreFactory,
-    free_port,
-    mint_for_database,
-    server_env,
-    wait_ready,
-)
+from tests.support.server_process import ServerProcess, free_port, server_env, server_process
+from tests.support.store import ROOT, Store, StoreFactory, mint_for_database
 from tools.data_sets import SYNTHEA_BULK as BULK
 
 CLINIC_CLIENT = "clinic-ehr-client"
@@ -59,13 +50,6 @@ def ehr_db(new_store: StoreFactory) -> Iterator[Store]:
     asyncio.run(store.drop())
 
 
-def start_ehr(store: Store, port: int) -> ServerProcess:
-    env = server_env(store, port)
-    proc = subprocess.Popen([sys.executable, "-m", "fhir_server", "serve"], env=env, cwd=ROOT)
-    wait_ready(f"http://127.0.0.1:{port}", proc)
-    return ServerProcess(base=f"http://127.0.0.1:{port}/fhir", proc=proc)
-
-
 @pytest.fixture
 def ehr(ehr_db: Store, clinic_key: tuple[Path, Path],
         tmp_path: Path) -> Iterator[ServerProcess]:
@@ -76,8 +60,7 @@ def ehr(ehr_db: Store, clinic_key: tuple[Path, Path],
                     "--id", CLINIC_CLIENT, "--jwks-file", str(clinic_key[1]),
                     "--scope", DEFAULT_SCOPE, "--init"], env=env, cwd=ROOT, check=True,
                    capture_output=True)
-    server = start_ehr(ehr_db, free_port())
-    try:
+    with server_process(ehr_db, stop_timeout=15) as server:
         data = tmp_path / "synthea"
         data.mkdir()
         for name in ("Organization", "Location", "Practitioner", "Patient"):
@@ -89,10 +72,6 @@ def ehr(ehr_db: Store, clinic_key: tuple[Path, Path],
                         server.base, "--token", token, "--quiet"], cwd=ROOT, check=True,
                        capture_output=True)
         yield server
-    finally:
-        if server.proc.poll() is None:
-            server.proc.terminate()
-            server.proc.wait(timeout=15)
 
 
 async def ehr_admin(db: Store, base: str) -> httpx.AsyncClient:
@@ -158,6 +137,8 @@ def as_synced(resource: dict[str, Any], base: str, ids: dict[str, str]) -> dict[
     return body
 
 
+@pytest.mark.slow
+@pytest.mark.process
 async def test_sync_change_and_sync_again(app: FastAPI, client: httpx.AsyncClient,
                                           ehr: ServerProcess, ehr_db: Store,
                                           store: Store,
@@ -207,6 +188,8 @@ async def count_all(client: httpx.AsyncClient, type_: str) -> int:
     return int((await client.get(type_, params={"_summary": "count"})).json()["total"])
 
 
+@pytest.mark.slow
+@pytest.mark.process
 async def test_ehr_dying_mid_sync_resumes_from_the_last_committed_page(
         app: FastAPI, client: httpx.AsyncClient, ehr: ServerProcess, ehr_db: Store) -> None:
     endpoint_id = await endpoint_for(client, ehr.base)
@@ -217,8 +200,7 @@ async def test_ehr_dying_mid_sync_resumes_from_the_last_committed_page(
     while not ((await state.get(f"Endpoint/{endpoint_id}")) or {}).get("watermarks"):
         assert not sync.done(), (await sync).text
         await asyncio.sleep(0.02)
-    ehr.proc.send_signal(signal.SIGKILL)  # the EHR dies after at least one committed page
-    ehr.proc.wait(timeout=10)
+    ehr.kill()  # the EHR dies after at least one committed page
     failed = await sync
     assert failed.status_code in (502, 504), failed.text
     mark = (await state.get(f"Endpoint/{endpoint_id}"))["watermarks"]["Encounter"]
@@ -228,9 +210,7 @@ async def test_ehr_dying_mid_sync_resumes_from_the_last_committed_page(
     assert mark == max(e["meta"]["lastUpdated"] for e in await ehr_encounters(
         ehr_db, ehr, stored))
 
-    port = int(ehr.base.split(":")[2].split("/")[0])
-    again = start_ehr(ehr_db, port)
-    try:
+    with server_process(ehr_db, port=ehr.port, stop_timeout=15):
         r = await client.post(f"Endpoint/{endpoint_id}/$sync", json=body)
         assert r.status_code == 200, r.text
         done = results(r.json())["Encounter"]
@@ -240,29 +220,22 @@ async def test_ehr_dying_mid_sync_resumes_from_the_last_committed_page(
         keys = [next(i["value"] for i in e["identifier"] if i["system"] == ehr.base)
                 for e in mine]
         assert len(keys) == len(set(keys)) == ENCOUNTERS  # nothing lost, nothing twice
-    finally:
-        again.proc.terminate()
-        again.proc.wait(timeout=15)
 
 
 async def ehr_encounters(db: Store, ehr: ServerProcess,
                          stored: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The EHR's versions of the encounters the clinic stored, read from the EHR's database
     through a fresh server process (the first one is dead)."""
-    port = free_port()
-    server = start_ehr(db, port)
-    try:
+    with server_process(db, stop_timeout=15) as server:
         async with await ehr_admin(db, server.base) as source:
             out = []
             for e in stored:
                 ehr_id = next(i["value"] for i in e["identifier"] if i["system"] == ehr.base)
                 out.append((await source.get(f"Encounter/{ehr_id}")).json())
             return out
-    finally:
-        server.proc.terminate()
-        server.proc.wait(timeout=15)
 
 
+@pytest.mark.process
 async def test_marked_endpoints_are_synced_periodically(
         app: FastAPI, client: httpx.AsyncClient, ehr: ServerProcess, ehr_db: Store) -> None:
     async with await ehr_admin(ehr_db, ehr.base) as source:
@@ -299,6 +272,8 @@ async def assert_same(client: httpx.AsyncClient, theirs: dict[str, list[dict[str
     return ids
 
 
+@pytest.mark.slow
+@pytest.mark.process
 async def test_bulk_sync_with_export(app: FastAPI, client: httpx.AsyncClient,
                                      ehr: ServerProcess, ehr_db: Store) -> None:
     endpoint_id = await endpoint_for(client, ehr.base)

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -22,7 +20,8 @@ from fhir_server.adapters.peer_errors import unreachable_text
 from fhir_server.adapters.resilience import CircuitBreaker
 from fhir_server.core.config import Settings
 from fhir_server.core.errors import Upstream, UpstreamTimeout
-from tests.conftest import free_port
+from tests.support.loopback import serve_in_thread
+from tests.support.server_process import free_port
 
 
 @dataclass
@@ -55,19 +54,8 @@ def peer() -> Iterator[tuple[str, Script]]:
         return JSONResponse(body)
 
     app = Starlette(routes=[Route("/fhir/{type_}/$submit", submit, methods=["POST"])])
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None,
-                                           access_log=False))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}/fhir", script
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serve_in_thread(app) as base:
+        yield f"{base}/fhir", script
 
 
 def adapter(**overrides: Any) -> FhirPayerAdapter:

@@ -13,9 +13,9 @@ import pytest
 
 from fhir_server.adapters.peer_errors import unreachable_text
 from tests.adapters.listeners import NOT_HTTP, Listener, http_answer
-from tests.conftest import free_port
-from tests.factories import patient
-from tests.workflow.helpers import coverage, create, payer_org, post
+from tests.factories import coverage, patient, payer_org
+from tests.support.server_process import free_port
+from tests.workflow.helpers import create, post
 
 CONNECTION = {"system": "http://terminology.hl7.org/CodeSystem/endpoint-connection-type",
               "code": "hl7-fhir-rest"}

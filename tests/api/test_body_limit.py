@@ -16,8 +16,9 @@ import pytest
 from fhir_server.api.body_limit import AUTH_FORM_BYTES
 from fhir_server.core.config import Settings
 from fhir_server.core.fhirjson import dumps
-from tests.conftest import StoreFactory, mint_for_database, server_process
 from tests.factories import patient
+from tests.support.server_process import server_process
+from tests.support.store import StoreFactory, mint_for_database
 from tools.data_sets import EXAMPLES, SYNTHEA_BUNDLES
 
 LIMIT = 64 * 1024  # FHIR_MAX_BODY_BYTES of the server under test
@@ -111,6 +112,8 @@ def test_the_defaults_take_the_largest_legitimate_bodies() -> None:
     assert 10 * largest_history <= fields["fhir_max_bundle_bytes"].default
 
 
+@pytest.mark.slow
+@pytest.mark.process
 def test_a_body_at_the_limit_is_created_with_and_without_content_length(
         server: tuple[str, dict[str, str]]) -> None:
     base, headers = server
@@ -122,6 +125,7 @@ def test_a_body_at_the_limit_is_created_with_and_without_content_length(
         assert stored["name"][0]["text"] == json.loads(body)["name"][0]["text"]
 
 
+@pytest.mark.process
 def test_one_byte_over_the_limit_is_refused_with_and_without_content_length(
         server: tuple[str, dict[str, str]]) -> None:
     base, headers = server
@@ -137,6 +141,7 @@ def test_one_byte_over_the_limit_is_refused_with_and_without_content_length(
     assert httpx.get(f"{base}/Patient/over", headers=headers).status_code == 404
 
 
+@pytest.mark.process
 def test_a_long_stream_without_content_length_is_cut_at_the_limit(
         server: tuple[str, dict[str, str]]) -> None:
     """Chunks pass the limit and the body never ends (no closing chunk): the 413 comes
@@ -152,6 +157,7 @@ def test_a_long_stream_without_content_length_is_cut_at_the_limit(
                      "FHIR_MAX_BODY_BYTES", LIMIT)
 
 
+@pytest.mark.process
 def test_a_content_length_over_the_limit_is_answered_before_any_body(
         server: tuple[str, dict[str, str]]) -> None:
     base, headers = server
@@ -161,6 +167,7 @@ def test_a_content_length_over_the_limit_is_answered_before_any_body(
     assert b"connection: close" in answer.lower()
 
 
+@pytest.mark.process
 def test_a_content_length_under_what_is_sent_reads_no_more_than_it_says(
         server: tuple[str, dict[str, str]]) -> None:
     """The body is what Content-Length says (a cut JSON: 400); the rest is not a request."""
@@ -184,6 +191,7 @@ def transaction(size: int) -> bytes:
     return padded(bundle, size, fill)
 
 
+@pytest.mark.process
 def test_a_bundle_has_its_own_limit(server: tuple[str, dict[str, str]]) -> None:
     base, headers = server
     before = count(base, headers)
@@ -195,6 +203,7 @@ def test_a_bundle_has_its_own_limit(server: tuple[str, dict[str, str]]) -> None:
     assert count(base, headers) == before + 1
 
 
+@pytest.mark.process
 def test_the_authorization_server_takes_small_forms_only(
         server: tuple[str, dict[str, str]]) -> None:
     base, _ = server

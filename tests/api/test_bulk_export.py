@@ -8,8 +8,8 @@ import json
 import httpx
 
 from fhir_server.main import create_app
-from tests.conftest import ClientFor, Store, fhir_client, make_settings, mint
 from tests.factories import patient
+from tests.support.store import ClientFor, Store, fhir_client, make_settings, mint
 
 ASYNC = {"Prefer": "respond-async"}
 

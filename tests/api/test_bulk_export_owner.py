@@ -22,8 +22,8 @@ from fhir_server.operations.bulk_export import job_dir, job_records
 from fhir_server.operations.bulk_export_retention import STARTING, sweep
 from fhir_server.storage.private import private_dir
 from tests.api.test_bulk_export import ASYNC, finished
-from tests.conftest import ClientFor
 from tests.factories import patient
+from tests.support.store import ClientFor
 
 EHR_APP = "ehr-app"
 
@@ -73,6 +73,7 @@ async def test_files_are_private(app: FastAPI, client: httpx.AsyncClient) -> Non
 RETENTION = 2  # seconds
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("settings_overrides", [{"fhir_export_retention": RETENTION}])
 async def test_jobs_expire_and_are_swept(app: FastAPI, client: httpx.AsyncClient) -> None:
     await client.post("Patient", json=patient())

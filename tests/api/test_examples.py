@@ -7,6 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import httpx
+import pytest
 
 from fhir_server.core.fhirjson import dumps
 from fhir_server.core.models import resource_class
@@ -25,6 +26,7 @@ def _examples() -> list[Path]:
     return sorted(EXAMPLES.glob("*.json"))
 
 
+@pytest.mark.slow
 async def test_every_example_round_trips(client: httpx.AsyncClient) -> None:
     stored = 0
     unmodelled: list[str] = []

@@ -18,7 +18,7 @@ from fhir_server.auth.tokens import LoginEvent
 from fhir_server.main import quiet_driver_logs
 from fhir_server.observability.logs import TEXT_FORMAT, JsonFormatter, RequestIds, TextFormatter
 from fhir_server.service.validation import validate_resource
-from tests.conftest import ClientFor
+from tests.support.store import ClientFor
 
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
 AUDITOR = "system/AuditEvent.rs"

@@ -11,8 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import HTTP_TIMEOUT, Store, mint_for_database, server_process, stop_process
 from tests.factories import patient
+from tests.support.server_process import server_process, stop_process
+from tests.support.store import HTTP_TIMEOUT, Store, mint_for_database
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses SIGKILL")
 READS = 15
@@ -55,12 +56,16 @@ async def audited_reads(store: Store, patient_id: str) -> int:
             return await count(entity=f"Patient/{patient_id}", subtype="read")
 
 
+@pytest.mark.slow
+@pytest.mark.process
 async def test_killed_process_events_are_written_at_restart(store: Store) -> None:
     patient_id = await read_then_kill(store, journal=True)
     assert await audited_reads(store, patient_id) == READS
     assert not list((store.data_dir / "audit-journal").glob("*.jsonl"))  # replayed, removed
 
 
+@pytest.mark.slow
+@pytest.mark.process
 async def test_without_the_journal_they_are_lost(store: Store) -> None:
     patient_id = await read_then_kill(store, journal=False)
     assert await audited_reads(store, patient_id) == 0

@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from tests.auth.world import created
-from tests.conftest import ClientFor
+from tests.support.store import ClientFor
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from fhir_server.auth.clients import register_client
 from fhir_server.auth.tokens import AuthService, Grant
 from fhir_server.auth.users import add_user
 from fhir_server.main import create_app
-from tests.conftest import BASE, Store, make_settings
+from tests.support.store import BASE, Store, make_settings
 
 ORIGIN = BASE.removesuffix("/fhir")
 AUTHORIZE = f"{ORIGIN}/auth/authorize"

@@ -20,7 +20,8 @@ from fhir_server.auth.clients import CLIENT_ID, new_client_id
 from fhir_server.auth.roles import bound_scopes
 from fhir_server.cli.main import build_parser
 from tests.auth.flow_helpers import PASSWORD, parse_form, pkce, query_of
-from tests.conftest import HTTP_TIMEOUT, ROOT, Store, free_port, stop_process, wait_ready
+from tests.support.server_process import free_port, server_env, server_process
+from tests.support.store import HTTP_TIMEOUT, ROOT, Store
 
 REDIRECT = "https://app.example.org/cb"
 
@@ -38,23 +39,19 @@ def ok(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
 
 @pytest.fixture
 def embedded_env(tmp_path: Path) -> dict[str, str]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("MONGODB_URI", "MONGODB_DATABASE")}
-    return {**env, "FHIR_DATA_DIR": str(tmp_path / "data"), "FHIR_PORT": str(port),
-            "FHIR_HOST": "127.0.0.1", "FHIR_BASE_URL": f"http://127.0.0.1:{port}/fhir",
-            "FHIR_LOG_LEVEL": "WARNING"}
+    """`make run`'s environment: the embedded database, the default number of workers."""
+    env = server_env(tmp_path / "data", free_port())
+    del env["FHIR_WORKERS"]
+    return env
 
 
 @pytest.fixture
-def embedded_server(embedded_env: dict[str, str]) -> Iterator[str]:
+def embedded_server(embedded_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
     """`make run`'s way: python -m fhir_server serve on the embedded database."""
-    proc = subprocess.Popen([sys.executable, "-m", "fhir_server", "serve"], env=embedded_env, cwd=ROOT)
-    origin = embedded_env["FHIR_BASE_URL"].removesuffix("/fhir")
-    try:
-        wait_ready(origin, proc)
-        yield origin
-    finally:
-        assert stop_process(proc) == 0
+    with server_process(tmp_path / "data", env=embedded_env,
+                        port=int(embedded_env["FHIR_PORT"])) as server:
+        yield server.root
+        assert server.stop() == 0
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -83,6 +80,8 @@ def code_flow(origin: str, client_id: str, username: str, scope: str) -> dict[st
         return body
 
 
+@pytest.mark.slow
+@pytest.mark.process
 def test_cli_while_the_server_runs_on_the_embedded_database(
         embedded_env: dict[str, str], embedded_server: str, tmp_path: Path) -> None:
     origin = embedded_server
@@ -152,7 +151,7 @@ def test_cli_while_the_server_runs_on_the_embedded_database(
                 httpx.get(f"{origin}/auth/jwks", timeout=HTTP_TIMEOUT).json()["keys"]}
         if kids == {old_kid, new_kid} or time.monotonic() > deadline:
             break
-        time.sleep(0.5)
+        time.sleep(0.1)
     assert kids == {old_kid, new_kid}
 
     # Mistakes are one line on stderr and exit 1.
@@ -169,6 +168,8 @@ def test_cli_while_the_server_runs_on_the_embedded_database(
     assert no_patient.returncode == 1 and "--patient" in no_patient.stderr
 
 
+@pytest.mark.slow
+@pytest.mark.process
 def test_cli_starts_its_own_embedded_database(embedded_env: dict[str, str]) -> None:
     env = embedded_env
     app = json.loads(ok(env, "clients", "add", "--redirect-uri", REDIRECT, "--scope", "user/*.rs",
@@ -177,17 +178,14 @@ def test_cli_starts_its_own_embedded_database(embedded_env: dict[str, str]) -> N
     token = ok(env, "token", "--client", app["client_id"], "--scope", "user/*.rs", "--user", "doc")
     data_dir = Path(env["FHIR_DATA_DIR"])
     assert not (data_dir / "ferretdb.uri").exists()  # its own FerretDB stopped with it
-    proc = subprocess.Popen([sys.executable, "-m", "fhir_server", "serve"], env=env, cwd=ROOT)
-    origin = env["FHIR_BASE_URL"].removesuffix("/fhir")
-    try:
-        wait_ready(origin, proc)
+    with server_process(data_dir, env=env, port=int(env["FHIR_PORT"])) as server:
+        origin = server.root
         # The server finds the key the CLI generated at first start, so the token verifies.
         assert httpx.get(f"{origin}/fhir/Patient", headers=bearer(token),
                          timeout=HTTP_TIMEOUT).status_code == 200
         body = code_flow(origin, app["client_id"], "doc", "user/*.rs")
         assert body["scope"].split() == bound_scopes("clinician", ["user/*.rs"])
-    finally:
-        assert stop_process(proc) == 0
+        assert server.stop() == 0
 
 
 def test_generated_client_ids_can_be_given_on_the_command_line() -> None:
@@ -200,6 +198,8 @@ def test_generated_client_ids_can_be_given_on_the_command_line() -> None:
         assert args.client == client_id
 
 
+@pytest.mark.slow
+@pytest.mark.process
 def test_cli_against_the_running_servers_database(live_server: str, store: Store) -> None:
     env = {**os.environ, **store.env(), "FHIR_BASE_URL": live_server, "FHIR_LOG_LEVEL": "WARNING"}
     app = json.loads(ok(env, "clients", "add", "--redirect-uri", REDIRECT, "--scope",
@@ -212,6 +212,8 @@ def test_cli_against_the_running_servers_database(live_server: str, store: Store
                      timeout=HTTP_TIMEOUT).status_code == 401
 
 
+@pytest.mark.slow
+@pytest.mark.process
 def test_cli_client_origins_reach_the_running_server(live_server: str, store: Store) -> None:
     """`clients add --origin` while the server runs: the server answers that origin's
     preflights once it re-reads the clients (FHIR_CORS_REFRESH_SECONDS)."""
@@ -229,5 +231,5 @@ def test_cli_client_origins_reach_the_running_server(live_server: str, store: St
             "Origin": extra, "Access-Control-Request-Method": "GET"})
         if answer.status_code != 403 or time.monotonic() > deadline:
             break
-        time.sleep(0.5)
+        time.sleep(0.1)
     assert answer.status_code == 204 and answer.headers["access-control-allow-origin"] == extra

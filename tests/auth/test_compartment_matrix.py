@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.auth.world import FHIR_JSON, IDS, World, build, ids, observation
-from tests.conftest import ClientFor
+from tests.support.store import ClientFor
 
 
 @pytest.fixture

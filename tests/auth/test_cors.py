@@ -32,7 +32,7 @@ from tests.auth.flow_helpers import (
     service,
     user,
 )
-from tests.conftest import Store, make_settings
+from tests.support.store import Store, make_settings
 
 APP_ORIGIN = "https://app.example.org"
 APP_REDIRECT = f"{APP_ORIGIN}/smart/callback"

@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
+import pytest
 import uvicorn
 from playwright.async_api import Page, async_playwright
 
@@ -35,12 +36,12 @@ from fhir_server.main import create_app
 from fhir_server.storage.auth_store import AuthStore
 from fhir_server.storage.open import open_repository
 from tests.auth.flow_helpers import PASSWORD
-from tests.conftest import (
+from tests.support.server_process import free_port
+from tests.support.store import (
     HTTP_TIMEOUT,
     READY_TIMEOUT,
     STOP_TIMEOUT,
     Store,
-    free_port,
     make_settings,
     mint_for_database,
 )
@@ -122,6 +123,8 @@ async def _outcome(page: Page) -> dict[str, Any]:
     return found
 
 
+@pytest.mark.slow
+@pytest.mark.process
 async def test_browser_smart_app_on_another_origin(store: Store, tmp_path: Path) -> None:
     with served_app(store) as base, static_site() as app_origin, static_site() as stranger_origin:
         admin = await mint_for_database(store, base)

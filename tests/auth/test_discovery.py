@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 from fhirclient import client as fhirclient
 
-from tests.conftest import BASE, HTTP_TIMEOUT
+from tests.support.store import BASE, HTTP_TIMEOUT
 
 REQUIRED = ("issuer", "jwks_uri", "authorization_endpoint", "token_endpoint", "grant_types_supported",
             "code_challenge_methods_supported", "capabilities", "scopes_supported",
@@ -58,6 +59,8 @@ async def test_metadata_oauth_uris(client: httpx.AsyncClient) -> None:
                     for name in ("authorize", "token", "introspect", "revoke")}
 
 
+@pytest.mark.slow
+@pytest.mark.process
 def test_fhirclient_discovers_endpoints(live_server: str) -> None:
     """The SMART Python client finds the authorize and token endpoints from /metadata."""
     smart = fhirclient.FHIRClient(settings={"app_id": "demo", "api_base": live_server,

@@ -30,7 +30,7 @@ from tests.auth.flow_helpers import (
     running_app,
     user,
 )
-from tests.conftest import Store
+from tests.support.store import Store
 
 APP_SCOPES = ("openid fhirUser launch launch/patient launch/encounter offline_access online_access "
               "patient/*.cruds user/*.cruds")
@@ -294,6 +294,7 @@ async def test_wrong_password_and_authorize_refusals(
     assert expired.status_code == 400
 
 
+@pytest.mark.process
 async def test_ehr_launch(app_http: tuple[FastAPI, httpx.AsyncClient]) -> None:
     app, http = app_http
     patient = await create(app, http, {"resourceType": "Patient", "name": [{"family": "Launch"}]})

@@ -19,7 +19,7 @@ from joserfc.jwk import ECKey, KeySet, RSAKey
 from fhir_server.auth.clients import register_client
 from fhir_server.auth.tokens import Grant
 from tests.auth.flow_helpers import BASE, ORIGIN, TOKEN, create, running_app, service
-from tests.conftest import Store
+from tests.support.store import Store
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 

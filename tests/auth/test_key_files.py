@@ -7,8 +7,6 @@ import asyncio
 import base64
 import hashlib
 import json
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,17 +20,8 @@ from joserfc import jwk
 
 from fhir_server.auth.tokens import Grant
 from fhir_server.main import create_app
-from tests.conftest import (
-    ADMIN_CLIENT,
-    ADMIN_SCOPE,
-    ROOT,
-    Store,
-    fhir_client,
-    free_port,
-    make_settings,
-    mint,
-    server_env,
-)
+from tests.support.server_process import serve_until_exit
+from tests.support.store import ADMIN_CLIENT, ADMIN_SCOPE, Store, fhir_client, make_settings, mint
 
 
 def _b64(data: bytes) -> str:
@@ -79,9 +68,11 @@ async def jwks_kids(app: FastAPI) -> list[str]:
         return [k["kid"] for k in (await http.get("/auth/jwks")).json()["keys"]]
 
 
-SHORT = 15  # seconds: a token that expires while the test runs
+SHORT = 8  # seconds: a token that expires while the test runs (it is checked once, right after
+# an in-process restart of a second or two: 8 s leaves margin on a busy machine)
 
 
+@pytest.mark.slow
 async def test_rotation_keeps_old_tokens_until_they_expire(store: Store,
                                                            tmp_path: Path) -> None:
     old, old_kid = key_file(tmp_path, "old.pem")
@@ -125,13 +116,12 @@ async def test_database_keys_do_not_verify_with_a_key_file(store: Store,
 
 def serve_fails(store: Store, **env: str) -> str:
     """``fhir-server serve`` with ``env``: it must exit non-zero; its stderr."""
-    done = subprocess.run([sys.executable, "-m", "fhir_server", "serve"], cwd=ROOT,
-                          env=server_env(store, free_port(), **env), capture_output=True,
-                          text=True, timeout=120)
-    assert done.returncode != 0
-    return done.stderr
+    code, output = serve_until_exit(store, **env)
+    assert code != 0
+    return output
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("mode", [0o644, 0o640, 0o604], ids=["0644", "0640", "0604"])
 def test_a_key_file_others_can_read_is_refused(store: Store, tmp_path: Path,
                                                mode: int) -> None:
@@ -141,6 +131,7 @@ def test_a_key_file_others_can_read_is_refused(store: Store, tmp_path: Path,
     assert path.read_bytes().decode() not in stderr
 
 
+@pytest.mark.process
 def test_a_key_for_another_algorithm_is_refused(store: Store, tmp_path: Path) -> None:
     path, _ = key_file(tmp_path, "ec.pem", kty="EC")
     stderr = serve_fails(store, FHIR_SIGNING_KEY_FILE=str(path),
@@ -148,6 +139,7 @@ def test_a_key_for_another_algorithm_is_refused(store: Store, tmp_path: Path) ->
     assert "ES384" in stderr and "RS256" in stderr, stderr
 
 
+@pytest.mark.process
 def test_a_missing_key_file_is_refused(store: Store, tmp_path: Path) -> None:
     stderr = serve_fails(store, FHIR_SIGNING_KEY_FILE=str(tmp_path / "absent.pem"))
     assert "absent.pem" in stderr, stderr

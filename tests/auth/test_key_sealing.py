@@ -15,7 +15,7 @@ from fastapi import FastAPI
 
 from fhir_server.auth.key_sealing import KeySealError
 from fhir_server.main import create_app
-from tests.conftest import Store, fhir_client, make_settings, mint
+from tests.support.store import Store, fhir_client, make_settings, mint
 
 
 def new_kek() -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from tests.auth.flow_helpers import (
     AuthorizeParams,
     app_client,
@@ -13,13 +15,14 @@ from tests.auth.flow_helpers import (
     running_app,
     user,
 )
-from tests.conftest import Store
+from tests.support.store import Store
 
 APP_SCOPES = "openid fhirUser user/*.rs"
 LIMIT = 3
 LOCKOUT = 6  # seconds: three argon2 checks fit in it even on a busy machine
 
 
+@pytest.mark.slow
 async def test_a_username_is_locked_after_repeated_failures(store: Store) -> None:
     async with running_app(store, fhir_auth_login_max_failures=LIMIT,
                            fhir_auth_login_lockout_seconds=LOCKOUT) as (app, http):

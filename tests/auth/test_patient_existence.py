@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.auth.world import FHIR_JSON, created, observation
-from tests.conftest import ClientFor
+from tests.support.store import ClientFor
 from tests.workflow.test_appointments import appointment
 
 

@@ -21,7 +21,7 @@ from fhir_server.auth.patient_visibility import (
 from fhir_server.core.models import resource_types
 from fhir_server.search.registry import lookup
 from tests.auth.world import created, ids
-from tests.conftest import ClientFor
+from tests.support.store import ClientFor
 
 Resource = dict[str, Any]
 MONEY = {"value": 25, "currency": "USD"}

@@ -12,7 +12,7 @@ import pytest
 
 from fhir_server.search.compartment import patient_compartment
 from tests.auth.world import FHIR_JSON, created, ids
-from tests.conftest import ClientFor
+from tests.support.store import ClientFor
 
 
 def communication(*, subject: str, sender: str, recipient: str) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import pytest
 
 from fhir_server.auth.roles import bound_scopes, role_letters
 from tests.auth.world import FHIR_JSON, World, build
-from tests.conftest import ClientFor
+from tests.support.store import ClientFor
 
 # type -> a minimal resource of it, to create
 MINIMAL = {

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
-import subprocess
 import sys
 import time
 from typing import Any
@@ -15,17 +12,9 @@ import httpx
 import pytest
 
 from tests.bundles.helpers import bundle, post, response_entries, status_code, urn
-from tests.conftest import (
-    HTTP_TIMEOUT,
-    READY_TIMEOUT,
-    ROOT,
-    Store,
-    free_port,
-    mint_for_database,
-    server_env,
-    stop_process,
-    wait_ready,
-)
+from tests.factories import AMB
+from tests.support.server_process import launch
+from tests.support.store import HTTP_TIMEOUT, Store, mint_for_database
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses SIGKILL")
 
@@ -34,7 +23,6 @@ BUNDLES = 40
 ENCOUNTERS = 10
 OBSERVATIONS = 9  # with the Patient, 20 resources a Bundle
 EXPECTED = {"Patient": 1, "Encounter": ENCOUNTERS, "Observation": OBSERVATIONS}
-AMB = {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"}
 
 
 def crash_bundle(k: int) -> dict[str, Any]:
@@ -56,17 +44,6 @@ def crash_bundle(k: int) -> dict[str, Any]:
     return bundle(entries)
 
 
-def start_server(env: dict[str, str], port: int,
-                 wait: float = READY_TIMEOUT) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([sys.executable, "-m", "fhir_server", "serve"], env=env, cwd=ROOT)
-    try:
-        wait_ready(f"http://127.0.0.1:{port}", proc, wait)
-    except RuntimeError:
-        stop_process(proc, signal.SIGKILL)
-        raise
-    return proc
-
-
 async def auth_headers(store: Store, base: str) -> dict[str, str]:
     """An admin token the server at ``base`` accepts (minted on its database)."""
     return {"Authorization": f"Bearer {await mint_for_database(store, base)}"}
@@ -82,13 +59,15 @@ async def counts(http: httpx.AsyncClient, base: str, k: int) -> dict[str, int]:
     return out
 
 
+@pytest.mark.slow
+@pytest.mark.process
 async def test_sigkill_mid_transaction_leaves_bundles_whole_or_absent(
         store: Store) -> None:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}/fhir"
-    proc = start_server(server_env(store, port), port)
+    server = launch(store)
+    base = server.base
     outcomes: dict[int, int | str] = {}
     try:
+        server.wait_ready()
         limits = httpx.Limits(max_connections=BUNDLES + 5)
         auth = await auth_headers(store, base)
         async with httpx.AsyncClient(timeout=300, limits=limits, headers=auth) as http:
@@ -116,26 +95,25 @@ async def test_sigkill_mid_transaction_leaves_bundles_whole_or_absent(
             tasks = [asyncio.create_task(fire(k)) for k in range(BUNDLES)]
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(first_done.wait(), timeout=120)
-            os.kill(proc.pid, signal.SIGKILL)
+            server.kill()
             print(f"killed {time.monotonic() - fired:.1f} s after firing, "
                   f"{len(outcomes)} answered")
-            stop_process(proc, signal.SIGKILL)
             await asyncio.gather(*tasks)
     finally:
-        stop_process(proc, signal.SIGKILL)
+        server.kill()
 
     committed_before_kill = [k for k, v in outcomes.items() if v == 200]
     cut_off = [k for k, v in outcomes.items() if isinstance(v, str)]
     refused = {k: v for k, v in outcomes.items() if isinstance(v, int) and v != 200}
     assert cut_off, f"the kill came after every request had finished: {outcomes}"
 
-    port = free_port()
-    base = f"http://127.0.0.1:{port}/fhir"
     # Recovery after the crash runs before the server reports ready.
     restart = time.monotonic()
-    proc = start_server(server_env(store, port), port, wait=600)
-    restart_seconds = time.monotonic() - restart
+    server = launch(store)
+    base = server.base
     try:
+        server.wait_ready(600)
+        restart_seconds = time.monotonic() - restart
         auth = await auth_headers(store, base)
         async with httpx.AsyncClient(timeout=HTTP_TIMEOUT * 2, headers=auth) as http:
             complete, absent, partial = [], [], {}
@@ -143,8 +121,9 @@ async def test_sigkill_mid_transaction_leaves_bundles_whole_or_absent(
                 try:
                     got = await counts(http, base, k)
                 except httpx.TransportError as exc:  # say whether the server is still there
-                    raise AssertionError(f"the restarted server on port {port} did not answer "
-                                         f"(Bundle {k}; exit code {proc.poll()}): {exc!r}") from exc
+                    raise AssertionError(f"the restarted server on port {server.port} did not "
+                                         f"answer (Bundle {k}; exit code {server.proc.poll()}): "
+                                         f"{exc!r}\n{server.output()}") from exc
                 if got == EXPECTED:
                     complete.append(k)
                 elif not any(got.values()):
@@ -183,4 +162,5 @@ async def test_sigkill_mid_transaction_leaves_bundles_whole_or_absent(
                   f"complete after restart: {len(complete)}, absent: {len(absent)}, "
                   f"restart took {restart_seconds:.1f} s")
     finally:
-        stop_process(proc)
+        if server.proc.poll() is None:
+            server.stop()

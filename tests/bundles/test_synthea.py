@@ -30,7 +30,7 @@ from tests.bundles.helpers import (
     strings,
     total,
 )
-from tests.conftest import StoreFactory, fhir_client, make_settings, mint
+from tests.support.store import StoreFactory, fhir_client, make_settings, mint
 from tools.data_sets import SYNTHEA_BUNDLES as SYNTHEA
 
 # The hospital and practitioner Bundles first, then the patients.

@@ -30,28 +30,9 @@ from tests.bundles.helpers import (
     total,
     urn,
 )
-from tests.factories import patient, without_meta
+from tests.factories import AMB, TAGS, encounter, observation, patient, without_meta
 
 SYS = "http://test.example/id"
-TAGS = "http://test.example/tags"
-AMB = {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"}
-
-
-def encounter(subject: str, **extra: Any) -> dict[str, Any]:
-    return {"resourceType": "Encounter", "status": "finished", "class": AMB,
-            "subject": {"reference": subject}, **extra}
-
-
-def observation(subject: str | None = None, tag: str | None = None, **extra: Any) -> dict[str, Any]:
-    res: dict[str, Any] = {"resourceType": "Observation", "status": "final",
-                           "code": {"text": "heart rate"}, **extra}
-    if subject is not None:
-        res["subject"] = {"reference": subject}
-    if tag is not None:
-        res["meta"] = {"tag": [{"system": TAGS, "code": tag}]}
-    return res
-
-
 def invalid_observation(subject: str | None = None) -> dict[str, Any]:
     """Not a valid Observation: status outside its required value set, an unknown element."""
     res = observation(subject)

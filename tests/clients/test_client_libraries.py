@@ -15,7 +15,7 @@ from fhirclient.server import FHIRNotFoundException
 from fhirpy import AsyncFHIRClient
 from fhirpy.base.exceptions import ResourceNotFound
 
-from tests.conftest import HTTP_TIMEOUT
+from tests.support.store import HTTP_TIMEOUT
 
 MRN = "http://clinic.example/mrn"
 
@@ -57,10 +57,14 @@ def _smart_crud(base: str, headers: dict[str, str]) -> None:
         SmartPatient.read("never-existed", smart.server)
 
 
+@pytest.mark.slow
+@pytest.mark.process
 async def test_fhirclient_crud(live_server: str, live_headers: dict[str, str]) -> None:
     await asyncio.to_thread(_smart_crud, live_server, live_headers)
 
 
+@pytest.mark.slow
+@pytest.mark.process
 async def test_fhirpy_crud(live_server: str, live_headers: dict[str, str]) -> None:
     fhir = AsyncFHIRClient(live_server, extra_headers=live_headers)
     patient = fhir.resource("Patient", name=[{"family": "Okafor", "given": ["Chidi"]}],

@@ -10,7 +10,7 @@ from typing import Any
 from prometheus_client.metrics import MetricWrapperBase
 
 from fhir_server.observability import business, metrics
-from tests.conftest import ROOT
+from tests.support.store import ROOT
 
 DASHBOARD = ROOT / "deploy" / "grafana" / "fhir-server.json"
 SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}

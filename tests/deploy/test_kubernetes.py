@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from fhir_server.core.config import Settings
-from tests.conftest import ROOT
+from tests.support.store import ROOT
 
 MANIFESTS = ROOT / "deploy" / "kubernetes"
 # The oldest Kubernetes still in common support, and the newest the validator knows.

@@ -8,7 +8,7 @@ import re
 
 import yaml
 
-from tests.conftest import ROOT
+from tests.support.store import ROOT
 
 FIRST_START_SECONDS = 47  # the slowest of five, on the build machine (2 cores, load 2 to 5)
 MARGIN = 3  # a slower node, a busier one: the budget is this many first starts

@@ -22,12 +22,9 @@ MLLP AA), never from what the server holds after the kill.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import random
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -37,19 +34,15 @@ from typing import Any
 import httpx
 
 from fhir_server.storage.open import open_repository
-from tests.conftest import (
-    ENGINE,
-    HTTP_TIMEOUT,
-    ROOT,
+from tests.support.server_process import (
     ServerProcess,
-    Store,
     free_port,
-    make_settings,
-    mint_for_database,
+    launch,
     server_env,
     stop_process,
     wait_ready,
 )
+from tests.support.store import ENGINE, HTTP_TIMEOUT, Store, make_settings, mint_for_database
 
 RESTART_READY = 30.0  # seconds from a restart to /ready 200
 LEASE_SECONDS = float(os.environ.get("FHIR_FAULT_LEASE_SECONDS", "3"))
@@ -124,28 +117,26 @@ class Killable:
         self.root = f"http://127.0.0.1:{self.port}"
         self.base = f"{self.root}/fhir"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.server: ServerProcess | None = None
         self.log = store.data_dir / f"server-{scenario}.log"
         self.launched = 0.0
 
     @property
     def process(self) -> ServerProcess:
-        assert self.proc is not None
-        return ServerProcess(base=self.base, proc=self.proc)
+        assert self.server is not None
+        return self.server
 
     def launch(self) -> None:
         with self.log.open("ab") as out:
             out.write(f"--- launch at {time.time():.3f}\n".encode())
-            self.proc = subprocess.Popen([sys.executable, "-m", "fhir_server", "serve"],
-                                         env=self.env, cwd=ROOT, stdout=out, stderr=out,
-                                         start_new_session=True)
+        self.server = launch(self.store, port=self.port, env=self.env, log=self.log, group=True)
+        self.proc = self.server.proc
         self.launched = time.monotonic()
 
     def kill(self) -> None:
         """SIGKILL to the server's whole process group (workers included)."""
-        assert self.proc is not None
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=30)
+        assert self.server is not None
+        self.server.kill()
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:

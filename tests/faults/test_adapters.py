@@ -9,11 +9,12 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from fhir_server.adapters.ehr_fhir import SYNC_TYPES
 from tests.adapters.hl7v2.helpers import adt, field, in1, mllp
 from tests.adapters.hl7v2.test_adt import MRN_SYSTEM
 from tests.adapters.test_ehr_sync import ehr_admin, endpoint_for, results
-from tests.conftest import ServerProcess, Store, free_port
 from tests.faults.harness import (
     LEASE_SECONDS,
     TRANSPORT,
@@ -22,11 +23,15 @@ from tests.faults.harness import (
     Scenario,
     all_of,
 )
+from tests.support.server_process import ServerProcess, free_port
+from tests.support.store import Store
 
 CONNECTIONS = 4
 MLLP_DEAD = (OSError, asyncio.IncompleteReadError, EOFError)
 
 
+@pytest.mark.slow
+@pytest.mark.process
 async def test_hl7v2_burst(store: Store) -> None:
     """4 MLLP connections send ADT^A04s (a patient and a visit each) until the kill; after
     the restart the sender sends again every message of the killed round, those it got no
@@ -123,6 +128,8 @@ async def test_hl7v2_burst(store: Store) -> None:
         sc.close()
 
 
+@pytest.mark.slow
+@pytest.mark.process
 async def test_ehr_sync(store: Store, ehr: ServerProcess, ehr_db: Store,
                         clinic_key: tuple[Path, Path]) -> None:
     """``$sync`` killed at a moment within its run; after the restart the next ``$sync``

@@ -12,9 +12,9 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
+import pytest
 
 from fhir_server.terminology.systems import REMITTANCE_TRACE
-from tests.conftest import Store
 from tests.faults.harness import (
     LEASE_SECONDS,
     TRANSPORT,
@@ -24,6 +24,7 @@ from tests.faults.harness import (
     all_of,
     until_dead,
 )
+from tests.support.store import Store
 from tests.workflow.helpers import by_type, create, post, share
 from tests.x12.test_posting import remit_for
 from tests.x12.world import (
@@ -61,6 +62,8 @@ class Ledger:
         self.posted: set[str] = set()  # traces acknowledged
 
 
+@pytest.mark.slow
+@pytest.mark.process
 async def test_bill_submit_and_835(store: Store) -> None:
     clearinghouse = clearinghouse_process()
     house = next(clearinghouse)

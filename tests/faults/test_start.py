@@ -10,9 +10,9 @@ from collections import Counter
 from typing import Any
 
 import httpx
+import pytest
 
 from fhir_server.terminology.loader import DEFINITIONS
-from tests.conftest import Store
 from tests.factories import patient
 from tests.faults.harness import (
     LOAD_SECONDS,
@@ -22,6 +22,7 @@ from tests.faults.harness import (
     all_of,
     until_dead,
 )
+from tests.support.store import Store
 
 MARK = "urn:faults:restart"
 
@@ -32,6 +33,8 @@ def packaged_counts() -> Counter[str]:
         return Counter(json.loads(line)["resourceType"] for line in lines)
 
 
+@pytest.mark.slow
+@pytest.mark.process
 async def test_first_start(store: Store) -> None:
     """Kills while a new database is created, its signing keys made and the terminology
     loaded; then a start that must be ready within 30 s plus the load, with the whole
@@ -65,6 +68,8 @@ async def test_first_start(store: Store) -> None:
         sc.close()
 
 
+@pytest.mark.slow
+@pytest.mark.process
 async def test_restart(store: Store) -> None:
     """Kills of a running server (while it writes) and of a starting one (on existing data,
     at a moment within its start-up time); after each, a start must be ready within 30 s

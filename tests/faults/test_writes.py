@@ -12,10 +12,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
 
-from tests.conftest import Store
 from tests.factories import patient
 from tests.faults.harness import LEASE_SECONDS, TRANSPORT, LeaseHeld, Scenario, all_of, until_dead
+from tests.support.store import Store
 
 CLIENTS = 8
 TXN = "urn:faults:txn"
@@ -40,6 +41,8 @@ def transaction(tag: str) -> dict[str, Any]:
                       "valueQuantity": {"value": 72.5, "unit": "kg"}}}]}
 
 
+@pytest.mark.slow
+@pytest.mark.process
 async def test_transactions(store: Store) -> None:
     sc = Scenario("transactions", store)
     sent: set[str] = set()
@@ -98,6 +101,8 @@ def booking(patient_ref: str, doctor: str, start: datetime,
                             {"actor": {"reference": doctor}, "status": "accepted"}]}
 
 
+@pytest.mark.slow
+@pytest.mark.process
 async def test_bookings(store: Store) -> None:
     """8 clients race for the same slots of one practitioner (same start, or half a slot
     apart): one booking per slot wins. After each kill no two booked Appointments of the

@@ -1,51 +1,18 @@
-"""A server process whose log goes to a file, and the clinic records an eligibility check
-needs (a payer Organization whose Endpoint is a loopback payer)."""
+"""The clinic records an eligibility check needs (a payer Organization whose Endpoint is a
+loopback payer)."""
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.conftest import ROOT, Store, free_port, server_env, stop_process, wait_ready
-from tests.factories import patient
-from tests.workflow.helpers import coverage, create, payer_org, post
+from tests.factories import appointment, coverage, patient, payer_org
+from tests.workflow.helpers import create, post
 
 YEAR = datetime.now(UTC).year
-
-
-@dataclass
-class Running:
-    root: str  # http://127.0.0.1:port
-    base: str  # root + /fhir
-    proc: subprocess.Popen[bytes]
-    exit_code: int | None = None
-
-
-@contextmanager
-def running_server(store: Store, log_file: Path, **env: str) -> Iterator[Running]:
-    """``python -m fhir_server serve`` on ``store``, its stderr (the log) into ``log_file``;
-    stopped with SIGTERM afterwards unless the test stopped it (``exit_code``)."""
-    port = free_port()
-    with log_file.open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "fhir_server", "serve"],
-                                env=server_env(store, port, **env), cwd=ROOT, stderr=log)
-        root = f"http://127.0.0.1:{port}"
-        running = Running(root=root, base=f"{root}/fhir", proc=proc)
-        try:
-            wait_ready(root, proc)
-            yield running
-        finally:
-            if running.exit_code is None:
-                running.exit_code = stop_process(proc, signal.SIGTERM)
 
 
 @dataclass(frozen=True)
@@ -81,9 +48,5 @@ async def check_eligibility(http: httpx.AsyncClient, coverage_id: str,
 
 
 def booked_appointment(patient_id: str, practitioner_id: str) -> dict[str, Any]:
-    return {"resourceType": "Appointment", "status": "booked",
-            "start": f"{YEAR}-06-01T09:00:00Z", "end": f"{YEAR}-06-01T09:30:00Z",
-            "participant": [{"actor": {"reference": f"Patient/{patient_id}"},
-                             "status": "accepted"},
-                            {"actor": {"reference": f"Practitioner/{practitioner_id}"},
-                             "status": "accepted"}]}
+    return appointment(f"Patient/{patient_id}", [f"Practitioner/{practitioner_id}"],
+                       f"{YEAR}-06-01T09:00:00Z", f"{YEAR}-06-01T09:30:00Z")

@@ -10,19 +10,17 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tests.factories import patient
-from tests.observability.test_metrics import METRICS, Samples, scrape, value
-from tests.workflow.helpers import (
+from tests.factories import (
     PRICES,
     bill_parameters,
-    by_type,
     charge_item_definition,
     coverage,
-    create,
+    patient,
     payer_org,
-    post,
     service,
 )
+from tests.observability.test_metrics import METRICS, Samples, scrape, value
+from tests.workflow.helpers import by_type, create, post
 
 YEAR = datetime.now(UTC).year
 

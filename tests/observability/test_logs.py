@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from fhir_server.observability.logs import REQUEST_ID, TRACE_ID, JsonFormatter, TextFormatter
-from tests.conftest import HTTP_TIMEOUT, Store, mint_for_database
 from tests.factories import patient
-from tests.observability.helpers import running_server
+from tests.support.server_process import server_process
+from tests.support.store import HTTP_TIMEOUT, Store, mint_for_database
 
 FIELDS = {"time", "level", "logger", "message", "request_id", "trace_id"}
 REQUEST_FIELDS = {"method", "route", "status", "duration_ms"}
@@ -29,11 +30,13 @@ def json_lines(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines]  # each line alone is one JSON object
 
 
+@pytest.mark.slow
+@pytest.mark.process
 async def test_the_json_log_of_a_run(store: Store, tmp_path: Path) -> None:
     secret, born = f"Qzx{uuid.uuid4().hex[:10]}", "1961-07-23"
     caller_rid, trace = "caller-" + uuid.uuid4().hex[:8], uuid.uuid4().hex
     log_file = tmp_path / "server.log"
-    with running_server(store, log_file, FHIR_LOG_FORMAT="json", FHIR_LOG_LEVEL="INFO") as run:
+    with server_process(store, log=log_file, FHIR_LOG_FORMAT="json", FHIR_LOG_LEVEL="INFO") as run:
         token = await mint_for_database(store, run.base)
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/fhir+json"}
         async with httpx.AsyncClient(base_url=run.base + "/", headers=headers,

@@ -15,15 +15,15 @@ from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
 from fhir_server.auth.tokens import LoginEvent
-from tests.conftest import HTTP_TIMEOUT, ClientFor, Store, mint_for_database
 from tests.factories import patient
 from tests.observability.helpers import (
     booked_appointment,
     check_eligibility,
     insured_patient,
-    running_server,
-)
+    )
 from tests.observability.peers import loopback_payer
+from tests.support.server_process import server_process
+from tests.support.store import HTTP_TIMEOUT, ClientFor, Store, mint_for_database
 from tests.workflow.helpers import create
 
 METRICS = "http://testserver/metrics"  # outside the FHIR base of the test clients
@@ -49,9 +49,11 @@ async def scrape(http: httpx.AsyncClient, url: str, **kwargs: str) -> Samples:
     return parse(answer.text)
 
 
+@pytest.mark.slow
+@pytest.mark.process
 async def test_metrics_after_a_scripted_mix(store: Store, tmp_path: Path) -> None:
     secret = f"Qzx{uuid.uuid4().hex[:10]}"
-    with loopback_payer() as payer, running_server(store, tmp_path / "log") as run:
+    with loopback_payer() as payer, server_process(store, log=tmp_path / "log") as run:
         token = await mint_for_database(store, run.base)
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/fhir+json"}
         async with httpx.AsyncClient(base_url=run.base + "/", headers=headers,
@@ -156,10 +158,12 @@ async def test_login_counters(app: FastAPI, client_for: ClientFor) -> None:
         assert value(after, name, outcome=outcome) - value(before, name, outcome=outcome) == more
 
 
+@pytest.mark.slow
+@pytest.mark.process
 async def test_several_workers_add_up_in_every_scrape(store: Store, tmp_path: Path) -> None:
     """FHIR_WORKERS=2: whichever worker answers /metrics counts every worker's requests."""
     asked = 24
-    with running_server(store, tmp_path / "log", FHIR_WORKERS="2") as run:
+    with server_process(store, log=tmp_path / "log", FHIR_WORKERS="2") as run:
         for _ in range(asked):  # a new connection each: the kernel spreads them over the workers
             async with httpx.AsyncClient(timeout=HTTP_TIMEOUT) as http:
                 answer = await http.get(f"{run.base}/metadata", headers={"Connection": "close"})

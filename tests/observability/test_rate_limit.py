@@ -8,7 +8,7 @@ import pytest
 from fastapi import FastAPI
 
 from fhir_server.observability.rate_limit import TokenBuckets
-from tests.conftest import ClientFor
+from tests.support.store import ClientFor
 
 PER_MINUTE = 3
 ROOT = "http://testserver"
@@ -49,6 +49,7 @@ async def test_requests_without_a_token_count_by_address(app: FastAPI,
     assert_throttled(await anonymous.get(".well-known/smart-configuration"))
 
 
+@pytest.mark.slow
 async def test_health_ready_and_metrics_are_never_limited(app: FastAPI,
                                                           client_for: ClientFor) -> None:
     anonymous = await client_for(None)

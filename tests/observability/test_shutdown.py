@@ -10,9 +10,13 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from fhir_server.main import create_app
-from tests.conftest import (
+from tests.observability.helpers import check_eligibility, insured_patient
+from tests.observability.peers import loopback_payer
+from tests.support.server_process import server_process
+from tests.support.store import (
     HTTP_TIMEOUT,
     STOP_TIMEOUT,
     Store,
@@ -21,8 +25,6 @@ from tests.conftest import (
     mint,
     mint_for_database,
 )
-from tests.observability.helpers import check_eligibility, insured_patient, running_server
-from tests.observability.peers import loopback_payer
 
 DRAIN = 2.0
 PAYER_DELAY = 6.0  # the slow request: the payer's answer comes after the drain
@@ -47,11 +49,13 @@ async def stored_audit_events(store: Store) -> int:
         return total
 
 
+@pytest.mark.slow
+@pytest.mark.process
 async def test_sigterm_lets_the_request_in_flight_finish(store: Store, tmp_path: Path) -> None:
     env = {"FHIR_SHUTDOWN_DRAIN_SECONDS": str(DRAIN), "FHIR_SHUTDOWN_GRACE_SECONDS": "30",
            "FHIR_PAYER_READ_TIMEOUT": "30", "FHIR_PAYER_RETRIES": "0"}
     with (loopback_payer(delay=PAYER_DELAY) as payer,
-          running_server(store, tmp_path / "log", **env) as run):
+          server_process(store, log=tmp_path / "log", **env) as run):
         token = await mint_for_database(store, run.base)
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/fhir+json"}
         async with httpx.AsyncClient(base_url=run.base + "/", headers=headers,

@@ -10,18 +10,22 @@ import uuid
 from pathlib import Path
 
 import httpx
+import pytest
 
 from fhir_server.core.config import Settings
 from fhir_server.observability import tracing
-from tests.conftest import HTTP_TIMEOUT, Store, mint_for_database
 from tests.factories import patient
-from tests.observability.helpers import check_eligibility, insured_patient, running_server
+from tests.observability.helpers import check_eligibility, insured_patient
 from tests.observability.peers import ExportedSpan, loopback_payer, otlp_collector
+from tests.support.server_process import server_process
+from tests.support.store import HTTP_TIMEOUT, Store, mint_for_database
 from tests.workflow.helpers import create
 
 SERVER, CLIENT = 2, 3  # opentelemetry.proto SpanKind values
 
 
+@pytest.mark.slow
+@pytest.mark.process
 async def test_spans_of_a_payer_call_reach_the_collector_and_the_payer(
         store: Store, tmp_path: Path) -> None:
     secret = f"Qzx{uuid.uuid4().hex[:10]}"
@@ -29,7 +33,7 @@ async def test_spans_of_a_payer_call_reach_the_collector_and_the_payer(
     with otlp_collector() as collector, loopback_payer() as payer:
         env = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint,
                "OTEL_BSP_SCHEDULE_DELAY": "200"}
-        with running_server(store, tmp_path / "log", **env) as run:
+        with server_process(store, log=tmp_path / "log", **env) as run:
             token = await mint_for_database(store, run.base)
             headers = {"Authorization": f"Bearer {token}", "Accept": "application/fhir+json"}
             async with httpx.AsyncClient(base_url=run.base + "/", headers=headers,

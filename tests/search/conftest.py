@@ -8,22 +8,14 @@ Tests that write use the per-test ``client`` fixture from tests/conftest.py.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
-import httpx
 import pytest
 
 from fhir_server.main import create_app
-from tests.conftest import StoreFactory, fhir_client, make_settings, mint
-from tests.search.data import Store, load_examples, load_synthea
+from tests.search.data import Loaded, load_examples, load_synthea
+from tests.support.store import StoreFactory, fhir_client, make_settings, mint
 
 SYNTHEA_TYPES = ("Patient", "Encounter", "Organization", "Practitioner", "Location")
-
-
-@dataclass
-class Loaded:
-    client: httpx.AsyncClient
-    data: Store
 
 
 async def _loaded(new_store: StoreFactory, loader: object, *types: str

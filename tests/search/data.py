@@ -10,6 +10,7 @@ import asyncio
 import json
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
@@ -188,3 +189,11 @@ async def search_ids(client: httpx.AsyncClient, path: str, params: Any = None,
         found.extend(entry_ids(page))
     assert len(found) == len(set(found)), "a match appears twice"
     return set(found)
+
+
+@dataclass
+class Loaded:
+    """A data set loaded into its own database, and a client of the app serving it."""
+
+    client: httpx.AsyncClient
+    data: Store

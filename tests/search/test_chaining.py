@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from tests.search.conftest import Loaded
-from tests.search.data import Store, search_ids
+from tests.search.data import Loaded, Store, search_ids
 from tests.search.expect import (
     any_string,
     date_search,

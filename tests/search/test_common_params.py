@@ -7,8 +7,7 @@ import asyncio
 import httpx
 
 from tests.factories import patient
-from tests.search.conftest import Loaded
-from tests.search.data import search_ids, store
+from tests.search.data import Loaded, search_ids, store
 from tests.search.expect import date_range, date_search, get, select, token_match, tokens
 
 ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"

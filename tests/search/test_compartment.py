@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.search.conftest import Loaded
-from tests.search.data import compartment_definition, search, search_ids, store
+from tests.search.data import Loaded, compartment_definition, search, search_ids, store
 from tests.search.expect import refs, select, token_match, tokens
 
 # search parameter -> paths of the referencing elements (from the R4 definitions' expressions)

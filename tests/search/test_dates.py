@@ -9,8 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.search.conftest import Loaded
-from tests.search.data import search_ids, store
+from tests.search.data import Loaded, search_ids, store
 from tests.search.expect import date_search, get, select, tz_robust
 
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb")

@@ -6,8 +6,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from tests.search.conftest import Loaded
-from tests.search.data import entries, entry_ids, link_url, search
+from tests.search.data import Loaded, entries, entry_ids, link_url, search
 from tests.search.expect import select
 
 LENIENT = {"Prefer": "handling=lenient"}

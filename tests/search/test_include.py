@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from tests.search.conftest import Loaded
-from tests.search.data import entries, search, search_pages, typed_ids
+from tests.search.data import Loaded, entries, search, search_pages, typed_ids
 from tests.search.expect import refs
 
 P = "63ee2253-bdd5-da55-2ad2-b4984d0ad700"  # a patient with few encounters

@@ -7,8 +7,7 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from tests.search.conftest import Loaded
-from tests.search.data import search_ids, store
+from tests.search.data import Loaded, search_ids, store
 from tests.search.expect import get, number_match, quantity_match, select
 
 UCUM = "http://unitsofmeasure.org"

@@ -8,8 +8,7 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 
 from tests.factories import patient
-from tests.search.conftest import Loaded
-from tests.search.data import entries, entry_ids, link_url, search, search_pages, store
+from tests.search.data import Loaded, entries, entry_ids, link_url, search, search_pages, store
 from tests.search.expect import date_range, get, select, token_match, tokens
 
 SUBSETTED = ("http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "SUBSETTED")

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.search.conftest import Loaded
-from tests.search.data import search, search_ids, store
+from tests.search.data import Loaded, search, search_ids, store
 from tests.search.expect import get, refs, select
 
 BASE = "http://testserver/fhir"

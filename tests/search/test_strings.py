@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.search.conftest import Loaded
-from tests.search.data import search_ids, store
+from tests.search.data import Loaded, search_ids, store
 from tests.search.expect import address_parts, any_string, get, human_name_parts, select
 
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.search.conftest import Loaded
-from tests.search.data import entry_ids, search, search_ids, store
+from tests.search.data import Loaded, entry_ids, search, search_ids, store
 from tests.search.expect import (
     any_string,
     get,

@@ -6,8 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.search.conftest import Loaded
-from tests.search.data import search_ids
+from tests.search.data import Loaded, search_ids
 from tests.search.expect import (
     date_search,
     get,

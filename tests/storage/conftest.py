@@ -8,7 +8,7 @@ import pytest
 
 from fhir_server.storage.open import open_repository
 from fhir_server.storage.repository import Repository
-from tests.conftest import Store
+from tests.support.store import Store
 
 
 @pytest.fixture

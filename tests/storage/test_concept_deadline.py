@@ -23,7 +23,7 @@ from fhir_server.storage.concepts import (
 from fhir_server.storage.deadline import QueryTimeout, within
 from fhir_server.storage.mongo.concept_cache import LARGE, PROCESS_CACHE
 from fhir_server.storage.repository import Repository
-from tests.conftest import ENGINE, mongo_only
+from tests.support.store import ENGINE, mongo_only
 
 N = LARGE - 1000  # on FerretDB, a generation of another process this size is the database's
 PATTERN = "(ab)*c [0-9]*7"

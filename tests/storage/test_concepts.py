@@ -24,7 +24,7 @@ from fhir_server.storage.concepts import (
 )
 from fhir_server.storage.open import open_repository
 from fhir_server.storage.repository import Repository
-from tests.conftest import Store, make_settings
+from tests.support.store import Store, make_settings
 
 ROWS = [
     ConceptRow("A", "Alpha thing"),

@@ -21,7 +21,7 @@ from fhir_server.storage.fence import LeaseLost, unfenced
 from fhir_server.storage.locks import LOCKS, LockBusy
 from fhir_server.storage.model import now_ms
 from fhir_server.storage.repository import PlannedWrite, Repository
-from tests.conftest import ROOT, Store
+from tests.support.store import ROOT, Store
 
 LEASE = 1.5  # seconds: short, so that lapsing is quick to see
 NAME = "schedule:Practitioner/lease-test"
@@ -79,6 +79,7 @@ def ask(proc: subprocess.Popen[str], line: str) -> str:
     return proc.stdout.readline().strip()
 
 
+@pytest.mark.slow
 async def test_a_live_holder_keeps_its_lease_past_the_lease_time(repo: Repository) -> None:
     async with repo.locks.hold([NAME], lease=LEASE):
         first = (await repo.records.get(kind=LOCKS, id_=NAME)) or {}
@@ -94,6 +95,7 @@ async def test_a_live_holder_keeps_its_lease_past_the_lease_time(repo: Repositor
     assert await repo.records.get(kind=LOCKS, id_=NAME) is None  # released on leaving
 
 
+@pytest.mark.process
 async def test_a_killed_holders_lease_lapses_within_the_lease(store: Store,
                                                               repo: Repository) -> None:
     with holder(store) as proc:
@@ -105,6 +107,8 @@ async def test_a_killed_holders_lease_lapses_within_the_lease(store: Store,
     assert waited <= LEASE + 1.0, waited  # the lease, plus the taker's back-off
 
 
+@pytest.mark.slow
+@pytest.mark.process
 async def test_a_paused_holders_late_write_is_refused(store: Store, repo: Repository) -> None:
     with holder(store) as proc:
         assert ask(proc, "write") == "written"  # version 1, under its lease

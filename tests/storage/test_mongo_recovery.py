@@ -13,7 +13,7 @@ from fhir_server.storage.model import now_ms
 from fhir_server.storage.mongo.repository import MongoRepository
 from fhir_server.storage.mongo.versions import HISTORY, PENDING, STALE_SECONDS
 from fhir_server.storage.open import open_repository
-from tests.conftest import Store, mongo_only
+from tests.support.store import Store, mongo_only
 
 pytestmark = mongo_only
 

@@ -8,16 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.factories import patient
-from tests.workflow.helpers import (
-    SERVICE_SYSTEM,
-    bill_parameters,
-    by_type,
-    charge_item_definition,
-    create,
-    post,
-    service,
-)
+from tests.factories import SERVICE_SYSTEM, bill_parameters, charge_item_definition, patient, service
+from tests.workflow.helpers import by_type, create, post
 
 
 @pytest.fixture

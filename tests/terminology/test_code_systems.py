@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from fhir_server.main import create_app
-from tests.conftest import ROOT, Store, fhir_client, make_settings, mint
-from tests.terminology.conftest import params
+from tests.support.store import ROOT, Store, fhir_client, make_settings, mint
+from tests.support.terminology import params
 
 URL = "urn:test:cs:services"
 
@@ -43,6 +44,7 @@ async def test_rest_writes_are_followed(client: httpx.AsyncClient) -> None:
     assert (await lookup(client, "S1")).status_code == 404
 
 
+@pytest.mark.process
 async def test_cli_loads_a_large_code_system_outside_the_resource(store: Store,
                                                                    tmp_path: Path) -> None:
     path = tmp_path / "services.json"

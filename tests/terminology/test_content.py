@@ -7,11 +7,12 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
+import pytest
 import simple_icd_10_cm as cm
 
 from fhir_server.core.config import Settings
 from fhir_server.service.validation import validate_resource
-from tests.terminology.conftest import ICD, packaged, raw
+from tests.support.terminology import ICD, packaged, raw
 
 FILES = ("valuesets.json", "v2-tables.json", "v3-codesystems.json", "conceptmaps.json")
 TYPES = ("CodeSystem", "ValueSet", "ConceptMap")
@@ -43,6 +44,7 @@ def test_the_packaged_content_is_the_published_definitions() -> None:
         assert mine[k] == without_comment_translations(theirs[k]), k
 
 
+@pytest.mark.slow
 def test_every_packaged_resource_validates() -> None:
     import json
 

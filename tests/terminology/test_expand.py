@@ -7,9 +7,10 @@ import unicodedata
 from typing import Any
 
 import httpx
+import pytest
 import simple_icd_10_cm as cm
 
-from tests.terminology.conftest import ICD, raw_resource
+from tests.support.terminology import ICD, raw_resource
 
 V3 = "http://terminology.hl7.org/ValueSet/"
 
@@ -108,6 +109,7 @@ def icd_filter_matches(filter_text: str, under: str | None = None) -> list[str]:
     return out
 
 
+@pytest.mark.slow
 async def test_text_filter_over_icd10cm(tx: httpx.AsyncClient) -> None:
     await tx.put("ValueSet/icd-all", json={
         "resourceType": "ValueSet", "id": "icd-all", "url": "urn:test:vs:icd-all",

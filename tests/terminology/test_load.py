@@ -9,7 +9,7 @@ import time
 from fhir_server.storage.locks import LOCKS
 from fhir_server.storage.open import open_repository
 from fhir_server.terminology.loader import LOAD_LEASE, MARKERS, PACKS, load
-from tests.conftest import Store, make_settings
+from tests.support.store import Store, make_settings
 
 
 async def test_a_start_with_the_packs_loaded_ignores_a_load_lease(terminology_store: Store

@@ -7,7 +7,7 @@ import random
 import httpx
 import simple_icd_10_cm as cm
 
-from tests.terminology.conftest import ICD, parameters, params, raw_resource
+from tests.support.terminology import ICD, parameters, params, raw_resource
 
 
 def ambiguous(name: str) -> bool:

@@ -12,8 +12,8 @@ import httpx
 import simple_icd_10_cm as cm
 
 from fhir_server.main import create_app
-from tests.conftest import ClientFor, Store, fhir_client, make_settings, mint
-from tests.terminology.conftest import ICD, params
+from tests.support.store import ClientFor, Store, fhir_client, make_settings, mint
+from tests.support.terminology import ICD, params
 
 CS_URL = "urn:test:cs:regex"
 VS_URL = "urn:test:vs:regex"

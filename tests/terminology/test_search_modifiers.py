@@ -13,8 +13,8 @@ import pytest
 import simple_icd_10_cm as cm
 from fastapi import FastAPI
 
-from tests.conftest import fhir_client, mint
-from tests.terminology.conftest import ICD
+from tests.support.store import fhir_client, mint
+from tests.support.terminology import ICD
 
 LOCAL = "urn:test:cs:local-problems"
 SUBJECT = f"Patient/{uuid.uuid4().hex[:12]}"

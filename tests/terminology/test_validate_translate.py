@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import simple_icd_10_cm as cm
 
-from tests.terminology.conftest import ICD, params, raw_resource
+from tests.support.terminology import ICD, params, raw_resource
 
 GENDER_VS = "http://hl7.org/fhir/ValueSet/administrative-gender"
 GENDER = "http://hl7.org/fhir/administrative-gender"

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from tests import factories
 from tests.factories import patient
 
 BILL_KEY = "urn:fhir-rcm-server:bill"
@@ -21,9 +22,7 @@ def at(minutes: int) -> str:
 
 def appointment(*, patient_ref: str, actors: list[str], start: int, end: int,
                 status: str = "booked") -> dict[str, Any]:
-    return {"resourceType": "Appointment", "status": status, "start": at(start), "end": at(end),
-            "participant": [{"actor": {"reference": ref}, "status": "accepted"}
-                            for ref in [patient_ref, *actors]]}
+    return factories.appointment(patient_ref, actors, at(start), at(end), status=status)
 
 
 async def create(client: httpx.AsyncClient, resource: dict[str, Any]) -> dict[str, Any]:

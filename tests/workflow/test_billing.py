@@ -9,21 +9,17 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.factories import patient
-from tests.workflow.helpers import (
+from tests.factories import (
     PRICES,
     SERVICE_SYSTEM,
-    adjudication,
     bill_parameters,
-    by_type,
     charge_item_definition,
     coverage,
-    create,
+    patient,
     payer_org,
-    post,
     service,
-    share,
 )
+from tests.workflow.helpers import adjudication, by_type, create, post, share
 
 pytestmark = pytest.mark.usefixtures("price_list")
 YEAR = datetime.now(UTC).year
@@ -246,6 +242,7 @@ async def test_claim_adjudicated_locally_updates_the_invoice(client: httpx.Async
     assert r.json()["total"] == 1
 
 
+@pytest.mark.slow
 async def test_no_copay_balances_the_invoice_and_deductible_carries_over(
         client: httpx.AsyncClient) -> None:
     deductible = Decimal(500)

@@ -13,8 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import HTTP_TIMEOUT, Store, mint_for_database, server_process, stop_process
 from tests.factories import patient
+from tests.support.server_process import server_process, stop_process
+from tests.support.store import HTTP_TIMEOUT, Store, mint_for_database
 from tests.workflow.helpers import body, create
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses SIGKILL")
@@ -42,6 +43,8 @@ async def all_of(http: httpx.AsyncClient, type_: str) -> list[dict[str, Any]]:
     return out
 
 
+@pytest.mark.slow
+@pytest.mark.process
 async def test_booking_side_effects_survive_a_kill(store: Store) -> None:
     with server_process(store) as server:
         token = await mint_for_database(store, server.base)

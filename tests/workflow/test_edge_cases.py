@@ -12,20 +12,17 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.factories import patient
-from tests.workflow.helpers import (
+from tests.factories import (
     PRICES,
     SERVICE_SYSTEM,
     bill_parameters,
-    by_type,
     charge_item_definition,
     coverage,
-    create,
+    patient,
     payer_org,
-    post,
     service,
-    share,
 )
+from tests.workflow.helpers import by_type, create, post, share
 
 YEAR = datetime.now(UTC).year
 COPAY_TYPE = "http://terminology.hl7.org/CodeSystem/coverage-copay-type"

@@ -20,32 +20,19 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import (
-    HTTP_TIMEOUT,
-    ROOT,
-    ServerProcess,
-    Store,
-    StoreFactory,
-    free_port,
-    mint_for_database,
-    server_env,
-    server_process,
-    stop_process,
-)
-from tests.factories import patient
-from tests.workflow.helpers import (
+from tests import factories
+from tests.factories import (
     PRICES,
-    adjudication,
     bill_parameters,
-    by_type,
     charge_item_definition,
     coverage,
-    create,
+    patient,
     payer_org,
-    post,
     service,
-    share,
 )
+from tests.support.server_process import ServerProcess, free_port, server_env, server_process, stop_process
+from tests.support.store import HTTP_TIMEOUT, ROOT, Store, StoreFactory, mint_for_database
+from tests.workflow.helpers import adjudication, by_type, create, post, share
 
 YEAR = datetime.now(UTC).year
 COPAY = Decimal(30)
@@ -166,11 +153,11 @@ def slot(minutes: int) -> str:
 
 
 def appointment(patient_ref: str, actors: list[str], start: int, end: int) -> dict[str, Any]:
-    return {"resourceType": "Appointment", "status": "booked", "start": slot(start),
-            "end": slot(end), "participant": [{"actor": {"reference": r}, "status": "accepted"}
-                                              for r in [patient_ref, *actors]]}
+    return factories.appointment(patient_ref, actors, slot(start), slot(end))
 
 
+@pytest.mark.slow
+@pytest.mark.process
 async def test_the_revenue_cycle_day(clinic: ServerProcess, payer: ServerProcess,
                                      databases: tuple[Store, Store]) -> None:
     clinic_headers = await admin(databases[0], clinic)

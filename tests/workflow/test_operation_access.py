@@ -8,18 +8,17 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ClientFor
-from tests.factories import patient
-from tests.workflow.helpers import (
+from tests.factories import (
     PRICES,
     bill_parameters,
     charge_item_definition,
     coverage,
-    create,
+    patient,
     payer_org,
-    post,
     service,
 )
+from tests.support.store import ClientFor
+from tests.workflow.helpers import create, post
 
 ELIGIBILITY = {"resourceType": "Parameters"}
 

@@ -23,6 +23,7 @@ def clearinghouse() -> Iterator[str]:
     yield from clearinghouse_process()
 
 
+@pytest.mark.process
 async def test_the_server_applies_the_277ca_by_itself(client: httpx.AsyncClient,
                                                       clearinghouse: str) -> None:
     world = await setup_clinic(client, clearinghouse)

@@ -15,7 +15,7 @@ from fastapi import FastAPI
 
 from fhir_server.adapters.x12.state import X12State
 from fhir_server.main import create_app
-from tests.conftest import Store, make_settings
+from tests.support.store import Store, make_settings
 from tests.workflow.helpers import create, post, share
 from tests.x12.edi import Line, remittance_835
 from tests.x12.world import (
@@ -72,6 +72,7 @@ def broken(text: str, old: str, new: str) -> str:
     return text.replace(old, new, 1)
 
 
+@pytest.mark.process
 async def test_bad_835s_are_refused_naming_where_and_write_nothing(
         client: httpx.AsyncClient, clearinghouse: str) -> None:
     done = await submitted(client, clearinghouse)
@@ -104,6 +105,8 @@ async def test_bad_835s_are_refused_naming_where_and_write_nothing(
     assert share(invoice, "insurer") == 0
 
 
+@pytest.mark.slow
+@pytest.mark.process
 async def test_clp_for_a_claim_never_sent_is_listed_not_posted(
         client: httpx.AsyncClient, clearinghouse: str) -> None:
     done = await submitted(client, clearinghouse)
@@ -123,6 +126,7 @@ async def test_clp_for_a_claim_never_sent_is_listed_not_posted(
     assert share(invoice, "insurer") == 0 and invoice["status"] == "issued"
 
 
+@pytest.mark.process
 async def test_overpayment_shows_as_credit_and_bad_payments_are_refused(
         client: httpx.AsyncClient, clearinghouse: str) -> None:
     done = await submitted(client, clearinghouse)

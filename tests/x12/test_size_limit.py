@@ -42,6 +42,7 @@ async def remittances(client: httpx.AsyncClient) -> int:
     return total
 
 
+@pytest.mark.process
 async def test_import_835_takes_the_file_within_the_limit_and_refuses_a_larger_one(
         client: httpx.AsyncClient, clearinghouse: str) -> None:
     done = await submitted(client, clearinghouse)
@@ -62,6 +63,7 @@ async def test_import_835_takes_the_file_within_the_limit_and_refuses_a_larger_o
     assert await remittances(client) == 1
 
 
+@pytest.mark.process
 async def test_a_clearinghouse_file_over_the_limit_is_refused_and_passed(
         app: FastAPI, client: httpx.AsyncClient, clearinghouse: str) -> None:
     done = await submitted(client, clearinghouse)

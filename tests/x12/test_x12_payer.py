@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ROOT, Store
+from tests.support.store import ROOT, Store
 from tests.workflow.helpers import post, share
 from tests.x12.edi import Line, elements, remittance_835
 from tests.x12.world import (
@@ -86,6 +86,7 @@ async def count(http: httpx.AsyncClient, query: str) -> int:
     return total
 
 
+@pytest.mark.process
 async def test_eligibility_in_force_and_not_found_over_x12(
         client: httpx.AsyncClient, clearinghouse: str) -> None:
     world = await setup_clinic(client, clearinghouse)
@@ -134,6 +135,8 @@ def claim_lines(claim: dict[str, Any]) -> list[tuple[str, Decimal, int]]:
              i["sequence"]) for i in claim["item"]]
 
 
+@pytest.mark.slow
+@pytest.mark.process
 async def test_claim_remittance_and_payments_balance_the_invoice(
         client: httpx.AsyncClient, clearinghouse: str, store: Store) -> None:
     world = await setup_clinic(client, clearinghouse)
@@ -227,6 +230,7 @@ async def test_claim_remittance_and_payments_balance_the_invoice(
     assert after == before
 
 
+@pytest.mark.process
 async def test_999_rejection_marks_the_claim_in_error(
         client: httpx.AsyncClient, clearinghouse: str) -> None:
     world = await setup_clinic(client, clearinghouse)
@@ -244,6 +248,7 @@ async def test_999_rejection_marks_the_claim_in_error(
     assert not sent["valid"]
 
 
+@pytest.mark.process
 async def test_277ca_rejection_marks_the_claim_in_error(
         client: httpx.AsyncClient, clearinghouse: str, store: Store) -> None:
     world = await setup_clinic(client, clearinghouse)

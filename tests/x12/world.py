@@ -13,7 +13,8 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import ROOT, free_port
+from tests.support.server_process import free_port
+from tests.support.store import ROOT
 from tests.workflow.helpers import by_type, create, post
 
 CPT = "http://www.ama-assn.org/go/cpt"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi import FastAPI
 
-from tests.conftest import free_port
+from tests.support.server_process import free_port
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.adapters.hl7v2.helpers import (
     SENDER,
@@ -18,7 +19,7 @@ from tests.adapters.hl7v2.helpers import (
     v2_date,
     v2_instant,
 )
-from tests.conftest import ClientFor
+from tests.support.store import ClientFor
 
 
 async def one(client: httpx.AsyncClient, type_: str, **params: str) -> dict[str, Any]:
@@ -39,6 +40,7 @@ async def count(client: httpx.AsyncClient, type_: str, **params: str) -> int:
 MRN_SYSTEM = "urn:hl7v2:authority:GENHOSP"
 
 
+@pytest.mark.slow
 async def test_a04_registers_patient_visit_coverage_and_guarantor(
         port: int, client: httpx.AsyncClient) -> None:
     text = adt("A04", mrn="M1001", visit="5001", insurance=[in1()], guarantor=gt1())
@@ -174,6 +176,7 @@ async def test_a40_is_recorded_and_answered_ae(port: int, client: httpx.AsyncCli
     assert await count(client, "Patient") == 0
 
 
+@pytest.mark.slow
 async def test_burst_of_200_from_four_connections(port: int, client: httpx.AsyncClient) -> None:
     texts = [adt("A04", mrn=f"B{n:04d}", visit=f"9{n:04d}", given=f"Given{n}",
                  insurance=[in1(member=f"BM-{n}")]) for n in range(200)]

@@ -9,7 +9,8 @@ import httpx
 
 from tests.adapters.hl7v2.helpers import adt, field, message, mllp, pid, pv1, seg, v2_instant
 from tests.adapters.hl7v2.test_adt import MRN_SYSTEM, count, one
-from tests.workflow.helpers import PRICES, SERVICE_SYSTEM, charge_item_definition, create
+from tests.factories import PRICES, SERVICE_SYSTEM, charge_item_definition
+from tests.workflow.helpers import create
 
 
 def siu(trigger: str, *, appt: str, mrn: str, start: str, minutes: int = 30,
