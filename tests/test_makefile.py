@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.support.store import ROOT
 
 
 def dry_run(clone: Path, target: str) -> list[str]:
@@ -36,6 +36,7 @@ def clone(tmp_path: Path) -> Path:
     return tmp_path
 
 
+@pytest.mark.process
 def test_run_installs_no_test_or_lint_tools(clone: Path) -> None:
     lines = dry_run(clone, "run")
     assert installs(lines) == [".venv/bin/python -m pip install -e ."]
@@ -48,6 +49,7 @@ def test_run_installs_no_test_or_lint_tools(clone: Path) -> None:
     assert lines[-1] == "exec .venv/bin/python -m fhir_server serve"
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("target", ["test", "lint"])
 def test_test_and_lint_install_the_test_extra(clone: Path, target: str) -> None:
     assert installs(dry_run(clone, target)) == [".venv/bin/python -m pip install -e '.[test]'"]

@@ -16,16 +16,8 @@ from types import ModuleType
 import httpx
 import pytest
 
-from tests.conftest import (
-    HTTP_TIMEOUT,
-    ROOT,
-    ServerProcess,
-    Store,
-    StoreFactory,
-    free_port,
-    server_env,
-    server_process,
-)
+from tests.support.server_process import ServerProcess, free_port, server_env, server_process
+from tests.support.store import HTTP_TIMEOUT, ROOT, Store, StoreFactory
 
 SCRIPT = ROOT / "examples" / "revenue_cycle.py"
 CLINIC_CLIENT = "clinic-1"
@@ -97,6 +89,8 @@ def clinic(databases: tuple[Store, Store], clinic_key: tuple[Path, Path]) -> Ite
         yield server
 
 
+@pytest.mark.slow
+@pytest.mark.process
 async def test_the_walkthrough_runs_the_revenue_cycle(
         clinic: ServerProcess, payer: ServerProcess, databases: tuple[Store, Store]) -> None:
     tokens = {"CLINIC_TOKEN": operator_token(databases[0], clinic),

@@ -70,6 +70,7 @@ def submitted(response: dict[str, Any]) -> dict[int, Decimal]:
             if a["category"]["coding"][0]["code"] == "submitted"}
 
 
+@pytest.mark.process
 async def test_a_discounted_line_bills_the_same_over_fhir_and_x12(
         client: httpx.AsyncClient, clearinghouse: str) -> None:
     world = await setup_clinic(client, clearinghouse)
