@@ -32,9 +32,12 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 import socket
+import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cache
 
 import httpcore
 import httpx
@@ -210,12 +213,24 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         await self.inner.sleep(seconds)
 
 
+def peer_ssl_context() -> ssl.SSLContext:
+    """The TLS context of calls to peers: the system's CAs, and SSL_CERT_FILE /
+    SSL_CERT_DIR when set. Loading the CAs takes tens of milliseconds, so one context is
+    shared by every client of the process for as long as those two settings stay."""
+    return _ssl_context(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+
+
+@cache
+def _ssl_context(cert_file: str | None, cert_dir: str | None) -> ssl.SSLContext:
+    return httpx.create_ssl_context(trust_env=True)
+
+
 class GuardedTransport(httpx.AsyncHTTPTransport):
     """httpx's transport, with every connection opened by ``GuardedBackend``. TLS is
     verified with the system's CAs (and SSL_CERT_FILE / SSL_CERT_DIR when set)."""
 
     def __init__(self, guard: PeerGuard) -> None:
-        ssl_context = httpx.create_ssl_context(trust_env=True)
+        ssl_context = peer_ssl_context()
         super().__init__(verify=ssl_context, trust_env=False, limits=LIMITS)
         # httpx 0.28 takes no network backend: its pool is replaced by the same pool
         # opening connections through the guard (pinned: httpx==0.28.1 in pyproject).
