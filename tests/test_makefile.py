@@ -4,6 +4,7 @@ Makefile beside pyproject.toml with no venv yet)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tomllib
@@ -15,8 +16,11 @@ from tests.support.store import ROOT
 
 
 def dry_run(clone: Path, target: str) -> list[str]:
-    done = subprocess.run(["make", "-n", target], cwd=clone, capture_output=True, text=True,
-                          timeout=60, check=False)
+    # Under `make test` the parent make's flags would reach this one (and a sub-make prints
+    # "Entering/Leaving directory" lines): run it as a developer would, on its own.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    done = subprocess.run(["make", "--no-print-directory", "-n", target], cwd=clone, env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     return done.stdout.splitlines()
 
