@@ -16,7 +16,8 @@ from typing import Any
 from fhir_server.core.errors import NotFound, Unprocessable
 from fhir_server.core.money import decimal_of, money
 from fhir_server.operations.base import Call, Operation, Param
-from fhir_server.operations.common import LOCAL_REF, now_instant, read_local
+from fhir_server.operations.common import now_instant
+from fhir_server.revenue.records import LOCAL_REF, read_local
 from fhir_server.revenue.states import InvoiceStatus, transition
 from fhir_server.terminology.pricelist import line_item, matches_code, price_line
 

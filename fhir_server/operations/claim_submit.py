@@ -27,8 +27,6 @@ from fhir_server.core.money import decimal_of
 from fhir_server.observability import business
 from fhir_server.operations.base import Call, Operation, Param
 from fhir_server.operations.common import (
-    Resolver,
-    Resource,
     Route,
     answer_as_ours,
     bundle_resources,
@@ -44,6 +42,7 @@ from fhir_server.revenue.billing import bill_of
 from fhir_server.revenue.coverage import focal_coverage_ref
 from fhir_server.revenue.payer.claims import adjudicate_claim
 from fhir_server.revenue.payer.members import Member
+from fhir_server.revenue.records import Resolver, Resource
 from fhir_server.revenue.states import ClaimOutcome, claim_outcome, transition
 from fhir_server.service import interactions as svc
 from fhir_server.service.criteria import search_token

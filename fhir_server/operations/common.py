@@ -12,14 +12,7 @@ from fhir_server.adapters.payer import PayerEndpoint
 from fhir_server.core.config import Settings
 from fhir_server.core.errors import Conflict
 from fhir_server.core.fhirjson import loads_stored
-from fhir_server.revenue.records import (  # noqa: F401 - shared by the operations
-    LOCAL_REF,
-    Resolver,
-    Resource,
-    identifier_keys,
-    read_local,
-    ref,
-)
+from fhir_server.revenue.records import Resolver, Resource, read_local
 from fhir_server.service import interactions as svc
 from fhir_server.service.validation import validate_resource
 from fhir_server.storage.model import instant, now_ms

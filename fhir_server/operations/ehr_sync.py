@@ -12,7 +12,7 @@ from fhir_server.adapters.payer import FHIR_REST
 from fhir_server.adapters.records import records
 from fhir_server.core.errors import Invalid, Unprocessable
 from fhir_server.operations.base import Call, Operation, Param
-from fhir_server.operations.common import read_local
+from fhir_server.revenue.records import read_local
 from fhir_server.search.dates import date_range
 
 

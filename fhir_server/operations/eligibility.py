@@ -14,8 +14,6 @@ import uuid
 from fhir_server.core.errors import Invalid, NotFound, Unprocessable, Upstream
 from fhir_server.operations.base import Call, Operation, Param
 from fhir_server.operations.common import (
-    Resolver,
-    Resource,
     Route,
     answer_as_ours,
     bundle_resources,
@@ -31,6 +29,7 @@ from fhir_server.operations.payer_side import check_subject, visible_member
 from fhir_server.revenue.coverage import focal_coverage_ref
 from fhir_server.revenue.payer.eligibility import DEFAULT_PURPOSE, eligibility_answer
 from fhir_server.revenue.payer.members import service_date
+from fhir_server.revenue.records import Resolver, Resource
 from fhir_server.service import interactions as svc
 from fhir_server.service.validation import validate_resource
 

@@ -31,14 +31,9 @@ from fhir_server.core.fhirjson import loads_stored
 from fhir_server.core.money import decimal_of
 from fhir_server.observability import business
 from fhir_server.operations.base import Call, Operation, Param
-from fhir_server.operations.common import (
-    LOCAL_REF,
-    Resource,
-    commit_new,
-    now_instant,
-    read_local,
-)
+from fhir_server.operations.common import commit_new, now_instant
 from fhir_server.revenue import billing
+from fhir_server.revenue.records import LOCAL_REF, Resource, read_local
 from fhir_server.service import interactions as svc
 from fhir_server.service.criteria import search_token
 from fhir_server.storage.locks import LockBusy

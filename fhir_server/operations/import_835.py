@@ -14,8 +14,8 @@ import binascii
 
 from fhir_server.core.errors import Invalid, operation_outcome
 from fhir_server.operations.base import Call, Operation, Param
-from fhir_server.operations.common import Resource
 from fhir_server.operations.remittance_posting import apply_835
+from fhir_server.revenue.records import Resource
 
 
 def text_of(call: Call) -> str:

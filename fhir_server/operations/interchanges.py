@@ -11,7 +11,8 @@ import uuid
 from typing import Any
 
 from fhir_server.adapters.payer import Exchanged
-from fhir_server.operations.common import Resource, now_instant
+from fhir_server.operations.common import now_instant
+from fhir_server.revenue.records import Resource
 from fhir_server.terminology.systems import X12_DOCUMENT
 
 X12_MEDIA = "application/edi-x12"

@@ -8,8 +8,9 @@ from typing import Any
 
 from fhir_server.core.errors import NotFound, Unprocessable
 from fhir_server.operations.base import Call
-from fhir_server.operations.common import Resolver, Resource, Route
+from fhir_server.operations.common import Route
 from fhir_server.revenue.payer.members import Member, find_member
+from fhir_server.revenue.records import Resolver, Resource
 
 
 async def visible_member(call: Call, resolver: Resolver, coverage_ref_: Any) -> Member:

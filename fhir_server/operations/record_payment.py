@@ -14,8 +14,9 @@ import uuid
 from fhir_server.core.errors import Conflict, NotFound, Unprocessable
 from fhir_server.core.money import decimal_of, money
 from fhir_server.operations.base import Call, Operation, Param
-from fhir_server.operations.common import LOCAL_REF, Resource, commit_new, now_instant, today
+from fhir_server.operations.common import commit_new, now_instant, today
 from fhir_server.revenue.balances import Posting, currency_of, post
+from fhir_server.revenue.records import LOCAL_REF, Resource
 from fhir_server.revenue.states import (
     OPEN_INVOICES,
     PaymentReconciliationStatus,

@@ -17,8 +17,9 @@ from typing import Any
 
 from fhir_server.adapters.x12.remittance import ZERO, Adjustment, ClaimPayment, Remittance, ServicePayment
 from fhir_server.core.money import money
-from fhir_server.operations.common import Resource, now_instant
+from fhir_server.operations.common import now_instant
 from fhir_server.revenue.coverage import focal_coverage_ref
+from fhir_server.revenue.records import Resource
 from fhir_server.revenue.states import ClaimOutcome
 from fhir_server.terminology.systems import (
     ADJUDICATION,

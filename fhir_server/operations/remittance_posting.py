@@ -31,11 +31,12 @@ from fhir_server.core.errors import Conflict, Invalid, Issue, PayloadTooLarge, U
 from fhir_server.core.fhirjson import loads_stored
 from fhir_server.core.money import money
 from fhir_server.operations.claim_submit import claim_response_id
-from fhir_server.operations.common import Resource, commit_new, now_instant
+from fhir_server.operations.common import commit_new, now_instant
 from fhir_server.operations.interchanges import interchange_document
 from fhir_server.operations.remittance_claims import claim_response, x12_date
 from fhir_server.revenue.balances import adjudication_posting, currency_of, post
 from fhir_server.revenue.billing import bill_of
+from fhir_server.revenue.records import Resource
 from fhir_server.revenue.states import (
     ClaimOutcome,
     PaymentReconciliationStatus,

@@ -16,7 +16,13 @@ from types import ModuleType
 import httpx
 import pytest
 
-from tests.support.server_process import ServerProcess, free_port, server_env, server_process
+from tests.support.server_process import (
+    ServerProcess,
+    client_key_files,
+    payer_process,
+    server_env,
+    server_process,
+)
 from tests.support.store import HTTP_TIMEOUT, ROOT, Store, StoreFactory
 
 SCRIPT = ROOT / "examples" / "revenue_cycle.py"
@@ -62,22 +68,13 @@ async def databases(new_store: StoreFactory) -> AsyncIterator[tuple[Store, Store
 
 @pytest.fixture
 def clinic_key(tmp_path: Path) -> tuple[Path, Path]:
-    private_file, public_file = tmp_path / "clinic.jwk", tmp_path / "clinic-public.jwks"
-    made = subprocess.run([sys.executable, "-m", "fhir_server", "keys", "client", "--out",
-                           str(private_file)], cwd=ROOT, check=True, capture_output=True,
-                          text=True, timeout=HTTP_TIMEOUT)
-    public_file.write_text(made.stdout)
-    return private_file, public_file
+    return client_key_files(tmp_path)
 
 
 @pytest.fixture
 def payer(databases: tuple[Store, Store], clinic_key: tuple[Path, Path]) -> Iterator[ServerProcess]:
-    env = server_env(databases[1], free_port())
-    subprocess.run([sys.executable, "-m", "fhir_server", "clients", "add", "--name", "Clinic",
-                    "--id", CLINIC_CLIENT, "--jwks-file", str(clinic_key[1]),
-                    "--scope", PAYER_SCOPE, "--init"], env=env, cwd=ROOT, check=True,
-                   capture_output=True, timeout=HTTP_TIMEOUT)
-    with server_process(databases[1]) as server:
+    with payer_process(databases[1], client_id=CLINIC_CLIENT, jwks_file=clinic_key[1],
+                       scope=PAYER_SCOPE) as server:
         yield server
 
 

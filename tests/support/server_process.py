@@ -9,6 +9,7 @@ stop that overruns its bound raise with the tail of the server's log.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -23,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from tests.support.store import READY_TIMEOUT, ROOT, STOP_TIMEOUT, Store
+from tests.support.store import HTTP_TIMEOUT, READY_TIMEOUT, ROOT, STOP_TIMEOUT, Store
 
 SERVE = [sys.executable, "-m", "fhir_server", "serve"]
 
@@ -202,3 +203,30 @@ def serve_until_exit(store: Store | Path, *, timeout: float = 120.0,
                                          server.log)) from None
     assert server.log is not None
     return code, server.log.read_text(errors="replace")
+
+
+# -- a clinic and its payer, each a server process -------------------------------------------
+
+def client_key_files(folder: Path) -> tuple[Path, Path]:
+    """A clinic's private JWK (for its client assertions) and its public JWK Set, made by
+    ``fhir-server keys client`` as an operator would; the public file holds no private part."""
+    private_file, public_file = folder / "clinic.jwk", folder / "clinic-public.jwks"
+    made = subprocess.run([*SERVE[:-1], "keys", "client", "--out", str(private_file)],
+                          cwd=ROOT, check=True, capture_output=True, text=True,
+                          timeout=HTTP_TIMEOUT)
+    public_file.write_text(made.stdout)
+    assert all("d" not in key for key in json.loads(made.stdout)["keys"])
+    return private_file, public_file
+
+
+@contextmanager
+def payer_process(store: Store, *, client_id: str, jwks_file: Path, scope: str,
+                  **extra: str) -> Iterator[ServerProcess]:
+    """A payer as a server process with SMART on, the clinic registered on it as a backend
+    client (``clients add --jwks-file``, as the payer's operator would)."""
+    env = server_env(store, free_port())
+    subprocess.run([*SERVE[:-1], "clients", "add", "--name", "Clinic", "--id", client_id,
+                    "--jwks-file", str(jwks_file), "--scope", scope, "--init"], env=env,
+                   cwd=ROOT, check=True, capture_output=True, timeout=HTTP_TIMEOUT)
+    with server_process(store, **extra) as server:
+        yield server

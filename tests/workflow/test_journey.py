@@ -4,12 +4,9 @@ one is the clinic, the other the payer the clinic's payer Organization points at
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -30,8 +27,14 @@ from tests.factories import (
     payer_org,
     service,
 )
-from tests.support.server_process import ServerProcess, free_port, server_env, server_process, stop_process
-from tests.support.store import HTTP_TIMEOUT, ROOT, Store, StoreFactory, mint_for_database
+from tests.support.server_process import (
+    ServerProcess,
+    client_key_files,
+    payer_process,
+    server_process,
+    stop_process,
+)
+from tests.support.store import HTTP_TIMEOUT, Store, StoreFactory, mint_for_database
 from tests.workflow.helpers import adjudication, by_type, create, post, share
 
 YEAR = datetime.now(UTC).year
@@ -57,27 +60,15 @@ PAYER_SCOPE = "system/CoverageEligibilityRequest.c system/Claim.c"
 
 @pytest.fixture
 def clinic_key(tmp_path: Path) -> tuple[Path, Path]:
-    """The clinic's private JWK (for its client assertions) and its public JWK Set, made by
-    ``fhir-server keys client`` as an operator would."""
-    private_file, public_file = tmp_path / "clinic.jwk", tmp_path / "clinic-public.jwks"
-    made = subprocess.run([sys.executable, "-m", "fhir_server", "keys", "client", "--out",
-                           str(private_file)], cwd=ROOT, check=True, capture_output=True,
-                          text=True, timeout=HTTP_TIMEOUT)
-    public_file.write_text(made.stdout)
-    assert "d" not in json.loads(made.stdout)["keys"][0]
-    return private_file, public_file
+    return client_key_files(tmp_path)
 
 
 @pytest.fixture
 def payer(databases: tuple[Store, Store],
           clinic_key: tuple[Path, Path]) -> Iterator[ServerProcess]:
     """The payer, with SMART on: the clinic is registered as a backend client."""
-    env = server_env(databases[1], free_port())
-    subprocess.run([sys.executable, "-m", "fhir_server", "clients", "add", "--name", "Clinic",
-                    "--id", CLINIC_CLIENT, "--jwks-file", str(clinic_key[1]),
-                    "--scope", PAYER_SCOPE, "--init"], env=env, cwd=ROOT, check=True,
-                   capture_output=True, timeout=HTTP_TIMEOUT)
-    with server_process(databases[1]) as server:
+    with payer_process(databases[1], client_id=CLINIC_CLIENT, jwks_file=clinic_key[1],
+                       scope=PAYER_SCOPE) as server:
         yield server
 
 
