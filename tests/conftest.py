@@ -113,6 +113,17 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
     return result
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The `app` marker is on every test that builds an app of its own (the `app` fixture,
+    also through `client` or `client_for`): its own database, signing key and routes, a
+    tenth to a third of a second each. Read from the fixtures a test asks for, so it cannot
+    drift; `-m "not slow and not process and not app"` is the part that runs in a minute."""
+    for item in items:
+        if "app" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.app)
+
+
 # Servers and CLI commands the tests start do not load the terminology content (a minute);
 # tests/terminology loads it once for the run and asks for it where it wants it.
 os.environ.setdefault("FHIR_TERMINOLOGY_LOAD", "false")
