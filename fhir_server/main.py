@@ -33,6 +33,7 @@ from fhir_server.auth.origins import AllowedOrigins
 from fhir_server.auth.tokens import create_auth
 from fhir_server.core.config import Settings, get_settings
 from fhir_server.core.models import resource_types
+from fhir_server.events.runner import Runner
 from fhir_server.observability import business, metrics, rate_limit, shutdown, tracing
 from fhir_server.operations.bulk_export import job_records, stop_jobs
 from fhir_server.operations.bulk_export_retention import RetentionSweeper
@@ -114,6 +115,11 @@ def startup_steps(app: FastAPI, settings: Settings) -> list[Step]:
         await app.state.audit.start()
         # stopped after the loops below: flushes the queued AuditEvents before the database
         stack.push_async_callback(app.state.audit.stop)
+        # The consumers of change events (Subscriptions, the broker bridge) join this list.
+        runner = Runner(repo=repo, settings=settings, consumers=[])
+        runner.start()
+        stack.push_async_callback(runner.stop)
+        app.state.events = runner
         poller = start_poller(repo=repo, settings=settings, services=app.state.services)
         if poller is not None:
             stack.push_async_callback(poller.stop)

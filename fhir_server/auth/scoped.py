@@ -30,7 +30,7 @@ from fhir_server.core.fhirjson import loads_stored
 from fhir_server.search.extract import index_resource
 from fhir_server.search.query import NOTHING, And, Chain, Has, Or, Query, SortKey, and_, or_
 from fhir_server.search.registry import lookup
-from fhir_server.storage.model import StoredVersion, now_ms
+from fhir_server.storage.model import ChangeEvent, StoredVersion, now_ms
 from fhir_server.storage.repository import (
     Current,
     HistoryCursor,
@@ -373,6 +373,18 @@ class ScopedRepository(Repository):
                          ts: datetime) -> int:
         self.access.require(type_, "c")
         return await self.base.append_new(type_=type_, items=items, ts=ts)
+
+    # The outbox is the server's own: its consumers read it on the base repository, and
+    # what a token may see of it is decided where events are delivered (Subscriptions).
+
+    async def events(self, *, after: int, limit: int) -> list[ChangeEvent]:
+        raise Forbidden("The change events are read by the server's consumers only")
+
+    async def last_event(self) -> int:
+        raise Forbidden("The change events are read by the server's consumers only")
+
+    async def purge_events(self, *, before: datetime, upto: int) -> int:
+        raise Forbidden("The change events are read by the server's consumers only")
 
     @property
     def access_key(self) -> str:

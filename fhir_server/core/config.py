@@ -273,6 +273,19 @@ class Settings(BaseSettings):
         "enough for a nightly job to fetch its files, short enough that copies of health data "
         "do not pile up on disk); then they are deleted and the job's URLs answer 404.")
 
+    # -- change events (fhir_server/events/) -----------------------------------------------------------
+    fhir_events_retention: int = Field(
+        default=7 * 86_400, ge=60, description="How long the outbox keeps a change event, "
+        "seconds from its commit (default 7 days), and in any case until every active "
+        "consumer (one that ran within this time) has passed it.")
+    fhir_events_poll_seconds: float = Field(
+        default=0.05, gt=0, le=60, description="How often an idle consumer of change events "
+        "looks for new ones (a commit in another worker or replica is seen within this).")
+    fhir_events_lease_seconds: float = Field(
+        default=5.0, ge=1.0, le=300.0, description="How long a consumer's lease outlives a "
+        "process that died holding it: another worker or replica takes the consumer over "
+        "within this.")
+
     # -- terminology (fhir_server/terminology/) ------------------------------------------------------
     fhir_terminology_load: bool = Field(
         default=True, description="At start-up, load FHIR R4's code systems, value sets and "

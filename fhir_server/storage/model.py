@@ -37,3 +37,32 @@ class StoredVersion:
     @property
     def reference(self) -> str:
         return f"{self.type_}/{self.id_}"
+
+
+@dataclass(frozen=True)
+class ChangeEvent:
+    """One committed change, as the outbox keeps it (``Repository.events``).
+
+    Numbers rise in commit order as a reader sees them: every engine hands out events in
+    number order and never one above an event whose commit is still unsettled, so a reader
+    that remembers the last number it handled never skips one. A number may be missing (a
+    write that rolled back, or retention); it is never reused."""
+
+    number: int
+    type_: str
+    id_: str
+    version: int
+    action: str  # create, update or delete
+    at: datetime
+
+    @property
+    def reference(self) -> str:
+        return f"{self.type_}/{self.id_}"
+
+
+def action_of(*, text: str | None, previous_live: bool) -> str:
+    """The change a write makes: a deletion, the first live version (a new resource or one
+    written again after its deletion), or an update of a live one."""
+    if text is None:
+        return "delete"
+    return "update" if previous_live else "create"

@@ -27,7 +27,7 @@ from fhir_server.storage.history import HistoryCursor as HistoryCursor
 from fhir_server.storage.history import HistoryPage as HistoryPage
 from fhir_server.storage.history import HistoryPlan as HistoryPlan
 from fhir_server.storage.locks import Locks
-from fhir_server.storage.model import StoredVersion
+from fhir_server.storage.model import ChangeEvent, StoredVersion
 from fhir_server.storage.records import Records
 
 
@@ -208,4 +208,26 @@ class Repository(ABC):
         ``(id, text, index)`` each, as version 1, in as few round trips as the engine
         allows. An id stored before is skipped (a replayed journal); returns how many
         were stored. Not all or nothing on every engine: callers replay what may be
-        missing (the audit journal does)."""
+        missing (the audit journal does). These are the server's own log, not changes:
+        they add no event to the outbox."""
+
+    # -- the outbox ---------------------------------------------------------------------
+
+    @abstractmethod
+    async def events(self, *, after: int, limit: int) -> list[ChangeEvent]:
+        """Committed changes numbered above ``after``, in number order, at most ``limit``.
+
+        Every write and every write of a commit (side effects included) appends its event
+        in the same all-or-nothing commit. The list stops before the first event whose
+        commit is not settled yet (another writer's, in flight), so a reader that resumes
+        after the last number it handled never skips an event that commits later."""
+
+    @abstractmethod
+    async def last_event(self) -> int:
+        """The highest event number handed out so far (0 before the first)."""
+
+    @abstractmethod
+    async def purge_events(self, *, before: datetime, upto: int) -> int:
+        """Delete the events committed before ``before`` and numbered at most ``upto``
+        (what every consumer has passed); the highest number is always kept, so that
+        numbers are never handed out twice. How many were deleted."""

@@ -5,7 +5,6 @@ restart."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -17,18 +16,14 @@ from fhir_server.adapters.x12.state import X12State
 from fhir_server.main import create_app
 from tests.support.store import Store, make_settings
 from tests.workflow.helpers import create, post, share
-from tests.x12.edi import Line, remittance_835
 from tests.x12.world import (
-    CLINIC_NPI,
     PAYER_ID,
     PAYER_TIN,
+    X12,
     clearinghouse_process,
-    patient_with_coverage,
-    setup_clinic,
+    remit_for,
+    submitted,
 )
-from tests.x12.world import bill as make_bill
-
-X12 = {"Content-Type": "application/edi-x12"}
 
 
 @pytest.fixture
@@ -41,30 +36,11 @@ def clearinghouse() -> Iterator[str]:
     yield from clearinghouse_process()
 
 
-def remit_for(claim: dict[str, Any], *, trace: str, copay: Decimal = Decimal(30),
-              claim_id: str | None = None) -> str:
-    lines = [Line(i["productOrService"]["coding"][0]["code"], Decimal(str(i["net"]["value"])),
-                  Decimal(str(i["net"]["value"])) - (copay if n == 0 else 0), str(i["sequence"]),
-                  copay if n == 0 else Decimal(0)) for n, i in enumerate(claim["item"])]
-    return remittance_835(claim_id=claim_id or claim["id"], lines=lines, payer_id=PAYER_ID,
-                          payer_tax=PAYER_TIN, payee_npi=CLINIC_NPI, trace=trace,
-                          member="M100", on=datetime.now(UTC).date(), control=700)
-
-
 async def counts(http: httpx.AsyncClient) -> tuple[int, ...]:
     out = []
     for type_ in ("PaymentReconciliation", "DocumentReference", "ClaimResponse"):
         out.append((await http.get(f"{type_}?_summary=count")).json()["total"])
     return tuple(out)
-
-
-async def submitted(client: httpx.AsyncClient, clearinghouse: str) -> dict[str, Any]:
-    world = await setup_clinic(client, clearinghouse)
-    member = await patient_with_coverage(client, world, member="M100")
-    billed = await make_bill(client, world, member["patient"])
-    r = await post(client, "Claim/$submit", billed["Claim"][0])
-    assert r.status_code == 200, r.text
-    return {"claim": billed["Claim"][0], "invoice": billed["Invoice"][0], "world": world}
 
 
 def broken(text: str, old: str, new: str) -> str:

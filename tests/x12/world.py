@@ -16,6 +16,7 @@ import httpx
 from tests.support.server_process import free_port
 from tests.support.store import ROOT
 from tests.workflow.helpers import by_type, create, post
+from tests.x12.edi import Line, remittance_835
 
 CPT = "http://www.ama-assn.org/go/cpt"
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
@@ -130,3 +131,25 @@ async def bill(http: httpx.AsyncClient, world: dict[str, Any], patient: dict[str
     out = by_type(r.json())
     out["Condition"] = [condition]
     return out
+
+
+X12 = {"Content-Type": "application/edi-x12"}
+
+
+def remit_for(claim: dict[str, Any], *, trace: str, copay: Decimal = Decimal(30),
+              claim_id: str | None = None) -> str:
+    lines = [Line(i["productOrService"]["coding"][0]["code"], Decimal(str(i["net"]["value"])),
+                  Decimal(str(i["net"]["value"])) - (copay if n == 0 else 0), str(i["sequence"]),
+                  copay if n == 0 else Decimal(0)) for n, i in enumerate(claim["item"])]
+    return remittance_835(claim_id=claim_id or claim["id"], lines=lines, payer_id=PAYER_ID,
+                          payer_tax=PAYER_TIN, payee_npi=CLINIC_NPI, trace=trace,
+                          member="M100", on=datetime.now(UTC).date(), control=700)
+
+
+async def submitted(client: httpx.AsyncClient, clearinghouse: str) -> dict[str, Any]:
+    world = await setup_clinic(client, clearinghouse)
+    member = await patient_with_coverage(client, world, member="M100")
+    billed = await bill(client, world, member["patient"])
+    r = await post(client, "Claim/$submit", billed["Claim"][0])
+    assert r.status_code == 200, r.text
+    return {"claim": billed["Claim"][0], "invoice": billed["Invoice"][0], "world": world}

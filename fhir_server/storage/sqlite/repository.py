@@ -4,8 +4,10 @@ Tables (``database.py``): ``resources`` holds the current version of every
 resource (``json`` NULL for a deletion), ``history`` every version, and one
 index table per kind of search value holds the current versions' values.
 A write is one SQLite transaction: the version check, the current row, the
-history row and the index rows commit together or not at all, also across a
-crash (SQLite's own journal), so no staged protocol is needed here.
+history row, the index rows and the change's event (``events``, the outbox) commit
+together or not at all, also across a crash (SQLite's own journal), so no staged
+protocol is needed here. One process writes at a time, so events are numbered
+(AUTOINCREMENT: never reused) in the order their commits become visible.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 
 from fhir_server.search.query import EVERYTHING, Query, SortKey
 from fhir_server.storage.locks import Locks
-from fhir_server.storage.model import StoredVersion, now_ms
+from fhir_server.storage.model import ChangeEvent, StoredVersion, action_of, now_ms
 from fhir_server.storage.repository import (
     Current,
     EngineInfo,
@@ -101,6 +103,9 @@ def _apply(c: sqlite3.Connection, w: PlannedWrite, ts: int) -> None:
               (key, w.type_, w.id_, version, ts, w.method, w.text))
     if w.text is not None and w.index:
         insert_index(c, rid=rid, type_=w.type_, id_=w.id_, index=w.index)
+    c.execute("INSERT INTO events (type, id, v, a, ts) VALUES (?, ?, ?, ?, ?)",
+              (w.type_, w.id_, version,
+               action_of(text=w.text, previous_live=row is not None and bool(row[2])), ts))
 
 
 class SqliteRepository(Repository):
@@ -322,5 +327,24 @@ class SqliteRepository(Repository):
                           "ON CONFLICT (type) DO UPDATE SET live = live + excluded.live",
                           (type_, stored))
             return stored
+
+        return await self.db.write(run)
+
+    async def events(self, *, after: int, limit: int) -> list[ChangeEvent]:
+        rows = await self.db.read(lambda c: c.execute(
+            "SELECT n, type, id, v, a, ts FROM events WHERE n > ? ORDER BY n LIMIT ?",
+            (after, limit)).fetchall())
+        return [ChangeEvent(number=n, type_=t, id_=i, version=v, action=a, at=from_ms(ts))
+                for n, t, i, v, a, ts in rows]
+
+    async def last_event(self) -> int:
+        row = await self.db.read(lambda c: c.execute(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone())
+        return 0 if row is None else int(row[0])
+
+    async def purge_events(self, *, before: datetime, upto: int) -> int:
+        def run(c: sqlite3.Connection) -> int:
+            return c.execute("DELETE FROM events WHERE n <= ? AND ts < ?",
+                             (upto, ms(before))).rowcount
 
         return await self.db.write(run)

@@ -1,0 +1,88 @@
+"""The outbox: every committed change appends its event in the same commit, on every engine."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from fhir_server.storage.model import now_ms
+from fhir_server.storage.repository import PlannedWrite, Repository, TransactionConflict
+
+
+def _text(n: int) -> str:
+    return f'{{"resourceType":"Basic","id":"b{n}"}}'
+
+
+async def test_each_write_appends_its_event_in_number_order(repo: Repository) -> None:
+    start = await repo.last_event()
+    await repo.write(type_="Basic", id_="b1", previous=None, text=_text(1), index={},
+                     method="POST")
+    await repo.write(type_="Basic", id_="b1", previous=1, text=_text(1), index={}, method="PUT")
+    await repo.write(type_="Basic", id_="b1", previous=2, text=None, index=None,
+                     method="DELETE")
+    await repo.write(type_="Basic", id_="b1", previous=3, text=_text(1), index={}, method="PUT")
+    events = await repo.events(after=start, limit=100)
+    assert [(e.reference, e.version, e.action) for e in events] == [
+        ("Basic/b1", 1, "create"), ("Basic/b1", 2, "update"), ("Basic/b1", 3, "delete"),
+        ("Basic/b1", 4, "create")]  # written again after its deletion: a new life
+    numbers = [e.number for e in events]
+    assert numbers == sorted(numbers) and len(set(numbers)) == 4
+    assert await repo.last_event() == numbers[-1]
+    # Paging: after a number, at most limit.
+    assert [e.number for e in await repo.events(after=numbers[0], limit=2)] == numbers[1:3]
+
+
+async def test_a_conflicting_write_appends_nothing(repo: Repository) -> None:
+    await repo.write(type_="Basic", id_="b1", previous=None, text=_text(1), index={},
+                     method="POST")
+    mark = await repo.last_event()
+    with pytest.raises(Exception, match="Basic/b1"):
+        await repo.write(type_="Basic", id_="b1", previous=None, text=_text(1), index={},
+                         method="POST")
+    assert await repo.events(after=mark, limit=10) == []
+
+
+async def test_a_transaction_appends_one_event_per_write_and_side_effect(repo: Repository
+                                                                         ) -> None:
+    start = await repo.last_event()
+    ts = now_ms()
+    writes = [PlannedWrite("Basic", f"t{n}", None, _text(n), {}, "POST") for n in range(3)]
+    effect = PlannedWrite("Basic", "side", None, _text(9), {}, "POST")
+    await repo.commit_transaction(writes, ts=ts, side_effects=[effect])
+    events = await repo.events(after=start, limit=100)
+    assert sorted(e.id_ for e in events) == ["side", "t0", "t1", "t2"]
+    assert {e.action for e in events} == {"create"}
+    assert all(e.at == ts for e in events)
+
+
+async def test_a_failed_transaction_appends_none(repo: Repository) -> None:
+    await repo.write(type_="Basic", id_="taken", previous=None, text=_text(0), index={},
+                     method="POST")
+    mark = await repo.last_event()
+    writes = [PlannedWrite("Basic", "fresh", None, _text(1), {}, "POST"),
+              PlannedWrite("Basic", "taken", None, _text(2), {}, "POST")]  # exists: conflict
+    with pytest.raises(TransactionConflict):
+        await repo.commit_transaction(writes, ts=now_ms())
+    assert await repo.events(after=mark, limit=10) == []
+    assert await repo.current(type_="Basic", id_="fresh") is None
+
+
+async def test_purge_keeps_what_a_consumer_has_not_passed_and_the_last_number(
+        repo: Repository) -> None:
+    for n in range(4):
+        await repo.write(type_="Basic", id_=f"p{n}", previous=None, text=_text(n), index={},
+                         method="POST")
+    events = await repo.events(after=0, limit=100)
+    numbers = [e.number for e in events]
+    later = now_ms() + timedelta(days=1)
+    # Only what every consumer has passed goes, however old.
+    assert await repo.purge_events(before=later, upto=numbers[1]) == 2
+    assert [e.number for e in await repo.events(after=0, limit=100)] == numbers[2:]
+    # Nothing younger than the retention goes, whatever consumers have passed.
+    assert await repo.purge_events(before=events[0].at, upto=numbers[-1]) == 0
+    # Everything passed and old: the highest number stays, so none is handed out twice.
+    await repo.purge_events(before=later, upto=numbers[-1])
+    await repo.write(type_="Basic", id_="after", previous=None, text=_text(5), index={},
+                     method="POST")
+    assert (await repo.events(after=0, limit=100))[-1].number > numbers[-1]
