@@ -55,6 +55,8 @@ from fhir_server.storage.auth_store import AuthStore
 from fhir_server.storage.instrumented import instrument_repository
 from fhir_server.storage.model import instant, now_ms
 from fhir_server.storage.open import open_repository, unavailable_errors
+from fhir_server.subscriptions import rule as subscription_rule
+from fhir_server.subscriptions.consumer import SubscriptionsConsumer
 from fhir_server.terminology.loader import load as load_terminology
 
 log = logging.getLogger("fhir_server")
@@ -116,7 +118,8 @@ def startup_steps(app: FastAPI, settings: Settings) -> list[Step]:
         # stopped after the loops below: flushes the queued AuditEvents before the database
         stack.push_async_callback(app.state.audit.stop)
         # The consumers of change events (Subscriptions, the broker bridge) join this list.
-        runner = Runner(repo=repo, settings=settings, consumers=[])
+        runner = Runner(repo=repo, settings=settings,
+                        consumers=[SubscriptionsConsumer(repo=repo, settings=settings)])
         runner.start()
         stack.push_async_callback(runner.stop)
         app.state.events = runner
@@ -148,6 +151,7 @@ def startup_steps(app: FastAPI, settings: Settings) -> list[Step]:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     register_resource_rules()
+    subscription_rule.register()
     rules.on_commit(business.writes_committed)
     quiet_driver_logs()
 

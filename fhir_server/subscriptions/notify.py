@@ -1,0 +1,77 @@
+"""Sending one rest-hook notification, signed, through the guarded HTTP client.
+
+The body (empty for a ping, else the resource's stored JSON in the version of the event)
+is signed with HMAC-SHA256 under the Subscription's secret; the hex digest goes in
+``X-Signature`` (as Medplum signs its rest-hooks), and the event number in
+``X-FHIR-Event-Number``, so a receiver recognises a notification it got before (delivery
+is at least once). Connections go only where the peer guard allows
+(``FHIR_SUBSCRIPTION_ALLOWED_HOSTS``), resolved once, redirects not followed; the answer's
+body is not read. Header values and bodies are never logged: a failure is told by its
+kind (a status code, a timeout, a refused address).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+
+import httpx
+
+from fhir_server.adapters.peer_guard import PeerAddressRefused, guarded_client
+from fhir_server.core.config import Settings
+from fhir_server.subscriptions.channel import RestHook, guard
+
+SIGNATURE = "X-Signature"
+EVENT_NUMBER = "X-FHIR-Event-Number"
+
+
+class DeliveryFailed(Exception):
+    """A notification that did not arrive; ``reason`` says why, without content."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def sign(secret: str, body: bytes) -> str:
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+class Notifier:
+    def __init__(self, settings: Settings) -> None:
+        self.timeout = settings.fhir_subscription_timeout
+        self.client = guarded_client(guard(settings.fhir_subscription_allowed_hosts),
+                                     timeout=httpx.Timeout(self.timeout))
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def send(self, hook: RestHook, *, secret: str, number: int, type_: str, id_: str,
+                   body: bytes | None) -> None:
+        """POST a ping (``body`` None) to the endpoint, or PUT the resource to
+        ``[endpoint]/[type]/[id]`` (R4's rest-hook with a payload)."""
+        content = body or b""
+        headers = {**dict(hook.headers), SIGNATURE: sign(secret, content),
+                   EVENT_NUMBER: str(number)}
+        if body is None:
+            method, url = "POST", hook.endpoint
+        else:
+            method, url = "PUT", f"{hook.endpoint.rstrip('/')}/{type_}/{id_}"
+            headers["Content-Type"] = "application/fhir+json"
+        try:
+            async with asyncio.timeout(self.timeout):
+                async with self.client.stream(method, url, content=content,
+                                              headers=headers) as answer:
+                    status = answer.status_code
+        except PeerAddressRefused as refused:
+            raise DeliveryFailed(f"the endpoint's address is refused: {refused}") from None
+        except TimeoutError:
+            raise DeliveryFailed(f"no answer within {self.timeout:g} s") from None
+        except httpx.TimeoutException:
+            raise DeliveryFailed(f"no answer within {self.timeout:g} s") from None
+        except httpx.HTTPError as error:
+            raise DeliveryFailed(f"the endpoint could not be reached "
+                                 f"({type(error).__name__})") from None
+        if not 200 <= status < 300:
+            raise DeliveryFailed(f"the endpoint answered HTTP {status}")
