@@ -26,7 +26,6 @@ from collections.abc import Sequence
 
 import orjson
 
-from fhir_server.auth.principal import Principal
 from fhir_server.core.config import Settings
 from fhir_server.core.errors import FhirError
 from fhir_server.events.consumer import Consumer
@@ -35,19 +34,12 @@ from fhir_server.search.compile import CompileContext, compile_criteria
 from fhir_server.search.parse import criteria_of
 from fhir_server.storage.model import StoredVersion
 from fhir_server.storage.repository import Repository
-from fhir_server.subscriptions.channel import guard, parse_channel
-from fhir_server.subscriptions.criteria import parse_criteria
+from fhir_server.subscriptions.active import read_active
 from fhir_server.subscriptions.judge import Judge
 from fhir_server.subscriptions.notify import Notifier
-from fhir_server.subscriptions.state import (
-    cursor,
-    forget,
-    principal_of,
-    save_cursor,
-    state_of,
-)
+from fhir_server.subscriptions.state import cursor, forget, save_cursor
 from fhir_server.subscriptions.status import set_status
-from fhir_server.subscriptions.worker import Active, Pending, Worker
+from fhir_server.subscriptions.worker import Pending, Worker
 
 log = logging.getLogger("fhir_server.subscriptions")
 CATCH_UP_PAGE = 500
@@ -115,7 +107,8 @@ class SubscriptionsConsumer(Consumer):
                 await forget(self.repo.records, id_, secret=False)
             return
         try:
-            active = await self._read(id_, resource)
+            active = await read_active(self.repo.records, self.settings, id_=id_,
+                                       resource=resource)
         except FhirError as error:  # a setting changed since it was written
             await self._stop(id_)
             await set_status(self.repo, self.settings, id_=id_, version=stored.version,
@@ -139,13 +132,6 @@ class SubscriptionsConsumer(Consumer):
         self.workers[id_] = worker
         await self._catch_up(worker, upto=number)
         worker.start()
-
-    async def _read(self, id_: str, resource: dict[str, object]) -> Active:
-        criteria = parse_criteria(resource.get("criteria"), base_url=self.settings.base_url)
-        hook = parse_channel(resource, allowed=guard(self.settings.fhir_subscription_allowed_hosts))
-        owner: Principal | None = principal_of((await state_of(self.repo.records, id_))
-                                               .get("owner"))
-        return Active(id_=id_, criteria=criteria, hook=hook, owner=owner)
 
     async def _catch_up(self, worker: Worker, *, upto: int) -> None:
         """Judge again, for this worker only, the events it has not seen up to ``upto``."""

@@ -17,8 +17,9 @@ import orjson
 from fhir_server.auth.access import Access
 from fhir_server.core.config import Settings
 from fhir_server.storage.repository import Repository
+from fhir_server.subscriptions.active import Active
 from fhir_server.subscriptions.criteria import index_of, matches
-from fhir_server.subscriptions.worker import Active, Pending
+from fhir_server.subscriptions.worker import Pending
 
 
 class Change(Protocol):

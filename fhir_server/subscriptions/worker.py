@@ -21,27 +21,15 @@ from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass
 
-from fhir_server.auth.principal import Principal
 from fhir_server.core.config import Settings
 from fhir_server.observability import metrics
 from fhir_server.storage.repository import Repository
-from fhir_server.subscriptions.channel import RestHook
-from fhir_server.subscriptions.criteria import Criteria
+from fhir_server.subscriptions.active import Active
 from fhir_server.subscriptions.notify import DeliveryFailed, Notifier
 from fhir_server.subscriptions.state import save_cursor, state_of
 
 log = logging.getLogger("fhir_server.subscriptions")
 MAX_PAUSE = 300.0
-
-
-@dataclass(frozen=True)
-class Active:
-    """An active Subscription as the server read it."""
-
-    id_: str
-    criteria: Criteria
-    hook: RestHook
-    owner: Principal | None
 
 
 @dataclass(frozen=True)

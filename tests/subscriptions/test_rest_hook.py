@@ -53,12 +53,33 @@ async def test_a_receiver_down_gets_retries_then_the_subscription_goes_to_error(
     with receiver() as hook:
         hook.status = 503
         id_, _ = await subscribe(client, "Observation?status=final", hook.url)
-        await client.post("Observation", json=observation("final"))
+        first = (await client.post("Observation", json=observation("final"))).json()
         failed = await status_becomes(client, id_, "error")
         got = list(hook.got)
     assert len(got) == 3  # FHIR_SUBSCRIPTION_MAX_ATTEMPTS in these tests
     assert len({g.headers["x-fhir-event-number"] for g in got}) == 1  # the same notification
     assert "HTTP 503" in failed["error"] and "3 times" in failed["error"]
+    # Nothing is lost: what it did not get is read by event number.
+    more = (await client.post("Observation", json=observation("final"))).json()
+    events = await client.get(f"Subscription/{id_}/$events",
+                              params={"content": "full-resource"})
+    assert events.status_code == 200, events.text
+    bundle = events.json()
+    status = bundle["entry"][0]["resource"]
+    assert {p["name"]: p.get("valueCode") for p in status["parameter"]}["status"] == "error"
+    notified = [p for p in status["parameter"] if p["name"] == "notification-event"]
+    numbers = [int(part["valueString"]) for p in notified for part in p["part"]
+               if part["name"] == "event-number"]
+    assert numbers[0] == int(got[0].headers["x-fhir-event-number"])
+    assert len(numbers) == 2 and numbers[1] > numbers[0]
+    assert [e["resource"]["id"] for e in bundle["entry"][1:]] == [first["id"], more["id"]]
+    # Paging on from the last number, and the status alone.
+    rest = (await client.get(f"Subscription/{id_}/$events", params={
+        "eventsSinceNumber": str(numbers[1] + 1)})).json()
+    assert len(rest["entry"]) == 1
+    status_only = (await client.get(f"Subscription/{id_}/$status")).json()
+    assert {"name": "status", "valueCode": "error"} in status_only["entry"][0]["resource"][
+        "parameter"]
 
 
 async def test_a_transaction_that_fails_notifies_nothing(client: httpx.AsyncClient) -> None:
