@@ -7,8 +7,9 @@ Subscriptions Backport IG (STU 1.1) shapes them: a ``SubscriptionStatus``-shaped
 (default: the last committed), judged exactly as for a notification (the Subscription's
 criteria, its creator's access), at most ``MAX_EVENTS`` per call; a receiver pages on with
 ``eventsSinceNumber`` = the last ``event-number`` + 1. ``content`` chooses what comes with
-each event: ``id-only`` (the default: the focus reference), ``full-resource`` (the version
-of the event as well) or ``empty``. Only what the outbox still keeps can be read
+each event: ``id-only`` (the default: the focus reference, and an entry with its
+``fullUrl`` and ``request``), ``full-resource`` (the version of the event as well) or
+``empty``. A topic-based Subscription's answers name its topic. Only what the outbox still keeps can be read
 (``FHIR_EVENTS_RETENTION``; an active Subscription's undelivered events are always kept).
 """
 
@@ -20,10 +21,11 @@ import orjson
 
 from fhir_server.core.errors import Invalid, NotFound
 from fhir_server.operations.base import Call, Operation, Param
-from fhir_server.storage.model import instant
 from fhir_server.subscriptions.active import read_active
+from fhir_server.subscriptions.backport import is_topic_based, topic_of
 from fhir_server.subscriptions.judge import Judge
-from fhir_server.subscriptions.state import cursor
+from fhir_server.subscriptions.notification import Pending, Status, bundle, status_parameters
+from fhir_server.subscriptions.state import cursor, notified
 
 MAX_EVENTS = 100
 PAGE = 500
@@ -39,16 +41,17 @@ async def _subscription(call: Call) -> dict[str, Any]:
     return resource
 
 
-def _status(call: Call, resource: dict[str, Any], kind: str) -> dict[str, Any]:
-    parameters: list[dict[str, Any]] = [
-        # A classic Subscription has criteria, not a topic: no topic parameter.
-        {"name": "subscription", "valueReference": {"reference": f"Subscription/{call.id_}"}},
-        {"name": "status", "valueCode": resource.get("status", "")},
-        {"name": "type", "valueCode": kind}]
-    if resource.get("error"):
-        parameters.append({"name": "error", "valueCodeableConcept": {
-            "text": resource["error"]}})
-    return {"resourceType": "Parameters", "parameter": parameters}
+async def _status(call: Call, resource: dict[str, Any]) -> Status:
+    """The Subscription's side: a topic-based one names its topic (a classic one has
+    criteria, not a topic) and counts its events."""
+    assert call.id_ is not None
+    topic = None
+    if is_topic_based(resource):
+        found = topic_of(str(resource.get("criteria")), base_url=call.settings.base_url)
+        topic = None if found is None else found.canonical
+    return Status(id_=call.id_, status=str(resource.get("status", "")), topic=topic,
+                  since_start=await notified(call.repo.records, call.id_),
+                  error=resource.get("error") or None)
 
 
 def _number(call: Call, name: str) -> int | None:
@@ -74,48 +77,36 @@ async def run_events(call: Call) -> dict[str, Any]:
     active = await read_active(call.repo.records, call.settings, id_=call.id_,
                                resource=resource)
     judge = Judge(call.repo, call.settings)
-    status = _status(call, resource, "query-event")
-    entries: list[dict[str, Any]] = []
-    found = 0
+    items: list[Pending] = []
+    bodies: list[dict[str, Any] | None] = []
     after = since - 1
-    while after < until and found < MAX_EVENTS:
+    while after < until and len(items) < MAX_EVENTS:
         changes = [c for c in await call.repo.events(after=after, limit=PAGE)
                    if c.number <= until]
         if not changes:
             break
         for change in changes:
             after = change.number
-            if await judge.pending(active, change) is None:
+            pending = await judge.pending(active, change)
+            if pending is None:
                 continue
             stored = await call.repo.version(type_=change.type_, id_=change.id_,
                                              version=change.version)
             body = orjson.loads(stored.text) if stored is not None and stored.text else None
             if not await call.may_see(change.type_, body):
                 continue
-            reference = f"{change.type_}/{change.id_}/_history/{change.version}"
-            event: list[dict[str, Any]] = [
-                {"name": "event-number", "valueString": str(change.number)},
-                {"name": "timestamp", "valueInstant": instant(change.at)}]
-            if content != "empty":
-                event.append({"name": "focus", "valueReference": {"reference": reference}})
-            status["parameter"].append({"name": "notification-event", "part": event})
-            if content == "full-resource":
-                entries.append({"fullUrl": f"{call.settings.base_url}/{reference}",
-                                "resource": body, "request": {
-                                    "method": "PUT", "url": f"{change.type_}/{change.id_}"},
-                                "response": {"status": "200"}})
-            found += 1
-            if found >= MAX_EVENTS:
+            items.append(pending)
+            bodies.append(body)
+            if len(items) >= MAX_EVENTS:
                 break
-    return {"resourceType": "Bundle", "type": "history", "entry": [
-        {"fullUrl": f"urn:uuid:status-{call.id_}", "resource": status,
-         "request": {"method": "GET", "url": f"Subscription/{call.id_}/$events"},
-         "response": {"status": "200"}}, *entries]}
+    return bundle(call.settings.base_url, await _status(call, resource), "query-event",
+                  items, bodies, content=content, operation="$events")
 
 
 async def run_status(call: Call) -> dict[str, Any]:
     resource = await _subscription(call)
-    status = _status(call, resource, "query-status")
+    status = status_parameters(await _status(call, resource), "query-status", (),
+                               content="empty")
     return {"resourceType": "Bundle", "type": "searchset", "total": 1,
             "entry": [{"resource": status, "search": {"mode": "match"}}]}
 

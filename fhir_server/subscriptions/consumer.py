@@ -37,9 +37,9 @@ from fhir_server.storage.repository import Repository
 from fhir_server.subscriptions.active import read_active
 from fhir_server.subscriptions.judge import Judge
 from fhir_server.subscriptions.notify import Notifier
-from fhir_server.subscriptions.state import cursor, forget, save_cursor
+from fhir_server.subscriptions.state import cursor, forget, notified, save_cursor
 from fhir_server.subscriptions.status import set_status
-from fhir_server.subscriptions.worker import Pending, Worker
+from fhir_server.subscriptions.worker import Worker
 
 log = logging.getLogger("fhir_server.subscriptions")
 CATCH_UP_PAGE = 500
@@ -114,21 +114,27 @@ class SubscriptionsConsumer(Consumer):
             await set_status(self.repo, self.settings, id_=id_, version=stored.version,
                              was=str(status), status="error", error=error.diagnostics)
             return
-        if status == "requested" and not await set_status(
+        # A topic-based Subscription requested is activated by its worker's handshake.
+        handshake = status == "requested" and active.topic is not None
+        if status == "requested" and not handshake and not await set_status(
                 self.repo, self.settings, id_=id_, version=stored.version, was="requested",
                 status="active"):
             return  # changed meanwhile: its own event comes
         worker = self.workers.get(id_)
         if worker is not None and worker.running:
-            worker.active = active
-            return
+            if not handshake or worker.handshaking:
+                worker.active = active
+                return
+            await self._stop(id_)  # requested again: a new handshake, from its cursor
         start = await cursor(self.repo.records, id_)
         if start is None:
             start = number
             await save_cursor(self.repo.records, id_, start)
         assert self.notifier is not None
         worker = Worker(active, after=start, repo=self.repo, settings=self.settings,
-                        notifier=self.notifier, failed=self._failed)
+                        notifier=self.notifier, failed=self._failed, handshake=handshake,
+                        activated=self._activated,
+                        count=await notified(self.repo.records, id_))
         self.workers[id_] = worker
         await self._catch_up(worker, upto=number)
         worker.start()
@@ -150,13 +156,25 @@ class SubscriptionsConsumer(Consumer):
         if worker is not None:
             await worker.stop()
 
-    async def _failed(self, worker: Worker, item: Pending, reason: str) -> None:
-        """A notification could not be delivered: the Subscription goes to ``error``."""
+    async def _failed(self, worker: Worker, reason: str) -> None:
+        """A notification (or a handshake) could not be delivered: the Subscription goes
+        to ``error``."""
         id_ = worker.active.id_
         if self.workers.get(id_) is worker:
             del self.workers[id_]
-        log.warning("subscription failed subscription=%s event=%d", id_, item.number)
+        log.warning("subscription failed subscription=%s after=%d", id_, worker.after)
+        await self._set(id_, was=("active", "requested"), status="error", error=reason)
+
+    async def _activated(self, worker: Worker) -> None:
+        """A topic-based Subscription's handshake was answered: it becomes ``active``."""
+        await self._set(worker.active.id_, was=("requested",), status="active")
+
+    async def _set(self, id_: str, *, was: tuple[str, ...], status: str,
+                   error: str | None = None) -> None:
         current = await self.repo.current(type_="Subscription", id_=id_)
-        if current is not None and current.text is not None:
+        if current is None or current.text is None:
+            return
+        now = orjson.loads(current.text).get("status")
+        if now in was:
             await set_status(self.repo, self.settings, id_=id_, version=current.version,
-                             was="active", status="error", error=reason)
+                             was=now, status=status, error=error)

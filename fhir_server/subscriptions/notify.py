@@ -3,7 +3,8 @@
 The body (empty for a ping, else the resource's stored JSON in the version of the event)
 is signed with HMAC-SHA256 under the Subscription's secret; the hex digest goes in
 ``X-Signature`` (as Medplum signs its rest-hooks), and the event number in
-``X-FHIR-Event-Number``, so a receiver recognises a notification it got before (delivery
+``X-FHIR-Event-Number`` (a topic-based notification's: its last event's; none on a
+handshake or heartbeat), so a receiver recognises a notification it got before (delivery
 is at least once). Connections go only where the peer guard allows
 (``FHIR_SUBSCRIPTION_ALLOWED_HOSTS``), resolved once, redirects not followed; the answer's
 body is not read. Header values and bodies are never logged: a failure is told by its
@@ -51,25 +52,41 @@ class Notifier:
                    body: bytes | None) -> None:
         """POST a ping (``body`` None) to the endpoint, or PUT the resource to
         ``[endpoint]/[type]/[id]`` (R4's rest-hook with a payload)."""
-        content = body or b""
-        headers = {**dict(hook.headers), SIGNATURE: sign(secret, content),
-                   EVENT_NUMBER: str(number)}
         if body is None:
-            method, url = "POST", hook.endpoint
+            await self._request(hook, "POST", hook.endpoint, secret=secret, number=number,
+                                body=None)
         else:
-            method, url = "PUT", f"{hook.endpoint.rstrip('/')}/{type_}/{id_}"
+            await self._request(hook, "PUT", f"{hook.endpoint.rstrip('/')}/{type_}/{id_}",
+                                secret=secret, number=number, body=body)
+
+    async def post(self, hook: RestHook, *, secret: str, body: bytes, number: int | None,
+                   timeout: float | None = None) -> None:
+        """POST a topic-based notification Bundle to the endpoint (``number``: the last
+        event it carries; None for a handshake or a heartbeat)."""
+        await self._request(hook, "POST", hook.endpoint, secret=secret, number=number,
+                            body=body, timeout=timeout)
+
+    async def _request(self, hook: RestHook, method: str, url: str, *, secret: str,
+                       number: int | None, body: bytes | None,
+                       timeout: float | None = None) -> None:
+        content = body or b""
+        headers = {**dict(hook.headers), SIGNATURE: sign(secret, content)}
+        if number is not None:
+            headers[EVENT_NUMBER] = str(number)
+        if body is not None:
             headers["Content-Type"] = "application/fhir+json"
+        limit = timeout or self.timeout
         try:
-            async with asyncio.timeout(self.timeout):
-                async with self.client.stream(method, url, content=content,
-                                              headers=headers) as answer:
+            async with asyncio.timeout(limit):
+                async with self.client.stream(method, url, content=content, headers=headers,
+                                              timeout=httpx.Timeout(limit)) as answer:
                     status = answer.status_code
         except PeerAddressRefused as refused:
             raise DeliveryFailed(f"the endpoint's address is refused: {refused}") from None
         except TimeoutError:
-            raise DeliveryFailed(f"no answer within {self.timeout:g} s") from None
+            raise DeliveryFailed(f"no answer within {limit:g} s") from None
         except httpx.TimeoutException:
-            raise DeliveryFailed(f"no answer within {self.timeout:g} s") from None
+            raise DeliveryFailed(f"no answer within {limit:g} s") from None
         except httpx.HTTPError as error:
             raise DeliveryFailed(f"the endpoint could not be reached "
                                  f"({type(error).__name__})") from None

@@ -21,8 +21,9 @@ from fhir_server.core.errors import Forbidden, Unprocessable
 from fhir_server.search.query import Keys, walk
 from fhir_server.service import write_rules as rules
 from fhir_server.service.write_rules import Change, RuleContext, SideWrite
+from fhir_server.subscriptions.active import Watch, read_watch
 from fhir_server.subscriptions.channel import guard, parse_channel
-from fhir_server.subscriptions.criteria import WHERE, Criteria, parse_criteria
+from fhir_server.subscriptions.criteria import WHERE
 from fhir_server.subscriptions.state import owner_of, record_owner
 
 CLIENT_STATUSES = frozenset({"requested", "off"})
@@ -42,23 +43,24 @@ class SubscriptionRule:
             raise Unprocessable("A client submits a Subscription as requested or off; the "
                                 "server sets it active or error",
                                 expression=["Subscription.status"])
-        criteria = parse_criteria(after.get("criteria"), base_url=ctx.settings.base_url)
+        watch = read_watch(after, ctx.settings)
         parse_channel(after, allowed=guard(ctx.settings.fhir_subscription_allowed_hosts))
         principal = ctx.principal if isinstance(ctx.principal, Principal) else None
         if principal is not None:
-            _check_reach(principal, criteria)
+            _check_reach(principal, watch)
         await record_owner(ctx.repo.records, change.id_, owner_of(principal))
         return []
 
 
-def _check_reach(principal: Principal, criteria: Criteria) -> None:
-    if not principal.may(criteria.type_, "r"):
-        raise Forbidden(f"The access token does not permit reading {criteria.type_}, which "
+def _check_reach(principal: Principal, watch: Watch) -> None:
+    if not principal.may(watch.type_, "r"):
+        raise Forbidden(f"The access token does not permit reading {watch.type_}, which "
                         "Subscription.criteria names", expression=[WHERE])
     if principal.patient is None or not any(s.context == "patient" for s in principal.scopes):
         return
     own = f"Patient/{principal.patient}"
-    for node in walk(criteria.query):
+    nodes = [node for criteria in watch.criteria for node in walk(criteria.query)]
+    for node in nodes:
         if isinstance(node, Keys) and node.kind == "rf" and any(
                 "|Patient/" in k and not k.endswith(f"|{own}") for k in node.keys):
             raise Forbidden("Subscription.criteria names a patient other than the token's",

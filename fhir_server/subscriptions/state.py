@@ -5,8 +5,10 @@
   authorization is off) and the secret its notifications are signed with;
 * its delivery cursor, a record of kind ``event-cursors`` (the runner's, ``events/runner.py``)
   with id ``subscription:<id>``: the last event number it has been delivered or judged
-  not to match. Being a cursor of that kind, the outbox sweep keeps every event above it
-  while the Subscription is active, so nothing it has not got is purged.
+  not to match, and ``count``: how many events it has been notified of since it started
+  (a topic-based notification's ``events-since-subscription-start``). Being a cursor of
+  that kind, the outbox sweep keeps every event above it while the Subscription is
+  active, so nothing it has not got is purged.
 """
 
 from __future__ import annotations
@@ -80,8 +82,17 @@ async def cursor(records: Records, id_: str) -> int | None:
     return None if found is None else int(found["after"])
 
 
-async def save_cursor(records: Records, id_: str, after: int) -> None:
-    fields = {"after": after, "seen": time.time()}
+async def notified(records: Records, id_: str) -> int:
+    """How many events the Subscription has been notified of since it started."""
+    found = await records.get(kind=CURSORS, id_=cursor_id(id_))
+    return 0 if found is None else int(found.get("count", 0))
+
+
+async def save_cursor(records: Records, id_: str, after: int, *,
+                      count: int | None = None) -> None:
+    fields: dict[str, Any] = {"after": after, "seen": time.time()}
+    if count is not None:
+        fields["count"] = count
     if not await records.set_fields(kind=CURSORS, id_=cursor_id(id_), fields=fields):
         await records.insert(kind=CURSORS, doc={"_id": cursor_id(id_), **fields})
 

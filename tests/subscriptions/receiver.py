@@ -30,6 +30,7 @@ class Receiver:
     url: str = ""
     got: list[Got] = field(default_factory=list)
     status: int = 200
+    delays: list[float] = field(default_factory=list)  # seconds before answering, in turn
 
     async def until(self, count: int, timeout: float = 10.0) -> list[Got]:
         deadline = time.monotonic() + timeout
@@ -48,6 +49,8 @@ def receiver() -> Iterator[Receiver]:
     state = Receiver()
 
     async def hook(request: Request) -> Response:
+        if state.delays:
+            await asyncio.sleep(state.delays.pop(0))
         state.got.append(Got(method=request.method, path=request.url.path,
                              headers={k.lower(): v for k, v in request.headers.items()},
                              body=await request.body(), answered=state.status))

@@ -9,7 +9,7 @@ from fhir_server.search.extract import index_resource
 from fhir_server.storage.open import open_repository
 from tests.subscriptions.conftest import FAST
 from tests.subscriptions.helpers import observation, subscribe
-from tests.subscriptions.receiver import receiver
+from tests.subscriptions.receiver import Got, receiver
 from tests.support.store import Store, fhir_client, make_settings, mint
 
 
@@ -41,7 +41,7 @@ async def test_a_restart_delivers_what_was_not_delivered_and_what_came_meanwhile
         async with (second.router.lifespan_context(second),
                     fhir_client(second, await mint(second)) as client):
             after = (await client.post("Observation", json=observation("final"))).json()
-            delivered = []
+            delivered: list[Got] = []
             while len(delivered) < 5:
                 await hook.until(len(hook.got) + 1)
                 delivered = hook.delivered()
