@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from fhir_server import __version__
 from fhir_server.api.negotiation import json_response, pretty
+from fhir_server.api.websocket import websocket_url
 from fhir_server.auth.server import endpoints
 from fhir_server.core.config import Settings
 from fhir_server.core.models import resource_types
@@ -94,6 +95,7 @@ def _with_topics(entry: dict[str, Any], base_url: str) -> dict[str, Any]:
                           for t in topics(base_url)], **entry}
 
 
+WEBSOCKET = "http://hl7.org/fhir/StructureDefinition/capabilitystatement-websocket"
 OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 SECURITY_SERVICE = "http://terminology.hl7.org/CodeSystem/restful-security-service"
 
@@ -134,6 +136,7 @@ def capability_statement(base_url: str, start: str,
         "format": ["application/fhir+json", "json"],
         "patchFormat": ["application/json-patch+json", "application/fhir+json"],
         "rest": [{
+            "extension": [{"url": WEBSOCKET, "valueUri": websocket_url(base_url)}],
             "mode": "server",
             "documentation": "FHIR R4 over JSON.",
             **({"security": security} if security else {}),

@@ -1,6 +1,12 @@
-"""A Subscription's rest-hook channel: read, and checked before anything is sent.
+"""A Subscription's channel: read, and checked before anything is sent.
 
-* ``channel.type`` must be ``rest-hook`` (websocket and email are not offered here);
+* ``channel.type``: ``rest-hook``, or ``websocket`` (R4's: a client binds a socket to the
+  Subscription and gets ``ping <id>`` per event, ``api/websocket.py``; no endpoint, no
+  headers, no payload, and classic criteria only: a topic-based Subscription's Bundles go
+  over rest-hook);
+
+A rest-hook's:
+
 * ``channel.endpoint`` must be an absolute https URL, or http to a host listed in
   ``FHIR_SUBSCRIPTION_ALLOWED_HOSTS``; an IP address the peer guard refuses (loopback,
   private, link-local with the cloud metadata address, ...) is refused at once unless
@@ -35,10 +41,11 @@ RESERVED = frozenset({"host", "content-length", "content-type", "transfer-encodi
 
 
 @dataclass(frozen=True)
-class RestHook:
-    endpoint: str
-    headers: tuple[tuple[str, str], ...]
-    payload: str | None  # None: no body (ping); else application/fhir+json
+class Channel:
+    type_: str  # rest-hook | websocket
+    endpoint: str = ""  # a rest-hook's URL
+    headers: tuple[tuple[str, str], ...] = ()
+    payload: str | None = None  # None: no body (ping); else application/fhir+json
 
 
 def guard(allowed_hosts: str) -> PeerGuard:
@@ -49,13 +56,21 @@ def _where(field: str) -> list[str]:
     return [f"Subscription.channel.{field}"]
 
 
-def parse_channel(resource: dict[str, Any], *, allowed: PeerGuard) -> RestHook:
+def parse_channel(resource: dict[str, Any], *, allowed: PeerGuard,
+                  topic_based: bool = False) -> Channel:
     channel = resource.get("channel")
     if not isinstance(channel, dict):
         raise Unprocessable("Subscription.channel is required", expression=["Subscription.channel"])
-    if channel.get("type") != "rest-hook":
-        raise Unprocessable("This server delivers Subscriptions over rest-hook channels only",
-                            expression=_where("type"))
+    kind = channel.get("type")
+    if kind == "websocket":
+        if topic_based:
+            raise Unprocessable("A topic-based Subscription is notified over rest-hook; "
+                                "websocket channels carry R4 pings of classic criteria",
+                                expression=_where("type"))
+        return Channel(type_="websocket")
+    if kind != "rest-hook":
+        raise Unprocessable("This server delivers Subscriptions over rest-hook and websocket "
+                            "channels", expression=_where("type"))
     endpoint = check_endpoint(channel.get("endpoint"), allowed=allowed)
     headers = []
     for i, raw in enumerate(channel.get("header") or []):
@@ -74,7 +89,8 @@ def parse_channel(resource: dict[str, Any], *, allowed: PeerGuard) -> RestHook:
                                 "absent for notifications without content",
                                 expression=_where("payload"))
         payload = FHIR_JSON
-    return RestHook(endpoint=endpoint, headers=tuple(headers), payload=payload)
+    return Channel(type_="rest-hook", endpoint=endpoint, headers=tuple(headers),
+                   payload=payload)
 
 
 def check_endpoint(url: Any, *, allowed: PeerGuard) -> str:

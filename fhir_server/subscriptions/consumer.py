@@ -16,7 +16,9 @@ A Subscription's own changes come through the outbox too: a ``requested`` one is
 that requested it, or resume from its cursor (one set back to ``requested`` after an
 ``error`` gets what it missed while the outbox keeps it); ``off`` stops it and frees its
 cursor; ``error`` stops it and keeps its cursor (``$events`` serves what it missed); a
-deletion forgets it. Only the current version of a Subscription is acted on.
+deletion forgets it. Only the current version of a Subscription is acted on. A websocket
+Subscription is only activated here: every process pings the sockets bound to it
+(``sockets.py``).
 """
 
 from __future__ import annotations
@@ -120,6 +122,10 @@ class SubscriptionsConsumer(Consumer):
                 self.repo, self.settings, id_=id_, version=stored.version, was="requested",
                 status="active"):
             return  # changed meanwhile: its own event comes
+        if active.hook.type_ == "websocket":  # each process pings its sockets (sockets.py)
+            await self._stop(id_)
+            await forget(self.repo.records, id_, secret=False)
+            return
         worker = self.workers.get(id_)
         if worker is not None and worker.running:
             if not handshake or worker.handshaking:

@@ -21,7 +21,7 @@ import httpx
 
 from fhir_server.adapters.peer_guard import PeerAddressRefused, guarded_client
 from fhir_server.core.config import Settings
-from fhir_server.subscriptions.channel import RestHook, guard
+from fhir_server.subscriptions.channel import Channel, guard
 
 SIGNATURE = "X-Signature"
 EVENT_NUMBER = "X-FHIR-Event-Number"
@@ -48,7 +48,7 @@ class Notifier:
     async def close(self) -> None:
         await self.client.aclose()
 
-    async def send(self, hook: RestHook, *, secret: str, number: int, type_: str, id_: str,
+    async def send(self, hook: Channel, *, secret: str, number: int, type_: str, id_: str,
                    body: bytes | None) -> None:
         """POST a ping (``body`` None) to the endpoint, or PUT the resource to
         ``[endpoint]/[type]/[id]`` (R4's rest-hook with a payload)."""
@@ -59,14 +59,14 @@ class Notifier:
             await self._request(hook, "PUT", f"{hook.endpoint.rstrip('/')}/{type_}/{id_}",
                                 secret=secret, number=number, body=body)
 
-    async def post(self, hook: RestHook, *, secret: str, body: bytes, number: int | None,
+    async def post(self, hook: Channel, *, secret: str, body: bytes, number: int | None,
                    timeout: float | None = None) -> None:
         """POST a topic-based notification Bundle to the endpoint (``number``: the last
         event it carries; None for a handshake or a heartbeat)."""
         await self._request(hook, "POST", hook.endpoint, secret=secret, number=number,
                             body=body, timeout=timeout)
 
-    async def _request(self, hook: RestHook, method: str, url: str, *, secret: str,
+    async def _request(self, hook: Channel, method: str, url: str, *, secret: str,
                        number: int | None, body: bytes | None,
                        timeout: float | None = None) -> None:
         content = body or b""

@@ -44,7 +44,8 @@ class SubscriptionRule:
                                 "server sets it active or error",
                                 expression=["Subscription.status"])
         watch = read_watch(after, ctx.settings)
-        parse_channel(after, allowed=guard(ctx.settings.fhir_subscription_allowed_hosts))
+        parse_channel(after, allowed=guard(ctx.settings.fhir_subscription_allowed_hosts),
+                      topic_based=watch.topic is not None)
         principal = ctx.principal if isinstance(ctx.principal, Principal) else None
         if principal is not None:
             _check_reach(principal, watch)
