@@ -304,6 +304,14 @@ class Settings(BaseSettings):
         default=1.0, gt=0, le=600, description="Seconds of the first pause between two "
         "attempts of a notification; each later pause doubles it (at most 5 minutes), with "
         "full jitter.")
+    fhir_smtp_url: SecretStr | None = Field(
+        default=None, description="The SMTP server email Subscriptions are sent through: "
+        "`smtp://user:password@host:port` (plain, or `?starttls=true` to upgrade to TLS), "
+        "or `smtps://...` for implicit TLS; user and password URL-encoded, both optional. "
+        "Unset (the default): email channels are refused. The password is never logged.")
+    fhir_smtp_from: str = Field(
+        default="", description="The From address of Subscription emails; empty: "
+        "`fhir-server@<the host of FHIR_BASE_URL>`.")
 
     # -- terminology (fhir_server/terminology/) ------------------------------------------------------
     fhir_terminology_load: bool = Field(

@@ -14,7 +14,7 @@ from fhir_server.auth.principal import Principal
 from fhir_server.core.config import Settings
 from fhir_server.storage.records import Records
 from fhir_server.subscriptions.backport import TopicPlan, is_topic_based, parse_topic
-from fhir_server.subscriptions.channel import Channel, guard, parse_channel
+from fhir_server.subscriptions.channel import Channel, parse_channel
 from fhir_server.subscriptions.criteria import Criteria, parse_criteria
 from fhir_server.subscriptions.state import principal_of, state_of
 
@@ -58,7 +58,6 @@ async def read_active(records: Records, settings: Settings, *, id_: str,
     """The Subscription's content read again (FhirError when it no longer passes, say the
     allow-list changed since it was written), with its owner from its record."""
     watch = read_watch(resource, settings)
-    hook = parse_channel(resource, allowed=guard(settings.fhir_subscription_allowed_hosts),
-                         topic_based=watch.topic is not None)
+    hook = parse_channel(resource, settings, topic_based=watch.topic is not None)
     owner = principal_of((await state_of(records, id_)).get("owner"))
     return Active(id_=id_, watch=watch, hook=hook, owner=owner)

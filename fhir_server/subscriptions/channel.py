@@ -1,9 +1,9 @@
 """A Subscription's channel: read, and checked before anything is sent.
 
-* ``channel.type``: ``rest-hook``, or ``websocket`` (R4's: a client binds a socket to the
+* ``channel.type``: ``rest-hook``; ``websocket`` (R4's: a client binds a socket to the
   Subscription and gets ``ping <id>`` per event, ``api/websocket.py``; no endpoint, no
   headers, no payload, and classic criteria only: a topic-based Subscription's Bundles go
-  over rest-hook);
+  over rest-hook); or ``email`` (``endpoint`` ``mailto:<address>``, ``email_notice.py``);
 
 A rest-hook's:
 
@@ -27,7 +27,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from fhir_server.adapters.peer_guard import PeerGuard, why_refused
+from fhir_server.core.config import Settings
 from fhir_server.core.errors import Unprocessable
+from fhir_server.subscriptions.email_notice import check_mailto
 
 FHIR_JSON = "application/fhir+json"
 PAYLOADS = {FHIR_JSON: FHIR_JSON, "application/json": FHIR_JSON,
@@ -42,8 +44,8 @@ RESERVED = frozenset({"host", "content-length", "content-type", "transfer-encodi
 
 @dataclass(frozen=True)
 class Channel:
-    type_: str  # rest-hook | websocket
-    endpoint: str = ""  # a rest-hook's URL
+    type_: str  # rest-hook | websocket | email
+    endpoint: str = ""  # a rest-hook's URL, an email's address
     headers: tuple[tuple[str, str], ...] = ()
     payload: str | None = None  # None: no body (ping); else application/fhir+json
 
@@ -56,8 +58,9 @@ def _where(field: str) -> list[str]:
     return [f"Subscription.channel.{field}"]
 
 
-def parse_channel(resource: dict[str, Any], *, allowed: PeerGuard,
+def parse_channel(resource: dict[str, Any], settings: Settings, *,
                   topic_based: bool = False) -> Channel:
+    allowed = guard(settings.fhir_subscription_allowed_hosts)
     channel = resource.get("channel")
     if not isinstance(channel, dict):
         raise Unprocessable("Subscription.channel is required", expression=["Subscription.channel"])
@@ -68,9 +71,11 @@ def parse_channel(resource: dict[str, Any], *, allowed: PeerGuard,
                                 "websocket channels carry R4 pings of classic criteria",
                                 expression=_where("type"))
         return Channel(type_="websocket")
+    if kind == "email":
+        return Channel(type_="email", endpoint=check_mailto(channel.get("endpoint"), settings))
     if kind != "rest-hook":
-        raise Unprocessable("This server delivers Subscriptions over rest-hook and websocket "
-                            "channels", expression=_where("type"))
+        raise Unprocessable("This server delivers Subscriptions over rest-hook, websocket "
+                            "and email channels", expression=_where("type"))
     endpoint = check_endpoint(channel.get("endpoint"), allowed=allowed)
     headers = []
     for i, raw in enumerate(channel.get("header") or []):

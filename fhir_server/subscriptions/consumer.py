@@ -116,8 +116,9 @@ class SubscriptionsConsumer(Consumer):
             await set_status(self.repo, self.settings, id_=id_, version=stored.version,
                              was=str(status), status="error", error=error.diagnostics)
             return
-        # A topic-based Subscription requested is activated by its worker's handshake.
-        handshake = status == "requested" and active.topic is not None
+        # A topic-based rest-hook Subscription requested is activated by its handshake.
+        handshake = (status == "requested" and active.topic is not None
+                     and active.hook.type_ == "rest-hook")
         if status == "requested" and not handshake and not await set_status(
                 self.repo, self.settings, id_=id_, version=stored.version, was="requested",
                 status="active"):

@@ -1,4 +1,5 @@
-"""Sending one rest-hook notification, signed, through the guarded HTTP client.
+"""Sending one rest-hook notification, signed, through the guarded HTTP client (and an
+email Subscription's, through ``FHIR_SMTP_URL``: ``mail``).
 
 The body (empty for a ping, else the resource's stored JSON in the version of the event)
 is signed with HMAC-SHA256 under the Subscription's secret; the hex digest goes in
@@ -16,10 +17,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+from email.message import EmailMessage
 
 import httpx
 
 from fhir_server.adapters.peer_guard import PeerAddressRefused, guarded_client
+from fhir_server.adapters.smtp import Mailer, MailFailed, SmtpMailer, SmtpServer
 from fhir_server.core.config import Settings
 from fhir_server.subscriptions.channel import Channel, guard
 
@@ -45,8 +48,26 @@ class Notifier:
         self.client = guarded_client(guard(settings.fhir_subscription_allowed_hosts),
                                      timeout=httpx.Timeout(self.timeout))
 
+        self.smtp_url = settings.fhir_smtp_url
+        self._mailer: Mailer | None = None
+
     async def close(self) -> None:
         await self.client.aclose()
+
+    async def mail(self, message: EmailMessage) -> None:
+        """Send an email Subscription's notification through ``FHIR_SMTP_URL``."""
+        if self._mailer is None:
+            if self.smtp_url is None:
+                raise DeliveryFailed("this server sends no email (FHIR_SMTP_URL is not set)")
+            try:
+                server = SmtpServer.parse(self.smtp_url.get_secret_value())
+            except ValueError as wrong:
+                raise DeliveryFailed(str(wrong)) from None
+            self._mailer = SmtpMailer(server, timeout=self.timeout)
+        try:
+            await self._mailer.send(message)
+        except MailFailed as failure:
+            raise DeliveryFailed(str(failure)) from None
 
     async def send(self, hook: Channel, *, secret: str, number: int, type_: str, id_: str,
                    body: bytes | None) -> None:

@@ -22,7 +22,7 @@ from fhir_server.search.query import Keys, walk
 from fhir_server.service import write_rules as rules
 from fhir_server.service.write_rules import Change, RuleContext, SideWrite
 from fhir_server.subscriptions.active import Watch, read_watch
-from fhir_server.subscriptions.channel import guard, parse_channel
+from fhir_server.subscriptions.channel import parse_channel
 from fhir_server.subscriptions.criteria import WHERE
 from fhir_server.subscriptions.state import owner_of, record_owner
 
@@ -44,8 +44,7 @@ class SubscriptionRule:
                                 "server sets it active or error",
                                 expression=["Subscription.status"])
         watch = read_watch(after, ctx.settings)
-        parse_channel(after, allowed=guard(ctx.settings.fhir_subscription_allowed_hosts),
-                      topic_based=watch.topic is not None)
+        parse_channel(after, ctx.settings, topic_based=watch.topic is not None)
         principal = ctx.principal if isinstance(ctx.principal, Principal) else None
         if principal is not None:
             _check_reach(principal, watch)

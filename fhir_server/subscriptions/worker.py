@@ -14,7 +14,9 @@ A topic-based Subscription (``backport.py``) is notified with the Backport IG's 
 (``notification.py``), POSTed: first a ``handshake`` when it is requested (answered 2xx,
 the Subscription becomes ``active``; otherwise ``error``, as the IG says), then up to
 ``max-count`` events per ``event-notification``, and a ``heartbeat`` whenever nothing was
-sent for ``heartbeat-period`` seconds; its ``timeout`` bounds each answer.
+sent for ``heartbeat-period`` seconds; its ``timeout`` bounds each answer. An email
+Subscription (``email_notice.py``) gets one email per notification (topic-based: up to
+``max-count`` events), with no handshake and no heartbeat.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from fhir_server.core.config import Settings
 from fhir_server.observability import metrics
 from fhir_server.storage.repository import Repository
 from fhir_server.subscriptions.active import Active
+from fhir_server.subscriptions.email_notice import message
 from fhir_server.subscriptions.notification import Pending, Status, bundle
 from fhir_server.subscriptions.notify import DeliveryFailed, Notifier
 from fhir_server.subscriptions.state import save_cursor, state_of
@@ -152,12 +155,14 @@ class Worker:
     def _heartbeat_in(self) -> float | None:
         """Seconds until a heartbeat is due (None: no heartbeats)."""
         topic = self.active.topic
-        if topic is None or topic.heartbeat is None:
+        if topic is None or topic.heartbeat is None or self.active.hook.type_ != "rest-hook":
             return None
         return max(0.0, topic.heartbeat - (time.monotonic() - self.last_sent))
 
     async def _deliver(self, kind: str, batch: list[Pending]) -> bool:
-        if self.active.topic is None:
+        if self.active.hook.type_ == "email":
+            reason = await self._attempts(batch[-1].number, lambda: self._mail(batch))
+        elif self.active.topic is None:
             reason = await self._attempts(batch[0].number, lambda: self._send(batch[0]))
         else:
             reason = await self._attempts(batch[-1].number if batch else None,
@@ -198,6 +203,14 @@ class Worker:
             body = None if stored is None or stored.text is None else stored.text.encode()
         await self.notifier.send(self.active.hook, secret=await self._secret(),
                                  number=item.number, type_=item.type_, id_=item.id_, body=body)
+
+    async def _mail(self, batch: list[Pending]) -> None:
+        topic = self.active.topic
+        watching = (f"topic {topic.topic.canonical}" if topic is not None
+                    else f"criteria {self.active.watch.criteria[0].text}")
+        await self.notifier.mail(message(self.settings, id_=self.active.id_,
+                                         to=self.active.hook.endpoint, watching=watching,
+                                         items=batch))
 
     async def _post(self, kind: str, batch: list[Pending]) -> None:
         topic = self.active.topic

@@ -8,6 +8,11 @@ from typing import Any
 
 import httpx
 
+# The Subscriptions tests' settings: receivers on loopback are allowed, retries are quick.
+FAST = {"fhir_subscription_allowed_hosts": "127.0.0.1", "fhir_subscription_backoff": 0.01,
+        "fhir_subscription_max_attempts": 3, "fhir_subscription_timeout": 2.0,
+        "fhir_events_poll_seconds": 0.01}
+
 
 def subscription(criteria: str, endpoint: str, *, payload: str | None = None,
                  headers: tuple[str, ...] = (), status: str = "requested") -> dict[str, Any]:
