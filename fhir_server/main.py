@@ -18,7 +18,7 @@ from fhir_server.adapters.payer_fhir import FhirPayerAdapter
 from fhir_server.adapters.payer_x12 import PayerRouter, X12PayerAdapter
 from fhir_server.adapters.peer_http import PeerHttp
 from fhir_server.adapters.x12.state import X12State
-from fhir_server.api import batch, bulk, capability, interactions, operations
+from fhir_server.api import batch, bulk, capability, interactions, operations, websocket
 from fhir_server.api.body_limit import BodyLimit, BodyLimits
 from fhir_server.api.context import RequestContext
 from fhir_server.api.cors import Cors
@@ -55,6 +55,9 @@ from fhir_server.storage.auth_store import AuthStore
 from fhir_server.storage.instrumented import instrument_repository
 from fhir_server.storage.model import instant, now_ms
 from fhir_server.storage.open import open_repository, unavailable_errors
+from fhir_server.subscriptions import rule as subscription_rule
+from fhir_server.subscriptions.consumer import SubscriptionsConsumer
+from fhir_server.subscriptions.sockets import SocketHub
 from fhir_server.terminology.loader import load as load_terminology
 
 log = logging.getLogger("fhir_server")
@@ -116,10 +119,14 @@ def startup_steps(app: FastAPI, settings: Settings) -> list[Step]:
         # stopped after the loops below: flushes the queued AuditEvents before the database
         stack.push_async_callback(app.state.audit.stop)
         # The consumers of change events (Subscriptions, the broker bridge) join this list.
-        runner = Runner(repo=repo, settings=settings, consumers=[])
+        runner = Runner(repo=repo, settings=settings,
+                        consumers=[SubscriptionsConsumer(repo=repo, settings=settings)])
         runner.start()
         stack.push_async_callback(runner.stop)
         app.state.events = runner
+        # Websocket Subscriptions' sockets bound in this process, and their reader.
+        app.state.sockets = SocketHub(repo=repo, settings=settings)
+        stack.push_async_callback(app.state.sockets.stop)
         poller = start_poller(repo=repo, settings=settings, services=app.state.services)
         if poller is not None:
             stack.push_async_callback(poller.stop)
@@ -148,6 +155,7 @@ def startup_steps(app: FastAPI, settings: Settings) -> list[Step]:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     register_resource_rules()
+    subscription_rule.register()
     rules.on_commit(business.writes_committed)
     quiet_driver_logs()
 
@@ -238,4 +246,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(operations.build_router(), prefix="/fhir", dependencies=guarded)
     app.include_router(interactions.router, prefix="/fhir", dependencies=guarded)
     app.include_router(operations.unknown, prefix="/fhir", dependencies=guarded)
+    # R4 websocket Subscriptions: authorised in the route, as a socket has no FHIR request.
+    app.add_api_websocket_route(websocket.PATH, websocket.subscription_socket)
     return app

@@ -25,7 +25,9 @@ only (IPv6 in brackets then: ``[fd00::5]:8443``). Example:
 ``payer-sandbox.internal,10.20.0.0/16,127.0.0.1:9090``.
 
 Any call to an address taken from data goes through ``guarded_client`` (the payer and EHR
-adapters now; rest-hook Subscriptions when they come), so that the rule is this one.
+adapters, with ``FHIR_PEER_ALLOWED_HOSTS``; rest-hook Subscriptions, with
+``FHIR_SUBSCRIPTION_ALLOWED_HOSTS``: the guard is told which setting it reads), so that the
+rule is this one.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ class PeerAddressRefused(httpx.TransportError):
 
 @dataclass(frozen=True)
 class Allowed:
-    """One entry of FHIR_PEER_ALLOWED_HOSTS: a host name or a network, and a port or any."""
+    """One entry of an allow-list setting: a host name or a network, and a port or any."""
 
     name: str | None = None
     network: Network | None = None
@@ -80,8 +82,12 @@ def _network(text: str) -> Network | None:
         return None
 
 
-def parse_allowed(setting: str) -> tuple[Allowed, ...]:
-    """FHIR_PEER_ALLOWED_HOSTS as entries (ValueError naming the entry it cannot read)."""
+PEER_SETTING = "FHIR_PEER_ALLOWED_HOSTS"
+
+
+def parse_allowed(setting: str, *, name: str = PEER_SETTING) -> tuple[Allowed, ...]:
+    """An allow-list setting (``name``) as entries (ValueError naming the entry it cannot
+    read)."""
     out = []
     for raw in setting.split(","):
         entry = raw.strip()
@@ -92,16 +98,16 @@ def parse_allowed(setting: str) -> tuple[Allowed, ...]:
             if entry.startswith("["):
                 host, _, rest = entry[1:].partition("]")
                 if rest and not rest.startswith(":"):
-                    raise ValueError(f"FHIR_PEER_ALLOWED_HOSTS: cannot read {entry!r}")
+                    raise ValueError(f"{name}: cannot read {entry!r}")
                 port = rest[1:] or None
             elif entry.count(":") == 1:
                 host, port = entry.split(":")
         number = int(port) if port is not None and port.isdigit() else None
         if port is not None and (number is None or not 0 < number < 65536):
-            raise ValueError(f"FHIR_PEER_ALLOWED_HOSTS: {entry!r} has no valid port")
+            raise ValueError(f"{name}: {entry!r} has no valid port")
         network = _network(host)
         if network is None and (entry.startswith("[") or not _is_name(host)):
-            raise ValueError(f"FHIR_PEER_ALLOWED_HOSTS: {entry!r} is neither a host name "
+            raise ValueError(f"{name}: {entry!r} is neither a host name "
                              "nor an IP address or network")
         out.append(Allowed(name=None if network else _plain(host), network=network,
                            port=number))
@@ -142,12 +148,30 @@ def why_refused(address: IPAddress) -> str | None:
 class PeerGuard:
     """Resolves a peer's host once and keeps the addresses this server may call."""
 
-    def __init__(self, allowed: Iterable[Allowed]) -> None:
+    def __init__(self, allowed: Iterable[Allowed], *, name: str = PEER_SETTING) -> None:
         self.allowed = tuple(allowed)
+        self.name = name  # the setting that allows exceptions, named in refusals
 
     @classmethod
-    def from_setting(cls, setting: str) -> PeerGuard:
-        return cls(parse_allowed(setting))
+    def from_setting(cls, setting: str, *, name: str = PEER_SETTING) -> PeerGuard:
+        return cls(parse_allowed(setting, name=name), name=name)
+
+    def listed(self, host: str, port: int) -> bool:
+        """Whether an entry names ``host`` (a name, or an IP address in a listed network)
+        and allows ``port``: such a host may be called over plain http where a caller
+        asks for https from everyone else (rest-hook Subscriptions)."""
+        try:
+            address: IPAddress | None = ipaddress.ip_address(_plain(host))
+        except ValueError:
+            address = None
+        for entry in self.allowed:
+            if entry.port is not None and entry.port != port:
+                continue
+            if entry.name is not None and entry.name == _plain(host):
+                return True
+            if entry.network is not None and address is not None and address in entry.network:
+                return True
+        return False
 
     def permits(self, host: str, address: IPAddress, port: int) -> bool:
         return why_refused(address) is None or any(a.permits(host, address, port)
@@ -178,7 +202,7 @@ class PeerGuard:
         if not usable:
             raise PeerAddressRefused(f"{host}:{port} resolves to addresses this server does "
                                      f"not call: {', '.join(refused) or 'none'} (allow them "
-                                     "with FHIR_PEER_ALLOWED_HOSTS)")
+                                     f"with {self.name})")
         return usable
 
 

@@ -13,11 +13,13 @@ from starlette.responses import Response
 
 from fhir_server import __version__
 from fhir_server.api.negotiation import json_response, pretty
+from fhir_server.api.websocket import websocket_url
 from fhir_server.auth.server import endpoints
 from fhir_server.core.config import Settings
 from fhir_server.core.models import resource_types
 from fhir_server.operations.registry import operations_for
 from fhir_server.search.registry import params_for
+from fhir_server.subscriptions.backport import CAPABILITY_TOPIC, topics
 
 router = APIRouter()
 
@@ -84,6 +86,16 @@ def _with_operations(entry: dict[str, Any]) -> dict[str, Any]:
                                     "documentation": op.title} for op in ops]}
 
 
+def _with_topics(entry: dict[str, Any], base_url: str) -> dict[str, Any]:
+    """The Subscription entry lists every topic a Subscription may name (R4 has no
+    SubscriptionTopic resource: the Backport IG lists them here)."""
+    if entry["type"] != "Subscription":
+        return entry
+    return {"extension": [{"url": CAPABILITY_TOPIC, "valueCanonical": t.canonical}
+                          for t in topics(base_url)], **entry}
+
+
+WEBSOCKET = "http://hl7.org/fhir/StructureDefinition/capabilitystatement-websocket"
 OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 SECURITY_SERVICE = "http://terminology.hl7.org/CodeSystem/restful-security-service"
 
@@ -124,10 +136,11 @@ def capability_statement(base_url: str, start: str,
         "format": ["application/fhir+json", "json"],
         "patchFormat": ["application/json-patch+json", "application/fhir+json"],
         "rest": [{
+            "extension": [{"url": WEBSOCKET, "valueUri": websocket_url(base_url)}],
             "mode": "server",
             "documentation": "FHIR R4 over JSON.",
             **({"security": security} if security else {}),
-            "resource": [_with_operations(r) for r in _resources()],
+            "resource": [_with_topics(_with_operations(r), base_url) for r in _resources()],
             "interaction": [{"code": "transaction"}, {"code": "batch"},
                             {"code": "history-system"}],
             "operation": [{"name": "export", "definition":

@@ -286,6 +286,33 @@ class Settings(BaseSettings):
         "process that died holding it: another worker or replica takes the consumer over "
         "within this.")
 
+    # -- Subscriptions (fhir_server/subscriptions/) --------------------------------------------------
+    fhir_subscription_allowed_hosts: str = Field(
+        default="", description="Comma-separated rest-hook receivers Subscriptions may notify "
+        "over plain http, or although their address is loopback, private, link-local (cloud "
+        "metadata), shared, multicast or reserved: a host name, an IP address or a CIDR "
+        "network, each optionally with :port (as FHIR_PEER_ALLOWED_HOSTS). Empty (the "
+        "default): https to globally routable addresses only.")
+    fhir_subscription_max_attempts: int = Field(
+        default=5, ge=1, le=100, description="Attempts to deliver one notification (the first "
+        "and the retries, with exponential backoff and jitter) before the Subscription goes "
+        "to status error with the reason; what it has not got stays readable by $events.")
+    fhir_subscription_timeout: float = Field(
+        default=10.0, gt=0, le=120, description="Seconds one notification may take (connect "
+        "and answer) before the attempt counts as failed.")
+    fhir_subscription_backoff: float = Field(
+        default=1.0, gt=0, le=600, description="Seconds of the first pause between two "
+        "attempts of a notification; each later pause doubles it (at most 5 minutes), with "
+        "full jitter.")
+    fhir_smtp_url: SecretStr | None = Field(
+        default=None, description="The SMTP server email Subscriptions are sent through: "
+        "`smtp://user:password@host:port` (plain, or `?starttls=true` to upgrade to TLS), "
+        "or `smtps://...` for implicit TLS; user and password URL-encoded, both optional. "
+        "Unset (the default): email channels are refused. The password is never logged.")
+    fhir_smtp_from: str = Field(
+        default="", description="The From address of Subscription emails; empty: "
+        "`fhir-server@<the host of FHIR_BASE_URL>`.")
+
     # -- terminology (fhir_server/terminology/) ------------------------------------------------------
     fhir_terminology_load: bool = Field(
         default=True, description="At start-up, load FHIR R4's code systems, value sets and "

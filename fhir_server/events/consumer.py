@@ -30,6 +30,17 @@ class Consumer(ABC):
         the rest are handed again, from the first not done, after a pause that grows with
         each failure in a row."""
 
+    async def resume(self, after: int) -> None:
+        """Called when this process takes the consumer's lease, with its cursor, before the
+        first events are handed: a consumer with work of its own (the Subscriptions' queues)
+        picks it up here."""
+        return None
+
+    async def suspend(self) -> None:
+        """Called when this process stops serving the consumer (the lease lost, a failure,
+        the runner stopping): stop what ``resume`` started; another process may go on."""
+        return None
+
     async def close(self) -> None:
         """Release what the consumer holds (connections); called once when it stops."""
         return None

@@ -26,6 +26,7 @@ from fhir_server.core.config import Settings
 from fhir_server.events.consumer import Consumer
 from fhir_server.events.event import Event
 from fhir_server.events.topics import topics_of
+from fhir_server.observability import metrics
 from fhir_server.storage.fence import LeaseLost, LockBusy
 from fhir_server.storage.model import now_ms
 from fhir_server.storage.repository import Repository
@@ -89,7 +90,10 @@ class Runner:
                 async with self.repo.locks.hold([f"events:{consumer.name}"], wait=lease,
                                                 lease=lease):
                     failures = 0
-                    await self._serve(consumer)
+                    try:
+                        await self._serve(consumer)
+                    finally:
+                        await consumer.suspend()
             except LockBusy:
                 continue  # another process delivers; take over if it stops
             except LeaseLost:
@@ -102,11 +106,13 @@ class Runner:
 
     async def _serve(self, consumer: Consumer) -> None:
         after = await self._cursor(consumer)
+        await consumer.resume(after)
         seen = time.monotonic()
         failures = 0
         while True:
             changes = await self.repo.events(after=after, limit=consumer.batch)
             if not changes:
+                metrics.consumer_lag(consumer=consumer.name, events=0)  # caught up
                 if time.monotonic() - seen > SEEN_EVERY:
                     await self._save(consumer.name, after)
                     seen = time.monotonic()
@@ -123,6 +129,8 @@ class Runner:
                 after = events[done - 1].number
                 await self._save(consumer.name, after)
                 seen = time.monotonic()
+                metrics.consumer_lag(consumer=consumer.name,
+                                     events=await self.repo.last_event() - after)
             if done < len(events):
                 failures += 1
                 await asyncio.sleep(pause_after(failures))

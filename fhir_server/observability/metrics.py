@@ -72,6 +72,13 @@ AUDIT_JOURNAL_BYTES = Gauge("fhir_audit_journal_bytes", "Size of the audit journ
                             "this process holds.", multiprocess_mode="livesum")
 AUDIT_WRITTEN = Counter("fhir_audit_events_written", "AuditEvents written to the database.")
 AUDIT_DROPPED = Counter("fhir_audit_events_dropped", "AuditEvents dropped from a full queue.")
+# -- change events and Subscriptions --------------------------------------------------------
+CONSUMER_LAG = Gauge("fhir_event_consumer_lag", "Outbox events committed that a consumer has "
+                     "not passed yet, by consumer name.", ["consumer"],
+                     multiprocess_mode="livemax")
+NOTIFICATIONS = Counter("fhir_subscription_notifications", "Subscription notification "
+                        "attempts by outcome (delivered, failed; gave_up: the Subscription "
+                        "went to error).", ["outcome"])
 
 
 @dataclass(frozen=True)
@@ -154,6 +161,14 @@ def adapter_call(*, peer: str, endpoint: str, outcome: str, seconds: float | Non
 def audit_state(*, queued: int, journal_bytes: int) -> None:
     AUDIT_QUEUED.set(queued)
     AUDIT_JOURNAL_BYTES.set(journal_bytes)
+
+
+def consumer_lag(*, consumer: str, events: int) -> None:
+    CONSUMER_LAG.labels(consumer).set(max(0, events))
+
+
+def notification(outcome: str) -> None:
+    NOTIFICATIONS.labels(outcome).inc()
 
 
 def exposition(multiproc_dir: str | None) -> tuple[bytes, str]:

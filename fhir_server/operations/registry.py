@@ -11,6 +11,8 @@ from fhir_server.operations.eligibility import COVERAGE_ELIGIBILITY, SUBMIT
 from fhir_server.operations.generate_bill import GENERATE_BILL
 from fhir_server.operations.import_835 import IMPORT_835
 from fhir_server.operations.record_payment import RECORD_PAYMENT
+from fhir_server.operations.subscription_events import SUBSCRIPTION_EVENTS, SUBSCRIPTION_STATUS
+from fhir_server.operations.subscription_secret import SUBSCRIPTION_SECRET
 from fhir_server.operations.value_sets import EXPAND, TRANSLATE, VALUE_SET_VALIDATE
 
 OPERATIONS: tuple[Operation, ...] = (SUBMIT, COVERAGE_ELIGIBILITY, GENERATE_BILL, CLAIM_SUBMIT,
@@ -18,6 +20,8 @@ OPERATIONS: tuple[Operation, ...] = (SUBMIT, COVERAGE_ELIGIBILITY, GENERATE_BILL
 # Terminology (fhir_server/terminology/): code systems, value sets, concept maps.
 OPERATIONS += (LOOKUP, CODE_SYSTEM_VALIDATE, SUBSUMES, EXPAND, VALUE_SET_VALIDATE, TRANSLATE,
                APPLY)
+# Subscriptions (fhir_server/subscriptions/).
+OPERATIONS += (SUBSCRIPTION_SECRET, SUBSCRIPTION_EVENTS, SUBSCRIPTION_STATUS)
 
 
 def operations_for(type_: str) -> list[Operation]:

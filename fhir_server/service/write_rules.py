@@ -61,6 +61,9 @@ class RuleContext:
     # Whether the caller may see a stored resource: a rule judges the whole database, but
     # its messages name only what the caller may see (a patient, not another's booking).
     sees: Callable[[str, str], Awaitable[bool]] = _sees_all
+    # The caller's principal (auth/principal.py; None: authorization off, or the server's
+    # own change): a rule that records who asked for something (a Subscription) reads it.
+    principal: Any = None
 
 
 class WriteRule(Protocol):
@@ -107,6 +110,7 @@ async def applying(repo: Repository, settings: Settings,
     # write itself is checked where it is committed, its side effects are the server's.
     whole = getattr(repo, "base", repo)
     readable = getattr(repo, "readable", None)
+    principal = getattr(getattr(repo, "access", None), "principal", None)
 
     async def sees(type_: str, id_: str) -> bool:
         return readable is None or bool(await readable(type_=type_, id_=id_))
@@ -115,7 +119,7 @@ async def applying(repo: Repository, settings: Settings,
         async with repo.locks.hold(names):
             side: list[SideWrite] = []
             for change in changes:
-                ctx = RuleContext(repo=whole, settings=settings, sees=sees,
+                ctx = RuleContext(repo=whole, settings=settings, sees=sees, principal=principal,
                                   siblings=[c for c in changes if c is not change])
                 for rule in rules_for(change.type_):
                     side.extend(await rule.check(ctx, change))

@@ -1,0 +1,235 @@
+"""One Subscription's deliveries: its own queue, in event-number order, one in flight.
+
+The consumer (``consumer.py``) judges each event once and offers it to every worker: the
+matching ones join the queue, and every judged number moves ``seen``. The worker sends the
+queue's first notification, waits for its answer (``FHIR_SUBSCRIPTION_TIMEOUT``), and on
+a failure tries again after a pause that doubles from ``FHIR_SUBSCRIPTION_BACKOFF`` with
+full jitter; after ``FHIR_SUBSCRIPTION_MAX_ATTEMPTS`` failed attempts it stops and reports
+the reason (the consumer writes the Subscription's ``error``). Its durable cursor
+(``state.py``) moves past a notification once delivered, and past what did not match
+once the queue is empty: a restart resumes from there, so nothing is lost and a
+notification may come twice (its event number tells).
+
+A topic-based Subscription (``backport.py``) is notified with the Backport IG's Bundles
+(``notification.py``), POSTed: first a ``handshake`` when it is requested (answered 2xx,
+the Subscription becomes ``active``; otherwise ``error``, as the IG says), then up to
+``max-count`` events per ``event-notification``, and a ``heartbeat`` whenever nothing was
+sent for ``heartbeat-period`` seconds; its ``timeout`` bounds each answer. An email
+Subscription (``email_notice.py``) gets one email per notification (topic-based: up to
+``max-count`` events), with no handshake and no heartbeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from contextlib import suppress
+from itertools import islice
+from typing import Any
+
+import orjson
+
+from fhir_server.core.config import Settings
+from fhir_server.observability import metrics
+from fhir_server.storage.repository import Repository
+from fhir_server.subscriptions.active import Active
+from fhir_server.subscriptions.email_notice import message
+from fhir_server.subscriptions.notification import Pending, Status, bundle
+from fhir_server.subscriptions.notify import DeliveryFailed, Notifier
+from fhir_server.subscriptions.state import save_cursor, state_of
+
+log = logging.getLogger("fhir_server.subscriptions")
+MAX_PAUSE = 300.0
+
+
+def pause(settings: Settings, attempt: int) -> float:
+    """Exponential backoff with full jitter after ``attempt`` failed attempts."""
+    return random.uniform(0, min(MAX_PAUSE, settings.fhir_subscription_backoff
+                                 * 2 ** min(attempt - 1, 16)))
+
+
+Failed = Callable[["Worker", str], Awaitable[None]]
+Activated = Callable[["Worker"], Awaitable[None]]
+Send = Callable[[], Awaitable[None]]
+
+
+class Worker:
+    def __init__(self, active: Active, *, after: int, repo: Repository, settings: Settings,
+                 notifier: Notifier, failed: Failed, count: int = 0, handshake: bool = False,
+                 activated: Activated | None = None) -> None:
+        self.active = active
+        self.after = after  # durable: delivered, or judged not to match, up to here
+        self.seen = after  # judged by the consumer up to here
+        self.count = count  # events notified since the Subscription started
+        self.queue: deque[Pending] = deque()
+        self.repo, self.settings, self.notifier, self.failed = repo, settings, notifier, failed
+        self.handshaking = handshake  # a topic-based Subscription's handshake is due
+        self.activated = activated
+        self.last_sent = time.monotonic()
+        self._wake = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._run(), name=f"subscription:{self.active.id_}")
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self.task
+            self.task = None
+
+    @property
+    def running(self) -> bool:
+        return self.task is not None and not self.task.done()
+
+    def offer(self, number: int, pending: Pending | None) -> None:
+        """The consumer judged event ``number``: ``pending`` when it matched."""
+        if number <= self.seen:
+            return
+        if pending is not None:
+            self.queue.append(pending)
+        self.seen = number
+        self._wake.set()
+
+    async def _run(self) -> None:
+        failures = 0
+        while True:
+            try:
+                if self.handshaking and not await self._handshake():
+                    return
+                if not await self._step():
+                    return
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # the database briefly away: try again
+                failures += 1
+                log.warning("subscription worker failed subscription=%s error=%s",
+                            self.active.id_, type(error).__name__)
+                await asyncio.sleep(pause(self.settings, failures))
+
+    async def _handshake(self) -> bool:
+        """One handshake; False (the Subscription reported failed) when it is refused."""
+        try:
+            await self._post("handshake", [])
+        except DeliveryFailed as failure:
+            metrics.notification("failed")
+            await self.failed(self, f"The handshake failed: {failure.reason}")
+            return False
+        metrics.notification("delivered")
+        if self.activated is not None:
+            await self.activated(self)
+        self.handshaking = False
+        return True
+
+    async def _step(self) -> bool:
+        """Deliver the first queued notification(s), or note progress and wait (sending a
+        heartbeat when one is due); False once the Subscription failed."""
+        if not self.queue:
+            if self.seen > self.after:
+                await save_cursor(self.repo.records, self.active.id_, self.seen)
+                self.after = self.seen
+            self._wake.clear()
+            if not self.queue and self.seen <= self.after:
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._heartbeat_in())
+            if not self.queue and self._heartbeat_in() == 0:
+                return await self._deliver("heartbeat", [])
+            return True
+        topic = self.active.topic
+        batch = list(islice(self.queue, topic.max_count if topic else 1))
+        if not await self._deliver("event-notification", batch):
+            return False
+        for _ in batch:
+            self.queue.popleft()
+        self.after = batch[-1].number
+        self.count += len(batch)
+        await save_cursor(self.repo.records, self.active.id_, self.after, count=self.count)
+        return True
+
+    def _heartbeat_in(self) -> float | None:
+        """Seconds until a heartbeat is due (None: no heartbeats)."""
+        topic = self.active.topic
+        if topic is None or topic.heartbeat is None or self.active.hook.type_ != "rest-hook":
+            return None
+        return max(0.0, topic.heartbeat - (time.monotonic() - self.last_sent))
+
+    async def _deliver(self, kind: str, batch: list[Pending]) -> bool:
+        if self.active.hook.type_ == "email":
+            reason = await self._attempts(batch[-1].number, lambda: self._mail(batch))
+        elif self.active.topic is None:
+            reason = await self._attempts(batch[0].number, lambda: self._send(batch[0]))
+        else:
+            reason = await self._attempts(batch[-1].number if batch else None,
+                                          lambda: self._post(kind, batch))
+        if reason is not None:
+            metrics.notification("gave_up")
+            await self.failed(self, reason)
+            return False
+        return True
+
+    async def _attempts(self, number: int | None, send: Send) -> str | None:
+        """Send until delivered (None) or the attempts are spent (the last reason)."""
+        attempts = self.settings.fhir_subscription_max_attempts
+        reason = ""
+        what = "a heartbeat" if number is None else f"event {number}"
+        for attempt in range(1, attempts + 1):
+            try:
+                await send()
+                metrics.notification("delivered")
+                return None
+            except DeliveryFailed as failure:
+                reason = failure.reason
+                metrics.notification("failed")
+                log.info("notification failed subscription=%s event=%s attempt=%d reason=%s",
+                         self.active.id_, number, attempt, reason)
+            if attempt < attempts:
+                await asyncio.sleep(pause(self.settings, attempt))
+        return f"The notification of {what} failed {attempts} times; last: {reason}"
+
+    async def _secret(self) -> str:
+        return str((await state_of(self.repo.records, self.active.id_))["secret"])
+
+    async def _send(self, item: Pending) -> None:
+        body = None
+        if self.active.hook.payload is not None:
+            stored = await self.repo.version(type_=item.type_, id_=item.id_,
+                                             version=item.version)
+            body = None if stored is None or stored.text is None else stored.text.encode()
+        await self.notifier.send(self.active.hook, secret=await self._secret(),
+                                 number=item.number, type_=item.type_, id_=item.id_, body=body)
+
+    async def _mail(self, batch: list[Pending]) -> None:
+        topic = self.active.topic
+        watching = (f"topic {topic.topic.canonical}" if topic is not None
+                    else f"criteria {self.active.watch.criteria[0].text}")
+        await self.notifier.mail(message(self.settings, id_=self.active.id_,
+                                         to=self.active.hook.endpoint, watching=watching,
+                                         items=batch))
+
+    async def _post(self, kind: str, batch: list[Pending]) -> None:
+        topic = self.active.topic
+        assert topic is not None
+        bodies: list[dict[str, Any] | None] = []
+        for item in batch:
+            stored = None
+            if topic.content == "full-resource":
+                stored = await self.repo.version(type_=item.type_, id_=item.id_,
+                                                 version=item.version)
+            bodies.append(None if stored is None or stored.text is None
+                          else orjson.loads(stored.text))
+        status = Status(id_=self.active.id_, topic=topic.topic.canonical,
+                        status="requested" if self.handshaking else "active",
+                        since_start=self.count + len(batch))
+        payload = bundle(self.settings.base_url, status, kind, batch, bodies,
+                         content=topic.content)
+        await self.notifier.post(self.active.hook, secret=await self._secret(),
+                                 body=orjson.dumps(payload),
+                                 number=batch[-1].number if batch else None,
+                                 timeout=topic.timeout)
+        self.last_sent = time.monotonic()

@@ -1,0 +1,106 @@
+"""R4 websocket Subscriptions against a real server with two workers: sockets bound in
+whichever worker accepted them get a ping per matching event; binding needs a token that
+may read the Subscription."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidStatus
+
+from tests.subscriptions.helpers import observation
+from tests.support.server_process import server_process
+from tests.support.store import Store, mint_for_database
+
+WEBSOCKET = "http://hl7.org/fhir/StructureDefinition/capabilitystatement-websocket"
+SOCKETS = 6
+
+
+async def active(http: httpx.AsyncClient, id_: str) -> None:
+    deadline = time.monotonic() + 20
+    while (await http.get(f"Subscription/{id_}")).json()["status"] != "active":
+        assert time.monotonic() < deadline, "the Subscription was not activated"
+        await asyncio.sleep(0.05)
+
+
+async def bound(url: str, id_: str, headers: dict[str, str]) -> ClientConnection:
+    socket = await connect(url, additional_headers=headers)
+    await socket.send(f"bind {id_}")
+    assert await asyncio.wait_for(socket.recv(), 10) == f"bound {id_}"
+    return socket
+
+
+@pytest.mark.slow
+@pytest.mark.process
+async def test_sockets_in_either_worker_get_one_ping_per_matching_event(store: Store) -> None:
+    with server_process(store, FHIR_WORKERS="2", FHIR_EVENTS_POLL_SECONDS="0.05") as server:
+        token = await mint_for_database(store, server.base)
+        headers = {"Authorization": f"Bearer {token}"}
+        async with httpx.AsyncClient(base_url=server.base + "/", headers=headers,
+                                     timeout=30) as http:
+            statement = (await http.get("metadata")).json()
+            url = next(e["valueUri"] for e in statement["rest"][0]["extension"]
+                       if e["url"] == WEBSOCKET)
+            assert url == server.base.replace("http://", "ws://") + "/websocket"
+            created = (await http.post("Subscription", json={
+                "resourceType": "Subscription", "status": "requested", "reason": "test",
+                "criteria": "Observation?status=final",
+                "channel": {"type": "websocket"}})).json()
+            id_ = created["id"]
+            await active(http, id_)
+            # Several connections: the listening socket hands them to either worker.
+            sockets = [await bound(url, id_, headers)
+                       for _ in range(SOCKETS - 1)]
+            # A browser cannot set headers: its token comes as the first message.
+            browser = await connect(url)
+            await browser.send(f"bearer {token}")
+            await browser.send(f"bind {id_}")
+            assert await asyncio.wait_for(browser.recv(), 10) == f"bound {id_}"
+            sockets.append(browser)
+            await http.post("Observation", json=observation("final"))
+            await http.post("Observation", json=observation("preliminary"))
+            await http.post("Observation", json=observation("final"))
+            for socket in sockets:
+                got = [await asyncio.wait_for(socket.recv(), 10) for _ in range(2)]
+                assert got == [f"ping {id_}"] * 2
+            await asyncio.sleep(0.5)
+            for socket in sockets:  # the preliminary one pinged no one
+                with pytest.raises(TimeoutError):
+                    await asyncio.wait_for(socket.recv(), 0.05)
+                await socket.close()
+
+
+@pytest.mark.slow
+@pytest.mark.process
+async def test_binding_needs_a_token_that_may_read_the_subscription(store: Store) -> None:
+    with server_process(store, FHIR_WORKERS="2") as server:
+        token = await mint_for_database(store, server.base)
+        patients_only = await mint_for_database(store, server.base, scope="system/Patient.rs")
+        async with httpx.AsyncClient(base_url=server.base + "/", timeout=30,
+                                     headers={"Authorization": f"Bearer {token}"}) as http:
+            id_ = (await http.post("Subscription", json={
+                "resourceType": "Subscription", "status": "requested", "reason": "test",
+                "criteria": "Observation?status=final",
+                "channel": {"type": "websocket"}})).json()["id"]
+            url = server.base.replace("http://", "ws://") + "/websocket"
+            async with connect(url) as anonymous:
+                await anonymous.send(f"bind {id_}")
+                answer = await asyncio.wait_for(anonymous.recv(), 10)
+                assert str(answer).startswith(f"error {id_} ") and "access token" in answer
+            async with connect(url, additional_headers={
+                    "Authorization": f"Bearer {patients_only}"}) as narrow:
+                await narrow.send(f"bind {id_}")
+                answer = await asyncio.wait_for(narrow.recv(), 10)
+                assert str(answer).startswith(f"error {id_} ") and "Subscription" in answer
+                await narrow.send("bind not-there")
+                assert str(await asyncio.wait_for(narrow.recv(), 10)).startswith(
+                    "error not-there ")
+            with pytest.raises(InvalidStatus) as refused:  # refused before the upgrade
+                async with connect(url, additional_headers={
+                        "Authorization": "Bearer forged"}) as forged:
+                    await forged.recv()
+            assert refused.value.response.status_code == 403
