@@ -72,6 +72,15 @@ AUDIT_JOURNAL_BYTES = Gauge("fhir_audit_journal_bytes", "Size of the audit journ
                             "this process holds.", multiprocess_mode="livesum")
 AUDIT_WRITTEN = Counter("fhir_audit_events_written", "AuditEvents written to the database.")
 AUDIT_DROPPED = Counter("fhir_audit_events_dropped", "AuditEvents dropped from a full queue.")
+# -- change events (the outbox's consumers) -------------------------------------------------
+# Set by the process that holds a consumer's lease (0 elsewhere): the maximum over workers.
+CONSUMER_LAG_EVENTS = Gauge("fhir_events_consumer_lag_events", "Change events committed that "
+                            "a consumer has not done yet (the outbox's last number minus its "
+                            "cursor), as of its last look.", ["consumer"],
+                            multiprocess_mode="livemax")
+CONSUMER_LAG_SECONDS = Gauge("fhir_events_consumer_lag_seconds", "Age of the oldest change "
+                             "event a consumer has not done yet (0: none waits), as of its "
+                             "last look.", ["consumer"], multiprocess_mode="livemax")
 
 
 @dataclass(frozen=True)
@@ -154,6 +163,13 @@ def adapter_call(*, peer: str, endpoint: str, outcome: str, seconds: float | Non
 def audit_state(*, queued: int, journal_bytes: int) -> None:
     AUDIT_QUEUED.set(queued)
     AUDIT_JOURNAL_BYTES.set(journal_bytes)
+
+
+def consumer_lag(*, consumer: str, events: int, seconds: float) -> None:
+    """How far a consumer of change events is behind (``fhir_server/events/runner.py``); the
+    label is a consumer's name, which the code defines."""
+    CONSUMER_LAG_EVENTS.labels(consumer).set(events)
+    CONSUMER_LAG_SECONDS.labels(consumer).set(seconds)
 
 
 def exposition(multiproc_dir: str | None) -> tuple[bytes, str]:
