@@ -1,6 +1,7 @@
 # Developer and CI entry points. Needs python3 (3.11+) and make to run the server; the
-# tests also need go (FerretDB stands in for MongoDB) and Debian's chromium (the CORS
-# test's browser, installed with apt-get when missing). The rest comes from PyPI and the
+# tests also need go (FerretDB stands in for MongoDB), Debian's chromium (the CORS
+# test's browser) and Debian's rabbitmq-server (the broker bridge's tests), both installed
+# with apt-get when missing. The rest comes from PyPI and the
 # Go module proxy.
 
 PYTHON ?= python3
@@ -17,8 +18,11 @@ PYTEST_ARGS ?=
 # Headless browser for tests/auth/test_cors_browser.py (driven by Playwright, which never
 # downloads a browser of its own here).
 CHROMIUM := /usr/bin/chromium
+# RabbitMQ for tests/adapters/test_amqp_*.py: tests/support/rabbitmq.py runs a node of its
+# own on private ports (the package's system service is never used).
+RABBITMQ := /usr/lib/rabbitmq/bin/rabbitmq-server
 
-.PHONY: venv dev-venv ferretdb chromium run test bench clean lint
+.PHONY: venv dev-venv ferretdb chromium rabbitmq run test bench clean lint
 
 venv: $(RUN_STAMP)
 
@@ -49,6 +53,14 @@ $(CHROMIUM):
 	apt-get update
 	DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
 
+rabbitmq: $(RABBITMQ)
+
+# As chromium's. The package starts the system broker where it can (not in a container
+# without init); the tests never use it.
+$(RABBITMQ):
+	apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y rabbitmq-server
+
 # Foreground; exec so that SIGTERM/SIGINT reach the server itself. The embedded SQLite
 # database needs nothing else.
 run: venv
@@ -56,7 +68,7 @@ run: venv
 
 # The whole suite on each storage engine: the embedded SQLite, then MongoDB (MONGODB_URI
 # when set, else an embedded FerretDB standing in for it).
-test: dev-venv ferretdb $(CHROMIUM)
+test: dev-venv ferretdb $(CHROMIUM) $(RABBITMQ)
 	FHIR_TEST_ENGINE=sqlite $(VENV_PY) -m pytest -q $(PYTEST_ARGS)
 	FHIR_TEST_ENGINE=mongo $(VENV_PY) -m pytest -q $(PYTEST_ARGS)
 

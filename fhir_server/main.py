@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import Depends, FastAPI, Request
 from starlette.responses import Response
 
-from fhir_server.adapters import ehr_schedule
+from fhir_server.adapters import amqp, ehr_schedule
 from fhir_server.adapters.ehr_fhir import FhirEhrAdapter
 from fhir_server.adapters.hl7v2.listener import start_listener, stop_listener
 from fhir_server.adapters.payer_fhir import FhirPayerAdapter
@@ -120,7 +120,8 @@ def startup_steps(app: FastAPI, settings: Settings) -> list[Step]:
         stack.push_async_callback(app.state.audit.stop)
         # The consumers of change events (Subscriptions, the broker bridge) join this list.
         runner = Runner(repo=repo, settings=settings,
-                        consumers=[SubscriptionsConsumer(repo=repo, settings=settings)])
+                        consumers=[SubscriptionsConsumer(repo=repo, settings=settings),
+                                   *amqp.bridges(settings=settings, repo=repo)])
         runner.start()
         stack.push_async_callback(runner.stop)
         app.state.events = runner

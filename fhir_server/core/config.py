@@ -8,6 +8,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -285,6 +286,17 @@ class Settings(BaseSettings):
         default=5.0, ge=1.0, le=300.0, description="How long a consumer's lease outlives a "
         "process that died holding it: another worker or replica takes the consumer over "
         "within this.")
+    fhir_amqp_url: SecretStr | None = Field(
+        default=None, description="A RabbitMQ broker (`amqp://user:password@host:5672/vhost`, "
+        "or `amqps://`) to which every change event is published (docs/events.md); unset, "
+        "none is. It may carry a password: the logs name its host and port only.")
+    fhir_amqp_exchange: str = Field(
+        default="fhir.events", min_length=1, max_length=255, description="The durable topic "
+        "exchange the change events are published to (declared by the server if missing).")
+    fhir_amqp_payload: Literal["event", "full"] = Field(
+        default="event", description="What a message carries: `event`, the change's "
+        "identifiers only (type, id, version, action, journey topics, instant), never health "
+        "data; `full`, also the resource version's JSON (none for a deletion).")
 
     # -- Subscriptions (fhir_server/subscriptions/) --------------------------------------------------
     fhir_subscription_allowed_hosts: str = Field(
@@ -349,6 +361,13 @@ class Settings(BaseSettings):
             _kek_bytes(value.get_secret_value())
         return value
 
+    @field_validator("fhir_amqp_url")
+    @classmethod
+    def _amqp_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            amqp_address(value.get_secret_value())
+        return value
+
     @property
     def key_encryption_key(self) -> bytes | None:
         """FHIR_KEY_ENCRYPTION_KEY's bytes."""
@@ -387,6 +406,19 @@ def _kek_bytes(text: str) -> bytes:
     if len(raw) != 32:
         raise ValueError(f"must be 32 bytes in base64, not {len(raw)} bytes")
     return raw
+
+
+def amqp_address(url: str) -> tuple[str, int]:
+    """The broker's host and port in an AMQP URL: what may be said of it in a log (the URL
+    itself may carry a password)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise ValueError("must be an amqp:// or amqps:// URL") from None
+    if parts.scheme not in ("amqp", "amqps") or not parts.hostname:
+        raise ValueError("must be an amqp:// or amqps:// URL with a host")
+    return parts.hostname, port or (5671 if parts.scheme == "amqps" else 5672)
 
 
 @lru_cache

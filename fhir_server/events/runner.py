@@ -8,6 +8,10 @@ written under that lease, fenced (``storage/fence.py``): a holder that lost its 
 neither move the cursor nor write anything else after its successor. A cursor moves only
 past events the consumer says are done, so delivery is at least once.
 
+While it holds a consumer's lease, the runner reports how far the consumer is behind
+(``fhir_events_consumer_lag_events`` and ``_seconds``, labelled by its name only), at each
+look at the outbox: a broker that is down shows as a lag that grows.
+
 The runner also sweeps the outbox: events older than ``FHIR_EVENTS_RETENTION`` that every
 active consumer (one whose cursor moved or was seen within the retention) has passed.
 """
@@ -20,7 +24,7 @@ import random
 import time
 from collections.abc import Sequence
 from contextlib import suppress
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 from fhir_server.core.config import Settings
 from fhir_server.events.consumer import Consumer
@@ -28,7 +32,7 @@ from fhir_server.events.event import Event
 from fhir_server.events.topics import topics_of
 from fhir_server.observability import metrics
 from fhir_server.storage.fence import LeaseLost, LockBusy
-from fhir_server.storage.model import now_ms
+from fhir_server.storage.model import ChangeEvent, now_ms
 from fhir_server.storage.repository import Repository
 
 log = logging.getLogger("fhir_server.events")
@@ -103,6 +107,8 @@ class Runner:
                 log.warning("consumer stopped consumer=%s error=%s", consumer.name,
                             type(error).__name__)
                 await asyncio.sleep(pause_after(failures))
+            finally:  # another process (or this one, later) reports it
+                metrics.consumer_lag(consumer=consumer.name, events=0, seconds=0.0)
 
     async def _serve(self, consumer: Consumer) -> None:
         after = await self._cursor(consumer)
@@ -111,8 +117,8 @@ class Runner:
         failures = 0
         while True:
             changes = await self.repo.events(after=after, limit=consumer.batch)
+            await self._note_lag(consumer.name, after, changes)
             if not changes:
-                metrics.consumer_lag(consumer=consumer.name, events=0)  # caught up
                 if time.monotonic() - seen > SEEN_EVERY:
                     await self._save(consumer.name, after)
                     seen = time.monotonic()
@@ -129,13 +135,19 @@ class Runner:
                 after = events[done - 1].number
                 await self._save(consumer.name, after)
                 seen = time.monotonic()
-                metrics.consumer_lag(consumer=consumer.name,
-                                     events=await self.repo.last_event() - after)
             if done < len(events):
                 failures += 1
                 await asyncio.sleep(pause_after(failures))
             else:
                 failures = 0
+
+    async def _note_lag(self, name: str, after: int, waiting: list[ChangeEvent]) -> None:
+        if not waiting:
+            metrics.consumer_lag(consumer=name, events=0, seconds=0.0)
+            return
+        at = waiting[0].at if waiting[0].at.tzinfo else waiting[0].at.replace(tzinfo=UTC)
+        metrics.consumer_lag(consumer=name, events=await self.repo.last_event() - after,
+                             seconds=max(0.0, time.time() - at.timestamp()))
 
     async def _idle(self) -> None:
         self._nudge.clear()

@@ -72,13 +72,20 @@ AUDIT_JOURNAL_BYTES = Gauge("fhir_audit_journal_bytes", "Size of the audit journ
                             "this process holds.", multiprocess_mode="livesum")
 AUDIT_WRITTEN = Counter("fhir_audit_events_written", "AuditEvents written to the database.")
 AUDIT_DROPPED = Counter("fhir_audit_events_dropped", "AuditEvents dropped from a full queue.")
-# -- change events and Subscriptions --------------------------------------------------------
-CONSUMER_LAG = Gauge("fhir_event_consumer_lag", "Outbox events committed that a consumer has "
-                     "not passed yet, by consumer name.", ["consumer"],
-                     multiprocess_mode="livemax")
+# -- Subscriptions ----------------------------------------------------------------------------
 NOTIFICATIONS = Counter("fhir_subscription_notifications", "Subscription notification "
                         "attempts by outcome (delivered, failed; gave_up: the Subscription "
-                        "went to error).", ["outcome"])
+                        "went to error) and channel (rest-hook, email).",
+                        ["outcome", "channel"])
+# -- change events (the outbox's consumers) -------------------------------------------------
+# Set by the process that holds a consumer's lease (0 elsewhere): the maximum over workers.
+CONSUMER_LAG_EVENTS = Gauge("fhir_events_consumer_lag_events", "Change events committed that "
+                            "a consumer has not done yet (the outbox's last number minus its "
+                            "cursor), as of its last look.", ["consumer"],
+                            multiprocess_mode="livemax")
+CONSUMER_LAG_SECONDS = Gauge("fhir_events_consumer_lag_seconds", "Age of the oldest change "
+                             "event a consumer has not done yet (0: none waits), as of its "
+                             "last look.", ["consumer"], multiprocess_mode="livemax")
 
 
 @dataclass(frozen=True)
@@ -163,12 +170,15 @@ def audit_state(*, queued: int, journal_bytes: int) -> None:
     AUDIT_JOURNAL_BYTES.set(journal_bytes)
 
 
-def consumer_lag(*, consumer: str, events: int) -> None:
-    CONSUMER_LAG.labels(consumer).set(max(0, events))
+def notification(outcome: str, channel: str) -> None:
+    NOTIFICATIONS.labels(outcome, channel).inc()
 
 
-def notification(outcome: str) -> None:
-    NOTIFICATIONS.labels(outcome).inc()
+def consumer_lag(*, consumer: str, events: int, seconds: float) -> None:
+    """How far a consumer of change events is behind (``fhir_server/events/runner.py``); the
+    label is a consumer's name, which the code defines."""
+    CONSUMER_LAG_EVENTS.labels(consumer).set(events)
+    CONSUMER_LAG_SECONDS.labels(consumer).set(seconds)
 
 
 def exposition(multiproc_dir: str | None) -> tuple[bytes, str]:

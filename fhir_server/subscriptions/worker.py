@@ -118,10 +118,10 @@ class Worker:
         try:
             await self._post("handshake", [])
         except DeliveryFailed as failure:
-            metrics.notification("failed")
+            metrics.notification("failed", self.active.hook.type_)
             await self.failed(self, f"The handshake failed: {failure.reason}")
             return False
-        metrics.notification("delivered")
+        metrics.notification("delivered", self.active.hook.type_)
         if self.activated is not None:
             await self.activated(self)
         self.handshaking = False
@@ -168,7 +168,7 @@ class Worker:
             reason = await self._attempts(batch[-1].number if batch else None,
                                           lambda: self._post(kind, batch))
         if reason is not None:
-            metrics.notification("gave_up")
+            metrics.notification("gave_up", self.active.hook.type_)
             await self.failed(self, reason)
             return False
         return True
@@ -181,11 +181,11 @@ class Worker:
         for attempt in range(1, attempts + 1):
             try:
                 await send()
-                metrics.notification("delivered")
+                metrics.notification("delivered", self.active.hook.type_)
                 return None
             except DeliveryFailed as failure:
                 reason = failure.reason
-                metrics.notification("failed")
+                metrics.notification("failed", self.active.hook.type_)
                 log.info("notification failed subscription=%s event=%s attempt=%d reason=%s",
                          self.active.id_, number, attempt, reason)
             if attempt < attempts:
