@@ -120,7 +120,8 @@ def startup_steps(app: FastAPI, settings: Settings) -> list[Step]:
         stack.push_async_callback(app.state.audit.stop)
         # The consumers of change events (Subscriptions, the broker bridge) join this list.
         runner = Runner(repo=repo, settings=settings,
-                        consumers=[SubscriptionsConsumer(repo=repo, settings=settings),
+                        consumers=[SubscriptionsConsumer(repo=repo, settings=settings,
+                                                         audit=app.state.audit.record),
                                    *amqp.bridges(settings=settings, repo=repo)])
         runner.start()
         stack.push_async_callback(runner.stop)

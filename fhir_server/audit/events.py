@@ -26,6 +26,7 @@ USER_SYSTEM = "urn:fhir-server:user"
 ROLE_SYSTEM = "urn:fhir-server:role"
 OPERATION_SYSTEM = "urn:fhir-server:operation"
 EXPORT_JOB_SYSTEM = "urn:fhir-server:bulk-export-job"
+SUBSCRIPTION_CHANNEL_SYSTEM = "urn:fhir-server:subscription-channel"
 
 
 def outcome_of(status: int) -> str:
@@ -163,3 +164,36 @@ def login_event(*, success: bool, recorded: str, base_url: str, client_id: str |
     if reason and not success:
         event["outcomeDesc"] = reason[:200]
     return event
+
+
+def transmit_event(*, recorded: str, base_url: str, subscription: str, channel: str,
+                   destination: str, focuses: list[str], delivered: bool,
+                   attempt: int) -> dict[str, Any]:
+    """One notification sent (or tried) to a Subscription's receiver: the server as the
+    source, the receiver as the destination (its host or mail domain only, never the full
+    URL, which may carry a token), the Subscription and the resources it named (their
+    references; never their content, whatever the notification carried)."""
+    server = {"type": {"coding": [{"system": DCM, "code": "110153",
+                                   "display": "Source Role ID"}]},
+              "who": {"display": "fhir-server"}, "requestor": True}
+    receiver = {"type": {"coding": [{"system": DCM, "code": "110152",
+                                     "display": "Destination Role ID"}]},
+                "who": {"identifier": {"system": SUBSCRIPTION_CHANNEL_SYSTEM,
+                                       "value": channel}},
+                "name": destination, "requestor": False,
+                **_network(destination or None)}
+    subscriber = {"what": _what(f"Subscription/{subscription}"),
+                  "type": {"system": ENTITY_TYPE, "code": "2", "display": "System Object"},
+                  "role": {"system": OBJECT_ROLE, "code": "9", "display": "Subscriber"}}
+    return {
+        "resourceType": "AuditEvent",
+        "type": {"system": EVENT_TYPE, "code": "transmit", "display": "Transmit Record"},
+        "subtype": [{"system": OPERATION_SYSTEM, "code": f"notify-{channel}"}],
+        "action": "R",
+        "recorded": recorded,
+        "outcome": "0" if delivered else "8",
+        "outcomeDesc": f"attempt {attempt}: {'delivered' if delivered else 'failed'}",
+        "agent": [server, receiver],
+        "source": source(base_url),
+        "entity": [subscriber, *(instance_entity(ref) for ref in focuses)],
+    }

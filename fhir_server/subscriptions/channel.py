@@ -49,6 +49,16 @@ class Channel:
     headers: tuple[tuple[str, str], ...] = ()
     payload: str | None = None  # None: no body (ping); else application/fhir+json
 
+    @property
+    def destination(self) -> str:
+        """Where notifications go, as the audit trail names it: a rest-hook's host, an
+        email's domain (never the full URL or address: a URL may carry a token)."""
+        if self.type_ == "rest-hook":
+            return urlsplit(self.endpoint).hostname or ""
+        if self.type_ == "email":
+            return self.endpoint.rpartition("@")[2]
+        return ""
+
 
 def guard(allowed_hosts: str) -> PeerGuard:
     return PeerGuard.from_setting(allowed_hosts, name=SETTING)

@@ -41,7 +41,7 @@ from fhir_server.subscriptions.judge import Judge
 from fhir_server.subscriptions.notify import Notifier
 from fhir_server.subscriptions.state import cursor, forget, notified, save_cursor
 from fhir_server.subscriptions.status import set_status
-from fhir_server.subscriptions.worker import Worker
+from fhir_server.subscriptions.worker import Audit, Worker
 
 log = logging.getLogger("fhir_server.subscriptions")
 CATCH_UP_PAGE = 500
@@ -51,8 +51,10 @@ MAX_SUBSCRIPTIONS = 10_000
 class SubscriptionsConsumer(Consumer):
     name = "subscriptions"
 
-    def __init__(self, *, repo: Repository, settings: Settings) -> None:
+    def __init__(self, *, repo: Repository, settings: Settings,
+                 audit: Audit | None = None) -> None:
         self.repo, self.settings = repo, settings
+        self.audit = audit  # AuditTrail.record: a transmit AuditEvent per notification
         self.notifier: Notifier | None = None
         self.workers: dict[str, Worker] = {}
 
@@ -140,7 +142,7 @@ class SubscriptionsConsumer(Consumer):
         assert self.notifier is not None
         worker = Worker(active, after=start, repo=self.repo, settings=self.settings,
                         notifier=self.notifier, failed=self._failed, handshake=handshake,
-                        activated=self._activated,
+                        activated=self._activated, audit=self.audit,
                         count=await notified(self.repo.records, id_))
         self.workers[id_] = worker
         await self._catch_up(worker, upto=number)

@@ -33,8 +33,10 @@ from typing import Any
 
 import orjson
 
+from fhir_server.audit.events import transmit_event
 from fhir_server.core.config import Settings
 from fhir_server.observability import metrics
+from fhir_server.storage.model import instant, now_ms
 from fhir_server.storage.repository import Repository
 from fhir_server.subscriptions.active import Active
 from fhir_server.subscriptions.email_notice import message
@@ -55,13 +57,15 @@ def pause(settings: Settings, attempt: int) -> float:
 Failed = Callable[["Worker", str], Awaitable[None]]
 Activated = Callable[["Worker"], Awaitable[None]]
 Send = Callable[[], Awaitable[None]]
+Audit = Callable[[dict[str, Any]], None]
 
 
 class Worker:
     def __init__(self, active: Active, *, after: int, repo: Repository, settings: Settings,
                  notifier: Notifier, failed: Failed, count: int = 0, handshake: bool = False,
-                 activated: Activated | None = None) -> None:
+                 activated: Activated | None = None, audit: Audit | None = None) -> None:
         self.active = active
+        self.audit = audit  # records a transmit AuditEvent per attempt
         self.after = after  # durable: delivered, or judged not to match, up to here
         self.seen = after  # judged by the consumer up to here
         self.count = count  # events notified since the Subscription started
@@ -161,11 +165,11 @@ class Worker:
 
     async def _deliver(self, kind: str, batch: list[Pending]) -> bool:
         if self.active.hook.type_ == "email":
-            reason = await self._attempts(batch[-1].number, lambda: self._mail(batch))
+            reason = await self._attempts(batch, lambda: self._mail(batch))
         elif self.active.topic is None:
-            reason = await self._attempts(batch[0].number, lambda: self._send(batch[0]))
+            reason = await self._attempts(batch[:1], lambda: self._send(batch[0]))
         else:
-            reason = await self._attempts(batch[-1].number if batch else None,
+            reason = await self._attempts(batch,
                                           lambda: self._post(kind, batch))
         if reason is not None:
             metrics.notification("gave_up", self.active.hook.type_)
@@ -173,8 +177,10 @@ class Worker:
             return False
         return True
 
-    async def _attempts(self, number: int | None, send: Send) -> str | None:
-        """Send until delivered (None) or the attempts are spent (the last reason)."""
+    async def _attempts(self, batch: list[Pending], send: Send) -> str | None:
+        """Send until delivered (None) or the attempts are spent (the last reason); each
+        attempt is audited."""
+        number = batch[-1].number if batch else None
         attempts = self.settings.fhir_subscription_max_attempts
         reason = ""
         what = "a heartbeat" if number is None else f"event {number}"
@@ -182,15 +188,26 @@ class Worker:
             try:
                 await send()
                 metrics.notification("delivered", self.active.hook.type_)
+                self._audited(batch, delivered=True, attempt=attempt)
                 return None
             except DeliveryFailed as failure:
                 reason = failure.reason
                 metrics.notification("failed", self.active.hook.type_)
+                self._audited(batch, delivered=False, attempt=attempt)
                 log.info("notification failed subscription=%s event=%s attempt=%d reason=%s",
                          self.active.id_, number, attempt, reason)
             if attempt < attempts:
                 await asyncio.sleep(pause(self.settings, attempt))
         return f"The notification of {what} failed {attempts} times; last: {reason}"
+
+    def _audited(self, batch: list[Pending], *, delivered: bool, attempt: int) -> None:
+        if self.audit is None:
+            return
+        self.audit(transmit_event(
+            recorded=instant(now_ms()), base_url=self.settings.base_url,
+            subscription=self.active.id_, channel=self.active.hook.type_,
+            destination=self.active.hook.destination, delivered=delivered, attempt=attempt,
+            focuses=[f"{item.type_}/{item.id_}" for item in batch]))
 
     async def _secret(self) -> str:
         return str((await state_of(self.repo.records, self.active.id_))["secret"])
