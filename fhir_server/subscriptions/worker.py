@@ -46,6 +46,11 @@ from fhir_server.subscriptions.state import save_cursor, state_of
 
 log = logging.getLogger("fhir_server.subscriptions")
 MAX_PAUSE = 300.0
+# While notifications flow, the durable cursor is written at most this often (a write
+# transaction per notification would compete with the clinic's writes); when the queue
+# empties and when the worker stops, at once. A crash re-sends at most this much (at least
+# once: the event number tells a receiver it had it).
+SAVE_EVERY = 0.5
 
 
 def pause(settings: Settings, attempt: int) -> float:
@@ -74,6 +79,8 @@ class Worker:
         self.handshaking = handshake  # a topic-based Subscription's handshake is due
         self.activated = activated
         self.last_sent = time.monotonic()
+        self.saved = (after, count)  # the cursor as last written
+        self.saved_at = time.monotonic()
         self._wake = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
 
@@ -86,6 +93,15 @@ class Worker:
             with suppress(asyncio.CancelledError):
                 await self.task
             self.task = None
+            with suppress(Exception):  # the database away: the next start re-sends
+                await self._save()
+
+    async def _save(self) -> None:
+        """Write the cursor (and the count) when it moved since it was last written."""
+        if (self.after, self.count) != self.saved:
+            await save_cursor(self.repo.records, self.active.id_, self.after, count=self.count)
+            self.saved = (self.after, self.count)
+        self.saved_at = time.monotonic()
 
     @property
     def running(self) -> bool:
@@ -136,8 +152,8 @@ class Worker:
         heartbeat when one is due); False once the Subscription failed."""
         if not self.queue:
             if self.seen > self.after:
-                await save_cursor(self.repo.records, self.active.id_, self.seen)
                 self.after = self.seen
+            await self._save()
             self._wake.clear()
             if not self.queue and self.seen <= self.after:
                 with suppress(TimeoutError):
@@ -153,7 +169,8 @@ class Worker:
             self.queue.popleft()
         self.after = batch[-1].number
         self.count += len(batch)
-        await save_cursor(self.repo.records, self.active.id_, self.after, count=self.count)
+        if not self.queue or time.monotonic() - self.saved_at >= SAVE_EVERY:
+            await self._save()
         return True
 
     def _heartbeat_in(self) -> float | None:

@@ -1,0 +1,216 @@
+"""Rest-hook Subscriptions: commit to delivery latency, and what they cost the writes.
+
+Starts ``python -m fhir_server serve`` (the embedded SQLite, FHIR_WORKERS=2, auth off) and
+a receiver process on loopback (Starlette under uvicorn) that notes, per notification, when
+it arrived, its event number and the resource's ``meta.lastUpdated`` (the commit instant,
+to the millisecond). Then:
+
+1. **Writes without Subscriptions**: ``--creates`` Observations from 8 clients on a fresh
+   server; creates per second.
+2. **Writes with 10 Subscriptions**: the same on a fresh server with 10 active rest-hook
+   Subscriptions (``Observation?status=final``, full-resource payload), each notified of
+   every create while the writes go on; creates per second (target: within 10% of 1).
+3. **Latency at 200 writes/s**: on that server, creates paced at ``--rate`` per second for
+   ``--seconds``; commit to arrival for each of the 10 Subscriptions' notifications of
+   them, p50 and p95 (targets: 50 ms and 250 ms).
+
+Usage: python bench/subscriptions_bench.py [--creates 3000] [--rate 200] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from common import free_port, percentile, server  # noqa: E402
+
+CLIENTS = 8
+SUBSCRIPTIONS = 10
+
+RECEIVER = """
+import sys, time
+import orjson, uvicorn
+from starlette.applications import Starlette
+from starlette.responses import Response
+from starlette.routing import Route
+
+out = open(sys.argv[2], "a", buffering=1)
+
+async def hook(request):
+    body = await request.body()
+    arrived = time.time()
+    updated = orjson.loads(body)["meta"]["lastUpdated"] if body else "-"
+    sub = request.url.path.split("/")[2]
+    out.write(f"{arrived} {request.headers.get('x-fhir-event-number')} {sub} {updated}\\n")
+    return Response(status_code=200)
+
+app = Starlette(routes=[Route("/{path:path}", hook, methods=["POST", "PUT"])])
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
+"""
+
+
+def observation(n: int) -> dict[str, Any]:
+    return {"resourceType": "Observation", "status": "final",
+            "code": {"text": "heart rate"}, "valueQuantity": {"value": 60 + n % 40}}
+
+
+async def creates(base: str, count: int) -> float:
+    """``count`` creates from 8 clients as fast as they go; per second."""
+    todo = list(range(count))
+    async with httpx.AsyncClient(base_url=base, timeout=60) as http:
+        async def client() -> None:
+            while todo:
+                n = todo.pop()
+                r = await http.post("Observation", json=observation(n))
+                assert r.status_code == 201, r.text[:200]
+
+        start = time.perf_counter()
+        await asyncio.gather(*[client() for _ in range(CLIENTS)])
+        return count / (time.perf_counter() - start)
+
+
+async def paced(base: str, rate: int, seconds: float) -> list[str]:
+    """Creates at ``rate`` per second for ``seconds``; the ids written."""
+    ids: list[str] = []
+    async with httpx.AsyncClient(base_url=base, timeout=60) as http:
+        async def one(n: int) -> None:
+            r = await http.post("Observation", json=observation(n))
+            assert r.status_code == 201, r.text[:200]
+            ids.append(r.json()["id"])
+
+        start = time.perf_counter()
+        tasks = []
+        for n in range(int(rate * seconds)):
+            delay = start + n / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(n)))
+        await asyncio.gather(*tasks)
+    return ids
+
+
+async def subscribe(base: str, hook: str) -> None:
+    async with httpx.AsyncClient(base_url=base, timeout=60) as http:
+        ids = []
+        for n in range(SUBSCRIPTIONS):
+            r = await http.post("Subscription", json={
+                "resourceType": "Subscription", "status": "requested", "reason": "bench",
+                "criteria": "Observation?status=final",
+                "channel": {"type": "rest-hook", "endpoint": f"{hook}/s{n}",
+                            "payload": "application/fhir+json"}})
+            assert r.status_code == 201, r.text[:300]
+            ids.append(r.json()["id"])
+        deadline = time.monotonic() + 60
+        while True:
+            states = [(await http.get(f"Subscription/{i}")).json()["status"] for i in ids]
+            if all(s == "active" for s in states):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Subscriptions not active: {states}")
+            await asyncio.sleep(0.2)
+
+
+def arrivals(log: Path) -> list[tuple[float, int, str, str]]:
+    out = []
+    for line in log.read_text().splitlines():
+        at, number, sub, updated = line.split(" ")
+        out.append((float(at), int(number), sub, updated))
+    return out
+
+
+def instant(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    env_before = dict(os.environ)
+    os.environ["FHIR_SUBSCRIPTION_ALLOWED_HOSTS"] = "127.0.0.1"
+    results: dict[str, Any] = {}
+    try:
+        port = free_port()
+        with server("sqlite", Path(tempfile.mkdtemp(prefix="subs-none-")), port, "off",
+                    workers=2):
+            base = f"http://127.0.0.1:{port}/fhir"
+            await creates(base, args.creates // 5)  # warm-up
+            results["creates_without"] = round(await creates(base, args.creates))
+        log = Path(tempfile.mkdtemp(prefix="subs-receiver-")) / "arrivals.txt"
+        hook_port = free_port()
+        receiver = subprocess.Popen([sys.executable, "-c", RECEIVER, str(hook_port), str(log)])
+        try:
+            time.sleep(1.5)
+            port = free_port()
+            with server("sqlite", Path(tempfile.mkdtemp(prefix="subs-ten-")), port, "off",
+                        workers=2):
+                base = f"http://127.0.0.1:{port}/fhir"
+                await subscribe(base, f"http://127.0.0.1:{hook_port}")
+                await creates(base, args.creates // 5)  # warm-up
+                results["creates_with"] = round(await creates(base, args.creates))
+                await drain(log, expect=SUBSCRIPTIONS * (args.creates + args.creates // 5))
+                mark = len(arrivals(log))
+                ids = await paced(base, args.rate, args.seconds)
+                got = await drain(log, expect=mark + SUBSCRIPTIONS * len(ids))
+            latencies = [(at - instant(updated)) * 1000 for at, _, _, updated in got[mark:]]
+            results.update(
+                paced_writes=len(ids), notifications=len(latencies),
+                latency_p50_ms=round(statistics.median(latencies), 1),
+                latency_p95_ms=round(percentile(latencies, 0.95), 1),
+                latency_max_ms=round(max(latencies), 1))
+        finally:
+            receiver.terminate()
+            receiver.wait(timeout=10)
+    finally:
+        os.environ.clear()
+        os.environ.update(env_before)
+    return results
+
+
+async def drain(log: Path, *, expect: int, timeout: float = 300.0
+                ) -> list[tuple[float, int, str, str]]:
+    """Wait until ``expect`` notifications arrived (every Subscription's, in all)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = arrivals(log) if log.exists() else []
+        if len(got) >= expect:
+            return got
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{len(got)} notifications arrived, not {expect}")
+        await asyncio.sleep(0.5)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--creates", type=int, default=3000)
+    parser.add_argument("--rate", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    load = os.getloadavg()[0]
+    results = asyncio.run(run(args))
+    ratio = results["creates_with"] / results["creates_without"]
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+          f"{platform.python_version()}, load average at start {load:.2f}")
+    print(f"creates/s without Subscriptions: {results['creates_without']}, with "
+          f"{SUBSCRIPTIONS}: {results['creates_with']} ({ratio:.2f}; target >= 0.90)")
+    print(f"at {args.rate} writes/s for {args.seconds:.0f} s: {results['paced_writes']} writes, "
+          f"{results['notifications']} notifications; commit to arrival p50 "
+          f"{results['latency_p50_ms']} ms (target < 50), p95 {results['latency_p95_ms']} ms "
+          f"(target < 250), max {results['latency_max_ms']} ms")
+
+
+if __name__ == "__main__":
+    main()
