@@ -10,14 +10,18 @@ Layout
 * One ``history`` collection holds every version of every resource:
   ``{_id: "Type/id/v", t, i, v, ts, m, json, until}``; ``until`` is the
   instant a later version replaced it.
+* ``events`` is the outbox: one change event per committed version,
+  ``{_id: number, t, i, v, a, ts}`` (``event_log.py``, ``outbox.py``).
 
 Writes without multi-document transactions
 ------------------------------------------
 A single write is staged, committed by moving its current document, then
 settled (``single_write.py``); several are committed all or nothing through
-a transaction record (``transactions.py``). What a crash leaves pending is
-settled at the next start (``recovery.py``). The same protocols run on
-MongoDB and FerretDB, so one code path is tested everywhere.
+a transaction record (``transactions.py``). Each appends its change event
+(``event_log.py``) as part of the staged write, so an event exists exactly
+when its change is finalised; ``outbox.py`` reads them. What a crash leaves
+pending is settled at the next start (``recovery.py``). The same protocols
+run on MongoDB and FerretDB, so one code path is tested everywhere.
 """
 
 from __future__ import annotations
@@ -35,9 +39,10 @@ from pymongo.errors import BulkWriteError
 from fhir_server.search.evaluate import evaluate
 from fhir_server.search.query import Ids, Query, SortKey, and_
 from fhir_server.storage.locks import Locks
-from fhir_server.storage.model import StoredVersion, now_ms
+from fhir_server.storage.model import ChangeEvent, StoredVersion, now_ms
 from fhir_server.storage.mongo.concepts import MongoConcepts
 from fhir_server.storage.mongo.engine import UNAVAILABLE_ERRORS, MongoEngine
+from fhir_server.storage.mongo.event_log import EventLog
 from fhir_server.storage.mongo.filters import (
     Filter,
     by_id,
@@ -49,6 +54,7 @@ from fhir_server.storage.mongo.filters import (
 from fhir_server.storage.mongo.guarded import Guarded
 from fhir_server.storage.mongo.indexes import Indexes
 from fhir_server.storage.mongo.liveness import Liveness
+from fhir_server.storage.mongo.outbox import Outbox
 from fhir_server.storage.mongo.records import MongoRecords
 from fhir_server.storage.mongo.recovery import Recovery
 from fhir_server.storage.mongo.single_write import SingleWrites
@@ -123,19 +129,23 @@ class MongoRepository(Repository):
         self.guarded = Guarded(local_locks=not engine.uses_indexes)
         self.records = MongoRecords(db, self.guarded)
         self.liveness = Liveness(self.records)
-        self.transactions = TransactionLog(db, self.guarded, self.liveness)
+        self.event_log = EventLog(db, self.guarded, self.liveness)
+        self.transactions = TransactionLog(db, self.guarded, self.liveness, self.event_log)
+        self.outbox = Outbox(db=db, guarded=self.guarded, liveness=self.liveness,
+                             log=self.event_log, transactions=self.transactions)
         self.locks = Locks(self.records)
         self.concepts: MongoConcepts = MongoConcepts(db, engine, self.guarded)
         self.indexes = Indexes(db, uses_indexes=engine.uses_indexes)
         self.recovery = Recovery(db=db, guarded=self.guarded, liveness=self.liveness,
                                  transactions=self.transactions, lease=self.locks.lease)
         self.single = SingleWrites(db=db, guarded=self.guarded, liveness=self.liveness,
-                                   recovery=self.recovery)
+                                   events=self.event_log, recovery=self.recovery)
 
     async def open(self) -> None:
         await self.indexes.ensure_base()
         await self.concepts.create_indexes()
         await self.liveness.start(self.locks)
+        await self.event_log.open()
         await self.recover()
         await self.indexes.ensure_existing()
 
@@ -154,8 +164,11 @@ class MongoRepository(Repository):
         await self.indexes.ensure_type(type_)
 
     async def recover(self) -> tuple[int, int]:
-        """Settle writes left pending by a crash (``recovery.py``): (forward, back)."""
-        return await self.recovery.recover()
+        """Settle writes left pending by a crash (``recovery.py``): (forward, back); then
+        their events (``outbox.py``)."""
+        settled = await self.recovery.recover()
+        await self.outbox.recover()
+        return settled
 
     # -- reads ----------------------------------------------------------------
 
@@ -316,6 +329,17 @@ class MongoRepository(Repository):
         for w in everything:
             await self.ensure_type_indexes(w.type_)
         return await self.transactions.commit(everything, ts=ts)
+
+    # -- the outbox (outbox.py) ----------------------------------------------------------
+
+    async def events(self, *, after: int, limit: int) -> list[ChangeEvent]:
+        return await self.outbox.events(after=after, limit=limit)
+
+    async def last_event(self) -> int:
+        return await self.outbox.last()
+
+    async def purge_events(self, *, before: datetime, upto: int) -> int:
+        return await self.outbox.purge(before=before, upto=upto)
 
     async def types(self) -> list[str]:
         return sorted(n for n in await self.db.list_collection_names() if n[:1].isupper())
