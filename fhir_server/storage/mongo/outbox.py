@@ -121,9 +121,14 @@ class Outbox:
         """A pending event settled or voided if its writer is gone (or is this process, done
         with it); None while its writer may be at work."""
         number = int(doc["_id"])
+        if self.log.in_flight(number):
+            return None
+        # As it is now: a page read a moment ago may show a writer's event it has settled since.
+        doc = await self.db[EVENTS].find_one({"_id": number}) or {**doc, "st": VOID}
+        if doc.get("st") != PENDING:
+            return doc
         own = doc.get("p") == self.liveness.process
-        if self.log.in_flight(number) or (
-                not own and await self.liveness.may_live(doc, created="ts")):
+        if not own and await self.liveness.may_live(doc, created="ts"):
             return None
         tx = doc.get("tx")
         if tx is not None and await self.transactions.state(tx) is not None:
