@@ -194,3 +194,15 @@ async def test_a_consumer_polling_while_writers_commit_never_skips_an_event(
     assert sorted((e.id_, e.version) for e in everything) == sorted(committed)
     assert len(committed) >= 2 * ROUNDS  # every conflict lost is a commit won
     assert {e.id_ for e in everything} >= {"shared", "pair"}
+
+
+async def test_the_servers_own_log_appends_no_event(repo: Repository) -> None:
+    """AuditEvents stored with append_new are the server's log of what happened, not
+    changes for consumers to react to."""
+    mark = await repo.last_event()
+    stored = await repo.append_new(type_="AuditEvent", items=[
+        (f"audit{n}", f'{{"resourceType":"AuditEvent","id":"audit{n}"}}', {}) for n in range(3)],
+        ts=now_ms())
+    assert stored == 3
+    assert await repo.last_event() == mark
+    assert await repo.events(after=mark, limit=10) == []
