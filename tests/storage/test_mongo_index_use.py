@@ -3,11 +3,12 @@ an index it declares, and the reads that ought to go to one shard carry its shar
 
 No MongoDB server runs here, and FerretDB scans whatever it is given, so this test needs
 no database: it takes the filters (and sorts) the engine's own builders make
-(``storage/mongo/filters.py`` for searches, ``versions.py``, ``guarded.py`` and
-``MongoRepository``'s history filter for the rest) for the parity test's 2,040 queries
-and for the benchmarks' requests (``bench/storage_bench.py``: searches, reads, includes;
-``bench/crud_bench.py``: creates, reads by id, updates), and checks them against the
-indexes ``storage/mongo/indexes.py`` declares (and ``_id``'s, which every collection has).
+(``storage/mongo/filters.py`` for searches, ``versions.py``, ``guarded.py``,
+``MongoRepository``'s history filter and the outbox's for the rest) for the parity test's
+2,040 queries, for the outbox's reads and writes, and for the benchmarks' requests
+(``bench/storage_bench.py``: searches, reads, includes; ``bench/crud_bench.py``: creates,
+reads by id, updates), and checks them against the indexes ``storage/mongo/indexes.py``
+declares (and ``_id``'s, which every collection has).
 
 A filter is served when one index has a prefix of equalities it pins (``$eq``, ``$in``,
 an element's ``p``), or such a prefix followed by a range (``$gt``..., an anchored
@@ -50,11 +51,18 @@ from fhir_server.search.query import (
 )
 from fhir_server.search.registry import lookup
 from fhir_server.storage.history import HistoryCursor, HistoryPlan
+from fhir_server.storage.mongo.event_log import EVENT_FLOOR, EVENTS, FLOOR_ID
 from fhir_server.storage.mongo.filters import by_id, search_filter, sort_fields
 from fhir_server.storage.mongo.guarded import ABSENT, expect_filter
-from fhir_server.storage.mongo.indexes import HISTORY_INDEXES, type_indexes
+from fhir_server.storage.mongo.indexes import EVENT_INDEXES, HISTORY_INDEXES, type_indexes
+from fhir_server.storage.mongo.outbox import (
+    PENDING_EVENTS,
+    SETTLED_EVENTS,
+    after_filter,
+    purge_filter,
+)
 from fhir_server.storage.mongo.repository import history_filter
-from fhir_server.storage.mongo.versions import HISTORY, version_filter
+from fhir_server.storage.mongo.versions import HISTORY, PENDING, version_filter
 from tests.search.parity_data import BASE, generate
 from tests.search.parity_queries import QUERIES, narrows, parity_queries
 
@@ -121,8 +129,11 @@ def served(filt: Filter, sort: Sort, indexes: list[list[str]]) -> bool:
 
 
 def index_keys(collection: str) -> list[list[str]]:
-    declared = ([keys for _, keys, _ in HISTORY_INDEXES] if collection == HISTORY
-                else [keys for _, keys in type_indexes(collection)])
+    if collection in (HISTORY, EVENTS, EVENT_FLOOR):
+        base = {HISTORY: HISTORY_INDEXES, EVENTS: EVENT_INDEXES, EVENT_FLOOR: []}[collection]
+        declared = [keys for _, keys, _ in base]
+    else:
+        declared = [keys for _, keys in type_indexes(collection)]
     return [["_id"], *[[field for field, _ in keys] for keys in declared]]
 
 
@@ -226,6 +237,23 @@ def history_sent() -> Iterator[Sent]:
     yield Sent(HISTORY, version_filter("Patient", "p1", 3, targeted=True), [], "vread")
 
 
+def outbox_sent() -> Iterator[Sent]:
+    """The outbox (``storage/mongo/event_log.py``, ``outbox.py``): numbers taken, read in
+    order, settled, recovered and purged."""
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    yield Sent(EVENTS, {}, [("_id", -1)], "the highest event number (allocation, last_event)")
+    yield Sent(EVENT_FLOOR, {"_id": FLOOR_ID}, [], "the purge floor (allocation, purge)")
+    yield Sent(EVENTS, after_filter(41), [("_id", 1)], "events after a consumer's cursor")
+    yield Sent(EVENTS, expect_filter(41, {"st": PENDING}), [], "settling or voiding an event")
+    yield Sent(EVENTS, PENDING_EVENTS, [], "pending events (recovery)")
+    yield Sent(EVENTS, SETTLED_EVENTS, [("_id", -1)], "the highest settled event (purge)")
+    for void in (False, True):
+        yield Sent(EVENTS, purge_filter(upto=41, before=now, void=void), [],
+                   f"purging {'void' if void else 'settled'} events")
+    yield Sent(HISTORY, version_filter("Patient", "p1", 3, targeted=True), [],
+               "the version a pending event names (settling it on the spot)")
+
+
 # -- the tests ------------------------------------------------------------------------------
 
 def _unserved(sent: list[Sent]) -> list[str]:
@@ -274,6 +302,11 @@ def test_every_parity_filter_is_served_by_a_declared_index() -> None:
 def test_every_benchmark_filter_is_served_by_a_declared_index() -> None:
     sent = [*storage_bench_sent(), *crud_sent(), *history_sent()]
     problems = _unserved(sent)
+    assert not problems, "\n".join(problems)
+
+
+def test_every_outbox_filter_is_served_by_a_declared_index() -> None:
+    problems = _unserved(list(outbox_sent()))
     assert not problems, "\n".join(problems)
 
 

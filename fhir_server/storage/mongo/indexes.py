@@ -1,5 +1,5 @@
-"""The indexes of a MongoDB database: the history collection's, and each type's search
-indexes (one per kind of search value that ``filters.py`` maps a query to), declared here
+"""The indexes of a MongoDB database: the history collection's, the outbox's, and each
+type's search indexes (one per kind of search value that ``filters.py`` maps a query to), declared here
 as data, so that ``tests/storage/test_mongo_index_use.py`` can hold every filter the
 engine sends to them without a server."""
 
@@ -11,6 +11,7 @@ from pymongo import DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
 from fhir_server.search.registry import params_for
+from fhir_server.storage.mongo.event_log import EVENTS
 from fhir_server.storage.mongo.versions import HISTORY
 
 Keys = list[tuple[str, int]]
@@ -20,6 +21,10 @@ HISTORY_INDEXES: list[tuple[str, Keys, dict[str, Any]]] = [
     ("type_history", [("t", 1), ("ts", DESCENDING), ("_id", DESCENDING)], {}),
     ("pending", [("st", 1)], {"sparse": True}),
     ("transaction", [("tx", 1)], {"sparse": True}),
+]
+# The outbox is read by ``_id`` (its number); recovery looks for pending events.
+EVENT_INDEXES: list[tuple[str, Keys, dict[str, Any]]] = [
+    ("pending", [("st", 1)], {"sparse": True}),
 ]
 SEARCH_INDEXES: list[tuple[str, Keys]] = [
     ("last_updated", [("ts", DESCENDING)]),
@@ -59,9 +64,9 @@ class Indexes:
         self._indexed: set[str] = set()
 
     async def ensure_base(self) -> None:
-        hist = self.db[HISTORY]
-        for name, keys, options in HISTORY_INDEXES:
-            await hist.create_index(keys, name=name, **options)
+        for collection, declared in ((HISTORY, HISTORY_INDEXES), (EVENTS, EVENT_INDEXES)):
+            for name, keys, options in declared:
+                await self.db[collection].create_index(keys, name=name, **options)
 
     async def ensure_type(self, type_: str) -> None:
         """The search indexes of a type's collection."""

@@ -10,17 +10,18 @@ Layout
 * One ``history`` collection holds every version of every resource:
   ``{_id: "Type/id/v", t, i, v, ts, m, json, until}``; ``until`` is the
   instant a later version replaced it.
+* ``events`` is the outbox: one change event per committed version,
+  ``{_id: number, t, i, v, a, ts}`` (``event_log.py``, ``outbox.py``).
 
 Writes without multi-document transactions
 ------------------------------------------
-A write inserts the new history version marked pending (``st: "p"``),
-then moves the current document with an optimistic check on its version,
-then clears the mark (and sets ``until`` on the replaced version) in one
-bulk request. Readers treat a pending version as committed only when the
-current document has reached it. If the process dies in between,
-``recover()`` at the next start rolls each pending version forward (the
-current document reached it) or back (it did not). The same protocol runs
-on MongoDB and FerretDB, so one code path is tested everywhere.
+A single write is staged, committed by moving its current document, then
+settled (``single_write.py``); several are committed all or nothing through
+a transaction record (``transactions.py``). Each appends its change event
+(``event_log.py``) as part of the staged write, so an event exists exactly
+when its change is finalised; ``outbox.py`` reads them. What a crash leaves
+pending is settled at the next start (``recovery.py``). The same protocols
+run on MongoDB and FerretDB, so one code path is tested everywhere.
 """
 
 from __future__ import annotations
@@ -33,15 +34,15 @@ from typing import Any
 
 from pymongo import DESCENDING, AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import BulkWriteError
 
 from fhir_server.search.evaluate import evaluate
 from fhir_server.search.query import Ids, Query, SortKey, and_
 from fhir_server.storage.locks import Locks
-from fhir_server.storage.model import StoredVersion, now_ms
+from fhir_server.storage.model import ChangeEvent, StoredVersion, now_ms
 from fhir_server.storage.mongo.concepts import MongoConcepts
 from fhir_server.storage.mongo.engine import UNAVAILABLE_ERRORS, MongoEngine
-from fhir_server.storage.mongo.fencing import check_fences
+from fhir_server.storage.mongo.event_log import EventLog
 from fhir_server.storage.mongo.filters import (
     Filter,
     by_id,
@@ -50,13 +51,15 @@ from fhir_server.storage.mongo.filters import (
     sort_fields,
     without_elements,
 )
-from fhir_server.storage.mongo.guarded import ABSENT, Guarded
+from fhir_server.storage.mongo.guarded import Guarded
 from fhir_server.storage.mongo.indexes import Indexes
 from fhir_server.storage.mongo.liveness import Liveness
+from fhir_server.storage.mongo.outbox import Outbox
 from fhir_server.storage.mongo.records import MongoRecords
 from fhir_server.storage.mongo.recovery import Recovery
+from fhir_server.storage.mongo.single_write import SingleWrites
 from fhir_server.storage.mongo.transactions import TransactionLog
-from fhir_server.storage.mongo.versions import HISTORY, PENDING, settle_version, version_filter
+from fhir_server.storage.mongo.versions import HISTORY, PENDING, version_filter
 from fhir_server.storage.repository import (
     Current,
     HistoryCursor,
@@ -64,7 +67,6 @@ from fhir_server.storage.repository import (
     HistoryPlan,
     PlannedWrite,
     Repository,
-    VersionConflict,
     history_key,
 )
 from fhir_server.storage.resolve import needs_resolving, resolve
@@ -127,17 +129,23 @@ class MongoRepository(Repository):
         self.guarded = Guarded(local_locks=not engine.uses_indexes)
         self.records = MongoRecords(db, self.guarded)
         self.liveness = Liveness(self.records)
-        self.transactions = TransactionLog(db, self.guarded, self.liveness)
+        self.event_log = EventLog(db, self.guarded, self.liveness)
+        self.transactions = TransactionLog(db, self.guarded, self.liveness, self.event_log)
+        self.outbox = Outbox(db=db, guarded=self.guarded, liveness=self.liveness,
+                             log=self.event_log, transactions=self.transactions)
         self.locks = Locks(self.records)
         self.concepts: MongoConcepts = MongoConcepts(db, engine, self.guarded)
         self.indexes = Indexes(db, uses_indexes=engine.uses_indexes)
         self.recovery = Recovery(db=db, guarded=self.guarded, liveness=self.liveness,
                                  transactions=self.transactions, lease=self.locks.lease)
+        self.single = SingleWrites(db=db, guarded=self.guarded, liveness=self.liveness,
+                                   events=self.event_log, recovery=self.recovery)
 
     async def open(self) -> None:
         await self.indexes.ensure_base()
         await self.concepts.create_indexes()
         await self.liveness.start(self.locks)
+        await self.event_log.open()
         await self.recover()
         await self.indexes.ensure_existing()
 
@@ -156,8 +164,11 @@ class MongoRepository(Repository):
         await self.indexes.ensure_type(type_)
 
     async def recover(self) -> tuple[int, int]:
-        """Settle writes left pending by a crash (``recovery.py``): (forward, back)."""
-        return await self.recovery.recover()
+        """Settle writes left pending by a crash (``recovery.py``): (forward, back); then
+        their events (``outbox.py``)."""
+        settled = await self.recovery.recover()
+        await self.outbox.recover()
+        return settled
 
     # -- reads ----------------------------------------------------------------
 
@@ -306,43 +317,8 @@ class MongoRepository(Repository):
         writer got there first; nothing of this write is then visible.
         """
         await self.ensure_type_indexes(type_)
-        version = (previous or 0) + 1
-        ts = ts or now_ms()
-        key = history_key(type_, id_, version)
-        hist: Doc = {"_id": key, "t": type_, "i": id_, "v": version, "ts": ts, "m": method,
-                     "json": text, "st": PENDING, "p": self.liveness.process}
-        current: Doc = {"_id": id_, "v": version, "ts": ts, "m": method, "json": text,
-                        "ix": dict(index or {})}
-        try:
-            await self.db[HISTORY].insert_one(hist)
-        except DuplicateKeyError:
-            # Either a concurrent writer holds this version, or a writer died
-            # holding it (another process's crash): settle it if it is stale.
-            await self.recovery.settle_stale(key, type_, id_)
-            raise VersionConflict(key) from None
-        try:
-            await check_fences(self.db, self.guarded)  # before the commit point, just below
-            if previous is None:
-                try:
-                    await self.db[type_].insert_one(current)
-                except DuplicateKeyError:
-                    await self.recovery.settle_stale_transaction(type_, id_)
-                    raise VersionConflict(key) from None
-            else:
-                if not await self.guarded.replace(self.db[type_], id_,
-                                                  {"v": previous, "tx": ABSENT}, current):
-                    await self.recovery.settle_stale_transaction(type_, id_)
-                    raise VersionConflict(key)
-        except BaseException:
-            await self.guarded.delete(self.db[HISTORY], key, {"st": PENDING})
-            raise
-        await self._settle(type_, id_, version, ts)
-        return StoredVersion(type_=type_, id_=id_, version=version, last_updated=ts, text=text,
-                             method=method)
-
-    async def _settle(self, type_: str, id_: str, version: int, ts: datetime) -> None:
-        await settle_version(self.db, type_=type_, id_=id_, version=version, ts=ts,
-                             targeted=self.guarded.targeted)
+        return await self.single.write(PlannedWrite(type_, id_, previous, text, index, method),
+                                       ts=ts or now_ms())
 
     async def commit_transaction(self, writes: list[PlannedWrite], *, ts: datetime,
                                  side_effects: Sequence[PlannedWrite] = ()
@@ -353,6 +329,17 @@ class MongoRepository(Repository):
         for w in everything:
             await self.ensure_type_indexes(w.type_)
         return await self.transactions.commit(everything, ts=ts)
+
+    # -- the outbox (outbox.py) ----------------------------------------------------------
+
+    async def events(self, *, after: int, limit: int) -> list[ChangeEvent]:
+        return await self.outbox.events(after=after, limit=limit)
+
+    async def last_event(self) -> int:
+        return await self.outbox.last()
+
+    async def purge_events(self, *, before: datetime, upto: int) -> int:
+        return await self.outbox.purge(before=before, upto=upto)
 
     async def types(self) -> list[str]:
         return sorted(n for n in await self.db.list_collection_names() if n[:1].isupper())

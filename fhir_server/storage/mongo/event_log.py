@@ -1,0 +1,159 @@
+"""The outbox's write side on MongoDB: numbering change events, staging them with their
+change, settling or voiding them (the read side is ``outbox.py``).
+
+An event is a document ``{_id: number, t, i, v, a, ts}`` of ``events``. It is inserted
+*pending* (``st: "p"``, with the process ``p`` and, in a transaction, ``tx``) before its
+change's commit point, its number is written on the change's history version (``e``), and
+the mark is cleared once the change is settled; a change that fails or is rolled back
+*voids* its event (``st: "x"``) instead of deleting it. So an event exists exactly when its
+change is finalised, and readers (``outbox.py``) stop at a pending one.
+
+Numbering: allocation is insertion. Each process keeps a hint of the next number (at
+open: above the highest), inserts ``{_id: hint}`` and on a duplicate re-reads the highest;
+one insertion in flight per process, so a number's document exists before any higher
+number of the same process is taken, and a process takes a number only above one it saw
+exist. Every number between the floor and the highest therefore has its document (pending,
+settled or void): a missing number below the highest was purged, never "not yet written".
+Voids, not deletions, keep it so. Only the purge deletes, and it first raises the floor
+(``event_floor``) over what it deletes: a process whose hint is older than a purge could
+otherwise take a purged number again, below a cursor a consumer already moved past, so
+every insertion checks the floor before the number is used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from pymongo import DESCENDING, UpdateOne
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from fhir_server.storage.model import action_of
+from fhir_server.storage.mongo.filters import by_id
+from fhir_server.storage.mongo.guarded import Guarded, expect_filter
+from fhir_server.storage.mongo.liveness import Liveness
+from fhir_server.storage.mongo.versions import PENDING
+
+EVENTS = "events"
+EVENT_FLOOR = "event_floor"  # {_id: "floor", n}: numbers up to n may have been purged
+FLOOR_ID = "floor"
+VOID = "x"  # the event of a change that never committed: skipped by readers, purged later
+Doc = dict[str, Any]
+
+
+class EventLog:
+    """Allocates, settles and voids this process's events."""
+
+    def __init__(self, db: AsyncDatabase[Doc], guarded: Guarded, liveness: Liveness) -> None:
+        self.db = db
+        self.guarded = guarded
+        self.liveness = liveness
+        self._hint = 1
+        self._allocating = asyncio.Lock()  # one insertion in flight in this process
+        self._in_flight: set[int] = set()  # this process's numbers whose change is at work
+
+    async def open(self) -> None:
+        self._hint = max(await self.highest(), await self.floor()) + 1
+
+    async def highest(self) -> int:
+        """The highest number taken (0 before the first)."""
+        async for doc in self.db[EVENTS].find({}, {"_id": 1}).sort("_id", DESCENDING).limit(1):
+            return int(doc["_id"])
+        return 0
+
+    async def floor(self) -> int:
+        doc = await self.db[EVENT_FLOOR].find_one({"_id": FLOOR_ID})
+        return 0 if doc is None else int(doc["n"])
+
+    async def raise_floor(self, number: int) -> None:
+        try:
+            await self.db[EVENT_FLOOR].update_one({"_id": FLOOR_ID}, {"$max": {"n": number}},
+                                                  upsert=True)
+        except DuplicateKeyError:  # two upserts raced to insert it: the other one did
+            await self.db[EVENT_FLOOR].update_one({"_id": FLOOR_ID}, {"$max": {"n": number}})
+
+    def in_flight(self, number: int) -> bool:
+        """Whether this process's change of event ``number`` is still at work."""
+        return number in self._in_flight
+
+    async def action(self, *, type_: str, id_: str, previous: int | None,
+                     text: str | None) -> str:
+        """The change a write makes (``model.action_of``); an update of a resource reads
+        whether its current version is live. Should that version move before the write's
+        commit point, the write fails its version check and its event is voided."""
+        if previous is None or text is None:
+            return action_of(text=text, previous_live=False)
+        doc = await self.db[type_].find_one(by_id(id_), {"v": 1, "json": 1})
+        return action_of(text=text, previous_live=doc is not None and doc.get("json") is not None)
+
+    async def append(self, *, type_: str, id_: str, version: int, ts: datetime, action: str,
+                     tx: str | None = None) -> int:
+        """Insert a change's event, pending; its number."""
+        doc: Doc = {"t": type_, "i": id_, "v": version, "a": action, "ts": ts, "st": PENDING,
+                    "p": self.liveness.process}
+        if tx is not None:
+            doc["tx"] = tx
+        while True:
+            number = await self._insert(doc)
+            try:
+                floor = await self.floor()
+            except BaseException:
+                await self.void([number])
+                raise
+            if number > floor:
+                return number
+            # Purged while this process's hint was older than the purge: take another.
+            await self.guarded.delete(self.db[EVENTS], number, {"st": PENDING})
+            self._in_flight.discard(number)
+            async with self._allocating:
+                self._hint = max(self._hint, floor + 1)
+
+    async def _insert(self, doc: Doc) -> int:
+        async with self._allocating:
+            while True:
+                number = self._hint
+                self._in_flight.add(number)  # before the insert: readers here see it at work
+                try:
+                    await self.db[EVENTS].insert_one({"_id": number, **doc})
+                except DuplicateKeyError:  # another process took it
+                    self._in_flight.discard(number)
+                    self._hint = max(number + 1, await self.highest() + 1)
+                    continue
+                except BaseException:
+                    self._in_flight.discard(number)
+                    raise
+                self._hint = number + 1
+                return number
+
+    async def settle(self, numbers: Sequence[int]) -> None:
+        """Clear the pending mark of events whose changes are settled."""
+        try:
+            if numbers:
+                await self.db[EVENTS].bulk_write(
+                    [UpdateOne(self._pending(n), {"$unset": {"st": "", "tx": ""}})
+                     for n in numbers], ordered=False)
+        finally:
+            self._in_flight.difference_update(numbers)
+
+    def _pending(self, number: int) -> Doc:
+        """Event ``number`` while pending: never a voided one settled by a writer that was
+        taken for dead (MongoDB; FerretDB pushes down only the ``_id``)."""
+        return expect_filter(number, {"st": PENDING}) if self.guarded.targeted else {
+            "_id": number}
+
+    async def void(self, numbers: Sequence[int]) -> None:
+        """Void the pending events of changes that did not commit."""
+        try:
+            for n in numbers:
+                await self.guarded.update(self.db[EVENTS], n, {"st": PENDING},
+                                          {"$set": {"st": VOID}})
+        finally:
+            self._in_flight.difference_update(numbers)
+
+    def done(self, numbers: Sequence[int]) -> None:
+        """This process no longer works on these events (settled, voided or left to
+        whoever settles their transaction)."""
+        self._in_flight.difference_update(numbers)
