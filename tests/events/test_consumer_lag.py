@@ -51,10 +51,10 @@ async def test_the_lag_grows_while_a_consumer_fails_and_falls_to_zero_once_it_de
     runner.start()
     try:
         await _until(lambda: lag() == (0.0, 0.0))  # holds the lease, nothing waits
+        written = time.time()  # before the first write: its event is the oldest waiting
         for n in range(3):
             await repo.write(type_="Basic", id_=f"lag{n}", previous=None, index={},
                              text=f'{{"resourceType":"Basic","id":"lag{n}"}}', method="POST")
-        written = time.time()
         await _until(lambda: lag()[0] == 3.0)
         # Each attempt looks again: the age of the oldest event waiting grows.
         await _until(lambda: (lag()[1] or 0.0) >= 0.5)
