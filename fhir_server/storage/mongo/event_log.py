@@ -41,6 +41,9 @@ EVENTS = "events"
 EVENT_FLOOR = "event_floor"  # {_id: "floor", n}: numbers up to n may have been purged
 FLOOR_ID = "floor"
 VOID = "x"  # the event of a change that never committed: skipped by readers, purged later
+# Updates per request when settling a transaction's events: FerretDB 1.24 (SQLite) never
+# answers an update command of 100 statements or more (measured: 99 answer in 0.2 s).
+SETTLE_BATCH = 50
 Doc = dict[str, Any]
 
 
@@ -131,10 +134,10 @@ class EventLog:
     async def settle(self, numbers: Sequence[int]) -> None:
         """Clear the pending mark of events whose changes are settled."""
         try:
-            if numbers:
+            for start in range(0, len(numbers), SETTLE_BATCH):
                 await self.db[EVENTS].bulk_write(
                     [UpdateOne(self._pending(n), {"$unset": {"st": "", "tx": ""}})
-                     for n in numbers], ordered=False)
+                     for n in numbers[start:start + SETTLE_BATCH]], ordered=False)
         finally:
             self._in_flight.difference_update(numbers)
 
