@@ -51,7 +51,7 @@ from fhir_server.search.query import (
 )
 from fhir_server.search.registry import lookup
 from fhir_server.storage.history import HistoryCursor, HistoryPlan
-from fhir_server.storage.mongo.event_log import EVENT_FLOOR, EVENTS, FLOOR_ID
+from fhir_server.storage.mongo.event_log import EVENT_FLOOR, EVENTS, FLOOR_ID, event_key
 from fhir_server.storage.mongo.filters import by_id, search_filter, sort_fields
 from fhir_server.storage.mongo.guarded import ABSENT, expect_filter
 from fhir_server.storage.mongo.indexes import EVENT_INDEXES, HISTORY_INDEXES, type_indexes
@@ -244,7 +244,8 @@ def outbox_sent() -> Iterator[Sent]:
     yield Sent(EVENTS, {}, [("_id", -1)], "the highest event number (allocation, last_event)")
     yield Sent(EVENT_FLOOR, {"_id": FLOOR_ID}, [], "the purge floor (allocation, purge)")
     yield Sent(EVENTS, after_filter(41), [("_id", 1)], "events after a consumer's cursor")
-    yield Sent(EVENTS, expect_filter(41, {"st": PENDING}), [], "settling or voiding an event")
+    yield Sent(EVENTS, expect_filter(event_key(41), {"st": PENDING}), [],
+               "settling or voiding an event")
     yield Sent(EVENTS, PENDING_EVENTS, [], "pending events (recovery)")
     yield Sent(EVENTS, SETTLED_EVENTS, [("_id", -1)], "the highest settled event (purge)")
     for void in (False, True):

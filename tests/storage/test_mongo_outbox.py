@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from fhir_server.storage.model import now_ms
-from fhir_server.storage.mongo.event_log import EVENTS, VOID
+from fhir_server.storage.mongo.event_log import EVENTS, VOID, event_key
 from fhir_server.storage.mongo.repository import MongoRepository
 from fhir_server.storage.mongo.transactions import TRANSACTIONS
 from fhir_server.storage.mongo.versions import HISTORY, PENDING
@@ -62,7 +62,7 @@ async def other(store: Store) -> AsyncIterator[MongoRepository]:
 
 
 async def _event_doc(repo: MongoRepository, number: int) -> dict[str, Any]:
-    doc = await repo.db[EVENTS].find_one({"_id": number})
+    doc = await repo.db[EVENTS].find_one({"_id": event_key(number)})
     assert doc is not None
     return doc
 
@@ -126,20 +126,20 @@ async def test_a_crashed_single_writers_events_are_settled_and_the_list_goes_on(
     moved = await repo.write(type_="Basic", id_="moved", previous=None, text=_text("moved"),
                              index={}, method="POST")
     moved_number = await repo.last_event()
-    await repo.db[EVENTS].update_one({"_id": moved_number},
+    await repo.db[EVENTS].update_one({"_id": event_key(moved_number)},
                                      {"$set": {"st": PENDING, "p": "dead"}})
     await repo.db[HISTORY].update_one({"_id": "Basic/moved/1"},
                                       {"$set": {"st": PENDING, "p": "dead"}})
     # Crashed before its commit point: event and version written, the current unmoved.
     ts = now_ms()
     short = moved_number + 1
-    await repo.db[EVENTS].insert_one({"_id": short, "t": "Basic", "i": "a", "v": 2,
+    await repo.db[EVENTS].insert_one({"_id": event_key(short), "t": "Basic", "i": "a", "v": 2,
                                       "a": "update", "ts": ts, "st": PENDING, "p": "dead"})
     await repo.db[HISTORY].insert_one({"_id": "Basic/a/2", "t": "Basic", "i": "a", "v": 2,
                                        "ts": ts, "m": "PUT", "json": _text("a"),
                                        "st": PENDING, "p": "dead", "e": short})
     # Crashed between taking its number and writing its version.
-    await repo.db[EVENTS].insert_one({"_id": short + 1, "t": "Basic", "i": "c", "v": 1,
+    await repo.db[EVENTS].insert_one({"_id": event_key(short + 1), "t": "Basic", "i": "c", "v": 1,
                                       "a": "create", "ts": ts, "st": PENDING, "p": "dead"})
     # A live writer then writes version 2 of Basic/a after all (its first try settles the
     # dead version in its way): the dead event must not pass for this one's.
@@ -185,4 +185,4 @@ async def test_a_process_whose_hint_is_older_than_a_purge_takes_a_number_above_i
     await other.write(type_="Basic", id_="late", previous=None, text=_text("late"), index={},
                       method="POST")
     assert [(e.number, e.id_) for e in await repo.events(after=5, limit=10)] == [(6, "late")]
-    assert await repo.db[EVENTS].count_documents({"_id": {"$lt": 5}}) == 0
+    assert await repo.db[EVENTS].count_documents({"_id": {"$lt": event_key(5)}}) == 0

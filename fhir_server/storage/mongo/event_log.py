@@ -1,7 +1,8 @@
 """The outbox's write side on MongoDB: numbering change events, staging them with their
 change, settling or voiding them (the read side is ``outbox.py``).
 
-An event is a document ``{_id: number, t, i, v, a, ts}`` of ``events``. It is inserted
+An event is a document ``{_id: key, t, i, v, a, ts}`` of ``events`` (``event_key``: its
+number as a string of 20 digits, so that ``_id`` order is number order). It is inserted
 *pending* (``st: "p"``, with the process ``p`` and, in a transaction, ``tx``) before its
 change's commit point, its number is written on the change's history version (``e``), and
 the mark is cleared once the change is settled; a change that fails or is rolled back
@@ -41,7 +42,17 @@ EVENTS = "events"
 EVENT_FLOOR = "event_floor"  # {_id: "floor", n}: numbers up to n may have been purged
 FLOOR_ID = "floor"
 VOID = "x"  # the event of a change that never committed: skipped by readers, purged later
+# Updates per request when settling a transaction's events: FerretDB 1.24 (SQLite) never
+# answers an update command of 100 statements or more (measured: 99 answer in 0.2 s).
+SETTLE_BATCH = 50
 Doc = dict[str, Any]
+
+
+def event_key(number: int) -> str:
+    """An event's ``_id``. A string, not the integer: FerretDB 1.24 (SQLite) finds a
+    document by a string ``_id`` through an index but reads the whole collection for an
+    integer one (measured at 6,000 events: 0.6 ms against 45 ms per lookup)."""
+    return f"{max(number, 0):020d}"
 
 
 class EventLog:
@@ -60,9 +71,8 @@ class EventLog:
 
     async def highest(self) -> int:
         """The highest number taken (0 before the first)."""
-        async for doc in self.db[EVENTS].find({}, {"_id": 1}).sort("_id", DESCENDING).limit(1):
-            return int(doc["_id"])
-        return 0
+        doc = await self.db[EVENTS].find_one({}, {"_id": 1}, sort=[("_id", DESCENDING)])
+        return 0 if doc is None else int(doc["_id"])
 
     async def floor(self) -> int:
         doc = await self.db[EVENT_FLOOR].find_one({"_id": FLOOR_ID})
@@ -106,8 +116,10 @@ class EventLog:
             if number > floor:
                 return number
             # Purged while this process's hint was older than the purge: take another.
-            await self.guarded.delete(self.db[EVENTS], number, {"st": PENDING})
-            self._in_flight.discard(number)
+            try:
+                await self.guarded.delete(self.db[EVENTS], event_key(number), {"st": PENDING})
+            finally:
+                self._in_flight.discard(number)
             async with self._allocating:
                 self._hint = max(self._hint, floor + 1)
 
@@ -117,7 +129,7 @@ class EventLog:
                 number = self._hint
                 self._in_flight.add(number)  # before the insert: readers here see it at work
                 try:
-                    await self.db[EVENTS].insert_one({"_id": number, **doc})
+                    await self.db[EVENTS].insert_one({"_id": event_key(number), **doc})
                 except DuplicateKeyError:  # another process took it
                     self._in_flight.discard(number)
                     self._hint = max(number + 1, await self.highest() + 1)
@@ -131,24 +143,24 @@ class EventLog:
     async def settle(self, numbers: Sequence[int]) -> None:
         """Clear the pending mark of events whose changes are settled."""
         try:
-            if numbers:
+            for start in range(0, len(numbers), SETTLE_BATCH):
                 await self.db[EVENTS].bulk_write(
                     [UpdateOne(self._pending(n), {"$unset": {"st": "", "tx": ""}})
-                     for n in numbers], ordered=False)
+                     for n in numbers[start:start + SETTLE_BATCH]], ordered=False)
         finally:
             self._in_flight.difference_update(numbers)
 
     def _pending(self, number: int) -> Doc:
         """Event ``number`` while pending: never a voided one settled by a writer that was
         taken for dead (MongoDB; FerretDB pushes down only the ``_id``)."""
-        return expect_filter(number, {"st": PENDING}) if self.guarded.targeted else {
-            "_id": number}
+        key = event_key(number)
+        return expect_filter(key, {"st": PENDING}) if self.guarded.targeted else {"_id": key}
 
     async def void(self, numbers: Sequence[int]) -> None:
         """Void the pending events of changes that did not commit."""
         try:
             for n in numbers:
-                await self.guarded.update(self.db[EVENTS], n, {"st": PENDING},
+                await self.guarded.update(self.db[EVENTS], event_key(n), {"st": PENDING},
                                           {"$set": {"st": VOID}})
         finally:
             self._in_flight.difference_update(numbers)

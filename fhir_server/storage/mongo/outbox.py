@@ -25,7 +25,7 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
 from fhir_server.storage.model import ChangeEvent
-from fhir_server.storage.mongo.event_log import EVENTS, VOID, EventLog
+from fhir_server.storage.mongo.event_log import EVENTS, VOID, EventLog, event_key
 from fhir_server.storage.mongo.filters import by_id
 from fhir_server.storage.mongo.guarded import Guarded
 from fhir_server.storage.mongo.liveness import Liveness
@@ -41,12 +41,12 @@ SETTLED_EVENTS: Doc = {"st": {"$exists": False}}
 
 def after_filter(after: int) -> Doc:
     """The events numbered above ``after`` (read in ``_id`` order)."""
-    return {"_id": {"$gt": after}}
+    return {"_id": {"$gt": event_key(after)}}
 
 
 def purge_filter(*, upto: int, before: datetime, void: bool) -> Doc:
     """Settled (or void) events numbered at most ``upto`` and older than ``before``."""
-    return {"_id": {"$lte": upto}, "st": VOID if void else {"$exists": False},
+    return {"_id": {"$lte": event_key(upto)}, "st": VOID if void else {"$exists": False},
             "ts": {"$lt": before}}
 
 
@@ -124,7 +124,7 @@ class Outbox:
         if self.log.in_flight(number):
             return None
         # As it is now: a page read a moment ago may show a writer's event it has settled since.
-        doc = await self.db[EVENTS].find_one({"_id": number}) or {**doc, "st": VOID}
+        doc = await self._now(doc)
         if doc.get("st") != PENDING:
             return doc
         own = doc.get("p") == self.liveness.process
@@ -136,14 +136,18 @@ class Outbox:
                 await self.transactions.settle(tx)
             elif not await self.transactions.settle_if_stale(tx):
                 return None
-            doc = await self.db[EVENTS].find_one({"_id": number}) or {**doc, "st": VOID}
+            doc = await self._now(doc)
             if doc.get("st") != PENDING:
                 return doc
         if await self._committed(doc):
             await self.log.settle([number])
         else:
             await self.log.void([number])
-        return await self.db[EVENTS].find_one({"_id": number}) or {**doc, "st": VOID}
+        return await self._now(doc)
+
+    async def _now(self, doc: Doc) -> Doc:
+        """An event as it is now (a void if it is gone, which only a purge does)."""
+        return await self.db[EVENTS].find_one({"_id": doc["_id"]}) or {**doc, "st": VOID}
 
     async def _committed(self, doc: Doc) -> bool:
         """Whether the change of a pending event whose writer is gone is in place."""

@@ -11,7 +11,8 @@ Layout
   ``{_id: "Type/id/v", t, i, v, ts, m, json, until}``; ``until`` is the
   instant a later version replaced it.
 * ``events`` is the outbox: one change event per committed version,
-  ``{_id: number, t, i, v, a, ts}`` (``event_log.py``, ``outbox.py``).
+  ``{_id: "<number in 20 digits>", t, i, v, a, ts}`` (``event_log.py``,
+  ``outbox.py``).
 
 Writes without multi-document transactions
 ------------------------------------------
