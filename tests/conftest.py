@@ -20,6 +20,8 @@ import pytest
 from fastapi import FastAPI
 
 from fhir_server.main import create_app
+from fhir_server.storage.open import open_repository
+from fhir_server.storage.repository import Repository
 from tests.support.server_process import server_process
 from tests.support.store import (
     ENGINE,
@@ -168,6 +170,16 @@ async def store(new_store: StoreFactory) -> AsyncIterator[Store]:
     made = new_store()
     yield made
     await made.drop()
+
+
+@pytest.fixture
+async def repo(store: Store) -> AsyncIterator[Repository]:
+    """A repository opened on this test's own store (no app), closed afterwards."""
+    repository = await open_repository(store.settings())
+    try:
+        yield repository
+    finally:
+        await repository.close()
 
 
 @pytest.fixture
