@@ -1,8 +1,11 @@
 """The write rule of Subscription: what a client may write, checked before it is stored.
 
-* ``status``: R4 lets a client submit a Subscription ``requested`` or ``off`` only; the
-  server moves it to ``active`` (or ``error``). A client may keep the status the server
-  set (an update that leaves ``active`` or ``error`` as it was), not set it;
+* ``status``: R4 says a client submits a Subscription ``requested`` or ``off`` and the
+  server moves it to ``active`` (or ``error``). Like HAPI FHIR, the server stores any
+  status it is given, so that Subscriptions moved between servers (``fhir-server load``)
+  and R4's own examples can be stored: one written ``active`` is delivered to at once
+  (no handshake: nobody requested one), one written ``error`` waits until it is set back
+  to ``requested``;
 * ``criteria`` must be evaluable on a single version (``criteria.py``), of a type the
   writer may read; a token confined to a patient may not name another patient in it;
 * the rest-hook channel (``channel.py``): https, or an allow-listed host;
@@ -17,7 +20,7 @@ so two clients' writes of one Subscription cannot record each other's owner.
 from __future__ import annotations
 
 from fhir_server.auth.principal import Principal
-from fhir_server.core.errors import Forbidden, Unprocessable
+from fhir_server.core.errors import Forbidden
 from fhir_server.search.query import Keys, walk
 from fhir_server.service import write_rules as rules
 from fhir_server.service.write_rules import Change, RuleContext, SideWrite
@@ -25,8 +28,6 @@ from fhir_server.subscriptions.active import Watch, read_watch
 from fhir_server.subscriptions.channel import parse_channel
 from fhir_server.subscriptions.criteria import WHERE
 from fhir_server.subscriptions.state import owner_of, record_owner
-
-CLIENT_STATUSES = frozenset({"requested", "off"})
 
 
 class SubscriptionRule:
@@ -37,12 +38,6 @@ class SubscriptionRule:
         after = change.after
         if after is None:
             return []
-        status = after.get("status")
-        kept = change.before is not None and change.before.get("status") == status
-        if status not in CLIENT_STATUSES and not kept:
-            raise Unprocessable("A client submits a Subscription as requested or off; the "
-                                "server sets it active or error",
-                                expression=["Subscription.status"])
         watch = read_watch(after, ctx.settings)
         parse_channel(after, ctx.settings, topic_based=watch.topic is not None)
         principal = ctx.principal if isinstance(ctx.principal, Principal) else None
