@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from contextlib import suppress
 from datetime import UTC, timedelta
 
+from fhir_server.core.cancel import cancel_requested
 from fhir_server.core.config import Settings
 from fhir_server.events.consumer import Consumer
 from fhir_server.events.event import Event
@@ -89,7 +90,7 @@ class Runner:
         after a failure, pause and take it again."""
         lease = self.settings.fhir_events_lease_seconds
         failures = 0
-        while True:
+        while not cancel_requested():  # a stop the database driver swallowed still stops
             try:
                 async with self.repo.locks.hold([f"events:{consumer.name}"], wait=lease,
                                                 lease=lease):
@@ -115,7 +116,7 @@ class Runner:
         await consumer.resume(after)
         seen = time.monotonic()
         failures = 0
-        while True:
+        while not cancel_requested():
             changes = await self.repo.events(after=after, limit=consumer.batch)
             await self._note_lag(consumer.name, after, changes)
             if not changes:
@@ -171,7 +172,7 @@ class Runner:
                                            fields={"after": after, "seen": time.time()})
 
     async def _sweep(self) -> None:
-        while True:
+        while not cancel_requested():
             await asyncio.sleep(SWEEP_EVERY)
             try:
                 async with self.repo.locks.hold(["events:retention"], wait=0.1):

@@ -29,6 +29,7 @@ from typing import Protocol
 
 import orjson
 
+from fhir_server.core.cancel import cancel_requested
 from fhir_server.core.config import Settings
 from fhir_server.core.errors import FhirError
 from fhir_server.events.runner import pause_after
@@ -81,7 +82,7 @@ class SocketHub:
     async def _read(self) -> None:
         """Until no socket is bound here: read the outbox on, ping what matches."""
         failures = 0
-        while self.bound:
+        while self.bound and not cancel_requested():  # the driver may swallow a stop
             try:
                 changes = await self.repo.events(after=self.after, limit=PAGE)
                 if not changes:

@@ -34,6 +34,7 @@ from typing import Any
 import orjson
 
 from fhir_server.audit.events import transmit_event
+from fhir_server.core.cancel import cancel_requested
 from fhir_server.core.config import Settings
 from fhir_server.observability import metrics
 from fhir_server.storage.model import instant, now_ms
@@ -118,7 +119,7 @@ class Worker:
 
     async def _run(self) -> None:
         failures = 0
-        while True:
+        while not cancel_requested():  # the driver may swallow a stop whole
             try:
                 if self.handshaking and not await self._handshake():
                     return
