@@ -22,7 +22,7 @@ from fhir_server.storage.mongo.repository import MongoRepository
 from fhir_server.storage.mongo.transactions import TRANSACTIONS
 from fhir_server.storage.mongo.versions import HISTORY, PENDING
 from fhir_server.storage.open import open_repository
-from fhir_server.storage.repository import PlannedWrite, VersionConflict
+from fhir_server.storage.repository import PlannedWrite, Repository, VersionConflict
 from tests.support.store import Store, mongo_only
 
 pytestmark = mongo_only
@@ -43,12 +43,10 @@ async def _open(store: Store) -> MongoRepository:
 
 
 @pytest.fixture
-async def repo(store: Store) -> AsyncIterator[MongoRepository]:
-    repository = await _open(store)
-    try:
-        yield repository
-    finally:
-        await repository.close()
+def repo(repo: Repository) -> MongoRepository:
+    """The root conftest's repository, which on this engine is MongoDB's."""
+    assert isinstance(repo, MongoRepository)
+    return repo
 
 
 @pytest.fixture
