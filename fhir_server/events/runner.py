@@ -22,6 +22,7 @@ import asyncio
 import logging
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from contextlib import suppress
 from datetime import UTC, timedelta
@@ -42,6 +43,10 @@ CURSORS = "event-cursors"
 SEEN_EVERY = 60.0  # seconds between two notes that an idle consumer still runs
 SWEEP_EVERY = 600.0  # seconds between two sweeps of the outbox
 MAX_PAUSE = 60.0  # seconds, the longest pause after failures in a row
+# Events whose topics this process keeps: every consumer of the process, and every retry
+# of a batch, reads the same events; their topics never change (numbers are not reused and
+# the history is immutable), so each is worked out once.
+TOPICS_KEPT = 4096
 
 
 def pause_after(failures: int) -> float:
@@ -61,6 +66,7 @@ class Runner:
         self.consumers = list(consumers)
         self.tasks: list[asyncio.Task[None]] = []
         self._nudge = asyncio.Event()
+        self._topics: OrderedDict[int, tuple[str, ...]] = OrderedDict()
 
     def start(self) -> None:
         self.tasks = [asyncio.create_task(self._keep(c), name=f"events:{c.name}")
@@ -125,7 +131,7 @@ class Runner:
                     seen = time.monotonic()
                 await self._idle()
                 continue
-            events = [Event.of(c, await topics_of(self.repo, c)) for c in changes]
+            events = [await self._event(c) for c in changes]
             try:
                 done = max(0, min(await consumer.deliver(events), len(events)))
             except Exception as error:
@@ -141,6 +147,15 @@ class Runner:
                 await asyncio.sleep(pause_after(failures))
             else:
                 failures = 0
+
+    async def _event(self, change: ChangeEvent) -> Event:
+        topics = self._topics.get(change.number)
+        if topics is None:
+            topics = await topics_of(self.repo, change)
+            self._topics[change.number] = topics
+            if len(self._topics) > TOPICS_KEPT:
+                self._topics.popitem(last=False)
+        return Event.of(change, topics)
 
     async def _note_lag(self, name: str, after: int, waiting: list[ChangeEvent]) -> None:
         if not waiting:
