@@ -1,7 +1,7 @@
 """Rest-hook Subscriptions: commit to delivery latency, and what they cost the writes.
 
 Starts ``python -m fhir_server serve`` (the embedded SQLite, FHIR_WORKERS=2, auth off) and
-a receiver process on loopback (Starlette under uvicorn) that notes, per notification, when
+a receiver process on loopback (a bare asyncio HTTP server) that notes, per notification, when
 it arrived, its event number and the resource's ``meta.lastUpdated`` (the commit instant,
 to the millisecond). Then:
 
@@ -43,25 +43,44 @@ from common import free_port, percentile, server  # noqa: E402
 CLIENTS = 8
 SUBSCRIPTIONS = 10
 
+# The receiver: a bare HTTP/1.1 server on asyncio (requests with a Content-Length body,
+# kept alive), so that it takes as little as possible of the CPU it shares with the server
+# under test; a real receiver runs elsewhere.
 RECEIVER = """
-import sys, time
-import orjson, uvicorn
-from starlette.applications import Starlette
-from starlette.responses import Response
-from starlette.routing import Route
+import asyncio, sys, time
+import orjson
 
 out = open(sys.argv[2], "a", buffering=1)
 
-async def hook(request):
-    body = await request.body()
-    arrived = time.time()
-    updated = orjson.loads(body)["meta"]["lastUpdated"] if body else "-"
-    sub = request.url.path.split("/")[2]
-    out.write(f"{arrived} {request.headers.get('x-fhir-event-number')} {sub} {updated}\\n")
-    return Response(status_code=200)
+class Hook(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport, self.buffer = transport, b""
 
-app = Starlette(routes=[Route("/{path:path}", hook, methods=["POST", "PUT"])])
-uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
+    def data_received(self, data):
+        self.buffer += data
+        while True:
+            end = self.buffer.find(b"\\r\\n\\r\\n")
+            if end < 0:
+                return
+            lines = self.buffer[:end].decode("latin-1").split("\\r\\n")
+            headers = dict(line.lower().split(": ", 1) for line in lines[1:])
+            size = int(headers.get("content-length", "0"))
+            if len(self.buffer) < end + 4 + size:
+                return
+            body = self.buffer[end + 4:end + 4 + size]
+            self.buffer = self.buffer[end + 4 + size:]
+            arrived = time.time()
+            updated = orjson.loads(body)["meta"]["lastUpdated"] if body else "-"
+            sub = lines[0].split(" ")[1].split("/")[1]
+            out.write(f"{arrived} {headers.get('x-fhir-event-number')} {sub} {updated}\\n")
+            self.transport.write(b"HTTP/1.1 200 OK\\r\\ncontent-length: 0\\r\\n\\r\\n")
+
+async def main():
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(Hook, "127.0.0.1", int(sys.argv[1]))
+    await server.serve_forever()
+
+asyncio.run(main())
 """
 
 

@@ -45,7 +45,8 @@ class Change(Protocol):
 class Judge:
     def __init__(self, repo: Repository, settings: Settings) -> None:
         self.repo, self.settings = repo, settings
-        self._versions: dict[tuple[str, str, int], tuple[dict[str, Any], datetime] | None] = {}
+        self._versions: dict[tuple[str, str, int],
+                             tuple[dict[str, Any], datetime, str] | None] = {}
         self._access: dict[str, Access] = {}
         self._topics: dict[int, tuple[str, ...]] = {}
 
@@ -58,7 +59,7 @@ class Judge:
         loaded = await self._load(change)
         if loaded is None:
             return None
-        index, ts = loaded
+        index, ts, text = loaded
         if not all(matches(c, type_=change.type_, id_=change.id_, index=index, ts=ts)
                    for c in watch.criteria):
             return None
@@ -70,7 +71,7 @@ class Judge:
             if not await access.admits(change.type_, "r", id_=change.id_, index=index, ts=ts):
                 return None
         return Pending(number=change.number, type_=change.type_, id_=change.id_,
-                       version=change.version, at=change.at)
+                       version=change.version, at=change.at, text=text)
 
     async def _journeys(self, change: Change) -> tuple[str, ...]:
         """The event's journey topics: carried by the runner's events, read again from the
@@ -82,12 +83,12 @@ class Judge:
                                            if isinstance(change, ChangeEvent) else ())
         return self._topics[change.number]
 
-    async def _load(self, change: Change) -> tuple[dict[str, Any], datetime] | None:
+    async def _load(self, change: Change) -> tuple[dict[str, Any], datetime, str] | None:
         key = (change.type_, change.id_, change.version)
         if key not in self._versions:
             stored = await self.repo.version(type_=change.type_, id_=change.id_,
                                              version=change.version)
             self._versions[key] = None if stored is None or stored.text is None else (
                 index_of(orjson.loads(stored.text), id_=change.id_,
-                         base_url=self.settings.base_url), stored.last_updated)
+                         base_url=self.settings.base_url), stored.last_updated, stored.text)
         return self._versions[key]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -34,6 +34,9 @@ class Pending:
     id_: str
     version: int
     at: datetime  # when the change was committed
+    # The version's JSON as the judge read it, held while the Subscription's queue is
+    # short so that no notification reads it again (None: read it again when needed).
+    text: str | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -77,10 +80,10 @@ def status_parameters(status: Status, kind: str, items: Sequence[Pending], *,
 
 
 def event_entries(base_url: str, items: Sequence[Pending],
-                  bodies: Sequence[dict[str, Any] | None], *,
-                  content: str) -> list[dict[str, Any]]:
-    """The events as entries: none for ``empty``; ``bodies`` (the versions, in order) only
-    for ``full-resource``."""
+                  bodies: Sequence[Any], *, content: str) -> list[dict[str, Any]]:
+    """The events as entries: none for ``empty``; ``bodies`` (the versions, in order, as
+    dicts or as ``orjson.Fragment`` of their stored JSON; None for one not read) only for
+    ``full-resource``."""
     if content == "empty":
         return []
     out = []
@@ -97,7 +100,7 @@ def event_entries(base_url: str, items: Sequence[Pending],
 
 
 def bundle(base_url: str, status: Status, kind: str, items: Sequence[Pending],
-           bodies: Sequence[dict[str, Any] | None], *, content: str,
+           bodies: Sequence[Any], *, content: str,
            operation: str = "$status") -> dict[str, Any]:
     """The notification (or ``$events``) Bundle."""
     parameters = status_parameters(status, kind, items, content=content)

@@ -6,10 +6,10 @@ is signed with HMAC-SHA256 under the Subscription's secret; the hex digest goes 
 ``X-Signature`` (as Medplum signs its rest-hooks), and the event number in
 ``X-FHIR-Event-Number`` (a topic-based notification's: its last event's; none on a
 handshake or heartbeat), so a receiver recognises a notification it got before (delivery
-is at least once). Connections go only where the peer guard allows
-(``FHIR_SUBSCRIPTION_ALLOWED_HOSTS``), resolved once, redirects not followed; the answer's
-body is not read. Header values and bodies are never logged: a failure is told by its
-kind (a status code, a timeout, a refused address).
+is at least once). Requests go through ``adapters/hook_client.py``: only where the peer
+guard allows (``FHIR_SUBSCRIPTION_ALLOWED_HOSTS``), resolved once, redirects not followed.
+Header values and bodies are never logged: a failure is told by its kind (a status code,
+a timeout, a refused address).
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ import hashlib
 import hmac
 from email.message import EmailMessage
 
-import httpx
+import aiohttp
 
-from fhir_server.adapters.peer_guard import PeerAddressRefused, guarded_client
+from fhir_server.adapters.hook_client import HookClient
+from fhir_server.adapters.peer_guard import PeerAddressRefused
 from fhir_server.adapters.smtp import Mailer, MailFailed, SmtpMailer, SmtpServer
 from fhir_server.core.config import Settings
 from fhir_server.subscriptions.channel import Channel, guard
@@ -45,14 +46,13 @@ def sign(secret: str, body: bytes) -> str:
 class Notifier:
     def __init__(self, settings: Settings) -> None:
         self.timeout = settings.fhir_subscription_timeout
-        self.client = guarded_client(guard(settings.fhir_subscription_allowed_hosts),
-                                     timeout=httpx.Timeout(self.timeout))
-
+        self.client = HookClient(guard(settings.fhir_subscription_allowed_hosts),
+                                 timeout=self.timeout)
         self.smtp_url = settings.fhir_smtp_url
         self._mailer: Mailer | None = None
 
     async def close(self) -> None:
-        await self.client.aclose()
+        await self.client.close()
 
     async def mail(self, message: EmailMessage) -> None:
         """Send an email Subscription's notification through ``FHIR_SMTP_URL``."""
@@ -99,16 +99,13 @@ class Notifier:
         limit = timeout or self.timeout
         try:
             async with asyncio.timeout(limit):
-                async with self.client.stream(method, url, content=content, headers=headers,
-                                              timeout=httpx.Timeout(limit)) as answer:
-                    status = answer.status_code
+                status = await self.client.request(method, url, headers=headers,
+                                                   body=content, timeout=limit)
         except PeerAddressRefused as refused:
             raise DeliveryFailed(f"the endpoint's address is refused: {refused}") from None
         except TimeoutError:
             raise DeliveryFailed(f"no answer within {limit:g} s") from None
-        except httpx.TimeoutException:
-            raise DeliveryFailed(f"no answer within {limit:g} s") from None
-        except httpx.HTTPError as error:
+        except (aiohttp.ClientError, OSError) as error:
             raise DeliveryFailed(f"the endpoint could not be reached "
                                  f"({type(error).__name__})") from None
         if not 200 <= status < 300:

@@ -28,6 +28,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
+from dataclasses import replace
 from itertools import islice
 from typing import Any
 
@@ -52,6 +53,12 @@ MAX_PAUSE = 300.0
 # empties and when the worker stops, at once. A crash re-sends at most this much (at least
 # once: the event number tells a receiver it had it).
 SAVE_EVERY = 0.5
+# A queue longer than this (a receiver slow or away) holds its notifications without the
+# versions' JSON, read again when sent, so that a backlog costs little memory.
+KEEP_TEXTS = 1000
+# The signing secret is read again at most this often: a rotated one (``$secret``) signs
+# the notifications sent a second later at the latest.
+SECRET_FOR = 1.0
 
 
 def pause(settings: Settings, attempt: int) -> float:
@@ -83,6 +90,7 @@ class Worker:
         self.saved = (after, count)  # the cursor as last written
         self.saved_at = time.monotonic()
         self._wake = asyncio.Event()
+        self._secret_read: tuple[str, float] | None = None  # the secret and when read
         self.task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -113,6 +121,8 @@ class Worker:
         if number <= self.seen:
             return
         if pending is not None:
+            if len(self.queue) >= KEEP_TEXTS and pending.text is not None:
+                pending = replace(pending, text=None)
             self.queue.append(pending)
         self.seen = number
         self._wake.set()
@@ -228,14 +238,24 @@ class Worker:
             focuses=[f"{item.type_}/{item.id_}" for item in batch]))
 
     async def _secret(self) -> str:
-        return str((await state_of(self.repo.records, self.active.id_))["secret"])
+        read = self._secret_read
+        if read is None or time.monotonic() - read[1] >= SECRET_FOR:
+            secret = str((await state_of(self.repo.records, self.active.id_))["secret"])
+            read = self._secret_read = (secret, time.monotonic())
+        return read[0]
+
+    async def _text(self, item: Pending) -> str | None:
+        """The JSON of the version the event wrote (None: no longer kept)."""
+        if item.text is not None:
+            return item.text
+        stored = await self.repo.version(type_=item.type_, id_=item.id_, version=item.version)
+        return None if stored is None else stored.text
 
     async def _send(self, item: Pending) -> None:
         body = None
         if self.active.hook.payload is not None:
-            stored = await self.repo.version(type_=item.type_, id_=item.id_,
-                                             version=item.version)
-            body = None if stored is None or stored.text is None else stored.text.encode()
+            text = await self._text(item)
+            body = None if text is None else text.encode()
         await self.notifier.send(self.active.hook, secret=await self._secret(),
                                  number=item.number, type_=item.type_, id_=item.id_, body=body)
 
@@ -250,14 +270,10 @@ class Worker:
     async def _post(self, kind: str, batch: list[Pending]) -> None:
         topic = self.active.topic
         assert topic is not None
-        bodies: list[dict[str, Any] | None] = []
+        bodies: list[orjson.Fragment | None] = []
         for item in batch:
-            stored = None
-            if topic.content == "full-resource":
-                stored = await self.repo.version(type_=item.type_, id_=item.id_,
-                                                 version=item.version)
-            bodies.append(None if stored is None or stored.text is None
-                          else orjson.loads(stored.text))
+            text = await self._text(item) if topic.content == "full-resource" else None
+            bodies.append(None if text is None else orjson.Fragment(text))
         status = Status(id_=self.active.id_, topic=topic.topic.canonical,
                         status="requested" if self.handshaking else "active",
                         since_start=self.count + len(batch))
