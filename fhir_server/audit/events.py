@@ -168,11 +168,14 @@ def login_event(*, success: bool, recorded: str, base_url: str, client_id: str |
 
 def transmit_event(*, recorded: str, base_url: str, subscription: str, channel: str,
                    destination: str, focuses: list[str], delivered: bool,
-                   attempt: int) -> dict[str, Any]:
-    """One notification sent (or tried) to a Subscription's receiver: the server as the
+                   attempt: int | None, period: tuple[str, str] | None = None
+                   ) -> dict[str, Any]:
+    """Notifications sent (or tried) to a Subscription's receiver: the server as the
     source, the receiver as the destination (its host or mail domain only, never the full
-    URL, which may carry a token), the Subscription and the resources it named (their
-    references; never their content, whatever the notification carried)."""
+    URL, which may carry a token), the Subscription and the resources named (their
+    references; never their content, whatever the notification carried). One attempt
+    (``attempt``: its number), or every notification delivered at a first attempt over
+    ``period`` (``attempt`` None: ``subscriptions/transmits.py`` groups them)."""
     server = {"type": {"coding": [{"system": DCM, "code": "110153",
                                    "display": "Source Role ID"}]},
               "who": {"display": "fhir-server"}, "requestor": True}
@@ -185,15 +188,22 @@ def transmit_event(*, recorded: str, base_url: str, subscription: str, channel: 
     subscriber = {"what": _what(f"Subscription/{subscription}"),
                   "type": {"system": ENTITY_TYPE, "code": "2", "display": "System Object"},
                   "role": {"system": OBJECT_ROLE, "code": "9", "display": "Subscriber"}}
-    return {
+    outcome = "delivered" if delivered else "failed"
+    event: dict[str, Any] = {
         "resourceType": "AuditEvent",
         "type": {"system": EVENT_TYPE, "code": "transmit", "display": "Transmit Record"},
         "subtype": [{"system": OPERATION_SYSTEM, "code": f"notify-{channel}"}],
         "action": "R",
+    }
+    if period is not None:
+        event["period"] = {"start": period[0], "end": period[1]}
+    event.update({
         "recorded": recorded,
         "outcome": "0" if delivered else "8",
-        "outcomeDesc": f"attempt {attempt}: {'delivered' if delivered else 'failed'}",
+        "outcomeDesc": (f"attempt {attempt}: {outcome}" if attempt is not None
+                        else f"{len(focuses)} notified at the first attempt"),
         "agent": [server, receiver],
         "source": source(base_url),
         "entity": [subscriber, *(instance_entity(ref) for ref in focuses)],
-    }
+    })
+    return event

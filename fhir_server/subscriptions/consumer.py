@@ -41,7 +41,8 @@ from fhir_server.subscriptions.judge import Judge
 from fhir_server.subscriptions.notify import Notifier
 from fhir_server.subscriptions.state import cursor, forget, notified, save_cursor
 from fhir_server.subscriptions.status import set_status
-from fhir_server.subscriptions.worker import Audit, Worker
+from fhir_server.subscriptions.transmits import Audit
+from fhir_server.subscriptions.worker import Worker
 
 log = logging.getLogger("fhir_server.subscriptions")
 CATCH_UP_PAGE = 500

@@ -30,21 +30,19 @@ from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import replace
 from itertools import islice
-from typing import Any
 
 import orjson
 
-from fhir_server.audit.events import transmit_event
 from fhir_server.core.cancel import cancel_requested
 from fhir_server.core.config import Settings
 from fhir_server.observability import metrics
-from fhir_server.storage.model import instant, now_ms
 from fhir_server.storage.repository import Repository
 from fhir_server.subscriptions.active import Active
 from fhir_server.subscriptions.email_notice import message
 from fhir_server.subscriptions.notification import Pending, Status, bundle
 from fhir_server.subscriptions.notify import DeliveryFailed, Notifier
 from fhir_server.subscriptions.state import save_cursor, state_of
+from fhir_server.subscriptions.transmits import Audit, Transmits
 
 log = logging.getLogger("fhir_server.subscriptions")
 MAX_PAUSE = 300.0
@@ -70,7 +68,6 @@ def pause(settings: Settings, attempt: int) -> float:
 Failed = Callable[["Worker", str], Awaitable[None]]
 Activated = Callable[["Worker"], Awaitable[None]]
 Send = Callable[[], Awaitable[None]]
-Audit = Callable[[dict[str, Any]], None]
 
 
 class Worker:
@@ -78,7 +75,8 @@ class Worker:
                  notifier: Notifier, failed: Failed, count: int = 0, handshake: bool = False,
                  activated: Activated | None = None, audit: Audit | None = None) -> None:
         self.active = active
-        self.audit = audit  # records a transmit AuditEvent per attempt
+        # the transmit AuditEvents (``transmits.py``; ``audit``: AuditTrail.record)
+        self.transmits = Transmits(audit, base_url=settings.base_url, subscription=active.id_)
         self.after = after  # durable: delivered, or judged not to match, up to here
         self.seen = after  # judged by the consumer up to here
         self.count = count  # events notified since the Subscription started
@@ -102,6 +100,7 @@ class Worker:
             with suppress(asyncio.CancelledError):
                 await self.task
             self.task = None
+            self.transmits.flush(self.active.hook)
             with suppress(Exception):  # the database away: the next start re-sends
                 await self._save()
 
@@ -168,7 +167,9 @@ class Worker:
             self._wake.clear()
             if not self.queue and self.seen <= self.after:
                 with suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._heartbeat_in())
+                    await asyncio.wait_for(self._wake.wait(), self._idle_for())
+            if self.transmits.due_in() == 0:
+                self.transmits.flush(self.active.hook)
             if not self.queue and self._heartbeat_in() == 0:
                 return await self._deliver("heartbeat", [])
             return True
@@ -183,6 +184,12 @@ class Worker:
         if not self.queue or time.monotonic() - self.saved_at >= SAVE_EVERY:
             await self._save()
         return True
+
+    def _idle_for(self) -> float | None:
+        """How long to wait for an event: until a heartbeat or the grouped transmit
+        AuditEvents are due (None: until an event comes)."""
+        due = [t for t in (self._heartbeat_in(), self.transmits.due_in()) if t is not None]
+        return min(due) if due else None
 
     def _heartbeat_in(self) -> float | None:
         """Seconds until a heartbeat is due (None: no heartbeats)."""
@@ -229,13 +236,9 @@ class Worker:
         return f"The notification of {what} failed {attempts} times; last: {reason}"
 
     def _audited(self, batch: list[Pending], *, delivered: bool, attempt: int) -> None:
-        if self.audit is None:
-            return
-        self.audit(transmit_event(
-            recorded=instant(now_ms()), base_url=self.settings.base_url,
-            subscription=self.active.id_, channel=self.active.hook.type_,
-            destination=self.active.hook.destination, delivered=delivered, attempt=attempt,
-            focuses=[f"{item.type_}/{item.id_}" for item in batch]))
+        self.transmits.attempted(self.active.hook, [f"{item.type_}/{item.id_}"
+                                                    for item in batch],
+                                 delivered=delivered, attempt=attempt)
 
     async def _secret(self) -> str:
         read = self._secret_read
