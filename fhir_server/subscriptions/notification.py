@@ -34,6 +34,7 @@ class Pending:
     id_: str
     version: int
     at: datetime  # when the change was committed
+    trace: str | None = None  # the committing span's traceparent (``ChangeEvent.trace``)
 
 
 @dataclass(frozen=True)
