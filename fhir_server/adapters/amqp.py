@@ -23,7 +23,13 @@ oldest the outbox keeps: a broker connected for the first time has no queue boun
 waits for last week's changes (what is past is read from the FHIR API), and from then on
 the cursor keeps every event until the broker confirmed it, across outages and restarts.
 
-The URL may carry a password: the logs name the broker's host and port only.
+With tracing on, each attempt runs in an ``amqp publish`` span (a producer's) that
+continues the trace of the events' commit, or links to each event's commit when they come
+from several (``observability/tracing.py``), and each message carries that span's
+``traceparent`` header, so a consumer can continue it.
+
+The URL may carry a password: the logs name the broker's host and port only (and the
+span the exchange's name).
 """
 
 from __future__ import annotations
@@ -36,11 +42,13 @@ from typing import Any, Literal
 import aio_pika
 import orjson
 from aio_pika.abc import AbstractConnection, AbstractExchange, HeadersType
+from opentelemetry.trace import SpanKind
 from pydantic import SecretStr
 
 from fhir_server.core.config import Settings, amqp_address
 from fhir_server.events.consumer import Consumer
 from fhir_server.events.event import Event
+from fhir_server.observability import tracing
 from fhir_server.storage.repository import Repository
 
 log = logging.getLogger("fhir_server.adapters.amqp")
@@ -74,6 +82,20 @@ class AmqpBridge(Consumer):
         self._exchange: AbstractExchange | None = None
 
     async def deliver(self, events: Sequence[Event]) -> int:
+        """Publish ``events``; how many were confirmed, from the first. One span per attempt
+        when tracing (``observability/tracing.py``), linked to each event's commit."""
+        with tracing.delivery_span(
+                "amqp publish", events, kind=SpanKind.PRODUCER,
+                **{"messaging.system": "rabbitmq", "messaging.operation.type": "publish",
+                   "messaging.destination.name": self.exchange_name}) as span:
+            done = await self._publish(events)
+            tracing.set_outcome(span, "confirmed" if done == len(events) else "not confirmed",
+                                error=done < len(events))
+            if span is not None:
+                span.set_attribute("messaging.confirmed", done)
+        return done
+
+    async def _publish(self, events: Sequence[Event]) -> int:
         exchange = await self._open()
         messages = [(self._message(event, await self._body(event)), event) for event in events]
         # gather starts the publishes in this order and aiormq sends them under the channel's
@@ -145,6 +167,9 @@ class AmqpBridge(Consumer):
         key, journeys = routing_keys(event)
         cc: list[Any] = list(journeys)  # pamqp's field array type
         headers: HeadersType = {"CC": cc} if cc else {}
+        trace = tracing.current_traceparent()  # the publish span's, when tracing
+        if trace is not None:
+            headers["traceparent"] = trace
         return aio_pika.Message(
             body, content_type="application/json", message_id=str(event.number),
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT, type=key, timestamp=event.at,

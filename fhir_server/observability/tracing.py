@@ -3,15 +3,25 @@
 A span per request (``api/context.py``), per database call (``storage/instrumented.py``) and per
 payer or EHR call (``fhir_server/adapters/peer_http.py``), sent in batches over OTLP/HTTP by a
 background thread. The caller's W3C ``traceparent`` continues its trace; a payer or EHR
-call carries ours. The SDK's standard variables apply (``OTEL_SERVICE_NAME``,
+call carries ours.
+
+From a commit to its deliveries: each change event keeps the ``traceparent`` of the span
+that committed it (``current_traceparent``, stored by the outbox in the same commit), and
+each delivery attempt (a Subscription's notification, an AMQP publish) runs in a span of its
+own (``delivery_span``) that continues that trace: the child of the committing span when
+every event it carries comes from one commit, else the root of a new trace with a link to
+each event's commit. A rest-hook request (and an AMQP message) carries the delivery span's
+``traceparent``, so a receiver can go on with it. The SDK's standard variables apply (``OTEL_SERVICE_NAME``,
 ``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_TRACES_SAMPLER``/``_ARG``,
 ``OTEL_EXPORTER_OTLP_HEADERS``, ``OTEL_EXPORTER_OTLP_TIMEOUT``...).
 
 Span attributes are the route template, the interaction, the resource type, the status,
-the database operation, the peer's ``Endpoint/<id>``: never a URL, a query or content.
+the database operation, the peer's ``Endpoint/<id>``, a delivery's ``Subscription/<id>``,
+channel, event numbers and outcome: never a URL, a header, a query or content.
 
 Off, nothing here creates an object per request: the middleware and the database
-wrappers check ``tracer()`` once, and ``client_span`` hands back one shared no-op.
+wrappers check ``tracer()`` once, ``client_span`` and ``delivery_span`` hand back one shared
+no-op, and ``current_traceparent`` answers None (an event stores nothing).
 """
 
 from __future__ import annotations
@@ -19,11 +29,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Protocol
 
+from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from fhir_server.core.config import Settings
 
@@ -32,6 +44,7 @@ SERVICE_NAME = "fhir-rcm-server"
 TRACES_PATH = "/v1/traces"
 TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 _NO_SPAN = contextlib.nullcontext(None)
+_W3C = TraceContextTextMapPropagator()
 
 
 class _State:
@@ -141,3 +154,68 @@ def set_outcome(span: Any, outcome: str, *, error: bool) -> None:
     span.set_attribute("outcome", outcome)
     if error:
         span.set_status(Status(StatusCode.ERROR, outcome))
+
+
+def current_traceparent() -> str | None:
+    """The W3C ``traceparent`` of the current span, kept with the change events a commit
+    appends; None when tracing is off or no span is current (nothing made then)."""
+    if _state.tracer is None:
+        return None
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid:
+        return None
+    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+
+
+class Traced(Protocol):
+    """An event as a delivery sees it: its number and its commit's ``traceparent``."""
+
+    @property
+    def number(self) -> int: ...
+    @property
+    def trace(self) -> str | None: ...
+
+
+def _commit_context(traceparent: str) -> SpanContext | None:
+    span = trace.get_current_span(_W3C.extract({"traceparent": traceparent}))
+    context = span.get_span_context()
+    return context if context.is_valid else None
+
+
+def delivery_span(name: str, events: Sequence[Traced], *, kind: SpanKind = SpanKind.CLIENT,
+                  **attributes: Any) -> contextlib.AbstractContextManager[Any]:
+    """A span around one delivery attempt of ``events`` (current while it runs), or a no-op
+    when tracing is off or there are no events (a handshake, a heartbeat).
+
+    Its parent is the committing span when every event comes from one commit; otherwise it
+    starts a new trace with a link per event to its commit (an event committed without
+    tracing has none). ``attributes`` are identifiers only; the span also gets the last
+    event's number and the count. An exception ends it as an error, named by its type."""
+    tracer_ = _state.tracer
+    if tracer_ is None or not events:
+        return _NO_SPAN
+    commits = [(event.number, _commit_context(event.trace)) for event in events if event.trace]
+    distinct = {(c.trace_id, c.span_id): c for _, c in commits if c is not None}
+    parent = next(iter(distinct.values())) if len(distinct) == 1 else None
+    links = [] if parent is not None else [
+        Link(context, {"fhir.event.number": number}) for number, context in commits
+        if context is not None]
+    # An explicit context: a background task may have inherited a request's span.
+    context = (trace.set_span_in_context(trace.NonRecordingSpan(parent)) if parent is not None
+               else otel_context.Context())
+    return _delivery(tracer_, name, kind, context, links, {
+        **attributes, "fhir.event.number": events[-1].number, "fhir.event.count": len(events)})
+
+
+@contextlib.contextmanager
+def _delivery(tracer_: trace.Tracer, name: str, kind: SpanKind, context: otel_context.Context,
+              links: list[Link], attributes: dict[str, Any]) -> Iterator[Any]:
+    with tracer_.start_as_current_span(name, context=context, kind=kind, links=links,
+                                       attributes=attributes, record_exception=False,
+                                       set_status_on_exception=False) as span:
+        try:
+            yield span
+        except BaseException as error:
+            if "outcome" not in (getattr(span, "attributes", None) or {}):
+                set_outcome(span, type(error).__name__, error=True)
+            raise

@@ -46,7 +46,10 @@ class ChangeEvent:
     Numbers rise in commit order as a reader sees them: every engine hands out events in
     number order and never one above an event whose commit is still unsettled, so a reader
     that remembers the last number it handled never skips one. A number may be missing (a
-    write that rolled back, or retention); it is never reused."""
+    write that rolled back, or retention); it is never reused.
+
+    ``trace`` is the W3C ``traceparent`` of the span that committed it (None when tracing
+    was off or no span was current), so that its deliveries continue that trace."""
 
     number: int
     type_: str
@@ -54,6 +57,7 @@ class ChangeEvent:
     version: int
     action: str  # create, update or delete
     at: datetime
+    trace: str | None = None
 
     @property
     def reference(self) -> str:

@@ -40,6 +40,8 @@ class Change(Protocol):
     def action(self) -> str: ...
     @property
     def at(self) -> datetime: ...
+    @property
+    def trace(self) -> str | None: ...
 
 
 class Judge:
@@ -71,7 +73,8 @@ class Judge:
             if not await access.admits(change.type_, "r", id_=change.id_, index=index, ts=ts):
                 return None
         return Pending(number=change.number, type_=change.type_, id_=change.id_,
-                       version=change.version, at=change.at, text=text)
+                       version=change.version, at=change.at, text=text,
+                       trace=change.trace)
 
     async def _journeys(self, change: Change) -> tuple[str, ...]:
         """The event's journey topics: carried by the runner's events, read again from the

@@ -34,6 +34,7 @@ class Pending:
     id_: str
     version: int
     at: datetime  # when the change was committed
+    trace: str | None = None  # the committing span's traceparent (``ChangeEvent.trace``)
     # The version's JSON as the judge read it, held while the Subscription's queue is
     # short so that no notification reads it again (None: read it again when needed).
     text: str | None = field(default=None, compare=False, repr=False)

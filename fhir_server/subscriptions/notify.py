@@ -6,10 +6,12 @@ is signed with HMAC-SHA256 under the Subscription's secret; the hex digest goes 
 ``X-Signature`` (as Medplum signs its rest-hooks), and the event number in
 ``X-FHIR-Event-Number`` (a topic-based notification's: its last event's; none on a
 handshake or heartbeat), so a receiver recognises a notification it got before (delivery
-is at least once). Requests go through ``adapters/hook_client.py``: only where the peer
-guard allows (``FHIR_SUBSCRIPTION_ALLOWED_HOSTS``), resolved once, redirects not followed.
-Header values and bodies are never logged: a failure is told by its kind (a status code,
-a timeout, a refused address).
+is at least once). With tracing on, ``traceparent`` is the delivery span's (``traced.py``),
+so a receiver can continue the trace of the commit. Requests go through
+``adapters/hook_client.py``: only where the peer guard allows
+(``FHIR_SUBSCRIPTION_ALLOWED_HOSTS``), resolved once, redirects not followed. Header values
+and bodies are never logged: a failure is told by its kind (a status code, a timeout, a
+refused address).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from fhir_server.adapters.hook_client import HookClient
 from fhir_server.adapters.peer_guard import PeerAddressRefused
 from fhir_server.adapters.smtp import Mailer, MailFailed, SmtpMailer, SmtpServer
 from fhir_server.core.config import Settings
+from fhir_server.observability import tracing
 from fhir_server.subscriptions.channel import Channel, guard
 
 SIGNATURE = "X-Signature"
@@ -96,6 +99,7 @@ class Notifier:
             headers[EVENT_NUMBER] = str(number)
         if body is not None:
             headers["Content-Type"] = "application/fhir+json"
+        headers = tracing.with_traceparent(headers)  # the delivery span's (traced.py)
         limit = timeout or self.timeout
         try:
             async with asyncio.timeout(limit):

@@ -33,9 +33,12 @@ from fhir_server.core.cancel import cancel_requested
 from fhir_server.core.config import Settings
 from fhir_server.core.errors import FhirError
 from fhir_server.events.runner import pause_after
+from fhir_server.observability import tracing
 from fhir_server.storage.repository import Repository
 from fhir_server.subscriptions.active import Active, read_active
 from fhir_server.subscriptions.judge import Judge
+from fhir_server.subscriptions.notification import Pending
+from fhir_server.subscriptions.traced import delivery_span
 
 log = logging.getLogger("fhir_server.subscriptions")
 PAGE = 100
@@ -92,9 +95,10 @@ class SocketHub:
                 for change in changes:
                     if change.type_ == "Subscription" and change.id_ in self.bound:
                         await self._changed(change.id_)
-                    for id_, active in list(self.subscriptions.items()):
-                        if await judge.pending(active, change) is not None:
-                            await self._ping(id_)
+                    for active in list(self.subscriptions.values()):
+                        pending = await judge.pending(active, change)
+                        if pending is not None:
+                            await self._ping(active, pending)
                     self.after = change.number
                 failures = 0
             except asyncio.CancelledError:
@@ -123,14 +127,19 @@ class SocketHub:
             return
         self.subscriptions[id_] = active
 
-    async def _ping(self, id_: str) -> None:
-        for socket in list(self.bound.get(id_, ())):
-            try:
-                async with asyncio.timeout(self.settings.fhir_subscription_timeout):
-                    await socket.send_text(f"ping {id_}")
-            except Exception as error:  # gone or too slow: it binds again
-                log.info("websocket dropped subscription=%s error=%s", id_,
-                         type(error).__name__)
-                self.unbind(id_, socket)
-                with suppress(Exception):
-                    await socket.close(1011, "ping not taken")
+    async def _ping(self, active: Active, pending: Pending) -> None:
+        id_ = active.id_
+        with delivery_span(active, [pending]) as span:  # traced.py: when tracing
+            dropped = False
+            for socket in list(self.bound.get(id_, ())):
+                try:
+                    async with asyncio.timeout(self.settings.fhir_subscription_timeout):
+                        await socket.send_text(f"ping {id_}")
+                except Exception as error:  # gone or too slow: it binds again
+                    dropped = True
+                    log.info("websocket dropped subscription=%s error=%s", id_,
+                             type(error).__name__)
+                    self.unbind(id_, socket)
+                    with suppress(Exception):
+                        await socket.close(1011, "ping not taken")
+            tracing.set_outcome(span, "dropped" if dropped else "delivered", error=dropped)

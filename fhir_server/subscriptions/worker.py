@@ -42,6 +42,7 @@ from fhir_server.subscriptions.email_notice import message
 from fhir_server.subscriptions.notification import Pending, Status, bundle
 from fhir_server.subscriptions.notify import DeliveryFailed, Notifier
 from fhir_server.subscriptions.state import save_cursor, state_of
+from fhir_server.subscriptions.traced import traced
 from fhir_server.subscriptions.transmits import Audit, Transmits
 
 log = logging.getLogger("fhir_server.subscriptions")
@@ -221,7 +222,7 @@ class Worker:
         what = "a heartbeat" if number is None else f"event {number}"
         for attempt in range(1, attempts + 1):
             try:
-                await send()
+                await traced(self.active, batch, send)  # a span per attempt, when tracing
                 metrics.notification("delivered", self.active.hook.type_)
                 self._audited(batch, delivered=True, attempt=attempt)
                 return None

@@ -65,6 +65,8 @@ class ExportedSpan:
     kind: int
     attributes: dict[str, Any]
     service: str
+    links: tuple[tuple[str, str, dict[str, Any]], ...] = ()  # (trace id, span id, attributes)
+    status: int = 0  # opentelemetry.proto Status.StatusCode: 0 unset, 1 ok, 2 error
 
 
 def _value(any_value: Any) -> Any:
@@ -84,7 +86,11 @@ def decode(body: bytes) -> list[ExportedSpan]:
                     name=span.name, trace_id=span.trace_id.hex(), span_id=span.span_id.hex(),
                     parent_span_id=span.parent_span_id.hex(), kind=span.kind,
                     attributes={a.key: _value(a.value) for a in span.attributes},
-                    service=str(resource.get("service.name"))))
+                    service=str(resource.get("service.name")),
+                    links=tuple((link.trace_id.hex(), link.span_id.hex(),
+                                 {a.key: _value(a.value) for a in link.attributes})
+                                for link in span.links),
+                    status=span.status.code))
     return out
 
 

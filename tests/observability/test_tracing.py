@@ -1,16 +1,21 @@
 """OpenTelemetry: a server process exporting to an in-process OTLP/HTTP collector; a span per
 request (continuing the caller's traceparent), per database call and per payer call,
 the W3C traceparent received by a loopback payer, the trace id in X-Request-Id; no
-attribute carries an id or content. Off by default: no tracer, a shared no-op span."""
+attribute carries an id or content. A delivery's span continues the trace of its events'
+commit, or links to each of several. Off by default: no tracer, a shared no-op span."""
 
 from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import Link, SpanKind, StatusCode
 
 from fhir_server.core.config import Settings
 from fhir_server.observability import tracing
@@ -96,3 +101,69 @@ def test_tracing_is_off_without_an_endpoint(tmp_path: Path) -> None:
         assert span is None
     headers = {"Accept": "application/fhir+json"}
     assert tracing.with_traceparent(headers) is headers
+    # Nothing for the outbox to keep, and deliveries share the no-op too.
+    assert tracing.current_traceparent() is None
+    sent = [Sent(1, f"00-{'1' * 32}-{'2' * 16}-01")]
+    assert tracing.delivery_span("amqp publish", sent) is first
+
+
+@dataclass(frozen=True)
+class Sent:
+    number: int
+    trace: str | None
+
+
+def _traceparent(span: ReadableSpan) -> str:
+    assert span.context is not None
+    context = span.context
+    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+
+
+def test_a_delivery_continues_its_commit_or_links_to_each_of_several(tmp_path: Path) -> None:
+    exporter = InMemorySpanExporter()
+    tracer = tracing.configure(Settings(fhir_data_dir=tmp_path), exporter=exporter)
+    assert tracer is not None
+    try:
+        with tracer.start_as_current_span("commit one") as one:
+            first = tracing.current_traceparent()
+        with tracer.start_as_current_span("commit two"):
+            second = tracing.current_traceparent()
+        assert first and second and first != second
+        # Events of one commit (one, or a transaction's): the committing span's child.
+        with tracing.delivery_span("amqp publish", [Sent(1, first), Sent(2, first)],
+                                   kind=SpanKind.PRODUCER, channel="x") as span:
+            assert tracing.with_traceparent({})["traceparent"].split("-")[1] == first.split(
+                "-")[1]
+        # Events of several commits: a new trace, a link to each commit; an event committed
+        # without tracing has none.
+        with tracing.delivery_span("amqp publish", [Sent(3, first), Sent(4, second),
+                                                     Sent(5, None)]):
+            pass
+        # A failure ends the span as an error named by its type, never by its message.
+        with pytest.raises(ConnectionError), tracing.delivery_span("amqp publish",
+                                                                  [Sent(6, second)]):
+            raise ConnectionError("amqp://user:secret@mq:5672")
+        assert span is not None
+    finally:
+        tracing.shutdown()
+    commits = {s.name: s for s in exporter.get_finished_spans() if s.name.startswith("commit")}
+    assert _traceparent(commits["commit one"]) == first
+    single, several, failed = [s for s in exporter.get_finished_spans()
+                               if s.name == "amqp publish"]
+    assert single.parent is not None and single.parent.span_id == one.get_span_context().span_id
+    assert single.kind == SpanKind.PRODUCER and not single.links
+    assert dict(single.attributes or {}) == {"channel": "x", "fhir.event.number": 2,
+                                             "fhir.event.count": 2}
+    assert several.parent is None and several.context is not None
+    assert several.context.trace_id not in {c.context.trace_id for c in commits.values()
+                                            if c.context is not None}
+    assert [(_link(link), dict(link.attributes or {})) for link in several.links] == [
+        (first, {"fhir.event.number": 3}), (second, {"fhir.event.number": 4})]
+    assert failed.status.status_code == StatusCode.ERROR
+    assert (failed.attributes or {})["outcome"] == "ConnectionError"
+    assert "secret" not in str(failed.status.description)
+
+
+def _link(link: Link) -> str:
+    context = link.context
+    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"

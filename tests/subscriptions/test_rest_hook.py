@@ -33,6 +33,7 @@ async def test_a_matching_write_is_delivered_signed_in_order_and_a_non_matching_
         assert g.headers["content-type"] == "application/fhir+json"
         assert g.headers["x-signature"] == sign(secret, g.body)
         assert g.headers["x-signature"] != sign(secret, g.body + b" ")  # tampered: fails
+        assert "traceparent" not in g.headers  # tracing is off (test_delivery_traces.py: on)
     numbers = [int(g.headers["x-fhir-event-number"]) for g in got]
     assert numbers[0] < numbers[1]
     assert other["id"] not in {g.path.rsplit("/", 1)[-1] for g in got}

@@ -171,15 +171,19 @@ class Received:
     content_type: str | None
     persistent: bool
     type_: str | None
+    traceparent: str | None = None  # the publish span's, with tracing on
 
     @classmethod
     def of(cls, message: AbstractIncomingMessage) -> Received:
-        cc = (message.headers or {}).get("CC") or []
+        headers = message.headers or {}
+        cc = headers.get("CC") or []
+        traceparent = headers.get("traceparent")
         return cls(message_id=str(message.message_id), routing_key=str(message.routing_key),
                    cc=tuple(str(key) for key in cc),  # type: ignore[union-attr]
                    body=orjson.loads(message.body), content_type=message.content_type,
                    persistent=message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT,
-                   type_=message.type)
+                   type_=message.type,
+                   traceparent=None if traceparent is None else str(traceparent))
 
 
 async def bind_queue(url: str, exchange: str, *keys: str) -> str:

@@ -2,12 +2,13 @@
 change, settling or voiding them (the read side is ``outbox.py``).
 
 An event is a document ``{_id: key, t, i, v, a, ts}`` of ``events`` (``event_key``: its
-number as a string of 20 digits, so that ``_id`` order is number order). It is inserted
-*pending* (``st: "p"``, with the process ``p`` and, in a transaction, ``tx``) before its
-change's commit point, its number is written on the change's history version (``e``), and
-the mark is cleared once the change is settled; a change that fails or is rolled back
-*voids* its event (``st: "x"``) instead of deleting it. So an event exists exactly when its
-change is finalised, and readers (``outbox.py``) stop at a pending one.
+number as a string of 20 digits, so that ``_id`` order is number order), plus ``tp``, the
+committing span's W3C traceparent, when tracing is on (``observability/tracing.py``). It
+is inserted *pending* (``st: "p"``, with the process ``p`` and, in a transaction, ``tx``)
+before its change's commit point, its number is written on the change's history version
+(``e``), and the mark is cleared once the change is settled; a change that fails or is
+rolled back *voids* its event (``st: "x"``) instead of deleting it. So an event exists
+exactly when its change is finalised, and readers (``outbox.py``) stop at a pending one.
 
 Numbering: allocation is insertion. Each process keeps a hint of the next number (at
 open: above the highest), inserts ``{_id: hint}`` and on a duplicate re-reads the highest;
@@ -32,6 +33,7 @@ from pymongo import DESCENDING, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from fhir_server.observability import tracing
 from fhir_server.storage.model import action_of
 from fhir_server.storage.mongo.filters import by_id
 from fhir_server.storage.mongo.guarded import Guarded, expect_filter
@@ -106,6 +108,9 @@ class EventLog:
                     "p": self.liveness.process}
         if tx is not None:
             doc["tx"] = tx
+        trace = tracing.current_traceparent()  # the write's span: its commit's
+        if trace is not None:
+            doc["tp"] = trace
         while True:
             number = await self._insert(doc)
             try:

@@ -52,7 +52,8 @@ def purge_filter(*, upto: int, before: datetime, void: bool) -> Doc:
 
 def _event(doc: Doc) -> ChangeEvent:
     return ChangeEvent(number=int(doc["_id"]), type_=str(doc["t"]), id_=str(doc["i"]),
-                       version=int(doc["v"]), action=str(doc["a"]), at=doc["ts"])
+                       version=int(doc["v"]), action=str(doc["a"]), at=doc["ts"],
+                       trace=doc.get("tp"))
 
 
 class Outbox:

@@ -101,12 +101,20 @@ CREATE INDEX IF NOT EXISTS ix_so_order ON ix_so (type, p, value, id);
 CREATE TABLE IF NOT EXISTS events (
   n INTEGER PRIMARY KEY AUTOINCREMENT,
   type TEXT NOT NULL, id TEXT NOT NULL, v INTEGER NOT NULL, a TEXT NOT NULL,
-  ts INTEGER NOT NULL);
+  ts INTEGER NOT NULL, tp TEXT);
 CREATE TABLE IF NOT EXISTS records (
   kind TEXT NOT NULL, id TEXT NOT NULL, doc TEXT NOT NULL, exp REAL,
   PRIMARY KEY (kind, id)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS records_expiry ON records (kind, exp);
 """ + "".join(_STRING_TABLE.format(k=k) for k in STRING_KINDS)
+
+# Columns added since a table was first created: (table, column, declaration). A file
+# made before them gets them at open (``create_schema``). Each is nullable, so a server of
+# the same schema version without it still reads and writes the file: the version moves
+# only for a change an older server could not live with.
+ADDED_COLUMNS = (
+    ("events", "tp", "TEXT"),  # the committing span's W3C traceparent (tracing on)
+)
 
 INDEX_TABLES = (*[f"ix_{k}" for k in STRING_KINDS], "ix_dt", "ix_nm", "ix_qt", "ix_cr", "ix_so")
 
@@ -160,8 +168,18 @@ class Database:
         if version > SCHEMA_VERSION:
             raise RuntimeError(f"{self.path} was written by a newer version of this server "
                                f"(schema {version}; this one knows {SCHEMA_VERSION})")
-        self.conn.executescript("BEGIN IMMEDIATE;" + SCHEMA
-                                + f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+        self.conn.executescript("BEGIN IMMEDIATE;" + SCHEMA)  # left open: one transaction
+        try:
+            for table, column, declaration in ADDED_COLUMNS:
+                have = {row[1] for row in self.conn.execute(f"PRAGMA table_info({table})")}
+                if column not in have:
+                    self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+            self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self.conn.execute("COMMIT")
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
         self.conn.execute("PRAGMA busy_timeout = 0")
 
     def close(self) -> None:

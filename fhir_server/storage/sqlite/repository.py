@@ -19,6 +19,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from fhir_server.observability import tracing
 from fhir_server.search.query import EVERYTHING, Query, SortKey
 from fhir_server.storage.locks import Locks
 from fhir_server.storage.model import ChangeEvent, StoredVersion, action_of, now_ms
@@ -75,9 +76,10 @@ def _stored(type_: str, id_: str, row: Sequence[Any]) -> StoredVersion:
                          method=m)
 
 
-def _apply(c: sqlite3.Connection, w: PlannedWrite, ts: int) -> None:
+def _apply(c: sqlite3.Connection, w: PlannedWrite, ts: int, trace: str | None) -> None:
     """One write inside a transaction: check the version, move the current row, add the
-    history row, replace the index rows. Raises _Conflict when ``previous`` does not hold."""
+    history row, replace the index rows, append the event (with ``trace``, the committing
+    span's traceparent). Raises _Conflict when ``previous`` does not hold."""
     version = (w.previous or 0) + 1
     key = history_key(w.type_, w.id_, version)
     row = c.execute("SELECT rid, v, json IS NOT NULL FROM resources WHERE type = ? AND id = ?",
@@ -103,9 +105,10 @@ def _apply(c: sqlite3.Connection, w: PlannedWrite, ts: int) -> None:
               (key, w.type_, w.id_, version, ts, w.method, w.text))
     if w.text is not None and w.index:
         insert_index(c, rid=rid, type_=w.type_, id_=w.id_, index=w.index)
-    c.execute("INSERT INTO events (type, id, v, a, ts) VALUES (?, ?, ?, ?, ?)",
+    c.execute("INSERT INTO events (type, id, v, a, ts, tp) VALUES (?, ?, ?, ?, ?, ?)",
               (w.type_, w.id_, version,
-               action_of(text=w.text, previous_live=row is not None and bool(row[2])), ts))
+               action_of(text=w.text, previous_live=row is not None and bool(row[2])), ts,
+               trace))
 
 
 class SqliteRepository(Repository):
@@ -279,8 +282,9 @@ class SqliteRepository(Repository):
                     ts: datetime | None = None) -> StoredVersion:
         ts = ts or now_ms()
         w = PlannedWrite(type_, id_, previous, text, index, method)
+        trace = tracing.current_traceparent()
         try:
-            await self.db.write(lambda c: _apply(c, w, ms(ts)))
+            await self.db.write(lambda c: _apply(c, w, ms(ts), trace))
         except _Conflict as conflict:
             raise VersionConflict(conflict.key) from None
         return StoredVersion(type_=type_, id_=id_, version=(previous or 0) + 1,
@@ -290,11 +294,12 @@ class SqliteRepository(Repository):
                                  side_effects: Sequence[PlannedWrite] = ()
                                  ) -> list[StoredVersion]:
         everything = [*writes, *side_effects]
+        trace = tracing.current_traceparent()
 
         def run(c: sqlite3.Connection) -> None:
             for i, w in enumerate(everything):
                 try:
-                    _apply(c, w, ms(ts))
+                    _apply(c, w, ms(ts), trace)
                 except _Conflict as conflict:
                     raise TransactionConflict(i, conflict.key) from None
 
@@ -332,10 +337,11 @@ class SqliteRepository(Repository):
 
     async def events(self, *, after: int, limit: int) -> list[ChangeEvent]:
         rows = await self.db.read(lambda c: c.execute(
-            "SELECT n, type, id, v, a, ts FROM events WHERE n > ? ORDER BY n LIMIT ?",
+            "SELECT n, type, id, v, a, ts, tp FROM events WHERE n > ? ORDER BY n LIMIT ?",
             (after, limit)).fetchall())
-        return [ChangeEvent(number=n, type_=t, id_=i, version=v, action=a, at=from_ms(ts))
-                for n, t, i, v, a, ts in rows]
+        return [ChangeEvent(number=n, type_=t, id_=i, version=v, action=a, at=from_ms(ts),
+                            trace=tp)
+                for n, t, i, v, a, ts, tp in rows]
 
     async def last_event(self) -> int:
         row = await self.db.read(lambda c: c.execute(
