@@ -1,10 +1,12 @@
 """R4 websocket Subscriptions against a real server with two workers: sockets bound in
 whichever worker accepted them get a ping per matching event; binding needs a token that
-may read the Subscription."""
+may read the Subscription, and a binding ends when that token expires."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import time
 
 import httpx
@@ -18,6 +20,7 @@ from tests.support.store import Store, mint_for_database
 
 WEBSOCKET = "http://hl7.org/fhir/StructureDefinition/capabilitystatement-websocket"
 SOCKETS = 6
+LIFETIME = 3  # seconds: the short-lived binding token
 
 
 async def active(http: httpx.AsyncClient, id_: str) -> None:
@@ -104,3 +107,48 @@ async def test_binding_needs_a_token_that_may_read_the_subscription(store: Store
                         "Authorization": "Bearer forged"}) as forged:
                     await forged.recv()
             assert refused.value.response.status_code == 403
+
+
+def _expiry(token: str) -> int:
+    """The token's ``exp`` claim, read as any holder of the token can (no key needed)."""
+    claims = token.split(".")[1]
+    return int(json.loads(base64.urlsafe_b64decode(claims + "=" * (-len(claims) % 4)))["exp"])
+
+
+@pytest.mark.slow
+@pytest.mark.process
+async def test_a_binding_ends_when_its_token_expires_and_a_fresh_token_resumes_it(
+        store: Store) -> None:
+    with server_process(store, FHIR_EVENTS_POLL_SECONDS="0.05") as server:
+        admin = await mint_for_database(store, server.base)
+        short = await mint_for_database(store, server.base, lifetime=LIFETIME)
+        async with httpx.AsyncClient(base_url=server.base + "/", timeout=30,
+                                     headers={"Authorization": f"Bearer {admin}"}) as http:
+            id_ = (await http.post("Subscription", json={
+                "resourceType": "Subscription", "status": "requested", "reason": "test",
+                "criteria": "Observation?status=final",
+                "channel": {"type": "websocket"}})).json()["id"]
+            await active(http, id_)
+            url = server.base.replace("http://", "ws://") + "/websocket"
+            socket = await bound(url, id_, {"Authorization": f"Bearer {short}"})
+            await http.post("Observation", json=observation("final"))
+            assert await asyncio.wait_for(socket.recv(), 10) == f"ping {id_}"
+
+            # The token expires: the socket is told, and stays open.
+            said = str(await asyncio.wait_for(socket.recv(), LIFETIME + 10))
+            assert time.time() >= _expiry(short)
+            assert said.startswith(f"error {id_} ") and "expired" in said, said
+            await http.post("Observation", json=observation("final"))
+            with pytest.raises(TimeoutError):  # judged and not pinged: the binding ended
+                await asyncio.wait_for(socket.recv(), 1)
+            await socket.send(f"bind {id_}")  # the expired token binds nothing
+            said = str(await asyncio.wait_for(socket.recv(), 10))
+            assert said.startswith(f"error {id_} ") and "expired" in said, said
+
+            # A fresh token on the same socket, and a bind again: pings resume.
+            await socket.send(f"bearer {await mint_for_database(store, server.base)}")
+            await socket.send(f"bind {id_}")
+            assert await asyncio.wait_for(socket.recv(), 10) == f"bound {id_}"
+            await http.post("Observation", json=observation("final"))
+            assert await asyncio.wait_for(socket.recv(), 10) == f"ping {id_}"
+            await socket.close()
