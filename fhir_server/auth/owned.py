@@ -42,8 +42,8 @@ async def owned_query(records: Records, *, type_: str, principal: Principal,
                       letter: str) -> Query:
     """What a ``patient/`` term grants of an owned type: anything to create (the creator
     becomes its owner), else the ids of what the token owns. The owner records are read
-    once per request and type (``Access`` keeps the compiled terms): one small record per
-    Subscription."""
+    once per request, type and interaction (``Access`` keeps the compiled terms): one small
+    record per Subscription."""
     if letter == "c":
         return EVERYTHING
     mine = sorted(str(doc["_id"]) for doc in await records.all(kind=OWNED[type_])
