@@ -19,13 +19,21 @@ patient token's compartment or a restricted token's terms). The token comes eith
 Never in the URL (``?access_token=``): URLs are written to access logs, proxy logs and
 browser history, where a bearer token must not be. A browser's connection from another
 origin is refused unless that origin is one of the token's client's (``auth/origins.py``),
-as for REST. A socket keeps its binding while it is open; a revoked token's bindings end
-when the Subscription is next written.
+as for REST.
+
+A binding lasts until the token it was made with expires (its ``exp``): then the socket
+gets ``error <id> access token expired: ...`` and no more pings for it
+(``subscriptions/sockets.py``). The socket stays open: ``bearer <fresh token>`` (at any
+time, replacing the token, whichever way it came) and ``bind <id>`` again resume it. A
+``bind`` with an expired token is refused the same way. A revoked token's bindings end
+when the Subscription is next written, or at its expiry.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import time
 
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -36,6 +44,7 @@ from fhir_server.auth.principal import Principal, principal_of
 from fhir_server.core.config import Settings
 from fhir_server.core.errors import FhirError, Forbidden, NotFound, Unauthorized
 from fhir_server.subscriptions.active import Active, read_active
+from fhir_server.subscriptions.sockets import EXPIRED
 
 log = logging.getLogger("fhir_server.subscriptions")
 PATH = "/fhir/websocket"
@@ -49,9 +58,10 @@ def websocket_url(base_url: str) -> str:
     return f"{'wss' if scheme == 'https' else 'ws'}{sep}{rest.rstrip('/')}/websocket"
 
 
-async def _principal(websocket: WebSocket, token: str) -> Principal:
+async def _principal(websocket: WebSocket, token: str) -> tuple[Principal, float]:
+    """The token's principal and its expiry (epoch seconds)."""
     try:
-        grant = await websocket.app.state.auth.verify_access_token(token.strip())
+        grant, until = await websocket.app.state.auth.verify_access_token_until(token.strip())
     except Unauthorized:
         raise Unauthorized("The access token is invalid, expired or revoked") from None
     principal = principal_of(grant)
@@ -60,16 +70,19 @@ async def _principal(websocket: WebSocket, token: str) -> Principal:
     if origin is not None and not (await websocket.app.state.origins.table()).permits(
             origin, principal.client_id):
         raise Forbidden(f"client {principal.client_id} may not be used from this web origin")
-    return principal
+    return principal, float(until)
 
 
-async def _bindable(websocket: WebSocket, principal: Principal | None, id_: str) -> Active:
+async def _bindable(websocket: WebSocket, principal: Principal | None, id_: str,
+                    until: float) -> Active:
     """The Subscription ``id_`` when the token may read it and it notifies over websocket."""
     settings: Settings = websocket.app.state.settings
     repo = websocket.app.state.repo
     if settings.fhir_auth != "off" and principal is None:
         raise Unauthorized("Send the access token first: the Authorization header of the "
                            "handshake, or a 'bearer <token>' message")
+    if until <= time.time():
+        raise Unauthorized(EXPIRED.format(id_=id_))
     access = Access(principal=principal, repo=repo, settings=settings)
     access.require("Subscription", "r")
     current = await repo.current(type_="Subscription", id_=id_)
@@ -91,41 +104,42 @@ async def subscription_socket(websocket: WebSocket) -> None:
         await websocket.close(TRY_LATER, "starting")
         return
     principal: Principal | None = None
+    until = math.inf  # the token's expiry (none with FHIR_AUTH=off)
     header = websocket.headers.get("authorization")
     if header is not None:
         scheme, _, token = header.strip().partition(" ")
         try:
             if scheme.lower() != "bearer":
                 raise Unauthorized("The Authorization header must be 'Bearer <token>'")
-            principal = await _principal(websocket, token)
+            principal, until = await _principal(websocket, token)
         except FhirError:
             await websocket.close(POLICY, "access token refused")
             return
     await websocket.accept()
-    bound: list[Active] = []
+    bound: set[str] = set()
     try:
         while True:
             verb, _, argument = (await websocket.receive_text()).strip().partition(" ")
             argument = argument.strip()
-            if verb == "bearer" and principal is None and not bound:
+            if verb == "bearer":  # the first token, or a fresh one for the next binds
                 try:
-                    principal = await _principal(websocket, argument)
+                    principal, until = await _principal(websocket, argument)
                 except FhirError:
                     await websocket.close(POLICY, "access token refused")
                     return
             elif verb == "bind" and argument:
                 try:
-                    active = await _bindable(websocket, principal, argument)
+                    active = await _bindable(websocket, principal, argument, until)
                 except FhirError as refused:
                     await websocket.send_text(f"error {argument[:64]} {refused.diagnostics}")
                     continue
-                await app.state.sockets.bind(active, websocket)
-                bound.append(active)
+                await app.state.sockets.bind(active, websocket, until=until)
+                bound.add(active.id_)
                 await websocket.send_text(f"bound {active.id_}")
             else:
                 await websocket.send_text("error expected 'bind <subscription id>'")
     except WebSocketDisconnect:
         pass
     finally:
-        for active in bound:
-            app.state.sockets.unbind(active.id_, websocket)
+        for id_ in bound:
+            app.state.sockets.unbind(id_, websocket)

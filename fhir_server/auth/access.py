@@ -5,7 +5,8 @@
 must match: the OR of the token's terms, each the AND of its scope's
 ``?restriction`` (compiled by the search compiler) and, for ``patient/``
 scopes, what is the launch patient's (the compartment, or the attribution of
-``patient_visibility.py``). The same query is ANDed into
+``patient_visibility.py``; for a Subscription, what the token's app made for that
+patient, ``owned.py``). The same query is ANDed into
 searches, asked of the database for stored resources, and evaluated in Python
 on content that has no row yet (``search/evaluate.py``).
 """
@@ -17,7 +18,13 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final
 
-from fhir_server.auth.patient_visibility import foreign_patients, patient_query
+from fhir_server.auth.owned import owned_query
+from fhir_server.auth.patient_visibility import (
+    Visibility,
+    foreign_patients,
+    patient_query,
+    visibility,
+)
 from fhir_server.auth.principal import Principal
 from fhir_server.auth.roles import AUDIT_TYPE
 from fhir_server.core.config import Settings
@@ -88,7 +95,10 @@ class Access:
                 except Invalid:
                     log.warning("scope restriction does not compile type=%s", type_)
                     continue  # a restriction that cannot be evaluated grants nothing
-            if term.patient is not None:
+            if term.patient is not None and visibility(type_) is Visibility.OWNED:
+                parts.append(await owned_query(self.repo.records, type_=type_,
+                                               principal=self.principal, letter=letter))
+            elif term.patient is not None:
                 parts.append(patient_query(term.patient, type_))
             term_query = and_(*parts)
             if term_query == EVERYTHING:

@@ -6,6 +6,7 @@
   path (a reference parameter naming ``Patient/<id>``, or a chain to a type the patient
   may see: ``PaymentReconciliation.detail.request`` -> an Invoice of the compartment);
 * a public type (directory, definitions, terminology, prices): all of it, read and search;
+* an owned type (Subscription): what the token's app made for its patient (``owned.py``);
 * any other type: nothing (deny unless attributable).
 
 A patient token's writes stay in its compartment on every reference that places a
@@ -36,7 +37,12 @@ class Visibility(Enum):
     COMPARTMENT = "compartment"  # R4's Patient compartment: the patient's own, any letter
     ATTRIBUTED = "attributed"  # names the patient another way: the patient's own, read only
     PUBLIC = "public"  # reference data: all of it, read only
+    OWNED = "owned"  # made by the token's app for its patient (owned.py): any letter
     HIDDEN = "hidden"  # nothing
+
+
+# type -> the record kind where its writer is kept (``subscriptions/state.py`` writes it)
+OWNED: dict[str, str] = {"Subscription": "subscriptions"}
 
 
 @cache
@@ -56,6 +62,8 @@ def attribution_paths(type_: str) -> tuple[tuple[str, str], ...]:
 def visibility(type_: str) -> Visibility:
     if type_ == "Patient" or patient_compartment().get(type_):
         return Visibility.COMPARTMENT
+    if type_ in OWNED:
+        return Visibility.OWNED
     attributed, public = _table()
     if type_ in attributed:
         return Visibility.ATTRIBUTED

@@ -61,7 +61,8 @@ class Principal:
         compartment to the launch patient's compartment; outside it, an attributed type
         (PaymentReconciliation, Binary, ...) to the launch patient's resources, read only;
         a public type (Organization, Practitioner, ValueSet, ...) is read and searched
-        whole, not written; any other type is not granted.
+        whole, not written; an owned type (Subscription) to what the token's app made for
+        that patient (``owned.py``); any other type is not granted.
         """
         seen = visibility(type_)
         out: list[Term] = []
@@ -76,7 +77,7 @@ class Principal:
                 out.append(Term(scope.restriction, None))
             elif self.patient is None:
                 continue  # a patient/ scope without a launch patient grants nothing
-            elif seen is Visibility.COMPARTMENT or (
+            elif seen in (Visibility.COMPARTMENT, Visibility.OWNED) or (
                     seen is Visibility.ATTRIBUTED and letter in "rs"):
                 out.append(Term(scope.restriction, self.patient))
             elif seen is Visibility.PUBLIC and letter in "rs":

@@ -170,7 +170,7 @@ class ScopedRepository(Repository):
         seen = visibility(type_)
         if seen is Visibility.PUBLIC:
             return True
-        if seen is Visibility.HIDDEN:
+        if seen in (Visibility.HIDDEN, Visibility.OWNED):  # owned: only through its terms
             return False
         return await self.base.matches(type_=type_, id_=id_,
                                        query=patient_query(patient, type_))

@@ -141,6 +141,12 @@ class AuthService:
         """The grant of a valid token; ``Unauthorized`` for a bad, expired or revoked one."""
         return _claims_to_grant(await self.access_token_claims(token))
 
+    async def verify_access_token_until(self, token: str) -> tuple[Grant, int]:
+        """``verify_access_token``, and the token's expiry (epoch seconds): for what outlives
+        one request on it (a websocket's bindings)."""
+        claims = await self.access_token_claims(token)
+        return _claims_to_grant(claims), int(claims["exp"])
+
     async def revoke_access_token(self, *, jti: str, exp: int) -> None:
         self._revoked[jti] = exp
         await self.store.insert(kind="revoked", doc={"_id": jti, "exp": exp})

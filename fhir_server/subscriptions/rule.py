@@ -11,7 +11,9 @@
 * the rest-hook channel (``channel.py``): https, or an allow-listed host;
 * the writer (its token's client, scopes and launch patient) is recorded beside the
   Subscription (``state.py``), never in it: notifications carry only what that writer
-  may read (``consumer.py`` judges each event with the same access rules as a read).
+  may read (``consumer.py`` judges each event with the same access rules as a read);
+* a ``patient/Subscription`` token changes only what its app made for its patient
+  (``auth/owned.py``): checked against the recorded owner before the new one is recorded.
 
 The Subscription's lease (``subscription:<id>``) is held from these checks to the commit,
 so two clients' writes of one Subscription cannot record each other's owner.
@@ -19,15 +21,16 @@ so two clients' writes of one Subscription cannot record each other's owner.
 
 from __future__ import annotations
 
+from fhir_server.auth.owned import owns
 from fhir_server.auth.principal import Principal
-from fhir_server.core.errors import Forbidden
+from fhir_server.core.errors import Forbidden, NotFound
 from fhir_server.search.query import Keys, walk
 from fhir_server.service import write_rules as rules
 from fhir_server.service.write_rules import Change, RuleContext, SideWrite
 from fhir_server.subscriptions.active import Watch, read_watch
 from fhir_server.subscriptions.channel import parse_channel
 from fhir_server.subscriptions.criteria import WHERE
-from fhir_server.subscriptions.state import owner_of, record_owner
+from fhir_server.subscriptions.state import owner_of, record_owner, state_of
 
 
 class SubscriptionRule:
@@ -43,6 +46,8 @@ class SubscriptionRule:
         principal = ctx.principal if isinstance(ctx.principal, Principal) else None
         if principal is not None:
             _check_reach(principal, watch)
+            if change.before is not None:
+                await _check_owner(ctx, principal, change.id_)
         await record_owner(ctx.repo.records, change.id_, owner_of(principal))
         return []
 
@@ -60,6 +65,19 @@ def _check_reach(principal: Principal, watch: Watch) -> None:
                 "|Patient/" in k and not k.endswith(f"|{own}") for k in node.keys):
             raise Forbidden("Subscription.criteria names a patient other than the token's",
                             expression=[WHERE])
+
+
+async def _check_owner(ctx: RuleContext, principal: Principal, id_: str) -> None:
+    """A token whose every Subscription update is confined to its patient (``patient/``
+    scopes, ``auth/owned.py``) changes only a Subscription its app made for that patient.
+    The request's own checks found it so already; this one runs under the Subscription's
+    lease, just before the owner is recorded, so the recorded owner cannot be taken over
+    by a write that its commit then refuses."""
+    terms = principal.alternatives("Subscription", "u")
+    if not terms or any(t.patient is None for t in terms):
+        return
+    if not owns(principal, (await state_of(ctx.repo.records, id_)).get("owner")):
+        raise NotFound(f"Subscription/{id_} is not known")
 
 
 def register() -> None:

@@ -18,12 +18,21 @@ it is bound; what a client missed while it had none it reads with ``$events``. A
 that does not take a ping within ``FHIR_SUBSCRIPTION_TIMEOUT`` is closed. When the
 Subscription changes, it is read again; once it is no longer active on a websocket channel
 (off, deleted, rewritten) its sockets are closed.
+
+A binding lasts as long as the access token it was made with: once that token's ``exp``
+has passed, the socket gets no more pings for it and is told so, ``error <id> <why>``
+(the channel's refusal message); the socket stays open, so the client sends a fresh
+``bearer <token>`` and ``bind <id>`` again to resume (``api/websocket.py``). What was
+committed in between is read with ``$events``. The reader checks expiries at each round,
+so a binding ends within ``FHIR_EVENTS_POLL_SECONDS`` of its token, and never pings past it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import time
 from contextlib import suppress
 from typing import Protocol
 
@@ -43,6 +52,7 @@ from fhir_server.subscriptions.traced import delivery_span
 log = logging.getLogger("fhir_server.subscriptions")
 PAGE = 100
 GONE = 1000  # the websocket close code once the Subscription no longer notifies here
+EXPIRED = "access token expired: send 'bearer <token>' and 'bind {id_}' again"
 
 
 class Socket(Protocol):
@@ -54,23 +64,26 @@ class Socket(Protocol):
 class SocketHub:
     def __init__(self, *, repo: Repository, settings: Settings) -> None:
         self.repo, self.settings = repo, settings
-        self.bound: dict[str, set[Socket]] = {}
+        # Subscription id -> its sockets here, each with its binding's end (the token's exp)
+        self.bound: dict[str, dict[Socket, float]] = {}
         self.subscriptions: dict[str, Active] = {}
         self.after = 0
         self.task: asyncio.Task[None] | None = None
 
-    async def bind(self, active: Active, socket: Socket) -> None:
+    async def bind(self, active: Active, socket: Socket, *, until: float = math.inf) -> None:
+        """Ping ``socket`` for ``active`` until ``until`` (epoch seconds: the binding token's
+        expiry; a socket bound again gets the new one)."""
         if self.task is None or self.task.done():
             self.after = await self.repo.last_event()
             self.task = asyncio.create_task(self._read(), name="subscriptions:sockets")
         self.subscriptions[active.id_] = active
-        self.bound.setdefault(active.id_, set()).add(socket)
+        self.bound.setdefault(active.id_, {})[socket] = until
 
     def unbind(self, id_: str, socket: Socket) -> None:
         sockets = self.bound.get(id_)
         if sockets is None:
             return
-        sockets.discard(socket)
+        sockets.pop(socket, None)
         if not sockets:
             del self.bound[id_]
             self.subscriptions.pop(id_, None)
@@ -87,6 +100,7 @@ class SocketHub:
         failures = 0
         while self.bound and not cancel_requested():  # the driver may swallow a stop
             try:
+                await self._expire()
                 changes = await self.repo.events(after=self.after, limit=PAGE)
                 if not changes:
                     await asyncio.sleep(self.settings.fhir_events_poll_seconds)
@@ -107,6 +121,18 @@ class SocketHub:
                 failures += 1
                 log.warning("websocket reader failed error=%s", type(error).__name__)
                 await asyncio.sleep(pause_after(failures))
+
+    async def _expire(self) -> None:
+        """End the bindings whose token has expired, telling each socket why."""
+        now = time.time()
+        for id_, sockets in list(self.bound.items()):
+            for socket, until in list(sockets.items()):
+                if until <= now:
+                    self.unbind(id_, socket)
+                    log.info("websocket binding expired subscription=%s", id_)
+                    with suppress(Exception):
+                        async with asyncio.timeout(self.settings.fhir_subscription_timeout):
+                            await socket.send_text(f"error {id_} {EXPIRED.format(id_=id_)}")
 
     async def _changed(self, id_: str) -> None:
         current = await self.repo.current(type_="Subscription", id_=id_)
@@ -129,6 +155,7 @@ class SocketHub:
 
     async def _ping(self, active: Active, pending: Pending) -> None:
         id_ = active.id_
+        await self._expire()  # a round can outlast a token: never ping past its exp
         with delivery_span(active, [pending]) as span:  # traced.py: when tracing
             dropped = False
             for socket in list(self.bound.get(id_, ())):

@@ -17,12 +17,13 @@ import secrets
 import time
 from typing import Any
 
+from fhir_server.auth.patient_visibility import OWNED
 from fhir_server.auth.principal import Principal
 from fhir_server.auth.scopes import parse_scopes
 from fhir_server.events.runner import CURSORS
 from fhir_server.storage.records import Records
 
-KIND = "subscriptions"
+KIND = OWNED["Subscription"]  # "subscriptions": read by auth/owned.py too
 
 
 def cursor_id(id_: str) -> str:

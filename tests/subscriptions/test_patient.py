@@ -1,4 +1,5 @@
-"""A Subscription created with a patient token notifies what that token may read only."""
+"""A Subscription created with a patient token notifies what that token may read only:
+with user/ Subscription scopes and with patient/ ones alike."""
 
 from __future__ import annotations
 
@@ -6,12 +7,15 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 import orjson
+import pytest
 
 from tests.subscriptions.helpers import observation, subscribe, subscription
 from tests.subscriptions.receiver import receiver
 
 ClientFor = Callable[..., Awaitable[httpx.AsyncClient]]
 SCOPES = "patient/Observation.rs user/Subscription.cru"
+# A patient-facing app: its Subscriptions are its own (tests/subscriptions/test_patient_owned.py).
+PATIENT_SCOPES = "patient/Observation.rs patient/Subscription.cruds"
 
 
 async def _patients(client: httpx.AsyncClient) -> tuple[str, str]:
@@ -35,10 +39,11 @@ async def test_a_patient_token_cannot_subscribe_to_another_patient_or_an_unreada
         assert refused.json()["issue"][0]["expression"] == ["Subscription.criteria"]
 
 
+@pytest.mark.parametrize("scopes", [SCOPES, PATIENT_SCOPES], ids=["user", "patient"])
 async def test_full_resource_payloads_never_show_another_patient(
-        client: httpx.AsyncClient, client_for: ClientFor) -> None:
+        client: httpx.AsyncClient, client_for: ClientFor, scopes: str) -> None:
     ann, bob = await _patients(client)
-    mine = await client_for(SCOPES, patient=ann)
+    mine = await client_for(scopes, patient=ann)
     with receiver() as hook:
         await subscribe(mine, "Observation?status=final", hook.url,
                         payload="application/fhir+json")

@@ -1,10 +1,12 @@
 """R4 websocket Subscriptions against a real server with two workers: sockets bound in
 whichever worker accepted them get a ping per matching event; binding needs a token that
-may read the Subscription."""
+may read the Subscription, and a binding ends when that token expires."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import time
 
 import httpx
@@ -18,6 +20,8 @@ from tests.support.store import Store, mint_for_database
 
 WEBSOCKET = "http://hl7.org/fhir/StructureDefinition/capabilitystatement-websocket"
 SOCKETS = 6
+LIFETIME = 3  # seconds: the short-lived binding token
+PATIENT_APP = "patient/Subscription.cruds patient/Observation.rs"
 
 
 async def active(http: httpx.AsyncClient, id_: str) -> None:
@@ -91,6 +95,14 @@ async def test_binding_needs_a_token_that_may_read_the_subscription(store: Store
                 await anonymous.send(f"bind {id_}")
                 answer = await asyncio.wait_for(anonymous.recv(), 10)
                 assert str(answer).startswith(f"error {id_} ") and "access token" in answer
+            # A patient-facing app binds only the Subscriptions it made for its patient.
+            another_app = await mint_for_database(store, server.base, scope="patient/*.rs",
+                                                  patient="ann", client_id="portal")
+            async with connect(url, additional_headers={
+                    "Authorization": f"Bearer {another_app}"}) as patient_app:
+                await patient_app.send(f"bind {id_}")
+                answer = await asyncio.wait_for(patient_app.recv(), 10)
+                assert str(answer) == f"error {id_} Subscription/{id_} is not known"
             async with connect(url, additional_headers={
                     "Authorization": f"Bearer {patients_only}"}) as narrow:
                 await narrow.send(f"bind {id_}")
@@ -104,3 +116,54 @@ async def test_binding_needs_a_token_that_may_read_the_subscription(store: Store
                         "Authorization": "Bearer forged"}) as forged:
                     await forged.recv()
             assert refused.value.response.status_code == 403
+
+
+def _expiry(token: str) -> int:
+    """The token's ``exp`` claim, read as any holder of the token can (no key needed)."""
+    claims = token.split(".")[1]
+    return int(json.loads(base64.urlsafe_b64decode(claims + "=" * (-len(claims) % 4)))["exp"])
+
+
+@pytest.mark.slow
+@pytest.mark.process
+async def test_a_binding_ends_when_its_token_expires_and_a_fresh_token_resumes_it(
+        store: Store) -> None:
+    with server_process(store, FHIR_EVENTS_POLL_SECONDS="0.05") as server:
+        admin = await mint_for_database(store, server.base)
+        async with httpx.AsyncClient(base_url=server.base + "/", timeout=30,
+                                     headers={"Authorization": f"Bearer {admin}"}) as http:
+            ann = (await http.post("Patient", json={"resourceType": "Patient"})).json()["id"]
+            # A patient-facing app subscribes, and binds, with its own short-lived token.
+            app = {"scope": PATIENT_APP, "patient": ann, "client_id": "portal"}
+            short = await mint_for_database(store, server.base, lifetime=LIFETIME, **app)
+            created = await http.post("Subscription", headers={
+                "Authorization": f"Bearer {short}"}, json={
+                "resourceType": "Subscription", "status": "requested", "reason": "test",
+                "criteria": "Observation?status=final", "channel": {"type": "websocket"}})
+            assert created.status_code == 201, created.text
+            id_ = created.json()["id"]
+            await active(http, id_)
+            url = server.base.replace("http://", "ws://") + "/websocket"
+            socket = await bound(url, id_, {"Authorization": f"Bearer {short}"})
+            await http.post("Observation", json=observation("final"))  # not Ann's
+            await http.post("Observation", json=observation("final", ann))
+            assert await asyncio.wait_for(socket.recv(), 10) == f"ping {id_}"
+
+            # The token expires: the socket is told, and stays open.
+            said = str(await asyncio.wait_for(socket.recv(), LIFETIME + 10))
+            assert time.time() >= _expiry(short)
+            assert said.startswith(f"error {id_} ") and "expired" in said, said
+            await http.post("Observation", json=observation("final", ann))
+            with pytest.raises(TimeoutError):  # judged and not pinged: the binding ended
+                await asyncio.wait_for(socket.recv(), 1)
+            await socket.send(f"bind {id_}")  # the expired token binds nothing
+            said = str(await asyncio.wait_for(socket.recv(), 10))
+            assert said.startswith(f"error {id_} ") and "expired" in said, said
+
+            # A fresh token on the same socket, and a bind again: pings resume.
+            await socket.send(f"bearer {await mint_for_database(store, server.base, **app)}")
+            await socket.send(f"bind {id_}")
+            assert await asyncio.wait_for(socket.recv(), 10) == f"bound {id_}"
+            await http.post("Observation", json=observation("final", ann))
+            assert await asyncio.wait_for(socket.recv(), 10) == f"ping {id_}"
+            await socket.close()

@@ -103,15 +103,17 @@ def fhir_client(app: FastAPI, token: str | None, **kwargs: Any) -> httpx.AsyncCl
                              **kwargs)
 
 
-async def mint_for_database(store: Store, base_url: str, scope: str = ADMIN_SCOPE,
-                            **grant: Any) -> str:
-    """A token a server process on this store accepts (same keys, same issuer)."""
+async def mint_for_database(store: Store, base_url: str, scope: str = ADMIN_SCOPE, *,
+                            lifetime: int = 3600, **grant: Any) -> str:
+    """A token a server process on this store accepts (same keys, same issuer), valid for
+    ``lifetime`` seconds."""
     settings = make_settings(store, fhir_base_url=base_url)
     repo = await open_repository(settings)
     try:
         auth = await create_auth(store=AuthStore(records=repo.records), settings=settings)
         token: str = await auth.issue_access_token(
-            Grant(client_id=grant.pop("client_id", ADMIN_CLIENT), scope=scope, **grant))
+            Grant(client_id=grant.pop("client_id", ADMIN_CLIENT), scope=scope, **grant),
+            lifetime=lifetime)
         return token
     finally:
         await repo.close()
