@@ -39,15 +39,17 @@ class Result:
     task: Resource | None = None
 
 
-async def bill_visit(*, repo: Repository, settings: Settings, encounter_id: str) -> Result:
-    """Bill the Encounter's visit; on a failure someone must fix, open or update its Task."""
+async def bill_visit(*, repo: Repository, settings: Settings, encounter_id: str,
+                     wait: float = 10.0) -> Result:
+    """Bill the Encounter's visit; on a failure someone must fix, open or update its Task.
+    ``LockBusy`` when another process holds the bill's leases for ``wait`` seconds."""
     focus = f"Encounter/{encounter_id}"
     visit = await finished_visit(repo, encounter_id)
     if visit is None:  # not (or no longer) a finished visit of a patient: nothing to bill
         await complete_task(repo=repo, settings=settings, step=STEP, focus=focus)
         return Result(written=[])
     try:
-        async with repo.locks.hold(billing.lease_names(visit.keys)):
+        async with repo.locks.hold(billing.lease_names(visit.keys), wait=wait):
             bill = await compose_visit_bill(repo=repo, settings=settings, visit=visit)
             written = await commit_new(repo, settings, bill.writes) if bill else []
     except FhirError as error:

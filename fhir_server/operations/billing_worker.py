@@ -35,6 +35,7 @@ from fhir_server.terminology.systems import WORKLIST
 
 log = logging.getLogger("fhir_server.billing")
 TRIES = 3
+LEASE_WAIT = 2.0  # seconds to wait for a bill's leases before trying again later
 
 
 class BillingWorker(Consumer):
@@ -73,7 +74,7 @@ class BillingWorker(Consumer):
         if encounter_id is None:
             return
         result = await bill_visit(repo=self.repo, settings=self.settings,
-                                  encounter_id=encounter_id)
+                                  encounter_id=encounter_id, wait=LEASE_WAIT)
         if result.task is not None:
             log.info("billing failed encounter=%s task=%s", encounter_id, result.task["id"])
         elif result.written:

@@ -6,6 +6,7 @@ at once, still makes one Invoice."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from decimal import Decimal
 from typing import Any
 
@@ -15,7 +16,7 @@ from fastapi import FastAPI
 
 from fhir_server.events.event import Event
 from fhir_server.events.topics import topics_of
-from fhir_server.operations.billing_worker import BillingWorker
+from fhir_server.operations.billing_worker import LEASE_WAIT, BillingWorker
 from fhir_server.storage.repository import Repository
 from tests.factories import PRICES, SERVICE_SYSTEM, charge_item_definition
 from tests.workflow.helpers import create, found_eventually, post
@@ -159,4 +160,37 @@ async def test_an_event_handed_twice_or_to_two_workers_bills_once(
                    Decimal(0))
     assert Decimal(str(invoice["totalGross"]["value"])) == expected
     assert (await client.get("Claim", params={"patient": patient})).json()["total"] == 1
+    assert (await client.get("Task")).json()["total"] == 0
+
+
+@pytest.mark.parametrize("settings_overrides", [OWN_WORKERS])
+async def test_a_transient_fault_is_retried_and_makes_no_task(
+        app: FastAPI, client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="fhir_server.billing")
+    await create(client, charge_item_definition("OPD001"))
+    patient, _, _ = await insured_patient(client)
+    enc = await visit(client, patient, {"OPD001": 1})
+    r = await client.put(f"Encounter/{enc['id']}", json={**enc, "status": "finished"})
+    assert r.status_code == 200, r.text
+    repo, settings = app.state.repo, app.state.settings
+    event = await finished_event(repo, enc["id"])
+    worker = BillingWorker(repo=repo, settings=settings)
+    # Another process holds the visit's bill lease for longer than the worker waits: its
+    # first try fails, a later one (after the lease is let go) bills the visit.
+    held = asyncio.Event()
+
+    async def other_process() -> None:
+        async with repo.locks.hold([f"bill:Encounter/{enc['id']}"]):
+            held.set()
+            await asyncio.sleep(LEASE_WAIT + 0.5)
+
+    holding = asyncio.create_task(other_process())  # its own context: its own lease
+    await held.wait()
+    delivering = asyncio.create_task(worker.deliver([event]))
+    await holding
+    assert not delivering.done()
+    assert await delivering == 1
+    assert any("billing retry" in r.getMessage() and "LockBusy" in r.getMessage()
+               for r in caplog.records)
+    assert (await client.get("Invoice", params={"subject": patient})).json()["total"] == 1
     assert (await client.get("Task")).json()["total"] == 0
