@@ -101,8 +101,9 @@ class Settings(BaseSettings):
     fhir_billing_provider: str | None = Field(
         default=None, pattern=r"^Organization/[A-Za-z0-9\-.]{1,64}$",
         description="The clinic's Organization (Organization/[id]), the provider of generated "
-        "Claims when the Encounter names no serviceProvider. Without either, billing a patient "
-        "who has Coverage in force answers 422 (a Claim needs a provider).")
+        "Claims when the Encounter names no serviceProvider. Without either, a patient who has "
+        "Coverage in force cannot be billed (a Claim needs a provider): $generate-bill answers "
+        "422, and a finished visit's bill waits on the worklist as a failed bill-visit Task.")
     fhir_hl7v2_port: int | None = Field(
         default=None, ge=1, le=65535, description="TCP port of the HL7 v2 MLLP listener "
         "(unset: no listener).")
@@ -115,8 +116,9 @@ class Settings(BaseSettings):
         default=None, gt=0, description="Seconds between automatic syncs of the EHR Endpoints "
         "marked with the endpoint-ehr-sync extension (unset: only on request).")
     fhir_bill_on_finish: bool = Field(
-        default=True, description="Bill a visit when its Encounter becomes finished and it has "
-        "billable ChargeItems (the same code as Invoice/$generate-bill, in the same commit).")
+        default=True, description="Bill a visit after its Encounter becomes finished, when it "
+        "has billable ChargeItems (the billing worker, from the encounter-finished event, with "
+        "the same code as Invoice/$generate-bill; what it cannot bill becomes a Task).")
     fhir_payer_connect_timeout: float = Field(
         default=2.0, gt=0, description="Seconds to connect to a payer endpoint.")
     fhir_payer_read_timeout: float = Field(

@@ -13,10 +13,13 @@ from fhir_server.operations.import_835 import IMPORT_835
 from fhir_server.operations.record_payment import RECORD_PAYMENT
 from fhir_server.operations.subscription_events import SUBSCRIPTION_EVENTS, SUBSCRIPTION_STATUS
 from fhir_server.operations.subscription_secret import SUBSCRIPTION_SECRET
+from fhir_server.operations.task_retry import TASK_RETRY
 from fhir_server.operations.value_sets import EXPAND, TRANSLATE, VALUE_SET_VALIDATE
 
 OPERATIONS: tuple[Operation, ...] = (SUBMIT, COVERAGE_ELIGIBILITY, GENERATE_BILL, CLAIM_SUBMIT,
                                      IMPORT_835, RECORD_PAYMENT, ENDPOINT_SYNC)
+# The worklist (fhir_server/operations/worklist.py).
+OPERATIONS += (TASK_RETRY,)
 # Terminology (fhir_server/terminology/): code systems, value sets, concept maps.
 OPERATIONS += (LOOKUP, CODE_SYSTEM_VALIDATE, SUBSUMES, EXPAND, VALUE_SET_VALIDATE, TRANSLATE,
                APPLY)

@@ -1,5 +1,5 @@
-"""Composing a visit's bill: one code for ``Invoice/$generate-bill`` and for the Encounter
-rule that bills a finished visit (``fhir_server/service/rules/encounter.py``).
+"""Composing a visit's bill: one code for ``Invoice/$generate-bill`` and for the billing
+worker that bills a finished visit (``revenue/visit_bill.py``, ``operations/bill_visit.py``).
 
 Given the patient, the encounter or appointment billed and the charges (ChargeItems,
 new or stored), it prices every charge (its ``priceOverride``, or else the price list),
@@ -8,8 +8,8 @@ and composes the issued Invoice (a line per ChargeItem with its price components
 date, the Claim. A bill is keyed by its appointment and encounter references
 (``urn:fhir-rcm-server:bill|Appointment/[id]``); the draft Invoice a booking created
 becomes the bill's Invoice. Nothing is written here: callers commit the resources
-returned, all or nothing, each in its own way (an operation's commit, a rule's side
-writes). ``bill_of`` finds the open bill a Claim settles, for the balance postings.
+returned, all or nothing (an operation's commit, the billing worker's). ``bill_of``
+finds the open bill a Claim settles, for the balance postings.
 """
 
 from __future__ import annotations

@@ -28,6 +28,9 @@ clearinghouse's 999: ``queued`` or ``error``), ``fhir_server/operations/claim_su
 ``fhir_server/operations/remittance_posting.py`` (a 277CA: ``error``, or unchanged).
 Claims (``revenue/billing.py``) and PaymentReconciliations (``$record-payment``, an 835's
 posting) are only ever created ``active`` by this server.
+
+Where a worklist Task's status is set: ``fhir_server/operations/worklist.py`` (a step that
+failed opens or updates its Task, ``failed``; one that succeeded completes it).
 """
 
 from __future__ import annotations
@@ -89,6 +92,23 @@ class AppointmentStatus(StrEnum):
     ENTERED_IN_ERROR = "entered-in-error"
     CHECKED_IN = "checked-in"
     WAITLIST = "waitlist"
+
+
+class TaskStatus(StrEnum):
+    """``http://hl7.org/fhir/task-status``."""
+
+    DRAFT = "draft"
+    REQUESTED = "requested"
+    RECEIVED = "received"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    READY = "ready"
+    CANCELLED = "cancelled"
+    IN_PROGRESS = "in-progress"
+    ON_HOLD = "on-hold"
+    FAILED = "failed"
+    COMPLETED = "completed"
+    ENTERED_IN_ERROR = "entered-in-error"
 
 
 I = InvoiceStatus  # noqa: E741 - the tables below read better short
@@ -162,9 +182,23 @@ APPOINTMENT: Mapping[AppointmentStatus | None, frozenset[AppointmentStatus]] = {
 }
 del A
 
+T = TaskStatus
+# A worklist Task is open until the step is done (or someone closed it). The server opens
+# one failed, fails it again with the new reason, or completes it; whoever works the list
+# may set an open one to another open status (requested: run the step again).
+OPEN_TASKS = frozenset({T.DRAFT, T.REQUESTED, T.RECEIVED, T.ACCEPTED, T.READY, T.IN_PROGRESS,
+                        T.ON_HOLD, T.FAILED})
+TASK: Mapping[TaskStatus | None, frozenset[TaskStatus]] = {
+    None: frozenset({T.FAILED}),
+    **{s: frozenset({T.FAILED, T.COMPLETED}) for s in OPEN_TASKS},
+    T.COMPLETED: frozenset(), T.CANCELLED: frozenset(), T.REJECTED: frozenset(),
+    T.ENTERED_IN_ERROR: frozenset(),
+}
+del T
+
 TABLES: Mapping[str, Mapping[Any, frozenset[Any]]] = {
     "Invoice": INVOICE, "Claim": CLAIM, "ClaimResponse": CLAIM_RESPONSE,
-    "PaymentReconciliation": PAYMENT_RECONCILIATION, "Appointment": APPOINTMENT}
+    "PaymentReconciliation": PAYMENT_RECONCILIATION, "Appointment": APPOINTMENT, "Task": TASK}
 
 State = TypeVar("State", bound=StrEnum)
 
@@ -203,6 +237,10 @@ def transition(resource_type: str, was: Any, to: State) -> str:
 
 def invoice_status(resource: Mapping[str, Any] | None) -> InvoiceStatus | None:
     return state_of(InvoiceStatus, (resource or {}).get("status"))
+
+
+def task_status(resource: Mapping[str, Any] | None) -> TaskStatus | None:
+    return state_of(TaskStatus, (resource or {}).get("status"))
 
 
 def claim_outcome(resource: Mapping[str, Any] | None) -> ClaimOutcome | None:

@@ -54,3 +54,6 @@ PAYMENT_METHOD = "http://terminology.hl7.org/CodeSystem/v2-0570"
 PAYMENT_METHOD_EXTENSION = ("http://hl7.org/fhir/5.0/StructureDefinition/"
                             "extension-PaymentReconciliation.method")
 PAYMENT_KIND = "http://terminology.hl7.org/CodeSystem/payment-type"
+# The worklist: Task.code of what a background step could not do (bill-visit, submit-claim,
+# check-eligibility, post-remittance), for the billing office to fix and retry.
+WORKLIST = f"{SERVER_URI}/CodeSystem/worklist"

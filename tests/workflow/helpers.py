@@ -3,6 +3,8 @@ adjudications. The resources themselves are built in tests/factories.py."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -55,3 +57,19 @@ def share(invoice: dict[str, Any], code: str) -> Decimal:
         if c["code"]["coding"][0]["code"] == code:
             return Decimal(str(c["amount"]["value"]))
     raise KeyError(code)
+
+
+async def found_eventually(http: httpx.AsyncClient, type_: str, params: dict[str, str], *,
+                           total: int = 1, timeout: float = 15.0) -> list[dict[str, Any]]:
+    """The resources a search finds once it finds ``total`` of them: for what a worker
+    writes after a commit (the visit's bill, a worklist Task)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = await http.get(type_, params=params)
+        assert r.status_code == 200, r.text
+        entries = [e["resource"] for e in r.json().get("entry", [])
+                   if e.get("search", {}).get("mode", "match") == "match"]
+        if len(entries) >= total or time.monotonic() > deadline:
+            assert len(entries) == total, f"{type_}?{params}: {len(entries)}, not {total}"
+            return entries
+        await asyncio.sleep(0.05)

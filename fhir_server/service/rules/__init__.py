@@ -8,8 +8,7 @@ from fhir_server.service import write_rules as rules
 def register_all() -> None:
     """Install every type's rules once (create_app calls this)."""
     from fhir_server.service.rules.appointment import AppointmentRules
-    from fhir_server.service.rules.encounter import EncounterBillRule
 
-    for type_, rule in (("Appointment", AppointmentRules()), ("Encounter", EncounterBillRule())):
+    for type_, rule in (("Appointment", AppointmentRules()),):
         if not any(isinstance(r, type(rule)) for r in rules.rules_for(type_)):
             rules.register(type_, rule)

@@ -1,5 +1,6 @@
-"""SIU bookings and DFT charges over real MLLP, the visit's bill when A03 finishes it,
-and bad messages (AR/AE, nothing written)."""
+"""SIU bookings and DFT charges over real MLLP, the visit's bill after A03 finishes it (the
+billing worker's, from the encounter-finished event), and bad messages (AR/AE, nothing
+written)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import httpx
 from tests.adapters.hl7v2.helpers import adt, field, message, mllp, pid, pv1, seg, v2_instant
 from tests.adapters.hl7v2.test_adt import MRN_SYSTEM, count, one
 from tests.factories import PRICES, SERVICE_SYSTEM, charge_item_definition
-from tests.workflow.helpers import create
+from tests.workflow.helpers import create, found_eventually
 
 
 def siu(trigger: str, *, appt: str, mrn: str, start: str, minutes: int = 30,
@@ -91,9 +92,8 @@ async def test_charges_then_discharge_bill_the_visit_once(port: int,
     assert len(items) == 3  # the resent DFT (another MSH-10, same FT1-2) added nothing
     e = await one(client, "Encounter", identifier=f"{MRN_SYSTEM}|V7001")
     assert e["status"] == "finished"
-    invoices = [i["resource"] for i in (await client.get("Invoice")).json()["entry"]]
-    assert len(invoices) == 1
-    invoice = invoices[0]
+    [invoice] = await found_eventually(client, "Invoice", {"status": "issued"})
+    assert (await client.get("Invoice")).json()["total"] == 1
     assert invoice["status"] == "issued"
     expected = Decimal(0)
     for text in charges:
@@ -120,10 +120,8 @@ async def test_finishing_by_fhir_write_bills_too(client: httpx.AsyncClient) -> N
                           "context": {"reference": f"Encounter/{enc['id']}"}})
     r = await client.put(f"Encounter/{enc['id']}", json={**enc, "status": "finished"})
     assert r.status_code == 200, r.text
-    invoices = (await client.get("Invoice")).json()
-    assert invoices["total"] == 1
-    assert Decimal(str(invoices["entry"][0]["resource"]["totalGross"]["value"])) == \
-        PRICES["OPD001"][1]
+    [invoice] = await found_eventually(client, "Invoice", {"subject": f"Patient/{patient['id']}"})
+    assert Decimal(str(invoice["totalGross"]["value"])) == PRICES["OPD001"][1]
 
 
 async def test_bad_messages_are_refused_and_write_nothing(port: int,
