@@ -64,6 +64,18 @@ def _route(scope: Scope) -> str:
     return str(getattr(route, "path_format", None) or getattr(route, "path", None) or UNMATCHED)
 
 
+READS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _wake_consumers(scope: Scope) -> None:
+    """A write answered: this process's consumers of change events look at the outbox now
+    rather than at their next poll (``events/runner.py``; another process's commits are
+    seen within ``FHIR_EVENTS_POLL_SECONDS``)."""
+    runner = getattr(getattr(scope.get("app"), "state", None), "events", None)
+    if runner is not None:
+        runner.wake()
+
+
 class RequestContext:
     def __init__(self, app: ASGIApp, *, labels: metrics.RequestLabels) -> None:
         self.app, self.labels = app, labels
@@ -113,6 +125,8 @@ class RequestContext:
                 answered = True
                 MutableHeaders(scope=message)["X-Request-Id"] = rid
                 finish(message["status"], Headers(raw=message["headers"]))
+                if scope["method"] not in READS and message["status"] < 300:
+                    _wake_consumers(scope)
             await send(message)
 
         try:
