@@ -16,7 +16,8 @@ topic-based one numbers its events 1, 2, 3… per Subscription (``numbering.py``
 ``notification-event``'s ``event-number``, and ``X-FHIR-Event-Number`` is the last event's
 (none on a handshake or a heartbeat); the worker logs which outbox events it numbered
 (``NumberLog``) and writes that log before its cursor, so a repeat carries the same
-number, also after a restart.
+number, also after a restart. Emails number their events the same way (classic: the
+outbox's, topic-based: the Subscription's own).
 
 A topic-based Subscription (``backport.py``) is notified with the Backport IG's Bundles
 (``notification.py``), POSTed: first a ``handshake`` when it is requested (answered 2xx,
@@ -285,9 +286,15 @@ class Worker:
         topic = self.active.topic
         watching = (f"topic {topic.topic.canonical}" if topic is not None
                     else f"criteria {self.active.watch.criteria[0].text}")
+        numbers = [item.number for item in batch] if topic is None else self._numbers(batch)
         await self.notifier.mail(message(self.settings, id_=self.active.id_,
                                          to=self.active.hook.endpoint, watching=watching,
-                                         items=batch))
+                                         items=batch, numbers=numbers))
+
+    def _numbers(self, batch: list[Pending]) -> list[int]:
+        """The batch's event numbers in this Subscription: the next after the ones notified
+        (``numbering.py``)."""
+        return list(range(self.count + 1, self.count + len(batch) + 1))
 
     async def _post(self, kind: str, batch: list[Pending]) -> None:
         topic = self.active.topic
@@ -296,7 +303,7 @@ class Worker:
         for item in batch:
             text = await self._text(item) if topic.content == "full-resource" else None
             bodies.append(None if text is None else orjson.Fragment(text))
-        numbers = [self.count + i for i in range(1, len(batch) + 1)]
+        numbers = self._numbers(batch)
         status = Status(id_=self.active.id_, topic=topic.topic.canonical,
                         status="requested" if self.handshaking else "active",
                         since_start=self.count + len(batch))
