@@ -23,6 +23,8 @@ what the log lacks; readers use the log up to the saved ``count`` only (beyond i
 a crash cut short, written again from the cursor). Each block carries ``exp``: the outbox
 retention after its last write, by when the events it names are purged too; the consumer
 sweeps expired blocks, and a Subscription's blocks go with its cursor (``off``, deleted).
+A Subscription counted before this log was kept goes on from its count; its earlier
+numbers map to no event (``UNKNOWN``), and ``$events`` leaves them out.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from fhir_server.storage.records import Records
 
 KIND = "subscription-event-numbers"
 BLOCK = 1000  # numbers per record: at most some 10 kB of JSON
+UNKNOWN = 0  # the outbox number of an event notified before this log was kept
 
 
 def _block_id(id_: str, block: int) -> str:
@@ -59,8 +62,10 @@ class NumberLog:
         block = count // BLOCK
         found = await records.get(kind=KIND, id_=_block_id(id_, block))
         kept = [] if found is None else [int(n) for n in found["numbers"]]
-        return cls(records, id_, count=count, numbers=kept[:count - block * BLOCK],
-                   retention=retention)
+        kept = kept[:count - block * BLOCK]
+        # A count without its log (notified before this log was kept): unknown, 0.
+        kept += [UNKNOWN] * (count - block * BLOCK - len(kept))
+        return cls(records, id_, count=count, numbers=kept, retention=retention)
 
     @property
     def count(self) -> int:
@@ -104,7 +109,7 @@ async def logged(records: Records, id_: str, *, first: int,
             continue  # expired: its events are gone from the outbox too
         start = block * BLOCK + 1
         out += [(start + i, int(n)) for i, n in enumerate(found["numbers"])
-                if first <= start + i <= last]
+                if first <= start + i <= last and int(n) != UNKNOWN]
     return out
 
 

@@ -37,3 +37,18 @@ async def test_numbers_cross_blocks_and_a_reload_keeps_only_the_saved_count(
         assert await logged(repo.records, "s1", first=1, last=saved + 1) == []
     finally:
         await repo.close()
+
+
+async def test_a_count_saved_before_the_log_was_kept_goes_on_from_it(store: Store) -> None:
+    repo = await open_repository(make_settings(store))
+    try:
+        count = BLOCK + 7  # a cursor's count, and no log: nothing to map those to
+        log = await NumberLog.load(repo.records, "s2", count=count, retention=3600)
+        assert log.count == count
+        log.notified([5_000, 5_003])
+        await log.save()
+        assert log.count == count + 2
+        assert await logged(repo.records, "s2", first=1, last=count + 2) == [
+            (count + 1, 5_000), (count + 2, 5_003)]
+    finally:
+        await repo.close()
