@@ -2,11 +2,15 @@
 Subscriptions Backport IG (STU 1.1) shapes them: a ``SubscriptionStatus``-shaped
 ``Parameters`` leading a ``history`` Bundle.
 
-``$events`` catches up by event number: the outbox's events from ``eventsSinceNumber``
-(default: the first the Subscription has not been delivered) to ``eventsUntilNumber``
-(default: the last committed), judged exactly as for a notification (the Subscription's
-criteria, its creator's access), at most ``MAX_EVENTS`` per call; a receiver pages on with
-``eventsSinceNumber`` = the last ``event-number`` + 1. ``content`` chooses what comes with
+``$events`` catches up by the Subscription's own event numbers (1, 2, 3… without gaps,
+``subscriptions/numbering.py``; a topic-based notification's ``event-number``): its events
+from ``eventsSinceNumber`` (default: the first it has not been notified of) to
+``eventsUntilNumber`` (default: the last committed), at most ``MAX_EVENTS`` per call, each
+with the number it was (or will be) notified with (``subscriptions/numbered_events.py``:
+the notified ones from its number log, the others judged exactly as for a notification:
+the Subscription's criteria, its creator's access); a receiver pages on with
+``eventsSinceNumber`` = the last ``event-number`` + 1. The caller sees only what it may
+read; a number it may not see is skipped, never given to another event. ``content`` chooses what comes with
 each event: ``id-only`` (the default: the focus reference, and an entry with its
 ``fullUrl`` and ``request``), ``full-resource`` (the version of the event as well) or
 ``empty``. A topic-based Subscription's answers name its topic. Only what the outbox still keeps can be read
@@ -15,6 +19,7 @@ each event: ``id-only`` (the default: the focus reference, and an entry with its
 
 from __future__ import annotations
 
+from contextlib import aclosing
 from typing import Any
 
 import orjson
@@ -23,12 +28,11 @@ from fhir_server.core.errors import Invalid, NotFound
 from fhir_server.operations.base import Call, Operation, Param
 from fhir_server.subscriptions.active import read_active
 from fhir_server.subscriptions.backport import is_topic_based, topic_of
-from fhir_server.subscriptions.judge import Judge
 from fhir_server.subscriptions.notification import Pending, Status, bundle, status_parameters
-from fhir_server.subscriptions.state import cursor, notified
+from fhir_server.subscriptions.numbered_events import numbered
+from fhir_server.subscriptions.state import notified, position
 
 MAX_EVENTS = 100
-PAGE = 500
 CONTENTS = ("empty", "id-only", "full-resource")
 
 
@@ -70,42 +74,35 @@ async def run_events(call: Call) -> dict[str, Any]:
     content = call.one("content") or "id-only"
     if content not in CONTENTS:
         raise Invalid(f"content must be one of {', '.join(CONTENTS)}", expression=["content"])
+    after, count = await position(call.repo.records, call.id_) or (0, 0)
     since = _number(call, "eventsSinceNumber")
-    if since is None:
-        since = (await cursor(call.repo.records, call.id_) or 0) + 1
-    until = _number(call, "eventsUntilNumber") or await call.repo.last_event()
+    since = count + 1 if since is None else max(since, 1)
     active = await read_active(call.repo.records, call.settings, id_=call.id_,
                                resource=resource)
-    judge = Judge(call.repo, call.settings)
     items: list[Pending] = []
+    numbers: list[int] = []
     bodies: list[dict[str, Any] | None] = []
-    after = since - 1
-    while after < until and len(items) < MAX_EVENTS:
-        changes = [c for c in await call.repo.events(after=after, limit=PAGE)
-                   if c.number <= until]
-        if not changes:
-            break
-        for change in changes:
-            after = change.number
-            pending = await judge.pending(active, change)
-            if pending is None:
-                continue
-            stored = await call.repo.version(type_=change.type_, id_=change.id_,
-                                             version=change.version)
+    async with aclosing(numbered(call.repo, call.settings, active, after=after, count=count,
+                                 since=since, until=_number(call, "eventsUntilNumber"))
+                        ) as found:
+        async for number, pending in found:
+            stored = await call.repo.version(type_=pending.type_, id_=pending.id_,
+                                             version=pending.version)
             body = orjson.loads(stored.text) if stored is not None and stored.text else None
-            if not await call.may_see(change.type_, body):
+            if not await call.may_see(pending.type_, body):
                 continue
             items.append(pending)
+            numbers.append(number)
             bodies.append(body)
             if len(items) >= MAX_EVENTS:
                 break
     return bundle(call.settings.base_url, await _status(call, resource), "query-event",
-                  items, bodies, content=content, operation="$events")
+                  items, bodies, numbers=numbers, content=content, operation="$events")
 
 
 async def run_status(call: Call) -> dict[str, Any]:
     resource = await _subscription(call)
-    status = status_parameters(await _status(call, resource), "query-status", (),
+    status = status_parameters(await _status(call, resource), "query-status", (), (),
                                content="empty")
     return {"resourceType": "Bundle", "type": "searchset", "total": 1,
             "entry": [{"resource": status, "search": {"mode": "match"}}]}
@@ -113,7 +110,8 @@ async def run_status(call: Call) -> dict[str, Any]:
 
 SUBSCRIPTION_EVENTS = Operation(
     id="Subscription-events", code="events", title="Catch up on a Subscription's events",
-    description="The events that matched this Subscription, by event number (from "
+    description="The events that matched this Subscription, by its own event numbers "
+    "(1, 2, 3... as notified; from "
     "eventsSinceNumber, default the first not delivered, to eventsUntilNumber, default the "
     f"last), {MAX_EVENTS} at most per call, as a history Bundle led by a "
     "SubscriptionStatus-shaped Parameters (R4 Subscriptions Backport IG).",

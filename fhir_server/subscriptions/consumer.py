@@ -16,14 +16,16 @@ A Subscription's own changes come through the outbox too: a ``requested`` one is
 that requested it, or resume from its cursor (one set back to ``requested`` after an
 ``error`` gets what it missed while the outbox keeps it); ``off`` stops it and frees its
 cursor; ``error`` stops it and keeps its cursor (``$events`` serves what it missed); a
-deletion forgets it. Only the current version of a Subscription is acted on. A websocket
-Subscription is only activated here: every process pings the sockets bound to it
-(``sockets.py``).
+deletion forgets it (with the log of its event numbers, ``numbering.py``, whose expired
+blocks the consumer sweeps every ``SWEEP_EVERY``). Only the current version of a
+Subscription is acted on. A websocket Subscription is only activated here: every process
+pings the sockets bound to it (``sockets.py``).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 
 import orjson
@@ -39,6 +41,7 @@ from fhir_server.storage.repository import Repository
 from fhir_server.subscriptions.active import read_active
 from fhir_server.subscriptions.judge import Judge
 from fhir_server.subscriptions.notify import Notifier
+from fhir_server.subscriptions.numbering import NumberLog, sweep_numbers
 from fhir_server.subscriptions.state import cursor, forget, notified, save_cursor
 from fhir_server.subscriptions.status import set_status
 from fhir_server.subscriptions.transmits import Audit
@@ -47,6 +50,7 @@ from fhir_server.subscriptions.worker import Worker
 log = logging.getLogger("fhir_server.subscriptions")
 CATCH_UP_PAGE = 500
 MAX_SUBSCRIPTIONS = 10_000
+SWEEP_EVERY = 600.0  # seconds between two sweeps of expired event-number logs
 
 
 class SubscriptionsConsumer(Consumer):
@@ -58,6 +62,7 @@ class SubscriptionsConsumer(Consumer):
         self.audit = audit  # AuditTrail.record: a transmit AuditEvent per notification
         self.notifier: Notifier | None = None
         self.workers: dict[str, Worker] = {}
+        self.swept = -SWEEP_EVERY  # when the event-number logs were last swept (monotonic)
 
     async def resume(self, after: int) -> None:
         self.notifier = Notifier(self.settings)
@@ -81,6 +86,9 @@ class SubscriptionsConsumer(Consumer):
         await self.suspend()
 
     async def deliver(self, events: Sequence[Event]) -> int:
+        if time.monotonic() - self.swept >= SWEEP_EVERY:
+            await sweep_numbers(self.repo.records)  # the blocks whose events are gone
+            self.swept = time.monotonic()
         judge = Judge(self.repo, self.settings)
         for event in events:
             if event.type_ == "Subscription":
@@ -141,10 +149,12 @@ class SubscriptionsConsumer(Consumer):
             start = number
             await save_cursor(self.repo.records, id_, start)
         assert self.notifier is not None
+        numbers = await NumberLog.load(self.repo.records, id_,
+                                       count=await notified(self.repo.records, id_),
+                                       retention=self.settings.fhir_events_retention)
         worker = Worker(active, after=start, repo=self.repo, settings=self.settings,
                         notifier=self.notifier, failed=self._failed, handshake=handshake,
-                        activated=self._activated, audit=self.audit,
-                        count=await notified(self.repo.records, id_))
+                        activated=self._activated, audit=self.audit, numbers=numbers)
         self.workers[id_] = worker
         await self._catch_up(worker, upto=number)
         worker.start()

@@ -54,8 +54,9 @@ def sender(settings: Settings) -> str:
 
 
 def message(settings: Settings, *, id_: str, to: str, watching: str,
-            items: Sequence[Pending]) -> EmailMessage:
-    """The email of a notification of ``items`` (identifiers only)."""
+            items: Sequence[Pending], numbers: Sequence[int]) -> EmailMessage:
+    """The email of a notification of ``items`` (identifiers only); ``numbers``: their
+    event numbers (a topic-based Subscription's own, a classic one's the outbox's)."""
     base = settings.base_url
     mail = EmailMessage()
     mail["From"] = sender(settings)
@@ -64,10 +65,10 @@ def message(settings: Settings, *, id_: str, to: str, watching: str,
     mail["Subject"] = f"FHIR Subscription {id_}: {count}"
     mail["Message-ID"] = make_msgid(domain=urlsplit(base).hostname or None)
     mail["X-FHIR-Subscription"] = id_
-    mail["X-FHIR-Event-Number"] = str(items[-1].number)
+    mail["X-FHIR-Event-Number"] = str(numbers[-1])
     lines = [f"Subscription/{id_} ({watching}) matched {count}:", ""]
-    lines += [f"  event {item.number}: {item.type_}/{item.id_} version {item.version}, at "
-              f"{item.at.isoformat()}" for item in items]
+    lines += [f"  event {number}: {item.type_}/{item.id_} version {item.version}, at "
+              f"{item.at.isoformat()}" for item, number in zip(items, numbers, strict=True)]
     lines += ["", "This email carries no health data. Read each version with your own "
               "credentials:",
               *(f"  GET {base}/{item.type_}/{item.id_}/_history/{item.version}"

@@ -6,9 +6,10 @@ is the ``SubscriptionStatus``-shaped ``Parameters`` (profile ``backport-subscrip
 status-r4``): ``subscription``, ``topic`` (topic-based only), ``status``, ``type``
 (``handshake``, ``heartbeat``, ``event-notification``, ``query-status``, ``query-event``),
 ``events-since-subscription-start``, an ``error`` when there is one, and a
-``notification-event`` per event (``event-number``: the server's event number, rising
-with gaps; ``timestamp``: when the change was committed; ``focus``: ``Type/id/_history/
-version``, except with ``empty`` content). The events follow as entries: ``id-only``,
+``notification-event`` per event (``event-number``: its number in this Subscription,
+1, 2, 3… without gaps (``numbering.py``), handed in beside the events; ``timestamp``: when
+the change was committed; ``focus``: ``Type/id/_history/version``, except with ``empty``
+content). The events follow as entries: ``id-only``,
 ``fullUrl`` and ``request`` alone; ``full-resource``, the version itself as well (the
 caller has checked that its reader may see it).
 """
@@ -55,8 +56,9 @@ def _method(item: Pending) -> str:
     return "POST" if item.version == 1 else "PUT"
 
 
-def status_parameters(status: Status, kind: str, items: Sequence[Pending], *,
-                      content: str) -> dict[str, Any]:
+def status_parameters(status: Status, kind: str, items: Sequence[Pending],
+                      numbers: Sequence[int], *, content: str) -> dict[str, Any]:
+    """``numbers``: the events' numbers in this Subscription, in order."""
     parameters: list[dict[str, Any]] = [
         {"name": "subscription", "valueReference": {"reference": f"Subscription/{status.id_}"}}]
     if status.topic is not None:
@@ -66,9 +68,9 @@ def status_parameters(status: Status, kind: str, items: Sequence[Pending], *,
     if status.since_start is not None:
         parameters.append({"name": "events-since-subscription-start",
                            "valueString": str(status.since_start)})
-    for item in items:
+    for item, number in zip(items, numbers, strict=True):
         part: list[dict[str, Any]] = [
-            {"name": "event-number", "valueString": str(item.number)},
+            {"name": "event-number", "valueString": str(number)},
             {"name": "timestamp", "valueInstant": instant(item.at)}]
         if content != "empty":
             part.append({"name": "focus", "valueReference": {
@@ -101,10 +103,11 @@ def event_entries(base_url: str, items: Sequence[Pending],
 
 
 def bundle(base_url: str, status: Status, kind: str, items: Sequence[Pending],
-           bodies: Sequence[Any], *, content: str,
+           bodies: Sequence[Any], *, numbers: Sequence[int], content: str,
            operation: str = "$status") -> dict[str, Any]:
-    """The notification (or ``$events``) Bundle."""
-    parameters = status_parameters(status, kind, items, content=content)
+    """The notification (or ``$events``) Bundle; ``numbers``: the events' numbers in
+    this Subscription."""
+    parameters = status_parameters(status, kind, items, numbers, content=content)
     first = {"fullUrl": f"urn:uuid:{parameters['id']}", "resource": parameters,
              "request": {"method": "GET",
                          "url": f"{base_url}/Subscription/{status.id_}/{operation}"},

@@ -4,8 +4,9 @@ email Subscription's, through ``FHIR_SMTP_URL``: ``mail``).
 The body (empty for a ping, else the resource's stored JSON in the version of the event)
 is signed with HMAC-SHA256 under the Subscription's secret; the hex digest goes in
 ``X-Signature`` (as Medplum signs its rest-hooks), and the event number in
-``X-FHIR-Event-Number`` (a topic-based notification's: its last event's; none on a
-handshake or heartbeat), so a receiver recognises a notification it got before (delivery
+``X-FHIR-Event-Number`` (a classic notification's: the outbox's; a topic-based one's: its
+last event's number in the Subscription, ``numbering.py``; none on a handshake or
+heartbeat), so a receiver recognises a notification it got before (delivery
 is at least once). With tracing on, ``traceparent`` is the delivery span's (``traced.py``),
 so a receiver can continue the trace of the commit. Requests go through
 ``adapters/hook_client.py``: only where the peer guard allows

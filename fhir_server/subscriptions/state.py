@@ -6,7 +6,8 @@
 * its delivery cursor, a record of kind ``event-cursors`` (the runner's, ``events/runner.py``)
   with id ``subscription:<id>``: the last event number it has been delivered or judged
   not to match, and ``count``: how many events it has been notified of since it started
-  (a topic-based notification's ``events-since-subscription-start``). Being a cursor of
+  (a topic-based notification's ``events-since-subscription-start``; the events it has
+  been notified of are numbered 1..``count``, ``numbering.py``). Being a cursor of
   that kind, the outbox sweep keeps every event above it while the Subscription is
   active, so nothing it has not got is purged.
 """
@@ -22,6 +23,7 @@ from fhir_server.auth.principal import Principal
 from fhir_server.auth.scopes import parse_scopes
 from fhir_server.events.runner import CURSORS
 from fhir_server.storage.records import Records
+from fhir_server.subscriptions.numbering import forget_numbers
 
 KIND = OWNED["Subscription"]  # "subscriptions": read by auth/owned.py too
 
@@ -83,6 +85,12 @@ async def cursor(records: Records, id_: str) -> int | None:
     return None if found is None else int(found["after"])
 
 
+async def position(records: Records, id_: str) -> tuple[int, int] | None:
+    """The saved cursor and count together, as written together (None: no cursor)."""
+    found = await records.get(kind=CURSORS, id_=cursor_id(id_))
+    return None if found is None else (int(found["after"]), int(found.get("count", 0)))
+
+
 async def notified(records: Records, id_: str) -> int:
     """How many events the Subscription has been notified of since it started."""
     found = await records.get(kind=CURSORS, id_=cursor_id(id_))
@@ -99,8 +107,10 @@ async def save_cursor(records: Records, id_: str, after: int, *,
 
 
 async def forget(records: Records, id_: str, *, secret: bool) -> None:
-    """Drop the cursor (the outbox need not keep anything for it); with ``secret``, the
-    Subscription's record too (it was deleted)."""
+    """Drop the cursor (the outbox need not keep anything for it) and the log of its event
+    numbers (started again, they count from 1); with ``secret``, the Subscription's record
+    too (it was deleted)."""
+    await forget_numbers(records, id_, count=await notified(records, id_))
     await records.delete(kind=CURSORS, id_=cursor_id(id_))
     if secret:
         await records.delete(kind=KIND, id_=id_)

@@ -10,6 +10,15 @@ the reason (the consumer writes the Subscription's ``error``). Its durable curso
 once the queue is empty: a restart resumes from there, so nothing is lost and a
 notification may come twice (its event number tells).
 
+Numbers: a classic Subscription's notification carries the outbox's event number in
+``X-FHIR-Event-Number`` (rising with gaps: a receiver's key to tell a repeat). A
+topic-based one numbers its events 1, 2, 3… per Subscription (``numbering.py``): the
+``notification-event``'s ``event-number``, and ``X-FHIR-Event-Number`` is the last event's
+(none on a handshake or a heartbeat); the worker logs which outbox events it numbered
+(``NumberLog``) and writes that log before its cursor, so a repeat carries the same
+number, also after a restart. Emails number their events the same way (classic: the
+outbox's, topic-based: the Subscription's own).
+
 A topic-based Subscription (``backport.py``) is notified with the Backport IG's Bundles
 (``notification.py``), POSTed: first a ``handshake`` when it is requested (answered 2xx,
 the Subscription becomes ``active``; otherwise ``error``, as the IG says), then up to
@@ -41,6 +50,7 @@ from fhir_server.subscriptions.active import Active
 from fhir_server.subscriptions.email_notice import message
 from fhir_server.subscriptions.notification import Pending, Status, bundle
 from fhir_server.subscriptions.notify import DeliveryFailed, Notifier
+from fhir_server.subscriptions.numbering import NumberLog
 from fhir_server.subscriptions.state import save_cursor, state_of
 from fhir_server.subscriptions.traced import traced
 from fhir_server.subscriptions.transmits import Audit, Transmits
@@ -50,7 +60,7 @@ MAX_PAUSE = 300.0
 # While notifications flow, the durable cursor is written at most this often (a write
 # transaction per notification would compete with the clinic's writes); when the queue
 # empties and when the worker stops, at once. A crash re-sends at most this much (at least
-# once: the event number tells a receiver it had it).
+# once: the event number tells a receiver it had it, and a repeat keeps its number).
 SAVE_EVERY = 0.5
 # A queue longer than this (a receiver slow or away) holds its notifications without the
 # versions' JSON, read again when sent, so that a backlog costs little memory.
@@ -73,20 +83,22 @@ Send = Callable[[], Awaitable[None]]
 
 class Worker:
     def __init__(self, active: Active, *, after: int, repo: Repository, settings: Settings,
-                 notifier: Notifier, failed: Failed, count: int = 0, handshake: bool = False,
+                 notifier: Notifier, failed: Failed, numbers: NumberLog,
+                 handshake: bool = False,
                  activated: Activated | None = None, audit: Audit | None = None) -> None:
         self.active = active
         # the transmit AuditEvents (``transmits.py``; ``audit``: AuditTrail.record)
         self.transmits = Transmits(audit, base_url=settings.base_url, subscription=active.id_)
         self.after = after  # durable: delivered, or judged not to match, up to here
         self.seen = after  # judged by the consumer up to here
-        self.count = count  # events notified since the Subscription started
+        # which outbox events were notified, numbered 1… (``numbering.py``)
+        self.numbers = numbers
         self.queue: deque[Pending] = deque()
         self.repo, self.settings, self.notifier, self.failed = repo, settings, notifier, failed
         self.handshaking = handshake  # a topic-based Subscription's handshake is due
         self.activated = activated
         self.last_sent = time.monotonic()
-        self.saved = (after, count)  # the cursor as last written
+        self.saved = (after, numbers.count)  # the cursor as last written
         self.saved_at = time.monotonic()
         self._wake = asyncio.Event()
         self._secret_read: tuple[str, float] | None = None  # the secret and when read
@@ -105,9 +117,16 @@ class Worker:
             with suppress(Exception):  # the database away: the next start re-sends
                 await self._save()
 
+    @property
+    def count(self) -> int:
+        """How many events have been notified since the Subscription started."""
+        return self.numbers.count
+
     async def _save(self) -> None:
-        """Write the cursor (and the count) when it moved since it was last written."""
+        """Write the cursor (and the count) when it moved since it was last written: the
+        number log first, so that the saved count never counts what the log lacks."""
         if (self.after, self.count) != self.saved:
+            await self.numbers.save()
             await save_cursor(self.repo.records, self.active.id_, self.after, count=self.count)
             self.saved = (self.after, self.count)
         self.saved_at = time.monotonic()
@@ -180,8 +199,8 @@ class Worker:
             return False
         for _ in batch:
             self.queue.popleft()
+        self.numbers.notified([item.number for item in batch])
         self.after = batch[-1].number
-        self.count += len(batch)
         if not self.queue or time.monotonic() - self.saved_at >= SAVE_EVERY:
             await self._save()
         return True
@@ -267,9 +286,15 @@ class Worker:
         topic = self.active.topic
         watching = (f"topic {topic.topic.canonical}" if topic is not None
                     else f"criteria {self.active.watch.criteria[0].text}")
+        numbers = [item.number for item in batch] if topic is None else self._numbers(batch)
         await self.notifier.mail(message(self.settings, id_=self.active.id_,
                                          to=self.active.hook.endpoint, watching=watching,
-                                         items=batch))
+                                         items=batch, numbers=numbers))
+
+    def _numbers(self, batch: list[Pending]) -> list[int]:
+        """The batch's event numbers in this Subscription: the next after the ones notified
+        (``numbering.py``)."""
+        return list(range(self.count + 1, self.count + len(batch) + 1))
 
     async def _post(self, kind: str, batch: list[Pending]) -> None:
         topic = self.active.topic
@@ -278,13 +303,14 @@ class Worker:
         for item in batch:
             text = await self._text(item) if topic.content == "full-resource" else None
             bodies.append(None if text is None else orjson.Fragment(text))
+        numbers = self._numbers(batch)
         status = Status(id_=self.active.id_, topic=topic.topic.canonical,
                         status="requested" if self.handshaking else "active",
                         since_start=self.count + len(batch))
         payload = bundle(self.settings.base_url, status, kind, batch, bodies,
-                         content=topic.content)
+                         numbers=numbers, content=topic.content)
         await self.notifier.post(self.active.hook, secret=await self._secret(),
                                  body=orjson.dumps(payload),
-                                 number=batch[-1].number if batch else None,
+                                 number=numbers[-1] if numbers else None,
                                  timeout=topic.timeout)
         self.last_sent = time.monotonic()

@@ -71,8 +71,9 @@ async def test_a_receiver_down_gets_retries_then_the_subscription_goes_to_error(
     notified = [p for p in status["parameter"] if p["name"] == "notification-event"]
     numbers = [int(part["valueString"]) for p in notified for part in p["part"]
                if part["name"] == "event-number"]
-    assert numbers[0] == int(got[0].headers["x-fhir-event-number"])
-    assert len(numbers) == 2 and numbers[1] > numbers[0]
+    # $events numbers the Subscription's own events (it was notified of none); the
+    # classic notification's header carries the outbox's number.
+    assert numbers == [1, 2]
     assert [e["resource"]["id"] for e in bundle["entry"][1:]] == [first["id"], more["id"]]
     # Paging on from the last number, and the status alone.
     rest = (await client.get(f"Subscription/{id_}/$events", params={
