@@ -43,6 +43,15 @@ CURSORS = "event-cursors"
 SEEN_EVERY = 60.0  # seconds between two notes that an idle consumer still runs
 SWEEP_EVERY = 600.0  # seconds between two sweeps of the outbox
 MAX_PAUSE = 60.0  # seconds, the longest pause after failures in a row
+# While events flow, a consumer's cursor is written at most every SAVE_EVERY seconds (a
+# write transaction per batch would compete with the clinic's writes), and at once when
+# the outbox runs dry; a crash re-delivers at most that much (delivery is at least once).
+SAVE_EVERY = 0.5
+# Within BUSY_FOR seconds of the last event it got, a consumer looks again every
+# QUICK_POLL seconds (a commit in another worker is then seen in a few milliseconds);
+# idle, every FHIR_EVENTS_POLL_SECONDS (an idle server spends little on looking).
+QUICK_POLL = 0.01
+BUSY_FOR = 1.0
 # Events whose topics this process keeps: every consumer of the process, and every retry
 # of a batch, reads the same events; their topics never change (numbers are not reused and
 # the history is immutable), so each is worked out once.
@@ -118,19 +127,20 @@ class Runner:
                 metrics.consumer_lag(consumer=consumer.name, events=0, seconds=0.0)
 
     async def _serve(self, consumer: Consumer) -> None:
-        after = await self._cursor(consumer)
+        after = saved = await self._cursor(consumer)
         await consumer.resume(after)
-        seen = time.monotonic()
+        seen = busy = time.monotonic()  # when the cursor was last written; last got events
         failures = 0
         while not cancel_requested():
             changes = await self.repo.events(after=after, limit=consumer.batch)
             await self._note_lag(consumer.name, after, changes)
             if not changes:
-                if time.monotonic() - seen > SEEN_EVERY:
+                if after != saved or time.monotonic() - seen > SEEN_EVERY:
                     await self._save(consumer.name, after)
-                    seen = time.monotonic()
-                await self._idle()
+                    saved, seen = after, time.monotonic()
+                await self._idle(quick=time.monotonic() - busy < BUSY_FOR)
                 continue
+            busy = time.monotonic()
             events = [await self._event(c) for c in changes]
             try:
                 done = max(0, min(await consumer.deliver(events), len(events)))
@@ -140,8 +150,9 @@ class Runner:
                             consumer.name, events[0].number, type(error).__name__)
             if done:
                 after = events[done - 1].number
-                await self._save(consumer.name, after)
-                seen = time.monotonic()
+                if time.monotonic() - seen >= SAVE_EVERY:
+                    await self._save(consumer.name, after)
+                    saved, seen = after, time.monotonic()
             if done < len(events):
                 failures += 1
                 await asyncio.sleep(pause_after(failures))
@@ -165,10 +176,11 @@ class Runner:
         metrics.consumer_lag(consumer=name, events=await self.repo.last_event() - after,
                              seconds=max(0.0, time.time() - at.timestamp()))
 
-    async def _idle(self) -> None:
+    async def _idle(self, *, quick: bool) -> None:
         self._nudge.clear()
+        poll = self.settings.fhir_events_poll_seconds
         with suppress(TimeoutError):
-            await asyncio.wait_for(self._nudge.wait(), self.settings.fhir_events_poll_seconds)
+            await asyncio.wait_for(self._nudge.wait(), min(QUICK_POLL, poll) if quick else poll)
 
     async def _cursor(self, consumer: Consumer) -> int:
         """The consumer's cursor; a new consumer starts at the next event committed, or at
