@@ -57,9 +57,10 @@ from fhir_server.subscriptions.transmits import Audit, Transmits
 
 log = logging.getLogger("fhir_server.subscriptions")
 MAX_PAUSE = 300.0
-# While notifications flow, the durable cursor is written at most this often (a write
-# transaction per notification would compete with the clinic's writes); when the queue
-# empties and when the worker stops, at once. A crash re-sends at most this much (at least
+# The durable cursor is written at most this often (a write transaction per notification,
+# or per event judged not to match, would compete with the clinic's writes): at once when
+# it has not been written for that long, else once that long has passed, and when the
+# worker stops. A crash re-sends at most this much (at least
 # once: the event number tells a receiver it had it, and a repeat keeps its number).
 SAVE_EVERY = 0.5
 # A queue longer than this (a receiver slow or away) holds its notifications without the
@@ -183,11 +184,14 @@ class Worker:
         if not self.queue:
             if self.seen > self.after:
                 self.after = self.seen
-            await self._save()
+            if self._save_in() == 0:
+                await self._save()
             self._wake.clear()
             if not self.queue and self.seen <= self.after:
                 with suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._idle_for())
+            if self._save_in() == 0:
+                await self._save()
             if self.transmits.due_in() == 0:
                 self.transmits.flush(self.active.hook)
             if not self.queue and self._heartbeat_in() == 0:
@@ -201,14 +205,21 @@ class Worker:
             self.queue.popleft()
         self.numbers.notified([item.number for item in batch])
         self.after = batch[-1].number
-        if not self.queue or time.monotonic() - self.saved_at >= SAVE_EVERY:
+        if self._save_in() == 0:
             await self._save()
         return True
 
+    def _save_in(self) -> float | None:
+        """Seconds until the cursor is to be written (None: it has not moved)."""
+        if (self.after, self.count) == self.saved:
+            return None
+        return max(0.0, SAVE_EVERY - (time.monotonic() - self.saved_at))
+
     def _idle_for(self) -> float | None:
-        """How long to wait for an event: until a heartbeat or the grouped transmit
-        AuditEvents are due (None: until an event comes)."""
-        due = [t for t in (self._heartbeat_in(), self.transmits.due_in()) if t is not None]
+        """How long to wait for an event: until a heartbeat, the cursor's write or the
+        grouped transmit AuditEvents are due (None: until an event comes)."""
+        due = [t for t in (self._heartbeat_in(), self._save_in(), self.transmits.due_in())
+               if t is not None]
         return min(due) if due else None
 
     def _heartbeat_in(self) -> float | None:
@@ -251,6 +262,8 @@ class Worker:
                 self._audited(batch, delivered=False, attempt=attempt)
                 log.info("notification failed subscription=%s event=%s attempt=%d reason=%s",
                          self.active.id_, number, attempt, reason)
+            if attempt == 1 and self._save_in() is not None:
+                await self._save()  # the receiver is failing: the progress before it, now
             if attempt < attempts:
                 await asyncio.sleep(pause(self.settings, attempt))
         return f"The notification of {what} failed {attempts} times; last: {reason}"
