@@ -126,3 +126,12 @@ def _value(p: dict[str, Any]) -> Any:
     key = next(k for k in p if k.startswith("value"))
     value = p[key]
     return value["reference"] if key == "valueReference" else value
+
+
+async def until(check: Any, timeout: float = 10.0) -> None:
+    """Wait until ``check()`` holds (AssertionError after ``timeout`` seconds)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("the notifications did not all arrive")
+        await asyncio.sleep(0.02)

@@ -4,8 +4,6 @@ last cursor save, and in ``$events``."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any
 
 import httpx
@@ -16,7 +14,13 @@ from fhir_server.main import create_app
 from fhir_server.search.extract import index_resource
 from fhir_server.storage.open import open_repository
 from fhir_server.subscriptions.state import save_cursor
-from tests.subscriptions.helpers import FAST, observation, parameters, subscribe_topic
+from tests.subscriptions.helpers import (
+    FAST,
+    observation,
+    parameters,
+    subscribe_topic,
+    until,
+)
 from tests.subscriptions.receiver import Receiver, receiver
 from tests.support.store import Store, fhir_client, make_settings, mint
 
@@ -37,14 +41,6 @@ def delivered(hook: Receiver) -> list[tuple[int, str]]:
         if status["type"] == "event-notification":
             out += [(int(e["event-number"]), e["focus"]) for e in events]
     return out
-
-
-async def until(check: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("the notifications did not all arrive")
-        await asyncio.sleep(0.02)
 
 
 def focus(patient: dict[str, Any]) -> str:

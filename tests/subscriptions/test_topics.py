@@ -19,6 +19,7 @@ from tests.subscriptions.helpers import (
     subscribe_topic,
     topic_subscription,
     topic_url,
+    until,
 )
 from tests.subscriptions.receiver import Receiver, receiver
 
@@ -34,14 +35,6 @@ def notifications(hook: Receiver, path: str, kind: str = "event-notification"
             if parameters(body)[0]["type"] == kind:
                 found.append(body)
     return found
-
-
-async def until(check: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("the notifications did not all arrive")
-        await asyncio.sleep(0.02)
 
 
 def versions(bundle: dict[str, Any]) -> list[str]:
