@@ -131,33 +131,38 @@ class Runner:
         await consumer.resume(after)
         seen = busy = time.monotonic()  # when the cursor was last written; last got events
         failures = 0
-        while not cancel_requested():
-            changes = await self.repo.events(after=after, limit=consumer.batch)
-            await self._note_lag(consumer.name, after, changes)
-            if not changes:
-                if after != saved or time.monotonic() - seen > SEEN_EVERY:
+        try:
+            while not cancel_requested():
+                changes = await self.repo.events(after=after, limit=consumer.batch)
+                await self._note_lag(consumer.name, after, changes)
+                if not changes:
+                    if after != saved or time.monotonic() - seen > SEEN_EVERY:
+                        await self._save(consumer.name, after)
+                        saved, seen = after, time.monotonic()
+                    await self._idle(quick=time.monotonic() - busy < BUSY_FOR)
+                    continue
+                busy = time.monotonic()
+                events = [await self._event(c) for c in changes]
+                try:
+                    done = max(0, min(await consumer.deliver(events), len(events)))
+                except Exception as error:
+                    done = 0
+                    log.warning("consumer delivery failed consumer=%s from=%d error=%s",
+                                consumer.name, events[0].number, type(error).__name__)
+                if done:
+                    after = events[done - 1].number
+                    if time.monotonic() - seen >= SAVE_EVERY:
+                        await self._save(consumer.name, after)
+                        saved, seen = after, time.monotonic()
+                if done < len(events):
+                    failures += 1
+                    await asyncio.sleep(pause_after(failures))
+                else:
+                    failures = 0
+        finally:
+            if after != saved:  # stopping: what was done is not delivered again
+                with suppress(Exception):
                     await self._save(consumer.name, after)
-                    saved, seen = after, time.monotonic()
-                await self._idle(quick=time.monotonic() - busy < BUSY_FOR)
-                continue
-            busy = time.monotonic()
-            events = [await self._event(c) for c in changes]
-            try:
-                done = max(0, min(await consumer.deliver(events), len(events)))
-            except Exception as error:
-                done = 0
-                log.warning("consumer delivery failed consumer=%s from=%d error=%s",
-                            consumer.name, events[0].number, type(error).__name__)
-            if done:
-                after = events[done - 1].number
-                if time.monotonic() - seen >= SAVE_EVERY:
-                    await self._save(consumer.name, after)
-                    saved, seen = after, time.monotonic()
-            if done < len(events):
-                failures += 1
-                await asyncio.sleep(pause_after(failures))
-            else:
-                failures = 0
 
     async def _event(self, change: ChangeEvent) -> Event:
         topics = self._topics.get(change.number)
