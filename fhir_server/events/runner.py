@@ -47,11 +47,6 @@ MAX_PAUSE = 60.0  # seconds, the longest pause after failures in a row
 # write transaction per batch would compete with the clinic's writes), and at once when
 # the outbox runs dry; a crash re-delivers at most that much (delivery is at least once).
 SAVE_EVERY = 0.5
-# Within BUSY_FOR seconds of the last event it got, a consumer looks again every
-# QUICK_POLL seconds (a commit in another worker is then seen in a few milliseconds);
-# idle, every FHIR_EVENTS_POLL_SECONDS (an idle server spends little on looking).
-QUICK_POLL = 0.01
-BUSY_FOR = 1.0
 # Events whose topics this process keeps: every consumer of the process, and every retry
 # of a batch, reads the same events; their topics never change (numbers are not reused and
 # the history is immutable), so each is worked out once.
@@ -129,7 +124,7 @@ class Runner:
     async def _serve(self, consumer: Consumer) -> None:
         after = saved = await self._cursor(consumer)
         await consumer.resume(after)
-        seen = busy = time.monotonic()  # when the cursor was last written; last got events
+        seen = time.monotonic()  # when the cursor was last written
         failures = 0
         try:
             while not cancel_requested():
@@ -139,9 +134,8 @@ class Runner:
                     if after != saved or time.monotonic() - seen > SEEN_EVERY:
                         await self._save(consumer.name, after)
                         saved, seen = after, time.monotonic()
-                    await self._idle(quick=time.monotonic() - busy < BUSY_FOR)
+                    await self._idle()
                     continue
-                busy = time.monotonic()
                 events = [await self._event(c) for c in changes]
                 try:
                     done = max(0, min(await consumer.deliver(events), len(events)))
@@ -181,11 +175,10 @@ class Runner:
         metrics.consumer_lag(consumer=name, events=await self.repo.last_event() - after,
                              seconds=max(0.0, time.time() - at.timestamp()))
 
-    async def _idle(self, *, quick: bool) -> None:
+    async def _idle(self) -> None:
         self._nudge.clear()
-        poll = self.settings.fhir_events_poll_seconds
         with suppress(TimeoutError):
-            await asyncio.wait_for(self._nudge.wait(), min(QUICK_POLL, poll) if quick else poll)
+            await asyncio.wait_for(self._nudge.wait(), self.settings.fhir_events_poll_seconds)
 
     async def _cursor(self, consumer: Consumer) -> int:
         """The consumer's cursor; a new consumer starts at the next event committed, or at
