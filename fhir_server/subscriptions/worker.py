@@ -7,8 +7,9 @@ a failure tries again after a pause that doubles from ``FHIR_SUBSCRIPTION_BACKOF
 full jitter; after ``FHIR_SUBSCRIPTION_MAX_ATTEMPTS`` failed attempts it stops and reports
 the reason (the consumer writes the Subscription's ``error``). Its durable cursor
 (``state.py``) moves past a notification once delivered, and past what did not match
-once the queue is empty: a restart resumes from there, so nothing is lost and a
-notification may come twice (its event number tells).
+once the queue is empty; it is written at most every ``SAVE_EVERY`` seconds: a restart
+resumes from there, so nothing is lost and a notification may come twice (its event
+number tells).
 
 Numbers: a classic Subscription's notification carries the outbox's event number in
 ``X-FHIR-Event-Number`` (rising with gaps: a receiver's key to tell a repeat). A
@@ -60,8 +61,8 @@ MAX_PAUSE = 300.0
 # The durable cursor is written at most this often (a write transaction per notification,
 # or per event judged not to match, would compete with the clinic's writes): at once when
 # it has not been written for that long, else once that long has passed, and when the
-# worker stops. A crash re-sends at most this much (at least
-# once: the event number tells a receiver it had it, and a repeat keeps its number).
+# worker stops. A crash re-sends at most this much (at least once: the event number tells
+# a receiver it had it, and a repeat keeps its number).
 SAVE_EVERY = 0.5
 # A queue longer than this (a receiver slow or away) holds its notifications without the
 # versions' JSON, read again when sent, so that a backlog costs little memory.
@@ -184,13 +185,11 @@ class Worker:
         if not self.queue:
             if self.seen > self.after:
                 self.after = self.seen
-            if self._save_in() == 0:
-                await self._save()
             self._wake.clear()
             if not self.queue and self.seen <= self.after:
                 with suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._idle_for())
-            if self._save_in() == 0:
+            if self._save_in() == 0:  # due now, or came due while waiting (_idle_for)
                 await self._save()
             if self.transmits.due_in() == 0:
                 self.transmits.flush(self.active.hook)
