@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from fhir_server.storage.model import now_ms
-from fhir_server.storage.mongo.event_log import EVENTS, VOID, event_key
+from fhir_server.storage.mongo.event_log import EVENTS, VOID, EventLog, event_key
+from fhir_server.storage.mongo.outbox import Outbox
 from fhir_server.storage.mongo.repository import MongoRepository
 from fhir_server.storage.mongo.transactions import TRANSACTIONS
 from fhir_server.storage.mongo.versions import HISTORY, PENDING
@@ -184,3 +185,35 @@ async def test_a_process_whose_hint_is_older_than_a_purge_takes_a_number_above_i
                       method="POST")
     assert [(e.number, e.id_) for e in await repo.events(after=5, limit=10)] == [(6, "late")]
     assert await repo.db[EVENTS].count_documents({"_id": {"$lt": event_key(5)}}) == 0
+
+
+async def test_lookups_by_number_agree_with_a_sorted_read_and_read_on_past_a_purge(
+        repo: MongoRepository) -> None:
+    """Where a range or a sort reads the whole collection (FerretDB), the highest number and
+    the events after a cursor are found by ``_id`` lookups. A log that has seen no number
+    (a process just started) must find what a sorted read finds, and a cursor left below a
+    purge must read on from above the floor."""
+    written = 37
+    for n in range(written):
+        await repo.write(type_="Basic", id_=f"k{n}", previous=None, text=_text(f"k{n}"),
+                         index={}, method="POST")
+    top = await repo.db[EVENTS].find_one({}, {"_id": 1}, sort=[("_id", -1)])
+    assert top is not None
+    fresh = EventLog(repo.db, repo.guarded, repo.liveness, uses_indexes=False)
+    assert await fresh.highest() == int(top["_id"]) == written
+    outbox = Outbox(db=repo.db, guarded=repo.guarded, liveness=repo.liveness, log=fresh,
+                    transactions=repo.transactions)
+    by_range = [int(d["_id"]) async for d in repo.db[EVENTS].find(
+        {"st": {"$exists": False}}).sort("_id", 1)]
+    assert len(by_range) == written
+    assert [e.number for e in await outbox.events(after=0, limit=100)] == by_range
+    assert [e.number for e in await outbox.events(after=30, limit=3)] == [31, 32, 33]
+    assert await outbox.events(after=written, limit=10) == []
+    later = now_ms() + timedelta(days=1)
+    purged = await repo.purge_events(before=later, upto=20)
+    assert purged == 20
+    behind = [e.number for e in await outbox.events(after=3, limit=5)]
+    assert behind == [21, 22, 23, 24, 25]
+    assert await EventLog(repo.db, repo.guarded, repo.liveness,
+                          uses_indexes=False).highest() == written
+

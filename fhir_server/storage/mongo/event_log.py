@@ -20,6 +20,11 @@ Voids, not deletions, keep it so. Only the purge deletes, and it first raises th
 (``event_floor``) over what it deletes: a process whose hint is older than a purge could
 otherwise take a purged number again, below a cursor a consumer already moved past, so
 every insertion checks the floor before the number is used.
+
+The same property lets a reader find the highest number by looking documents up by
+``_id`` (``highest``): where the database reads a whole collection for a range or a sort
+(FerretDB, which pushes down only ``_id`` equality), that is a handful of lookups instead
+of a scan of the retained outbox.
 """
 
 from __future__ import annotations
@@ -60,11 +65,14 @@ def event_key(number: int) -> str:
 class EventLog:
     """Allocates, settles and voids this process's events."""
 
-    def __init__(self, db: AsyncDatabase[Doc], guarded: Guarded, liveness: Liveness) -> None:
+    def __init__(self, db: AsyncDatabase[Doc], guarded: Guarded, liveness: Liveness, *,
+                 uses_indexes: bool = True) -> None:
         self.db = db
         self.guarded = guarded
         self.liveness = liveness
+        self.uses_indexes = uses_indexes  # False: ranges and sorts read the whole collection
         self._hint = 1
+        self._seen = 0  # a number this process saw exist (where a lookup of the highest starts)
         self._allocating = asyncio.Lock()  # one insertion in flight in this process
         self._in_flight: set[int] = set()  # this process's numbers whose change is at work
 
@@ -73,8 +81,43 @@ class EventLog:
 
     async def highest(self) -> int:
         """The highest number taken (0 before the first)."""
+        if not self.uses_indexes:
+            return await self._highest_by_lookups()
         doc = await self.db[EVENTS].find_one({}, {"_id": 1}, sort=[("_id", DESCENDING)])
         return 0 if doc is None else int(doc["_id"])
+
+    async def exists(self, number: int) -> bool:
+        """Whether event ``number`` has its document (pending, settled or void)."""
+        found = await self.db[EVENTS].find_one({"_id": event_key(number)}, {"_id": 1})
+        if found is not None:
+            self.saw(number)
+        return found is not None
+
+    def saw(self, number: int) -> None:
+        """Event ``number`` exists: a later search for the highest starts there."""
+        self._seen = max(self._seen, number)
+
+    async def _highest_by_lookups(self) -> int:
+        """The highest number, by ``_id`` lookups only: every number above the floor up to the
+        highest has its document, so the highest is the last of an unbroken run, found by
+        doubling steps from a number known to exist, then halving (a few lookups)."""
+        low = await self.floor()  # (floor, highest] all exist; the floor itself may be gone
+        for known in (self._seen, self._hint - 1):
+            if known > low and await self.exists(known):
+                low = known
+                break
+        step = 1
+        while await self.exists(low + step):
+            low += step
+            step *= 2
+        high = low + step  # low exists (or is the floor), high does not
+        while high - low > 1:
+            middle = (low + high) // 2
+            if await self.exists(middle):
+                low = middle
+            else:
+                high = middle
+        return low
 
     async def floor(self) -> int:
         doc = await self.db[EVENT_FLOOR].find_one({"_id": FLOOR_ID})
@@ -143,6 +186,7 @@ class EventLog:
                     self._in_flight.discard(number)
                     raise
                 self._hint = number + 1
+                self.saw(number)
                 return number
 
     async def settle(self, numbers: Sequence[int]) -> None:

@@ -11,8 +11,11 @@ event and is settled, or the current document reached it) and voided otherwise. 
 writer never blocks readers for longer than its lease.
 
 Every filter here is on ``_id`` but the pending scan of recovery (the sparse index
-``pending``, ``indexes.py``). On FerretDB, which pushes down only ``_id`` equality, a read
-of the list scans the collection: the purge keeps it to the retention.
+``pending``, ``indexes.py``). Where ranges read the whole collection (FerretDB pushes down
+only ``_id`` equality), events are read one ``_id`` lookup each instead: every number from
+the floor up to the highest has its document (``event_log.py``), so the run stops at the
+first number missing. A consumer that is up to date then costs one lookup per look, not a
+scan of the retained outbox.
 """
 
 from __future__ import annotations
@@ -69,8 +72,7 @@ class Outbox:
         out: list[ChangeEvent] = []
         while len(out) < limit:
             want = limit - len(out)
-            page = [d async for d in self.db[EVENTS].find(after_filter(after))
-                    .sort("_id", ASCENDING).limit(want)]
+            page = await self._page(after, want)
             for doc in page:
                 if doc.get("st") == PENDING:
                     settled = await self._settle(doc)
@@ -83,6 +85,26 @@ class Outbox:
                 break
             after = int(page[-1]["_id"])  # voids took places in the page: read on
         return out
+
+    async def _page(self, after: int, want: int) -> list[Doc]:
+        """Up to ``want`` event documents numbered above ``after``, in order."""
+        if self.log.uses_indexes:
+            return [d async for d in self.db[EVENTS].find(after_filter(after))
+                    .sort("_id", ASCENDING).limit(want)]
+        page: list[Doc] = []
+        number = after
+        while len(page) < want:
+            doc = await self.db[EVENTS].find_one({"_id": event_key(number + 1)})
+            if doc is None:
+                if not page and (floor := await self.log.floor()) > number:
+                    number = floor  # purged up to the floor: the run goes on above it
+                    continue
+                break
+            page.append(doc)
+            number += 1
+        if page:
+            self.log.saw(number)
+        return page
 
     async def last(self) -> int:
         return await self.log.highest()

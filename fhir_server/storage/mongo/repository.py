@@ -130,7 +130,8 @@ class MongoRepository(Repository):
         self.guarded = Guarded(local_locks=not engine.uses_indexes)
         self.records = MongoRecords(db, self.guarded)
         self.liveness = Liveness(self.records)
-        self.event_log = EventLog(db, self.guarded, self.liveness)
+        self.event_log = EventLog(db, self.guarded, self.liveness,
+                                  uses_indexes=engine.uses_indexes)
         self.transactions = TransactionLog(db, self.guarded, self.liveness, self.event_log)
         self.outbox = Outbox(db=db, guarded=self.guarded, liveness=self.liveness,
                              log=self.event_log, transactions=self.transactions)
