@@ -193,3 +193,25 @@ async def test_a_claim_the_payer_refuses_waits_with_the_payers_issues(
     assert "business-rule" in codes  # the payer's issue code passed on, not its text
     assert "not ours" not in str(r.json())
     assert (await client.get("Task", params={"code": SUBMIT_CLAIM})).json()["total"] == 1
+
+
+OPENS_AT_ONCE = {"fhir_billing_provider": "Organization/clinic", "fhir_payer_retries": 0,
+                 "fhir_payer_breaker_failures": 1, "fhir_payer_breaker_reset": 60.0}
+
+
+@pytest.mark.parametrize("settings_overrides", [OPENS_AT_ONCE])
+async def test_an_open_circuit_keeps_the_claim_waiting(client: httpx.AsyncClient,
+                                                       payer: Payer) -> None:
+    claim, _, endpoint = await billed_claim(client, payer)
+    r = await post(client, "Claim/$submit", claim)  # the failure that opens the circuit
+    assert r.status_code == 502, r.text
+    [task] = await open_tasks(client)
+    with payer.up():  # up, but the circuit is open: no call is made
+        r = await post(client, f"Task/{task['id']}/$retry", {"resourceType": "Parameters"})
+    assert r.status_code == 200, r.text
+    again = r.json()
+    assert again["id"] == task["id"] and again["status"] == "failed"
+    assert endpoint in again["statusReason"]["text"]
+    assert int(again["meta"]["versionId"]) == int(task["meta"]["versionId"]) + 1
+    assert payer.claims == []
+    assert (await client.get("ClaimResponse")).json()["total"] == 0
