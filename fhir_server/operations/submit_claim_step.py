@@ -39,8 +39,8 @@ def reason(error: FhirError, endpoint_ref: str) -> str:
                 "retry")
     if isinstance(error, UpstreamTimeout):
         return (f"{error.diagnostics}: check that the payer is up and answering, then retry")
-    return (f"{error.diagnostics}. Check that {endpoint_ref}'s address is the payer's FHIR "
-            "base and that the payer is up, then retry")
+    return (f"{error.diagnostics}. Check that {endpoint_ref}'s address is the payer's (or "
+            "its clearinghouse's) and that it is up, then retry")
 
 
 async def failed(*, repo: Repository, settings: Settings, claim: Resource, store: bool,
