@@ -9,11 +9,15 @@ The Claim (or a Bundle holding one and what it references) is stored, then:
 
 A Claim that already has a complete ClaimResponse is not adjudicated twice: the
 existing answer is returned (on the payer side, a resubmitted Claim is recognised by
-its identifiers). Afterwards the bill's Invoice (``urn:fhir-rcm-server:invoice``
-identifier of the Claim) shows the insurer's and the patient's shares as
-``informational`` ``totalPriceComponent``s (codes ``insurer`` and ``patient`` of
-``https://fhir-rcm-server.org/CodeSystem/invoice-share``) and becomes ``balanced``
-when the patient owes nothing.
+its identifiers). A claim its payer did not take is kept and waits on the worklist as a
+submit-claim Task until it is answered (``submit_claim_step.py``); sent again (by its
+id, or by its identifiers and content), it is the same Claim.
+
+Afterwards the bill's Invoice (``urn:fhir-rcm-server:invoice`` identifier of the Claim)
+shows the insurer's and the patient's shares as ``informational``
+``totalPriceComponent``s (codes ``insurer`` and ``patient`` of
+``https://fhir-rcm-server.org/CodeSystem/invoice-share``) and becomes ``balanced`` when
+the patient owes nothing.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Any
 from fhir_server.core.errors import Conflict, Invalid, NotFound, Unprocessable, Upstream
 from fhir_server.core.money import decimal_of
 from fhir_server.observability import business
+from fhir_server.operations import submit_claim_step as step
 from fhir_server.operations.base import Call, Operation, Param
 from fhir_server.operations.common import (
     Route,
@@ -67,7 +72,17 @@ async def run(call: Call) -> Resource:
     await call.check(type_="Claim", interaction="create", resource=body)
     submission = await _identify(call, body)
     if submission.earlier is not None:
+        await step.answered(repo=call.repo, settings=call.settings,
+                            claim_id=submission.claim["id"], response_id=submission.earlier["id"])
         return submission.earlier
+    response = await _submit(call, submission, bundle)
+    await step.answered(repo=call.repo, settings=call.settings, claim_id=submission.claim["id"],
+                        response_id=response["id"])
+    return response
+
+
+async def _submit(call: Call, submission: Submission, bundle: Resource | None) -> Resource:
+    """The claim to its payer, or adjudicated here; its answer written."""
     claim = submission.claim
     claim_ref = f"Claim/{claim['id']}"
     resolver = Resolver(call.repo, call.settings, claim, bundle)
@@ -83,6 +98,11 @@ async def run(call: Call) -> Resource:
                 return await _send(call, submission, resolver, claim, claim_ref, way)
         except LockBusy:
             raise Conflict("This claim is being sent by another request; try again") from None
+        except step.PAYER_FAILURES as error:  # kept, and on the worklist until answered
+            await step.failed(repo=call.repo, settings=call.settings, claim=claim,
+                              store=submission.store, previous=submission.previous,
+                              error=error, endpoint_ref=way.endpoint.reference)
+            raise
     member = await visible_member(call, resolver, focal_coverage_ref(claim))
     lease = [f"deductible:{member.reference}"] if member.reference else []
     try:
@@ -224,6 +244,9 @@ async def _identify(call: Call, body: Resource) -> Submission:
                 earlier = await _complete_response(call, f"Claim/{claim['id']}")
                 if earlier is not None:
                     return Submission(claim, store=False, earlier=earlier)
+                if await step.waiting(repo=call.repo, settings=call.settings,
+                                      claim_id=claim["id"]):  # sent again as itself
+                    return Submission(claim, store=False)
         break
     return Submission({**drop_ids(body), "id": str(uuid.uuid4())}, store=True)
 

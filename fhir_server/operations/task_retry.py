@@ -4,40 +4,60 @@ The Task is a worklist Task (``worklist.py``) that is still open; the step named
 code runs again for its ``focus``, at once, as the worker would: when it succeeds its
 Task is ``completed`` (with what it wrote in ``output``), when it still fails the Task
 stays ``failed`` with the new reason. Either way the answer is the Task as it now is.
-Updating the Task's status to ``requested`` does the same through the worker. A transient
-fault answers as it is (409 while another process runs the step, 503 while the database
-is away), and the Task is left as it was.
+
+* ``bill-visit``: the visit is billed (``bill_visit.py``); updating the Task's status to
+  ``requested`` does the same through the billing worker.
+* ``submit-claim``: the stored Claim goes through ``Claim/$submit`` again, with the
+  caller's rights (``claim_submit.py``, ``submit_claim_step.py``); only ``$retry`` runs it.
+
+A transient fault answers as it is (409 while another process runs the step, 503 while
+the database is away), and the Task is left as it was.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
-from fhir_server.core.config import Settings
 from fhir_server.core.errors import Conflict, NotFound, Unprocessable
 from fhir_server.core.fhirjson import loads_stored
-from fhir_server.operations import bill_visit
+from fhir_server.operations import bill_visit, claim_submit, submit_claim_step
 from fhir_server.operations.base import Call, Operation, Param
 from fhir_server.revenue.records import LOCAL_REF, Resource
 from fhir_server.revenue.states import OPEN_TASKS, task_status
+from fhir_server.service import interactions as svc
 from fhir_server.storage.locks import LockBusy
-from fhir_server.storage.repository import Repository
 from fhir_server.terminology.systems import WORKLIST
 
 
-async def _bill_visit(repo: Repository, settings: Settings, focus_type: str,
-                      focus_id: str) -> None:
+async def _bill_visit(call: Call, focus_type: str, focus_id: str) -> None:
     if focus_type != "Encounter":
         raise Unprocessable("A bill-visit Task's focus must be an Encounter",
                             expression=["Task.focus"])
-    await bill_visit.bill_visit(repo=repo, settings=settings, encounter_id=focus_id)
+    await bill_visit.bill_visit(repo=call.repo, settings=call.settings, encounter_id=focus_id)
+
+
+async def _submit_claim(call: Call, focus_type: str, focus_id: str) -> None:
+    """The stored Claim submitted again, as ``Claim/$submit`` of it by the caller would."""
+    if focus_type != "Claim":
+        raise Unprocessable("A submit-claim Task's focus must be a Claim",
+                            expression=["Task.focus"])
+    _, claim = await svc.current_resource(call.repo, "Claim", focus_id)
+    if claim is None:
+        raise Unprocessable(f"Claim/{focus_id} is no longer stored: there is nothing to "
+                            "submit (cancel the Task)", expression=["Task.focus"])
+    # The payer still not taking it is an answer here: its Task says why.
+    with contextlib.suppress(*submit_claim_step.PAYER_FAILURES):
+        await claim_submit.run(replace(call, params={"resource": [claim]}, id_=None))
 
 
 # The steps $retry can run, by Task code: each runs the step for the focus (Type, id),
 # and opens, updates or completes the Task itself.
-RETRIES: dict[str, Callable[[Repository, Settings, str, str], Awaitable[None]]] = {
+RETRIES: dict[str, Callable[[Call, str, str], Awaitable[None]]] = {
     bill_visit.STEP: _bill_visit,
+    submit_claim_step.STEP: _submit_claim,
 }
 
 
@@ -62,7 +82,7 @@ async def run(call: Call) -> Resource:
                             expression=["Task.focus"])
     call.concerns((task.get("for") or {}).get("reference"))
     try:
-        await RETRIES[str(step)](call.repo, call.settings, match.group(1), match.group(2))
+        await RETRIES[str(step)](call, match.group(1), match.group(2))
     except LockBusy:
         raise Conflict("This step is being run by another process; try again") from None
     return await _task(call)
@@ -81,8 +101,8 @@ async def _task(call: Call) -> dict[str, Any]:
 
 TASK_RETRY = Operation(
     id="Task-retry", code="retry", title="Run a worklist step again",
-    description="Runs the step of an open worklist Task (bill-visit) again for its focus: "
-    "on success the Task is completed with what the step wrote in its output; on a failure "
+    description="Runs the step of an open worklist Task (bill-visit, submit-claim) again "
+    "for its focus: on success the Task is completed with what the step wrote in its output; on a failure "
     "it stays failed with the new reason. Returns the Task.",
     resource=("Task",), type_level=False, instance=True,
     requires=(("Task", "u"), ("Invoice", "c"), ("ChargeItem", "u"), ("Claim", "c")),

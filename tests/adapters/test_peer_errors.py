@@ -105,8 +105,14 @@ async def test_claim_to_a_forbidden_address_sends_nothing(
     assert r.json()["issue"][0]["diagnostics"] == unreachable_text(
         "payer", f"Endpoint/{world['endpoint']['id']}")
     assert peers["forbidden"].connections == 0
-    assert await _total(client, "Claim") == 0
+    # The claim is kept, unanswered, on the worklist until its payer can be reached.
+    assert await _total(client, "Claim") == 1
     assert await _total(client, "ClaimResponse") == 0
+    r = await client.get("Task", params={
+        "code": "https://fhir-rcm-server.org/CodeSystem/worklist|submit-claim",
+        "status": "failed"})
+    [task] = [e["resource"] for e in r.json()["entry"]]
+    assert f"Endpoint/{world['endpoint']['id']}" in task["statusReason"]["text"]
 
 
 async def test_ehr_sync_from_a_forbidden_address_reads_nothing(

@@ -14,14 +14,16 @@ from tests.support.server_process import free_port
 
 
 @contextmanager
-def serve_in_thread(app: ASGIApp) -> Iterator[str]:
-    """``app`` on a loopback port in a thread; yields its base URL (``http://127.0.0.1:port``).
+def serve_in_thread(app: ASGIApp, port: int | None = None) -> Iterator[str]:
+    """``app`` on a loopback port in a thread (``port``, or a free one); yields its base URL
+    (``http://127.0.0.1:port``). A given port lets a test name the peer's address before
+    the peer is up (a payer down, then back).
 
     When the test is over the peer stops without waiting for answers still in flight: a
     peer told to answer late (a slow payer) would otherwise hold every teardown for the
     rest of its delay, with nothing left to check.
     """
-    port = free_port()
+    port = port or free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None,
                                            access_log=False))
     thread = threading.Thread(target=server.run, daemon=True)
