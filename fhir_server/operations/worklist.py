@@ -7,7 +7,8 @@ for a reason someone must fix opens a Task about what it worked on (``focus``):
 * ``status`` ``failed``, ``statusReason`` saying in plain words what to fix (the
   diagnostics of the error: the setting to set, the code without a price), ``businessStatus``
   for the billing office, and the error's OperationOutcome in ``output`` (contained);
-* ``for`` the patient, ``authoredOn`` when it first failed, ``lastModified`` the last time.
+* ``for`` the patient, ``encounter`` the visit when the step is about one (and its focus is
+  not the Encounter), ``authoredOn`` when it first failed, ``lastModified`` the last time.
 
 There is one open Task per (step, focus): a second failure updates it with the new reason.
 When one focus holds several items that fail on their own (an 835 and its claim payments),
@@ -88,7 +89,8 @@ async def open_tasks(*, repo: Repository, settings: Settings, step: str,
 
 
 async def open_task(*, repo: Repository, settings: Settings, step: str, focus: str,
-                    patient: str | None, failure: Failure, item: str | None = None) -> Resource:
+                    patient: str | None, failure: Failure, item: str | None = None,
+                    encounter: str | None = None) -> Resource:
     """Record a failure of a step about ``focus`` (or its ``item``): its open Task failed
     with this reason (created when there is none). Returns the Task as stored."""
     async with repo.locks.hold(lease_names(step, focus, item)):
@@ -109,6 +111,8 @@ async def open_task(*, repo: Repository, settings: Settings, step: str, focus: s
                 task["for"] = {"reference": patient}
             if item:
                 task["identifier"] = [{"system": WORKLIST_ITEM, "value": item}]
+            if encounter:
+                task["encounter"] = {"reference": encounter}
         task["status"] = transition("Task", task.get("status"), TaskStatus.FAILED)
         task["statusReason"] = {"text": failure.reason}
         task["businessStatus"] = {"text": WAITING}
