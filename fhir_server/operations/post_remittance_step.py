@@ -10,7 +10,8 @@ is set aside, and the others are posted as before:
   ``SVC02`` - ``SVC03`` against its own).
 
 It stays an unallocated ``detail`` of the PaymentReconciliation, and opens its own
-post-remittance Task (``worklist.py``): ``focus`` the 835 as this server keeps it (the
+post-remittance Task (``worklist.py``), in the same commit as the posting (so a crash
+cannot leave a claim payment set aside without its Task): ``focus`` the 835 as this server keeps it (the
 DocumentReference holding the interchange, which is what a retry reads again), the claim
 payment as the Task's ``identifier`` (``item``: CLP segment position and CLP01), ``for``
 the Claim's patient when the Claim is known, ``statusReason`` naming CLP01, the payer's
@@ -27,7 +28,7 @@ from __future__ import annotations
 from fhir_server.adapters.x12.remittance import ClaimPayment
 from fhir_server.core.config import Settings
 from fhir_server.core.errors import FhirError, Issue, Unprocessable
-from fhir_server.operations.worklist import Failure, complete_task, open_task
+from fhir_server.operations.worklist import Failure, complete_task, new_task, open_task
 from fhir_server.revenue.records import LOCAL_REF, Resource
 from fhir_server.storage.repository import Repository
 
@@ -63,10 +64,20 @@ def _patient(claim: Resource | None) -> str | None:
     return patient if match and match.group(1) == "Patient" else None
 
 
+def first_task(*, document_id: str, payment: ClaimPayment, claim: Resource | None,
+               error: FhirError) -> Resource:
+    """The Task of a claim payment the import sets aside, committed with the posting (the
+    835's DocumentReference is new in that commit: it has no Task yet)."""
+    return new_task(step=STEP, focus=f"DocumentReference/{document_id}", item=item_of(payment),
+                    patient=_patient(claim),
+                    failure=Failure(reason=error.diagnostics, outcome=error.outcome()))
+
+
 async def set_aside(*, repo: Repository, settings: Settings, document_id: str,
                     payment: ClaimPayment, claim: Resource | None,
                     error: FhirError) -> Resource:
-    """The claim payment was not posted: open (or update) its Task. Returns the Task."""
+    """The claim payment still cannot be posted: open (or update) its Task. Returns the
+    Task."""
     return await open_task(repo=repo, settings=settings, step=STEP,
                            focus=f"DocumentReference/{document_id}", item=item_of(payment),
                            patient=_patient(claim),

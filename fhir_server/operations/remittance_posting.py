@@ -204,13 +204,14 @@ async def _post(repo: Repository, settings: Settings, remittance: Remittance, pa
                                      currency)
     kept = interchange_document(Exchanged("received", "835", text, document.control),
                                 related=[f"PaymentReconciliation/{reconciliation_id}"])
-    writes = [(reconciliation, None), (kept, None), *writes, *invoices.values()]
+    # The CLPs set aside wait on the worklist: their Tasks are committed with the posting.
+    tasks = [(step.first_task(document_id=kept["id"], payment=payment, claim=claim,
+                              error=error), error) for payment, claim, error in aside]
+    writes = [(reconciliation, None), (kept, None), *writes, *invoices.values(),
+              *((task, None) for task, _ in tasks)]
     stored = await commit_new(repo, settings, _last_version_only(writes))
     applied.written.append(stored[0])
-    for payment, claim, error in aside:
-        task = await step.set_aside(repo=repo, settings=settings, document_id=kept["id"],
-                                    payment=payment, claim=claim, error=error)
-        applied.issues.append(step.warning(error, task))
+    applied.issues += [step.warning(error, task) for task, error in tasks]
     posted = sum(1 for d in details if "request" in d)
     applied.issues.append(Issue("informational", f"Remittance {remittance.trace[:50]}: "
                                 f"{posted} claim payment(s) posted", "information"))

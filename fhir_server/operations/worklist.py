@@ -96,31 +96,44 @@ async def open_task(*, repo: Repository, settings: Settings, step: str, focus: s
     async with repo.locks.hold(lease_names(step, focus, item)):
         current = await open_tasks(repo=repo, settings=settings, step=step, focus=focus,
                                    item=item)
-        now = now_instant()
-        if current:
-            task = {k: v for k, v in current[0].items() if k != "meta"}
-            previous: int | None = int(current[0]["meta"]["versionId"])
-        else:
-            task = {"resourceType": "Task", "id": str(uuid.uuid4()), "intent": "order",
-                    "code": {"coding": [{"system": WORKLIST, "code": step,
-                                         "display": STEPS[step]}], "text": STEPS[step]},
-                    "description": STEPS[step], "focus": {"reference": focus},
-                    "authoredOn": now}
-            previous = None
-            if patient:
-                task["for"] = {"reference": patient}
-            if item:
-                task["identifier"] = [{"system": WORKLIST_ITEM, "value": item}]
-            if encounter:
-                task["encounter"] = {"reference": encounter}
-        task["status"] = transition("Task", task.get("status"), TaskStatus.FAILED)
-        task["statusReason"] = {"text": failure.reason}
-        task["businessStatus"] = {"text": WAITING}
-        task["lastModified"] = now
-        task["contained"] = [{**failure.outcome, "id": OUTCOME_ID}]
-        task["output"] = [_output("OperationOutcome", f"#{OUTCOME_ID}")]
-        [stored] = await commit_new(repo, settings, [(task, previous)])
+        if not current:
+            task = new_task(step=step, focus=focus, patient=patient, failure=failure,
+                            item=item, encounter=encounter)
+            [stored] = await commit_new(repo, settings, [(task, None)])
+            return stored
+        task = {k: v for k, v in current[0].items() if k != "meta"}
+        _fail(task, failure, now_instant())
+        [stored] = await commit_new(repo, settings, [(task, int(current[0]["meta"]["versionId"]))])
         return stored
+
+
+def new_task(*, step: str, focus: str, patient: str | None, failure: Failure,
+             item: str | None = None, encounter: str | None = None) -> Resource:
+    """A new failed Task, not yet written: for a step whose focus is written in the same
+    commit (so it has no Task yet), which commits it with what it writes."""
+    now = now_instant()
+    task: Resource = {
+        "resourceType": "Task", "id": str(uuid.uuid4()), "intent": "order",
+        "code": {"coding": [{"system": WORKLIST, "code": step, "display": STEPS[step]}],
+                 "text": STEPS[step]},
+        "description": STEPS[step], "focus": {"reference": focus}, "authoredOn": now}
+    if patient:
+        task["for"] = {"reference": patient}
+    if item:
+        task["identifier"] = [{"system": WORKLIST_ITEM, "value": item}]
+    if encounter:
+        task["encounter"] = {"reference": encounter}
+    _fail(task, failure, now)
+    return task
+
+
+def _fail(task: Resource, failure: Failure, now: str) -> None:
+    task["status"] = transition("Task", task.get("status"), TaskStatus.FAILED)
+    task["statusReason"] = {"text": failure.reason}
+    task["businessStatus"] = {"text": WAITING}
+    task["lastModified"] = now
+    task["contained"] = [{**failure.outcome, "id": OUTCOME_ID}]
+    task["output"] = [_output("OperationOutcome", f"#{OUTCOME_ID}")]
 
 
 async def complete_task(*, repo: Repository, settings: Settings, step: str, focus: str,
