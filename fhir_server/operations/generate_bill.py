@@ -9,7 +9,9 @@ rendered, it writes, in one all-or-nothing commit:
   ``totalNet`` and ``totalGross``, in ``FHIR_BILLING_CURRENCY``;
 * when the patient has an active Coverage in force on the service date, a Claim
   (``use`` claim) with an item per line, the encounter's diagnoses and the
-  Coverage as focal insurance;
+  Coverage as focal insurance (the lowest ``order``; 422 and nothing written when the
+  patient's active Coverages cannot decide: none in force that day, or several with no
+  order between them, ``revenue/coverage.billed_coverage``);
 
 and returns them in a ``collection`` Bundle. A bill is keyed by its appointment
 (given, or the encounter's) or else its encounter: the ChargeItems, Invoice and

@@ -4,7 +4,8 @@ The body is the X12 text (``Content-Type: application/edi-x12``), or a Parameter
 ``x12`` (string) or ``attachment`` (Attachment with base64 ``data``). The answer is a
 Parameters: each PaymentReconciliation written (or found, when the 835 was applied
 before) as ``paymentReconciliation``, and an ``outcome`` OperationOutcome listing what was
-posted and, as warnings, the CLPs of claims this server never sent to that payer.
+posted and, as warnings, the CLPs set aside (for claims this server never sent to that
+payer, or whose amounts do not balance), each naming its post-remittance Task.
 """
 
 from __future__ import annotations
@@ -43,9 +44,11 @@ async def run(call: Call) -> Resource:
 IMPORT_835 = Operation(
     id="PaymentReconciliation-import-835", code="import-835",
     title="Post an X12 835 remittance",
-    description="Reads an X12 5010 835, checks it (envelope, implementation guide, balancing, "
-    "payer), and posts it all or nothing: a PaymentReconciliation per check/EFT, the paid "
-    "claims' ClaimResponses and their Invoices' balances. The same 835 again changes nothing.",
+    description="Reads an X12 5010 835, checks it (envelope, implementation guide, payment "
+    "totals, payer), and posts each check/EFT all or nothing: a PaymentReconciliation, the paid "
+    "claims' ClaimResponses and their Invoices' balances. A claim payment for a claim this "
+    "server did not send, or that does not balance, is set aside as a post-remittance Task "
+    "and the others are posted. The same 835 again changes nothing.",
     resource=("PaymentReconciliation",), type_level=True, instance=False, text_body="x12",
     requires=(("PaymentReconciliation", "c"), ("ClaimResponse", "c"), ("ClaimResponse", "u"),
               ("Invoice", "u")),
@@ -55,6 +58,6 @@ IMPORT_835 = Operation(
         Param("paymentReconciliation", "out", 0, "*", "PaymentReconciliation",
               "The PaymentReconciliations posted (or found: applied before)"),
         Param("outcome", "out", 1, "1", "OperationOutcome",
-              "What was posted; warnings for claims this server did not send"),
+              "What was posted; warnings for claim payments set aside on the worklist"),
     ),
     run=run)

@@ -11,8 +11,10 @@ PaymentReconciliation (identifier ``urn:fhir-rcm-server:x12-trn`` = payer|TRN02,
 the same 835 applied twice change nothing) with a ``detail`` per claim and per ``PLB``
 adjustment; per CLP whose CLP01 is a Claim of this server billed to that payer, the claim's
 ClaimResponse and the bill's Invoice balance; the 835 itself as a DocumentReference.
-CLPs for claims this server never sent to that payer are kept as unallocated details and
-reported as warnings, never posted to an Invoice.
+A CLP that cannot be posted (for a claim this server never sent to that payer, or whose
+amounts do not balance) is kept as an unallocated detail, reported as a warning and set
+aside on the worklist as a post-remittance Task (``post_remittance_step.py``); the other
+CLPs are posted. A BPR whose total does not match its CLPs is refused whole.
 """
 
 from __future__ import annotations
@@ -23,13 +25,21 @@ from typing import Any
 
 from fhir_server.adapters.payer import Exchanged
 from fhir_server.adapters.x12.acks import ClaimStatus, read_277ca
-from fhir_server.adapters.x12.remittance import Remittance, read_835
+from fhir_server.adapters.x12.remittance import ClaimPayment, Remittance, read_835
 from fhir_server.adapters.x12.segments import Interchange, X12Error, parse
 from fhir_server.adapters.x12.validate import validate
 from fhir_server.core.config import Settings
-from fhir_server.core.errors import Conflict, Invalid, Issue, PayloadTooLarge, Unprocessable
+from fhir_server.core.errors import (
+    Conflict,
+    FhirError,
+    Invalid,
+    Issue,
+    PayloadTooLarge,
+    Unprocessable,
+)
 from fhir_server.core.fhirjson import loads_stored
 from fhir_server.core.money import money
+from fhir_server.operations import post_remittance_step as step
 from fhir_server.operations.claim_submit import claim_response_id
 from fhir_server.operations.common import commit_new, now_instant
 from fhir_server.operations.interchanges import interchange_document
@@ -157,6 +167,7 @@ async def _post(repo: Repository, settings: Settings, remittance: Remittance, pa
     writes: list[tuple[Resource, int | None]] = []
     invoices: dict[str, tuple[Resource, int]] = {}
     details: list[dict[str, Any]] = []
+    aside: list[tuple[ClaimPayment, Resource | None, FhirError]] = []
     reconciliation_id = str(uuid.uuid4())
     for payment in remittance.claims:
         claim = claims.get(payment.control)
@@ -165,11 +176,11 @@ async def _post(repo: Repository, settings: Settings, remittance: Remittance, pa
             "amount": money(payment.paid, currency), "date": x12_date(remittance.paid_on),
             "identifier": {"system": CLAIM_CONTROL, "value": payment.control[:64]}}
         details.append(detail)
-        if claim is None:
-            applied.issues.append(Issue(
-                "not-found", f"CLP01 {payment.control[:38]} (CLP segment {payment.position}) "
-                "is not a claim this server sent to this payer: not posted", "warning"))
+        error = step.problem(payment, claim, payer_ref)
+        if error is not None:
+            aside.append((payment, claim, error))
             continue
+        assert claim is not None  # problem() answers an error for no claim
         response_id = claim_response_id(claim["id"])
         version, previous = current.get(response_id, (None, None))
         response = claim_response(payment=payment, remittance=remittance, claim=claim,
@@ -193,9 +204,14 @@ async def _post(repo: Repository, settings: Settings, remittance: Remittance, pa
                                      currency)
     kept = interchange_document(Exchanged("received", "835", text, document.control),
                                 related=[f"PaymentReconciliation/{reconciliation_id}"])
-    writes = [(reconciliation, None), (kept, None), *writes, *invoices.values()]
+    # The CLPs set aside wait on the worklist: their Tasks are committed with the posting.
+    tasks = [(step.first_task(document_id=kept["id"], payment=payment, claim=claim,
+                              error=error), error) for payment, claim, error in aside]
+    writes = [(reconciliation, None), (kept, None), *writes, *invoices.values(),
+              *((task, None) for task, _ in tasks)]
     stored = await commit_new(repo, settings, _last_version_only(writes))
     applied.written.append(stored[0])
+    applied.issues += [step.warning(error, task) for task, error in tasks]
     posted = sum(1 for d in details if "request" in d)
     applied.issues.append(Issue("informational", f"Remittance {remittance.trace[:50]}: "
                                 f"{posted} claim payment(s) posted", "information"))

@@ -9,6 +9,10 @@ stays ``failed`` with the new reason. Either way the answer is the Task as it no
   ``requested`` does the same through the billing worker.
 * ``submit-claim``: the stored Claim goes through ``Claim/$submit`` again, with the
   caller's rights (``claim_submit.py``, ``submit_claim_step.py``); only ``$retry`` runs it.
+* ``check-eligibility``: the visit the Task names (its ``encounter``) is billed again, as
+  for bill-visit, once the patient's Coverages tell which to bill.
+* ``post-remittance``: the claim payment the Task names (its ``identifier``) is read again
+  from the kept 835 (the ``focus``) and posted (``remittance_repost.py``).
 
 A transient fault answers as it is (409 while another process runs the step, 503 while
 the database is away), and the Task is left as it was.
@@ -23,13 +27,20 @@ from typing import Any
 
 from fhir_server.core.errors import Conflict, NotFound, Unprocessable
 from fhir_server.core.fhirjson import loads_stored
-from fhir_server.operations import bill_visit, claim_submit, submit_claim_step
+from fhir_server.operations import (
+    bill_visit,
+    check_eligibility_step,
+    claim_submit,
+    post_remittance_step,
+    remittance_repost,
+    submit_claim_step,
+)
 from fhir_server.operations.base import Call, Operation, Param
 from fhir_server.revenue.records import LOCAL_REF, Resource
 from fhir_server.revenue.states import OPEN_TASKS, task_status
 from fhir_server.service import interactions as svc
 from fhir_server.storage.locks import LockBusy
-from fhir_server.terminology.systems import WORKLIST
+from fhir_server.terminology.systems import WORKLIST, WORKLIST_ITEM
 
 
 async def _bill_visit(call: Call, focus_type: str, focus_id: str) -> None:
@@ -53,11 +64,38 @@ async def _submit_claim(call: Call, focus_type: str, focus_id: str) -> None:
         await claim_submit.run(replace(call, params={"resource": [claim]}, id_=None))
 
 
+async def _check_eligibility(call: Call, focus_type: str, focus_id: str) -> None:
+    """The visit the Task is about billed again (its focus is the Coverage in question)."""
+    visit = ((await _task(call)).get("encounter") or {}).get("reference")
+    match = LOCAL_REF.match(visit) if isinstance(visit, str) else None
+    if match is None or match.group(1) != "Encounter":
+        raise Unprocessable("A check-eligibility Task names the visit to bill as its "
+                            "encounter (Encounter/[id])", expression=["Task.encounter"])
+    await bill_visit.bill_visit(repo=call.repo, settings=call.settings,
+                                encounter_id=match.group(2))
+
+
+async def _post_remittance(call: Call, focus_type: str, focus_id: str) -> None:
+    """The claim payment the Task names posted again from the kept 835."""
+    if focus_type != "DocumentReference":
+        raise Unprocessable("A post-remittance Task's focus must be a DocumentReference (the "
+                            "835 as kept)", expression=["Task.focus"])
+    item = next((i.get("value") for i in (await _task(call)).get("identifier") or []
+                 if i.get("system") == WORKLIST_ITEM and i.get("value")), None)
+    if not isinstance(item, str):
+        raise Unprocessable(f"A post-remittance Task names its claim payment by an identifier "
+                            f"under {WORKLIST_ITEM}", expression=["Task.identifier"])
+    await remittance_repost.repost(repo=call.repo, settings=call.settings,
+                                   document_id=focus_id, item=item)
+
+
 # The steps $retry can run, by Task code: each runs the step for the focus (Type, id),
 # and opens, updates or completes the Task itself.
 RETRIES: dict[str, Callable[[Call, str, str], Awaitable[None]]] = {
     bill_visit.STEP: _bill_visit,
     submit_claim_step.STEP: _submit_claim,
+    check_eligibility_step.STEP: _check_eligibility,
+    post_remittance_step.STEP: _post_remittance,
 }
 
 
@@ -101,10 +139,12 @@ async def _task(call: Call) -> dict[str, Any]:
 
 TASK_RETRY = Operation(
     id="Task-retry", code="retry", title="Run a worklist step again",
-    description="Runs the step of an open worklist Task (bill-visit, submit-claim) again "
+    description="Runs the step of an open worklist Task (bill-visit, submit-claim, "
+    "check-eligibility, post-remittance) again "
     "for its focus: on success the Task is completed with what the step wrote in its output; on a failure "
     "it stays failed with the new reason. Returns the Task.",
     resource=("Task",), type_level=False, instance=True,
-    requires=(("Task", "u"), ("Invoice", "c"), ("ChargeItem", "u"), ("Claim", "c")),
+    requires=(("Task", "u"), ("Invoice", "c"), ("ChargeItem", "u"), ("Claim", "c"),
+              ("Invoice", "u"), ("PaymentReconciliation", "u"), ("ClaimResponse", "u")),
     parameters=(Param("return", "out", 1, "1", "Task", "The Task after the run"),),
     run=run)

@@ -7,9 +7,12 @@ for a reason someone must fix opens a Task about what it worked on (``focus``):
 * ``status`` ``failed``, ``statusReason`` saying in plain words what to fix (the
   diagnostics of the error: the setting to set, the code without a price), ``businessStatus``
   for the billing office, and the error's OperationOutcome in ``output`` (contained);
-* ``for`` the patient, ``authoredOn`` when it first failed, ``lastModified`` the last time.
+* ``for`` the patient, ``encounter`` the visit when the step is about one (and its focus is
+  not the Encounter), ``authoredOn`` when it first failed, ``lastModified`` the last time.
 
 There is one open Task per (step, focus): a second failure updates it with the new reason.
+When one focus holds several items that fail on their own (an 835 and its claim payments),
+each has its Task, told apart by ``item`` (the Task's identifier under ``WORKLIST_ITEM``).
 When the step succeeds (after a fix, by ``Task/[id]/$retry`` or an update to ``requested``)
 its open Task is ``completed``, with what the step wrote in ``output``. Status changes go
 through the Task transition table (``revenue/states.py``).
@@ -34,7 +37,7 @@ from fhir_server.revenue.states import OPEN_TASKS, TaskStatus, task_status, tran
 from fhir_server.service import interactions as svc
 from fhir_server.service.criteria import search_token
 from fhir_server.storage.repository import Repository
-from fhir_server.terminology.systems import WORKLIST
+from fhir_server.terminology.systems import WORKLIST, WORKLIST_ITEM
 
 # The steps, as Task.code.coding.code (other tools rely on these names), and their display.
 STEPS: dict[str, str] = {
@@ -67,56 +70,81 @@ def transient(error: BaseException) -> bool:
                 and error.status not in (409, 429))
 
 
-def lease_names(step: str, focus: str) -> list[str]:
-    """The lease under which a (step, focus)'s Task is opened or completed."""
-    return [f"worklist:{step}:{focus}"]
+def lease_names(step: str, focus: str, item: str | None = None) -> list[str]:
+    """The lease under which a (step, focus[, item])'s Task is opened or completed."""
+    return [f"worklist:{step}:{focus}" + (f":{item}" if item else "")]
 
 
 async def open_tasks(*, repo: Repository, settings: Settings, step: str,
-                     focus: str) -> list[Resource]:
-    """The open Tasks of a step about ``focus`` (one, unless someone wrote another)."""
-    found = await svc.find_resources(repo=repo, settings=settings, type_="Task", criteria=[
-        ("code", search_token(WORKLIST, step)), ("focus", focus)])
+                     focus: str, item: str | None = None) -> list[Resource]:
+    """The open Tasks of a step about ``focus`` (one, unless someone wrote another); with
+    ``item``, those about that item of it only."""
+    criteria = [("code", search_token(WORKLIST, step)), ("focus", focus)]
+    if item:
+        criteria.append(("identifier", search_token(WORKLIST_ITEM, item)))
+    found = await svc.find_resources(repo=repo, settings=settings, type_="Task",
+                                     criteria=criteria)
     return sorted((t for t in found if task_status(t) in OPEN_TASKS),
                   key=lambda t: (str(t.get("authoredOn", "")), str(t.get("id"))))
 
 
 async def open_task(*, repo: Repository, settings: Settings, step: str, focus: str,
-                    patient: str | None, failure: Failure) -> Resource:
-    """Record a failure of a step about ``focus``: its open Task failed with this reason
-    (created when there is none). Returns the Task as stored."""
-    async with repo.locks.hold(lease_names(step, focus)):
-        current = await open_tasks(repo=repo, settings=settings, step=step, focus=focus)
-        now = now_instant()
-        if current:
-            task = {k: v for k, v in current[0].items() if k != "meta"}
-            previous: int | None = int(current[0]["meta"]["versionId"])
-        else:
-            task = {"resourceType": "Task", "id": str(uuid.uuid4()), "intent": "order",
-                    "code": {"coding": [{"system": WORKLIST, "code": step,
-                                         "display": STEPS[step]}], "text": STEPS[step]},
-                    "description": STEPS[step], "focus": {"reference": focus},
-                    "authoredOn": now}
-            previous = None
-            if patient:
-                task["for"] = {"reference": patient}
-        task["status"] = transition("Task", task.get("status"), TaskStatus.FAILED)
-        task["statusReason"] = {"text": failure.reason}
-        task["businessStatus"] = {"text": WAITING}
-        task["lastModified"] = now
-        task["contained"] = [{**failure.outcome, "id": OUTCOME_ID}]
-        task["output"] = [_output("OperationOutcome", f"#{OUTCOME_ID}")]
-        [stored] = await commit_new(repo, settings, [(task, previous)])
+                    patient: str | None, failure: Failure, item: str | None = None,
+                    encounter: str | None = None) -> Resource:
+    """Record a failure of a step about ``focus`` (or its ``item``): its open Task failed
+    with this reason (created when there is none). Returns the Task as stored."""
+    async with repo.locks.hold(lease_names(step, focus, item)):
+        current = await open_tasks(repo=repo, settings=settings, step=step, focus=focus,
+                                   item=item)
+        if not current:
+            task = new_task(step=step, focus=focus, patient=patient, failure=failure,
+                            item=item, encounter=encounter)
+            [stored] = await commit_new(repo, settings, [(task, None)])
+            return stored
+        task = {k: v for k, v in current[0].items() if k != "meta"}
+        _fail(task, failure, now_instant())
+        [stored] = await commit_new(repo, settings, [(task, int(current[0]["meta"]["versionId"]))])
         return stored
 
 
+def new_task(*, step: str, focus: str, patient: str | None, failure: Failure,
+             item: str | None = None, encounter: str | None = None) -> Resource:
+    """A new failed Task, not yet written: for a step whose focus is written in the same
+    commit (so it has no Task yet), which commits it with what it writes."""
+    now = now_instant()
+    task: Resource = {
+        "resourceType": "Task", "id": str(uuid.uuid4()), "intent": "order",
+        "code": {"coding": [{"system": WORKLIST, "code": step, "display": STEPS[step]}],
+                 "text": STEPS[step]},
+        "description": STEPS[step], "focus": {"reference": focus}, "authoredOn": now}
+    if patient:
+        task["for"] = {"reference": patient}
+    if item:
+        task["identifier"] = [{"system": WORKLIST_ITEM, "value": item}]
+    if encounter:
+        task["encounter"] = {"reference": encounter}
+    _fail(task, failure, now)
+    return task
+
+
+def _fail(task: Resource, failure: Failure, now: str) -> None:
+    task["status"] = transition("Task", task.get("status"), TaskStatus.FAILED)
+    task["statusReason"] = {"text": failure.reason}
+    task["businessStatus"] = {"text": WAITING}
+    task["lastModified"] = now
+    task["contained"] = [{**failure.outcome, "id": OUTCOME_ID}]
+    task["output"] = [_output("OperationOutcome", f"#{OUTCOME_ID}")]
+
+
 async def complete_task(*, repo: Repository, settings: Settings, step: str, focus: str,
-                        results: Sequence[str] = ()) -> list[Resource]:
-    """The step about ``focus`` is done: its open Tasks are completed, with ``results``
-    (references to what the step wrote) as their output. Returns them as stored."""
-    async with repo.locks.hold(lease_names(step, focus)):
+                        results: Sequence[str] = (), item: str | None = None) -> list[Resource]:
+    """The step about ``focus`` (or its ``item``) is done: its open Tasks are completed,
+    with ``results`` (references to what the step wrote) as their output. Returns them as
+    stored."""
+    async with repo.locks.hold(lease_names(step, focus, item)):
         writes: list[tuple[Resource, int | None]] = []
-        for current in await open_tasks(repo=repo, settings=settings, step=step, focus=focus):
+        for current in await open_tasks(repo=repo, settings=settings, step=step, focus=focus,
+                                        item=item):
             task = {k: v for k, v in current.items()
                     if k not in ("meta", "statusReason", "contained", "output")}
             task["status"] = transition("Task", task.get("status"), TaskStatus.COMPLETED)

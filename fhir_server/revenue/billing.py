@@ -5,7 +5,9 @@ Given the patient, the encounter or appointment billed and the charges (ChargeIt
 new or stored), it prices every charge (its ``priceOverride``, or else the price list),
 and composes the issued Invoice (a line per ChargeItem with its price components,
 ``totalNet``, ``totalGross``) and, when the patient has Coverage in force on the service
-date, the Claim. A bill is keyed by its appointment and encounter references
+date, the Claim (``coverage.billed_coverage``: a patient with active Coverage none of
+which, or more than one of which, can be billed without a guess is refused with
+``CoverageUndecided``). A bill is keyed by its appointment and encounter references
 (``urn:fhir-rcm-server:bill|Appointment/[id]``); the draft Invoice a booking created
 becomes the bill's Invoice. Nothing is written here: callers commit the resources
 returned, all or nothing (an operation's commit, the billing worker's). ``bill_of``
@@ -24,7 +26,7 @@ from fhir_server.core.config import Settings
 from fhir_server.core.errors import Unprocessable
 from fhir_server.core.money import cents, decimal_of, money
 from fhir_server.revenue.amounts import items_total
-from fhir_server.revenue.coverage import primary_coverage
+from fhir_server.revenue.coverage import billed_coverage
 from fhir_server.revenue.records import LOCAL_REF
 from fhir_server.revenue.states import (
     OPEN_INVOICES,
@@ -203,7 +205,7 @@ async def _claim(repo: Repository, settings: Settings, *, patient_ref: str,
     coverages = await svc.find_resources(repo=repo, settings=settings, type_="Coverage",
                                          criteria=[("beneficiary", patient_ref),
                                                    ("status", "active")])
-    coverage = primary_coverage(coverages, day)
+    coverage = billed_coverage(coverages, day)  # CoverageUndecided: check eligibility
     if coverage is None:
         return None
     provider = _provider(settings, encounter)

@@ -7,6 +7,10 @@
   ``period`` (if any) covers the day.
 * ``primary_coverage``: of a patient's Coverages, the one a bill claims against: in force
   on the service day, lowest ``order`` first (then the id, to be stable).
+* ``billed_coverage``: the same choice for a bill, refusing to guess
+  (``CoverageUndecided``) when the patient has active Coverages but none in force on the
+  day, or when two or more in force share the lowest ``order`` (or have none): someone
+  must check the patient's eligibility. No active Coverage at all: the patient pays.
 """
 
 from __future__ import annotations
@@ -15,7 +19,17 @@ from collections.abc import Iterable, Mapping
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from fhir_server.core.errors import Unprocessable
+
 Resource = dict[str, Any]
+NO_ORDER = 1 << 30  # a Coverage without ``order`` comes after every one with it
+
+
+class CoverageUndecided(Unprocessable):
+    """No Coverage can be chosen for a bill without a guess; ``focus`` is the Coverage in
+    question (Coverage/[id])."""
+
+    focus: str = ""
 
 
 def focal_insurance(request: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -61,5 +75,48 @@ def in_force(coverage: Mapping[str, Any], on: date) -> bool:
 def primary_coverage(coverages: Iterable[Resource], on: date) -> Resource | None:
     """The Coverage in force on ``on`` with the lowest ``order`` (None: none in force)."""
     usable = [c for c in coverages if in_force(c, on)]
-    usable.sort(key=lambda c: (int(c.get("order", 1 << 30)), str(c["id"])))
+    usable.sort(key=lambda c: (_order(c), str(c["id"])))
     return usable[0] if usable else None
+
+
+def _order(coverage: Mapping[str, Any]) -> int:
+    return int(coverage.get("order", NO_ORDER))
+
+
+def billed_coverage(coverages: Iterable[Resource], on: date) -> Resource | None:
+    """The Coverage a bill of ``on`` claims against (None: the patient has no active
+    Coverage, and pays). ``CoverageUndecided`` when it cannot be chosen without a guess."""
+    active = sorted((c for c in coverages if c.get("status") == "active"),
+                    key=lambda c: str(c["id"]))
+    if not active:
+        return None
+    chosen = primary_coverage(active, on)
+    if chosen is None:
+        ended = [c for c in active if str((c.get("period") or {}).get("end", ""))]
+        focus = max(ended, key=lambda c: str(c["period"]["end"])) if ended else active[0]
+        period = focus.get("period") or {}
+        raise _undecided(
+            f"The patient has active Coverage ({_refs(active)}) but none is in force on "
+            f"{on.isoformat()} (Coverage/{str(focus['id'])[:64]}: period "
+            f"{str(period.get('start', 'open'))[:32]} to {str(period.get('end', 'open'))[:32]}"
+            "): check the patient's eligibility, then correct the Coverage's period, or set "
+            "its status to cancelled to bill the patient, then retry", focus)
+    tied = [c for c in active if in_force(c, on) and _order(c) == _order(chosen)]
+    if len(tied) > 1:
+        raise _undecided(
+            f"{_refs(tied)} are all in force on {on.isoformat()} and no order tells which "
+            "to bill first: check the patient's eligibility, then set each Coverage's order "
+            "(1 = primary) or end the one that no longer applies, then retry", chosen)
+    return chosen
+
+
+def _refs(coverages: list[Resource]) -> str:
+    shown = ", ".join(f"Coverage/{str(c['id'])[:64]}" for c in coverages[:5])
+    return shown + (f" and {len(coverages) - 5} more" if len(coverages) > 5 else "")
+
+
+def _undecided(reason: str, focus: Resource) -> CoverageUndecided:
+    error = CoverageUndecided(reason, expression=["Coverage.order", "Coverage.period"],
+                              code="business-rule")
+    error.focus = f"Coverage/{focus['id']}"
+    return error

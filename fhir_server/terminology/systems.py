@@ -57,3 +57,6 @@ PAYMENT_KIND = "http://terminology.hl7.org/CodeSystem/payment-type"
 # The worklist: Task.code of what a background step could not do (bill-visit, submit-claim,
 # check-eligibility, post-remittance), for the billing office to fix and retry.
 WORKLIST = f"{SERVER_URI}/CodeSystem/worklist"
+# Task.identifier of a worklist Task when a focus holds several items, each its own Task
+# (an 835 kept as a DocumentReference: one post-remittance Task per claim payment it holds).
+WORKLIST_ITEM = f"{SERVER_URI}/worklist-item"

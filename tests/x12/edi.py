@@ -67,26 +67,59 @@ class Line:
 def remittance_835(*, claim_id: str, lines: list[Line], payer_id: str, payer_tax: str,
                    payee_npi: str, trace: str, member: str, on: date, control: int,
                    sender: str = "CH01", receiver: str = "CLINIC01") -> str:
-    charge = sum((ln.charge for ln in lines), Decimal(0))
-    paid = sum((ln.paid for ln in lines), Decimal(0))
-    patient = sum((ln.patient_part for ln in lines), Decimal(0))
+    return remittance_835_claims(
+        claims=[Paid(claim_id, lines, payer_claim=f"PCN{trace}")], payer_id=payer_id,
+        payer_tax=payer_tax, payee_npi=payee_npi, trace=trace, member=member, on=on,
+        control=control, sender=sender, receiver=receiver)
+
+
+@dataclass(frozen=True)
+class Paid:
+    """One claim payment (CLP loop): CLP04 the lines' payments unless ``claim_paid`` says
+    otherwise (a claim that does not balance)."""
+
+    claim_id: str
+    lines: list[Line]
+    payer_claim: str
+    claim_paid: Decimal | None = None
+
+    @property
+    def charge(self) -> Decimal:
+        return sum((ln.charge for ln in self.lines), Decimal(0))
+
+    @property
+    def paid(self) -> Decimal:
+        if self.claim_paid is not None:
+            return self.claim_paid
+        return sum((ln.paid for ln in self.lines), Decimal(0))
+
+
+def remittance_835_claims(*, claims: list[Paid], payer_id: str, payer_tax: str,
+                          payee_npi: str, trace: str, member: str, on: date, control: int,
+                          sender: str = "CH01", receiver: str = "CLINIC01") -> str:
+    """An 835 paying ``claims`` by one EFT; BPR02 is the sum of their CLP04s."""
+    total = sum((c.paid for c in claims), Decimal(0))
     ymd = on.strftime("%Y%m%d")
-    body = [f"BPR*I*{money(paid)}*C*ACH*CCP*01*999999999*DA*123456*1{payer_tax}**01*888888888*"
+    body = [f"BPR*I*{money(total)}*C*ACH*CCP*01*999999999*DA*123456*1{payer_tax}**01*888888888*"
             f"DA*654321*{ymd}",
             f"TRN*1*{trace}*1{payer_tax}",
             f"DTM*405*{ymd}",
             "N1*PR*ACME HEALTH", "N3*1 PAYER WAY", "N4*HARTFORD*CT*06101",
             f"REF*2U*{payer_id}", "PER*BL*EDI SUPPORT*TE*8005550100",
             f"N1*PE*SPRINGFIELD CLINIC*XX*{payee_npi}",
-            "LX*1",
-            f"CLP*{claim_id}*1*{money(charge)}*{money(paid)}*{money(patient)}*12*PCN{trace}",
-            f"NM1*QC*1*CHALMERS*PETER****MI*{member}",
-            f"DTM*232*{ymd}"]
-    for ln in lines:
-        body += [f"SVC*HC:{ln.code}*{money(ln.charge)}*{money(ln.paid)}**1", f"DTM*472*{ymd}"]
-        if ln.patient_part:
-            body.append(f"CAS*PR*3*{money(ln.patient_part)}")
-        body += [f"REF*6R*{ln.line}", f"AMT*B6*{money(ln.charge)}"]
+            "LX*1"]
+    for claim in claims:
+        patient = sum((ln.patient_part for ln in claim.lines), Decimal(0))
+        body += [f"CLP*{claim.claim_id}*1*{money(claim.charge)}*{money(claim.paid)}*"
+                 f"{money(patient)}*12*{claim.payer_claim}",
+                 f"NM1*QC*1*CHALMERS*PETER****MI*{member}",
+                 f"DTM*232*{ymd}"]
+        for ln in claim.lines:
+            body += [f"SVC*HC:{ln.code}*{money(ln.charge)}*{money(ln.paid)}**1",
+                     f"DTM*472*{ymd}"]
+            if ln.patient_part:
+                body.append(f"CAS*PR*3*{money(ln.patient_part)}")
+            body += [f"REF*6R*{ln.line}", f"AMT*B6*{money(ln.charge)}"]
     return wrap("835", "HP", "005010X221A1", body, sender=sender, receiver=receiver,
                 control=control, on=on)
 

@@ -5,10 +5,13 @@ number and originator), the payer (``N1*PR``, ``REF*2U``) and payee (``N1*PE``),
 ``ClaimPayment`` per ``CLP`` with its ``CAS`` adjustments and ``SVC`` service lines
 (``CAS``, ``REF*6R``, ``AMT*B6``, ``DTM*472``), and the ``PLB`` provider adjustments.
 
-The 835's balancing rules are checked, so a file whose numbers do not add up is refused
-before anything is posted: per service line, charge - paid = its adjustments; per claim,
-charge - paid = all its adjustments (claim and service level); per payment,
-``BPR02`` = the claims' payments - the provider adjustments.
+The 835's balancing rules are checked. A payment whose total does not add up
+(``BPR02`` = the claims' payments - the provider adjustments) is refused whole, before
+anything is posted: its amount is what the bank moved, and no one claim can be blamed. A
+claim payment that does not balance (per service line, charge - paid = its adjustments;
+per claim, charge - paid = all its adjustments, claim and service level) is only marked
+(``ClaimPayment.unbalanced``, what does not match, with the amounts), so the poster can
+set it aside and post the others.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ class ClaimPayment:
     position: int  # where the CLP segment is
     adjustments: list[Adjustment] = field(default_factory=list)  # claim level
     services: list[ServicePayment] = field(default_factory=list)
+    unbalanced: str | None = None  # what does not add up, with the amounts; None: balanced
 
     def all_adjustments(self) -> list[Adjustment]:
         return [*self.adjustments, *(a for s in self.services for a in s.adjustments)]
@@ -222,18 +226,25 @@ def _provider_adjustments(seg: Segment) -> list[ProviderAdjustment]:
 
 def _balance(bpr: Segment, remittance: Remittance) -> None:
     for claim in remittance.claims:
-        for service in claim.services:
-            adjusted = sum((a.amount for a in service.adjustments), ZERO)
-            if service.charge - service.paid != adjusted:
-                raise X12Error(f"A service line of claim {claim.control[:38]} does not balance: "
-                               "charge - paid must equal its adjustments",
-                               segment="SVC", position=claim.position)
-        adjusted = sum((a.amount for a in claim.all_adjustments()), ZERO)
-        if claim.charge - claim.paid != adjusted:
-            raise X12Error(f"Claim {claim.control[:38]} does not balance: CLP03 - CLP04 must "
-                           "equal its adjustments", segment="CLP", position=claim.position)
+        claim.unbalanced = imbalance(claim)
     expected = (sum((c.paid for c in remittance.claims), ZERO)
                 - sum((p.amount for p in remittance.provider_adjustments), ZERO))
     if remittance.total != expected:
         raise bpr.error("BPR02 must equal the claims' payments less the provider adjustments "
                         "(PLB)", 2)
+
+
+def imbalance(claim: ClaimPayment) -> str | None:
+    """What does not balance in a claim payment, in words with the amounts (None: it
+    balances): its first unbalanced service line, else the claim."""
+    for n, service in enumerate(claim.services, start=1):
+        adjusted = sum((a.amount for a in service.adjustments), ZERO)
+        if service.charge - service.paid != adjusted:
+            return (f"service line {n} ({service.code[:12]}): SVC02 charge {service.charge:.2f} - "
+                    f"SVC03 paid {service.paid:.2f} = {service.charge - service.paid:.2f}, but its "
+                    f"adjustments (CAS) total {adjusted:.2f}")
+    adjusted = sum((a.amount for a in claim.all_adjustments()), ZERO)
+    if claim.charge - claim.paid != adjusted:
+        return (f"CLP03 charge {claim.charge:.2f} - CLP04 paid {claim.paid:.2f} = "
+                f"{claim.charge - claim.paid:.2f}, but its adjustments (CAS) total {adjusted:.2f}")
+    return None

@@ -1,0 +1,98 @@
+"""The post-remittance step on the worklist: an 835 claim payment that could not be posted.
+
+``PaymentReconciliation/$import-835`` and the X12 poll (``remittance_posting.py``) post
+each claim payment (``CLP``) of an 835 to the Claim it names. One that cannot be posted
+is set aside, and the others are posted as before:
+
+* its ``CLP01`` names no Claim this server sent to that payer (not stored, or billed to
+  another payer);
+* it does not balance (``CLP03`` - ``CLP04`` against its adjustments, or a service line's
+  ``SVC02`` - ``SVC03`` against its own).
+
+It stays an unallocated ``detail`` of the PaymentReconciliation, and opens its own
+post-remittance Task (``worklist.py``), in the same commit as the posting (so a crash
+cannot leave a claim payment set aside without its Task): ``focus`` the 835 as this server keeps it (the
+DocumentReference holding the interchange, which is what a retry reads again), the claim
+payment as the Task's ``identifier`` (``item``: CLP segment position and CLP01), ``for``
+the Claim's patient when the Claim is known, ``statusReason`` naming CLP01, the payer's
+claim number (CLP07) and the amounts that do not match. ``Task/[id]/$retry``
+(``remittance_repost.py``) posts that claim payment again (once the Claim it names is
+stored, say) and completes the Task with the ClaimResponse in ``output``.
+
+A payment whose total does not match its claim payments (``BPR02``) is refused whole, as
+are files that are not valid X12: nothing is posted, and the caller is answered 400.
+"""
+
+from __future__ import annotations
+
+from fhir_server.adapters.x12.remittance import ClaimPayment
+from fhir_server.core.config import Settings
+from fhir_server.core.errors import FhirError, Issue, Unprocessable
+from fhir_server.operations.worklist import Failure, complete_task, new_task, open_task
+from fhir_server.revenue.records import LOCAL_REF, Resource
+from fhir_server.storage.repository import Repository
+
+STEP = "post-remittance"
+
+
+def item_of(payment: ClaimPayment) -> str:
+    """The claim payment's name among its 835's: CLP segment position and CLP01."""
+    return f"CLP{payment.position}:{payment.control[:64]}"
+
+
+def problem(payment: ClaimPayment, claim: Resource | None, payer_ref: str) -> FhirError | None:
+    """Why the claim payment cannot be posted to ``claim`` (None: it can), in plain words:
+    identifiers and amounts only."""
+    who = (f"The claim payment CLP01 {payment.control[:38]}"
+           + (f" (payer claim number {payment.payer_claim[:38]})" if payment.payer_claim else "")
+           + f" at CLP segment {payment.position}")
+    if claim is None:
+        return Unprocessable(f"{who} pays {payment.paid:.2f} but names no Claim this server sent "
+                             f"to {payer_ref}: store the Claim it names (CLP01 is its id, "
+                             "its insurer must be the payer) or correct it, then retry",
+                             code="not-found")
+    if payment.unbalanced:
+        return Unprocessable(f"{who} does not balance: {payment.unbalanced}. Ask the payer "
+                             "for a corrected 835 (or post it by hand and cancel this Task)",
+                             code="business-rule")
+    return None
+
+
+def _patient(claim: Resource | None) -> str | None:
+    patient = ((claim or {}).get("patient") or {}).get("reference")
+    match = LOCAL_REF.match(patient) if isinstance(patient, str) else None
+    return patient if match and match.group(1) == "Patient" else None
+
+
+def first_task(*, document_id: str, payment: ClaimPayment, claim: Resource | None,
+               error: FhirError) -> Resource:
+    """The Task of a claim payment the import sets aside, committed with the posting (the
+    835's DocumentReference is new in that commit: it has no Task yet)."""
+    return new_task(step=STEP, focus=f"DocumentReference/{document_id}", item=item_of(payment),
+                    patient=_patient(claim),
+                    failure=Failure(reason=error.diagnostics, outcome=error.outcome()))
+
+
+async def set_aside(*, repo: Repository, settings: Settings, document_id: str,
+                    payment: ClaimPayment, claim: Resource | None,
+                    error: FhirError) -> Resource:
+    """The claim payment still cannot be posted: open (or update) its Task. Returns the
+    Task."""
+    return await open_task(repo=repo, settings=settings, step=STEP,
+                           focus=f"DocumentReference/{document_id}", item=item_of(payment),
+                           patient=_patient(claim),
+                           failure=Failure(reason=error.diagnostics, outcome=error.outcome()))
+
+
+def warning(error: FhirError, task: Resource) -> Issue:
+    """What the caller of the import is told about a claim payment set aside."""
+    return Issue(error.code, f"{error.diagnostics[:300]}. Not posted: it waits on the "
+                 f"worklist as Task/{task['id']} ({STEP})", "warning")
+
+
+async def posted(*, repo: Repository, settings: Settings, document_id: str,
+                 payment: ClaimPayment, response_id: str) -> None:
+    """The claim payment is posted: its open Task, if any, is completed."""
+    await complete_task(repo=repo, settings=settings, step=STEP,
+                        focus=f"DocumentReference/{document_id}", item=item_of(payment),
+                        results=[f"ClaimResponse/{response_id}"])
