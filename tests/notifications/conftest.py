@@ -1,5 +1,5 @@
-"""The notifications tests' settings: an SMTP server and an SMS provider on loopback, the
-clinic in Chicago, quick polls and retries."""
+"""The notifications tests' peers: an SMTP server and an SMS provider on loopback
+(``peers.py``), and the app's settings to send through them."""
 
 from __future__ import annotations
 
@@ -7,10 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.notifications.peers import SMS_FROM, SMS_TOKEN, SMS_USER, Inbox, SmsProvider, smtp_server
+from tests.notifications.peers import Inbox, SmsProvider, peer_settings, smtp_server
 from tests.support.server_process import free_port
-
-CLINIC_TZ = "America/Chicago"
 
 
 @pytest.fixture
@@ -29,8 +27,13 @@ def inbox(smtp_port: int) -> Iterator[Inbox]:
 
 
 @pytest.fixture
-def sms() -> Iterator[SmsProvider]:
-    provider = SmsProvider().start()
+def sms_status() -> int:
+    return 201
+
+
+@pytest.fixture
+def sms(sms_status: int) -> Iterator[SmsProvider]:
+    provider = SmsProvider(status=sms_status).start()
     try:
         yield provider
     finally:
@@ -39,10 +42,4 @@ def sms() -> Iterator[SmsProvider]:
 
 @pytest.fixture
 def settings_overrides(smtp_port: int, sms: SmsProvider) -> dict[str, object]:
-    return {"fhir_smtp_url": f"smtp://127.0.0.1:{smtp_port}",
-            "fhir_smtp_from": "clinic@example.org", "fhir_clinic_timezone": CLINIC_TZ,
-            "fhir_sms_url": sms.url, "fhir_sms_user": SMS_USER, "fhir_sms_token": SMS_TOKEN,
-            "fhir_sms_from": SMS_FROM, "fhir_events_poll_seconds": 0.01,
-            "fhir_notify_backoff": 0.05, "fhir_notify_attempts": 3,
-            "fhir_peer_allowed_hosts": "127.0.0.1", "fhir_payer_retries": 0,
-            "fhir_payer_connect_timeout": 1.0, "fhir_payer_read_timeout": 2.0}
+    return peer_settings(smtp_port, sms)

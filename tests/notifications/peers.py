@@ -18,6 +18,7 @@ from urllib.parse import parse_qs
 from aiosmtpd.controller import Controller
 
 SMS_USER, SMS_TOKEN, SMS_FROM = "AC-test-account", "sms-t0ken", "+15550001111"
+CLINIC_TZ = "America/Chicago"
 
 
 class Inbox:
@@ -47,6 +48,7 @@ class SmsPost:
 class SmsProvider:
     port: int = 0
     posts: list[SmsPost] = field(default_factory=list)
+    status: int = 201  # what it answers: 201 accepted, 400 refused (an invalid number)
     server: ThreadingHTTPServer | None = None
 
     def start(self) -> SmsProvider:
@@ -59,7 +61,7 @@ class SmsProvider:
                 provider.posts.append(SmsPost(form=form,
                                               authorization=self.headers.get("Authorization")))
                 body = b'{"sid": "SM0001", "status": "queued"}'
-                self.send_response(201)
+                self.send_response(provider.status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -98,3 +100,15 @@ async def arrived(items: list[Any], count: int, *, within: float = 15.0) -> list
 async def settle(seconds: float = 0.5) -> None:
     """Leave the consumer time to send what it should not (then nothing more came)."""
     await asyncio.sleep(seconds)
+
+
+def peer_settings(smtp_port: int, sms: SmsProvider, **extra: object) -> dict[str, object]:
+    """Settings of an app sending through these peers, the clinic in Chicago, quick polls
+    and retries."""
+    return {"fhir_smtp_url": f"smtp://127.0.0.1:{smtp_port}",
+            "fhir_smtp_from": "clinic@example.org", "fhir_clinic_timezone": CLINIC_TZ,
+            "fhir_sms_url": sms.url, "fhir_sms_user": SMS_USER, "fhir_sms_token": SMS_TOKEN,
+            "fhir_sms_from": SMS_FROM, "fhir_events_poll_seconds": 0.01,
+            "fhir_notify_backoff": 0.05, "fhir_notify_attempts": 3,
+            "fhir_peer_allowed_hosts": "127.0.0.1", "fhir_payer_retries": 0,
+            "fhir_payer_connect_timeout": 1.0, "fhir_payer_read_timeout": 2.0, **extra}

@@ -4,10 +4,8 @@ nothing on a channel the patient opted out of."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any
 
 import httpx
 from fastapi import FastAPI
@@ -27,8 +25,8 @@ from tests.notifications.builders import (
     patient,
     starts_in,
 )
-from tests.notifications.conftest import CLINIC_TZ
 from tests.notifications.peers import (
+    CLINIC_TZ,
     SMS_FROM,
     SMS_TOKEN,
     SMS_USER,
@@ -38,35 +36,7 @@ from tests.notifications.peers import (
     basic_auth,
     settle,
 )
-
-
-async def created(client: httpx.AsyncClient, body: dict[str, Any]) -> dict[str, Any]:
-    answer = await client.post(body["resourceType"], json=body)
-    assert answer.status_code == 201, answer.text
-    return dict(answer.json())
-
-
-async def communications(client: httpx.AsyncClient, patient_id: str) -> list[dict[str, Any]]:
-    bundle = (await client.get("Communication", params={"subject": f"Patient/{patient_id}",
-                                                        "_count": "100"})).json()
-    return [e["resource"] for e in bundle.get("entry", [])]
-
-
-async def recorded(client: httpx.AsyncClient, patient_id: str,
-                   count: int) -> list[dict[str, Any]]:
-    """The patient's Communications once there are ``count`` (sending comes before
-    recording)."""
-    found: list[dict[str, Any]] = []
-
-    async def look() -> list[dict[str, Any]]:
-        found[:] = await communications(client, patient_id)
-        return found
-
-    deadline = asyncio.get_running_loop().time() + 15
-    while len(await look()) < count:
-        assert asyncio.get_running_loop().time() < deadline, f"{len(found)} recorded"
-        await asyncio.sleep(0.05)
-    return found
+from tests.notifications.records import communications, created, recorded
 
 
 def amount(value: str) -> str:
