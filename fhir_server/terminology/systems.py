@@ -55,5 +55,5 @@ PAYMENT_METHOD_EXTENSION = ("http://hl7.org/fhir/5.0/StructureDefinition/"
                             "extension-PaymentReconciliation.method")
 PAYMENT_KIND = "http://terminology.hl7.org/CodeSystem/payment-type"
 # The worklist: Task.code of what a background step could not do (bill-visit, submit-claim,
-# check-eligibility, post-remittance), for the billing office to fix and retry.
+# check-eligibility, post-remittance, notify-patient), for the billing office to fix and retry.
 WORKLIST = f"{SERVER_URI}/CodeSystem/worklist"
