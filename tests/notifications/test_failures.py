@@ -37,6 +37,18 @@ def settings_overrides(smtp_port: int, sms: SmsProvider, attempts: int) -> dict[
                          fhir_notify_backoff=0.1)
 
 
+async def arrived_tasks(client: httpx.AsyncClient, focus: str) -> list[dict[str, Any]]:
+    """The notify-patient Tasks about ``focus``, once there is one (it follows the
+    Communication)."""
+    deadline = asyncio.get_running_loop().time() + 15
+    while True:
+        bundle = (await client.get("Task", params={"code": f"{WORKLIST}|notify-patient",
+                                                   "focus": focus})).json()
+        if bundle.get("entry") or asyncio.get_running_loop().time() > deadline:
+            return [e["resource"] for e in bundle.get("entry", [])]
+        await asyncio.sleep(0.05)
+
+
 def email_only() -> dict[str, Any]:
     return patient(telecom=[{"system": "email", "value": EMAIL}])
 
@@ -71,10 +83,7 @@ async def test_smtp_down_for_good_ends_not_done_with_a_task(
     reason = communication["statusReason"]["text"]
     assert "SMTP server could not be reached" in reason and "2 attempt" in reason
     assert communication["about"] == [{"reference": f"Appointment/{booked['id']}"}]
-    tasks = (await client.get("Task", params={
-        "code": f"{WORKLIST}|notify-patient",
-        "focus": f"Communication/{communication['id']}"})).json().get("entry", [])
-    [task] = [e["resource"] for e in tasks]
+    [task] = await arrived_tasks(client, f"Communication/{communication['id']}")
     assert task["status"] == "failed" and task["statusReason"]["text"] == reason
     assert task["for"] == {"reference": f"Patient/{person['id']}"}
 

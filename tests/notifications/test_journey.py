@@ -145,3 +145,25 @@ async def test_spanish_speakers_are_written_to_in_spanish(
     await created(client, appointment(person["id"], start))
     [mail] = await arrived(inbox.messages, 1)
     assert "Su cita" in mail.get_content() and clinic_time(start, CLINIC_TZ) in mail.get_content()
+
+
+async def test_a_payment_gets_a_receipt_with_its_amount(
+        client: httpx.AsyncClient, inbox: Inbox, sms: SmsProvider) -> None:
+    person = await created(client, patient())
+    bill = await created(client, issued_invoice(person["id"], gross="100", patient_share=None))
+    await recorded(client, person["id"], 2)  # the bill, by email and SMS
+    paid = "40"
+    answer = await client.post(f"Invoice/{bill['id']}/$record-payment", json={
+        "resourceType": "Parameters", "parameter": [
+            {"name": "amount", "valueMoney": {"value": float(paid), "currency": "USD"}},
+            {"name": "method", "valueCode": "CASH"}]})
+    assert answer.status_code == 200, answer.text
+    payment = next(p["resource"] for p in answer.json()["parameter"]
+                   if p["name"] == "paymentReconciliation")
+    _, receipt = await arrived(inbox.messages, 2)
+    assert amount(paid) in receipt.get_content() and payment["id"] in receipt.get_content()
+    _, texted = await arrived(sms.posts, 2)
+    assert amount(paid) in texted.form["Body"]
+    found = await recorded(client, person["id"], 4)
+    assert sum(c["about"] == [{"reference": f"PaymentReconciliation/{payment['id']}"}]
+               for c in found) == 2
