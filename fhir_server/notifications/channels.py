@@ -14,6 +14,7 @@ pass by itself (``transient``: the server away, a timeout, a 5xx) or not (a refu
 from __future__ import annotations
 
 import base64
+import logging
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Protocol
@@ -29,7 +30,8 @@ from fhir_server.core.config import Settings
 from fhir_server.core.errors import FhirError, UpstreamTimeout
 from fhir_server.subscriptions.email_notice import ADDRESS
 
-SMS_PEER = "SMS provider"
+log = logging.getLogger("fhir_server.notifications")
+SMS_PEER = "sms"  # the peer kind in metrics, spans and the log
 SMS_REFERENCE = "FHIR_SMS_URL"
 PHONE_CHARS = set("+0123456789 -()./")
 
@@ -136,10 +138,14 @@ class SmsChannel:
 
 
 def channels(settings: Settings) -> list[Channel]:
-    """The channels whose settings are set, email first."""
+    """The channels whose settings are set, email first. An FHIR_SMTP_URL that is not one
+    leaves email off (logged), as it leaves email Subscriptions refused: the server starts."""
     out: list[Channel] = []
     if settings.fhir_smtp_url is not None:
-        out.append(EmailChannel(settings))
+        try:
+            out.append(EmailChannel(settings))
+        except ValueError as wrong:  # names no secret
+            log.warning("patient email off: %s", wrong)
     if settings.fhir_sms_url and settings.fhir_sms_from:
         out.append(SmsChannel(settings))
     return out

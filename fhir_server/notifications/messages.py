@@ -72,7 +72,7 @@ def amount_text(money: object, default_currency: str) -> str | None:
 
 def _patient_ref(reference: object) -> str | None:
     match = LOCAL_REF.match(reference) if isinstance(reference, str) else None
-    return reference if match and match.group(1) == "Patient" else None  # type: ignore[return-value]
+    return str(reference) if match and match.group(1) == "Patient" else None
 
 
 def appointment_notice(appointment: Resource, *, key: str, kind: str,

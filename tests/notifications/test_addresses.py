@@ -6,7 +6,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+from fhir_server.core.config import Settings
 from fhir_server.notifications.addresses import address, language
+from fhir_server.notifications.channels import channels
 from fhir_server.notifications.consent import denies
 from fhir_server.notifications.templates import Templates
 from tests.notifications.builders import opt_out
@@ -74,3 +76,17 @@ def test_templates_are_overridden_fall_back_to_english_and_escape(tmp_path: Path
     other = Templates(tmp_path).render(language="es", kind="payment-posted",
                                        values={"amount": "5.00 USD", "payment": "p-1"})
     assert "Hemos recibido un pago de 5.00 USD" in other.email  # not overridden: packaged
+
+
+async def test_channels_are_on_when_set_and_a_wrong_smtp_url_leaves_email_off() -> None:
+    async def names(**settings: object) -> list[str]:
+        made = channels(Settings(**settings))  # type: ignore[arg-type]
+        for channel in made:
+            await channel.close()
+        return [c.name for c in made]
+
+    sms = {"fhir_sms_url": "https://sms.example.org/Messages.json", "fhir_sms_from": "+1555"}
+    assert await names() == []
+    assert await names(fhir_sms_url=sms["fhir_sms_url"]) == []  # no sender: off
+    assert await names(fhir_smtp_url="smtp://mail.example.org", **sms) == ["email", "sms"]
+    assert await names(fhir_smtp_url="https://mail.example.org", **sms) == ["sms"]
