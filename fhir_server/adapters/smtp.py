@@ -21,7 +21,12 @@ DEFAULT_PORTS = {"smtp": 25, "smtps": 465}
 
 
 class MailFailed(Exception):
-    """A message that was not accepted; the reason names no credential."""
+    """A message that was not accepted; the reason names no credential. ``code``: the SMTP
+    server's reply code when it answered (a 5xx refusal will not pass by itself)."""
+
+    def __init__(self, reason: str, *, code: int | None = None) -> None:
+        super().__init__(reason)
+        self.code = code
 
 
 class Mailer(Protocol):
@@ -67,7 +72,8 @@ class SmtpMailer:
                 start_tls=server.starttls, username=server.username, password=server.password,
                 timeout=self.timeout)
         except aiosmtplib.SMTPResponseException as refused:  # the server's code, no text
-            raise MailFailed(f"the SMTP server answered {refused.code}") from None
+            raise MailFailed(f"the SMTP server answered {refused.code}",
+                             code=refused.code) from None
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
             raise MailFailed(f"the SMTP server could not be reached "
                              f"({type(error).__name__})") from None

@@ -9,6 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -327,6 +328,40 @@ class Settings(BaseSettings):
         default="", description="The From address of Subscription emails; empty: "
         "`fhir-server@<the host of FHIR_BASE_URL>`.")
 
+    # -- patient notifications (fhir_server/notifications/) ------------------------------------------
+    fhir_sms_url: str | None = Field(
+        default=None, description="The SMS provider's messages URL (Twilio-shaped: a POST of "
+        "the form fields To, From and Body, with basic auth) patient text messages are sent "
+        "to. Unset (the default): no text messages. Its host must be allowed by "
+        "FHIR_PEER_ALLOWED_HOSTS when it is loopback or private.")
+    fhir_sms_user: str | None = Field(
+        default=None, description="The user (account id) of the SMS provider's basic auth.")
+    fhir_sms_token: SecretStr | None = Field(
+        default=None, description="The password (auth token) of the SMS provider's basic "
+        "auth; never logged.")
+    fhir_sms_from: str = Field(
+        default="", description="The sender number (or name) of patient text messages; "
+        "text messages are off while it is empty.")
+    fhir_notify_templates: Path | None = Field(
+        default=None, description="A directory of Jinja2 templates (`<language>/<kind>.j2`) "
+        "that override the packaged patient-notification templates, file by file.")
+    fhir_clinic_timezone: str = Field(
+        default="UTC", description="The clinic's IANA time zone (e.g. `America/Chicago`): "
+        "appointment times in patient notifications are written in it.")
+    fhir_reminder_hours: float = Field(
+        default=24.0, gt=0, le=24 * 14, description="Hours before a booked appointment's "
+        "start at which the patient is reminded of it (once per start time).")
+    fhir_reminder_scan_seconds: float = Field(
+        default=60.0, gt=0, le=3600, description="Seconds between two scans for appointments "
+        "due a reminder.")
+    fhir_notify_attempts: int = Field(
+        default=5, ge=1, le=20, description="Attempts at sending one patient notification on "
+        "one channel before it is recorded as not done with a worklist Task.")
+    fhir_notify_backoff: float = Field(
+        default=1.0, gt=0, le=600, description="Seconds of the first pause between two "
+        "attempts of a patient notification; each later pause doubles it (at most 5 "
+        "minutes), with full jitter.")
+
     # -- terminology (fhir_server/terminology/) ------------------------------------------------------
     fhir_terminology_load: bool = Field(
         default=True, description="At start-up, load FHIR R4's code systems, value sets and "
@@ -355,6 +390,15 @@ class Settings(BaseSettings):
     def cors_origins(self) -> tuple[str, ...]:
         """FHIR_CORS_ORIGINS, normalised (``origin_of``'s form)."""
         return parse_origin_list(self.fhir_cors_origins)
+
+    @field_validator("fhir_clinic_timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("must be an IANA time zone name, e.g. America/Chicago") from None
+        return value
 
     @field_validator("fhir_key_encryption_key")
     @classmethod

@@ -1,6 +1,7 @@
 """The worklist: what a background step could not do, as FHIR Tasks for the billing office.
 
-A step (``STEPS``: bill-visit, submit-claim, check-eligibility, post-remittance) that fails
+A step (``STEPS``: bill-visit, submit-claim, check-eligibility, post-remittance,
+notify-patient) that fails
 for a reason someone must fix opens a Task about what it worked on (``focus``):
 
 * ``code``: the step, under ``https://fhir-rcm-server.org/CodeSystem/worklist``;
@@ -45,6 +46,8 @@ STEPS: dict[str, str] = {
     "submit-claim": "Submit the claim to the payer",
     "check-eligibility": "Check the patient's eligibility",
     "post-remittance": "Post the remittance",
+    # A patient notification no channel took (fhir_server/notifications/delivery.py).
+    "notify-patient": "Notify the patient",
 }
 OUTCOME_ID = "outcome"
 WAITING = "Waiting for the billing office: fix what statusReason says, then retry"

@@ -1,0 +1,1 @@
+"""Notifications to the patient at each step of the journey (docs/notifications.md)."""

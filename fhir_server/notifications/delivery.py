@@ -1,0 +1,153 @@
+"""Sending one notice to its patient on every channel, once, and recording it.
+
+For each channel that is on (``channels.py``), in order:
+
+1. the notice's ``Communication`` for the channel is looked up by its id, derived from
+   (the notice's key, the channel): one found means it was sent (or given up) already, and
+   nothing more is done: an event delivered twice, or again after a restart, sends once;
+2. a channel the patient opted out of (``consent.py``), or on which the patient has no
+   valid address (``addresses.py``), sends nothing and records nothing;
+3. the message is rendered (``templates.py``) and sent, with up to FHIR_NOTIFY_ATTEMPTS
+   attempts while the failure may pass by itself, pausing FHIR_NOTIFY_BACKOFF seconds
+   doubled at each attempt (full jitter);
+4. the Communication is written: ``completed`` when the channel took the message, else
+   ``not-done`` with ``statusReason`` saying why (the kind of fault, no health data) and a
+   worklist Task ``notify-patient`` about it (``operations/worklist.py``).
+
+Sending comes before recording, so a process killed between the two (SIGKILL, a power
+cut) sends that message again when the notice is handed again: at least once, never lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import jinja2
+
+from fhir_server.core.config import Settings
+from fhir_server.core.errors import Upstream
+from fhir_server.core.fhirjson import loads_stored
+from fhir_server.notifications.addresses import address, language
+from fhir_server.notifications.channels import Channel, ChannelFailed, Outgoing
+from fhir_server.notifications.consent import opted_out
+from fhir_server.notifications.messages import Notice
+from fhir_server.notifications.templates import Rendered, Templates
+from fhir_server.operations.common import commit_new, now_instant
+from fhir_server.operations.worklist import Failure, open_task
+from fhir_server.storage.repository import Repository
+
+log = logging.getLogger("fhir_server.notifications")
+STEP = "notify-patient"
+NOTIFICATION = "urn:fhir-rcm-server:notification"  # Communication.identifier: key|channel
+NOTICE = "urn:fhir-rcm-server:notice"  # Communication.identifier: the event or reminder key
+NAMESPACE = uuid.UUID("9b8f3c2e-0d4a-4e57-8a31-6c2f0e9d4b17")
+MEDIUM = "http://terminology.hl7.org/CodeSystem/v3-ParticipationMode"
+MEDIUM_CODES = {"email": ("EMAILWRIT", "email"), "sms": ("SMSWRIT", "SMS message")}
+MAX_PAUSE = 300.0
+Resource = dict[str, Any]
+
+
+def communication_id(key: str, channel: str) -> str:
+    return str(uuid.uuid5(NAMESPACE, f"{key}|{channel}"))
+
+
+class Delivery:
+    def __init__(self, *, repo: Repository, settings: Settings,
+                 channels: list[Channel]) -> None:
+        self.repo, self.settings, self.channels = repo, settings, channels
+        self.templates = Templates(settings.fhir_notify_templates)
+
+    async def notify(self, notice: Notice) -> None:
+        """Send ``notice`` on each channel not sent on yet (failures of the database
+        raise: the caller hands the notice again later)."""
+        waiting = [c for c in self.channels if not await self._recorded(notice, c.name)]
+        if not waiting:
+            return
+        stored = await self.repo.current(type_="Patient", id_=notice.patient.split("/", 1)[1])
+        if stored is None or stored.text is None:
+            log.info("notification skipped key=%s reason=no-patient", notice.key)
+            return
+        patient = loads_stored(stored.text)
+        now = datetime.now(UTC)
+        denied = await opted_out(repo=self.repo, settings=self.settings,
+                                 patient=notice.patient, now=now)
+        rendered: Rendered | str
+        try:
+            rendered = self.templates.render(language=language(patient), kind=notice.kind,
+                                             values=notice.values)
+        except jinja2.TemplateError as error:
+            rendered = (f"the notification template {notice.kind} could not be rendered "
+                        f"({type(error).__name__})")
+        for channel in waiting:
+            if channel.name in denied:
+                log.info("notification skipped key=%s channel=%s reason=opted-out",
+                         notice.key, channel.name)
+                continue
+            to = address(patient, channel.name, now=now)
+            if to is None or not channel.valid(to):
+                log.info("notification skipped key=%s channel=%s reason=no-address",
+                         notice.key, channel.name)
+                continue
+            reason = rendered if isinstance(rendered, str) else await self._send(
+                channel, notice, to, rendered)
+            await self._record(notice, channel.name, reason)
+
+    async def _recorded(self, notice: Notice, channel: str) -> bool:
+        found = await self.repo.current(type_="Communication",
+                                        id_=communication_id(notice.key, channel))
+        return found is not None and not found.deleted
+
+    async def _send(self, channel: Channel, notice: Notice, to: str,
+                    rendered: Rendered) -> str | None:
+        """None when the channel took the message, else why it did not."""
+        text = rendered.sms if channel.name == "sms" else rendered.email
+        message = Outgoing(to=to, subject=rendered.subject, text=text,
+                           key=f"{notice.key}|{channel.name}")
+        attempts = self.settings.fhir_notify_attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                await channel.send(message)
+                return None
+            except ChannelFailed as failed:
+                log.warning("notification failed key=%s channel=%s attempt=%d reason=%s",
+                            notice.key, channel.name, attempt, failed.reason)
+                if not failed.transient or attempt == attempts:
+                    return f"{failed.reason} (after {attempt} attempt(s))"
+            pause = min(MAX_PAUSE, self.settings.fhir_notify_backoff * 2 ** (attempt - 1))
+            await asyncio.sleep(random.uniform(0, pause))
+        return "not sent"  # not reached: the loop returns
+
+    async def _record(self, notice: Notice, channel: str, reason: str | None) -> None:
+        id_ = communication_id(notice.key, channel)
+        code, display = MEDIUM_CODES[channel]
+        communication: Resource = {
+            "resourceType": "Communication", "id": id_,
+            "identifier": [{"system": NOTIFICATION, "value": f"{notice.key}|{channel}"},
+                           {"system": NOTICE, "value": notice.key}],
+            "status": "completed" if reason is None else "not-done",
+            "category": [{"text": f"patient notification: {notice.kind}"}],
+            "medium": [{"coding": [{"system": MEDIUM, "code": code, "display": display}],
+                        "text": channel}],
+            "subject": {"reference": notice.patient},
+            "recipient": [{"reference": notice.patient}],
+            "about": [{"reference": notice.about}],
+        }
+        if reason is None:
+            communication["sent"] = now_instant()
+        else:
+            communication["statusReason"] = {"text": reason}
+        await commit_new(self.repo, self.settings, [(communication, None)])
+        if reason is None:
+            log.info("notification sent key=%s channel=%s communication=%s", notice.key,
+                     channel, id_)
+            return
+        task = await open_task(repo=self.repo, settings=self.settings, step=STEP,
+                               focus=f"Communication/{id_}", patient=notice.patient,
+                               failure=Failure(reason=reason, outcome=Upstream(reason).outcome()))
+        log.warning("notification not done key=%s channel=%s communication=%s task=%s",
+                    notice.key, channel, id_, task["id"])

@@ -1,0 +1,151 @@
+"""What a patient is told at a step of the journey: the notice of an event or a reminder.
+
+A notice names the patient, what it is about (the Appointment, Invoice or
+PaymentReconciliation, as the event's version wrote it), the template kind and the values
+the template may use, which keep the least health data that serves: the clinic-local date
+and time (FHIR_CLINIC_TIMEZONE), an amount, identifiers. Never a code, a diagnosis, a
+reason for the visit, a practitioner or a location.
+
+* ``appointment-*``: the Appointment's first participant that is a Patient; ``when`` its
+  ``start`` in the clinic's time zone;
+* ``invoice-issued``: the Invoice's ``subject`` when it is a Patient; ``amount`` the
+  patient's share (the ``patient`` component of ``invoice-share``), else ``totalGross``;
+* ``payment-posted``: the patient when every Invoice the payment is allocated to
+  (``detail.request``) has the same Patient as ``subject``; ``amount`` the payment's
+  ``paymentAmount``. A payment of several patients (a remittance) tells none of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from fhir_server.core.config import Settings
+from fhir_server.core.fhirjson import loads_stored
+from fhir_server.events.event import Event
+from fhir_server.revenue.records import LOCAL_REF
+from fhir_server.storage.repository import Repository
+from fhir_server.terminology.systems import INVOICE_SHARE
+
+Resource = dict[str, Any]
+# The journey topics told to the patient, and the reminder's kind.
+EVENT_KINDS = ("appointment-booked", "appointment-rescheduled", "appointment-cancelled",
+               "invoice-issued", "payment-posted")
+REMINDER = "appointment-reminder"
+TIME_FORMAT = "%Y-%m-%d %H:%M"
+
+
+@dataclass(frozen=True)
+class Notice:
+    key: str  # "event-<number>" or "reminder-Appointment/<id>-<start>": one per channel
+    kind: str  # the template kind
+    patient: str  # "Patient/<id>"
+    about: str  # "Appointment/<id>", "Invoice/<id>", "PaymentReconciliation/<id>"
+    values: dict[str, str] = field(default_factory=dict)
+
+
+def local_time(start: object, timezone: str) -> str | None:
+    """An instant written in the clinic's time zone (``TIME_FORMAT``), or None."""
+    if not isinstance(start, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(start.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return moment.astimezone(ZoneInfo(timezone)).strftime(TIME_FORMAT)
+
+
+def amount_text(money: object, default_currency: str) -> str | None:
+    """A Money as "<value with 2 decimals> <currency>", or None."""
+    if not isinstance(money, dict) or money.get("value") is None:
+        return None
+    try:
+        value = Decimal(str(money["value"])).quantize(Decimal("0.01"))
+    except InvalidOperation:
+        return None
+    return f"{value} {money.get('currency') or default_currency}"
+
+
+def _patient_ref(reference: object) -> str | None:
+    match = LOCAL_REF.match(reference) if isinstance(reference, str) else None
+    return str(reference) if match and match.group(1) == "Patient" else None
+
+
+def appointment_notice(appointment: Resource, *, key: str, kind: str,
+                       settings: Settings) -> Notice | None:
+    patient = next((p for p in (_patient_ref(((part or {}).get("actor") or {}).get("reference"))
+                                for part in appointment.get("participant") or []) if p), None)
+    when = local_time(appointment.get("start"), settings.fhir_clinic_timezone)
+    if patient is None or when is None:
+        return None
+    return Notice(key=key, kind=kind, patient=patient, about=f"Appointment/{appointment['id']}",
+                  values={"when": when, "timezone": settings.fhir_clinic_timezone,
+                          "appointment": str(appointment["id"])})
+
+
+def patient_share(invoice: Resource) -> object:
+    """The Invoice's ``patient`` share component's amount, else its ``totalGross``."""
+    for component in invoice.get("totalPriceComponent") or []:
+        codes = ((component or {}).get("code") or {}).get("coding") or []
+        if any(c.get("system") == INVOICE_SHARE and c.get("code") == "patient" for c in codes):
+            return component.get("amount")
+    return invoice.get("totalGross")
+
+
+def invoice_notice(invoice: Resource, *, key: str, settings: Settings) -> Notice | None:
+    patient = _patient_ref((invoice.get("subject") or {}).get("reference"))
+    amount = amount_text(patient_share(invoice), settings.fhir_billing_currency)
+    if patient is None or amount is None:
+        return None
+    return Notice(key=key, kind="invoice-issued", patient=patient,
+                  about=f"Invoice/{invoice['id']}",
+                  values={"amount": amount, "invoice": str(invoice["id"])})
+
+
+async def payment_notice(repo: Repository, payment: Resource, *, key: str,
+                         settings: Settings) -> Notice | None:
+    patients: set[str | None] = set()
+    for detail in payment.get("detail") or []:
+        match = LOCAL_REF.match(str(((detail or {}).get("request") or {}).get("reference")))
+        if not match or match.group(1) != "Invoice":
+            continue
+        stored = await repo.current(type_="Invoice", id_=match.group(2))
+        invoice = loads_stored(stored.text) if stored and stored.text else {}
+        patients.add(_patient_ref((invoice.get("subject") or {}).get("reference")))
+    amount = amount_text(payment.get("paymentAmount"), settings.fhir_billing_currency)
+    if len(patients) != 1 or None in patients or amount is None:
+        return None  # not determinable: no one, or several patients
+    [patient] = patients
+    assert patient is not None
+    return Notice(key=key, kind="payment-posted", patient=patient,
+                  about=f"PaymentReconciliation/{payment['id']}",
+                  values={"amount": amount, "payment": str(payment["id"])})
+
+
+async def event_notice(repo: Repository, settings: Settings, event: Event) -> Notice | None:
+    """The notice of an outbox event (None: not one the patient is told of, or no patient)."""
+    kind = next((t for t in event.topics if t in EVENT_KINDS), None)
+    if kind is None:
+        return None
+    stored = await repo.version(type_=event.type_, id_=event.id_, version=event.version)
+    if stored is None or stored.text is None:
+        return None
+    resource = loads_stored(stored.text)
+    key = f"event-{event.number}"
+    if event.type_ == "Appointment":
+        return appointment_notice(resource, key=key, kind=kind, settings=settings)
+    if event.type_ == "Invoice":
+        return invoice_notice(resource, key=key, settings=settings)
+    if event.type_ == "PaymentReconciliation":
+        return await payment_notice(repo, resource, key=key, settings=settings)
+    return None
+
+
+def reminder_notice(appointment: Resource, *, settings: Settings) -> Notice | None:
+    """The reminder of a booked Appointment: one per (appointment, start)."""
+    key = f"reminder-Appointment/{appointment.get('id')}-{appointment.get('start')}"
+    return appointment_notice(appointment, key=key, kind=REMINDER, settings=settings)
