@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import email
 import email.policy
 import threading
@@ -19,6 +20,7 @@ from aiosmtpd.controller import Controller
 
 SMS_USER, SMS_TOKEN, SMS_FROM = "AC-test-account", "sms-t0ken", "+15550001111"
 CLINIC_TZ = "America/Chicago"
+HOLD_SECONDS = 30.0  # the longest a held POST waits for the test
 
 
 class Inbox:
@@ -50,6 +52,10 @@ class SmsProvider:
     posts: list[SmsPost] = field(default_factory=list)
     status: int = 201  # what it answers: 201 accepted, 400 refused (an invalid number)
     server: ThreadingHTTPServer | None = None
+    # Set: the first POST is recorded, then held unanswered (``holding`` tells the test)
+    # until ``hold`` is set: a message the provider took and its sender has no answer for.
+    hold: threading.Event | None = None
+    holding: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> SmsProvider:
         provider = self
@@ -60,12 +66,16 @@ class SmsProvider:
                 form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
                 provider.posts.append(SmsPost(form=form,
                                               authorization=self.headers.get("Authorization")))
+                if provider.hold is not None and not provider.holding.is_set():
+                    provider.holding.set()
+                    provider.hold.wait(HOLD_SECONDS)
                 body = b'{"sid": "SM0001", "status": "queued"}'
-                self.send_response(provider.status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                with contextlib.suppress(OSError):  # a sender killed meanwhile
+                    self.send_response(provider.status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
 
             def log_message(self, format: str, *args: Any) -> None:  # quiet
                 return None
