@@ -3,15 +3,27 @@
 Two servers take part: the clinic (where the patient is seen and billed) and the payer
 (the insurer, a second process of this same server, which answers eligibility and
 adjudicates claims from its own member records). The script prints each step and, last,
-one JSON line with what it saw (the bill's total, the payer's payment, what the patient
-owed and what the Invoice says after the patient paid).
+one JSON line with what it saw (the worklist Task, the bill's total, the payer's payment,
+what the patient owed, what the Invoice says after the patient paid, the patient's
+Communications).
+
+The visit is billed by the clinic's billing worker when its Encounter finishes. The
+script finishes it without a `serviceProvider`, and the clinic has no
+FHIR_BILLING_PROVIDER, so the worker cannot make the Claim: the script waits for the
+failed bill-visit Task on the worklist, prints why, fixes the Encounter as the Task says
+and runs `Task/[id]/$retry`, which bills the visit. Last it lists the patient's
+notifications (Communications): start the clinic with an SMTP server to send them to, or
+none is sent. A local SMTP sink that prints what it gets (aiosmtpd, one of the `test` extras):
+
+    .venv/bin/python -m aiosmtpd -n -l 127.0.0.1:8025
 
 Start the two servers (two terminals), each with its own data directory:
 
     # the payer, on port 8081
     FHIR_PORT=8081 FHIR_DATA_DIR=var/payer .venv/bin/fhir-server serve
-    # the clinic, allowed to call a payer on loopback
-    FHIR_PEER_ALLOWED_HOSTS=127.0.0.1 FHIR_DATA_DIR=var/clinic .venv/bin/fhir-server serve
+    # the clinic, allowed to call a payer on loopback, emailing the patient through the sink
+    FHIR_PEER_ALLOWED_HOSTS=127.0.0.1 FHIR_SMTP_URL=smtp://127.0.0.1:8025 \
+        FHIR_SMTP_FROM=clinic@example.org FHIR_DATA_DIR=var/clinic .venv/bin/fhir-server serve
 
 The payer wants a token from the clinic's server too: make the clinic a key
 (`fhir-server keys client --out clinic.jwk > clinic-public.jwks`), start the clinic with
@@ -46,6 +58,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -61,7 +74,11 @@ PRICE_LIST = {"OPD001": ("Doctor Consultation", Decimal(400)),
               "LAB025": ("Blood Test", Decimal(250))}
 COPAY = Decimal(30)  # the member's plan: a copay per visit
 MEMBER_ID = "M-100"
+PATIENT_EMAIL = "peter.chalmers@example.org"
 SHARES = "https://fhir-rcm-server.org/CodeSystem/invoice-share"
+WORKLIST = "https://fhir-rcm-server.org/CodeSystem/worklist"
+WAIT = 60.0  # seconds to wait for the billing worker's Task
+NOTIFY_WAIT = 20.0  # seconds to wait for the patient's notifications
 
 
 def money(value: Decimal) -> dict[str, Any]:
@@ -164,6 +181,38 @@ def share(invoice: dict[str, Any], code: str) -> Decimal:
     return Decimal(0)
 
 
+def without_meta(resource: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in resource.items() if k != "meta"}
+
+
+def wait_for_task(clinic: Server, visit: str) -> dict[str, Any]:
+    """The visit's failed bill-visit Task, once the billing worker (a background consumer of
+    the outbox) has tried: polled, for at most WAIT seconds."""
+    deadline = time.monotonic() + WAIT
+    while True:
+        found = clinic.call("GET", f"Task?code={WORKLIST}|bill-visit&focus={visit}&status=failed")
+        if found.get("entry"):
+            task: dict[str, Any] = found["entry"][0]["resource"]
+            return task
+        if time.monotonic() > deadline:
+            raise SystemExit(f"no failed bill-visit Task about {visit} after {WAIT} seconds "
+                             "(with FHIR_BILLING_PROVIDER set, the clinic bills it at once)")
+        time.sleep(0.5)
+
+
+def communications(clinic: Server, patient: str, last: str) -> list[dict[str, Any]]:
+    """The patient's Communications, once the one about ``last`` (the payment, the last
+    thing they are told of) is there, or after NOTIFY_WAIT seconds (none without a channel)."""
+    deadline = time.monotonic() + NOTIFY_WAIT
+    while True:
+        found = clinic.call("GET", f"Communication?subject={patient}&_sort=sent&_count=100")
+        told = [e["resource"] for e in found.get("entry", [])]
+        if any(a.get("reference") == last for c in told for a in c.get("about", [])) \
+                or time.monotonic() > deadline:
+            return told
+        time.sleep(0.5)
+
+
 def run(clinic: Server, payer: Server, payer_base: str, client_id: str | None) -> dict[str, Any]:
     year = date.today().year
     set_up_payer(payer, year)
@@ -171,7 +220,8 @@ def run(clinic: Server, payer: Server, payer_base: str, client_id: str | None) -
 
     step("clinic: the patient and their Coverage (member id at the payer)")
     person = clinic.create({"resourceType": "Patient", "name": [{"family": "Chalmers",
-                                                                 "given": ["Peter"]}]})
+                                                                 "given": ["Peter"]}],
+                            "telecom": [{"system": "email", "value": PATIENT_EMAIL}]})
     patient = f"Patient/{person['id']}"
     cov = clinic.create(coverage(patient, ids["payer"], year, None))
 
@@ -193,20 +243,44 @@ def run(clinic: Server, payer: Server, payer_base: str, client_id: str | None) -
         "participant": [{"actor": {"reference": who}, "status": "accepted"}
                         for who in (patient, ids["doctor"], ids["room"])]})
 
-    step("visit: the Encounter, finished, provided by the clinic")
+    step("visit: the Encounter, in progress, and a ChargeItem per service rendered")
     encounter = clinic.create({
-        "resourceType": "Encounter", "status": "finished",
+        "resourceType": "Encounter", "status": "in-progress",
         "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
         "subject": {"reference": patient},
         "appointment": [{"reference": f"Appointment/{booked['id']}"}],
-        # The Claim's provider; without it (or FHIR_BILLING_PROVIDER) the bill answers 422.
-        "serviceProvider": {"reference": "Organization/clinic"},
         "period": {"start": start.strftime(instant), "end": end.strftime(instant)}})
+    visit = f"Encounter/{encounter['id']}"
+    for code in PRICE_LIST:  # no price: the bill prices them from the price list
+        clinic.create({"resourceType": "ChargeItem", "status": "billable",
+                       "code": {"coding": [{"system": SERVICES, "code": code}]},
+                       "subject": {"reference": patient}, "context": {"reference": visit},
+                       "quantity": {"value": 1}})
 
-    step("bill: Invoice/$generate-bill, priced from the price list")
+    # Finished without serviceProvider (the Claim's provider), and the clinic has no
+    # FHIR_BILLING_PROVIDER: the visit is recorded, and the billing worker cannot bill it.
+    step(f"visit ends: {visit} finished, without a serviceProvider")
+    encounter = clinic.call("PUT", visit, {**without_meta(encounter), "status": "finished"})
+
+    step("worklist: the billing worker could not bill the visit; its bill-visit Task")
+    task = wait_for_task(clinic, visit)
+    reason = task["statusReason"]["text"]
+    print(f"    Task/{task['id']} is {task['status']}: {reason}")
+    print("    fix: the Encounter's serviceProvider is the clinic; then Task/$retry")
+    clinic.call("PUT", visit, {**without_meta(encounter),
+                               "serviceProvider": {"reference": "Organization/clinic"}})
+    retried = clinic.call("POST", f"Task/{task['id']}/$retry", {"resourceType": "Parameters"})
+    outputs = [o["valueReference"]["reference"] for o in retried.get("output", [])]
+    print(f"    Task/{retried['id']} is {retried['status']}: {', '.join(outputs)}")
+    if retried["status"] != "completed":
+        raise SystemExit(f"Task/{retried['id']} is still {retried['status']}: "
+                         f"{retried.get('statusReason', {}).get('text')}")
+
+    # Asking for the visit's bill returns the one the retry made: one bill per visit.
+    step("bill: Invoice/$generate-bill for the visit returns the bill made by the retry")
     bill = clinic.call("POST", "Invoice/$generate-bill", {"resourceType": "Parameters", "parameter": [
         {"name": "patient", "valueReference": {"reference": patient}},
-        {"name": "encounter", "valueReference": {"reference": f"Encounter/{encounter['id']}"}},
+        {"name": "encounter", "valueReference": {"reference": visit}},
         *({"name": "service", "part": [
             {"name": "code", "valueCoding": {"system": SERVICES, "code": code}},
             {"name": "quantity", "valueDecimal": 1}]} for code in PRICE_LIST)]})
@@ -230,12 +304,32 @@ def run(clinic: Server, payer: Server, payer_base: str, client_id: str | None) -
             {"name": "method", "valueCode": "CASH"},  # a v2-0570 code, as valueCode
             {"name": "reference", "valueString": "receipt 1"}]})
     after = next(p["resource"] for p in paid_by_patient["parameter"] if p["name"] == "invoice")
+    payment = next(p["resource"] for p in paid_by_patient["parameter"]
+                   if p["name"] == "paymentReconciliation")
     print(f"    Invoice/{after['id']} is {after['status']}, owed {share(after, 'patient')}")
-    return {"inforce": inforce, "invoice": f"Invoice/{invoice['id']}",
+
+    step(f"notifications: the patient's Communications (Communication?subject={patient})")
+    told = communications(clinic, patient, f"PaymentReconciliation/{payment['id']}")
+    for sent in told:
+        medium = ",".join(m.get("text", "?") for m in sent.get("medium", []))
+        about = ",".join(a["reference"] for a in sent.get("about", []))
+        print(f"    {sent['category'][0]['text']} by {medium} about {about}: {sent['status']}")
+    if not told:
+        print("    none: the clinic sends none without FHIR_SMTP_URL (or FHIR_SMS_URL)")
+    return {"inforce": inforce, "appointment": f"Appointment/{booked['id']}",
+            "encounter": visit, "task": f"Task/{task['id']}",
+            "task_failed": task["status"], "task_reason": reason,
+            "task_after_retry": retried["status"], "task_output": outputs,
+            "invoice": f"Invoice/{invoice['id']}",
             "claim": f"Claim/{claim['id']}", "total": str(total), "outcome": response["outcome"],
             "payer_paid": str(paid), "patient_owed": str(owed),
             "status_after_payment": after["status"],
-            "owed_after_payment": str(share(after, "patient"))}
+            "owed_after_payment": str(share(after, "patient")),
+            "payment": f"PaymentReconciliation/{payment['id']}",
+            "communications": [{"id": c["id"], "category": c["category"][0]["text"],
+                                "status": c["status"],
+                                "about": [a["reference"] for a in c.get("about", [])]}
+                               for c in told]}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,15 +10,19 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
+from email.message import EmailMessage
 from pathlib import Path
 from types import ModuleType
 
 import httpx
 import pytest
 
+from fhir_server.notifications.delivery import NOTIFICATION
+from tests.notifications.peers import Inbox, smtp_server
 from tests.support.server_process import (
     ServerProcess,
     client_key_files,
+    free_port,
     payer_process,
     server_env,
     server_process,
@@ -28,6 +32,7 @@ from tests.support.store import HTTP_TIMEOUT, ROOT, Store, StoreFactory
 SCRIPT = ROOT / "examples" / "revenue_cycle.py"
 CLINIC_CLIENT = "clinic-1"
 PAYER_SCOPE = "system/CoverageEligibilityRequest.c system/Claim.c"
+CLINIC_FROM = "clinic@example.org"
 
 
 def script_module() -> ModuleType:
@@ -79,17 +84,44 @@ def payer(databases: tuple[Store, Store], clinic_key: tuple[Path, Path]) -> Iter
 
 
 @pytest.fixture
-def clinic(databases: tuple[Store, Store], clinic_key: tuple[Path, Path]) -> Iterator[ServerProcess]:
-    # No FHIR_BILLING_PROVIDER: the script's Encounter names its serviceProvider.
-    with server_process(databases[0], FHIR_CLIENT_KEY_FILE=str(clinic_key[0]),
-                        FHIR_PEER_ALLOWED_HOSTS="127.0.0.1") as server:
+def inbox() -> Iterator[tuple[Inbox, int]]:
+    """A real SMTP server on loopback: the patient's mailbox, and its port."""
+    box, port = Inbox(), free_port()
+    controller = smtp_server(box, port)
+    try:
+        yield box, port
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def clinic(databases: tuple[Store, Store], clinic_key: tuple[Path, Path],
+           inbox: tuple[Inbox, int]) -> Iterator[ServerProcess]:
+    # No FHIR_BILLING_PROVIDER (whatever the caller's environment): the billing worker
+    # cannot bill until the script's Encounter names its serviceProvider. Patient email
+    # through the test's SMTP server.
+    port = free_port()
+    env = {k: v for k, v in server_env(databases[0], port).items()
+           if k != "FHIR_BILLING_PROVIDER"}
+    with server_process(databases[0], port=port, env=env,
+                        FHIR_CLIENT_KEY_FILE=str(clinic_key[0]),
+                        FHIR_PEER_ALLOWED_HOSTS="127.0.0.1",
+                        FHIR_SMTP_URL=f"smtp://127.0.0.1:{inbox[1]}",
+                        FHIR_SMTP_FROM=CLINIC_FROM) as server:
         yield server
+
+
+def body(message: EmailMessage) -> str:
+    part = message.get_body(preferencelist=("plain",))
+    assert part is not None
+    return str(part.get_content())
 
 
 @pytest.mark.slow
 @pytest.mark.process
 async def test_the_walkthrough_runs_the_revenue_cycle(
-        clinic: ServerProcess, payer: ServerProcess, databases: tuple[Store, Store]) -> None:
+        clinic: ServerProcess, payer: ServerProcess, databases: tuple[Store, Store],
+        inbox: tuple[Inbox, int]) -> None:
     tokens = {"CLINIC_TOKEN": operator_token(databases[0], clinic),
               "PAYER_TOKEN": operator_token(databases[1], payer)}
     done = subprocess.run(
@@ -101,7 +133,8 @@ async def test_the_walkthrough_runs_the_revenue_cycle(
     lines = done.stdout.splitlines()
     steps = [line.split(":", 1)[0] for line in lines if line.startswith("* ")]
     assert steps == ["* payer", "* clinic", "* clinic", "* clinic", "* eligibility",
-                     "* booking", "* visit", "* bill", "* claim", "* payment"]
+                     "* booking", "* visit", "* visit ends", "* worklist", "* bill", "* claim",
+                     "* payment", "* notifications"]
 
     data = script_module()
     total = sum((price for _, price in data.PRICE_LIST.values()), Decimal(0))
@@ -128,3 +161,59 @@ async def test_the_walkthrough_runs_the_revenue_cycle(
     assert answers["total"] == 1  # the payer adjudicated the one claim
     [entry] = answers["entry"]
     assert Decimal(str(entry["resource"]["payment"]["amount"]["value"])) == total - data.COPAY
+
+    # The worklist: the worker's Task failed for want of a provider, the retry billed the
+    # visit, and that bill is the only one ($generate-bill afterwards returned it).
+    assert summary["task_failed"] == "failed"
+    assert "serviceProvider" in summary["task_reason"]
+    assert "FHIR_BILLING_PROVIDER" in summary["task_reason"]
+    assert summary["task_after_retry"] == "completed"
+    assert sorted(summary["task_output"]) == sorted([summary["claim"], summary["invoice"]])
+    task = httpx.get(f"{clinic.base}/{summary['task']}", headers=headers,
+                     timeout=HTTP_TIMEOUT).json()
+    assert task["status"] == "completed"
+    assert task["focus"]["reference"] == summary["encounter"]
+    assert task["code"]["coding"][0]["code"] == "bill-visit"
+    history = httpx.get(f"{clinic.base}/{summary['task']}/_history", headers=headers,
+                        timeout=HTTP_TIMEOUT).json()
+    assert {e["resource"]["status"] for e in history["entry"]} == {"failed", "completed"}
+    patient = invoice["subject"]["reference"]
+    invoices = httpx.get(f"{clinic.base}/Invoice", params={"subject": patient},
+                         headers=headers, timeout=HTTP_TIMEOUT).json()
+    assert [e["resource"]["id"] for e in invoices["entry"]] == [invoice["id"]]
+    claims = httpx.get(f"{clinic.base}/Claim", params={"patient": patient},
+                       headers=headers, timeout=HTTP_TIMEOUT).json()
+    assert [f"Claim/{e['resource']['id']}" for e in claims["entry"]] == [summary["claim"]]
+    charges = httpx.get(f"{clinic.base}/ChargeItem", params={"subject": patient},
+                        headers=headers, timeout=HTTP_TIMEOUT).json()
+    assert sorted(e["resource"]["code"]["coding"][0]["code"] for e in charges["entry"]) == \
+        sorted(data.PRICE_LIST)  # the script's, billed once; $generate-bill added none
+
+    # The patient was emailed the booking, the bill (issued before the payer adjudicated:
+    # the whole total) and the receipt of their payment, each recorded as a Communication.
+    box = inbox[0]
+    recorded = httpx.get(f"{clinic.base}/Communication", params={"subject": patient},
+                         headers=headers, timeout=HTTP_TIMEOUT).json()
+    told = {c["id"]: c for c in (e["resource"] for e in recorded["entry"])}
+    assert sorted(c["category"] for c in summary["communications"]) == sorted(
+        c["category"][0]["text"] for c in told.values())
+    assert len(box.messages) == len(told) == 3
+    expected = {"appointment-booked": (None, summary["appointment"]),
+                "invoice-issued": (total, summary["invoice"]),
+                "payment-posted": (data.COPAY, summary["payment"])}
+    seen = []
+    for message in box.messages:
+        assert message["To"] == data.PATIENT_EMAIL and message["From"] == CLINIC_FROM
+        [sent] = [c for c in told.values() if {"system": NOTIFICATION,
+                                               "value": message["X-FHIR-Notification"]}
+                  in c["identifier"]]
+        assert sent["status"] == "completed"
+        assert sent["medium"][0]["text"] == "email"
+        kind = sent["category"][0]["text"].removeprefix("patient notification: ")
+        amount, about = expected[kind]
+        [reference] = [a["reference"] for a in sent["about"]]
+        assert reference == about
+        if amount is not None:
+            assert f"{amount:.2f} {data.CURRENCY}" in body(message)
+        seen.append(kind)
+    assert sorted(seen) == sorted(expected)
