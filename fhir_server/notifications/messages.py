@@ -9,7 +9,12 @@ reason for the visit, a practitioner or a location.
 * ``appointment-*``: the Appointment's first participant that is a Patient; ``when`` its
   ``start`` in the clinic's time zone;
 * ``invoice-issued``: the Invoice's ``subject`` when it is a Patient; ``amount`` the
-  patient's share (the ``patient`` component of ``invoice-share``), else ``totalGross``;
+  patient's share (the ``patient`` component of ``invoice-share``), else ``totalGross``.
+  A bill with a Claim (``urn:fhir-rcm-server:invoice`` identifier) is not told when it is
+  issued, while the payer has yet to answer: the patient would be told to pay the whole
+  total. It is told once, on the payer's answer (``claim-response``: the ClaimResponse,
+  and the Invoice's shares, are written in one commit), with the patient's share, keyed by
+  the Invoice (``bill-Invoice/<id>``: a later answer for the same bill tells nothing new);
 * ``payment-posted``: the patient when every Invoice the payment is allocated to
   (``detail.request``) has the same Patient as ``subject``; ``amount`` the payment's
   ``paymentAmount``. A payment of several patients (a remittance) tells none of them.
@@ -27,13 +32,15 @@ from fhir_server.core.config import Settings
 from fhir_server.core.fhirjson import loads_stored
 from fhir_server.events.event import Event
 from fhir_server.revenue.records import LOCAL_REF
+from fhir_server.service import interactions as svc
+from fhir_server.service.criteria import search_token
 from fhir_server.storage.repository import Repository
-from fhir_server.terminology.systems import INVOICE_SHARE
+from fhir_server.terminology.systems import BILL_INVOICE, INVOICE_SHARE
 
 Resource = dict[str, Any]
 # The journey topics told to the patient, and the reminder's kind.
 EVENT_KINDS = ("appointment-booked", "appointment-rescheduled", "appointment-cancelled",
-               "invoice-issued", "payment-posted")
+               "invoice-issued", "claim-response", "payment-posted")
 REMINDER = "appointment-reminder"
 TIME_FORMAT = "%Y-%m-%d %H:%M"
 
@@ -87,13 +94,45 @@ def appointment_notice(appointment: Resource, *, key: str, kind: str,
                           "appointment": str(appointment["id"])})
 
 
-def patient_share(invoice: Resource) -> object:
-    """The Invoice's ``patient`` share component's amount, else its ``totalGross``."""
+def adjudicated_share(invoice: Resource) -> object:
+    """The Invoice's ``patient`` share component's amount (None: no payer answered)."""
     for component in invoice.get("totalPriceComponent") or []:
         codes = ((component or {}).get("code") or {}).get("coding") or []
         if any(c.get("system") == INVOICE_SHARE and c.get("code") == "patient" for c in codes):
             return component.get("amount")
-    return invoice.get("totalGross")
+    return None
+
+
+def patient_share(invoice: Resource) -> object:
+    """The Invoice's ``patient`` share component's amount, else its ``totalGross``."""
+    share = adjudicated_share(invoice)
+    return share if share is not None else invoice.get("totalGross")
+
+
+async def claimed(repo: Repository, settings: Settings, invoice_id: str) -> bool:
+    """Whether a Claim bills this Invoice (its payer's answer gives the patient's share)."""
+    return bool(await svc.find_matches(
+        repo=repo, settings=settings, type_="Claim",
+        criteria=[("identifier", search_token(BILL_INVOICE, f"Invoice/{invoice_id}"))]))
+
+
+async def answered_bill_notice(repo: Repository, response: Resource, *,
+                               settings: Settings) -> Notice | None:
+    """The bill of the Claim a ClaimResponse answers, once the answer gave the patient's
+    share (None: no such bill on this server, or no share yet)."""
+    claim_ref = LOCAL_REF.match(str((response.get("request") or {}).get("reference")))
+    if claim_ref is None or claim_ref.group(1) != "Claim":
+        return None
+    _, claim = await svc.current_resource(repo, "Claim", claim_ref.group(2))
+    invoice_ref = next((i.get("value") for i in (claim or {}).get("identifier") or []
+                        if i.get("system") == BILL_INVOICE), None)
+    match = LOCAL_REF.match(invoice_ref) if isinstance(invoice_ref, str) else None
+    if match is None or match.group(1) != "Invoice":
+        return None
+    _, invoice = await svc.current_resource(repo, "Invoice", match.group(2))
+    if invoice is None or adjudicated_share(invoice) is None:
+        return None
+    return invoice_notice(invoice, key=f"bill-Invoice/{invoice['id']}", settings=settings)
 
 
 def invoice_notice(invoice: Resource, *, key: str, settings: Settings) -> Notice | None:
@@ -139,7 +178,11 @@ async def event_notice(repo: Repository, settings: Settings, event: Event) -> No
     if event.type_ == "Appointment":
         return appointment_notice(resource, key=key, kind=kind, settings=settings)
     if event.type_ == "Invoice":
+        if await claimed(repo, settings, event.id_):
+            return None  # told with the payer's answer
         return invoice_notice(resource, key=key, settings=settings)
+    if event.type_ == "ClaimResponse":
+        return await answered_bill_notice(repo, resource, settings=settings)
     if event.type_ == "PaymentReconciliation":
         return await payment_notice(repo, resource, key=key, settings=settings)
     return None

@@ -189,8 +189,8 @@ async def test_the_walkthrough_runs_the_revenue_cycle(
     assert sorted(e["resource"]["code"]["coding"][0]["code"] for e in charges["entry"]) == \
         sorted(data.PRICE_LIST)  # the script's, billed once; $generate-bill added none
 
-    # The patient was emailed the booking, the bill (issued before the payer adjudicated:
-    # the whole total) and the receipt of their payment, each recorded as a Communication.
+    # The patient was emailed the booking, the bill (once the payer answered: what the
+    # payer left, the copay) and the receipt of their payment, each a Communication.
     box = inbox[0]
     recorded = httpx.get(f"{clinic.base}/Communication", params={"subject": patient},
                          headers=headers, timeout=HTTP_TIMEOUT).json()
@@ -199,7 +199,7 @@ async def test_the_walkthrough_runs_the_revenue_cycle(
         c["category"][0]["text"] for c in told.values())
     assert len(box.messages) == len(told) == 3
     expected = {"appointment-booked": (None, summary["appointment"]),
-                "invoice-issued": (total, summary["invoice"]),
+                "invoice-issued": (data.COPAY, summary["invoice"]),
                 "payment-posted": (data.COPAY, summary["payment"])}
     seen = []
     for message in box.messages:

@@ -1,0 +1,70 @@
+"""An insured patient's bill is told once the payer has answered, with the patient's
+share: told when it was issued, it would ask for the whole total."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import httpx
+import pytest
+
+from tests.factories import (
+    PRICES,
+    bill_parameters,
+    charge_item_definition,
+    coverage,
+    payer_org,
+    service,
+)
+from tests.notifications.builders import patient
+from tests.notifications.peers import Inbox, SmsProvider, arrived, peer_settings, settle
+from tests.notifications.records import created
+from tests.workflow.helpers import create, post
+
+YEAR = datetime.now(UTC).year
+
+
+@pytest.fixture
+def settings_overrides(smtp_port: int, sms: SmsProvider) -> dict[str, object]:
+    return peer_settings(smtp_port, sms, fhir_billing_provider="Organization/clinic")
+
+
+def amount(value: Decimal) -> str:
+    return f"{value.quantize(Decimal('0.01'))} USD"
+
+
+async def test_an_insured_bill_is_told_with_the_share_the_payer_left(
+        client: httpx.AsyncClient, inbox: Inbox, sms: SmsProvider) -> None:
+    for code in PRICES:
+        await create(client, charge_item_definition(code))
+    answer = await client.put("Organization/clinic", json={
+        "resourceType": "Organization", "id": "clinic", "name": "Clinic"})
+    assert answer.status_code in (200, 201), answer.text
+    copay = Decimal(30)
+    person = await created(client, patient())
+    insurer = await created(client, payer_org("Acme Health", "ACME"))
+    await create(client, coverage(patient=f"Patient/{person['id']}",
+                                  payer=f"Organization/{insurer['id']}", member_id="M-1",
+                                  copay=copay, start=f"{YEAR}-01-01", end=f"{YEAR}-12-31"))
+    answer = await post(client, "Invoice/$generate-bill", bill_parameters(
+        f"Patient/{person['id']}", [service(code) for code in PRICES]))
+    assert answer.status_code == 200, answer.text
+    bill = {e["resource"]["resourceType"]: e["resource"] for e in answer.json()["entry"]}
+    assert bill["Invoice"]["status"] == "issued"
+    await settle()
+    assert inbox.messages == [] and sms.posts == [], "no bill before the payer's answer"
+
+    answer = await client.post("Claim/$submit", json=bill["Claim"])
+    assert answer.status_code == 200, answer.text
+    [mail] = await arrived(inbox.messages, 1)
+    [text] = await arrived(sms.posts, 1)
+    total = sum(price for _, price in PRICES.values())
+    assert amount(copay) in mail.get_content() and amount(copay) in text.form["Body"]
+    assert amount(total) not in mail.get_content()
+    assert bill["Invoice"]["id"] in mail.get_content()
+
+    again = await client.post("Claim/$submit", json=bill["Claim"])  # the same answer
+    assert again.status_code == 200 and again.json()["id"] == answer.json()["id"]
+    await settle()
+    assert len(inbox.messages) == 1 and len(sms.posts) == 1
