@@ -36,7 +36,7 @@ from fhir_server.core.models import resource_types
 from fhir_server.events.runner import Runner
 from fhir_server.notifications import consumer as notifications
 from fhir_server.observability import business, metrics, rate_limit, shutdown, tracing
-from fhir_server.operations import billing_worker
+from fhir_server.operations import billing_worker, worklist_worker
 from fhir_server.operations.bulk_export import job_records, stop_jobs
 from fhir_server.operations.bulk_export_retention import RetentionSweeper
 from fhir_server.operations.registry import OPERATIONS
@@ -121,12 +121,14 @@ def startup_steps(app: FastAPI, settings: Settings) -> list[Step]:
         # stopped after the loops below: flushes the queued AuditEvents before the database
         stack.push_async_callback(app.state.audit.stop)
         # The consumers of change events (Subscriptions, the broker bridge, the billing
-        # worker, the patient notifications) join this list.
+        # worker, the worklist worker, the patient notifications) join this list.
         runner = Runner(repo=repo, settings=settings,
                         consumers=[SubscriptionsConsumer(repo=repo, settings=settings,
                                                          audit=app.state.audit.record),
                                    *amqp.bridges(settings=settings, repo=repo),
                                    *billing_worker.workers(settings=settings, repo=repo),
+                                   *worklist_worker.workers(settings=settings, repo=repo,
+                                                            services=app.state.services),
                                    *notifications.workers(settings=settings, repo=repo)])
         runner.start()
         stack.push_async_callback(runner.stop)

@@ -2,8 +2,9 @@
 
 A consumer of change events (``events/consumer.py``, named ``billing``: one process at a
 time, from a durable cursor, at least once). For each ``encounter-finished`` event it runs
-the bill-visit step (``bill_visit.py``); for each bill-visit Task set to ``requested`` (by
-whoever works the worklist) it runs the step again for the Task's Encounter. The clinical
+the bill-visit step (``bill_visit.py``). (A bill-visit Task set to ``requested`` by whoever
+works the worklist is run again by the worklist worker, ``worklist_worker.py``, as every
+other step's.) The clinical
 write that finished the visit has committed already: billing never refuses it, and what
 billing cannot do becomes a Task on the worklist.
 
@@ -23,15 +24,11 @@ from collections.abc import Sequence
 from typing import Literal
 
 from fhir_server.core.config import Settings
-from fhir_server.core.fhirjson import loads_stored
 from fhir_server.events.consumer import Consumer
 from fhir_server.events.event import Event
 from fhir_server.events.runner import pause_after
-from fhir_server.operations.bill_visit import STEP, bill_visit
-from fhir_server.revenue.records import LOCAL_REF
-from fhir_server.revenue.states import TaskStatus, task_status
+from fhir_server.operations.bill_visit import bill_visit
 from fhir_server.storage.repository import Repository
-from fhir_server.terminology.systems import WORKLIST
 
 log = logging.getLogger("fhir_server.billing")
 TRIES = 3
@@ -69,33 +66,15 @@ class BillingWorker(Consumer):
                 await asyncio.sleep(pause_after(attempt))
 
     async def _handle(self, event: Event) -> None:
-        encounter_id = event.id_ if "encounter-finished" in event.topics else \
-            await self._retried(event)
-        if encounter_id is None:
+        if "encounter-finished" not in event.topics:
             return
+        encounter_id = event.id_
         result = await bill_visit(repo=self.repo, settings=self.settings,
                                   encounter_id=encounter_id, wait=LEASE_WAIT)
         if result.task is not None:
             log.info("billing failed encounter=%s task=%s", encounter_id, result.task["id"])
         elif result.written:
             log.info("visit billed encounter=%s", encounter_id)
-
-    async def _retried(self, event: Event) -> str | None:
-        """The Encounter of a bill-visit Task this event set to ``requested`` (None: the
-        event is not one)."""
-        if event.type_ != "Task" or event.action == "delete":
-            return None
-        stored = await self.repo.current(type_="Task", id_=event.id_)
-        if stored is None or stored.version != event.version or stored.text is None:
-            return None  # not the current version: its own event comes later
-        task = loads_stored(stored.text)
-        codes = (task.get("code") or {}).get("coding") or []
-        if task_status(task) is not TaskStatus.REQUESTED or not any(
-                c.get("system") == WORKLIST and c.get("code") == STEP for c in codes):
-            return None
-        focus = (task.get("focus") or {}).get("reference")
-        match = LOCAL_REF.match(focus) if isinstance(focus, str) else None
-        return match.group(2) if match and match.group(1) == "Encounter" else None
 
 
 def workers(*, settings: Settings, repo: Repository) -> list[Consumer]:

@@ -4,11 +4,12 @@ The Task is a worklist Task (``worklist.py``) that is still open; the step named
 code runs again for its ``focus``, at once, as the worker would: when it succeeds its
 Task is ``completed`` (with what it wrote in ``output``), when it still fails the Task
 stays ``failed`` with the new reason. Either way the answer is the Task as it now is.
+Updating an open Task's status to ``requested`` does the same in the background, through
+the worklist worker (``worklist_worker.py``), which runs ``run_step`` as the server.
 
-* ``bill-visit``: the visit is billed (``bill_visit.py``); updating the Task's status to
-  ``requested`` does the same through the billing worker.
+* ``bill-visit``: the visit is billed (``bill_visit.py``).
 * ``submit-claim``: the stored Claim goes through ``Claim/$submit`` again, with the
-  caller's rights (``claim_submit.py``, ``submit_claim_step.py``); only ``$retry`` runs it.
+  caller's rights (``claim_submit.py``, ``submit_claim_step.py``).
 * ``check-eligibility``: the visit the Task names (its ``encounter``) is billed again, as
   for bill-visit, once the patient's Coverages tell which to bill.
 * ``post-remittance``: the claim payment the Task names (its ``identifier``) is read again
@@ -103,8 +104,26 @@ async def run(call: Call) -> Resource:
     assert call.id_ is not None
     await call.check(type_="Task", interaction="update", id_=call.id_)
     task = await _task(call)
-    step = next((c.get("code") for c in (task.get("code") or {}).get("coding") or []
+    call.concerns((task.get("for") or {}).get("reference"))
+    try:
+        await run_step(call, task)
+    except LockBusy:
+        raise Conflict("This step is being run by another process; try again") from None
+    return await _task(call)
+
+
+def step_of(task: dict[str, Any]) -> str | None:
+    """The worklist step a Task is about, if it is one this server can run again."""
+    return next((str(c.get("code")) for c in (task.get("code") or {}).get("coding") or []
                  if c.get("system") == WORKLIST and c.get("code") in RETRIES), None)
+
+
+async def run_step(call: Call, task: dict[str, Any]) -> None:
+    """Run the step of the open worklist ``task`` (``call.id_``) again for its focus: the
+    step completes the Task, or fails it with the new reason. Raises Unprocessable when the
+    Task is not one to run (not a step, closed, no local focus), LockBusy while another
+    process runs it. Shared by ``$retry`` and the worklist worker (``worklist_worker.py``)."""
+    step = step_of(task)
     if step is None:
         raise Unprocessable(f"Task/{call.id_} is not a worklist step this server can retry "
                             f"(code under {WORKLIST}: {', '.join(sorted(RETRIES))})",
@@ -118,12 +137,7 @@ async def run(call: Call) -> Resource:
     if match is None:
         raise Unprocessable("The Task's focus must be a local reference (Type/id)",
                             expression=["Task.focus"])
-    call.concerns((task.get("for") or {}).get("reference"))
-    try:
-        await RETRIES[str(step)](call, match.group(1), match.group(2))
-    except LockBusy:
-        raise Conflict("This step is being run by another process; try again") from None
-    return await _task(call)
+    await RETRIES[step](call, match.group(1), match.group(2))
 
 
 async def _task(call: Call) -> dict[str, Any]:

@@ -130,6 +130,19 @@ def new_task(*, step: str, focus: str, patient: str | None, failure: Failure,
     return task
 
 
+async def fail_task(*, repo: Repository, settings: Settings, task: Resource,
+                    failure: Failure) -> Resource | None:
+    """The open Task as read (``task``, with its meta) failed again with ``failure``: for a
+    Task whose step could not even be run (its focus gone, not a local reference). None
+    when it is no longer open; a version changed meanwhile raises (transient)."""
+    if task_status(task) not in OPEN_TASKS:
+        return None
+    failed = {k: v for k, v in task.items() if k != "meta"}
+    _fail(failed, failure, now_instant())
+    [stored] = await commit_new(repo, settings, [(failed, int(task["meta"]["versionId"]))])
+    return stored
+
+
 def _fail(task: Resource, failure: Failure, now: str) -> None:
     task["status"] = transition("Task", task.get("status"), TaskStatus.FAILED)
     task["statusReason"] = {"text": failure.reason}
