@@ -73,3 +73,21 @@ async def found_eventually(http: httpx.AsyncClient, type_: str, params: dict[str
             assert len(entries) == total, f"{type_}?{params}: {len(entries)}, not {total}"
             return entries
         await asyncio.sleep(0.05)
+
+
+async def requested(http: httpx.AsyncClient, task_id: str, *,
+                    timeout: float = 15.0) -> dict[str, Any]:
+    """Set a worklist Task (as now stored) to ``requested``, as whoever works the list does,
+    and wait for the worklist worker to run its step: the Task as it is once it is no
+    longer requested (completed, or failed again with the new reason)."""
+    current = (await http.get(f"Task/{task_id}")).json()
+    r = await http.put(f"Task/{task_id}", json={**current, "status": "requested"})
+    assert r.status_code == 200, r.text
+    version = int(r.json()["meta"]["versionId"])
+    deadline = time.monotonic() + timeout
+    while True:
+        task: dict[str, Any] = (await http.get(f"Task/{task_id}")).json()
+        if int(task["meta"]["versionId"]) > version and task["status"] != "requested":
+            return task
+        assert time.monotonic() < deadline, f"Task/{task_id} still {task['status']}"
+        await asyncio.sleep(0.05)

@@ -29,7 +29,7 @@ from tests.factories import (
 )
 from tests.support.loopback import serve_in_thread
 from tests.support.server_process import free_port
-from tests.workflow.helpers import by_type, create, found_eventually, post
+from tests.workflow.helpers import by_type, create, found_eventually, post, requested
 
 WORKLIST = "https://fhir-rcm-server.org/CodeSystem/worklist"
 SUBMIT_CLAIM = f"{WORKLIST}|submit-claim"
@@ -192,6 +192,30 @@ async def test_a_claim_the_payer_refuses_waits_with_the_payers_issues(
     codes = [i["code"] for i in outcome["issue"]]
     assert "business-rule" in codes  # the payer's issue code passed on, not its text
     assert "not ours" not in str(r.json())
+    assert (await client.get("Task", params={"code": SUBMIT_CLAIM})).json()["total"] == 1
+
+
+async def test_a_claim_task_set_to_requested_is_sent_again_by_the_worklist_worker(
+        client: httpx.AsyncClient, payer: Payer) -> None:
+    claim, _, endpoint = await billed_claim(client, payer)
+    r = await post(client, "Claim/$submit", claim)
+    assert r.status_code == 502, r.text
+    [task] = await open_tasks(client)
+    # Requested while the payer is still down: the worker sends it, it fails again.
+    again = await requested(client, task["id"])
+    assert again["status"] == "failed" and payer.claims == []
+    assert endpoint in again["statusReason"]["text"]
+    assert "unreachable" in again["statusReason"]["text"]
+    # The payer is up: requested, the worker (acting as the server) sends it once.
+    with payer.up():
+        done = await requested(client, task["id"])
+    assert done["status"] == "completed" and "statusReason" not in done
+    [sent] = payer.claims
+    assert sent["identifier"] == claim["identifier"]
+    [response] = await found_eventually(client, "ClaimResponse",
+                                        {"request": f"Claim/{claim['id']}"})
+    assert done["output"] == [{"type": {"text": "ClaimResponse"}, "valueReference": {
+        "reference": f"ClaimResponse/{response['id']}"}}]
     assert (await client.get("Task", params={"code": SUBMIT_CLAIM})).json()["total"] == 1
 
 

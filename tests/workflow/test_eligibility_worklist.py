@@ -22,7 +22,7 @@ from tests.factories import (
     payer_org,
     service,
 )
-from tests.workflow.helpers import create, found_eventually, post
+from tests.workflow.helpers import create, found_eventually, post, requested
 from tests.workflow.test_billing import YEAR
 from tests.workflow.test_worklist import visit
 
@@ -106,6 +106,33 @@ async def test_two_coverages_without_order_wait_for_a_check(client: httpx.AsyncC
     assert claim["insurance"][0]["coverage"] == {"reference": f"Coverage/{second['id']}"}
     expected = sum((PRICES[code][1] * n for code, n in charges.items()), Decimal(0))
     assert Decimal(str(invoice["totalGross"]["value"])) == expected
+    assert {o["valueReference"]["reference"] for o in done["output"]} == {
+        f"Invoice/{invoice['id']}", f"Claim/{claim['id']}"}
+
+
+async def test_a_check_eligibility_task_set_to_requested_bills_the_visit_again(
+        client: httpx.AsyncClient) -> None:
+    for code in PRICES:
+        await create(client, charge_item_definition(code))
+    this_year = (f"{YEAR}-01-01", f"{YEAR}-12-31")
+    patient_ref, coverages = await patient_with(client, [this_year, this_year])
+    enc = await finished(client, patient_ref, {"OPD001": 1})
+    [task] = await found_eventually(client, "Task", {"code": CHECK, "status": "failed"})
+    # Requested as it is: the worker runs the step, which fails again with the reason.
+    again = await requested(client, task["id"])
+    assert again["status"] == "failed" and "order" in again["statusReason"]["text"]
+    assert (await client.get("Task")).json()["total"] == 1
+    # The second Coverage is made primary: requested, the worker bills the visit with it.
+    second = max(coverages, key=lambda c: c["id"])
+    r = await client.put(f"Coverage/{second['id']}", json={**second, "order": 1})
+    assert r.status_code == 200, r.text
+    done = await requested(client, task["id"])
+    assert done["status"] == "completed" and "statusReason" not in done
+    [invoice] = await found_eventually(client, "Invoice", {"subject": patient_ref})
+    [claim] = await found_eventually(client, "Claim", {"patient": patient_ref})
+    assert claim["insurance"][0]["coverage"] == {"reference": f"Coverage/{second['id']}"}
+    assert invoice["subject"] == {"reference": patient_ref}
+    assert done["encounter"] == {"reference": f"Encounter/{enc['id']}"}
     assert {o["valueReference"]["reference"] for o in done["output"]} == {
         f"Invoice/{invoice['id']}", f"Claim/{claim['id']}"}
 

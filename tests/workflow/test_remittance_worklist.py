@@ -28,7 +28,7 @@ from tests.factories import (
     payer_org,
     service,
 )
-from tests.workflow.helpers import by_type, create, post, share
+from tests.workflow.helpers import by_type, create, post, requested, share
 from tests.x12.edi import Line, Paid, money, remittance_835_claims
 
 WORKLIST = "https://fhir-rcm-server.org/CodeSystem/worklist"
@@ -187,6 +187,38 @@ async def test_claim_payments_that_cannot_be_posted_wait_and_are_retried(
     r = await post(client, f"Task/{waiting['id']}/$retry", {"resourceType": "Parameters"})
     assert r.status_code == 422, r.text
     assert (await client.get("ClaimResponse")).json()["total"] == 2
+
+
+async def test_a_post_remittance_task_set_to_requested_posts_the_payment_again(
+        client: httpx.AsyncClient) -> None:
+    (ours, late, _), _ = await three_claims(client)
+    payments = [paid(ours, "PCN-1"), paid(late, "PCN-2")]
+    text = remittance_835_claims(claims=payments, payer_id=PAYER_ID, payer_tax=PAYER_TAX,
+                                 payee_npi=CLINIC_NPI, trace="EFT78", member="M-1",
+                                 on=datetime.now(UTC).date(), control=902)
+    r = await client.delete(f"Claim/{late['id']}")
+    assert r.status_code in (200, 204), r.text
+    r = await client.post("PaymentReconciliation/$import-835", content=text.encode(),
+                          headers=X12)
+    assert r.status_code == 200, r.text
+    [waiting] = await tasks(client, status="failed")
+    # Requested while the Claim is still gone: the worker fails it again, same reason.
+    again = await requested(client, waiting["id"])
+    assert again["status"] == "failed"
+    assert again["statusReason"] == waiting["statusReason"]
+    assert await insurer_paid(client, late) == 0
+    # The Claim is stored again: requested, the worker posts the payment.
+    stored = {k: v for k, v in late.items() if k != "meta"}
+    r = await client.put(f"Claim/{late['id']}", json=stored)
+    assert r.status_code in (200, 201), r.text
+    done = await requested(client, waiting["id"])
+    assert done["status"] == "completed" and "statusReason" not in done
+    r = await client.get("ClaimResponse", params={"request": f"Claim/{late['id']}"})
+    [response] = [e["resource"] for e in r.json()["entry"]]
+    assert done["output"] == [{"type": {"text": "ClaimResponse"}, "valueReference": {
+        "reference": f"ClaimResponse/{response['id']}"}}]
+    assert await insurer_paid(client, late) == payments[1].paid
+    assert await tasks(client, status="failed") == []
 
 
 async def test_a_payment_whose_total_does_not_add_up_is_refused_whole(

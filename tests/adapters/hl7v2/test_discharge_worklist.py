@@ -16,7 +16,7 @@ from tests.adapters.hl7v2.test_adt import MRN_SYSTEM, one
 from tests.adapters.hl7v2.test_siu_dft import dft, ft1
 from tests.factories import PRICES, charge_item_definition
 from tests.support.store import Store, fhir_client, make_settings, mint
-from tests.workflow.helpers import create, found_eventually, post
+from tests.workflow.helpers import create, found_eventually, post, requested
 
 WORKLIST = "https://fhir-rcm-server.org/CodeSystem/worklist"
 
@@ -70,3 +70,37 @@ async def test_discharge_without_billing_provider_is_aa_and_the_bill_waits_on_th
         f"Invoice/{invoice['id']}", f"Claim/{claim['id']}"}
     r = await client.get("Task", params={"code": f"{WORKLIST}|bill-visit"})
     assert r.json()["total"] == 1  # the same Task, completed
+
+
+async def test_a_discharge_bill_task_set_to_requested_is_billed_by_the_worklist_worker(
+        port: int, client: httpx.AsyncClient) -> None:
+    for code in PRICES:
+        await create(client, charge_item_definition(code))
+    async with mllp(port) as conn:
+        assert (await conn.send(adt("A04", mrn="W2", visit="8002", insurance=[in1()]))).code \
+            == "AA"
+        assert (await conn.send(dft(mrn="W2", visit="8002", charges=[
+            ft1(1, code="OPD001", txn="T-9")]))).code == "AA"
+        ack = await conn.send(adt("A03", mrn="W2", visit="8002", discharged="202601051200"))
+    assert ack.code == "AA", ack.text
+    encounter = await one(client, "Encounter", identifier=f"{MRN_SYSTEM}|V8002")
+    patient = encounter["subject"]["reference"]
+    [task] = await found_eventually(client, "Task", {"code": f"{WORKLIST}|bill-visit",
+                                                     "status": "failed", "patient": patient})
+    # Requested as it is: still no billing provider, failed again with the reason.
+    again = await requested(client, task["id"])
+    assert again["status"] == "failed"
+    assert "FHIR_BILLING_PROVIDER" in again["statusReason"]["text"]
+    # The visit names its provider: requested, the worker bills it.
+    current = (await client.get(f"Encounter/{encounter['id']}")).json()
+    r = await client.put(f"Encounter/{encounter['id']}", json={
+        **current, "serviceProvider": {"reference": "Organization/clinic"}})
+    assert r.status_code == 200, r.text
+    done = await requested(client, task["id"])
+    assert done["status"] == "completed" and "statusReason" not in done
+    [invoice] = await found_eventually(client, "Invoice", {"subject": patient,
+                                                           "status": "issued"})
+    [claim] = await found_eventually(client, "Claim", {"patient": patient})
+    assert claim["provider"] == {"reference": "Organization/clinic"}
+    assert {o["valueReference"]["reference"] for o in done["output"]} == {
+        f"Invoice/{invoice['id']}", f"Claim/{claim['id']}"}
