@@ -87,6 +87,19 @@ async def test_smtp_down_for_good_ends_not_done_with_a_task(
     assert task["status"] == "failed" and task["statusReason"]["text"] == reason
     assert task["for"] == {"reference": f"Patient/{person['id']}"}
 
+    # The message is not resent: an update to requested is refused, saying what to do
+    # (rather than leaving the Task requested with nothing running), and so is $retry.
+    r = await client.put(f"Task/{task['id']}", json={**task, "status": "requested"})
+    assert r.status_code == 422, r.text
+    [issue] = r.json()["issue"]
+    assert issue["code"] == "business-rule" and issue["expression"] == ["Task.status"]
+    assert "not resent" in issue["diagnostics"] and "completed" in issue["diagnostics"]
+    r = await client.post(f"Task/{task['id']}/$retry", json={"resourceType": "Parameters"})
+    assert r.status_code == 422, r.text
+    # The office tells the patient another way and closes the Task by hand.
+    r = await client.put(f"Task/{task['id']}", json={**task, "status": "completed"})
+    assert r.status_code == 200 and r.json()["status"] == "completed", r.text
+
 
 @pytest.mark.parametrize("sms_status", [400])
 async def test_a_refused_text_is_not_sent_again(client: httpx.AsyncClient,
