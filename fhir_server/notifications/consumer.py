@@ -5,8 +5,10 @@ A consumer of change events (``events/consumer.py``, named ``notifications``: on
 at a time, from a durable cursor, at least once). For each event of a journey topic the
 patient is told of (``messages.EVENT_KINDS``) it sends the notice (``delivery.py``: once
 per event and channel). While it holds its lease it also scans for appointments due a
-reminder (``reminders.py``). It starts at the next event committed: a first start does not
-tell patients of the past.
+reminder (``reminders.py``). For each notify-patient worklist Task set to ``requested``
+(whoever works the worklist, once the channel or the address is fixed) it sends the
+message again (``Delivery.resend``). It starts at the next event committed: a first start
+does not tell patients of the past.
 
 A fault of the database stops the batch at that event: the runner hands it again after a
 pause, and what was sent already is not sent again. A channel's failures are the
@@ -47,9 +49,13 @@ class NotificationsConsumer(Consumer):
 
     async def deliver(self, events: Sequence[Event]) -> int:
         for done, event in enumerate(events):
-            if not any(topic in EVENT_KINDS for topic in event.topics):
+            task = event.type_ == "Task" and event.action != "delete"
+            if not task and not any(topic in EVENT_KINDS for topic in event.topics):
                 continue
             try:
+                if task:  # a notify-patient Task set to requested: sent again
+                    await self.delivery.resend(event.id_, event.version)
+                    continue
                 notice = await event_notice(self.repo, self.settings, event)
                 if notice is not None:
                     await self.delivery.notify(notice)

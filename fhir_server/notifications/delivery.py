@@ -35,11 +35,14 @@ from fhir_server.core.fhirjson import loads_stored
 from fhir_server.notifications.addresses import address, language
 from fhir_server.notifications.channels import Channel, ChannelFailed, Outgoing
 from fhir_server.notifications.consent import opted_out
-from fhir_server.notifications.messages import Notice
+from fhir_server.notifications.messages import CATEGORY, Notice, resent_notice
 from fhir_server.notifications.templates import Rendered, Templates
 from fhir_server.operations.common import commit_new, now_instant
-from fhir_server.operations.worklist import Failure, open_task
+from fhir_server.operations.worklist import Failure, complete_task, fail_task, open_task
+from fhir_server.revenue.records import LOCAL_REF
+from fhir_server.revenue.states import TaskStatus, task_status
 from fhir_server.storage.repository import Repository
+from fhir_server.terminology.systems import WORKLIST
 
 log = logging.getLogger("fhir_server.notifications")
 STEP = "notify-patient"
@@ -122,7 +125,10 @@ class Delivery:
             await asyncio.sleep(random.uniform(0, pause))
         return "not sent"  # not reached: the loop returns
 
-    async def _record(self, notice: Notice, channel: str, reason: str | None) -> None:
+    async def _record(self, notice: Notice, channel: str, reason: str | None, *,
+                      previous: int | None = None) -> None:
+        """Write the Communication of (notice, channel): new, or over the not-done one
+        (``previous``, its version) when resent."""
         id_ = communication_id(notice.key, channel)
         code, display = MEDIUM_CODES[channel]
         communication: Resource = {
@@ -130,7 +136,7 @@ class Delivery:
             "identifier": [{"system": NOTIFICATION, "value": f"{notice.key}|{channel}"},
                            {"system": NOTICE, "value": notice.key}],
             "status": "completed" if reason is None else "not-done",
-            "category": [{"text": f"patient notification: {notice.kind}"}],
+            "category": [{"text": f"{CATEGORY}{notice.kind}"}],
             "medium": [{"coding": [{"system": MEDIUM, "code": code, "display": display}],
                         "text": channel}],
             "subject": {"reference": notice.patient},
@@ -141,13 +147,85 @@ class Delivery:
             communication["sent"] = now_instant()
         else:
             communication["statusReason"] = {"text": reason}
-        await commit_new(self.repo, self.settings, [(communication, None)])
+        await commit_new(self.repo, self.settings, [(communication, previous)])
         if reason is None:
             log.info("notification sent key=%s channel=%s communication=%s", notice.key,
                      channel, id_)
+            if previous is not None:
+                await complete_task(repo=self.repo, settings=self.settings, step=STEP,
+                                    focus=f"Communication/{id_}",
+                                    results=[f"Communication/{id_}"])
             return
         task = await open_task(repo=self.repo, settings=self.settings, step=STEP,
                                focus=f"Communication/{id_}", patient=notice.patient,
                                failure=Failure(reason=reason, outcome=Upstream(reason).outcome()))
         log.warning("notification not done key=%s channel=%s communication=%s task=%s",
                     notice.key, channel, id_, task["id"])
+
+    async def resend(self, task_id: str, version: int) -> None:
+        """A notify-patient Task set to ``requested`` (this ``version`` of it, if still
+        current): its not-done Communication's message is sent again on its channel. Sent,
+        the Communication is updated to ``completed`` and the Task completed with it;
+        not sent, the Communication stays ``not-done`` with the new reason and the Task is
+        failed again with it. Database faults raise (the event is handed again)."""
+        stored = await self.repo.current(type_="Task", id_=task_id)
+        if stored is None or stored.version != version or stored.text is None:
+            return
+        task = loads_stored(stored.text)
+        codes = (task.get("code") or {}).get("coding") or []
+        if task_status(task) is not TaskStatus.REQUESTED or not any(
+                c.get("system") == WORKLIST and c.get("code") == STEP for c in codes):
+            return
+        reason = await self._resend(task)
+        if reason is not None:  # it could not even be tried: the Task says why
+            await fail_task(repo=self.repo, settings=self.settings, task=task,
+                            failure=Failure(reason=reason, outcome=Upstream(reason).outcome()))
+
+    async def _resend(self, task: Resource) -> str | None:
+        """Send the Task's message again; why it could not be tried, else None."""
+        match = LOCAL_REF.match(str((task.get("focus") or {}).get("reference")))
+        if match is None or match.group(1) != "Communication":
+            return "a notify-patient Task's focus must be the not-done Communication"
+        stored = await self.repo.current(type_="Communication", id_=match.group(2))
+        if stored is None or stored.text is None or stored.deleted:
+            return f"Communication/{match.group(2)} is no longer stored: cancel the Task"
+        communication = loads_stored(stored.text)
+        ids = {i.get("system"): i.get("value") for i in communication.get("identifier") or []}
+        medium = next((m.get("text") for m in communication.get("medium") or []), None)
+        channel = next((c for c in self.channels if c.name == medium), None)
+        kind = next((str(c.get("text"))[len(CATEGORY):]
+                     for c in communication.get("category") or []
+                     if str(c.get("text", "")).startswith(CATEGORY)), "")
+        about = next((str(a.get("reference")) for a in communication.get("about") or []), "")
+        if communication.get("status") == "completed":
+            await complete_task(repo=self.repo, settings=self.settings, step=STEP,
+                                focus=f"Communication/{communication['id']}",
+                                results=[f"Communication/{communication['id']}"])
+            return None
+        if channel is None:
+            return f"the {str(medium)[:16]} channel is not configured on this server"
+        notice = None if not isinstance(ids.get(NOTICE), str) else await resent_notice(
+            self.repo, self.settings, key=str(ids[NOTICE]), kind=kind, about=about)
+        if notice is None:
+            return f"{about[:80]} no longer tells its patient of this: cancel the Task"
+        patient_stored = await self.repo.current(type_="Patient",
+                                                 id_=notice.patient.split("/", 1)[1])
+        if patient_stored is None or patient_stored.text is None:
+            return "the patient is no longer stored: cancel the Task"
+        patient = loads_stored(patient_stored.text)
+        now = datetime.now(UTC)
+        if channel.name in await opted_out(repo=self.repo, settings=self.settings,
+                                           patient=notice.patient, now=now):
+            return f"the patient opted out of {channel.name}: cancel the Task"
+        to = address(patient, channel.name, now=now)
+        if to is None or not channel.valid(to):
+            return f"the patient has no valid {channel.name} address: add one, then retry"
+        try:
+            rendered = self.templates.render(language=language(patient), kind=notice.kind,
+                                             values=notice.values)
+        except jinja2.TemplateError as error:
+            return (f"the notification template {notice.kind} could not be rendered "
+                    f"({type(error).__name__})")
+        reason = await self._send(channel, notice, to, rendered)
+        await self._record(notice, channel.name, reason, previous=stored.version)
+        return None

@@ -192,3 +192,27 @@ def reminder_notice(appointment: Resource, *, settings: Settings) -> Notice | No
     """The reminder of a booked Appointment: one per (appointment, start)."""
     key = f"reminder-Appointment/{appointment.get('id')}-{appointment.get('start')}"
     return appointment_notice(appointment, key=key, kind=REMINDER, settings=settings)
+
+
+CATEGORY = "patient notification: "  # Communication.category.text: this, then the kind
+
+
+async def resent_notice(repo: Repository, settings: Settings, *, key: str, kind: str,
+                        about: str) -> Notice | None:
+    """The notice a not-done Communication recorded (its key, kind and ``about``), to send
+    again: made from what it is about as it is now (the values of the event's version are
+    not kept), so a resent appointment notice gives the current time. None when that is
+    gone or no longer names one patient."""
+    match = LOCAL_REF.match(about)
+    if match is None:
+        return None
+    _, resource = await svc.current_resource(repo, match.group(1), match.group(2))
+    if resource is None:
+        return None
+    if match.group(1) == "Appointment" and (kind in EVENT_KINDS or kind == REMINDER):
+        return appointment_notice(resource, key=key, kind=kind, settings=settings)
+    if match.group(1) == "Invoice" and kind == "invoice-issued":
+        return invoice_notice(resource, key=key, settings=settings)
+    if match.group(1) == "PaymentReconciliation" and kind == "payment-posted":
+        return await payment_notice(repo, resource, key=key, settings=settings)
+    return None

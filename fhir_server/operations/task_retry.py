@@ -5,7 +5,9 @@ code runs again for its ``focus``, at once, as the worker would: when it succeed
 Task is ``completed`` (with what it wrote in ``output``), when it still fails the Task
 stays ``failed`` with the new reason. Either way the answer is the Task as it now is.
 Updating an open Task's status to ``requested`` does the same in the background, through
-the worklist worker (``worklist_worker.py``), which runs ``run_step`` as the server.
+the worklist worker (``worklist_worker.py``), which runs ``run_step`` as the server. A
+``notify-patient`` Task is resent that way only (by the notifications consumer): its
+``$retry`` answers 422 saying so.
 
 * ``bill-visit``: the visit is billed (``bill_visit.py``).
 * ``submit-claim``: the stored Claim goes through ``Claim/$submit`` again, with the
@@ -90,6 +92,10 @@ async def _post_remittance(call: Call, focus_type: str, focus_id: str) -> None:
                                    document_id=focus_id, item=item)
 
 
+# Resent by the notifications consumer when its Task is set to requested (the channels are
+# that consumer's, above this layer: notifications/delivery.py), not by $retry.
+NOTIFY = "notify-patient"
+
 # The steps $retry can run, by Task code: each runs the step for the focus (Type, id),
 # and opens, updates or completes the Task itself.
 RETRIES: dict[str, Callable[[Call, str, str], Awaitable[None]]] = {
@@ -124,6 +130,11 @@ async def run_step(call: Call, task: dict[str, Any]) -> None:
     Task is not one to run (not a step, closed, no local focus), LockBusy while another
     process runs it. Shared by ``$retry`` and the worklist worker (``worklist_worker.py``)."""
     step = step_of(task)
+    if step is None and any(c.get("system") == WORKLIST and c.get("code") == NOTIFY
+                            for c in (task.get("code") or {}).get("coding") or []):
+        raise Unprocessable(f"A {NOTIFY} Task is not retried here: update its status to "
+                            "requested and the notifications worker sends the message "
+                            "again", expression=["Task.code"], code="business-rule")
     if step is None:
         raise Unprocessable(f"Task/{call.id_} is not a worklist step this server can retry "
                             f"(code under {WORKLIST}: {', '.join(sorted(RETRIES))})",

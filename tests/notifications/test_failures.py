@@ -22,6 +22,7 @@ from tests.notifications.peers import (
     smtp_server,
 )
 from tests.notifications.records import created, recorded
+from tests.workflow.helpers import requested
 
 WORKLIST = "https://fhir-rcm-server.org/CodeSystem/worklist"
 
@@ -87,18 +88,6 @@ async def test_smtp_down_for_good_ends_not_done_with_a_task(
     assert task["status"] == "failed" and task["statusReason"]["text"] == reason
     assert task["for"] == {"reference": f"Patient/{person['id']}"}
 
-    # The message is not resent: an update to requested is refused, saying what to do
-    # (rather than leaving the Task requested with nothing running), and so is $retry.
-    r = await client.put(f"Task/{task['id']}", json={**task, "status": "requested"})
-    assert r.status_code == 422, r.text
-    [issue] = r.json()["issue"]
-    assert issue["code"] == "business-rule" and issue["expression"] == ["Task.status"]
-    assert "not resent" in issue["diagnostics"] and "completed" in issue["diagnostics"]
-    r = await client.post(f"Task/{task['id']}/$retry", json={"resourceType": "Parameters"})
-    assert r.status_code == 422, r.text
-    # The office tells the patient another way and closes the Task by hand.
-    r = await client.put(f"Task/{task['id']}", json={**task, "status": "completed"})
-    assert r.status_code == 200 and r.json()["status"] == "completed", r.text
 
 
 @pytest.mark.parametrize("sms_status", [400])
@@ -125,3 +114,42 @@ async def test_no_valid_address_sends_and_records_nothing(client: httpx.AsyncCli
     assert sms.posts == []
     assert (await client.get("Communication", params={
         "subject": f"Patient/{person['id']}"})).json().get("total", 0) == 0
+
+
+@pytest.mark.parametrize("attempts", [2])
+async def test_a_notify_patient_task_set_to_requested_sends_the_message_again(
+        client: httpx.AsyncClient, smtp_port: int, sms: SmsProvider) -> None:
+    person = await created(client, email_only())
+    start = starts_in(timedelta(days=3))
+    await created(client, appointment(person["id"], start))
+    [communication] = await recorded(client, person["id"], 1)
+    assert communication["status"] == "not-done"
+    [task] = await arrived_tasks(client, f"Communication/{communication['id']}")
+    # Requested while the SMTP server is still down: tried again, failed with the reason.
+    again = await requested(client, task["id"])
+    assert again["status"] == "failed"
+    assert "SMTP server could not be reached" in again["statusReason"]["text"]
+    still = (await client.get(f"Communication/{communication['id']}")).json()
+    assert still["status"] == "not-done"
+    assert int(still["meta"]["versionId"]) == int(communication["meta"]["versionId"]) + 1
+    # The server is up: requested, the message is sent once, the same Communication is
+    # completed and the Task completed with it.
+    box = Inbox()
+    controller = smtp_server(box, smtp_port)
+    try:
+        done = await requested(client, task["id"])
+        assert done["status"] == "completed" and "statusReason" not in done
+        assert done["output"] == [{"type": {"text": "Communication"}, "valueReference": {
+            "reference": f"Communication/{communication['id']}"}}]
+        [mail] = await arrived(box.messages, 1, within=15)
+        assert clinic_time(start, CLINIC_TZ) in mail.get_content()
+        [sent] = await recorded(client, person["id"], 1)
+        assert sent["id"] == communication["id"] and sent["status"] == "completed"
+        assert "sent" in sent and "statusReason" not in sent
+        await settle()
+        assert len(box.messages) == 1
+    finally:
+        controller.stop()
+    # $retry does not resend (the channels are the notifications worker's): it says how.
+    r = await client.post(f"Task/{task['id']}/$retry", json={"resourceType": "Parameters"})
+    assert r.status_code == 422 and "requested" in r.json()["issue"][0]["diagnostics"], r.text

@@ -194,3 +194,22 @@ async def test_a_transient_fault_is_retried_and_makes_no_task(
                for r in caplog.records)
     assert (await client.get("Invoice", params={"subject": patient})).json()["total"] == 1
     assert (await client.get("Task")).json()["total"] == 0
+
+
+async def test_a_notify_patient_task_without_a_channel_is_not_set_to_requested(
+        client: httpx.AsyncClient) -> None:
+    # No notification channel is configured here: nothing could resend the message.
+    r = await post(client, "Task", {
+        "resourceType": "Task", "status": "failed", "intent": "order",
+        "code": {"coding": [{"system": "https://fhir-rcm-server.org/CodeSystem/worklist",
+                             "code": "notify-patient"}]},
+        "focus": {"reference": "Communication/gone"}})
+    assert r.status_code == 201, r.text
+    task = r.json()
+    r = await client.put(f"Task/{task['id']}", json={**task, "status": "requested"})
+    assert r.status_code == 422, r.text
+    [issue] = r.json()["issue"]
+    assert issue["code"] == "business-rule" and issue["expression"] == ["Task.status"]
+    assert "FHIR_SMTP_URL" in issue["diagnostics"] and "cancelled" in issue["diagnostics"]
+    r = await client.put(f"Task/{task['id']}", json={**task, "status": "cancelled"})
+    assert r.status_code == 200, r.text

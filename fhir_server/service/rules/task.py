@@ -1,10 +1,11 @@
 """Task write rule: a worklist Task no worker can run again is not set to ``requested``.
 
-An open worklist Task set to ``requested`` runs its step again in the background (the
-worklist worker, ``operations/worklist_worker.py``), for every step but ``notify-patient``:
-the message is not resent (``notifications/delivery.py``), the office tells the patient
-another way and closes the Task. Set to ``requested`` it would sit there doing nothing, so
-the update is refused (422) saying what to do instead.
+An open worklist Task set to ``requested`` runs its step again in the background: the
+worklist worker (``operations/worklist_worker.py``) runs the billing steps, the
+notifications consumer (``notifications/delivery.py``) resends a ``notify-patient``
+message. With no notification channel configured there is no such consumer: set to
+``requested`` the Task would sit there doing nothing, so the update is refused (422)
+saying what to do instead.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from fhir_server.core.errors import Unprocessable
 from fhir_server.service import write_rules as rules
 from fhir_server.terminology.systems import WORKLIST
 
-NOT_RUN_AGAIN = ("notify-patient",)  # worklist steps no worker runs again
+NOTIFY = "notify-patient"
 
 
 def _step(task: dict[str, Any] | None) -> str | None:
@@ -33,11 +34,15 @@ class TaskRules:
         if after is None or after.get("status") != "requested" or (
                 before is not None and before.get("status") == "requested"):
             return []
-        step = _step(after)
-        if step in NOT_RUN_AGAIN:
+        if _step(after) == NOTIFY and not _notifying(ctx.settings):
             raise Unprocessable(
-                f"A {step} Task is not run again (neither by an update to requested nor "
-                "by $retry): the message is not resent. Tell the patient another way (the "
-                "Communication's about says of what), then set the Task to completed or "
-                "cancelled", expression=["Task.status"], code="business-rule")
+                "No notification channel is configured (FHIR_SMTP_URL, FHIR_SMS_URL and "
+                "FHIR_SMS_FROM): nothing can resend this message. Tell the patient another "
+                "way (the Communication's about says of what), then set the Task to "
+                "completed or cancelled", expression=["Task.status"], code="business-rule")
         return []
+
+
+def _notifying(settings: Any) -> bool:
+    """Whether a notification channel is configured (``notifications/channels.py``)."""
+    return bool(settings.fhir_smtp_url or (settings.fhir_sms_url and settings.fhir_sms_from))
