@@ -16,6 +16,11 @@ For each channel that is on (``channels.py``), in order:
 
 Sending comes before recording, so a process killed between the two (SIGKILL, a power
 cut) sends that message again when the notice is handed again: at least once, never lost.
+
+A notify-patient Task set to ``requested`` (``resend``) sends its not-done Communication's
+message again on that channel, the notice rebuilt from what the Communication is about as
+it now is (``messages.resent_notice``): the Communication is updated (``completed``, or
+``not-done`` with the new reason) and the Task completed or failed again with it.
 """
 
 from __future__ import annotations
