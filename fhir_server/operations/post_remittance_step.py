@@ -20,19 +20,32 @@ claim number (CLP07) and the amounts that do not match. ``Task/[id]/$retry``
 stored, say) and completes the Task with the ClaimResponse in ``output``.
 
 A payment whose total does not match its claim payments (``BPR02``) is refused whole, as
-are files that are not valid X12: nothing is posted, and the caller is answered 400.
+are files that are not valid X12: nothing is posted, and the caller of ``$import-835`` is
+answered 400. The X12 poll has no caller to answer: an 835 it fetches that does not
+balance so is kept as received (a DocumentReference whose id derives from the file, so a
+file fetched twice is kept once) with a failed post-remittance Task for the whole file
+(``item`` ``FILE_ITEM``), its ``statusReason`` naming ISA13, ST02, BPR02 and the sum it
+should equal. Its ``$retry`` reads the kept file and posts it if it now can; as the file
+cannot change, it fails again with the same reason: ask the payer for a corrected 835,
+or cancel the Task.
 """
 
 from __future__ import annotations
 
-from fhir_server.adapters.x12.remittance import ClaimPayment
+import hashlib
+
+from fhir_server.adapters.payer import Exchanged
+from fhir_server.adapters.x12.remittance import ClaimPayment, Unbalanced
 from fhir_server.core.config import Settings
 from fhir_server.core.errors import FhirError, Issue, Unprocessable
+from fhir_server.operations.common import commit_new
+from fhir_server.operations.interchanges import interchange_document
 from fhir_server.operations.worklist import Failure, complete_task, new_task, open_task
 from fhir_server.revenue.records import LOCAL_REF, Resource
 from fhir_server.storage.repository import Repository
 
 STEP = "post-remittance"
+FILE_ITEM = "835-whole"  # the item of a whole-file Task (no CLP: never CLP<n>:...)
 
 
 def item_of(payment: ClaimPayment) -> str:
@@ -96,3 +109,47 @@ async def posted(*, repo: Repository, settings: Settings, document_id: str,
     await complete_task(repo=repo, settings=settings, step=STEP,
                         focus=f"DocumentReference/{document_id}", item=item_of(payment),
                         results=[f"ClaimResponse/{response_id}"])
+
+
+def unbalanced_of(error: BaseException) -> Unbalanced | None:
+    """The BPR02 imbalance an import refused the 835 for, if that is why."""
+    cause = error.__cause__
+    return cause if isinstance(cause, Unbalanced) else None
+
+
+def file_problem(unbalanced: Unbalanced) -> Unprocessable:
+    """Why a whole 835 cannot be posted, in plain words: identifiers and amounts only."""
+    return Unprocessable(
+        f"The 835 interchange ISA13 {unbalanced.interchange[:15] or 'unknown'} (transaction "
+        f"ST02 {unbalanced.transaction[:15] or 'unknown'}) does not balance: BPR02 pays "
+        f"{unbalanced.total:.2f}, but its claim payments (CLP04) less its provider "
+        f"adjustments (PLB) total {unbalanced.expected:.2f}, which BPR02 must equal. Nothing "
+        "of it is posted. Ask the payer for a corrected 835, or cancel this Task",
+        code="business-rule")
+
+
+def file_document_id(text: str) -> str:
+    """The kept file's DocumentReference id, from its content: one per file however often
+    it is fetched."""
+    return "x12-835-" + hashlib.sha256(text.encode("ascii", "replace")).hexdigest()[:48]
+
+
+async def set_aside_file(*, repo: Repository, settings: Settings, text: str,
+                         unbalanced: Unbalanced) -> Resource:
+    """Keep an 835 the poll could not post as a whole, and open (or update) its Task.
+    Returns the Task."""
+    error = file_problem(unbalanced)
+    document_id = file_document_id(text)
+    focus = f"DocumentReference/{document_id}"
+    failure = Failure(reason=error.diagnostics, outcome=error.outcome())
+    if await repo.current(type_="DocumentReference", id_=document_id) is None:
+        kept = interchange_document(Exchanged("received", "835", text, unbalanced.interchange),
+                                    related=[])
+        kept["id"] = document_id
+        if "masterIdentifier" in kept:
+            kept["masterIdentifier"]["value"] = f"835-{unbalanced.interchange}-{document_id[8:16]}"
+        task = new_task(step=STEP, focus=focus, item=FILE_ITEM, patient=None, failure=failure)
+        stored = await commit_new(repo, settings, [(kept, None), (task, None)])
+        return stored[1]
+    return await open_task(repo=repo, settings=settings, step=STEP, focus=focus,
+                           item=FILE_ITEM, patient=None, failure=failure)

@@ -14,7 +14,9 @@ ClaimResponse and the bill's Invoice balance; the 835 itself as a DocumentRefere
 A CLP that cannot be posted (for a claim this server never sent to that payer, or whose
 amounts do not balance) is kept as an unallocated detail, reported as a warning and set
 aside on the worklist as a post-remittance Task (``post_remittance_step.py``); the other
-CLPs are posted. A BPR whose total does not match its CLPs is refused whole.
+CLPs are posted. A BPR whose total does not match its CLPs is refused whole (400); the
+X12 poll keeps such a file and opens a post-remittance Task for it
+(``post_remittance_step.set_aside_file``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 
 from fhir_server.adapters.payer import Exchanged
 from fhir_server.adapters.x12.acks import ClaimStatus, read_277ca
-from fhir_server.adapters.x12.remittance import ClaimPayment, Remittance, read_835
+from fhir_server.adapters.x12.remittance import ClaimPayment, Remittance, Unbalanced, read_835
 from fhir_server.adapters.x12.segments import Interchange, X12Error, parse
 from fhir_server.adapters.x12.validate import validate
 from fhir_server.core.config import Settings
@@ -114,6 +116,8 @@ async def apply_835(*, repo: Repository, settings: Settings, text: str) -> Appli
     document = read_checked(text, {"835"}, settings)
     try:
         remittances = read_835(document)
+    except Unbalanced as error:  # the poll keeps such a file on the worklist: its cause
+        raise Invalid(f"Bad 835 at {error.where}: {error.message}") from error
     except X12Error as error:
         raise Invalid(f"Bad 835 at {error.where}: {error.message}") from None
     payers = [await _payer(repo, settings, r) for r in remittances]

@@ -88,6 +88,10 @@ async def _post_remittance(call: Call, focus_type: str, focus_id: str) -> None:
     if not isinstance(item, str):
         raise Unprocessable(f"A post-remittance Task names its claim payment by an identifier "
                             f"under {WORKLIST_ITEM}", expression=["Task.identifier"])
+    if item == post_remittance_step.FILE_ITEM:  # the whole 835, refused for its BPR02
+        await remittance_repost.repost_file(repo=call.repo, settings=call.settings,
+                                            document_id=focus_id)
+        return
     await remittance_repost.repost(repo=call.repo, settings=call.settings,
                                    document_id=focus_id, item=item)
 

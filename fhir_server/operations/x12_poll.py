@@ -3,9 +3,12 @@
 ``poll_once`` reads every active Endpoint whose connectionType is ``x12-5010``, asks its
 outbox for the files after the persisted cursor, applies each (``remittance_posting``)
 and moves the cursor past it. A file refused as bad X12 (4xx) is reported and passed
-(it would block every later file otherwise); a conflict or an unreachable database stops
-that clearinghouse's round, so the file is tried again next time. One lease per Endpoint
-keeps two server processes from applying the same file at once.
+(it would block every later file otherwise); an 835 refused because BPR02 does not
+balance is also kept, with a failed post-remittance Task on the worklist
+(``post_remittance_step.set_aside_file``: once per file, however often it is fetched);
+a conflict or an unreachable database stops that clearinghouse's round, so the file is
+tried again next time. One lease per Endpoint keeps two server processes from applying
+the same file at once.
 
 ``fhir-server x12 poll`` runs one round; with ``FHIR_X12_POLL_INTERVAL`` > 0 the server
 runs one every that many seconds.
@@ -24,6 +27,7 @@ from fhir_server.adapters.payer import PayerEndpoint
 from fhir_server.adapters.x12.segments import X12Error, split
 from fhir_server.core.config import Settings
 from fhir_server.core.errors import Conflict, FhirError
+from fhir_server.operations import post_remittance_step as step
 from fhir_server.operations.remittance_posting import apply_277ca, apply_835, check_size
 from fhir_server.service import interactions as svc
 from fhir_server.storage.locks import LockBusy
@@ -75,6 +79,16 @@ async def _poll(repo: Repository, settings: Settings, x12: Any, endpoint: PayerE
         except FhirError as error:
             if error.status >= 500:
                 raise
+            unbalanced = step.unbalanced_of(error)
+            if unbalanced is not None:  # no caller to answer: the worklist is told
+                task = await step.set_aside_file(repo=repo, settings=settings, text=text,
+                                                 unbalanced=unbalanced)
+                summary.refused.append(f"{where}: {error.diagnostics[:200]}: kept on the "
+                                       f"worklist as Task/{task['id']}")
+                log.warning("x12 835 does not balance endpoint=%s file=%s task=%s",
+                            endpoint.reference, file_id[:64], task["id"])
+                await x12.state.put_cursor(endpoint.reference, file_id)
+                continue
             summary.refused.append(f"{where}: {error.diagnostics}")
             log.warning("x12 file refused endpoint=%s file=%s status=%d", endpoint.reference,
                         file_id[:64], error.status)

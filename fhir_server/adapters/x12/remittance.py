@@ -129,7 +129,11 @@ def read_835(interchange: Interchange) -> list[Remittance]:
         if transaction.set_id != "835":
             raise X12Error(f"Expected 835 transaction sets, not {transaction.set_id[:3]}",
                            segment="ST")
-        out.append(_transaction(transaction.segments))
+        try:
+            out.append(_transaction(transaction.segments))
+        except Unbalanced as error:
+            error.interchange, error.transaction = interchange.control, transaction.control
+            raise
     if not out:
         raise X12Error("The interchange holds no 835 transaction set", segment="ST")
     return out
@@ -224,14 +228,24 @@ def _provider_adjustments(seg: Segment) -> list[ProviderAdjustment]:
     return out
 
 
+class Unbalanced(X12Error):
+    """BPR02 does not equal the claims' payments less the provider adjustments: the
+    amounts, and (set by ``read_835``) the ISA13 and ST02 control numbers."""
+
+    def __init__(self, bpr: Segment, total: Decimal, expected: Decimal) -> None:
+        super().__init__("BPR02 must equal the claims' payments less the provider adjustments "
+                         "(PLB)", segment=bpr.id, position=bpr.position, element=2)
+        self.total, self.expected = total, expected
+        self.interchange = self.transaction = ""
+
+
 def _balance(bpr: Segment, remittance: Remittance) -> None:
     for claim in remittance.claims:
         claim.unbalanced = imbalance(claim)
     expected = (sum((c.paid for c in remittance.claims), ZERO)
                 - sum((p.amount for p in remittance.provider_adjustments), ZERO))
     if remittance.total != expected:
-        raise bpr.error("BPR02 must equal the claims' payments less the provider adjustments "
-                        "(PLB)", 2)
+        raise Unbalanced(bpr, remittance.total, expected)
 
 
 def imbalance(claim: ClaimPayment) -> str | None:
