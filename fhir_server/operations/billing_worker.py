@@ -12,62 +12,39 @@ It starts from the oldest event the outbox keeps, so a visit finished before the
 first ran is billed too. Events handed twice, or a bill made meanwhile by
 ``$generate-bill`` or by another worker, bill nothing more (``bill_visit.py``). A
 transient fault (the database briefly away, a bill being written by another process) is
-tried again here with backoff, ``TRIES`` times, then the event is handed back to the
+tried again here with backoff (``events/each.py``), then the event is handed back to the
 runner, which hands it again after a pause: it never makes a Task.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Sequence
 from typing import Literal
 
 from fhir_server.core.config import Settings
 from fhir_server.events.consumer import Consumer
+from fhir_server.events.each import EachEventConsumer
 from fhir_server.events.event import Event
-from fhir_server.events.runner import pause_after
 from fhir_server.operations.bill_visit import bill_visit
 from fhir_server.storage.repository import Repository
 
 log = logging.getLogger("fhir_server.billing")
-TRIES = 3
 LEASE_WAIT = 2.0  # seconds to wait for a bill's leases before trying again later
 
 
-class BillingWorker(Consumer):
+class BillingWorker(EachEventConsumer):
     name = "billing"
+    log = log
     batch = 50
     start: Literal["now", "beginning"] = "beginning"
 
     def __init__(self, *, repo: Repository, settings: Settings) -> None:
         self.repo, self.settings = repo, settings
 
-    async def deliver(self, events: Sequence[Event]) -> int:
-        for done, event in enumerate(events):
-            try:
-                await self._with_retries(event)
-            except Exception as error:  # still failing: the runner hands it again later
-                log.warning("billing deferred event=%d error=%s", event.number,
-                            type(error).__name__)
-                return done
-        return len(events)
+    def wants(self, event: Event) -> bool:
+        return "encounter-finished" in event.topics
 
-    async def _with_retries(self, event: Event) -> None:
-        for attempt in range(1, TRIES + 1):
-            try:
-                await self._handle(event)
-                return
-            except Exception as error:  # a step's own failures became Tasks: this passes
-                if attempt == TRIES:
-                    raise
-                log.info("billing retry event=%d attempt=%d error=%s", event.number, attempt,
-                         type(error).__name__)
-                await asyncio.sleep(pause_after(attempt))
-
-    async def _handle(self, event: Event) -> None:
-        if "encounter-finished" not in event.topics:
-            return
+    async def handle(self, event: Event) -> None:
         encounter_id = event.id_
         result = await bill_visit(repo=self.repo, settings=self.settings,
                                   encounter_id=encounter_id, wait=LEASE_WAIT)

@@ -12,7 +12,7 @@ worklist step set to ``requested``: an event handed twice, or after the Task mov
 runs nothing. A step that cannot even start (its focus gone or not a local reference) fails
 the Task with that reason, rather than leave it ``requested``. A transient fault (the
 database away, the step's lease held by another process, a version changed meanwhile) is
-tried again here with backoff, ``TRIES`` times, then handed back to the runner.
+tried again here with backoff, then handed back to the runner (``events/each.py``).
 
 The run acts as the server itself, as the billing worker and the X12 poller do: its
 ``Call`` has no caller (no access check, nothing hidden), the payer adapter is the app's
@@ -23,17 +23,15 @@ AuditEvent of its own (as for the billing worker's bills).
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Sequence
 from typing import Any, Literal
 
 from fhir_server.core.config import Settings
 from fhir_server.core.errors import FhirError
 from fhir_server.core.fhirjson import loads_stored
 from fhir_server.events.consumer import Consumer
+from fhir_server.events.each import EachEventConsumer
 from fhir_server.events.event import Event
-from fhir_server.events.runner import pause_after
 from fhir_server.operations.base import Call
 from fhir_server.operations.task_retry import run_step, step_of
 from fhir_server.operations.worklist import Failure, fail_task, transient
@@ -41,11 +39,11 @@ from fhir_server.revenue.states import TaskStatus, task_status
 from fhir_server.storage.repository import Repository
 
 log = logging.getLogger("fhir_server.worklist")
-TRIES = 3
 
 
-class WorklistWorker(Consumer):
+class WorklistWorker(EachEventConsumer):
     name = "worklist"
+    log = log
     batch = 50
     # A Task set to requested before the worker first ran is run too (only the current
     # version of a Task still requested runs anything).
@@ -54,31 +52,10 @@ class WorklistWorker(Consumer):
     def __init__(self, *, repo: Repository, settings: Settings, services: Any) -> None:
         self.repo, self.settings, self.services = repo, settings, services
 
-    async def deliver(self, events: Sequence[Event]) -> int:
-        for done, event in enumerate(events):
-            if event.type_ != "Task" or event.action == "delete":
-                continue
-            try:
-                await self._with_retries(event)
-            except Exception as error:  # still failing: the runner hands it again later
-                log.warning("worklist deferred event=%d error=%s", event.number,
-                            type(error).__name__)
-                return done
-        return len(events)
+    def wants(self, event: Event) -> bool:
+        return event.type_ == "Task" and event.action != "delete"
 
-    async def _with_retries(self, event: Event) -> None:
-        for attempt in range(1, TRIES + 1):
-            try:
-                await self._handle(event)
-                return
-            except Exception as error:  # a step's own failures are on its Task: this passes
-                if attempt == TRIES:
-                    raise
-                log.info("worklist retry event=%d attempt=%d error=%s", event.number,
-                         attempt, type(error).__name__)
-                await asyncio.sleep(pause_after(attempt))
-
-    async def _handle(self, event: Event) -> None:
+    async def handle(self, event: Event) -> None:
         stored = await self.repo.current(type_="Task", id_=event.id_)
         if stored is None or stored.version != event.version or stored.text is None:
             return  # not the current version: its own event comes later
