@@ -45,9 +45,8 @@ from fhir_server.notifications.templates import Rendered, Templates
 from fhir_server.operations.common import commit_new, now_instant
 from fhir_server.operations.worklist import Failure, complete_task, fail_task, open_task
 from fhir_server.revenue.records import LOCAL_REF
-from fhir_server.revenue.states import TaskStatus, task_status
+from fhir_server.revenue.states import TaskStatus, task_status, worklist_codes
 from fhir_server.storage.repository import Repository
-from fhir_server.terminology.systems import WORKLIST
 
 log = logging.getLogger("fhir_server.notifications")
 STEP = "notify-patient"
@@ -177,9 +176,7 @@ class Delivery:
         if stored is None or stored.version != version or stored.text is None:
             return
         task = loads_stored(stored.text)
-        codes = (task.get("code") or {}).get("coding") or []
-        if task_status(task) is not TaskStatus.REQUESTED or not any(
-                c.get("system") == WORKLIST and c.get("code") == STEP for c in codes):
+        if task_status(task) is not TaskStatus.REQUESTED or STEP not in worklist_codes(task):
             return
         reason = await self._resend(task)
         if reason is not None:  # it could not even be tried: the Task says why

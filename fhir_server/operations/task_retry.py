@@ -40,7 +40,7 @@ from fhir_server.operations import (
 )
 from fhir_server.operations.base import Call, Operation, Param
 from fhir_server.revenue.records import LOCAL_REF, Resource
-from fhir_server.revenue.states import OPEN_TASKS, task_status
+from fhir_server.revenue.states import OPEN_TASKS, task_status, worklist_codes
 from fhir_server.service import interactions as svc
 from fhir_server.storage.locks import LockBusy
 from fhir_server.terminology.systems import WORKLIST, WORKLIST_ITEM
@@ -124,8 +124,7 @@ async def run(call: Call) -> Resource:
 
 def step_of(task: dict[str, Any]) -> str | None:
     """The worklist step a Task is about, if it is one this server can run again."""
-    return next((str(c.get("code")) for c in (task.get("code") or {}).get("coding") or []
-                 if c.get("system") == WORKLIST and c.get("code") in RETRIES), None)
+    return next((code for code in worklist_codes(task) if code in RETRIES), None)
 
 
 async def run_step(call: Call, task: dict[str, Any]) -> None:
@@ -134,8 +133,7 @@ async def run_step(call: Call, task: dict[str, Any]) -> None:
     Task is not one to run (not a step, closed, no local focus), LockBusy while another
     process runs it. Shared by ``$retry`` and the worklist worker (``worklist_worker.py``)."""
     step = step_of(task)
-    if step is None and any(c.get("system") == WORKLIST and c.get("code") == NOTIFY
-                            for c in (task.get("code") or {}).get("coding") or []):
+    if step is None and NOTIFY in worklist_codes(task):
         raise Unprocessable(f"A {NOTIFY} Task is not retried here: update its status to "
                             "requested and the notifications worker sends the message "
                             "again", expression=["Task.code"], code="business-rule")

@@ -40,6 +40,7 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from fhir_server.core.errors import Unprocessable
+from fhir_server.terminology.systems import WORKLIST
 
 
 class InvoiceStatus(StrEnum):
@@ -241,6 +242,13 @@ def invoice_status(resource: Mapping[str, Any] | None) -> InvoiceStatus | None:
 
 def task_status(resource: Mapping[str, Any] | None) -> TaskStatus | None:
     return state_of(TaskStatus, (resource or {}).get("status"))
+
+
+def worklist_codes(task: Mapping[str, Any] | None) -> list[str]:
+    """The worklist steps a Task names: its ``code`` codings under ``WORKLIST``."""
+    codings = ((task or {}).get("code") or {}).get("coding") or []
+    return [str(c.get("code")) for c in codings
+            if isinstance(c, dict) and c.get("system") == WORKLIST]
 
 
 def claim_outcome(resource: Mapping[str, Any] | None) -> ClaimOutcome | None:

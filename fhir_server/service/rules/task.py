@@ -13,16 +13,10 @@ from __future__ import annotations
 from typing import Any
 
 from fhir_server.core.errors import Unprocessable
+from fhir_server.revenue.states import worklist_codes
 from fhir_server.service import write_rules as rules
-from fhir_server.terminology.systems import WORKLIST
 
 NOTIFY = "notify-patient"
-
-
-def _step(task: dict[str, Any] | None) -> str | None:
-    codes = ((task or {}).get("code") or {}).get("coding") or []
-    return next((str(c.get("code")) for c in codes
-                 if isinstance(c, dict) and c.get("system") == WORKLIST), None)
 
 
 class TaskRules:
@@ -34,7 +28,7 @@ class TaskRules:
         if after is None or after.get("status") != "requested" or (
                 before is not None and before.get("status") == "requested"):
             return []
-        if _step(after) == NOTIFY and not _notifying(ctx.settings):
+        if NOTIFY in worklist_codes(after) and not _notifying(ctx.settings):
             raise Unprocessable(
                 "No notification channel is configured (FHIR_SMTP_URL, FHIR_SMS_URL and "
                 "FHIR_SMS_FROM): nothing can resend this message. Tell the patient another "
