@@ -8,15 +8,20 @@ AuditEvent (each worker flushed its queue)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import signal
+import socket
 import sys
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from fhir_server.runtime.exit_codes import EXIT_STARTUP_FAILURE
 from tests.factories import patient
-from tests.support.server_process import children, server_process
+from tests.support.server_process import children, launch, server_process
 from tests.support.store import Store, mint_for_database
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc")
@@ -104,3 +109,59 @@ async def test_two_workers_share_the_database_under_load(store: Store) -> None:
                 "agent:identifier": f"urn:fhir-server:client|{TESTER}",
                 "_summary": "count"})).json()["total"]
     assert counted == call.sent
+
+
+def _established(pid: int, port: int) -> int:
+    """How many TCP connections to ``port`` the process ``pid`` holds (from /proc)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            if local_port == port and fields[3] == "01" and fields[9] in inodes:
+                count += 1
+    return count
+
+
+@pytest.mark.process
+def test_connections_opened_together_are_spread_over_the_workers(tmp_path: Path) -> None:
+    """A client that opens its keep-alive connections at once (a proxy, a pool) gets both
+    workers, not the one that woke first (each worker listens on its own socket)."""
+    with server_process(tmp_path, FHIR_WORKERS="2", FHIR_AUTH="off") as server:
+        workers = [pid for pid in children(server.proc.pid)  # not the resource tracker
+                   if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        assert len(workers) == 2, workers
+        connections = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(32)]
+        try:
+            for conn in connections:  # each answered: accepted by a worker
+                conn.sendall(b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n")
+            for conn in connections:
+                assert conn.recv(4096).startswith(b"HTTP/1.1 200")
+            held = [_established(pid, server.port) for pid in workers]
+        finally:
+            for conn in connections:
+                conn.close()
+    assert sum(held) == 32, held
+    # Spread by the kernel by address: one worker with 3 or fewer of 32 is a 1 in 380,000 chance.
+    assert min(held) >= 4, held
+
+
+@pytest.mark.process
+def test_a_port_in_use_is_refused_not_shared(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        server = launch(tmp_path, port=taken.getsockname()[1], FHIR_WORKERS="2",
+                        FHIR_AUTH="off")
+        try:
+            assert server.proc.wait(timeout=60) == EXIT_STARTUP_FAILURE
+        finally:
+            if server.proc.poll() is None:
+                server.kill()
+    assert "cannot listen on 127.0.0.1" in server.log.read_text()

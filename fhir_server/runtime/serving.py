@@ -1,4 +1,4 @@
-"""Running the HTTP server: one process, or ``FHIR_WORKERS`` processes on one socket.
+"""Running the HTTP server: one process, or ``FHIR_WORKERS`` processes on one port.
 
 Every server process runs ``run_server``: uvicorn on the app, and an exit code that says
 how it went: 0 after a stop that was asked for (SIGTERM, SIGINT), ``EXIT_STARTUP_FAILURE``
@@ -117,19 +117,27 @@ def run_server(settings: Settings, sockets: list[socket.socket] | None = None) -
 
 
 def serve_workers(settings: Settings) -> int:
-    """FHIR_WORKERS processes on one listening socket: each builds the app from the same
-    environment and opens the same database (``supervisor.py`` starts, replaces and stops
-    them); the exit code is non-zero when a worker's start-up failed."""
+    """FHIR_WORKERS processes on one port, each with its own listening socket
+    (``listening.py``): each builds the app from the same environment and opens the same
+    database (``supervisor.py`` starts, replaces and stops them); the exit code is non-zero
+    when the port cannot be bound or a worker's start-up failed."""
+    from fhir_server.runtime.listening import worker_sockets
     from fhir_server.runtime.supervisor import Supervisor
 
+    try:
+        sockets = worker_sockets(settings.fhir_host, settings.fhir_port, settings.fhir_workers)
+    except OSError as error:
+        print(f"fhir-server: cannot listen on {settings.fhir_host}:{settings.fhir_port}: "
+              f"{error}", file=sys.stderr)
+        return EXIT_STARTUP_FAILURE
     shared_metrics_dir(settings)
     config = uvicorn.Config("fhir_server.runtime.serving:run_worker", host=settings.fhir_host,
                             port=settings.fhir_port, log_config=None)
     # A stop waits for every worker's drain, grace and last flush, then kills what is left.
     stop_timeout = (settings.fhir_shutdown_drain_seconds
                     + settings.fhir_shutdown_grace_seconds + 15)
-    supervisor = Supervisor(config=config, target=run_worker, sockets=[config.bind_socket()],
-                            workers=settings.fhir_workers, stop_timeout=stop_timeout)
+    supervisor = Supervisor(config=config, target=run_worker, sockets=sockets,
+                            stop_timeout=stop_timeout)
     return supervisor.run()
 
 

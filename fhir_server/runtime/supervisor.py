@@ -34,9 +34,11 @@ POLL = 0.2  # seconds between looks at the workers
 
 class Supervisor:
     def __init__(self, *, config: uvicorn.Config, target: Callable[..., None],
-                 sockets: list[socket.socket], workers: int, stop_timeout: float) -> None:
+                 sockets: list[socket.socket], stop_timeout: float) -> None:
+        """One worker per socket (``listening.py``); a replacement gets the socket of the
+        worker it replaces."""
         self.config, self.target, self.sockets = config, target, sockets
-        self.count, self.stop_timeout = workers, stop_timeout
+        self.stop_timeout = stop_timeout
         self.processes: list[SpawnProcess] = []
         self.stopping = threading.Event()
         self.signal: int | None = None
@@ -46,8 +48,8 @@ class Supervisor:
         self.signal = signum
         self.stopping.set()
 
-    def _spawn(self) -> SpawnProcess:
-        process = get_subprocess(self.config, self.target, self.sockets)
+    def _spawn(self, index: int) -> SpawnProcess:
+        process = get_subprocess(self.config, self.target, [self.sockets[index]])
         process.start()
         log.info("worker started pid=%s", process.pid)
         return process
@@ -55,7 +57,7 @@ class Supervisor:
     def run(self) -> int:
         previous = {sig: signal.signal(sig, self._on_signal) for sig in STOP_SIGNALS}
         try:
-            self.processes = [self._spawn() for _ in range(self.count)]
+            self.processes = [self._spawn(index) for index in range(len(self.sockets))]
             while not self.stopping.wait(POLL):
                 self._look()
             if self.signal is not None:
@@ -80,7 +82,7 @@ class Supervisor:
                 return
             log.warning("worker died pid=%s exit_code=%s: replacing it", process.pid,
                         process.exitcode)
-            self.processes[index] = self._spawn()
+            self.processes[index] = self._spawn(index)
 
     def _stop_all(self) -> None:
         for process in self.processes:
