@@ -315,13 +315,15 @@ def _index_composite(c: Collector, param: SearchParam, values: Iterable[Any]) ->
                 c.add("cr", param.code, {"p": param.code, "k": k1, "lo": lo, "hi": hi})
 
 
-def index_resource(resource: Mapping[str, Any], *, base_url: str = "") -> dict[str, Any]:
-    """The ``ix`` document of a resource: every search parameter's normalised values."""
+def index_resource(resource: Mapping[str, Any], *, base_url: str = "",
+                   only: frozenset[str] | None = None) -> dict[str, Any]:
+    """The ``ix`` document of a resource: every search parameter's normalised values, or
+    (``only``) those of the parameters named, for a judge that reads no others."""
     rtype = str(resource.get("resourceType", ""))
     c = Collector(base_url, rtype)
     for param, evaluators in extraction_plan(rtype):
         code = param.code
-        if code in SERVER_VALUES:
+        if code in SERVER_VALUES or (only is not None and code not in only):
             continue
         for evaluator in evaluators:
             roots = evaluator.roots

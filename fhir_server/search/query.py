@@ -259,3 +259,20 @@ def walk(query: Query) -> list[Query]:
     elif isinstance(query, Chain | Has):
         out += walk(query.inner)
     return out
+
+
+def params_read(query: Query) -> frozenset[str] | None:
+    """The codes of the search parameters whose values a query of one resource reads (its
+    id and instant need none); None when it reaches beyond the resource (chains, ``_has``,
+    code sets), whose values cannot be named from here."""
+    codes: set[str] = set()
+    for node in walk(query):
+        if isinstance(node, Keys | NoKeys):
+            codes.update(k.split("|", 1)[0] for k in node.keys)
+        elif isinstance(node, Prefix | Contains):
+            codes.add(node.prefix.split("|", 1)[0])
+        elif isinstance(node, Element):
+            codes.add(node.param)
+        elif not isinstance(node, And | Or | Ids | Updated):
+            return None
+    return frozenset(codes)

@@ -24,7 +24,7 @@ from fhir_server.search.compile import CompileContext, compile_criteria
 from fhir_server.search.evaluate import evaluate
 from fhir_server.search.extract import index_resource
 from fhir_server.search.parse import RESULT_PARAMETERS, criteria_of
-from fhir_server.search.query import Chain, Has, KeysInSet, Query, walk
+from fhir_server.search.query import Chain, Has, KeysInSet, Query, params_read, walk
 
 WHERE = "Subscription.criteria"
 
@@ -34,6 +34,11 @@ class Criteria:
     text: str
     type_: str
     query: Query
+
+    @property
+    def reads(self) -> frozenset[str] | None:
+        """The search parameters whose values judging a version takes (None: all)."""
+        return params_read(self.query)
 
 
 def parse_criteria(text: Any, *, base_url: str) -> Criteria:
@@ -65,9 +70,11 @@ def parse_criteria(text: Any, *, base_url: str) -> Criteria:
     return Criteria(text=text.strip(), type_=type_, query=query)
 
 
-def index_of(resource: Mapping[str, Any], *, id_: str, base_url: str) -> dict[str, Any]:
-    """The search values of a version's content (versions keep none: extracted again)."""
-    return index_resource({**resource, "id": id_}, base_url=base_url)
+def index_of(resource: Mapping[str, Any], *, id_: str, base_url: str,
+             only: frozenset[str] | None = None) -> dict[str, Any]:
+    """The search values of a version's content (versions keep none: extracted again);
+    ``only``: those of the parameters named (``Criteria.reads``)."""
+    return index_resource({**resource, "id": id_}, base_url=base_url, only=only)
 
 
 def matches(criteria: Criteria, *, type_: str, id_: str, index: Mapping[str, Any],

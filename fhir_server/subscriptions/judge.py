@@ -5,8 +5,9 @@ read it, by the same access
 rules as a read (``auth/access.py``: scopes, scope restrictions, a patient token's
 compartment). A deletion is no match: criteria judge content.
 
-One judge serves one batch of events: each version is read and its search values
-extracted once for every Subscription, and each owner's access is compiled once.
+One judge serves one batch of events: each version is read once for every Subscription,
+only the search values its criteria read are extracted (once per set of parameters: a
+version has dozens, criteria read one or two), and each owner's access is compiled once.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class Judge:
         self.repo, self.settings = repo, settings
         self._versions: dict[tuple[str, str, int],
                              tuple[dict[str, Any], datetime, str] | None] = {}
+        self._indexes: dict[tuple[str, str, int, frozenset[str] | None], dict[str, Any]] = {}
         self._access: dict[str, Access] = {}
         self._topics: dict[int, tuple[str, ...]] = {}
 
@@ -61,8 +63,9 @@ class Judge:
         loaded = await self._load(change)
         if loaded is None:
             return None
-        index, ts, text = loaded
-        if not all(matches(c, type_=change.type_, id_=change.id_, index=index, ts=ts)
+        resource, ts, text = loaded
+        if not all(matches(c, type_=change.type_, id_=change.id_, ts=ts,
+                           index=self._index(change, resource, c.reads))
                    for c in watch.criteria):
             return None
         if active.owner is not None:
@@ -70,7 +73,9 @@ class Judge:
             if access is None:
                 access = Access(principal=active.owner, repo=self.repo, settings=self.settings)
                 self._access[active.id_] = access
-            if not await access.admits(change.type_, "r", id_=change.id_, index=index, ts=ts):
+            if await access.filter(change.type_, "r") is not None and not await access.admits(
+                    change.type_, "r", id_=change.id_, ts=ts,
+                    index=self._index(change, resource, None)):
                 return None
         return Pending(number=change.number, type_=change.type_, id_=change.id_,
                        version=change.version, at=change.at, text=text,
@@ -92,6 +97,14 @@ class Judge:
             stored = await self.repo.version(type_=change.type_, id_=change.id_,
                                              version=change.version)
             self._versions[key] = None if stored is None or stored.text is None else (
-                index_of(orjson.loads(stored.text), id_=change.id_,
-                         base_url=self.settings.base_url), stored.last_updated, stored.text)
+                orjson.loads(stored.text), stored.last_updated, stored.text)
         return self._versions[key]
+
+    def _index(self, change: Change, resource: dict[str, Any],
+               only: frozenset[str] | None) -> dict[str, Any]:
+        """The version's values of the search parameters ``only`` (None: all)."""
+        key = (change.type_, change.id_, change.version, only)
+        if key not in self._indexes:
+            self._indexes[key] = index_of(resource, id_=change.id_,
+                                          base_url=self.settings.base_url, only=only)
+        return self._indexes[key]
