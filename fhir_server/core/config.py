@@ -440,6 +440,23 @@ class Settings(BaseSettings):
         root = base[: -len("/fhir")] if base.endswith("/fhir") else base
         return f"{root}/auth"
 
+    @property
+    def patient_email_configured(self) -> bool:
+        """Whether patient notifications go out by email (FHIR_SMTP_URL set; one that is
+        not an SMTP URL still leaves the channel off: ``notifications/channels.py``)."""
+        return bool(self.fhir_smtp_url)
+
+    @property
+    def patient_sms_configured(self) -> bool:
+        """Whether patient notifications go out by SMS (FHIR_SMS_URL and FHIR_SMS_FROM)."""
+        return bool(self.fhir_sms_url and self.fhir_sms_from)
+
+    @property
+    def notification_channels_configured(self) -> bool:
+        """Whether any patient notification channel is configured (and so a notifications
+        consumer runs, which resends a notify-patient Task set to ``requested``)."""
+        return self.patient_email_configured or self.patient_sms_configured
+
 
 def _kek_bytes(text: str) -> bytes:
     """A key-encryption key: 32 bytes in base64 (standard or URL-safe alphabet)."""

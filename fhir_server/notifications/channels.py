@@ -141,11 +141,11 @@ def channels(settings: Settings) -> list[Channel]:
     """The channels whose settings are set, email first. An FHIR_SMTP_URL that is not one
     leaves email off (logged), as it leaves email Subscriptions refused: the server starts."""
     out: list[Channel] = []
-    if settings.fhir_smtp_url is not None:
+    if settings.patient_email_configured:
         try:
             out.append(EmailChannel(settings))
         except ValueError as wrong:  # names no secret
             log.warning("patient email off: %s", wrong)
-    if settings.fhir_sms_url and settings.fhir_sms_from:
+    if settings.patient_sms_configured:
         out.append(SmsChannel(settings))
     return out

@@ -10,8 +10,6 @@ saying what to do instead.
 
 from __future__ import annotations
 
-from typing import Any
-
 from fhir_server.core.errors import Unprocessable
 from fhir_server.revenue.states import worklist_codes
 from fhir_server.service import write_rules as rules
@@ -28,7 +26,8 @@ class TaskRules:
         if after is None or after.get("status") != "requested" or (
                 before is not None and before.get("status") == "requested"):
             return []
-        if NOTIFY in worklist_codes(after) and not _notifying(ctx.settings):
+        if (NOTIFY in worklist_codes(after)
+                and not ctx.settings.notification_channels_configured):
             raise Unprocessable(
                 "No notification channel is configured (FHIR_SMTP_URL, FHIR_SMS_URL and "
                 "FHIR_SMS_FROM): nothing can resend this message. Tell the patient another "
@@ -36,7 +35,3 @@ class TaskRules:
                 "completed or cancelled", expression=["Task.status"], code="business-rule")
         return []
 
-
-def _notifying(settings: Any) -> bool:
-    """Whether a notification channel is configured (``notifications/channels.py``)."""
-    return bool(settings.fhir_smtp_url or (settings.fhir_sms_url and settings.fhir_sms_from))
