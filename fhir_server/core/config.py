@@ -314,7 +314,8 @@ class Settings(BaseSettings):
         "to status error with the reason; what it has not got stays readable by $events.")
     fhir_subscription_timeout: float = Field(
         default=10.0, gt=0, le=120, description="Seconds one notification may take (connect "
-        "and answer) before the attempt counts as failed.")
+        "and answer) before the attempt counts as failed; also bounds each SMTP exchange of a "
+        "patient email notification.")
     fhir_subscription_backoff: float = Field(
         default=1.0, gt=0, le=600, description="Seconds of the first pause between two "
         "attempts of a notification; each later pause doubles it (at most 5 minutes), with "

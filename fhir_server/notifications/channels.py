@@ -1,6 +1,7 @@
 """The channels a patient notification goes out on: email over SMTP and SMS over HTTP.
 
-* ``email``: through ``FHIR_SMTP_URL`` (``adapters/smtp.py``), From ``FHIR_SMTP_FROM``;
+* ``email``: through ``FHIR_SMTP_URL`` (``adapters/smtp.py``), From ``FHIR_SMTP_FROM``,
+  with the timeout of email Subscriptions' sends (``FHIR_SUBSCRIPTION_TIMEOUT``);
 * ``sms``: a Twilio-shaped API, a POST of the form fields ``To``, ``From`` and ``Body`` to
   ``FHIR_SMS_URL`` with basic auth (``FHIR_SMS_USER``, ``FHIR_SMS_TOKEN``), From
   ``FHIR_SMS_FROM``, through the shared peer HTTP client (``adapters/peer_http.py``:
@@ -66,7 +67,7 @@ class EmailChannel:
     def __init__(self, settings: Settings) -> None:
         assert settings.fhir_smtp_url is not None
         server = SmtpServer.parse(settings.fhir_smtp_url.get_secret_value())
-        self.mailer = SmtpMailer(server, timeout=settings.fhir_payer_read_timeout)
+        self.mailer = SmtpMailer(server, timeout=settings.fhir_subscription_timeout)
         self.sender = (settings.fhir_smtp_from
                        or f"fhir-server@{urlsplit(settings.base_url).hostname}")
 

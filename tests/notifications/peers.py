@@ -121,4 +121,5 @@ def peer_settings(smtp_port: int, sms: SmsProvider, **extra: object) -> dict[str
             "fhir_sms_from": SMS_FROM, "fhir_events_poll_seconds": 0.01,
             "fhir_notify_backoff": 0.05, "fhir_notify_attempts": 3,
             "fhir_peer_allowed_hosts": "127.0.0.1", "fhir_payer_retries": 0,
-            "fhir_payer_connect_timeout": 1.0, "fhir_payer_read_timeout": 2.0, **extra}
+            "fhir_payer_connect_timeout": 1.0, "fhir_payer_read_timeout": 2.0,
+            "fhir_subscription_timeout": 2.0, **extra}  # the last: SMTP exchanges
