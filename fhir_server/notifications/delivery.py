@@ -29,6 +29,7 @@ import asyncio
 import logging
 import random
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -56,7 +57,19 @@ NAMESPACE = uuid.UUID("9b8f3c2e-0d4a-4e57-8a31-6c2f0e9d4b17")
 MEDIUM = "http://terminology.hl7.org/CodeSystem/v3-ParticipationMode"
 MEDIUM_CODES = {"email": ("EMAILWRIT", "email"), "sms": ("SMSWRIT", "SMS message")}
 MAX_PAUSE = 300.0
+OPTED_OUT, NO_ADDRESS = "opted-out", "no-address"  # why a channel is skipped, as logged
 Resource = dict[str, Any]
+
+
+@dataclass
+class Prepared:
+    """A notice ready to go out (``Delivery._prepare``): each channel's address (``to``) or
+    why it is skipped (``skipped``: OPTED_OUT, NO_ADDRESS), and the rendered message, or
+    why it could not be rendered (a reason for the not-done Communication)."""
+
+    to: dict[str, str]
+    skipped: dict[str, str]
+    message: Rendered | str
 
 
 def communication_id(key: str, channel: str) -> str:
@@ -75,34 +88,47 @@ class Delivery:
         waiting = [c for c in self.channels if not await self._recorded(notice, c.name)]
         if not waiting:
             return
-        stored = await self.repo.current(type_="Patient", id_=notice.patient.split("/", 1)[1])
-        if stored is None or stored.text is None:
+        prepared = await self._prepare(notice, waiting)
+        if prepared is None:
             log.info("notification skipped key=%s reason=no-patient", notice.key)
             return
+        for channel in waiting:
+            if channel.name in prepared.skipped:
+                log.info("notification skipped key=%s channel=%s reason=%s",
+                         notice.key, channel.name, prepared.skipped[channel.name])
+                continue
+            rendered = prepared.message
+            reason = rendered if isinstance(rendered, str) else await self._send(
+                channel, notice, prepared.to[channel.name], rendered)
+            await self._record(notice, channel.name, reason)
+
+    async def _prepare(self, notice: Notice, channels: list[Channel]) -> Prepared | None:
+        """What ``notice`` needs to go out on ``channels``: the patient's address on each, or
+        why none (opted out, no valid address), and the message rendered in the patient's
+        language; None when the patient is not stored."""
+        stored = await self.repo.current(type_="Patient", id_=notice.patient.split("/", 1)[1])
+        if stored is None or stored.text is None:
+            return None
         patient = loads_stored(stored.text)
         now = datetime.now(UTC)
         denied = await opted_out(repo=self.repo, settings=self.settings,
                                  patient=notice.patient, now=now)
-        rendered: Rendered | str
-        try:
-            rendered = self.templates.render(language=language(patient), kind=notice.kind,
-                                             values=notice.values)
-        except jinja2.TemplateError as error:
-            rendered = (f"the notification template {notice.kind} could not be rendered "
-                        f"({type(error).__name__})")
-        for channel in waiting:
+        prepared = Prepared(to={}, skipped={}, message="")
+        for channel in channels:
+            to = None if channel.name in denied else address(patient, channel.name, now=now)
             if channel.name in denied:
-                log.info("notification skipped key=%s channel=%s reason=opted-out",
-                         notice.key, channel.name)
-                continue
-            to = address(patient, channel.name, now=now)
-            if to is None or not channel.valid(to):
-                log.info("notification skipped key=%s channel=%s reason=no-address",
-                         notice.key, channel.name)
-                continue
-            reason = rendered if isinstance(rendered, str) else await self._send(
-                channel, notice, to, rendered)
-            await self._record(notice, channel.name, reason)
+                prepared.skipped[channel.name] = OPTED_OUT
+            elif to is None or not channel.valid(to):
+                prepared.skipped[channel.name] = NO_ADDRESS
+            else:
+                prepared.to[channel.name] = to
+        try:
+            prepared.message = self.templates.render(
+                language=language(patient), kind=notice.kind, values=notice.values)
+        except jinja2.TemplateError as error:
+            prepared.message = (f"the notification template {notice.kind} could not be "
+                                f"rendered ({type(error).__name__})")
+        return prepared
 
     async def _recorded(self, notice: Notice, channel: str) -> bool:
         found = await self.repo.current(type_="Communication",
@@ -210,24 +236,16 @@ class Delivery:
             self.repo, self.settings, key=str(ids[NOTICE]), kind=kind, about=about)
         if notice is None:
             return f"{about[:80]} no longer tells its patient of this: cancel the Task"
-        patient_stored = await self.repo.current(type_="Patient",
-                                                 id_=notice.patient.split("/", 1)[1])
-        if patient_stored is None or patient_stored.text is None:
+        prepared = await self._prepare(notice, [channel])
+        if prepared is None:
             return "the patient is no longer stored: cancel the Task"
-        patient = loads_stored(patient_stored.text)
-        now = datetime.now(UTC)
-        if channel.name in await opted_out(repo=self.repo, settings=self.settings,
-                                           patient=notice.patient, now=now):
+        if prepared.skipped.get(channel.name) == OPTED_OUT:
             return f"the patient opted out of {channel.name}: cancel the Task"
-        to = address(patient, channel.name, now=now)
-        if to is None or not channel.valid(to):
+        if prepared.skipped.get(channel.name) == NO_ADDRESS:
             return f"the patient has no valid {channel.name} address: add one, then retry"
-        try:
-            rendered = self.templates.render(language=language(patient), kind=notice.kind,
-                                             values=notice.values)
-        except jinja2.TemplateError as error:
-            return (f"the notification template {notice.kind} could not be rendered "
-                    f"({type(error).__name__})")
-        reason = await self._send(channel, notice, to, rendered)
+        if isinstance(prepared.message, str):
+            return prepared.message
+        reason = await self._send(channel, notice, prepared.to[channel.name],
+                                  prepared.message)
         await self._record(notice, channel.name, reason, previous=stored.version)
         return None
