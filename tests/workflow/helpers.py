@@ -1,5 +1,6 @@
 """HTTP helpers of the revenue-cycle tests: exact-decimal bodies, creating, reading a bill's
-adjudications. The resources themselves are built in tests/factories.py."""
+adjudications; what the worklist tests share (the worklist's code system, the clinic as
+the billing provider). The resources themselves are built in tests/factories.py."""
 
 from __future__ import annotations
 
@@ -10,6 +11,17 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
+
+WORKLIST = "https://fhir-rcm-server.org/CodeSystem/worklist"  # a worklist Task's step codes
+CLINIC = {"fhir_billing_provider": "Organization/clinic"}  # the provider bills name
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, object]:
+    """The worklist tests' app: bills name the clinic as their provider. A test module
+    imports it to use it (it overrides tests/conftest.py's)."""
+    return dict(CLINIC)
 
 
 def body(value: Any) -> bytes:

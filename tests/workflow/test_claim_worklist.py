@@ -29,9 +29,16 @@ from tests.factories import (
 )
 from tests.support.loopback import serve_in_thread
 from tests.support.server_process import free_port
-from tests.workflow.helpers import by_type, create, found_eventually, post, requested
+from tests.workflow.helpers import (
+    CLINIC,
+    WORKLIST,
+    by_type,
+    create,
+    found_eventually,
+    post,
+    requested,
+)
 
-WORKLIST = "https://fhir-rcm-server.org/CodeSystem/worklist"
 SUBMIT_CLAIM = f"{WORKLIST}|submit-claim"
 FAMILY = "Worklistpatient"  # health data that must not reach statusReason
 YEAR = datetime.now(UTC).year
@@ -40,9 +47,8 @@ YEAR = datetime.now(UTC).year
 @pytest.fixture
 def settings_overrides() -> dict[str, object]:
     # The circuit stays closed through the test's failures: each one is a call that fails.
-    return {"fhir_billing_provider": "Organization/clinic", "fhir_payer_retries": 1,
-            "fhir_payer_connect_timeout": 2.0, "fhir_payer_read_timeout": 5.0,
-            "fhir_payer_breaker_failures": 10}
+    return {**CLINIC, "fhir_payer_retries": 1, "fhir_payer_connect_timeout": 2.0,
+            "fhir_payer_read_timeout": 5.0, "fhir_payer_breaker_failures": 10}
 
 
 @dataclass
@@ -219,8 +225,8 @@ async def test_a_claim_task_set_to_requested_is_sent_again_by_the_worklist_worke
     assert (await client.get("Task", params={"code": SUBMIT_CLAIM})).json()["total"] == 1
 
 
-OPENS_AT_ONCE = {"fhir_billing_provider": "Organization/clinic", "fhir_payer_retries": 0,
-                 "fhir_payer_breaker_failures": 1, "fhir_payer_breaker_reset": 60.0}
+OPENS_AT_ONCE = {**CLINIC, "fhir_payer_retries": 0, "fhir_payer_breaker_failures": 1,
+                 "fhir_payer_breaker_reset": 60.0}
 
 
 @pytest.mark.parametrize("settings_overrides", [OPENS_AT_ONCE])

@@ -22,21 +22,22 @@ from tests.factories import (
     payer_org,
     service,
 )
-from tests.workflow.helpers import create, found_eventually, post, requested
+from tests.workflow.helpers import (
+    WORKLIST,
+    create,
+    found_eventually,
+    post,
+    requested,
+    settings_overrides,  # noqa: F401 (the fixture, used by name)
+)
 from tests.workflow.test_billing import YEAR
 from tests.workflow.test_worklist import visit
 
-WORKLIST = "https://fhir-rcm-server.org/CodeSystem/worklist"
 CHECK = f"{WORKLIST}|check-eligibility"
 BILL_VISIT = f"{WORKLIST}|bill-visit"
 FAMILY = "Eligibilitypatient"  # health data that must not reach statusReason
 SERVICE_DAY = f"{YEAR}-03-02"  # the day tests.workflow.test_worklist.visit starts
 RETRY = {"resourceType": "Parameters"}
-
-
-@pytest.fixture
-def settings_overrides() -> dict[str, object]:
-    return {"fhir_billing_provider": "Organization/clinic"}
 
 
 async def patient_with(client: httpx.AsyncClient,

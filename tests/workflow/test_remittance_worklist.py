@@ -11,7 +11,6 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
-import pytest
 
 from fhir_server.adapters.x12.remittance import (
     Adjustment,
@@ -28,21 +27,23 @@ from tests.factories import (
     payer_org,
     service,
 )
-from tests.workflow.helpers import by_type, create, post, requested, share
+from tests.workflow.helpers import (
+    WORKLIST,
+    by_type,
+    create,
+    post,
+    requested,
+    settings_overrides,  # noqa: F401 (the fixture, used by name)
+    share,
+)
 from tests.x12.edi import Line, Paid, money, remittance_835_claims
 
-WORKLIST = "https://fhir-rcm-server.org/CodeSystem/worklist"
 POST_REMITTANCE = f"{WORKLIST}|post-remittance"
 FAMILY = "Remitpatient"  # health data that must not reach statusReason
 YEAR = datetime.now(UTC).year
 PAYER_ID, PAYER_TAX, CLINIC_NPI = "ACME1", "987654321", "1234567893"
 X12 = {"Content-Type": "application/edi-x12"}
 COPAY = Decimal(30)
-
-
-@pytest.fixture
-def settings_overrides() -> dict[str, object]:
-    return {"fhir_billing_provider": "Organization/clinic"}
 
 
 async def three_claims(client: httpx.AsyncClient) -> tuple[list[dict[str, Any]], str]:

@@ -19,10 +19,9 @@ from fhir_server.events.topics import topics_of
 from fhir_server.operations.billing_worker import LEASE_WAIT, BillingWorker
 from fhir_server.storage.repository import Repository
 from tests.factories import PRICES, SERVICE_SYSTEM, charge_item_definition
-from tests.workflow.helpers import create, found_eventually, post
+from tests.workflow.helpers import CLINIC, WORKLIST, create, found_eventually, post
 from tests.workflow.test_billing import YEAR, insured_patient
 
-WORKLIST = "https://fhir-rcm-server.org/CodeSystem/worklist"
 BILL_VISIT = f"{WORKLIST}|bill-visit"
 
 
@@ -129,7 +128,7 @@ async def finished_event(repo: Repository, encounter_id: str) -> Event:
 
 
 # The app's own worker is off: the test hands the events to workers of its own.
-OWN_WORKERS = {"fhir_bill_on_finish": False, "fhir_billing_provider": "Organization/clinic"}
+OWN_WORKERS = {**CLINIC, "fhir_bill_on_finish": False}
 
 
 @pytest.mark.parametrize("settings_overrides", [OWN_WORKERS])
