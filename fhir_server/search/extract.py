@@ -136,16 +136,25 @@ def _tokens(value: Any) -> Iterator[tuple[str | None, str | None, str | None]]:
 
 
 def _index_token(c: Collector, param: str, values: Iterable[Any]) -> None:
+    # Each distinct (system, code, text) once, in the order met: an element repeated a
+    # hundred times (an AuditEvent's entity types and roles) would make the same keys a
+    # hundred times over.
+    triples: dict[tuple[Any, Any, Any], None] = {}
+    typed: dict[tuple[str, str, str], None] = {}
     for value in values:
-        for system, code, text in _tokens(value):
-            for k in token_keys(param, system, code):
-                c.add("tk", param, k, sort=code)
-            if text:
-                c.add("tt", param, key(param, fold(text)[:MAX_STRING]))
+        for triple in _tokens(value):
+            triples[triple] = None
         if isinstance(value, dict) and "value" in value and isinstance(value.get("type"), dict):
             for coding in value["type"].get("coding") or []:
-                c.add("ot", param, key(param, coding.get("system") or "", coding.get("code") or "",
-                                       str(value["value"])))
+                typed[(coding.get("system") or "", coding.get("code") or "",
+                       str(value["value"]))] = None
+    for system, code, text in triples:
+        for k in token_keys(param, system, code):
+            c.add("tk", param, k, sort=code)
+        if text:
+            c.add("tt", param, key(param, fold(text)[:MAX_STRING]))
+    for system, code, value in typed:
+        c.add("ot", param, key(param, system, code, value))
 
 
 def _strings(value: Any) -> Iterator[str]:

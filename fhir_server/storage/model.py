@@ -11,8 +11,7 @@ from fhir_server.search.dates import now_ms as now_ms
 
 def instant(ts: datetime) -> str:
     """FHIR instant text for a stored timestamp: 2026-11-21T22:58:01.123Z."""
-    ts = ts.astimezone(UTC)
-    return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+    return ts.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from fhir_server.storage.model import instant, now_ms
@@ -52,6 +53,12 @@ class Status:
     error: str | None = None
 
 
+@lru_cache(maxsize=4096)
+def _timestamp(at: datetime) -> str:
+    """An event's instant as text, made once for all the Subscriptions notified of it."""
+    return instant(at)
+
+
 def _method(item: Pending) -> str:
     return "POST" if item.version == 1 else "PUT"
 
@@ -71,7 +78,7 @@ def status_parameters(status: Status, kind: str, items: Sequence[Pending],
     for item, number in zip(items, numbers, strict=True):
         part: list[dict[str, Any]] = [
             {"name": "event-number", "valueString": str(number)},
-            {"name": "timestamp", "valueInstant": instant(item.at)}]
+            {"name": "timestamp", "valueInstant": _timestamp(item.at)}]
         if content != "empty":
             part.append({"name": "focus", "valueReference": {
                 "reference": f"{item.type_}/{item.id_}/_history/{item.version}"}})
