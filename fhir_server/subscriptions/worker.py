@@ -67,6 +67,13 @@ SAVE_EVERY = 0.5
 # A queue longer than this (a receiver slow or away) holds its notifications without the
 # versions' JSON, read again when sent, so that a backlog costs little memory.
 KEEP_TEXTS = 1000
+# While events flow, a topic-based rest-hook Subscription's notifications start at least
+# this many seconds apart: what comes meanwhile joins the next one (up to max-count). An
+# event after a quiet spell goes at once. Measured with ten Subscriptions on every create at
+# saturation: about 7 events per notification without it, 800 notifications a second, whose
+# requests (and the receiver's) took a tenth of the machine; it adds at most this much to
+# a notification's latency.
+SPACING = 0.025
 # The signing secret is read again at most this often: a rotated one (``$secret``) signs
 # the notifications sent a second later at the latest.
 SECRET_FOR = 1.0
@@ -197,6 +204,10 @@ class Worker:
                 return await self._deliver("heartbeat", [])
             return True
         topic = self.active.topic
+        if topic is not None and self.active.hook.type_ == "rest-hook":
+            wait = SPACING - (time.monotonic() - self.last_sent)
+            if wait > 0 and len(self.queue) < topic.max_count:
+                await asyncio.sleep(wait)
         batch = list(islice(self.queue, topic.max_count if topic else 1))
         if not await self._deliver("event-notification", batch):
             return False
