@@ -116,10 +116,12 @@ async def claimed(repo: Repository, settings: Settings, invoice_id: str) -> bool
         criteria=[("identifier", search_token(BILL_INVOICE, f"Invoice/{invoice_id}"))]))
 
 
-async def answered_bill_notice(repo: Repository, response: Resource, *,
+async def answered_bill_notice(repo: Repository, response: Resource, *, answered: datetime,
                                settings: Settings) -> Notice | None:
-    """The bill of the Claim a ClaimResponse answers, once the answer gave the patient's
-    share (None: no such bill on this server, or no share yet)."""
+    """The bill of the Claim a ClaimResponse answers, as the answer left it (``answered``:
+    the ClaimResponse's commit, which wrote the patient's share): a payment posted since
+    lowers what the patient owes, and the notice may be made after it. None: no such bill
+    on this server, or no share yet."""
     claim_ref = LOCAL_REF.match(str((response.get("request") or {}).get("reference")))
     if claim_ref is None or claim_ref.group(1) != "Claim":
         return None
@@ -129,10 +131,20 @@ async def answered_bill_notice(repo: Repository, response: Resource, *,
     match = LOCAL_REF.match(invoice_ref) if isinstance(invoice_ref, str) else None
     if match is None or match.group(1) != "Invoice":
         return None
-    _, invoice = await svc.current_resource(repo, "Invoice", match.group(2))
+    invoice = await _as_of(repo, "Invoice", match.group(2), answered)
     if invoice is None or adjudicated_share(invoice) is None:
         return None
     return invoice_notice(invoice, key=f"bill-Invoice/{invoice['id']}", settings=settings)
+
+
+async def _as_of(repo: Repository, type_: str, id_: str, at: datetime) -> Resource | None:
+    """The version of ``type_/id_`` current at ``at`` (None: none then, or deleted)."""
+    stored = await repo.current(type_=type_, id_=id_)
+    while stored is not None and stored.last_updated > at and stored.version > 1:
+        stored = await repo.version(type_=type_, id_=id_, version=stored.version - 1)
+    if stored is None or stored.text is None or stored.last_updated > at:
+        return None
+    return loads_stored(stored.text)
 
 
 def invoice_notice(invoice: Resource, *, key: str, settings: Settings) -> Notice | None:
@@ -182,7 +194,8 @@ async def event_notice(repo: Repository, settings: Settings, event: Event) -> No
             return None  # told with the payer's answer
         return invoice_notice(resource, key=key, settings=settings)
     if event.type_ == "ClaimResponse":
-        return await answered_bill_notice(repo, resource, settings=settings)
+        return await answered_bill_notice(repo, resource, answered=stored.last_updated,
+                                          settings=settings)
     if event.type_ == "PaymentReconciliation":
         return await payment_notice(repo, resource, key=key, settings=settings)
     return None

@@ -8,7 +8,11 @@ from decimal import Decimal
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
+from fhir_server.events.event import Event
+from fhir_server.events.topics import topics_of
+from fhir_server.notifications.messages import event_notice
 from tests.factories import (
     PRICES,
     bill_parameters,
@@ -68,3 +72,42 @@ async def test_an_insured_bill_is_told_with_the_share_the_payer_left(
     assert again.status_code == 200 and again.json()["id"] == answer.json()["id"]
     await settle()
     assert len(inbox.messages) == 1 and len(sms.posts) == 1
+
+
+async def test_a_bill_told_after_the_patient_paid_still_asks_for_the_share_the_payer_left(
+        app: FastAPI, client: httpx.AsyncClient, inbox: Inbox, sms: SmsProvider) -> None:
+    """The notice of a payer's answer made once the patient has paid (a consumer behind, or
+    one that restarts and is handed the event again) tells the bill as the answer left it:
+    the Invoice's ``patient`` share is what is still owed, 0 after the payment."""
+    for code in PRICES:
+        await create(client, charge_item_definition(code))
+    answer = await client.put("Organization/clinic", json={
+        "resourceType": "Organization", "id": "clinic", "name": "Clinic"})
+    assert answer.status_code in (200, 201), answer.text
+    copay = Decimal(25)
+    person = await created(client, patient())
+    insurer = await created(client, payer_org("Acme Health", "ACME"))
+    await create(client, coverage(patient=f"Patient/{person['id']}",
+                                  payer=f"Organization/{insurer['id']}", member_id="M-2",
+                                  copay=copay, start=f"{YEAR}-01-01", end=f"{YEAR}-12-31"))
+    answer = await post(client, "Invoice/$generate-bill", bill_parameters(
+        f"Patient/{person['id']}", [service(code) for code in PRICES]))
+    assert answer.status_code == 200, answer.text
+    bill = {e["resource"]["resourceType"]: e["resource"] for e in answer.json()["entry"]}
+    response = await client.post("Claim/$submit", json=bill["Claim"])
+    assert response.status_code == 200, response.text
+    await arrived(inbox.messages, 1)
+    paid = await client.post(f"Invoice/{bill['Invoice']['id']}/$record-payment", json={
+        "resourceType": "Parameters", "parameter": [
+            {"name": "amount", "valueMoney": {"value": float(copay), "currency": "USD"}},
+            {"name": "method", "valueCode": "CASH"}]})
+    assert paid.status_code == 200, paid.text
+    invoice = (await client.get(f"Invoice/{bill['Invoice']['id']}")).json()
+    assert invoice["status"] == "balanced"  # nothing owed now
+
+    repo, settings = app.state.repo, app.state.settings
+    [change] = [c for c in await repo.events(after=0, limit=10_000)
+                if (c.type_, c.id_) == ("ClaimResponse", response.json()["id"])]
+    notice = await event_notice(repo, settings, Event.of(change, await topics_of(repo, change)))
+    assert notice is not None and notice.about == f"Invoice/{bill['Invoice']['id']}"
+    assert notice.values["amount"] == amount(copay)
