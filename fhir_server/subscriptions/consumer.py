@@ -62,6 +62,10 @@ class SubscriptionsConsumer(Consumer):
         self.audit = audit  # AuditTrail.record: a transmit AuditEvent per notification
         self.notifier: Notifier | None = None
         self.workers: dict[str, Worker] = {}
+        # The version of each Subscription last acted on: its own event, read after
+        # ``resume`` already took that version, must not start it again (a handshake that
+        # failed at once would be sent twice).
+        self.taken: dict[str, int] = {}
         self.swept = -SWEEP_EVERY  # when the event-number logs were last swept (monotonic)
 
     async def resume(self, after: int) -> None:
@@ -78,6 +82,7 @@ class SubscriptionsConsumer(Consumer):
         for worker in self.workers.values():
             await worker.stop()
         self.workers.clear()
+        self.taken.clear()
         if self.notifier is not None:
             await self.notifier.close()
             self.notifier = None
@@ -102,7 +107,10 @@ class SubscriptionsConsumer(Consumer):
         current = await self.repo.current(type_="Subscription", id_=event.id_)
         if current is None or current.version != event.version:
             return  # not the current version: the event of the current one comes later
+        if self.taken.get(event.id_) == current.version:
+            return  # taken already (``resume`` read it before its event came)
         if current.text is None:
+            self.taken.pop(event.id_, None)
             await self._stop(event.id_)
             await forget(self.repo.records, event.id_, secret=True)
             return
@@ -112,6 +120,7 @@ class SubscriptionsConsumer(Consumer):
         """Act on a Subscription's current version; ``number``: the event up to which the
         consumer has judged everything."""
         id_ = stored.id_
+        self.taken[id_] = stored.version
         resource = orjson.loads(stored.text or "{}")
         status = resource.get("status")
         if status not in ("requested", "active"):
