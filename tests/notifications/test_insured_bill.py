@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import httpx
 import pytest
@@ -38,23 +39,30 @@ def amount(value: Decimal) -> str:
     return f"{value.quantize(Decimal('0.01'))} USD"
 
 
-async def test_an_insured_bill_is_told_with_the_share_the_payer_left(
-        client: httpx.AsyncClient, inbox: Inbox, sms: SmsProvider) -> None:
+async def insured_bill(client: httpx.AsyncClient, *, copay: Decimal,
+                       member_id: str) -> dict[str, Any]:
+    """A price list, the clinic, an insured patient and their bill ($generate-bill): the
+    bill's resources by type."""
     for code in PRICES:
         await create(client, charge_item_definition(code))
     answer = await client.put("Organization/clinic", json={
         "resourceType": "Organization", "id": "clinic", "name": "Clinic"})
     assert answer.status_code in (200, 201), answer.text
-    copay = Decimal(30)
     person = await created(client, patient())
     insurer = await created(client, payer_org("Acme Health", "ACME"))
     await create(client, coverage(patient=f"Patient/{person['id']}",
-                                  payer=f"Organization/{insurer['id']}", member_id="M-1",
+                                  payer=f"Organization/{insurer['id']}", member_id=member_id,
                                   copay=copay, start=f"{YEAR}-01-01", end=f"{YEAR}-12-31"))
     answer = await post(client, "Invoice/$generate-bill", bill_parameters(
         f"Patient/{person['id']}", [service(code) for code in PRICES]))
     assert answer.status_code == 200, answer.text
-    bill = {e["resource"]["resourceType"]: e["resource"] for e in answer.json()["entry"]}
+    return {e["resource"]["resourceType"]: e["resource"] for e in answer.json()["entry"]}
+
+
+async def test_an_insured_bill_is_told_with_the_share_the_payer_left(
+        client: httpx.AsyncClient, inbox: Inbox, sms: SmsProvider) -> None:
+    copay = Decimal(30)
+    bill = await insured_bill(client, copay=copay, member_id="M-1")
     assert bill["Invoice"]["status"] == "issued"
     await settle()
     assert inbox.messages == [] and sms.posts == [], "no bill before the payer's answer"
@@ -79,21 +87,8 @@ async def test_a_bill_told_after_the_patient_paid_still_asks_for_the_share_the_p
     """The notice of a payer's answer made once the patient has paid (a consumer behind, or
     one that restarts and is handed the event again) tells the bill as the answer left it:
     the Invoice's ``patient`` share is what is still owed, 0 after the payment."""
-    for code in PRICES:
-        await create(client, charge_item_definition(code))
-    answer = await client.put("Organization/clinic", json={
-        "resourceType": "Organization", "id": "clinic", "name": "Clinic"})
-    assert answer.status_code in (200, 201), answer.text
     copay = Decimal(25)
-    person = await created(client, patient())
-    insurer = await created(client, payer_org("Acme Health", "ACME"))
-    await create(client, coverage(patient=f"Patient/{person['id']}",
-                                  payer=f"Organization/{insurer['id']}", member_id="M-2",
-                                  copay=copay, start=f"{YEAR}-01-01", end=f"{YEAR}-12-31"))
-    answer = await post(client, "Invoice/$generate-bill", bill_parameters(
-        f"Patient/{person['id']}", [service(code) for code in PRICES]))
-    assert answer.status_code == 200, answer.text
-    bill = {e["resource"]["resourceType"]: e["resource"] for e in answer.json()["entry"]}
+    bill = await insured_bill(client, copay=copay, member_id="M-2")
     response = await client.post("Claim/$submit", json=bill["Claim"])
     assert response.status_code == 200, response.text
     await arrived(inbox.messages, 1)
