@@ -49,9 +49,15 @@ EVENTS = "events"
 EVENT_FLOOR = "event_floor"  # {_id: "floor", n}: numbers up to n may have been purged
 FLOOR_ID = "floor"
 VOID = "x"  # the event of a change that never committed: skipped by readers, purged later
-# Updates per request when settling a transaction's events: FerretDB 1.24 (SQLite) never
-# answers an update command of 100 statements or more (measured: 99 answer in 0.2 s).
+# Updates per request when settling a transaction's events on MongoDB.
 SETTLE_BATCH = 50
+# FerretDB 1.24 (SQLite) keeps each statement of an update command on a connection of its
+# own until the whole command ends, and needs one more connection for each statement's
+# write; its pool per database has 100. So update commands holding 100 connections among
+# them all wait for ever: one of 100 statements, or two of 50 at once (what hung CI: a
+# killed loader's settle still running beside its successor's). There an event is settled
+# by a command of one statement, this many at once.
+FERRETDB_SETTLES_AT_ONCE = 4
 Doc = dict[str, Any]
 
 
@@ -191,11 +197,18 @@ class EventLog:
 
     async def settle(self, numbers: Sequence[int]) -> None:
         """Clear the pending mark of events whose changes are settled."""
+        settled = {"$unset": {"st": "", "tx": ""}}
         try:
-            for start in range(0, len(numbers), SETTLE_BATCH):
-                await self.db[EVENTS].bulk_write(
-                    [UpdateOne(self._pending(n), {"$unset": {"st": "", "tx": ""}})
-                     for n in numbers[start:start + SETTLE_BATCH]], ordered=False)
+            if self.guarded.targeted:  # MongoDB
+                for start in range(0, len(numbers), SETTLE_BATCH):
+                    await self.db[EVENTS].bulk_write(
+                        [UpdateOne(self._pending(n), settled)
+                         for n in numbers[start:start + SETTLE_BATCH]], ordered=False)
+            else:
+                for start in range(0, len(numbers), FERRETDB_SETTLES_AT_ONCE):
+                    await asyncio.gather(*(
+                        self.db[EVENTS].update_one(self._pending(n), settled)
+                        for n in numbers[start:start + FERRETDB_SETTLES_AT_ONCE]))
         finally:
             self._in_flight.difference_update(numbers)
 
