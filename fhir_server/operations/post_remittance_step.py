@@ -21,13 +21,14 @@ stored, say) and completes the Task with the ClaimResponse in ``output``.
 
 A payment whose total does not match its claim payments (``BPR02``) is refused whole, as
 are files that are not valid X12: nothing is posted, and the caller of ``$import-835`` is
-answered 400. The X12 poll has no caller to answer: an 835 it fetches that does not
-balance so is kept as received (a DocumentReference whose id derives from the file, so a
-file fetched twice is kept once) with a failed post-remittance Task for the whole file
-(``item`` ``FILE_ITEM``), its ``statusReason`` naming ISA13, ST02, BPR02 and the sum it
-should equal. Its ``$retry`` reads the kept file and posts it if it now can; as the file
-cannot change, it fails again with the same reason: ask the payer for a corrected 835,
-or cancel the Task.
+answered 400. The X12 poll has no caller to answer: a file it fetches and cannot apply
+whole (this, an unknown payer, a 277CA refused) is kept as received (a DocumentReference
+whose id derives from the file, so a file fetched twice is kept once) with a failed
+post-remittance Task for the whole file (``item`` ``FILE_ITEM``), its ``statusReason``
+saying why (for BPR02: ISA13, ST02, BPR02 and the sum it should equal). Its ``$retry``
+applies the kept file again: posted once what it names is stored (its payer, say), or
+failed again with the reason of now. A file too large to read is not kept
+(``set_aside_unkept``).
 """
 
 from __future__ import annotations
@@ -128,28 +129,50 @@ def file_problem(unbalanced: Unbalanced) -> Unprocessable:
         code="business-rule")
 
 
-def file_document_id(text: str) -> str:
+def refused_file(error: FhirError, kind: str) -> FhirError:
+    """Why a fetched file is applied in nothing (not valid X12, a payer or Claim this
+    server does not know, ...), and what to do."""
+    return Unprocessable(
+        f"{error.diagnostics[:500].rstrip('. ')}. Nothing of this {kind} is applied: store or "
+        "correct what this names and retry, ask the clearinghouse for a corrected file, or "
+        "cancel this Task", code=error.code)
+
+
+def file_document_id(text: str, kind: str = "835") -> str:
     """The kept file's DocumentReference id, from its content: one per file however often
     it is fetched."""
-    return "x12-835-" + hashlib.sha256(text.encode("ascii", "replace")).hexdigest()[:48]
+    digest = hashlib.sha256(text.encode("ascii", "replace")).hexdigest()[:48]
+    return f"x12-{kind.lower()}-{digest}"
 
 
 async def set_aside_file(*, repo: Repository, settings: Settings, text: str,
-                         unbalanced: Unbalanced) -> Resource:
-    """Keep an 835 the poll could not post as a whole, and open (or update) its Task.
-    Returns the Task."""
-    error = file_problem(unbalanced)
-    document_id = file_document_id(text)
+                         error: FhirError, kind: str = "835", interchange: str = ""
+                         ) -> Resource:
+    """Keep a file the poll could not apply as a whole, and open (or update) its Task
+    with ``error`` as the reason. Returns the Task."""
+    document_id = file_document_id(text, kind)
     focus = f"DocumentReference/{document_id}"
     failure = Failure(reason=error.diagnostics, outcome=error.outcome())
     if await repo.current(type_="DocumentReference", id_=document_id) is None:
-        kept = interchange_document(Exchanged("received", "835", text, unbalanced.interchange),
-                                    related=[])
+        kept = interchange_document(Exchanged("received", kind, text, interchange), related=[])
         kept["id"] = document_id
         if "masterIdentifier" in kept:
-            kept["masterIdentifier"]["value"] = f"835-{unbalanced.interchange}-{document_id[8:16]}"
+            kept["masterIdentifier"]["value"] = (f"{kind}-{interchange}-"
+                                                 f"{document_id.rsplit('-', 1)[1][:8]}")
         task = new_task(step=STEP, focus=focus, item=FILE_ITEM, patient=None, failure=failure)
         stored = await commit_new(repo, settings, [(kept, None), (task, None)])
         return stored[1]
     return await open_task(repo=repo, settings=settings, step=STEP, focus=focus,
                            item=FILE_ITEM, patient=None, failure=failure)
+
+
+async def set_aside_unkept(*, repo: Repository, settings: Settings, endpoint: str,
+                           file_id: str, error: FhirError) -> Resource:
+    """A file too large to read is not kept: its Task names the clearinghouse's Endpoint
+    (``focus``) and the file's id there (``item``). Returns the Task."""
+    reason = (f"The file {file_id[:64]} fetched from {endpoint} was not read: "
+              f"{error.diagnostics[:300].rstrip('. ')}. It is not kept: ask the "
+              "clearinghouse to send it again in smaller files, then cancel this Task")
+    return await open_task(repo=repo, settings=settings, step=STEP, focus=endpoint,
+                           item=f"file:{file_id[:64]}", patient=None,
+                           failure=Failure(reason=reason, outcome=error.outcome()))

@@ -28,7 +28,7 @@ from typing import Any
 from fhir_server.adapters.payer import Exchanged
 from fhir_server.adapters.x12.acks import ClaimStatus, read_277ca
 from fhir_server.adapters.x12.remittance import ClaimPayment, Remittance, Unbalanced, read_835
-from fhir_server.adapters.x12.segments import Interchange, X12Error, parse
+from fhir_server.adapters.x12.segments import Interchange, X12Error, parse, split
 from fhir_server.adapters.x12.validate import validate
 from fhir_server.core.config import Settings
 from fhir_server.core.errors import (
@@ -316,3 +316,20 @@ async def _apply_statuses(repo: Repository, settings: Settings, statuses: list[C
                                 related=related[:100])
     applied.written = await commit_new(repo, settings, [*writes, (kept, None)])
     return applied
+
+
+def file_kind(text: str) -> str:
+    """What a fetched file is by its first transaction set: ``277CA``, else ``835``."""
+    try:
+        kind = next((s.get(1) for s in split(text) if s.id == "ST"), "")
+    except X12Error:
+        kind = ""
+    return "277CA" if kind == "277" else "835"
+
+
+async def apply_file(*, repo: Repository, settings: Settings, text: str) -> Applied:
+    """An 835 or a 277CA, by its first transaction set."""
+    check_size(text, settings)
+    if file_kind(text) == "277CA":
+        return await apply_277ca(repo=repo, settings=settings, text=text)
+    return await apply_835(repo=repo, settings=settings, text=text)

@@ -19,12 +19,12 @@ from typing import Any
 from fhir_server.adapters.x12.remittance import ClaimPayment, Remittance, read_835
 from fhir_server.adapters.x12.segments import X12Error
 from fhir_server.core.config import Settings
-from fhir_server.core.errors import Invalid, Unprocessable
+from fhir_server.core.errors import Conflict, FhirError, Unprocessable
 from fhir_server.operations import post_remittance_step as step
 from fhir_server.operations.claim_submit import claim_response_id
 from fhir_server.operations.common import commit_new
 from fhir_server.operations.remittance_claims import claim_response
-from fhir_server.operations.remittance_posting import apply_835, read_checked
+from fhir_server.operations.remittance_posting import apply_file, file_kind, read_checked
 from fhir_server.operations.worklist import complete_task
 from fhir_server.revenue.balances import adjudication_posting, currency_of, post
 from fhir_server.revenue.billing import bill_of
@@ -66,25 +66,31 @@ async def repost(*, repo: Repository, settings: Settings, document_id: str,
 
 
 async def repost_file(*, repo: Repository, settings: Settings, document_id: str) -> None:
-    """Post the whole 835 kept as ``DocumentReference/[id]`` (its Task's item is
-    ``FILE_ITEM``): posted, the Task completes with the PaymentReconciliations; still
-    unbalanced, it stays failed with the reason of now."""
+    """Apply again the whole file kept as ``DocumentReference/[id]`` (its Task's item is
+    ``FILE_ITEM``): applied, the Task completes with what it wrote; still refused, it stays
+    failed with the reason of now."""
     _, document = await svc.current_resource(repo, "DocumentReference", document_id)
     if document is None:
         raise _gone(f"DocumentReference/{document_id} is no longer stored")
     text = _text(document)
+    kind = file_kind(text)
     try:
-        applied = await apply_835(repo=repo, settings=settings, text=text)
-    except Invalid as error:
-        unbalanced = step.unbalanced_of(error)
-        if unbalanced is None:
+        applied = await apply_file(repo=repo, settings=settings, text=text)
+    except Conflict:
+        raise
+    except FhirError as error:
+        if error.status >= 500:
             raise
-        await step.set_aside_file(repo=repo, settings=settings, text=text,
-                                  unbalanced=unbalanced)
+        unbalanced = step.unbalanced_of(error)
+        problem = (step.file_problem(unbalanced) if unbalanced is not None
+                   else step.refused_file(error, kind))
+        await step.set_aside_file(repo=repo, settings=settings, text=text, error=problem,
+                                  kind=kind, interchange=unbalanced.interchange
+                                  if unbalanced is not None else "")
         return
     await complete_task(repo=repo, settings=settings, step=step.STEP,
                         focus=f"DocumentReference/{document_id}", item=step.FILE_ITEM,
-                        results=[f"PaymentReconciliation/{r['id']}" for r in applied.written])
+                        results=[f"{r['resourceType']}/{r['id']}" for r in applied.written])
 
 
 def _text(document: Resource) -> str:

@@ -15,7 +15,8 @@ the worklist worker (``worklist_worker.py``), which runs ``run_step`` as the ser
 * ``check-eligibility``: the visit the Task names (its ``encounter``) is billed again, as
   for bill-visit, once the patient's Coverages tell which to bill.
 * ``post-remittance``: the claim payment the Task names (its ``identifier``) is read again
-  from the kept 835 (the ``focus``) and posted (``remittance_repost.py``).
+  from the kept 835 (the ``focus``) and posted, or a whole file refused by the X12 poll is
+  applied again (``remittance_repost.py``).
 
 A transient fault answers as it is (409 while another process runs the step, 503 while
 the database is away), and the Task is left as it was.
@@ -80,15 +81,20 @@ async def _check_eligibility(call: Call, focus_type: str, focus_id: str) -> None
 
 async def _post_remittance(call: Call, focus_type: str, focus_id: str) -> None:
     """The claim payment the Task names posted again from the kept 835."""
+    if focus_type == "Endpoint":
+        raise Unprocessable("This post-remittance Task is about a file too large to read, "
+                            "which was not kept: there is nothing to apply again. Cancel it "
+                            "once the clearinghouse has sent the file again in smaller ones",
+                            expression=["Task.focus"])
     if focus_type != "DocumentReference":
         raise Unprocessable("A post-remittance Task's focus must be a DocumentReference (the "
-                            "835 as kept)", expression=["Task.focus"])
+                            "file as kept)", expression=["Task.focus"])
     item = next((i.get("value") for i in (await _task(call)).get("identifier") or []
                  if i.get("system") == WORKLIST_ITEM and i.get("value")), None)
     if not isinstance(item, str):
         raise Unprocessable(f"A post-remittance Task names its claim payment by an identifier "
                             f"under {WORKLIST_ITEM}", expression=["Task.identifier"])
-    if item == post_remittance_step.FILE_ITEM:  # the whole 835, refused for its BPR02
+    if item == post_remittance_step.FILE_ITEM:  # a whole file the X12 poll refused
         await remittance_repost.repost_file(repo=call.repo, settings=call.settings,
                                             document_id=focus_id)
         return

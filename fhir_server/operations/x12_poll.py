@@ -2,13 +2,14 @@
 
 ``poll_once`` reads every active Endpoint whose connectionType is ``x12-5010``, asks its
 outbox for the files after the persisted cursor, applies each (``remittance_posting``)
-and moves the cursor past it. A file refused as bad X12 (4xx) is reported and passed
-(it would block every later file otherwise); an 835 refused because BPR02 does not
-balance is also kept, with a failed post-remittance Task on the worklist
-(``post_remittance_step.set_aside_file``: once per file, however often it is fetched);
-a conflict or an unreachable database stops that clearinghouse's round, so the file is
-tried again next time. One lease per Endpoint keeps two server processes from applying
-the same file at once.
+and moves the cursor past it. A file refused whole (4xx: not valid X12, a payer or Claim
+this server does not know, an 835 whose BPR02 does not balance) is passed, since it would
+block every later file, and kept with a failed post-remittance Task on the worklist
+(``post_remittance_step.set_aside_file``: once per file, however often it is fetched; its
+``$retry`` applies the kept file again). A file over ``FHIR_MAX_X12_BYTES`` is not kept:
+its Task names the Endpoint and the file. A conflict or an unreachable database stops
+that clearinghouse's round, so the file is tried again next time. One lease per Endpoint
+keeps two server processes from applying the same file at once.
 
 ``fhir-server x12 poll`` runs one round; with ``FHIR_X12_POLL_INTERVAL`` > 0 the server
 runs one every that many seconds.
@@ -24,11 +25,10 @@ from typing import Any
 
 from fhir_server.adapters.endpoints import endpoint_of
 from fhir_server.adapters.payer import PayerEndpoint
-from fhir_server.adapters.x12.segments import X12Error, split
 from fhir_server.core.config import Settings
-from fhir_server.core.errors import Conflict, FhirError
+from fhir_server.core.errors import Conflict, FhirError, PayloadTooLarge
 from fhir_server.operations import post_remittance_step as step
-from fhir_server.operations.remittance_posting import apply_277ca, apply_835, check_size
+from fhir_server.operations.remittance_posting import apply_file, file_kind
 from fhir_server.service import interactions as svc
 from fhir_server.storage.locks import LockBusy
 from fhir_server.storage.repository import Repository
@@ -79,33 +79,31 @@ async def _poll(repo: Repository, settings: Settings, x12: Any, endpoint: PayerE
         except FhirError as error:
             if error.status >= 500:
                 raise
-            unbalanced = step.unbalanced_of(error)
-            if unbalanced is not None:  # no caller to answer: the worklist is told
-                task = await step.set_aside_file(repo=repo, settings=settings, text=text,
-                                                 unbalanced=unbalanced)
-                summary.refused.append(f"{where}: {error.diagnostics[:200]}: kept on the "
-                                       f"worklist as Task/{task['id']}")
-                log.warning("x12 835 does not balance endpoint=%s file=%s task=%s",
-                            endpoint.reference, file_id[:64], task["id"])
-                await x12.state.put_cursor(endpoint.reference, file_id)
-                continue
-            summary.refused.append(f"{where}: {error.diagnostics}")
-            log.warning("x12 file refused endpoint=%s file=%s status=%d", endpoint.reference,
-                        file_id[:64], error.status)
+            # No caller to answer: the worklist is told, once per file however often it
+            # is fetched, and the poll goes on past it (it would block every later file).
+            task = await set_aside(repo, settings, endpoint.reference, file_id, text, error)
+            summary.refused.append(f"{where}: {error.diagnostics[:200]}: kept on the "
+                                   f"worklist as Task/{task['id']}")
+            log.warning("x12 file refused endpoint=%s file=%s status=%d task=%s",
+                        endpoint.reference, file_id[:64], error.status, task["id"])
         await x12.state.put_cursor(endpoint.reference, file_id)
 
 
-async def apply_file(*, repo: Repository, settings: Settings, text: str) -> None:
-    """An 835 or a 277CA, by its first transaction set."""
-    check_size(text, settings)
-    try:
-        kind = next((s.get(1) for s in split(text) if s.id == "ST"), "")
-    except X12Error:
-        kind = ""
-    if kind == "277":
-        await apply_277ca(repo=repo, settings=settings, text=text)
-    else:
-        await apply_835(repo=repo, settings=settings, text=text)
+async def set_aside(repo: Repository, settings: Settings, endpoint: str, file_id: str,
+                    text: str, error: FhirError) -> dict[str, Any]:
+    """The post-remittance Task of a file refused whole: kept with it, unless it is too
+    large to keep."""
+    if isinstance(error, PayloadTooLarge):
+        return await step.set_aside_unkept(repo=repo, settings=settings, endpoint=endpoint,
+                                           file_id=file_id, error=error)
+    unbalanced = step.unbalanced_of(error)
+    if unbalanced is not None:
+        return await step.set_aside_file(repo=repo, settings=settings, text=text,
+                                         error=step.file_problem(unbalanced),
+                                         interchange=unbalanced.interchange)
+    kind = file_kind(text)
+    return await step.set_aside_file(repo=repo, settings=settings, text=text, kind=kind,
+                                     error=step.refused_file(error, kind))
 
 
 class Poller:
