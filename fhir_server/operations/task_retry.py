@@ -6,8 +6,9 @@ Task is ``completed`` (with what it wrote in ``output``), when it still fails th
 stays ``failed`` with the new reason. Either way the answer is the Task as it now is.
 Updating an open Task's status to ``requested`` does the same in the background, through
 the worklist worker (``worklist_worker.py``), which runs ``run_step`` as the server. A
-``notify-patient`` Task is resent that way only (by the notifications consumer): its
-``$retry`` answers 422 saying so.
+``notify-patient`` Task's message is resent by the notifications consumer, which owns the
+channels (above this layer): its ``$retry`` sets it to ``requested``, which the consumer
+acts on, and answers the Task so (the message follows in the background).
 
 * ``bill-visit``: the visit is billed (``bill_visit.py``).
 * ``submit-claim``: the stored Claim goes through ``Claim/$submit`` again, with the
@@ -103,7 +104,7 @@ async def _post_remittance(call: Call, focus_type: str, focus_id: str) -> None:
 
 
 # Resent by the notifications consumer when its Task is set to requested (the channels are
-# that consumer's, above this layer: notifications/delivery.py), not by $retry.
+# that consumer's, above this layer: notifications/delivery.py); $retry sets it so.
 NOTIFY = "notify-patient"
 
 # The steps $retry can run, by Task code: each runs the step for the focus (Type, id),
@@ -121,6 +122,8 @@ async def run(call: Call) -> Resource:
     await call.check(type_="Task", interaction="update", id_=call.id_)
     task = await _task(call)
     call.concerns((task.get("for") or {}).get("reference"))
+    if step_of(task) is None and NOTIFY in worklist_codes(task):
+        return await _request_again(call, task)
     try:
         await run_step(call, task)
     except LockBusy:
@@ -159,6 +162,25 @@ async def run_step(call: Call, task: dict[str, Any]) -> None:
     await RETRIES[step](call, match.group(1), match.group(2))
 
 
+async def _request_again(call: Call, task: dict[str, Any]) -> Resource:
+    """A notify-patient Task set to ``requested``, for the notifications consumer to send
+    its message again. Returns the Task as stored."""
+    if task_status(task) not in OPEN_TASKS:
+        raise Unprocessable(f"Task/{call.id_} is {str(task.get('status'))[:32]}: only an "
+                            "open Task can be retried", expression=["Task.status"],
+                            code="business-rule")
+    if task.get("status") == "requested":
+        return task  # already waiting for the consumer
+    # As the caller's update would be: the Task's write rule refuses it when no channel
+    # is configured (nothing could resend), and the change is an event the consumer takes.
+    again = {k: v for k, v in task.items() if k != "meta"} | {"status": "requested"}
+    written = await svc.update(repo=call.repo, settings=call.settings, type_="Task",
+                               id_=str(task["id"]), resource=again,
+                               if_match=int(task["meta"]["versionId"]))
+    stored: Resource = loads_stored(written.stored.text or "{}")
+    return stored
+
+
 async def _task(call: Call) -> dict[str, Any]:
     assert call.id_ is not None
     current = await call.repo.current(type_="Task", id_=call.id_)
@@ -175,7 +197,8 @@ TASK_RETRY = Operation(
     description="Runs the step of an open worklist Task (bill-visit, submit-claim, "
     "check-eligibility, post-remittance) again "
     "for its focus: on success the Task is completed with what the step wrote in its output; on a failure "
-    "it stays failed with the new reason. Returns the Task.",
+    "it stays failed with the new reason. A notify-patient Task is set to requested: the "
+    "notifications worker sends its message again. Returns the Task.",
     resource=("Task",), type_level=False, instance=True,
     requires=(("Task", "u"), ("Invoice", "c"), ("ChargeItem", "u"), ("Claim", "c"),
               ("Invoice", "u"), ("PaymentReconciliation", "u"), ("ClaimResponse", "u")),

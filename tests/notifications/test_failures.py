@@ -117,7 +117,7 @@ async def test_no_valid_address_sends_and_records_nothing(client: httpx.AsyncCli
 
 
 @pytest.mark.parametrize("attempts", [2])
-async def test_a_notify_patient_task_set_to_requested_sends_the_message_again(
+async def test_a_notify_patient_task_requested_or_retried_sends_the_message_again(
         client: httpx.AsyncClient, smtp_port: int, sms: SmsProvider) -> None:
     person = await created(client, email_only())
     start = starts_in(timedelta(days=3))
@@ -132,12 +132,12 @@ async def test_a_notify_patient_task_set_to_requested_sends_the_message_again(
     still = (await client.get(f"Communication/{communication['id']}")).json()
     assert still["status"] == "not-done"
     assert int(still["meta"]["versionId"]) == int(communication["meta"]["versionId"]) + 1
-    # The server is up: requested, the message is sent once, the same Communication is
-    # completed and the Task completed with it.
+    # The server is up: $retry sets the Task to requested and the message is sent once,
+    # the same Communication is completed and the Task completed with it.
     box = Inbox()
     controller = smtp_server(box, smtp_port)
     try:
-        done = await requested(client, task["id"])
+        done = await retried(client, task["id"])
         assert done["status"] == "completed" and "statusReason" not in done
         assert done["output"] == [{"type": {"text": "Communication"}, "valueReference": {
             "reference": f"Communication/{communication['id']}"}}]
@@ -150,6 +150,23 @@ async def test_a_notify_patient_task_set_to_requested_sends_the_message_again(
         assert len(box.messages) == 1
     finally:
         controller.stop()
-    # $retry does not resend (the channels are the notifications worker's): it says how.
+    # Completed, it is not retried.
     r = await client.post(f"Task/{task['id']}/$retry", json={"resourceType": "Parameters"})
-    assert r.status_code == 422 and "requested" in r.json()["issue"][0]["diagnostics"], r.text
+    assert r.status_code == 422 and "completed" in r.json()["issue"][0]["diagnostics"], r.text
+
+
+async def retried(client: httpx.AsyncClient, task_id: str) -> dict[str, Any]:
+    """``$retry`` of a notify-patient Task: answered at once, the Task requested; then the
+    Task as the notifications worker leaves it."""
+    r = await client.post(f"Task/{task_id}/$retry", json={"resourceType": "Parameters"})
+    assert r.status_code == 200, r.text
+    answered = r.json()
+    assert answered["status"] == "requested", answered
+    version = int(answered["meta"]["versionId"])
+    deadline = asyncio.get_running_loop().time() + 15
+    while True:
+        task: dict[str, Any] = (await client.get(f"Task/{task_id}")).json()
+        if int(task["meta"]["versionId"]) > version and task["status"] != "requested":
+            return task
+        assert asyncio.get_running_loop().time() < deadline, f"Task/{task_id} still requested"
+        await asyncio.sleep(0.05)

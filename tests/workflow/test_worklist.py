@@ -195,7 +195,7 @@ async def test_a_transient_fault_is_retried_and_makes_no_task(
     assert (await client.get("Task")).json()["total"] == 0
 
 
-async def test_a_notify_patient_task_without_a_channel_is_not_set_to_requested(
+async def test_a_notify_patient_task_without_a_channel_is_not_set_to_requested_nor_retried(
         client: httpx.AsyncClient) -> None:
     # No notification channel is configured here: nothing could resend the message.
     r = await post(client, "Task", {
@@ -210,5 +210,8 @@ async def test_a_notify_patient_task_without_a_channel_is_not_set_to_requested(
     [issue] = r.json()["issue"]
     assert issue["code"] == "business-rule" and issue["expression"] == ["Task.status"]
     assert "FHIR_SMTP_URL" in issue["diagnostics"] and "cancelled" in issue["diagnostics"]
+    r = await client.post(f"Task/{task['id']}/$retry", json={"resourceType": "Parameters"})
+    assert r.status_code == 422 and r.json()["issue"] == [issue], r.text
+    assert (await client.get(f"Task/{task['id']}")).json()["status"] == "failed"
     r = await client.put(f"Task/{task['id']}", json={**task, "status": "cancelled"})
     assert r.status_code == 200, r.text
