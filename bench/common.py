@@ -20,7 +20,7 @@ from fhir_server.core.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 # The benchmarks' payers, clearinghouses and EHRs listen on loopback, where the peer guard
-# (fhir_server/adapters/peer_guard.py) refuses to connect unless told otherwise.
+# (fhir_server/core/peer_guard.py) refuses to connect unless told otherwise.
 os.environ.setdefault("FHIR_PEER_ALLOWED_HOSTS", "127.0.0.1,localhost,::1")
 
 

@@ -6,7 +6,7 @@ project's build machine httpx spent about 2 ms of CPU per request and aiohttp ab
 0.2 ms (3,000 PUTs of a 1 KB body to a loopback receiver, one connection kept alive), so
 with httpx the notifications alone would take a core at 500 a second.
 
-The guard is the same rule as the payers' (``peer_guard.py``), applied where the address
+The guard is the same rule as the payers' (``core/peer_guard.py``), applied where the address
 is chosen: aiohttp hands a host name to ``GuardedResolver``, which resolves it once and
 returns only the addresses the guard permits, and connects to one of those, never to the
 name again (no DNS rebinding); an IP address in the URL, which aiohttp never hands to a
@@ -26,7 +26,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
-from fhir_server.adapters.peer_guard import PeerAddressRefused, PeerGuard, peer_ssl_context
+from fhir_server.core.peer_guard import PeerAddressRefused, PeerGuard, peer_ssl_context
 
 ANSWER_READ = 65_536
 KEEPALIVE_SECONDS = 5.0

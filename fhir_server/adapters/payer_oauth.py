@@ -26,9 +26,9 @@ from joserfc.jwk import ECKey, RSAKey
 
 from fhir_server.adapters.payer import PayerEndpoint
 from fhir_server.adapters.peer_errors import unreachable
-from fhir_server.adapters.peer_guard import PeerAddressRefused
 from fhir_server.adapters.peer_limits import AnswerTooLarge, send_bounded
 from fhir_server.core.errors import Upstream, UpstreamTimeout
+from fhir_server.core.peer_guard import PeerAddressRefused
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ALGORITHMS = ("RS384", "ES384")

@@ -10,7 +10,7 @@ adapters share.
   (502) until a trial call succeeds; a peer that answers, even with a refusal, is up;
 * OAuth2 client credentials with ``private_key_jwt`` (``payer_oauth.TokenSource``) when
   the endpoint names a client id; one new token and one more try on a 401;
-* connections only to addresses the guard allows (``peer_guard.py``: no loopback,
+* connections only to addresses the guard allows (``core/peer_guard.py``: no loopback,
   private, link-local or metadata address unless ``FHIR_PEER_ALLOWED_HOSTS`` allows it),
   and no redirect followed;
 * answers read as they arrive, under a bound the caller names (``max_bytes``:
@@ -38,11 +38,11 @@ import httpx
 from fhir_server.adapters.payer import PayerEndpoint
 from fhir_server.adapters.payer_oauth import DEFAULT_SCOPE, TokenSource, load_client_key
 from fhir_server.adapters.peer_errors import Refused, unreachable
-from fhir_server.adapters.peer_guard import PeerAddressRefused, PeerGuard, guarded_client
 from fhir_server.adapters.peer_limits import AnswerTooLarge, send_bounded
 from fhir_server.adapters.resilience import CircuitBreaker, backoff_delay
 from fhir_server.core.config import Settings
 from fhir_server.core.errors import Upstream, UpstreamTimeout
+from fhir_server.core.peer_guard import PeerAddressRefused, PeerGuard, guarded_client
 from fhir_server.observability import metrics, tracing
 
 FHIR_JSON = "application/fhir+json"

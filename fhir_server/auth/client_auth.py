@@ -34,6 +34,7 @@ from starlette.requests import Request
 from fhir_server.auth.clients import Client, check_jwks, get_client
 from fhir_server.auth.origins import origin_refusal
 from fhir_server.auth.passwords import secret_matches, token_hash
+from fhir_server.core.peer_guard import PeerAddressRefused, PeerGuard, guarded_client
 from fhir_server.storage.auth_store import AuthStore, now_s
 
 log = logging.getLogger("fhir_server.auth")
@@ -43,6 +44,7 @@ ASSERTION_ALGS = ("RS384", "ES384")
 ASSERTION_MAX_LIFETIME = 300  # seconds: SMART Backend Services' five minutes
 REFETCH_INTERVAL = 10.0       # least seconds between fetches of one JWKS URL on a kid miss
 JWKS_FETCH_TIMEOUT = 5.0
+JWKS_MAX_BYTES = 256 * 1024  # a JWK Set of a few keys is a few KB
 
 
 @dataclass(frozen=True)
@@ -56,10 +58,16 @@ def _invalid_client(description: str, *, basic: bool = False) -> InvalidClientEr
 
 
 class JwksCache:
-    """JWK Sets fetched from clients' JWKS URLs, cached with a TTL."""
+    """JWK Sets fetched from clients' JWKS URLs, cached with a TTL.
 
-    def __init__(self, *, ttl: float) -> None:
+    A JWKS URL is data (registered for a client), so it is fetched as every address taken
+    from data is: through the peer guard (no loopback, private or metadata address unless
+    ``FHIR_PEER_ALLOWED_HOSTS`` allows it, checked where the socket opens), no redirect
+    followed, and at most ``JWKS_MAX_BYTES`` read."""
+
+    def __init__(self, *, ttl: float, guard: PeerGuard) -> None:
         self.ttl = ttl
+        self.guard = guard
         self._sets: dict[str, tuple[float, dict[str, Any]]] = {}
 
     async def get(self, url: str, *, refresh: bool = False) -> dict[str, Any]:
@@ -68,17 +76,26 @@ class JwksCache:
         if cached and age is not None and (age < self.ttl and not (refresh and age > REFETCH_INTERVAL)):
             return cached[1]
         try:
-            async with httpx.AsyncClient(timeout=JWKS_FETCH_TIMEOUT) as http:
-                response = await http.get(url, headers={"Accept": "application/json"})
-            response.raise_for_status()
-            jwks = check_jwks(response.json())
-        except (httpx.HTTPError, ValueError) as exc:
+            jwks = check_jwks(json.loads(await self._fetch(url)))
+        except (httpx.HTTPError, PeerAddressRefused, ValueError) as exc:
             log.warning("fetching a client JWKS failed error=%s", type(exc).__name__)
             if cached:  # a stale set beats none while the client's server is down
                 return cached[1]
             raise _invalid_client("the client's JWKS URL could not be fetched") from exc
         self._sets[url] = (time.monotonic(), jwks)
         return jwks
+
+    async def _fetch(self, url: str) -> bytes:
+        timeout = httpx.Timeout(JWKS_FETCH_TIMEOUT)
+        async with (guarded_client(self.guard, timeout=timeout) as http,
+                    http.stream("GET", url, headers={"Accept": "application/json"}) as response):
+            response.raise_for_status()
+            body = b""
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > JWKS_MAX_BYTES:
+                    raise ValueError(f"a JWK Set over {JWKS_MAX_BYTES} bytes")
+            return body
 
 
 class ClientAuthenticator:
@@ -226,8 +243,9 @@ def authenticator(app_state: Any) -> ClientAuthenticator:
     found: ClientAuthenticator | None = getattr(app_state, "client_auth", None)
     if found is None:
         auth = app_state.auth
-        found = ClientAuthenticator(store=auth.store, token_url=auth.token_url,
-                                    jwks_cache=JwksCache(ttl=auth.settings.fhir_auth_jwks_cache_seconds))
+        jwks = JwksCache(ttl=auth.settings.fhir_auth_jwks_cache_seconds,
+                         guard=PeerGuard.from_setting(auth.settings.fhir_peer_allowed_hosts))
+        found = ClientAuthenticator(store=auth.store, token_url=auth.token_url, jwks_cache=jwks)
         app_state.client_auth = found
     return found
 

@@ -11,7 +11,7 @@ A rest-hook's:
   ``FHIR_SUBSCRIPTION_ALLOWED_HOSTS``; an IP address the peer guard refuses (loopback,
   private, link-local with the cloud metadata address, ...) is refused at once unless
   listed. A host name is resolved when a notification is sent, once, and the address it
-  resolves to is checked and connected to (``adapters/peer_guard.py``);
+  resolves to is checked and connected to (``core/peer_guard.py``);
 * ``channel.header``: each ``Name: value``, sent with every notification and never logged;
 * ``channel.payload``: absent (a notification is a POST with no body, R4's "ping") or
   ``application/fhir+json`` (R4: a PUT of the resource, in the version of the event, to
@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from fhir_server.adapters.peer_guard import PeerGuard, why_refused
 from fhir_server.core.config import Settings
 from fhir_server.core.errors import Unprocessable
+from fhir_server.core.peer_guard import PeerGuard, why_refused
 from fhir_server.subscriptions.email_notice import check_mailto
 
 FHIR_JSON = "application/fhir+json"

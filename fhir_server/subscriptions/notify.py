@@ -25,9 +25,9 @@ from email.message import EmailMessage
 import aiohttp
 
 from fhir_server.adapters.hook_client import HookClient
-from fhir_server.adapters.peer_guard import PeerAddressRefused
 from fhir_server.adapters.smtp import Mailer, MailFailed, SmtpMailer, SmtpServer
 from fhir_server.core.config import Settings
+from fhir_server.core.peer_guard import PeerAddressRefused
 from fhir_server.observability import tracing
 from fhir_server.subscriptions.channel import Channel, guard
 

@@ -1,4 +1,4 @@
-"""The peer guard (fhir_server/adapters/peer_guard.py): which addresses the payer and EHR client may
+"""The peer guard (fhir_server/core/peer_guard.py): which addresses the payer and EHR client may
 connect to, checked at the socket, against real listeners on loopback."""
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from fhir_server.adapters.payer import PayerEndpoint
 from fhir_server.adapters.payer_fhir import FhirPayerAdapter
 from fhir_server.adapters.payer_oauth import generate_client_key
 from fhir_server.adapters.peer_errors import unreachable_text
-from fhir_server.adapters.peer_guard import PeerAddressRefused, PeerGuard, parse_allowed, why_refused
 from fhir_server.core.config import Settings
 from fhir_server.core.errors import Upstream
+from fhir_server.core.peer_guard import PeerAddressRefused, PeerGuard, parse_allowed, why_refused
 from tests.adapters.listeners import Listener, http_answer
 
 ELIGIBLE = {"resourceType": "CoverageEligibilityResponse", "status": "active"}

@@ -172,6 +172,33 @@ async def test_jwks_url_refetched_after_ttl(store: Store,
         assert gone.json()["error"] == "invalid_client"
 
 
+async def test_a_jwks_url_is_fetched_through_the_peer_guard_and_bounded(
+        store: Store, jwks_server: tuple[str, type[_JwksHandler]]) -> None:
+    """A client's JWKS URL is data: on a loopback address not allowed by
+    FHIR_PEER_ALLOWED_HOSTS nothing is fetched, and a set larger than any JWK Set is not
+    read whole; either way the client is not authenticated."""
+    url, handler = jwks_server
+    key = new_key("ES384")
+    handler.jwks = public_jwks(key)
+    async with running_app(store, fhir_peer_allowed_hosts="") as (app, http):
+        client, _ = await register_client(store=service(app).store, name="backend",
+                                          scope="system/*.rs", redirect_uris=[], jwks_url=url)
+        refused = await client_credentials(http, assertion(key, "ES384", client.client_id))
+        assert refused.status_code == 400 and refused.json()["error"] == "invalid_client"
+        assert handler.hits == 0
+    async with running_app(store) as (app, http):
+        client, _ = await register_client(store=service(app).store, name="backend-2",
+                                          scope="system/*.rs", redirect_uris=[], jwks_url=url)
+        ok = await client_credentials(http, assertion(key, "ES384", client.client_id))
+        assert ok.status_code == 200, ok.text
+    handler.jwks = {**public_jwks(key), "padding": "x" * (300 * 1024)}
+    async with running_app(store) as (app, http):  # a fresh cache
+        client, _ = await register_client(store=service(app).store, name="backend-3",
+                                          scope="system/*.rs", redirect_uris=[], jwks_url=url)
+        large = await client_credentials(http, assertion(key, "ES384", client.client_id))
+        assert large.status_code == 400 and large.json()["error"] == "invalid_client"
+
+
 async def test_introspection_callers(app_http: tuple[FastAPI, httpx.AsyncClient]) -> None:
     app, http = app_http
     store = service(app).store

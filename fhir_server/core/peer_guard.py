@@ -25,9 +25,9 @@ only (IPv6 in brackets then: ``[fd00::5]:8443``). Example:
 ``payer-sandbox.internal,10.20.0.0/16,127.0.0.1:9090``.
 
 Any call to an address taken from data goes through ``guarded_client`` (the payer and EHR
-adapters, with ``FHIR_PEER_ALLOWED_HOSTS``; rest-hook Subscriptions, with
-``FHIR_SUBSCRIPTION_ALLOWED_HOSTS``: the guard is told which setting it reads), so that the
-rule is this one.
+adapters and the backend clients' JWKS URLs, with ``FHIR_PEER_ALLOWED_HOSTS``; rest-hook
+Subscriptions, with ``FHIR_SUBSCRIPTION_ALLOWED_HOSTS``: the guard is told which setting it
+reads), so that the rule is this one. It lives in core, below every room that calls out.
 """
 
 from __future__ import annotations
