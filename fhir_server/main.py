@@ -22,7 +22,7 @@ from fhir_server.api import batch, bulk, capability, interactions, operations, w
 from fhir_server.api.body_limit import BodyLimit, BodyLimits
 from fhir_server.api.context import RequestContext
 from fhir_server.api.cors import Cors
-from fhir_server.api.error_handlers import install_handlers
+from fhir_server.api.error_handlers import InternalErrors, install_handlers
 from fhir_server.api.metrics_route import metrics_route
 from fhir_server.api.negotiation import check_accept, json_response
 from fhir_server.audit.journal import Journal
@@ -198,9 +198,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.startup = Startup()
     install_handlers(app, unavailable=unavailable_errors())
 
-    # The last added is the outermost. The body limit inside CORS, so that a browser app
-    # can read its 413; both inside the request context, so that preflights and 413s get
-    # a request id, a log line and their metrics.
+    # The last added is the outermost. Internal errors and the body limit inside CORS, so
+    # that a browser app can read its 500 and 413; all inside the request context, so that
+    # preflights, 413s and 500s get a request id, a log line and their metrics.
+    app.add_middleware(InternalErrors)
     app.add_middleware(BodyLimit, limits=BodyLimits.of(
         settings, x12_operations=operations.x12_operations()))
     app.add_middleware(Cors, base_url=settings.base_url, max_age=settings.fhir_cors_max_age,

@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fhir_server.api.negotiation import fhir_response_for_error
 from fhir_server.core.errors import FhirError, Issue, operation_outcome
@@ -76,14 +77,51 @@ def install_handlers(app: FastAPI, *, unavailable: tuple[type[Exception], ...] =
 
     @app.exception_handler(Exception)
     async def _internal(request: Request, exc: Exception) -> Response:
-        rid = request_id(request)
-        # Type and stack only: an exception's text can quote resource content.
-        log.error(
-            "internal error request_id=%s method=%s path=%s error=%s stack=%s",
-            rid, request.method,
-            loggable_path(request.url.path, getattr(request.scope.get("route"), "path", None)),
-            type(exc).__name__,
-            "".join(traceback.format_tb(exc.__traceback__)[-STACK_FRAMES:]).replace("\n", " | "),
-        )
-        issue = Issue("exception", f"Internal error (request id {rid})", "fatal")
-        return _outcome_response(500, operation_outcome([issue]), {"X-Request-Id": rid})
+        return internal_error(request, exc)
+
+
+def internal_error(request: Request, exc: Exception) -> Response:
+    """The 500 of an exception nothing else answered: a request id, the type and stack to
+    the log."""
+    rid = request_id(request)
+    # Type and stack only: an exception's text can quote resource content.
+    log.error(
+        "internal error request_id=%s method=%s path=%s error=%s stack=%s",
+        rid, request.method,
+        loggable_path(request.url.path, getattr(request.scope.get("route"), "path", None)),
+        type(exc).__name__,
+        "".join(traceback.format_tb(exc.__traceback__)[-STACK_FRAMES:]).replace("\n", " | "),
+    )
+    issue = Issue("exception", f"Internal error (request id {rid})", "fatal")
+    return _outcome_response(500, operation_outcome([issue]), {"X-Request-Id": rid})
+
+
+class InternalErrors:
+    """Answers an exception no handler took, inside the middlewares that add headers.
+
+    Starlette answers such an exception (the ``Exception`` handler above) in its outermost
+    layer, outside every middleware: a browser app would get that 500 without CORS headers,
+    which it sees as a network error, not as the OperationOutcome. Added innermost, this
+    answers it where CORS still adds its headers; the handler above stays for what fails
+    in the middlewares themselves."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception as exc:
+            if started:  # too late to answer: the server closes the connection
+                raise
+            await internal_error(Request(scope), exc)(scope, receive, send)

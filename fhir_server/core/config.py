@@ -136,9 +136,10 @@ class Settings(BaseSettings):
         "client assertions with when it calls payers that require OAuth (private_key_jwt).")
     fhir_peer_allowed_hosts: str = Field(
         default="", description="Comma-separated peers (payers, clearinghouses, EHRs, the "
-        "token URLs they publish, backend clients' JWKS URLs) this server may call although their address is loopback, "
-        "private, link-local (cloud metadata), shared, multicast or reserved: a host name "
-        "(any address it resolves to), an IP address or a CIDR network, each optionally with "
+        "token URLs they publish, backend clients' JWKS URLs) this server may call although "
+        "their address is loopback, private, link-local (cloud metadata), shared, multicast "
+        "or reserved: a host name (any address it resolves to), an IP address or a CIDR "
+        "network, each optionally with "
         ":port for that port only (IPv6 in brackets then: [fd00::5]:8443). Empty (the "
         "default): only globally routable addresses are called, so that an Endpoint.address "
         "cannot reach this machine's or the clinic network's own services.")

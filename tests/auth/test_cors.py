@@ -12,6 +12,7 @@ import httpx
 import pydantic
 import pytest
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
 from fhir_server.audit.events import CLIENT_SYSTEM, INTERACTION
 from fhir_server.auth.clients import register_client
@@ -95,6 +96,26 @@ async def test_preflight_allowed_for_registered_and_configured_origins(
     token = await http.options(TOKEN, headers={"Origin": APP_ORIGIN,
                                                "Access-Control-Request-Method": "POST"})
     assert token.status_code == 204 and token.headers["access-control-allow-origin"] == APP_ORIGIN
+
+
+async def test_an_internal_error_reaches_a_browser_app_with_cors_headers(
+        app_http: tuple[FastAPI, httpx.AsyncClient]) -> None:
+    """A 500 is an OperationOutcome the app can read, not a network error: answered where
+    CORS still adds its headers."""
+    app, http = app_http
+    await register(app, redirect=APP_REDIRECT)
+
+    async def broken() -> None:
+        raise RuntimeError("a bug")
+
+    app.router.routes.insert(0, APIRoute("/fhir/broken-probe", broken, methods=["GET"]))
+    answer = await http.get(f"{BASE}/broken-probe", headers={"Origin": APP_ORIGIN})
+    assert answer.status_code == 500, answer.text
+    assert answer.headers["access-control-allow-origin"] == APP_ORIGIN
+    assert "x-request-id" in listed(answer.headers["access-control-expose-headers"])
+    [issue] = answer.json()["issue"]
+    assert issue["code"] == "exception" and "a bug" not in answer.text
+    assert answer.headers["X-Request-Id"] in issue["diagnostics"]
 
 
 async def test_preflight_refused_for_other_origins(
