@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -156,6 +156,27 @@ async def register_client(*, store: AuthStore, name: str, scope: str, redirect_u
     if not await store.insert(kind="clients", doc=doc):
         raise ValueError(f"a client with id {client_id!r} exists already")
     return Client.from_doc(doc), secret
+
+
+async def change_origins(*, store: AuthStore, client_id: str, add: list[str],
+                         remove: list[str]) -> Client:
+    """Add and remove a client's registered web origins (those of its redirect URIs stay
+    while the redirect URIs do). Returns the client as changed."""
+    client = await get_client(store=store, client_id=client_id)
+    if client is None:
+        raise ValueError(f"no client {client_id[:64]!r}")
+    origins = list(client.origins)
+    for origin in dict.fromkeys(parse_origin(o) for o in remove):
+        if origin not in origins:
+            derived = origin in client.web_origins
+            raise ValueError(f"{origin} is " + ("the origin of a redirect URI of this client, "
+                                                 "not a registered one" if derived
+                                                 else "not an origin of this client"))
+        origins.remove(origin)
+    origins += [o for o in dict.fromkeys(parse_origin(o) for o in add) if o not in origins]
+    if not await store.set_fields(kind="clients", id_=client_id, fields={"origins": origins}):
+        raise ValueError(f"no client {client_id[:64]!r}")
+    return replace(client, origins=tuple(origins))
 
 
 async def get_client(*, store: AuthStore, client_id: str) -> Client | None:

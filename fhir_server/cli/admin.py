@@ -20,7 +20,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fhir_server.auth.clients import get_client, register_client
+from fhir_server.auth.clients import change_origins, get_client, register_client
 from fhir_server.auth.granting import granted
 from fhir_server.auth.launch import create_launch
 from fhir_server.auth.scopes import parse_scopes
@@ -66,7 +66,7 @@ def run_action(action: Action, args: argparse.Namespace, settings: Settings) -> 
     return 0
 
 
-# -- clients add --------------------------------------------------------------
+# -- clients add, clients origins -----------------------------------------------
 
 
 def client_arguments(parser: argparse.ArgumentParser) -> None:
@@ -84,6 +84,20 @@ def client_arguments(parser: argparse.ArgumentParser) -> None:
     add.add_argument("--origin", dest="origins", action="append", default=[],
                      help="web origin (scheme://host[:port]) a browser may use this client "
                      "from, besides its redirect URIs' origins (CORS; repeatable)")
+    origins = sub.add_parser("origins", help="add or remove a client's web origins (CORS); "
+                             "a running server takes them within FHIR_CORS_REFRESH_SECONDS")
+    origins.add_argument("--id", dest="client_id", required=True, help="the client's id")
+    origins.add_argument("--add", action="append", default=[], help="an origin (repeatable)")
+    origins.add_argument("--remove", action="append", default=[],
+                         help="a registered origin (repeatable)")
+
+
+async def client_origins(args: argparse.Namespace, auth: AuthService, repo: Repository
+                         ) -> str:
+    client = await change_origins(store=auth.store, client_id=args.client_id, add=args.add,
+                                  remove=args.remove)
+    return json.dumps({"client_id": client.client_id, "origins": list(client.web_origins)},
+                      indent=2)
 
 
 async def add_client(args: argparse.Namespace, auth: AuthService, repo: Repository) -> str:
@@ -215,7 +229,8 @@ async def launch_action(args: argparse.Namespace, auth: AuthService, repo: Repos
 
 
 def clients(args: argparse.Namespace, settings: Settings) -> int:
-    return run_action(add_client, args, settings)
+    return run_action(client_origins if args.action == "origins" else add_client, args,
+                      settings)
 
 
 def users(args: argparse.Namespace, settings: Settings) -> int:

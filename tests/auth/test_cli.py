@@ -233,3 +233,21 @@ def test_cli_client_origins_reach_the_running_server(live_server: str, store: St
             break
         time.sleep(0.1)
     assert answer.status_code == 204 and answer.headers["access-control-allow-origin"] == extra
+    # `clients origins --remove`: the server stops answering that origin's preflights;
+    # an origin a redirect URI gives cannot be removed so, nor one the client never had.
+    changed = json.loads(ok(env, "clients", "origins", "--id", app["client_id"],
+                            "--remove", extra + "/", "--add", "https://other.example"))
+    assert changed["origins"] == [REDIRECT.rsplit("/", 1)[0], "https://other.example"]
+    derived = cli(env, "clients", "origins", "--id", app["client_id"],
+                  "--remove", REDIRECT.rsplit("/", 1)[0])
+    assert derived.returncode == 1 and "redirect URI" in derived.stderr
+    unknown = cli(env, "clients", "origins", "--id", "nobody", "--add", extra)
+    assert unknown.returncode == 1 and "no client" in unknown.stderr
+    deadline = time.monotonic() + HTTP_TIMEOUT
+    while True:
+        answer = httpx.options(f"{live_server}/Patient", timeout=HTTP_TIMEOUT, headers={
+            "Origin": extra, "Access-Control-Request-Method": "GET"})
+        if answer.status_code != 204 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert answer.status_code == 403
