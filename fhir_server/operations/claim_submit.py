@@ -44,7 +44,7 @@ from fhir_server.operations.interchanges import documents
 from fhir_server.operations.payer_side import check_subject, visible_member
 from fhir_server.revenue.balances import adjudication_posting, currency_of, post
 from fhir_server.revenue.billing import bill_of
-from fhir_server.revenue.coverage import focal_coverage_ref
+from fhir_server.revenue.coverage import focal_coverage_ref, focal_insurance
 from fhir_server.revenue.payer.claims import adjudicate_claim
 from fhir_server.revenue.payer.members import Member
 from fhir_server.revenue.records import Resolver, Resource
@@ -119,7 +119,11 @@ async def _send(call: Call, submission: Submission, resolver: Resolver, claim: R
     """The claim to its payer's endpoint; its answer (and the X12 exchanged) written."""
     assert way.endpoint is not None
     related = await _related(resolver, claim, way)
-    outbound = {**drop_ids(claim), "insurer": {"reference": way.insurer_local}}
+    # The payer is sent the insurance it is billed for (the focal one, whose Coverage travels
+    # contained); the other Coverages the Claim lists are this clinic's to coordinate.
+    focal = focal_insurance(claim)
+    outbound = {**drop_ids(claim), "insurer": {"reference": way.insurer_local},
+                "insurance": [{**focal, "sequence": 1}] if focal else []}
     if way.endpoint.partner is not None:  # X12: CLM01, echoed by the 277CA and the 835
         outbound["identifier"] = [*(claim.get("identifier") or []),
                                   {"system": CLAIM_CONTROL, "value": claim["id"]}]

@@ -26,7 +26,7 @@ from fhir_server.core.config import Settings
 from fhir_server.core.errors import Unprocessable
 from fhir_server.core.money import cents, decimal_of, money
 from fhir_server.revenue.amounts import items_total
-from fhir_server.revenue.coverage import billed_coverage
+from fhir_server.revenue.coverage import billed_coverage, claim_insurance, lapsed_coverages
 from fhir_server.revenue.records import LOCAL_REF
 from fhir_server.revenue.states import (
     OPEN_INVOICES,
@@ -40,7 +40,13 @@ from fhir_server.service.criteria import search_token
 from fhir_server.storage.model import instant, now_ms
 from fhir_server.storage.repository import Repository
 from fhir_server.terminology.pricelist import Priced, line_item, matches_code, price_line
-from fhir_server.terminology.systems import BILL_INVOICE, BILL_KEY, CLAIM_TYPE, PROCESS_PRIORITY
+from fhir_server.terminology.systems import (
+    BILL_INVOICE,
+    BILL_KEY,
+    CLAIM_COVERAGE_CHOICE,
+    CLAIM_TYPE,
+    PROCESS_PRIORITY,
+)
 
 Resource = dict[str, Any]
 
@@ -205,9 +211,12 @@ async def _claim(repo: Repository, settings: Settings, *, patient_ref: str,
     coverages = await svc.find_resources(repo=repo, settings=settings, type_="Coverage",
                                          criteria=[("beneficiary", patient_ref),
                                                    ("status", "active")])
-    coverage = billed_coverage(coverages, day)  # CoverageUndecided: check eligibility
+    lapsed = await _lapsed(repo, settings, patient_ref) if coverages else {}
+    # CoverageUndecided: someone checks the patient's eligibility.
+    coverage = billed_coverage(coverages, day, lapsed)
     if coverage is None:
         return None
+    insurance, why = claim_insurance(coverage, coverages, day, lapsed)
     provider = _provider(settings, encounter)
     currency = settings.fhir_billing_currency
     claim: Resource = {
@@ -219,8 +228,8 @@ async def _claim(repo: Repository, settings: Settings, *, patient_ref: str,
         "billablePeriod": {"start": day.isoformat(), "end": day.isoformat()},
         "created": instant(now_ms()), "provider": {"reference": provider},
         "priority": {"coding": [{"system": PROCESS_PRIORITY, "code": "normal"}]},
-        "insurance": [{"sequence": 1, "focal": True,
-                       "coverage": {"reference": f"Coverage/{coverage['id']}"}}],
+        "extension": [{"url": CLAIM_COVERAGE_CHOICE, "valueString": why}],
+        "insurance": insurance,
         "item": [_claim_item(n, coding, quantity, p, day, encounter, currency)
                  for n, (coding, quantity, p) in enumerate(lines, 1)],
     }
@@ -235,6 +244,20 @@ async def _claim(repo: Repository, settings: Settings, *, patient_ref: str,
         claim["diagnosis"] = [{"sequence": n, "diagnosisReference": d["condition"]}
                               for n, d in enumerate(diagnoses, 1)]
     return claim
+
+
+async def _lapsed(repo: Repository, settings: Settings, patient_ref: str) -> dict[str, str]:
+    """The patient's Coverages whose latest eligibility answer says not in force."""
+    answers = await svc.find_resources(repo=repo, settings=settings,
+                                       type_="CoverageEligibilityResponse",
+                                       criteria=[("patient", patient_ref)])
+    if not answers:
+        return {}
+    requests = await svc.find_resources(repo=repo, settings=settings,
+                                        type_="CoverageEligibilityRequest",
+                                        criteria=[("patient", patient_ref)])
+    return lapsed_coverages(answers, {f"CoverageEligibilityRequest/{r['id']}": r
+                                      for r in requests})
 
 
 def _provider(settings: Settings, encounter: Resource | None) -> str:

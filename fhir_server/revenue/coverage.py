@@ -7,10 +7,16 @@
   ``period`` (if any) covers the day.
 * ``primary_coverage``: of a patient's Coverages, the one a bill claims against: in force
   on the service day, lowest ``order`` first (then the id, to be stable).
-* ``billed_coverage``: the same choice for a bill, refusing to guess
+* ``lapsed_coverages``: the Coverages whose latest eligibility answer (a
+  CoverageEligibilityResponse, from a FHIR payer, a 271 or this server as the payer) says
+  not in force or member unknown: a bill leaves them out, whatever their status says.
+* ``billed_coverage``: the same choice for a bill, those left out, refusing to guess
   (``CoverageUndecided``) when the patient has active Coverages but none in force on the
   day, or when two or more in force share the lowest ``order`` (or have none): someone
   must check the patient's eligibility. No active Coverage at all: the patient pays.
+* ``claim_insurance``: the Claim's ``insurance``: the billed Coverage first (``focal``),
+  then the others in force with a higher ``order`` of their own, in that order; and the
+  rule that decided, in words, for the Claim to carry.
 """
 
 from __future__ import annotations
@@ -83,11 +89,52 @@ def _order(coverage: Mapping[str, Any]) -> int:
     return int(coverage.get("order", NO_ORDER))
 
 
-def billed_coverage(coverages: Iterable[Resource], on: date) -> Resource | None:
+NOT_FOUND = "member-not-found"  # the adjudication-error code of an unknown member
+
+
+def lapsed_coverages(answers: Iterable[Resource],
+                     requests: Mapping[str, Resource]) -> dict[str, str]:
+    """``Coverage/[id]`` -> why it is left out, for each Coverage whose latest eligibility
+    answer (by ``created``) says not in force or member unknown. ``requests``: the answers'
+    CoverageEligibilityRequests by reference, for answers that name no local Coverage."""
+    latest: dict[str, tuple[str, Resource, dict[str, Any]]] = {}
+    for answer in answers:
+        for entry in answer.get("insurance") or [{}]:
+            ref = str((entry.get("coverage") or {}).get("reference", ""))
+            if not ref.startswith("Coverage/"):
+                asked = requests.get(str((answer.get("request") or {}).get("reference", "")))
+                ref = str((focal_coverage_ref(asked or {}) or {}).get("reference", ""))
+            created = str(answer.get("created", ""))
+            if ref.startswith("Coverage/") and created >= latest.get(ref, ("",))[0]:
+                latest[ref] = (created, answer, entry)
+    lapsed: dict[str, str] = {}
+    for ref, (created, answer, entry) in latest.items():
+        unknown = any(c.get("code") == NOT_FOUND for e in answer.get("error") or []
+                      for c in (e.get("code") or {}).get("coding") or [])
+        if unknown or entry.get("inforce") is False:
+            lapsed[ref] = (f"its latest eligibility answer, CoverageEligibilityResponse/"
+                           f"{str(answer.get('id'))[:64]} of {created[:32]}, says "
+                           + ("member not found" if unknown else "not in force"))
+    return lapsed
+
+
+def billed_coverage(coverages: Iterable[Resource], on: date,
+                    lapsed: Mapping[str, str] | None = None) -> Resource | None:
     """The Coverage a bill of ``on`` claims against (None: the patient has no active
-    Coverage, and pays). ``CoverageUndecided`` when it cannot be chosen without a guess."""
-    active = sorted((c for c in coverages if c.get("status") == "active"),
-                    key=lambda c: str(c["id"]))
+    Coverage, and pays). ``lapsed`` (``lapsed_coverages``) are left out.
+    ``CoverageUndecided`` when it cannot be chosen without a guess."""
+    lapsed = lapsed or {}
+    every = sorted((c for c in coverages if c.get("status") == "active"),
+                   key=lambda c: str(c["id"]))
+    active = [c for c in every if f"Coverage/{c['id']}" not in lapsed]
+    if every and not active:
+        focus = every[0]
+        raise _undecided(
+            "Every active Coverage of the patient is left out: "
+            + "; ".join(f"Coverage/{str(c['id'])[:64]}: {lapsed['Coverage/' + c['id']]}"
+                        for c in every[:5])
+            + ". Check the patient's eligibility again, or correct or cancel the Coverage "
+            "(cancelled, the patient is billed), then retry", focus)
     if not active:
         return None
     chosen = primary_coverage(active, on)
@@ -108,6 +155,35 @@ def billed_coverage(coverages: Iterable[Resource], on: date) -> Resource | None:
             "to bill first: check the patient's eligibility, then set each Coverage's order "
             "(1 = primary) or end the one that no longer applies, then retry", chosen)
     return chosen
+
+
+def claim_insurance(billed: Resource, coverages: Iterable[Resource], on: date,
+                    lapsed: Mapping[str, str] | None = None
+                    ) -> tuple[list[dict[str, Any]], str]:
+    """The Claim's ``insurance`` (``billed`` first, ``focal``; then each other Coverage in
+    force on ``on`` whose ``order`` is higher and its own, in that order) and why, in words."""
+    lapsed = lapsed or {}
+    others = [c for c in coverages if c.get("status") == "active" and c["id"] != billed["id"]
+              and in_force(c, on) and f"Coverage/{c['id']}" not in lapsed]
+    orders = [_order(c) for c in others]
+    after = sorted((c for c in others if _order(billed) < _order(c) < NO_ORDER
+                    and orders.count(_order(c)) == 1), key=_order)
+    unplaced = [c for c in others if c not in after]
+    chosen = [billed, *after]
+    insurance = [{"sequence": n, "focal": n == 1,
+                  "coverage": {"reference": f"Coverage/{c['id']}"}}
+                 for n, c in enumerate(chosen, 1)]
+    first = (f"Coverage/{str(billed['id'])[:64]} is billed first"
+             + (f": order {billed['order']}" if "order" in billed else "")
+             + f", in force on {on.isoformat()}")
+    if not others and not lapsed:
+        first += ", the only Coverage in force"
+    parts = [first]
+    parts += [f"then Coverage/{str(c['id'])[:64]} (order {c['order']})" for c in after]
+    parts += [f"left out: Coverage/{str(c['id'])[:64]} (no order of its own after the "
+              "billed one)" for c in unplaced]
+    parts += [f"left out: {ref[:73]} ({why})" for ref, why in sorted(lapsed.items())]
+    return insurance, "; ".join(parts)
 
 
 def _refs(coverages: list[Resource]) -> str:

@@ -9,6 +9,8 @@ SERVER_URI = "https://fhir-rcm-server.org"
 BILL_KEY = "urn:fhir-rcm-server:bill"
 # Extension on an Invoice: the Appointment whose booking created it.
 INVOICE_APPOINTMENT = f"{SERVER_URI}/StructureDefinition/invoice-appointment"
+# On a generated Claim: why its insurance lists the Coverages it does, in that order (valueString).
+CLAIM_COVERAGE_CHOICE = f"{SERVER_URI}/StructureDefinition/claim-coverage-choice"
 # Codes of Invoice.totalPriceComponent (type informational) after adjudication.
 INVOICE_SHARE = f"{SERVER_URI}/CodeSystem/invoice-share"
 # Errors this server's payer side reports (CoverageEligibilityResponse / ClaimResponse .error).

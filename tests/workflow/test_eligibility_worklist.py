@@ -12,7 +12,12 @@ from typing import Any
 import httpx
 import pytest
 
-from fhir_server.revenue.coverage import CoverageUndecided, billed_coverage
+from fhir_server.revenue.coverage import (
+    CoverageUndecided,
+    billed_coverage,
+    claim_insurance,
+    lapsed_coverages,
+)
 from tests.factories import (
     PRICES,
     bill_parameters,
@@ -199,3 +204,40 @@ def test_the_coverage_billed_or_why_not() -> None:
         billed_coverage([ended, later], day)
     assert raised.value.focus == "Coverage/b"  # the one ended last
     assert "2025-12-31" in raised.value.diagnostics and "2026-03-02" in raised.value.diagnostics
+
+
+def test_eligibility_answers_leave_coverages_out_and_the_claim_lists_the_rest_in_order() -> None:
+    day = date(2026, 3, 2)
+    year = {"start": "2026-01-01", "end": "2026-12-31"}
+    a, b, c, d = ({"id": x, "status": "active", "period": year} for x in "abcd")
+
+    def answer(id_: str, created: str, inforce: bool, coverage: str | None = None,
+               request: str | None = None) -> dict[str, object]:
+        entry: dict[str, object] = {"inforce": inforce}
+        if coverage:
+            entry["coverage"] = {"reference": coverage}
+        out: dict[str, object] = {"id": id_, "created": created, "insurance": [entry]}
+        if request:
+            out["request"] = {"reference": request}
+        return out
+
+    requests = {"CoverageEligibilityRequest/r1": {"insurance": [
+        {"focal": True, "coverage": {"reference": "Coverage/b"}}]}}
+    answers = [answer("1", "2026-03-01T10:00:00Z", False, "Coverage/a"),
+               answer("2", "2026-03-01T11:00:00Z", True, "Coverage/a"),  # later: in force
+               answer("3", "2026-03-01T09:00:00Z", False, request="CoverageEligibilityRequest/r1")]
+    lapsed = lapsed_coverages(answers, requests)
+    assert set(lapsed) == {"Coverage/b"} and "CoverageEligibilityResponse/3" in lapsed["Coverage/b"]
+    # b (unordered, and lapsed) out; a and c: orders 1 and 3; d shares no order: left out.
+    coverages = [{**a, "order": 1}, b, {**c, "order": 3}, d]
+    billed = billed_coverage(coverages, day, lapsed)
+    assert billed is not None and billed["id"] == "a"
+    insurance, why = claim_insurance(billed, coverages, day, lapsed)
+    assert [(i["sequence"], i["focal"], i["coverage"]["reference"]) for i in insurance] == [
+        (1, True, "Coverage/a"), (2, False, "Coverage/c")]
+    assert why.index("Coverage/a") < why.index("Coverage/c")
+    assert "Coverage/d (no order" in why and "Coverage/b (its latest" in why
+    # Every active Coverage left out: no guess, someone checks again.
+    with pytest.raises(CoverageUndecided) as raised:
+        billed_coverage([b], day, lapsed)
+    assert "not in force" in raised.value.diagnostics
