@@ -6,31 +6,22 @@ the payer."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.workflow.helpers import create, post
-from tests.x12.test_x12_payer import configure, received
-from tests.x12.world import PLAN, clearinghouse_process, patient_with_coverage, setup_clinic
+
+# The app of the X12 payer tests.
+from tests.x12.test_x12_payer import configure, received, settings_overrides  # noqa: F401
+from tests.x12.world import PLAN, patient_with_coverage, setup_clinic
 from tests.x12.world import bill as make_bill
 
 CHOICE = "https://fhir-rcm-server.org/StructureDefinition/claim-coverage-choice"
 PATIENTS = 20  # the stale Coverage used to win about half the time, by its random id
 
 pytestmark = pytest.mark.process
-
-
-@pytest.fixture
-def clearinghouse() -> Iterator[str]:
-    yield from clearinghouse_process()
-
-
-@pytest.fixture
-def settings_overrides() -> dict[str, object]:
-    return {"fhir_billing_provider": "Organization/clinic", "fhir_payer_read_timeout": 20.0}
 
 
 async def second_coverage(client: httpx.AsyncClient, first: dict[str, Any], member: str,

@@ -4,7 +4,6 @@ loopback clearinghouse receives carries in SV102 and CLM02."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -15,16 +14,11 @@ import pytest
 from tests.workflow.helpers import create, post
 from tests.x12.edi import elements
 from tests.x12.world import bill as make_bill
-from tests.x12.world import clearinghouse_process, patient_with_coverage, setup_clinic
+from tests.x12.world import patient_with_coverage, setup_clinic
 
 CENT = Decimal("0.01")
 # The discounted line: 3 units at 33.33 with a 15% discount (factor 0.85).
 UNIT, QUANTITY, FACTOR = Decimal("33.33"), Decimal(3), Decimal("0.85")
-
-
-@pytest.fixture
-def clearinghouse() -> Iterator[str]:
-    yield from clearinghouse_process()
 
 
 @pytest.fixture

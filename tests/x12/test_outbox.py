@@ -3,8 +3,6 @@ belongs to: the payer's answer and the payment posted."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -12,17 +10,12 @@ from fastapi import FastAPI
 from fhir_server.events.topics import topics_of
 from fhir_server.storage.repository import Repository
 from tests.support.history import versions_listed
-from tests.x12.world import X12, clearinghouse_process, remit_for, submitted
+from tests.x12.world import X12, remit_for, submitted
 
 
 @pytest.fixture
 def settings_overrides() -> dict[str, object]:
     return {"fhir_billing_provider": "Organization/clinic"}
-
-
-@pytest.fixture
-def clearinghouse() -> Iterator[str]:
-    yield from clearinghouse_process()
 
 
 @pytest.mark.process

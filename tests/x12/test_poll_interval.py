@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from tests.workflow.helpers import post
 from tests.x12.world import bill as make_bill
-from tests.x12.world import clearinghouse_process, patient_with_coverage, setup_clinic
+from tests.x12.world import patient_with_coverage, setup_clinic
 
 
 @pytest.fixture
 def settings_overrides() -> dict[str, object]:
     return {"fhir_billing_provider": "Organization/clinic", "fhir_x12_poll_interval": 0.3}
-
-
-@pytest.fixture
-def clearinghouse() -> Iterator[str]:
-    yield from clearinghouse_process()
 
 
 @pytest.mark.process

@@ -4,7 +4,6 @@ restart."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -20,7 +19,6 @@ from tests.x12.world import (
     PAYER_ID,
     PAYER_TIN,
     X12,
-    clearinghouse_process,
     remit_for,
     submitted,
 )
@@ -29,11 +27,6 @@ from tests.x12.world import (
 @pytest.fixture
 def settings_overrides() -> dict[str, object]:
     return {"fhir_billing_provider": "Organization/clinic"}
-
-
-@pytest.fixture
-def clearinghouse() -> Iterator[str]:
-    yield from clearinghouse_process()
 
 
 async def counts(http: httpx.AsyncClient) -> tuple[int, ...]:

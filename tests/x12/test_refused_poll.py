@@ -6,7 +6,6 @@ read is not kept: its Task names the clearinghouse's Endpoint and the file."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -15,22 +14,14 @@ from fastapi import FastAPI
 
 from fhir_server.operations.x12_poll import poll_once
 from tests.x12.test_posting import broken
-from tests.x12.test_unbalanced_poll import count, tasks
+
+# The app of the unbalanced-835 tests.
+from tests.x12.test_unbalanced_poll import count, settings_overrides, tasks  # noqa: F401
 from tests.x12.test_x12_payer import queue
-from tests.x12.world import PAYER_ID, PAYER_TIN, clearinghouse_process, remit_for, setup_clinic
+from tests.x12.world import PAYER_ID, PAYER_TIN, remit_for, setup_clinic
 from tests.x12.world import submitted as claim_submitted
 
 pytestmark = pytest.mark.process
-
-
-@pytest.fixture
-def settings_overrides() -> dict[str, object]:
-    return {"fhir_billing_provider": "Organization/clinic"}
-
-
-@pytest.fixture
-def clearinghouse() -> Iterator[str]:
-    yield from clearinghouse_process()
 
 
 async def poll(app: FastAPI) -> Any:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -13,7 +12,6 @@ from fastapi import FastAPI
 from fhir_server.operations.x12_poll import poll_once
 from tests.x12.test_posting import X12, remit_for, submitted
 from tests.x12.test_x12_payer import queue
-from tests.x12.world import clearinghouse_process
 
 LIMIT = 4096  # FHIR_MAX_X12_BYTES: a few 835s' worth of the small ones these tests write
 
@@ -21,11 +19,6 @@ LIMIT = 4096  # FHIR_MAX_X12_BYTES: a few 835s' worth of the small ones these te
 @pytest.fixture
 def settings_overrides() -> dict[str, object]:
     return {"fhir_billing_provider": "Organization/clinic", "fhir_max_x12_bytes": LIMIT}
-
-
-@pytest.fixture
-def clearinghouse() -> Iterator[str]:
-    yield from clearinghouse_process()
 
 
 def spread(text: str, size: int) -> str:

@@ -5,7 +5,6 @@ $retry fails again with the same reason (issue 28)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
 
 import httpx
@@ -15,17 +14,11 @@ from fastapi import FastAPI
 from fhir_server.operations.x12_poll import poll_once
 from tests.x12.test_posting import remit_for, submitted
 from tests.x12.test_x12_payer import queue
-from tests.x12.world import clearinghouse_process
 
 
 @pytest.fixture
 def settings_overrides() -> dict[str, object]:
     return {"fhir_billing_provider": "Organization/clinic"}
-
-
-@pytest.fixture
-def clearinghouse() -> Iterator[str]:
-    yield from clearinghouse_process()
 
 
 async def count(client: httpx.AsyncClient, query: str) -> int:

@@ -7,7 +7,6 @@ import base64
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -24,7 +23,6 @@ from tests.x12.world import (
     PAYER_ID,
     PAYER_TIN,
     PLAN,
-    clearinghouse_process,
     patient_with_coverage,
     setup_clinic,
 )
@@ -32,11 +30,6 @@ from tests.x12.world import bill as make_bill
 
 X12 = {"Content-Type": "application/edi-x12"}
 INVOICE_SHARE = "https://fhir-rcm-server.org/CodeSystem/invoice-share"
-
-
-@pytest.fixture
-def clearinghouse() -> Iterator[str]:
-    yield from clearinghouse_process()
 
 
 @pytest.fixture
