@@ -146,10 +146,13 @@ def file_document_id(text: str, kind: str = "835") -> str:
 
 
 async def set_aside_file(*, repo: Repository, settings: Settings, text: str,
-                         error: FhirError, kind: str = "835", interchange: str = ""
-                         ) -> Resource:
+                         refused: FhirError, kind: str = "835") -> Resource:
     """Keep a file the poll could not apply as a whole, and open (or update) its Task
-    with ``error`` as the reason. Returns the Task."""
+    saying why it was ``refused`` (``file_problem`` for a BPR02 that does not balance,
+    else ``refused_file``). Returns the Task."""
+    unbalanced = unbalanced_of(refused)
+    error = file_problem(unbalanced) if unbalanced is not None else refused_file(refused, kind)
+    interchange = unbalanced.interchange if unbalanced is not None else ""
     document_id = file_document_id(text, kind)
     focus = f"DocumentReference/{document_id}"
     failure = Failure(reason=error.diagnostics, outcome=error.outcome())

@@ -73,7 +73,6 @@ async def repost_file(*, repo: Repository, settings: Settings, document_id: str)
     if document is None:
         raise _gone(f"DocumentReference/{document_id} is no longer stored")
     text = _text(document)
-    kind = file_kind(text)
     try:
         applied = await apply_file(repo=repo, settings=settings, text=text)
     except Conflict:
@@ -81,12 +80,8 @@ async def repost_file(*, repo: Repository, settings: Settings, document_id: str)
     except FhirError as error:
         if error.status >= 500:
             raise
-        unbalanced = step.unbalanced_of(error)
-        problem = (step.file_problem(unbalanced) if unbalanced is not None
-                   else step.refused_file(error, kind))
-        await step.set_aside_file(repo=repo, settings=settings, text=text, error=problem,
-                                  kind=kind, interchange=unbalanced.interchange
-                                  if unbalanced is not None else "")
+        await step.set_aside_file(repo=repo, settings=settings, text=text, refused=error,
+                                  kind=file_kind(text))
         return
     await complete_task(repo=repo, settings=settings, step=step.STEP,
                         focus=f"DocumentReference/{document_id}", item=step.FILE_ITEM,

@@ -96,14 +96,8 @@ async def set_aside(repo: Repository, settings: Settings, endpoint: str, file_id
     if isinstance(error, PayloadTooLarge):
         return await step.set_aside_unkept(repo=repo, settings=settings, endpoint=endpoint,
                                            file_id=file_id, error=error)
-    unbalanced = step.unbalanced_of(error)
-    if unbalanced is not None:
-        return await step.set_aside_file(repo=repo, settings=settings, text=text,
-                                         error=step.file_problem(unbalanced),
-                                         interchange=unbalanced.interchange)
-    kind = file_kind(text)
-    return await step.set_aside_file(repo=repo, settings=settings, text=text, kind=kind,
-                                     error=step.refused_file(error, kind))
+    return await step.set_aside_file(repo=repo, settings=settings, text=text, refused=error,
+                                     kind=file_kind(text))
 
 
 class Poller:
