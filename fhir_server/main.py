@@ -36,7 +36,7 @@ from fhir_server.core.models import resource_types
 from fhir_server.events.runner import Runner
 from fhir_server.notifications import consumer as notifications
 from fhir_server.observability import business, metrics, rate_limit, shutdown, tracing
-from fhir_server.operations import billing_worker, worklist_worker
+from fhir_server.operations import billing_worker, next_payer_worker, worklist_worker
 from fhir_server.operations.bulk_export import job_records, stop_jobs
 from fhir_server.operations.bulk_export_retention import RetentionSweeper
 from fhir_server.operations.registry import OPERATIONS
@@ -129,6 +129,8 @@ def startup_steps(app: FastAPI, settings: Settings) -> list[Step]:
                                    *billing_worker.workers(settings=settings, repo=repo),
                                    *worklist_worker.workers(settings=settings, repo=repo,
                                                             services=app.state.services),
+                                   *next_payer_worker.workers(settings=settings, repo=repo,
+                                                              services=app.state.services),
                                    *notifications.workers(settings=settings, repo=repo)])
         runner.start()
         stack.push_async_callback(runner.stop)

@@ -30,8 +30,11 @@ from zoneinfo import ZoneInfo
 
 from fhir_server.core.config import Settings
 from fhir_server.core.fhirjson import loads_stored
+from fhir_server.core.money import decimal_of
 from fhir_server.events.event import Event
+from fhir_server.revenue.cob import next_insurance
 from fhir_server.revenue.records import LOCAL_REF
+from fhir_server.revenue.states import ClaimOutcome, claim_outcome
 from fhir_server.service import interactions as svc
 from fhir_server.service.criteria import search_token
 from fhir_server.storage.repository import Repository
@@ -132,8 +135,12 @@ async def answered_bill_notice(repo: Repository, response: Resource, *, answered
     if match is None or match.group(1) != "Invoice":
         return None
     invoice = await _as_of(repo, "Invoice", match.group(2), answered)
-    if invoice is None or adjudicated_share(invoice) is None:
+    share = adjudicated_share(invoice) if invoice is not None else None
+    if invoice is None or share is None:
         return None
+    if (claim_outcome(response) is ClaimOutcome.COMPLETE and next_insurance(claim or {})
+            and isinstance(share, dict) and decimal_of(share.get("value", 0)) > 0):
+        return None  # the next payer is billed what is left: the patient is told after it
     return invoice_notice(invoice, key=f"bill-Invoice/{invoice['id']}", settings=settings)
 
 

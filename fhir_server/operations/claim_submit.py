@@ -44,6 +44,7 @@ from fhir_server.operations.interchanges import documents
 from fhir_server.operations.payer_side import check_subject, visible_member
 from fhir_server.revenue.balances import adjudication_posting, currency_of, post
 from fhir_server.revenue.billing import bill_of
+from fhir_server.revenue.cob import earlier_insurance
 from fhir_server.revenue.coverage import focal_coverage_ref, focal_insurance
 from fhir_server.revenue.payer.claims import adjudicate_claim
 from fhir_server.revenue.payer.members import Member
@@ -118,12 +119,19 @@ async def _send(call: Call, submission: Submission, resolver: Resolver, claim: R
                 claim_ref: str, way: Route) -> Resource:
     """The claim to its payer's endpoint; its answer (and the X12 exchanged) written."""
     assert way.endpoint is not None
+    if way.endpoint.partner is not None and earlier_insurance(claim):
+        raise Unprocessable(
+            "This claim follows another payer's answer, and an 837P to a payer after another "
+            "needs the other-subscriber loops (2320/2330), which this server does not write "
+            "yet: bill this payer outside the server", expression=["Claim.insurance"],
+            code="not-supported")
     related = await _related(resolver, claim, way)
     # The payer is sent the insurance it is billed for (the focal one, whose Coverage travels
-    # contained); the other Coverages the Claim lists are this clinic's to coordinate.
-    focal = focal_insurance(claim)
+    # contained) after those of the payers that answered before it, with their answers; the
+    # Coverages after it are this clinic's to coordinate.
+    insurance = [*earlier_insurance(claim), *filter(None, [focal_insurance(claim)])]
     outbound = {**drop_ids(claim), "insurer": {"reference": way.insurer_local},
-                "insurance": [{**focal, "sequence": 1}] if focal else []}
+                "insurance": [{**entry, "sequence": n} for n, entry in enumerate(insurance, 1)]}
     if way.endpoint.partner is not None:  # X12: CLM01, echoed by the 277CA and the 835
         outbound["identifier"] = [*(claim.get("identifier") or []),
                                   {"system": CLAIM_CONTROL, "value": claim["id"]}]
@@ -205,6 +213,12 @@ async def _related(resolver: Resolver, claim: Resource, way: Route) -> dict[str,
 
     await add(claim.get("patient"), "Patient")
     await add(claim.get("provider"), "Organization", "Practitioner")
+    for entry in earlier_insurance(claim):  # the payers before this one, and their answers
+        coverage = await add(entry.get("coverage"), "Coverage")
+        for payor in (coverage or {}).get("payor") or []:
+            await add(payor, "Organization")
+        answer = await add(entry.get("claimResponse"), "ClaimResponse")
+        await add((answer or {}).get("insurer"), "Organization")
     for local, resource in ((way.coverage_local, way.coverage),
                             (way.insurer_local, way.insurer)):
         if local and resource is not None:
@@ -292,9 +306,11 @@ def _as_ours(answer: Resource, claim: Resource, claim_ref: str, way: Route,
 async def adjudicate_as_payer(call: Call, claim: Resource, claim_ref: str,
                               resolver: Resolver, member: Member) -> Resource:
     submitted, _ = await resolver.get(focal_coverage_ref(claim), "Coverage")
+    earlier = [answer for entry in earlier_insurance(claim)
+               if (answer := (await resolver.get(entry["claimResponse"], "ClaimResponse"))[0])]
     return await adjudicate_claim(repo=call.repo, settings=call.settings, claim=claim,
                                   claim_ref=claim_ref, member=member,
-                                  submitted_coverage=submitted)
+                                  submitted_coverage=submitted, earlier=earlier)
 
 
 CLAIM_SUBMIT = Operation(

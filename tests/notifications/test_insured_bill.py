@@ -106,3 +106,35 @@ async def test_a_bill_told_after_the_patient_paid_still_asks_for_the_share_the_p
     notice = await event_notice(repo, settings, Event.of(change, await topics_of(repo, change)))
     assert notice is not None and notice.about == f"Invoice/{bill['Invoice']['id']}"
     assert notice.values["amount"] == amount(copay)
+
+
+async def test_a_bill_with_a_secondary_payer_is_told_once_after_the_last_payer(
+        client: httpx.AsyncClient, inbox: Inbox, sms: SmsProvider) -> None:
+    """Two Coverages (order 1 and 2, this server the payer of both): the primary's answer
+    leaves its copay, which the next-payer worker bills to the secondary; the patient is
+    told once, what the secondary left, not the primary's copay."""
+    primary_copay, secondary_copay = Decimal(30), Decimal(10)
+    total = sum(price for _, price in PRICES.values())
+    # The secondary plan's deductible leaves it 12 to pay: less than the primary's copay.
+    secondary_deductible = total - secondary_copay - 12
+    bill = await insured_bill(client, copay=primary_copay, member_id="M-3")
+    patient_ref = bill["Claim"]["patient"]["reference"]
+    [first] = (await client.get("Coverage", params={"beneficiary": patient_ref})).json()["entry"]
+    primary = {**first["resource"], "order": 1}
+    assert (await client.put(f"Coverage/{primary['id']}", json=primary)).status_code == 200
+    insurer = await created(client, payer_org("Beta Care", "BETA"))
+    secondary = await create(client, {**coverage(
+        patient=patient_ref, payer=f"Organization/{insurer['id']}", member_id="M-4",
+        copay=secondary_copay, deductible=secondary_deductible, start=f"{YEAR}-01-01",
+        end=f"{YEAR}-12-31"), "order": 2})
+    claim = {**bill["Claim"], "insurance": [
+        *bill["Claim"]["insurance"],
+        {"sequence": 2, "focal": False, "coverage": {"reference": f"Coverage/{secondary['id']}"}}]}
+
+    answer = await client.post("Claim/$submit", json=claim)
+    assert answer.status_code == 200, answer.text
+    [mail] = await arrived(inbox.messages, 1)
+    owed = primary_copay - min(total - secondary_copay - secondary_deductible, primary_copay)
+    assert amount(owed) in mail.get_content(), mail.get_content()
+    await settle()
+    assert len(inbox.messages) == 1 and len(sms.posts) == 1

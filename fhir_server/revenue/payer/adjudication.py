@@ -195,6 +195,9 @@ class Allowance:
 
     copay: Decimal
     deductible: Decimal
+    # What the earlier payers left of the claim (None: this payer is the first): a payer
+    # after another pays at most that, item by item (traditional coordination of benefits).
+    unpaid: Decimal | None = None
 
 
 def split_item(item: dict[str, Any], rules: PlanRules, left: Allowance) -> Split:
@@ -212,8 +215,12 @@ def split_item(item: dict[str, Any], rules: PlanRules, left: Allowance) -> Split
     left.deductible -= deductible
     pct = rule.coinsurance if rule.coinsurance is not None else rules.coinsurance
     coinsurance = cents((eligible - copay - deductible) * pct / 100)
+    benefit = eligible - copay - deductible - coinsurance
+    if left.unpaid is not None:
+        benefit = min(benefit, left.unpaid)
+        left.unpaid -= benefit
     return Split(submitted=submitted, eligible=eligible, copay=copay, deductible=deductible,
-                 coinsurance_pct=pct, benefit=eligible - copay - deductible - coinsurance)
+                 coinsurance_pct=pct, benefit=benefit)
 
 
 def _entries(split: Split, currency: str) -> list[dict[str, Any]]:
@@ -229,9 +236,11 @@ def _entries(split: Split, currency: str) -> list[dict[str, Any]]:
 
 
 def adjudicate(claim: Resource, rules: PlanRules, *, deductible_left: Decimal,
-               currency: str) -> Adjudicated:
-    """The claim's items adjudicated in sequence order, their totals and the payment."""
-    left = Allowance(copay=rules.copay, deductible=deductible_left)
+               currency: str, unpaid: Decimal | None = None) -> Adjudicated:
+    """The claim's items adjudicated in sequence order, their totals and the payment
+    (``unpaid``: what the earlier payers left of the claim, when this payer is not the
+    first)."""
+    left = Allowance(copay=rules.copay, deductible=deductible_left, unpaid=unpaid)
     totals: dict[str, Decimal] = {}
     items: list[dict[str, Any]] = []
     for item in sorted(claim.get("item") or [], key=lambda i: int(i.get("sequence", 0))):

@@ -12,6 +12,7 @@ from fhir_server.core.config import Settings
 from fhir_server.core.errors import Unprocessable
 from fhir_server.core.money import money
 from fhir_server.revenue.amounts import item_amount
+from fhir_server.revenue.cob import left_to_bill
 from fhir_server.revenue.coverage import in_force
 from fhir_server.revenue.payer.adjudication import adjudicate, deductible_met, plan_rules
 from fhir_server.revenue.payer.members import (
@@ -30,8 +31,11 @@ from fhir_server.terminology.systems import PAYMENT_TYPE
 
 async def adjudicate_claim(*, repo: Repository, settings: Settings, claim: Resource,
                            claim_ref: str, member: Member,
-                           submitted_coverage: Resource | None) -> Resource:
-    """The ClaimResponse (no id yet) this server, as the payer, answers ``claim`` with."""
+                           submitted_coverage: Resource | None,
+                           earlier: list[Resource] | None = None) -> Resource:
+    """The ClaimResponse (no id yet) this server, as the payer, answers ``claim`` with;
+    ``earlier``: the answers of the payers billed before this one (``Claim.insurance``'s
+    ``claimResponse``s), whose payments and adjustments come off what it pays."""
     today = datetime.now(UTC).date()
     on = claim_service_date(claim, fallback=today)
     currency = settings.fhir_billing_currency
@@ -55,13 +59,18 @@ async def adjudicate_claim(*, repo: Repository, settings: Settings, claim: Resou
     assert member.coverage is not None
     rules = await plan_rules(repo=repo, settings=settings, coverage=member.coverage)
     met = await deductible_met(repo=repo, settings=settings, member=member, year=on.year)
+    unpaid = left_to_bill(claim, earlier) if earlier else None
     result = adjudicate(claim, rules, deductible_left=max(Decimal(0), rules.deductible - met),
-                        currency=currency)
+                        currency=currency, unpaid=unpaid)
     response.update(
         outcome=transition("ClaimResponse", None, ClaimOutcome.COMPLETE),
         disposition="Claim settled as per contract", item=result.items, total=result.totals,
         payment={"type": {"coding": [{"system": PAYMENT_TYPE, "code": "complete"}]},
                  "date": today.isoformat(), "amount": money(result.benefit, currency)})
+    if unpaid is not None:
+        response["processNote"] = [{"number": 1, "type": "display", "text": (
+            f"Paid after {len(earlier or [])} earlier payer(s): at most the "
+            f"{money(unpaid, currency)['value']} {currency} they left of the claim")}]
     return response
 
 
