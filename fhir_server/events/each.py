@@ -14,10 +14,23 @@ import asyncio
 import logging
 from abc import abstractmethod
 from collections.abc import Sequence
+from typing import Any
 
+from fhir_server.core.fhirjson import loads_stored
 from fhir_server.events.consumer import Consumer
 from fhir_server.events.event import Event
 from fhir_server.events.runner import pause_after
+from fhir_server.storage.repository import Repository
+
+
+async def current_content(repo: Repository, event: Event) -> dict[str, Any] | None:
+    """The content of the version ``event`` is about while it is still the current one
+    (None: a later version, or a deletion, has its own event to come)."""
+    stored = await repo.current(type_=event.type_, id_=event.id_)
+    if stored is None or stored.version != event.version or stored.text is None:
+        return None
+    content: dict[str, Any] = loads_stored(stored.text)
+    return content
 
 
 class EachEventConsumer(Consumer):

@@ -24,9 +24,8 @@ from typing import Any, Literal
 
 from fhir_server.core.config import Settings
 from fhir_server.core.errors import FhirError
-from fhir_server.core.fhirjson import loads_stored
 from fhir_server.events.consumer import Consumer
-from fhir_server.events.each import EachEventConsumer
+from fhir_server.events.each import EachEventConsumer, current_content
 from fhir_server.events.event import Event
 from fhir_server.operations import claim_submit
 from fhir_server.operations import submit_claim_step as step
@@ -59,10 +58,9 @@ class NextPayerWorker(EachEventConsumer):
         return event.type_ == "ClaimResponse" and event.action != "delete"
 
     async def handle(self, event: Event) -> None:
-        stored = await self.repo.current(type_="ClaimResponse", id_=event.id_)
-        if stored is None or stored.version != event.version or stored.text is None:
+        response = await current_content(self.repo, event)
+        if response is None:
             return  # not the current version: its own event comes later
-        response = loads_stored(stored.text)
         claim = await read_local(self.repo, (response.get("request") or {}).get("reference"))
         if claim is None or claim.get("resourceType") != "Claim":
             return

@@ -30,7 +30,7 @@ from fhir_server.core.config import Settings
 from fhir_server.core.errors import FhirError
 from fhir_server.core.fhirjson import loads_stored
 from fhir_server.events.consumer import Consumer
-from fhir_server.events.each import EachEventConsumer
+from fhir_server.events.each import EachEventConsumer, current_content
 from fhir_server.events.event import Event
 from fhir_server.operations.base import Call
 from fhir_server.operations.task_retry import run_step, step_of
@@ -56,10 +56,9 @@ class WorklistWorker(EachEventConsumer):
         return event.type_ == "Task" and event.action != "delete"
 
     async def handle(self, event: Event) -> None:
-        stored = await self.repo.current(type_="Task", id_=event.id_)
-        if stored is None or stored.version != event.version or stored.text is None:
+        task = await current_content(self.repo, event)
+        if task is None:
             return  # not the current version: its own event comes later
-        task = loads_stored(stored.text)
         if task_status(task) is not TaskStatus.REQUESTED or step_of(task) is None:
             return
         call = Call(repo=self.repo, settings=self.settings, services=self.services,
