@@ -119,12 +119,6 @@ async def _send(call: Call, submission: Submission, resolver: Resolver, claim: R
                 claim_ref: str, way: Route) -> Resource:
     """The claim to its payer's endpoint; its answer (and the X12 exchanged) written."""
     assert way.endpoint is not None
-    if way.endpoint.partner is not None and earlier_insurance(claim):
-        raise Unprocessable(
-            "This claim follows another payer's answer, and an 837P to a payer after another "
-            "needs the other-subscriber loops (2320/2330), which this server does not write "
-            "yet: bill this payer outside the server", expression=["Claim.insurance"],
-            code="not-supported")
     related = await _related(resolver, claim, way)
     # The payer is sent the insurance it is billed for (the focal one, whose Coverage travels
     # contained) after those of the payers that answered before it, with their answers; the

@@ -4,7 +4,9 @@ Per ``CLP``: ``outcome`` complete, ``disposition`` from CLP02, the payer's claim
 (CLP07) as an identifier, ``payment`` (CLP04, the BPR16 date, the TRN02 trace), ``total``
 submitted (CLP03), benefit (CLP04), the CAS amounts per group code (category in X12's
 claim adjustment group codes: CO, PR, OA, PI, CR) and the patient responsibility
-(CLP05); claim-level ``CAS`` as ``adjudication``. Per ``SVC``: an ``item`` (matched to the
+(CLP05); claim-level ``CAS`` as ``adjudication``. A later payer's CARC 23 adjustments (the
+earlier payers' part) are totalled apart (``prior-payers``), not in their group, so that
+the Invoice does not count them twice. Per ``SVC``: an ``item`` (matched to the
 Claim's item by ``REF*6R``, which the 837P sent as the item's sequence, else by procedure
 code) with submitted (SVC02), eligible (AMT*B6 allowed), benefit (SVC03) and each CAS
 adjustment (category: its group code, reason: its CARC).
@@ -37,6 +39,10 @@ CLAIM_STATUS = {"1": "Processed as primary", "2": "Processed as secondary",
                 "21": "Processed as tertiary, forwarded to additional payer(s)",
                 "22": "Reversal of previous payment", "23": "Not our claim, forwarded"}
 RESPONSIBILITY = f"{SERVER_URI}/CodeSystem/adjudication"
+# CARC 23, "the impact of prior payer(s) adjudication including payments and/or
+# adjustments": what the earlier payers paid and adjusted off, which the Invoice counted
+# when their answers came. A later payer's 835 reports it; it is not this payer's.
+PRIOR_PAYERS = "23"
 
 
 def x12_date(value: str) -> str:
@@ -81,7 +87,11 @@ def claim_response(*, payment: ClaimPayment, remittance: Remittance, claim: Reso
         items.append({"itemSequence": sequence,
                       "adjudication": [*entries, *_adjudications(service.adjustments, currency)]})
     groups: dict[str, Decimal] = {}
+    prior = ZERO
     for adjustment in payment.all_adjustments():
+        if adjustment.reason == PRIOR_PAYERS:
+            prior += adjustment.amount
+            continue
         groups[adjustment.group] = groups.get(adjustment.group, ZERO) + adjustment.amount
     totals = [{"category": _category(ADJUDICATION, "submitted"),
                "amount": money(payment.charge, currency)},
@@ -90,7 +100,9 @@ def claim_response(*, payment: ClaimPayment, remittance: Remittance, claim: Reso
               *({"category": _category(X12_CAS_GROUP, group), "amount": money(amount, currency)}
                 for group, amount in sorted(groups.items())),
               {"category": _category(RESPONSIBILITY, "patient-responsibility"),
-               "amount": money(payment.patient_responsibility, currency)}]
+               "amount": money(payment.patient_responsibility, currency)},
+              *([{"category": _category(RESPONSIBILITY, "prior-payers"),
+                  "amount": money(prior, currency)}] if prior else [])]
     coverage = focal_coverage_ref(claim)
     response: Resource = {
         "resourceType": "ClaimResponse", "id": id_, "status": "active", "type": claim["type"],

@@ -62,6 +62,7 @@ class Line:
     paid: Decimal
     line: str  # REF*6R
     patient_part: Decimal = Decimal(0)  # CAS*PR*3 (copay)
+    prior: Decimal = Decimal(0)  # CAS*OA*23 (the earlier payers' part, in a later payer's 835)
 
 
 def remittance_835(*, claim_id: str, lines: list[Line], payer_id: str, payer_tax: str,
@@ -119,6 +120,8 @@ def remittance_835_claims(*, claims: list[Paid], payer_id: str, payer_tax: str,
                      f"DTM*472*{ymd}"]
             if ln.patient_part:
                 body.append(f"CAS*PR*3*{money(ln.patient_part)}")
+            if ln.prior:
+                body.append(f"CAS*OA*23*{money(ln.prior)}")
             body += [f"REF*6R*{ln.line}", f"AMT*B6*{money(ln.charge)}"]
     return wrap("835", "HP", "005010X221A1", body, sender=sender, receiver=receiver,
                 control=control, on=on)

@@ -11,11 +11,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.workflow.helpers import WORKLIST, create, found_eventually, post
+from tests.workflow.helpers import create, post
 
 # The app of the X12 payer tests.
 from tests.x12.test_x12_payer import configure, received, settings_overrides  # noqa: F401
-from tests.x12.world import PLAN, X12, patient_with_coverage, remit_for, setup_clinic
+from tests.x12.world import PLAN, patient_with_coverage, setup_clinic
 from tests.x12.world import bill as make_bill
 
 CHOICE = "https://fhir-rcm-server.org/StructureDefinition/claim-coverage-choice"
@@ -90,16 +90,3 @@ async def test_two_ordered_coverages_are_listed_and_the_primary_alone_is_sent(
     sent = [m for m in await received(clearinghouse) if m["kind"] == "837"][-1]
     assert sent["valid"], sent.get("ack")
     assert "M100" in sent["text"] and "M200" not in sent["text"]
-
-    # The primary's 835 leaves the copay: the next-payer worker bills it to the secondary,
-    # whose payer is reached in X12 too. Without the 837P's other-subscriber loops that claim
-    # is not sent: it waits on the worklist saying why, the payer sent nothing more.
-    r = await client.post("PaymentReconciliation/$import-835", headers=X12,
-                          content=remit_for(claim, trace="EFT-COB").encode())
-    assert r.status_code == 200, r.text
-    [task] = await found_eventually(client, "Task", {"code": f"{WORKLIST}|submit-claim"})
-    after = (await client.get(task["focus"]["reference"])).json()
-    assert after["related"][0]["claim"] == {"reference": f"Claim/{claim['id']}"}
-    assert [i["focal"] for i in after["insurance"]] == [False, True]
-    assert "2320/2330" in task["statusReason"]["text"]
-    assert len([m for m in await received(clearinghouse) if m["kind"] == "837"]) == 1

@@ -26,6 +26,15 @@ from decimal import Decimal
 from typing import Any
 
 from fhir_server.adapters.payer import Partner
+from fhir_server.adapters.x12.claim837_cob import (
+    ORDER,
+    RELATIONSHIP,
+    OtherPayer,
+    claim_loops,
+    line_loops,
+    other_payers,
+    policy,
+)
 from fhir_server.adapters.x12.fhir_read import (
     CPT,
     GENDER,
@@ -56,10 +65,6 @@ VERSION = "005010X222A1"
 # Encounter.class (v3 ActCode) -> place of service, when no Location says it.
 POS_OF_CLASS = {"AMB": "11", "VR": "02", "HH": "12", "EMER": "23", "IMP": "21", "ACUTE": "21",
                 "SS": "22", "OBSENC": "22"}
-# Coverage.relationship -> PAT01 (individual relationship code).
-RELATIONSHIP = {"spouse": "01", "child": "19", "common": "53", "parent": "G8", "other": "G8",
-                "injured": "G8"}
-ORDER = {1: "P", 2: "S", 3: "T"}
 MAX_DIAGNOSES = 12
 
 
@@ -85,8 +90,9 @@ def write_837p(claim: Resource, *, control_system: str, partner: Partner, contro
     patient = packed.need(claim.get("patient"), "Patient", "Claim.patient")
     insurer = packed.need(claim.get("insurer") or (coverage.get("payor") or [None])[0],
                           "Organization", "Claim.insurer")
-    body += _subscriber(packed, coverage, patient, insurer)
-    body += _claim(packed, claim, control_system)
+    others = other_payers(packed, claim)  # the payers that answered before this one
+    body += _subscriber(packed, coverage, patient, insurer, place=len(others) + 1)
+    body += _claim(packed, claim, control_system, patient, others)
     return interchange(Envelope(sender=partner.sender, receiver=partner.receiver,
                                 usage=partner.usage, control=control, functional_id="HC",
                                 version=VERSION, at=at), "837", body)
@@ -142,26 +148,17 @@ def _demographics(person: Resource, where: str) -> list[str]:
 
 
 def _subscriber(packed: Packed, coverage: Resource, patient: Resource,
-                insurer: Resource) -> list[str]:
-    member = coverage.get("subscriberId") or next(
-        (str(i["value"]) for i in coverage.get("identifier") or [] if i.get("value")), None)
-    if not member:
-        raise Missing("the Coverage needs a subscriberId (the member id)",
-                      "Claim.insurance.coverage.subscriberId")
-    relationship = next((c.get("code") for c in (coverage.get("relationship") or {})
-                         .get("coding") or []), "self")
-    is_self = relationship == "self"
+                insurer: Resource, *, place: int) -> list[str]:
+    """2000B/2010BA/2010BB (and 2000C when the patient is not the subscriber); ``place``:
+    this payer's responsibility for the claim (1 primary, 2 secondary, 3 tertiary)."""
+    held = policy(coverage, "Claim.insurance.coverage")
+    relationship, is_self = held.relationship, held.relationship == "self"
     subscriber = patient if is_self else packed.need(
         coverage.get("subscriber"), ("Patient", "RelatedPerson"), "Coverage.subscriber")
-    group = next((c.get("value") for c in coverage.get("class") or []
-                  if any(t.get("code") == "group" for t in (c.get("type") or {}).get("coding")
-                         or [])), None)
-    filing = next((c.get("code") for c in (coverage.get("type") or {}).get("coding") or []
-                   if str(c.get("system", "")).endswith("claim-filing-indicator-codes")), "CI")
     out = [segment("HL", "2", "1", "22", "0" if is_self else "1"),
-           segment("SBR", ORDER.get(int(coverage.get("order", 1)), "P"),
-                   "18" if is_self else None, group, None, None, None, None, None, filing),
-           _name_segment("IL", subscriber, "Coverage.subscriber", "MI", str(member)),
+           segment("SBR", ORDER.get(place, "T"), "18" if is_self else None, held.group,
+                   None, None, None, None, None, held.filing),
+           _name_segment("IL", subscriber, "Coverage.subscriber", "MI", held.member),
            *_address_segments(subscriber, "Claim.patient", required=is_self),
            *_demographics(subscriber, "Claim.patient" if is_self else "Coverage.subscriber"),
            _name_segment("PR", insurer, "Claim.insurer", "PI", payer_id(insurer,
@@ -222,7 +219,8 @@ def place_of_service(packed: Packed, claim: Resource) -> str:
     return "11"
 
 
-def _claim(packed: Packed, claim: Resource, control_system: str) -> list[str]:
+def _claim(packed: Packed, claim: Resource, control_system: str, patient: Resource,
+           others: list[OtherPayer]) -> list[str]:
     codes, pointers = _diagnoses(packed, claim)
     items = sorted((i for i in claim.get("item") or [] if isinstance(i, dict)),
                    key=lambda i: int(i.get("sequence", 0)))
@@ -233,7 +231,7 @@ def _claim(packed: Packed, claim: Resource, control_system: str) -> list[str]:
     for n, item in enumerate(items):
         charge, line = _line(packed, claim, item, n, pointers)
         total += charge
-        lines += line
+        lines += line + line_loops(others, item, f"Claim.item[{n}]")
     if (claim.get("total") or {}).get("value") is not None:
         total = Decimal(str(claim["total"]["value"]))
     out = [segment("CLM", claim_control(claim, control_system), amount(total), None, None,
@@ -246,7 +244,7 @@ def _claim(packed: Packed, claim: Resource, control_system: str) -> list[str]:
             out.append(_name_segment("82", practitioner, "Claim.careTeam.provider", "XX",
                                      rendering))
             break
-    return out + lines
+    return out + claim_loops(packed, others, patient) + lines
 
 
 def _line(packed: Packed, claim: Resource, item: dict[str, Any], n: int,
