@@ -3,9 +3,14 @@
 Two servers take part: the clinic (where the patient is seen and billed) and the payer
 (the insurer, a second process of this same server, which answers eligibility and
 adjudicates claims from its own member records). The script prints each step and, last,
-one JSON line with what it saw (the worklist Task, the bill's total, the payer's payment,
-what the patient owed, what the Invoice says after the patient paid, the patient's
-Communications).
+one JSON line with what it saw (the worklist Task, the bill's total, what the primary and
+then the secondary plan paid, what the patient owed, what the Invoice says after the
+patient paid, the patient's Communications).
+
+The patient has two plans at the payer, a primary (order 1) and a secondary (order 2): the
+claim goes to the primary, and the clinic's next-payer worker bills what it left (the
+copay) to the secondary, with the primary's answer carried; the patient owes what the
+secondary left in turn.
 
 The visit is billed by the clinic's billing worker when its Encounter finishes. The
 script finishes it without a `serviceProvider`, and the clinic has no
@@ -49,7 +54,8 @@ names the server that issued it), as the README's quick start does:
         --payer http://127.0.0.1:8081/fhir --payer-client-id clinic-1
 
 The price list is two ChargeItemDefinitions (a consultation and a blood test); the
-member's plan has a fixed copay per visit. Only httpx is needed.
+member's primary plan has a fixed copay per visit, the secondary a smaller copay and a high
+deductible. Only httpx is needed.
 """
 
 from __future__ import annotations
@@ -72,8 +78,12 @@ CURRENCY = "USD"
 # The price list: code -> (display, price).
 PRICE_LIST = {"OPD001": ("Doctor Consultation", Decimal(400)),
               "LAB025": ("Blood Test", Decimal(250))}
-COPAY = Decimal(30)  # the member's plan: a copay per visit
+COPAY = Decimal(30)  # the member's primary plan: a copay per visit
 MEMBER_ID = "M-100"
+# The secondary plan (Beta Care): a copay of 10 and a deductible of 620, so that alone it
+# would pay 20 of the bill's 650; it pays at most what the primary left.
+SECOND_COPAY, SECOND_DEDUCTIBLE, SECOND_MEMBER_ID = Decimal(10), Decimal(620), "B-200"
+PAYERS = {"ACME": "Acme Health", "BETA": "Beta Care"}
 PATIENT_EMAIL = "peter.chalmers@example.org"
 SHARES = "https://fhir-rcm-server.org/CodeSystem/invoice-share"
 WORKLIST = "https://fhir-rcm-server.org/CodeSystem/worklist"
@@ -111,10 +121,10 @@ def step(text: str) -> None:
     print(f"* {text}", flush=True)
 
 
-def payer_organization(endpoint: str | None = None) -> dict[str, Any]:
+def payer_organization(payer_id: str, endpoint: str | None = None) -> dict[str, Any]:
     org: dict[str, Any] = {
-        "resourceType": "Organization", "name": "Acme Health", "active": True,
-        "identifier": [{"system": PAYER_IDS, "value": "ACME"}],
+        "resourceType": "Organization", "name": PAYERS[payer_id], "active": True,
+        "identifier": [{"system": PAYER_IDS, "value": payer_id}],
         "type": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/organization-type",
                               "code": "pay"}]}]}
     if endpoint:
@@ -122,30 +132,38 @@ def payer_organization(endpoint: str | None = None) -> dict[str, Any]:
     return org
 
 
-def coverage(patient: str, payer: str, year: int, copay: Decimal | None) -> dict[str, Any]:
+def coverage(patient: str, payer: str, year: int, *, member: str, order: int,
+             copay: Decimal | None = None, deductible: Decimal | None = None) -> dict[str, Any]:
     cov: dict[str, Any] = {
         "resourceType": "Coverage", "status": "active",
-        "identifier": [{"system": MEMBERS, "value": MEMBER_ID}], "subscriberId": MEMBER_ID,
+        "identifier": [{"system": MEMBERS, "value": member}], "subscriberId": member,
         "beneficiary": {"reference": patient}, "payor": [{"reference": payer}],
-        "period": {"start": f"{year}-01-01", "end": f"{year}-12-31"}}
-    if copay is not None:
+        "period": {"start": f"{year}-01-01", "end": f"{year}-12-31"}, "order": order}
+    costs = [(code, value) for code, value in (("gpvisit", copay), ("deductible", deductible))
+             if value is not None]
+    if costs:
         cov["costToBeneficiary"] = [{"type": {"coding": [{
             "system": "http://terminology.hl7.org/CodeSystem/coverage-copay-type",
-            "code": "gpvisit"}]}, "valueMoney": money(copay)}]
+            "code": code}]}, "valueMoney": money(value)} for code, value in costs]
     return cov
 
 
 def set_up_payer(payer: Server, year: int) -> None:
-    step("payer: its Organization, and the member's Patient and Coverage (copay "
-         f"{COPAY} {CURRENCY})")
-    org = payer.create(payer_organization())
-    member = payer.create({"resourceType": "Patient", "name": [{"family": "Chalmers",
+    step(f"payer: its two plans' Organizations, and the member's Patient and Coverages "
+         f"(primary: copay {COPAY}; secondary: copay {SECOND_COPAY}, deductible "
+         f"{SECOND_DEDUCTIBLE} {CURRENCY})")
+    acme, beta = (payer.create(payer_organization(payer_id)) for payer_id in PAYERS)
+    person = payer.create({"resourceType": "Patient", "name": [{"family": "Chalmers",
                                                                  "given": ["Peter"]}]})
-    payer.create(coverage(f"Patient/{member['id']}", f"Organization/{org['id']}", year, COPAY))
+    member = f"Patient/{person['id']}"
+    payer.create(coverage(member, f"Organization/{acme['id']}", year, member=MEMBER_ID,
+                          order=1, copay=COPAY))
+    payer.create(coverage(member, f"Organization/{beta['id']}", year, member=SECOND_MEMBER_ID,
+                          order=2, copay=SECOND_COPAY, deductible=SECOND_DEDUCTIBLE))
 
 
 def set_up_clinic(clinic: Server, payer_base: str, client_id: str | None) -> dict[str, str]:
-    step("clinic: itself, the payer's Organization with an Endpoint to the payer's server")
+    step("clinic: itself, the payer's two Organizations with an Endpoint to its server")
     clinic.call("PUT", "Organization/clinic", {"resourceType": "Organization", "id": "clinic",
                                                "name": "Clinic"})
     endpoint: dict[str, Any] = {
@@ -158,7 +176,8 @@ def set_up_clinic(clinic: Server, payer_base: str, client_id: str | None) -> dic
             "url": "https://fhir-rcm-server.org/StructureDefinition/endpoint-oauth2",
             "extension": [{"url": "clientId", "valueString": client_id}]}]
     endpoint = clinic.create(endpoint)
-    org = clinic.create(payer_organization(f"Endpoint/{endpoint['id']}"))
+    acme, beta = (clinic.create(payer_organization(payer_id, f"Endpoint/{endpoint['id']}"))
+                  for payer_id in PAYERS)
     step("clinic: the price list, one ChargeItemDefinition per service")
     for code, (display, price) in PRICE_LIST.items():
         clinic.create({
@@ -169,7 +188,8 @@ def set_up_clinic(clinic: Server, payer_base: str, client_id: str | None) -> dic
         print(f"    {code} {display}: {price} {CURRENCY}")
     doctor = clinic.create({"resourceType": "Practitioner", "name": [{"family": "Doc"}]})
     room = clinic.create({"resourceType": "Location", "name": "Room 1"})
-    return {"payer": f"Organization/{org['id']}", "doctor": f"Practitioner/{doctor['id']}",
+    return {"payer": f"Organization/{acme['id']}", "second": f"Organization/{beta['id']}",
+            "doctor": f"Practitioner/{doctor['id']}",
             "room": f"Location/{room['id']}"}
 
 
@@ -200,6 +220,24 @@ def wait_for_task(clinic: Server, visit: str) -> dict[str, Any]:
         time.sleep(0.5)
 
 
+def wait_for_next_claim(clinic: Server, claim: dict[str, Any]
+                        ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The claim the next-payer worker (a background consumer of the outbox) made after
+    ``claim``'s answer, and its own answer: polled, for at most WAIT seconds."""
+    deadline = time.monotonic() + WAIT
+    while True:
+        found = clinic.call("GET", f"Claim?patient={claim['patient']['reference']}")
+        following = [e["resource"] for e in found.get("entry", [])
+                     if e["resource"]["id"] != claim["id"]]
+        if following:
+            answers = clinic.call("GET", f"ClaimResponse?request=Claim/{following[0]['id']}")
+            if answers.get("entry"):
+                return following[0], answers["entry"][0]["resource"]
+        if time.monotonic() > deadline:
+            raise SystemExit(f"no answered claim after Claim/{claim['id']} in {WAIT} seconds")
+        time.sleep(0.5)
+
+
 def communications(clinic: Server, patient: str, last: str) -> list[dict[str, Any]]:
     """The patient's Communications, once the one about ``last`` (the payment, the last
     thing they are told of) is there, or after NOTIFY_WAIT seconds (none without a channel)."""
@@ -218,12 +256,13 @@ def run(clinic: Server, payer: Server, payer_base: str, client_id: str | None) -
     set_up_payer(payer, year)
     ids = set_up_clinic(clinic, payer_base, client_id)
 
-    step("clinic: the patient and their Coverage (member id at the payer)")
+    step("clinic: the patient and their two Coverages (member ids at the payer, order 1 and 2)")
     person = clinic.create({"resourceType": "Patient", "name": [{"family": "Chalmers",
                                                                  "given": ["Peter"]}],
                             "telecom": [{"system": "email", "value": PATIENT_EMAIL}]})
     patient = f"Patient/{person['id']}"
-    cov = clinic.create(coverage(patient, ids["payer"], year, None))
+    cov = clinic.create(coverage(patient, ids["payer"], year, member=MEMBER_ID, order=1))
+    clinic.create(coverage(patient, ids["second"], year, member=SECOND_MEMBER_ID, order=2))
 
     visit_day = date.today()
     step(f"eligibility: Coverage/{cov['id']}/$eligibility, asked of the payer's server")
@@ -287,15 +326,22 @@ def run(clinic: Server, payer: Server, payer_base: str, client_id: str | None) -
     made = {e["resource"]["resourceType"]: e["resource"] for e in bill["entry"]}
     invoice, claim = made["Invoice"], made["Claim"]
     total = Decimal(str(invoice["totalGross"]["value"]))
-    print(f"    Invoice/{invoice['id']}: {total} {CURRENCY}; Claim/{claim['id']}")
+    print(f"    Invoice/{invoice['id']}: {total:.2f} {CURRENCY}; Claim/{claim['id']}")
 
-    step("claim: Claim/$submit, adjudicated by the payer's server")
+    step("claim: Claim/$submit to the primary plan, adjudicated by the payer's server")
     response = clinic.call("POST", "Claim/$submit", claim)
     paid = Decimal(str(response["payment"]["amount"]["value"]))
-    print(f"    {response['outcome']}: the payer pays {paid} {CURRENCY}")
+    print(f"    {response['outcome']}: the primary plan pays {paid:.2f} {CURRENCY}")
+
+    step("next payer: the clinic bills what the primary left to the secondary plan")
+    following, answer = wait_for_next_claim(clinic, claim)
+    second_paid = Decimal(str(answer["payment"]["amount"]["value"]))
+    print(f"    Claim/{following['id']} (related: Claim/{claim['id']}): {answer['outcome']}, "
+          f"the secondary plan pays {second_paid:.2f} {CURRENCY}")
     invoice = clinic.call("GET", f"Invoice/{invoice['id']}")
     owed = share(invoice, "patient")
-    print(f"    the patient owes {owed} {CURRENCY}")
+    print(f"    Invoice/{invoice['id']}: the insurers pay {share(invoice, 'insurer'):.2f}, "
+          f"the patient owes {owed:.2f} {CURRENCY}")
 
     step(f"payment: Invoice/{invoice['id']}/$record-payment, the patient pays in cash")
     paid_by_patient = clinic.call("POST", f"Invoice/{invoice['id']}/$record-payment", {
@@ -306,7 +352,7 @@ def run(clinic: Server, payer: Server, payer_base: str, client_id: str | None) -
     after = next(p["resource"] for p in paid_by_patient["parameter"] if p["name"] == "invoice")
     payment = next(p["resource"] for p in paid_by_patient["parameter"]
                    if p["name"] == "paymentReconciliation")
-    print(f"    Invoice/{after['id']} is {after['status']}, owed {share(after, 'patient')}")
+    print(f"    Invoice/{after['id']} is {after['status']}, owed {share(after, 'patient'):.2f}")
 
     step(f"notifications: the patient's Communications (Communication?subject={patient})")
     told = communications(clinic, patient, f"PaymentReconciliation/{payment['id']}")
@@ -322,7 +368,8 @@ def run(clinic: Server, payer: Server, payer_base: str, client_id: str | None) -
             "task_after_retry": retried["status"], "task_output": outputs,
             "invoice": f"Invoice/{invoice['id']}",
             "claim": f"Claim/{claim['id']}", "total": str(total), "outcome": response["outcome"],
-            "payer_paid": str(paid), "patient_owed": str(owed),
+            "payer_paid": str(paid), "next_claim": f"Claim/{following['id']}",
+            "second_paid": str(second_paid), "patient_owed": str(owed),
             "status_after_payment": after["status"],
             "owed_after_payment": str(share(after, "patient")),
             "payment": f"PaymentReconciliation/{payment['id']}",

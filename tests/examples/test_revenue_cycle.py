@@ -134,7 +134,7 @@ async def test_the_walkthrough_runs_the_revenue_cycle(
     steps = [line.split(":", 1)[0] for line in lines if line.startswith("* ")]
     assert steps == ["* payer", "* clinic", "* clinic", "* clinic", "* eligibility",
                      "* booking", "* visit", "* visit ends", "* worklist", "* bill", "* claim",
-                     "* payment", "* notifications"]
+                     "* next payer", "* payment", "* notifications"]
 
     data = script_module()
     total = sum((price for _, price in data.PRICE_LIST.values()), Decimal(0))
@@ -142,8 +142,14 @@ async def test_the_walkthrough_runs_the_revenue_cycle(
     assert summary["inforce"] is True
     assert Decimal(summary["total"]) == total
     assert summary["outcome"] == "complete"
-    assert Decimal(summary["payer_paid"]) == total - data.COPAY
-    assert Decimal(summary["patient_owed"]) == data.COPAY
+    primary_paid = total - data.COPAY
+    # The secondary plan alone would pay the total less its copay and deductible; it pays
+    # at most what the primary left.
+    second_paid = min(total - data.SECOND_COPAY - data.SECOND_DEDUCTIBLE, data.COPAY)
+    owed = total - primary_paid - second_paid
+    assert Decimal(summary["payer_paid"]) == primary_paid
+    assert Decimal(summary["second_paid"]) == second_paid
+    assert Decimal(summary["patient_owed"]) == owed > 0
     assert summary["status_after_payment"] == "balanced"
     assert Decimal(summary["owed_after_payment"]) == 0
     for code, (display, price) in data.PRICE_LIST.items():
@@ -158,9 +164,9 @@ async def test_the_walkthrough_runs_the_revenue_cycle(
     payer_headers = {"Authorization": f"Bearer {tokens['PAYER_TOKEN']}"}
     answers = httpx.get(f"{payer.base}/ClaimResponse", headers=payer_headers,
                         timeout=HTTP_TIMEOUT).json()
-    assert answers["total"] == 1  # the payer adjudicated the one claim
-    [entry] = answers["entry"]
-    assert Decimal(str(entry["resource"]["payment"]["amount"]["value"])) == total - data.COPAY
+    assert answers["total"] == 2  # the payer adjudicated the claim for each plan
+    assert sorted(Decimal(str(e["resource"]["payment"]["amount"]["value"]))
+                  for e in answers["entry"]) == sorted([primary_paid, second_paid])
 
     # The worklist: the worker's Task failed for want of a provider, the retry billed the
     # visit, and that bill is the only one ($generate-bill afterwards returned it).
@@ -183,14 +189,15 @@ async def test_the_walkthrough_runs_the_revenue_cycle(
     assert [e["resource"]["id"] for e in invoices["entry"]] == [invoice["id"]]
     claims = httpx.get(f"{clinic.base}/Claim", params={"patient": patient},
                        headers=headers, timeout=HTTP_TIMEOUT).json()
-    assert [f"Claim/{e['resource']['id']}" for e in claims["entry"]] == [summary["claim"]]
+    assert sorted(f"Claim/{e['resource']['id']}" for e in claims["entry"]) == sorted(
+        [summary["claim"], summary["next_claim"]])
     charges = httpx.get(f"{clinic.base}/ChargeItem", params={"subject": patient},
                         headers=headers, timeout=HTTP_TIMEOUT).json()
     assert sorted(e["resource"]["code"]["coding"][0]["code"] for e in charges["entry"]) == \
         sorted(data.PRICE_LIST)  # the script's, billed once; $generate-bill added none
 
-    # The patient was emailed the booking, the bill (once the payer answered: what the
-    # payer left, the copay) and the receipt of their payment, each a Communication.
+    # The patient was emailed the booking, the bill (once the last payer answered: what the
+    # secondary left) and the receipt of their payment, each a Communication.
     box = inbox[0]
     recorded = httpx.get(f"{clinic.base}/Communication", params={"subject": patient},
                          headers=headers, timeout=HTTP_TIMEOUT).json()
@@ -199,8 +206,8 @@ async def test_the_walkthrough_runs_the_revenue_cycle(
         c["category"][0]["text"] for c in told.values())
     assert len(box.messages) == len(told) == 3
     expected = {"appointment-booked": (None, summary["appointment"]),
-                "invoice-issued": (data.COPAY, summary["invoice"]),
-                "payment-posted": (data.COPAY, summary["payment"])}
+                "invoice-issued": (owed, summary["invoice"]),
+                "payment-posted": (owed, summary["payment"])}
     seen = []
     for message in box.messages:
         assert message["To"] == data.PATIENT_EMAIL and message["From"] == CLINIC_FROM
