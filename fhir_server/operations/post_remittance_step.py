@@ -41,8 +41,10 @@ from fhir_server.core.config import Settings
 from fhir_server.core.errors import FhirError, Issue, Unprocessable
 from fhir_server.operations.common import commit_new
 from fhir_server.operations.interchanges import interchange_document
+from fhir_server.operations.remittance_claims import REVERSAL
 from fhir_server.operations.worklist import Failure, complete_task, new_task, open_task
 from fhir_server.revenue.records import LOCAL_REF, Resource
+from fhir_server.revenue.states import ClaimOutcome, claim_outcome
 from fhir_server.storage.repository import Repository
 
 STEP = "post-remittance"
@@ -54,9 +56,11 @@ def item_of(payment: ClaimPayment) -> str:
     return f"CLP{payment.position}:{payment.control[:64]}"
 
 
-def problem(payment: ClaimPayment, claim: Resource | None, payer_ref: str) -> FhirError | None:
+def problem(payment: ClaimPayment, claim: Resource | None, payer_ref: str,
+            previous: Resource | None = None) -> FhirError | None:
     """Why the claim payment cannot be posted to ``claim`` (None: it can), in plain words:
-    identifiers and amounts only."""
+    identifiers and amounts only. ``previous``: the claim's ClaimResponse now (a reversal
+    needs a posted payment to reverse)."""
     who = (f"The claim payment CLP01 {payment.control[:38]}"
            + (f" (payer claim number {payment.payer_claim[:38]})" if payment.payer_claim else "")
            + f" at CLP segment {payment.position}")
@@ -69,6 +73,10 @@ def problem(payment: ClaimPayment, claim: Resource | None, payer_ref: str) -> Fh
         return Unprocessable(f"{who} does not balance: {payment.unbalanced}. Ask the payer "
                              "for a corrected 835 (or post it by hand and cancel this Task)",
                              code="business-rule")
+    if payment.status == REVERSAL and claim_outcome(previous) is not ClaimOutcome.COMPLETE:
+        return Unprocessable(f"{who} reverses a payment, but Claim/{str(claim['id'])[:64]} has "
+                             "no posted payment to reverse: post the 835 that paid it first, "
+                             "then retry", code="business-rule")
     return None
 
 

@@ -6,7 +6,9 @@ submitted (CLP03), benefit (CLP04), the CAS amounts per group code (category in 
 claim adjustment group codes: CO, PR, OA, PI, CR) and the patient responsibility
 (CLP05); claim-level ``CAS`` as ``adjudication``. A later payer's CARC 23 adjustments (the
 earlier payers' part) are totalled apart (``prior-payers``), not in their group, so that
-the Invoice does not count them twice. Per ``SVC``: an ``item`` (matched to the
+the Invoice does not count them twice. A reversal (CLP02 22) is netted with the
+adjudication it reverses: the claim's answer is the pair's sums, ``queued`` until the
+payer's corrected payment (a later CLP) comes. Per ``SVC``: an ``item`` (matched to the
 Claim's item by ``REF*6R``, which the 837P sent as the item's sequence, else by procedure
 code) with submitted (SVC02), eligible (AMT*B6 allowed), benefit (SVC03) and each CAS
 adjustment (category: its group code, reason: its CARC).
@@ -18,7 +20,7 @@ from decimal import Decimal
 from typing import Any
 
 from fhir_server.adapters.x12.remittance import ZERO, Adjustment, ClaimPayment, Remittance, ServicePayment
-from fhir_server.core.money import money
+from fhir_server.core.money import decimal_of, money
 from fhir_server.operations.common import now_instant
 from fhir_server.revenue.coverage import focal_coverage_ref
 from fhir_server.revenue.records import Resource
@@ -43,6 +45,7 @@ RESPONSIBILITY = f"{SERVER_URI}/CodeSystem/adjudication"
 # adjustments": what the earlier payers paid and adjusted off, which the Invoice counted
 # when their answers came. A later payer's 835 reports it; it is not this payer's.
 PRIOR_PAYERS = "23"
+REVERSAL = "22"  # CLP02: reversal of previous payment
 
 
 def x12_date(value: str) -> str:
@@ -71,7 +74,19 @@ def _item_sequence(service: ServicePayment, claim: Resource, n: int, used: set[i
 
 
 def claim_response(*, payment: ClaimPayment, remittance: Remittance, claim: Resource,
-                   id_: str, payer_ref: str, currency: str) -> Resource:
+                   id_: str, payer_ref: str, currency: str,
+                   previous: Resource | None = None) -> Resource:
+    """The claim's ClaimResponse after ``payment``: its adjudication, or, for a reversal
+    (CLP02 22), the adjudication it reverses (``previous``) netted with it."""
+    response = _adjudicated(payment=payment, remittance=remittance, claim=claim, id_=id_,
+                            payer_ref=payer_ref, currency=currency)
+    if payment.status == REVERSAL and previous is not None:
+        return _netted(response, previous, currency)
+    return response
+
+
+def _adjudicated(*, payment: ClaimPayment, remittance: Remittance, claim: Resource,
+                 id_: str, payer_ref: str, currency: str) -> Resource:
     items: list[dict[str, Any]] = []
     used: set[int] = set()
     for n, service in enumerate(payment.services):
@@ -126,3 +141,31 @@ def claim_response(*, payment: ClaimPayment, remittance: Remittance, claim: Reso
     if payment.adjustments:
         response["adjudication"] = _adjudications(payment.adjustments, currency)
     return response
+
+
+def _category_key(entry: dict[str, Any]) -> tuple[str, str]:
+    coding = ((entry.get("category") or {}).get("coding") or [{}])[0]
+    return str(coding.get("system", "")), str(coding.get("code", ""))
+
+
+def _netted(reversal: Resource, previous: Resource, currency: str) -> Resource:
+    """A reversal and the adjudication it reverses, as a pair: the sums of their totals and
+    payments (zero for a whole reversal), ``queued`` (the payer's corrected adjudication,
+    when it comes, is the claim's answer), no lines. What the Invoice counted of the
+    reversed adjudication comes off it (``balances.response_share`` counts nothing of an
+    answer that is not complete)."""
+    sums: dict[tuple[str, str], Decimal] = {}
+    for entry in [*(previous.get("total") or []), *(reversal.get("total") or [])]:
+        key = _category_key(entry)
+        sums[key] = sums.get(key, ZERO) + decimal_of((entry.get("amount") or {}).get("value", 0))
+    paid = sum((decimal_of(((r.get("payment") or {}).get("amount") or {}).get("value", 0))
+                for r in (previous, reversal)), ZERO)
+    out = {k: v for k, v in reversal.items() if k not in ("item", "adjudication")}
+    out.update(
+        outcome=ClaimOutcome.QUEUED.value,
+        disposition=f"{CLAIM_STATUS[REVERSAL]}: netted with the payment it reverses; waiting "
+                    "for the payer's corrected adjudication",
+        total=[{"category": _category(system, code), "amount": money(amount, currency)}
+               for (system, code), amount in sums.items()],
+        payment={**reversal["payment"], "amount": money(paid, currency)})
+    return out

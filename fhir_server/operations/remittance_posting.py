@@ -180,15 +180,16 @@ async def _post(repo: Repository, settings: Settings, remittance: Remittance, pa
             "amount": money(payment.paid, currency), "date": x12_date(remittance.paid_on),
             "identifier": {"system": CLAIM_CONTROL, "value": payment.control[:64]}}
         details.append(detail)
-        error = step.problem(payment, claim, payer_ref)
+        response_id = claim_response_id(claim["id"]) if claim is not None else ""
+        version, previous = current.get(response_id, (None, None))
+        error = step.problem(payment, claim, payer_ref, previous)
         if error is not None:
             aside.append((payment, claim, error))
             continue
         assert claim is not None  # problem() answers an error for no claim
-        response_id = claim_response_id(claim["id"])
-        version, previous = current.get(response_id, (None, None))
         response = claim_response(payment=payment, remittance=remittance, claim=claim,
-                                  id_=response_id, payer_ref=payer_ref, currency=currency)
+                                  id_=response_id, payer_ref=payer_ref, currency=currency,
+                                  previous=previous)
         writes.append((response, version))
         current[response_id] = (None, response)  # a second CLP for the claim replaces it
         detail.update(request={"reference": f"Claim/{claim['id']}"},

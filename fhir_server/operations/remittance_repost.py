@@ -132,17 +132,19 @@ async def _post(repo: Repository, settings: Settings, reconciliation_id: str,
     _, claim = await svc.current_resource(repo, "Claim", payment.control[:64])
     if claim is not None and (claim.get("insurer") or {}).get("reference") != payer_ref:
         claim = None
-    error = step.problem(payment, claim, payer_ref)
+    response_id = claim_response_id(claim["id"]) if claim is not None else ""
+    previous_version, previous = (await svc.current_resource(repo, "ClaimResponse", response_id)
+                                  if claim is not None else (None, None))
+    error = step.problem(payment, claim, payer_ref, previous)
     if error is not None:
         await step.set_aside(repo=repo, settings=settings, document_id=document_id,
                              payment=payment, claim=claim, error=error)
         return None
     assert claim is not None  # problem() answers an error for no claim
     currency = settings.fhir_billing_currency
-    response_id = claim_response_id(claim["id"])
-    previous_version, previous = await svc.current_resource(repo, "ClaimResponse", response_id)
     response = claim_response(payment=payment, remittance=remittance, claim=claim,
-                              id_=response_id, payer_ref=payer_ref, currency=currency)
+                              id_=response_id, payer_ref=payer_ref, currency=currency,
+                              previous=previous)
     detail.update(request={"reference": f"Claim/{claim['id']}"},
                   response={"reference": f"ClaimResponse/{response_id}"})
     reconciliation.pop("meta", None)

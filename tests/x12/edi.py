@@ -83,6 +83,7 @@ class Paid:
     lines: list[Line]
     payer_claim: str
     claim_paid: Decimal | None = None
+    status: str = "1"  # CLP02: 1 processed as primary, 22 reversal of previous payment
 
     @property
     def charge(self) -> Decimal:
@@ -111,7 +112,7 @@ def remittance_835_claims(*, claims: list[Paid], payer_id: str, payer_tax: str,
             "LX*1"]
     for claim in claims:
         patient = sum((ln.patient_part for ln in claim.lines), Decimal(0))
-        body += [f"CLP*{claim.claim_id}*1*{money(claim.charge)}*{money(claim.paid)}*"
+        body += [f"CLP*{claim.claim_id}*{claim.status}*{money(claim.charge)}*{money(claim.paid)}*"
                  f"{money(patient)}*12*{claim.payer_claim}",
                  f"NM1*QC*1*CHALMERS*PETER****MI*{member}",
                  f"DTM*232*{ymd}"]

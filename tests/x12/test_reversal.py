@@ -1,0 +1,110 @@
+"""835 reversals (CLP02 22, issue 29 item 3): a reversal is netted with the payment it
+reverses, not posted as the claim's latest adjudication. A reversal followed by the payer's
+corrected payment leaves the Invoice as the correction says; a reversal alone leaves the
+claim waiting for the correction, the insurer's share back to nothing; a reversal of a
+claim with no posted payment is set aside on the worklist. Amounts come from the claims'
+items and the 835s the test sends."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.workflow.helpers import WORKLIST, post, share
+from tests.x12.edi import Line, Paid, remittance_835_claims
+
+# The app of the X12 payer tests.
+from tests.x12.test_x12_payer import settings_overrides  # noqa: F401
+from tests.x12.world import CLINIC_NPI, PAYER_ID, PAYER_TIN, X12, submitted
+from tests.x12.world import bill as make_bill
+
+pytestmark = pytest.mark.process
+
+
+def lines(claim: dict[str, Any], copay: Decimal, sign: int = 1) -> list[Line]:
+    """The claim's lines paid in full but ``copay`` on the first (``sign`` -1: reversed)."""
+    return [Line(i["productOrService"]["coding"][0]["code"],
+                 sign * Decimal(str(i["net"]["value"])),
+                 sign * (Decimal(str(i["net"]["value"])) - (copay if n == 0 else 0)),
+                 str(i["sequence"]), sign * (copay if n == 0 else Decimal(0)))
+            for n, i in enumerate(sorted(claim["item"], key=lambda i: i["sequence"]))]
+
+
+def remittance(paid: list[Paid], trace: str, control: int) -> bytes:
+    return remittance_835_claims(claims=paid, payer_id=PAYER_ID, payer_tax=PAYER_TIN,
+                                 payee_npi=CLINIC_NPI, trace=trace, member="M100",
+                                 on=datetime.now(UTC).date(), control=control).encode()
+
+
+async def imported(client: httpx.AsyncClient, text: bytes) -> dict[str, Any]:
+    r = await client.post("PaymentReconciliation/$import-835", headers=X12, content=text)
+    assert r.status_code == 200, r.text
+    return {p["name"]: p["resource"] for p in r.json()["parameter"]}
+
+
+async def test_a_reversal_nets_with_the_payment_it_reverses(
+        client: httpx.AsyncClient, clearinghouse: str) -> None:
+    done = await submitted(client, clearinghouse)
+    claim, invoice = done["claim"], done["invoice"]
+    gross = Decimal(str(invoice["totalGross"]["value"]))
+    wrong, right = Decimal(50), Decimal(30)  # the copay the payer first took, then corrected
+    await imported(client, remittance([Paid(claim["id"], lines(claim, wrong), "PCN1")],
+                                      "EFT-1", 801))
+    stored = (await client.get(f"Invoice/{invoice['id']}")).json()
+    assert share(stored, "insurer") == gross - wrong
+
+    # One 835: the reversal of that payment, then the corrected one.
+    await imported(client, remittance([
+        Paid(claim["id"], lines(claim, wrong, -1), "PCN1", status="22"),
+        Paid(claim["id"], lines(claim, right), "PCN1")], "EFT-2", 802))
+    stored = (await client.get(f"Invoice/{invoice['id']}")).json()
+    assert share(stored, "insurer") == gross - right
+    assert share(stored, "patient") == right
+    [response] = (await client.get("ClaimResponse", params={
+        "request": f"Claim/{claim['id']}"})).json()["entry"]
+    assert response["resource"]["outcome"] == "complete"
+    assert Decimal(str(response["resource"]["payment"]["amount"]["value"])) == gross - right
+
+    # A reversal alone (with another claim's payment in the same 835): the claim waits for
+    # the correction, and the Invoice counts nothing of the reversed payment.
+    other = await make_bill(client, done["world"], {"id": claim["patient"]["reference"]
+                                                    .split("/")[1]})
+    [second] = other["Claim"]
+    r = await post(client, "Claim/$submit", second)
+    assert r.status_code == 200, r.text
+    await imported(client, remittance([
+        Paid(claim["id"], lines(claim, right, -1), "PCN1", status="22"),
+        Paid(second["id"], lines(second, right), "PCN2")], "EFT-3", 803))
+    stored = (await client.get(f"Invoice/{invoice['id']}")).json()
+    assert share(stored, "insurer") == 0 and share(stored, "patient") == gross
+    response = (await client.get(f"ClaimResponse/{response['resource']['id']}")).json()
+    assert response["outcome"] == "queued"
+    assert Decimal(str(response["payment"]["amount"]["value"])) == 0
+    assert "Reversal" in response["disposition"]
+    second_invoice = (await client.get(f"Invoice/{other['Invoice'][0]['id']}")).json()
+    assert share(second_invoice, "patient") == right
+
+
+async def test_a_reversal_of_a_claim_never_paid_waits_on_the_worklist(
+        client: httpx.AsyncClient, clearinghouse: str) -> None:
+    done = await submitted(client, clearinghouse)
+    claim, invoice = done["claim"], done["invoice"]
+    other = await make_bill(client, done["world"], {"id": claim["patient"]["reference"]
+                                                    .split("/")[1]})
+    [second] = other["Claim"]
+    assert (await post(client, "Claim/$submit", second)).status_code == 200
+    out = await imported(client, remittance([
+        Paid(claim["id"], lines(claim, Decimal(30), -1), "PCN1", status="22"),
+        Paid(second["id"], lines(second, Decimal(0)), "PCN2")], "EFT-4", 804))
+    warnings = [i for i in out["outcome"]["issue"] if i["severity"] == "warning"]
+    assert len(warnings) == 1 and "no posted payment to reverse" in warnings[0]["diagnostics"]
+    tasks = (await client.get("Task", params={"code": f"{WORKLIST}|post-remittance"})).json()
+    assert [e["resource"]["status"] for e in tasks["entry"]] == ["failed"]
+    stored = (await client.get(f"Invoice/{invoice['id']}")).json()
+    assert stored["status"] == "issued"
+    assert [c["amount"]["value"] for c in stored.get("totalPriceComponent", [])
+            if c["code"]["coding"][0]["code"] == "insurer"] in ([], [0])
