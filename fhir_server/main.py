@@ -36,7 +36,12 @@ from fhir_server.core.models import resource_types
 from fhir_server.events.runner import Runner
 from fhir_server.notifications import consumer as notifications
 from fhir_server.observability import business, metrics, rate_limit, shutdown, tracing
-from fhir_server.operations import billing_worker, next_payer_worker, worklist_worker
+from fhir_server.operations import (
+    billing_worker,
+    denial_worker,
+    next_payer_worker,
+    worklist_worker,
+)
 from fhir_server.operations.bulk_export import job_records, stop_jobs
 from fhir_server.operations.bulk_export_retention import RetentionSweeper
 from fhir_server.operations.registry import OPERATIONS
@@ -131,6 +136,7 @@ def startup_steps(app: FastAPI, settings: Settings) -> list[Step]:
                                                             services=app.state.services),
                                    *next_payer_worker.workers(settings=settings, repo=repo,
                                                               services=app.state.services),
+                                   *denial_worker.workers(settings=settings, repo=repo),
                                    *notifications.workers(settings=settings, repo=repo)])
         runner.start()
         stack.push_async_callback(runner.stop)

@@ -23,6 +23,7 @@ from fhir_server.adapters.x12.remittance import ZERO, Adjustment, ClaimPayment, 
 from fhir_server.core.money import decimal_of, money
 from fhir_server.operations.common import now_instant
 from fhir_server.revenue.coverage import focal_coverage_ref
+from fhir_server.revenue.denials import reason_coding
 from fhir_server.revenue.records import Resource
 from fhir_server.revenue.states import ClaimOutcome
 from fhir_server.terminology.systems import (
@@ -30,7 +31,6 @@ from fhir_server.terminology.systems import (
     PAYER_CLAIM_NUMBER,
     PAYMENT_TYPE,
     SERVER_URI,
-    X12_CARC,
     X12_CAS_GROUP,
 )
 
@@ -57,7 +57,8 @@ def _category(system: str, code: str) -> dict[str, Any]:
 
 
 def _adjudications(adjustments: list[Adjustment], currency: str) -> list[dict[str, Any]]:
-    return [{"category": _category(X12_CAS_GROUP, a.group), "reason": _category(X12_CARC, a.reason),
+    return [{"category": _category(X12_CAS_GROUP, a.group),
+             "reason": {"coding": [reason_coding(a.reason)]},
              "amount": money(a.amount, currency)} for a in adjustments]
 
 

@@ -1,7 +1,7 @@
 """The worklist: what a background step could not do, as FHIR Tasks for the billing office.
 
 A step (``STEPS``: bill-visit, submit-claim, check-eligibility, post-remittance,
-notify-patient) that fails
+notify-patient, work-denial) that fails
 for a reason someone must fix opens a Task about what it worked on (``focus``):
 
 * ``code``: the step, under ``https://fhir-rcm-server.org/CodeSystem/worklist``;
@@ -48,6 +48,8 @@ STEPS: dict[str, str] = {
     "post-remittance": "Post the remittance",
     # A patient notification no channel took (fhir_server/notifications/delivery.py).
     "notify-patient": "Notify the patient",
+    # A line (or claim) the payer denied (denial_worker.py): worked by a person.
+    "work-denial": "Work the denial",
 }
 OUTCOME_ID = "outcome"
 WAITING = "Waiting for the billing office: fix what statusReason says, then retry"
@@ -60,6 +62,8 @@ class Failure:
 
     reason: str
     outcome: dict[str, Any]
+    # A Coding for ``businessStatus`` (searchable: ``business-status``), besides its text.
+    kind: dict[str, str] | None = None
 
     @classmethod
     def of(cls, error: FhirError) -> Failure:
@@ -146,7 +150,8 @@ async def fail_task(*, repo: Repository, settings: Settings, task: Resource,
 def _fail(task: Resource, failure: Failure, now: str) -> None:
     task["status"] = transition("Task", task.get("status"), TaskStatus.FAILED)
     task["statusReason"] = {"text": failure.reason}
-    task["businessStatus"] = {"text": WAITING}
+    task["businessStatus"] = {"text": WAITING,
+                              **({"coding": [failure.kind]} if failure.kind else {})}
     task["lastModified"] = now
     task["contained"] = [{**failure.outcome, "id": OUTCOME_ID}]
     task["output"] = [_output("OperationOutcome", f"#{OUTCOME_ID}")]

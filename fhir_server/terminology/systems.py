@@ -57,7 +57,8 @@ PAYMENT_METHOD_EXTENSION = ("http://hl7.org/fhir/5.0/StructureDefinition/"
                             "extension-PaymentReconciliation.method")
 PAYMENT_KIND = "http://terminology.hl7.org/CodeSystem/payment-type"
 # The worklist: Task.code of what a background step could not do (bill-visit, submit-claim,
-# check-eligibility, post-remittance, notify-patient), for the billing office to fix and retry.
+# check-eligibility, post-remittance, notify-patient), for the billing office to fix and retry,
+# and of the denials a person works (work-denial).
 WORKLIST = f"{SERVER_URI}/CodeSystem/worklist"
 # Task.identifier of a worklist Task when a focus holds several items, each its own Task
 # (an 835 kept as a DocumentReference: one post-remittance Task per claim payment it holds).

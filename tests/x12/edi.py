@@ -63,6 +63,7 @@ class Line:
     line: str  # REF*6R
     patient_part: Decimal = Decimal(0)  # CAS*PR*3 (copay)
     prior: Decimal = Decimal(0)  # CAS*OA*23 (the earlier payers' part, in a later payer's 835)
+    denied: tuple[str, str] | None = None  # (group, CARC): the rest of the charge, denied
 
 
 def remittance_835(*, claim_id: str, lines: list[Line], payer_id: str, payer_tax: str,
@@ -123,6 +124,9 @@ def remittance_835_claims(*, claims: list[Paid], payer_id: str, payer_tax: str,
                 body.append(f"CAS*PR*3*{money(ln.patient_part)}")
             if ln.prior:
                 body.append(f"CAS*OA*23*{money(ln.prior)}")
+            if ln.denied:
+                rest = ln.charge - ln.paid - ln.patient_part - ln.prior
+                body.append(f"CAS*{ln.denied[0]}*{ln.denied[1]}*{money(rest)}")
             body += [f"REF*6R*{ln.line}", f"AMT*B6*{money(ln.charge)}"]
     return wrap("835", "HP", "005010X221A1", body, sender=sender, receiver=receiver,
                 control=control, on=on)

@@ -1,0 +1,152 @@
+"""Denials in a payer's answer: which lines the payer refused (wholly or in part), why,
+and the kind of work each needs.
+
+A ClaimResponse's adjustments carry X12 claim adjustment reason codes (CARC) with their
+group (CO, PR, OA, PI, CR): from an 835 as received (``operations/remittance_claims.py``),
+or a FHIR payer's ``adjudication.reason`` in the CARC system. A line is denied when one of
+its adjustments has a CARC that is not part of ordinary settlement (``SETTLEMENT``: the
+member's deductible, coinsurance and copay, the contracted fee, the earlier payers' part,
+sequestration); the claim is, when its own adjustments have one. Each denial falls in the
+category of its first such CARC (``CATEGORIES``: eligibility, authorization, coding,
+duplicate, timely filing; any other is ``other``).
+
+``CARC_TEXT`` holds the X12 wording of the codes this server names a category for, and of
+the settlement codes; a code outside it is shown by its number (the code list itself is
+X12's, at https://x12.org/codes/claim-adjustment-reason-codes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from fhir_server.core.money import decimal_of
+from fhir_server.terminology.systems import SERVER_URI, X12_CARC, X12_CAS_GROUP
+
+DENIAL_CATEGORY = f"{SERVER_URI}/CodeSystem/denial-category"
+CATEGORY_DISPLAY = {"eligibility": "Eligibility", "authorization": "Authorization",
+                    "coding": "Coding", "duplicate": "Duplicate",
+                    "timely-filing": "Timely filing", "other": "Other"}
+# Ordinary settlement, not a denial: deductible, coinsurance, copay, the prior payers'
+# part, the contracted fee, sequestration.
+SETTLEMENT = frozenset({"1", "2", "3", "23", "45", "253"})
+CATEGORIES: dict[str, str] = {
+    **dict.fromkeys(("22", "26", "27", "31", "109", "200", "204"), "eligibility"),
+    **dict.fromkeys(("15", "39", "197", "198"), "authorization"),
+    **dict.fromkeys(("4", "5", "6", "7", "8", "9", "10", "11", "12", "16", "146", "181",
+                     "182"), "coding"),
+    "18": "duplicate",
+    "29": "timely-filing",
+}
+CARC_TEXT: dict[str, str] = {
+    "1": "Deductible Amount.",
+    "2": "Coinsurance Amount.",
+    "3": "Co-payment Amount.",
+    "4": "The procedure code is inconsistent with the modifier used.",
+    "5": "The procedure code/type of bill is inconsistent with the place of service.",
+    "6": "The procedure/revenue code is inconsistent with the patient's age.",
+    "7": "The procedure/revenue code is inconsistent with the patient's gender.",
+    "8": "The procedure code is inconsistent with the provider type/specialty (taxonomy).",
+    "9": "The diagnosis is inconsistent with the patient's age.",
+    "10": "The diagnosis is inconsistent with the patient's gender.",
+    "11": "The diagnosis is inconsistent with the procedure.",
+    "12": "The diagnosis is inconsistent with the provider type.",
+    "15": "The authorization number is missing, invalid, or does not apply to the billed "
+          "services or provider.",
+    "16": "Claim/service lacks information or has submission/billing error(s).",
+    "18": "Exact duplicate claim/service.",
+    "22": "This care may be covered by another payer per coordination of benefits.",
+    "23": "The impact of prior payer(s) adjudication including payments and/or adjustments.",
+    "26": "Expenses incurred prior to coverage.",
+    "27": "Expenses incurred after coverage terminated.",
+    "29": "The time limit for filing has expired.",
+    "31": "Patient cannot be identified as our insured.",
+    "39": "Services denied at the time authorization/pre-certification was requested.",
+    "45": "Charge exceeds fee schedule/maximum allowable or contracted/legislated fee "
+          "arrangement.",
+    "109": "Claim/service not covered by this payer/contractor. You must send the "
+           "claim/service to the correct payer/contractor.",
+    "146": "Diagnosis was invalid for the date(s) of service reported.",
+    "181": "Procedure code was invalid on the date of service.",
+    "182": "Procedure modifier was invalid on the date of service.",
+    "197": "Precertification/notification/authorization/pre-treatment absent.",
+    "198": "Precertification/notification/authorization/pre-treatment exceeded.",
+    "200": "Expenses incurred during lapse in coverage.",
+    "204": "This service/equipment/drug is not covered under the patient's current benefit "
+           "plan.",
+    "253": "Sequestration - reduction in federal payment.",
+}
+
+
+def carc_text(code: str) -> str | None:
+    return CARC_TEXT.get(code)
+
+
+@dataclass(frozen=True)
+class Reason:
+    group: str
+    code: str
+    amount: Decimal
+
+    def said(self) -> str:
+        text = CARC_TEXT.get(self.code)
+        return f"{self.group}-{self.code}" + (f" {text}" if text else "")
+
+
+@dataclass(frozen=True)
+class Denial:
+    """A line (``line``: its item sequence; None: the whole claim) the payer refused."""
+
+    line: int | None
+    reasons: list[Reason]
+
+    @property
+    def category(self) -> str:
+        return CATEGORIES.get(self.reasons[0].code, "other")
+
+    @property
+    def amount(self) -> Decimal:
+        return sum((r.amount for r in self.reasons), Decimal(0))
+
+    @property
+    def item(self) -> str:
+        return "claim" if self.line is None else f"line:{self.line}"
+
+
+def _coded(concept: Any, system: str) -> str | None:
+    for coding in (concept or {}).get("coding") or []:
+        if coding.get("system") == system and coding.get("code"):
+            return str(coding["code"])
+    return None
+
+
+def _reasons(entries: list[dict[str, Any]]) -> list[Reason]:
+    """The denying adjustments among a line's (or the claim's) adjudication entries."""
+    out = []
+    for entry in entries:
+        code = _coded(entry.get("reason"), X12_CARC)
+        if code is None or code in SETTLEMENT:
+            continue
+        group = _coded(entry.get("category"), X12_CAS_GROUP) or "CO"
+        out.append(Reason(group, code, decimal_of((entry.get("amount") or {}).get("value", 0))))
+    return out
+
+
+def denials(response: dict[str, Any]) -> list[Denial]:
+    """The claim's and each line's denials in a payer's answer, claim first."""
+    out = []
+    claim_level = _reasons(response.get("adjudication") or [])
+    if claim_level:
+        out.append(Denial(None, claim_level))
+    for item in response.get("item") or []:
+        reasons = _reasons(item.get("adjudication") or [])
+        if reasons:
+            out.append(Denial(int(item.get("itemSequence", 0)), reasons))
+    return out
+
+
+def reason_coding(code: str) -> dict[str, str]:
+    """A CARC as a Coding, with the code's text when this server knows it."""
+    text = CARC_TEXT.get(code)
+    return {"system": X12_CARC, "code": code, **({"display": text} if text else {})}

@@ -1,0 +1,89 @@
+"""Denials on the worklist (issue 29 item 3): an 835 that denies a line (CO-197, no
+authorization) opens a work-denial Task about that line, with the category
+(authorization), the CARC and its text, and the amount denied; the ClaimResponse carries
+the code's text too. The payer's corrected payment (a reversal and a new CLP paying the
+line) completes the Task. Amounts come from the claim's items."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+
+from fhir_server.revenue.denials import CARC_TEXT, DENIAL_CATEGORY
+from tests.workflow.helpers import WORKLIST, found_eventually, share
+from tests.x12.edi import Line, Paid, remittance_835_claims
+
+# The app of the X12 payer tests.
+from tests.x12.test_x12_payer import settings_overrides  # noqa: F401
+from tests.x12.world import CLINIC_NPI, PAYER_ID, PAYER_TIN, X12, submitted
+
+pytestmark = pytest.mark.process
+COPAY = Decimal(30)
+WORK_DENIAL = f"{WORKLIST}|work-denial"
+
+
+def lines(claim: dict[str, Any], *, deny_last: bool, sign: int = 1) -> list[Line]:
+    """The claim's lines: the first paid less the copay, the last denied (CO-197) or paid."""
+    items = sorted(claim["item"], key=lambda i: i["sequence"])
+    out = []
+    for n, item in enumerate(items):
+        charge = Decimal(str(item["net"]["value"]))
+        copay = COPAY if n == 0 else Decimal(0)
+        denied = deny_last and n == len(items) - 1
+        out.append(Line(item["productOrService"]["coding"][0]["code"], sign * charge,
+                        Decimal(0) if denied else sign * (charge - copay),
+                        str(item["sequence"]), sign * copay,
+                        denied=("CO", "197") if denied else None))
+    return out
+
+
+def remittance(paid: list[Paid], trace: str, control: int) -> bytes:
+    return remittance_835_claims(claims=paid, payer_id=PAYER_ID, payer_tax=PAYER_TIN,
+                                 payee_npi=CLINIC_NPI, trace=trace, member="M100",
+                                 on=datetime.now(UTC).date(), control=control).encode()
+
+
+async def test_a_denied_line_waits_as_a_work_denial_task_until_the_payer_pays_it(
+        client: httpx.AsyncClient, clearinghouse: str) -> None:
+    done = await submitted(client, clearinghouse)
+    claim = done["claim"]
+    last = max(claim["item"], key=lambda i: i["sequence"])
+    denied_amount = Decimal(str(last["net"]["value"]))
+    r = await client.post("PaymentReconciliation/$import-835", headers=X12, content=remittance(
+        [Paid(claim["id"], lines(claim, deny_last=True), "PCN1")], "EFT-D1", 811))
+    assert r.status_code == 200, r.text
+
+    [task] = await found_eventually(client, "Task", {
+        "code": WORK_DENIAL, "business-status": f"{DENIAL_CATEGORY}|authorization"})
+    assert task["status"] == "failed"
+    assert task["focus"] == {"reference": f"Claim/{claim['id']}"}
+    assert task["for"] == claim["patient"]
+    assert task["identifier"][0]["value"] == f"line:{last['sequence']}"
+    reason = task["statusReason"]["text"]
+    assert f"CO-197 {CARC_TEXT['197']}" in reason and f"{denied_amount:.2f}" in reason
+    assert last["productOrService"]["coding"][0]["code"] in reason
+    [response] = (await client.get("ClaimResponse", params={
+        "request": f"Claim/{claim['id']}"})).json()["entry"]
+    item = next(i for i in response["resource"]["item"]
+                if i["itemSequence"] == last["sequence"])
+    [carc] = [a["reason"]["coding"][0] for a in item["adjudication"] if "reason" in a
+              and a["reason"]["coding"][0]["code"] == "197"]
+    assert carc["display"] == CARC_TEXT["197"]
+    # Only the denied line: the copay on the first is not a denial.
+    assert len((await client.get("Task", params={"code": WORK_DENIAL})).json()["entry"]) == 1
+
+    # The payer reverses that payment and pays the line after all.
+    r = await client.post("PaymentReconciliation/$import-835", headers=X12, content=remittance(
+        [Paid(claim["id"], lines(claim, deny_last=True, sign=-1), "PCN1", status="22"),
+         Paid(claim["id"], lines(claim, deny_last=False), "PCN1")], "EFT-D2", 812))
+    assert r.status_code == 200, r.text
+    [task] = await found_eventually(client, "Task", {"code": WORK_DENIAL,
+                                                     "status": "completed"})
+    assert task["output"][0]["valueReference"]["reference"] == response["resource"][
+        "resourceType"] + "/" + response["resource"]["id"]
+    invoice = (await client.get(f"Invoice/{done['invoice']['id']}")).json()
+    assert share(invoice, "patient") == COPAY
