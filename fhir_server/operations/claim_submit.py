@@ -22,6 +22,7 @@ the patient owes nothing.
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +46,7 @@ from fhir_server.operations.payer_side import check_subject, visible_member
 from fhir_server.revenue.balances import adjudication_posting, currency_of, post
 from fhir_server.revenue.billing import bill_of
 from fhir_server.revenue.cob import earlier_insurance
+from fhir_server.revenue.corrections import frequency_of, replaced_claim_ref
 from fhir_server.revenue.coverage import focal_coverage_ref, focal_insurance
 from fhir_server.revenue.payer.claims import adjudicate_claim
 from fhir_server.revenue.payer.members import Member
@@ -55,6 +57,8 @@ from fhir_server.service.criteria import search_token
 from fhir_server.service.validation import validate_resource
 from fhir_server.storage.locks import LockBusy
 from fhir_server.terminology.systems import CLAIM_CONTROL, SERVER_URI
+
+LOCAL_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
 
 async def run(call: Call) -> Resource:
@@ -168,7 +172,11 @@ async def _commit(call: Call, submission: Submission, response: Resource, *,
                                          outcome)
     if previous is None:
         response["id"] = str(uuid.uuid4())
-        earlier = await _complete_response(call, f"Claim/{submission.claim['id']}")
+        earlier = await complete_response(call, f"Claim/{submission.claim['id']}")
+        replaced = replaced_claim_ref(submission.claim)
+        if earlier is None and replaced is not None:
+            # A correction's answer settles the Invoice in place of the claim it corrects.
+            earlier = await complete_response(call, replaced)
     writes: list[tuple[Resource, int | None]] = []
     if submission.store:
         writes.append((submission.claim, submission.previous))
@@ -239,7 +247,7 @@ async def _identify(call: Call, body: Resource) -> Submission:
         if existing is not None:
             if drop_ids(existing) == drop_ids(body):
                 return Submission(existing, store=False,
-                                  earlier=await _complete_response(call, f"Claim/{id_}"))
+                                  earlier=await complete_response(call, f"Claim/{id_}"))
             # Submitting a changed Claim updates it: the caller needs that right.
             await call.check(type_="Claim", interaction="update", id_=str(id_), resource=body)
             return Submission({**drop_ids(body), "id": str(id_)}, store=True, previous=version)
@@ -253,7 +261,7 @@ async def _identify(call: Call, body: Resource) -> Submission:
             criteria=[("identifier", search_token(identifier["system"], identifier["value"]))])
         for claim in same_id:
             if drop_ids(claim) == drop_ids(body) and await call.may_see("Claim", claim):
-                earlier = await _complete_response(call, f"Claim/{claim['id']}")
+                earlier = await complete_response(call, f"Claim/{claim['id']}")
                 if earlier is not None:
                     return Submission(claim, store=False, earlier=earlier)
                 if await step.waiting(repo=call.repo, settings=call.settings,
@@ -263,7 +271,7 @@ async def _identify(call: Call, body: Resource) -> Submission:
     return Submission({**drop_ids(body), "id": str(uuid.uuid4())}, store=True)
 
 
-async def _complete_response(call: Call, claim_ref: str) -> Resource | None:
+async def complete_response(call: Call, claim_ref: str) -> Resource | None:
     found = await svc.find_resources(repo=call.repo, settings=call.settings,
                                      type_="ClaimResponse",
                                      criteria=[("request", claim_ref),
@@ -304,7 +312,24 @@ async def adjudicate_as_payer(call: Call, claim: Resource, claim_ref: str,
                if (answer := (await resolver.get(entry["claimResponse"], "ClaimResponse"))[0])]
     return await adjudicate_claim(repo=call.repo, settings=call.settings, claim=claim,
                                   claim_ref=claim_ref, member=member,
-                                  submitted_coverage=submitted, earlier=earlier)
+                                  submitted_coverage=submitted, earlier=earlier,
+                                  replaced=await _replaced_answer(call, claim))
+
+
+async def _replaced_answer(call: Call, claim: Resource) -> Resource | None:
+    """This server as payer: its own answer to the claim a correction replaces or voids,
+    named by its id in ``related.reference`` (what this server answered with), or, when the
+    clinic is this same server, the answer to the Claim ``related`` names."""
+    if frequency_of(claim) == "1":
+        return None
+    for related in claim.get("related") or []:
+        value = str((related.get("reference") or {}).get("value", ""))
+        if LOCAL_ID.match(value):
+            _, answer = await svc.current_resource(call.repo, "ClaimResponse", value)
+            if answer is not None:
+                return answer
+    replaced = replaced_claim_ref(claim)
+    return await complete_response(call, replaced) if replaced else None
 
 
 CLAIM_SUBMIT = Operation(

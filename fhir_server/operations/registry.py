@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fhir_server.operations.base import Operation
 from fhir_server.operations.charge_item_apply import APPLY
+from fhir_server.operations.claim_correct import CLAIM_CORRECT
 from fhir_server.operations.claim_submit import CLAIM_SUBMIT
 from fhir_server.operations.code_systems import CODE_SYSTEM_VALIDATE, LOOKUP, SUBSUMES
 from fhir_server.operations.ehr_sync import ENDPOINT_SYNC
@@ -17,7 +18,7 @@ from fhir_server.operations.task_retry import TASK_RETRY
 from fhir_server.operations.value_sets import EXPAND, TRANSLATE, VALUE_SET_VALIDATE
 
 OPERATIONS: tuple[Operation, ...] = (SUBMIT, COVERAGE_ELIGIBILITY, GENERATE_BILL, CLAIM_SUBMIT,
-                                     IMPORT_835, RECORD_PAYMENT, ENDPOINT_SYNC)
+                                     CLAIM_CORRECT, IMPORT_835, RECORD_PAYMENT, ENDPOINT_SYNC)
 # The worklist (fhir_server/operations/worklist.py).
 OPERATIONS += (TASK_RETRY,)
 # Terminology (fhir_server/terminology/): code systems, value sets, concept maps.

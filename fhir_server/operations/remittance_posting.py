@@ -194,11 +194,13 @@ async def _post(repo: Repository, settings: Settings, remittance: Remittance, pa
         current[response_id] = (None, response)  # a second CLP for the claim replaces it
         detail.update(request={"reference": f"Claim/{claim['id']}"},
                       response={"reference": f"ClaimResponse/{response_id}"})
-        bill = invoices.get(claim["id"]) or await bill_of(repo, claim)
+        bill = await bill_of(repo, claim)
         if bill is not None:
-            invoice, invoice_version = bill
-            invoices[claim["id"]] = (post(invoice, adjudication_posting(response, previous),
-                                          currency_of(invoice, currency)), invoice_version)
+            # Two claims of one bill in the same 835 (a reversal of the original and the
+            # payment of its correction): the second posts on the first's result.
+            invoice, invoice_version = invoices.get(bill[0]["id"], bill)
+            invoices[invoice["id"]] = (post(invoice, adjudication_posting(response, previous),
+                                            currency_of(invoice, currency)), invoice_version)
     for adjustment in remittance.provider_adjustments:
         details.append({"type": {"coding": [{"system": PAYMENT_KIND, "code": "adjustment"},
                                             {"system": X12_PLB_REASON,

@@ -137,3 +137,4 @@ def next_payer_claim(claim: Resource, response: Resource, *, earlier: Iterable[R
     if payor is not None:
         out["insurer"] = payor
     return out
+

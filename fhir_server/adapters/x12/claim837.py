@@ -12,7 +12,9 @@ Segment by segment (docs/x12.md has the whole table):
   2010BB payer (``Claim.insurer``): ``NM1*PR`` name and payer id (identifier of type NIIP).
 * 2000C/2010CA patient, when the patient is not the subscriber: ``PAT``, ``NM1*QC``, ``DMG``.
 * 2300 claim: ``CLM`` (CLM01 = the Claim's id, total, place of service from the item's
-  location or its Encounter's Location type or class), ``HI`` ICD-10-CM diagnoses.
+  location or its Encounter's Location type or class, CLM05-3 the claim frequency: 1, or 7
+  or 8 for a correction), ``REF*F8`` the payer's number for the claim a correction
+  corrects, ``HI`` ICD-10-CM diagnoses.
 * 2310B rendering provider: ``NM1*82`` of the first Practitioner in ``careTeam`` with an NPI.
 * 2400 lines: ``LX``, ``SV1`` (CPT/HCPCS code and modifiers, the item's amount as
   ``revenue/amounts.py`` computes it (net, else unit x quantity x factor), units, diagnosis
@@ -59,6 +61,7 @@ from fhir_server.adapters.x12.fhir_read import (
 from fhir_server.adapters.x12.fhir_read import identifier as identifier_of
 from fhir_server.adapters.x12.segments import Envelope, interchange, segment
 from fhir_server.revenue.amounts import item_amount
+from fhir_server.revenue.corrections import frequency_of
 from fhir_server.revenue.coverage import focal_coverage_ref
 
 VERSION = "005010X222A1"
@@ -234,9 +237,17 @@ def _claim(packed: Packed, claim: Resource, control_system: str, patient: Resour
         lines += line + line_loops(others, item, f"Claim.item[{n}]")
     if (claim.get("total") or {}).get("value") is not None:
         total = Decimal(str(claim["total"]["value"]))
+    frequency = frequency_of(claim)
     out = [segment("CLM", claim_control(claim, control_system), amount(total), None, None,
-                   (place_of_service(packed, claim), "B", "1"), "Y", "A", "Y", "Y"),
-           segment("HI", *[("ABK" if i == 0 else "ABF", c) for i, c in enumerate(codes)])]
+                   (place_of_service(packed, claim), "B", frequency), "Y", "A", "Y", "Y")]
+    if frequency != "1":  # a correction: the payer's number for the claim it corrects
+        number = next((str(r["reference"]["value"]) for r in claim.get("related") or []
+                       if (r.get("reference") or {}).get("value")), None)
+        if number is None:
+            raise Missing("a corrected claim needs the payer's claim number (REF*F8)",
+                          "Claim.related.reference")
+        out.append(segment("REF", "F8", number))
+    out.append(segment("HI", *[("ABK" if i == 0 else "ABF", c) for i, c in enumerate(codes)]))
     for member in claim.get("careTeam") or []:
         practitioner = packed.get((member or {}).get("provider"), "Practitioner")
         rendering = identifier_of(practitioner, NPI) if practitioner else None

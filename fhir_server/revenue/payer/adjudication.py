@@ -152,11 +152,18 @@ async def deductible_met(*, repo: Repository, settings: Settings, member: Member
         claim = await read_local(repo, (response.get("request") or {}).get("reference"))
         if claim is None or claim_service_date(claim, fallback=date.min).year != year:
             continue
-        for total in response.get("total") or []:
-            if any(c.get("code") == "deductible" for c in (total.get("category") or {}).get(
-                    "coding") or []):
-                met += decimal_of((total.get("amount") or {}).get("value", 0))
+        met += deductible_taken(response)
     return met
+
+
+def deductible_taken(response: Resource | None) -> Decimal:
+    """The deductible an answer applied (its ``deductible`` total)."""
+    taken = ZERO
+    for total in (response or {}).get("total") or []:
+        if any(c.get("code") == "deductible" for c in (total.get("category") or {}).get(
+                "coding") or []):
+            taken += decimal_of((total.get("amount") or {}).get("value", 0))
+    return taken
 
 
 def _adjudication(code: str, *, amount: Decimal | None = None, value: Decimal | None = None,

@@ -13,8 +13,14 @@ from fhir_server.core.errors import Unprocessable
 from fhir_server.core.money import money
 from fhir_server.revenue.amounts import item_amount
 from fhir_server.revenue.cob import left_to_bill
+from fhir_server.revenue.corrections import frequency_of
 from fhir_server.revenue.coverage import in_force
-from fhir_server.revenue.payer.adjudication import adjudicate, deductible_met, plan_rules
+from fhir_server.revenue.payer.adjudication import (
+    adjudicate,
+    deductible_met,
+    deductible_taken,
+    plan_rules,
+)
 from fhir_server.revenue.payer.members import (
     Member,
     beneficiary_ref,
@@ -32,10 +38,14 @@ from fhir_server.terminology.systems import PAYMENT_TYPE
 async def adjudicate_claim(*, repo: Repository, settings: Settings, claim: Resource,
                            claim_ref: str, member: Member,
                            submitted_coverage: Resource | None,
-                           earlier: list[Resource] | None = None) -> Resource:
+                           earlier: list[Resource] | None = None,
+                           replaced: Resource | None = None) -> Resource:
     """The ClaimResponse (no id yet) this server, as the payer, answers ``claim`` with;
     ``earlier``: the answers of the payers billed before this one (``Claim.insurance``'s
-    ``claimResponse``s), whose payments and adjustments come off what it pays."""
+    ``claimResponse``s), whose payments and adjustments come off what it pays;
+    ``replaced``: this payer's answer to the claim a correction replaces or voids (a void
+    is answered complete with nothing paid; a replacement is adjudicated as if that
+    answer's deductible had not been taken)."""
     today = datetime.now(UTC).date()
     on = claim_service_date(claim, fallback=today)
     currency = settings.fhir_billing_currency
@@ -57,8 +67,18 @@ async def adjudicate_claim(*, repo: Repository, settings: Settings, claim: Resou
                         disposition="Claim not adjudicated", error=errors)
         return response
     assert member.coverage is not None
+    if frequency_of(claim) == "8":
+        response.update(outcome=transition("ClaimResponse", None, ClaimOutcome.COMPLETE),
+                        disposition="Claim voided: nothing is paid",
+                        payment={"type": {"coding": [{"system": PAYMENT_TYPE,
+                                                      "code": "complete"}]},
+                                 "date": today.isoformat(), "amount": money(Decimal(0), currency)})
+        return response
     rules = await plan_rules(repo=repo, settings=settings, coverage=member.coverage)
     met = await deductible_met(repo=repo, settings=settings, member=member, year=on.year)
+    if replaced is not None and member.reference in {
+            (i.get("coverage") or {}).get("reference") for i in replaced.get("insurance") or []}:
+        met -= deductible_taken(replaced)  # the replaced answer's deductible is taken again
     unpaid = left_to_bill(claim, earlier) if earlier else None
     result = adjudicate(claim, rules, deductible_left=max(Decimal(0), rules.deductible - met),
                         currency=currency, unpaid=unpaid)
