@@ -44,6 +44,7 @@ from fhir_server.core.money import money
 from fhir_server.operations import post_remittance_step as step
 from fhir_server.operations.claim_submit import claim_response_id
 from fhir_server.operations.common import commit_new, now_instant
+from fhir_server.operations.hand_payments import match, unmatched
 from fhir_server.operations.interchanges import interchange_document
 from fhir_server.operations.remittance_claims import claim_response, x12_date
 from fhir_server.revenue.balances import adjudication_posting, currency_of, post
@@ -173,6 +174,7 @@ async def _post(repo: Repository, settings: Settings, remittance: Remittance, pa
     details: list[dict[str, Any]] = []
     aside: list[tuple[ClaimPayment, Resource | None, FhirError]] = []
     reconciliation_id = str(uuid.uuid4())
+    matched_ids: set[str] = set()  # hand-recorded payments this 835 matched
     for payment in remittance.claims:
         claim = claims.get(payment.control)
         detail: dict[str, Any] = {
@@ -199,8 +201,15 @@ async def _post(repo: Repository, settings: Settings, remittance: Remittance, pa
             # Two claims of one bill in the same 835 (a reversal of the original and the
             # payment of its correction): the second posts on the first's result.
             invoice, invoice_version = invoices.get(bill[0]["id"], bill)
-            invoices[invoice["id"]] = (post(invoice, adjudication_posting(response, previous),
-                                            currency_of(invoice, currency)), invoice_version)
+            by_hand = [p for p in await unmatched(repo, settings, invoice_id=invoice["id"],
+                                                  payer_ref=payer_ref)
+                       if p["id"] not in matched_ids]
+            posting, matched = match(adjudication_posting(response, previous), by_hand,
+                                     response_id)
+            matched_ids.update(p["id"] for p, _ in matched)
+            writes += matched
+            invoices[invoice["id"]] = (post(invoice, posting, currency_of(invoice, currency)),
+                                       invoice_version)
     for adjustment in remittance.provider_adjustments:
         details.append({"type": {"coding": [{"system": PAYMENT_KIND, "code": "adjustment"},
                                             {"system": X12_PLB_REASON,

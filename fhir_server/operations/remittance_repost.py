@@ -23,6 +23,7 @@ from fhir_server.core.errors import Conflict, FhirError, Unprocessable
 from fhir_server.operations import post_remittance_step as step
 from fhir_server.operations.claim_submit import claim_response_id
 from fhir_server.operations.common import commit_new
+from fhir_server.operations.hand_payments import match, unmatched
 from fhir_server.operations.remittance_claims import claim_response
 from fhir_server.operations.remittance_posting import apply_file, file_kind, read_checked
 from fhir_server.operations.worklist import complete_task
@@ -153,9 +154,10 @@ async def _post(repo: Repository, settings: Settings, reconciliation_id: str,
     bill = await bill_of(repo, claim)
     if bill is not None:
         invoice, invoice_version = bill
-        invoice = post(invoice, adjudication_posting(response, previous),
-                       currency_of(invoice, currency))
+        posting, matched = match(adjudication_posting(response, previous), await unmatched(
+            repo, settings, invoice_id=invoice["id"], payer_ref=payer_ref), response_id)
+        invoice = post(invoice, posting, currency_of(invoice, currency))
         invoice.pop("meta", None)
-        writes.append((invoice, invoice_version))
+        writes += [(invoice, invoice_version), *matched]
     await commit_new(repo, settings, writes)
     return response_id

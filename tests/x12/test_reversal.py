@@ -108,3 +108,34 @@ async def test_a_reversal_of_a_claim_never_paid_waits_on_the_worklist(
     assert stored["status"] == "issued"
     assert [c["amount"]["value"] for c in stored.get("totalPriceComponent", [])
             if c["code"]["coding"][0]["code"] == "insurer"] in ([], [0])
+
+
+async def test_a_payment_recorded_by_hand_that_the_835_reports_is_not_counted_twice(
+        client: httpx.AsyncClient, clearinghouse: str) -> None:
+    """The billing office records the insurer's payment from its paper EOB; the 835 then
+    reports the same payment: the Invoice shows it once, and the hand-recorded payment is
+    marked matched to the ClaimResponse (a later 835 does not match it again)."""
+    done = await submitted(client, clearinghouse)
+    claim, invoice = done["claim"], done["invoice"]
+    gross = Decimal(str(invoice["totalGross"]["value"]))
+    copay = Decimal(30)
+    r = await post(client, f"Invoice/{invoice['id']}/$record-payment", {
+        "resourceType": "Parameters", "parameter": [
+            {"name": "amount", "valueMoney": {"value": gross - copay, "currency": "USD"}},
+            {"name": "method", "valueCode": "CHCK"},
+            {"name": "payer", "valueReference": {"reference": done["world"]["payer"]}}]})
+    assert r.status_code == 200, r.text
+    by_hand = next(p["resource"] for p in r.json()["parameter"]
+                   if p["name"] == "paymentReconciliation")
+    stored = (await client.get(f"Invoice/{invoice['id']}")).json()
+    assert share(stored, "insurer") == gross - copay
+
+    await imported(client, remittance([Paid(claim["id"], lines(claim, copay), "PCN9")],
+                                      "EFT-HAND", 805))
+    stored = (await client.get(f"Invoice/{invoice['id']}")).json()
+    assert share(stored, "insurer") == gross - copay and share(stored, "patient") == copay
+    matched = (await client.get(f"PaymentReconciliation/{by_hand['id']}")).json()
+    [response] = (await client.get("ClaimResponse", params={
+        "request": f"Claim/{claim['id']}"})).json()["entry"]
+    assert matched["detail"][0]["response"] == {
+        "reference": f"ClaimResponse/{response['resource']['id']}"}

@@ -1,0 +1,58 @@
+"""Insurer payments recorded by hand that a later 835 reports too: matched, not counted twice.
+
+A billing office that gets a payer's paper EOB (or sees the deposit) before the 835 records
+the payment with ``Invoice/[id]/$record-payment`` and ``payer`` the insurer Organization
+(``record_payment.py``): it adds to the Invoice's ``insurer`` share. When the payer's 835
+then posts its adjudication of the bill's claim, the hand-recorded payments of that payer
+on that Invoice not matched yet are that same money: their sum comes off what the 835
+posts, and each is marked matched (its ``detail.response`` the ClaimResponse now holding
+the adjudication), so that a later 835 does not match it again. The 835 is what the
+Invoice then shows as the insurer's.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from fhir_server.core.config import Settings
+from fhir_server.core.money import decimal_of
+from fhir_server.revenue.balances import Posting
+from fhir_server.revenue.records import Resource
+from fhir_server.service import interactions as svc
+from fhir_server.service.criteria import search_token
+from fhir_server.storage.repository import Repository
+from fhir_server.terminology.systems import BILL_INVOICE
+
+ZERO = Decimal(0)
+
+
+async def unmatched(repo: Repository, settings: Settings, *, invoice_id: str,
+                    payer_ref: str) -> list[Resource]:
+    """The payer's hand-recorded payments on the Invoice that no 835 has matched yet."""
+    found = await svc.find_resources(
+        repo=repo, settings=settings, type_="PaymentReconciliation",
+        criteria=[("identifier", search_token(BILL_INVOICE, f"Invoice/{invoice_id}"))])
+    return [p for p in found
+            if (p.get("paymentIssuer") or {}).get("reference") == payer_ref
+            and p.get("status") == "active"
+            and not any((d.get("response") or {}).get("reference")
+                        for d in p.get("detail") or [])]
+
+
+def match(posting: Posting, payments: list[Resource], response_id: str
+          ) -> tuple[Posting, list[tuple[Resource, int | None]]]:
+    """``posting`` (an 835's adjudication of the bill's claim) less the hand-recorded
+    ``payments`` it reports, and those payments marked matched (to write with it)."""
+    if posting.insurer <= 0 or not payments:
+        return posting, []
+    taken = ZERO
+    writes: list[tuple[Resource, int | None]] = []
+    for payment in payments:
+        taken += decimal_of((payment.get("paymentAmount") or {}).get("value", 0))
+        details = [{**d, "response": {"reference": f"ClaimResponse/{response_id}"}}
+                   for d in payment.get("detail") or []]
+        version = int(payment["meta"]["versionId"])
+        writes.append(({**{k: v for k, v in payment.items() if k != "meta"},
+                        "detail": details}, version))
+    return Posting(insurer=posting.insurer - taken, adjustment=posting.adjustment,
+                   patient_paid=posting.patient_paid), writes
