@@ -99,7 +99,7 @@ def _procedure(claim: Resource, line: int | None) -> str:
 def _failure(denial: Denial, claim: Resource, response: Resource) -> Failure:
     """What the billing office reads: identifiers, codes and amounts only."""
     category = denial.category
-    reasons = "; ".join(r.said() for r in denial.reasons)
+    reasons = "; ".join([*(r.said() for r in denial.reasons), *denial.remarks])
     reason = (f"The payer denied {_procedure(claim, denial.line)} of Claim/{claim['id']}, "
               f"{denial.amount:.2f} ({CATEGORY_DISPLAY[category].lower()}): {reasons}. "
               f"ClaimResponse/{response['id']}. Correct the claim and send it again, appeal, "

@@ -23,7 +23,7 @@ from fhir_server.adapters.x12.remittance import ZERO, Adjustment, ClaimPayment, 
 from fhir_server.core.money import decimal_of, money
 from fhir_server.operations.common import now_instant
 from fhir_server.revenue.coverage import focal_coverage_ref
-from fhir_server.revenue.denials import reason_coding
+from fhir_server.revenue.denials import reason_coding, remark_note
 from fhir_server.revenue.records import Resource
 from fhir_server.revenue.states import ClaimOutcome
 from fhir_server.terminology.systems import (
@@ -89,6 +89,7 @@ def claim_response(*, payment: ClaimPayment, remittance: Remittance, claim: Reso
 def _adjudicated(*, payment: ClaimPayment, remittance: Remittance, claim: Resource,
                  id_: str, payer_ref: str, currency: str) -> Resource:
     items: list[dict[str, Any]] = []
+    notes: list[dict[str, Any]] = []
     used: set[int] = set()
     for n, service in enumerate(payment.services):
         sequence = _item_sequence(service, claim, n, used)
@@ -100,8 +101,13 @@ def _adjudicated(*, payment: ClaimPayment, remittance: Remittance, claim: Resour
                             "amount": money(service.allowed, currency)})
         entries.append({"category": _category(ADJUDICATION, "benefit"),
                         "amount": money(service.paid, currency)})
-        items.append({"itemSequence": sequence,
-                      "adjudication": [*entries, *_adjudications(service.adjustments, currency)]})
+        item: dict[str, Any] = {"itemSequence": sequence, "adjudication": [
+            *entries, *_adjudications(service.adjustments, currency)]}
+        if service.remarks:  # LQ*HE: as notes the line names
+            item["noteNumber"] = [len(notes) + n for n in range(1, len(service.remarks) + 1)]
+            notes += [{"number": len(notes) + 1, "type": "display", "text": remark_note(code)}
+                      for code in service.remarks]
+        items.append(item)
     groups: dict[str, Decimal] = {}
     prior = ZERO
     for adjustment in payment.all_adjustments():
@@ -139,6 +145,8 @@ def _adjudicated(*, payment: ClaimPayment, remittance: Remittance, claim: Resour
         response["insurance"] = [{"sequence": 1, "focal": True, "coverage": coverage}]
     if items:
         response["item"] = items
+    if notes:
+        response["processNote"] = notes
     if payment.adjustments:
         response["adjudication"] = _adjudications(payment.adjustments, currency)
     return response

@@ -12,7 +12,9 @@ duplicate, timely filing; any other is ``other``).
 
 ``CARC_TEXT`` holds the X12 wording of the codes this server names a category for, and of
 the settlement codes; a code outside it is shown by its number (the code list itself is
-X12's, at https://x12.org/codes/claim-adjustment-reason-codes).
+X12's, at https://x12.org/codes/claim-adjustment-reason-codes). ``RARC_TEXT`` does the
+same for the commonest remark codes (an 835's LQ*HE), which the ClaimResponse carries as
+``processNote``s that its lines name (``item.noteNumber``).
 """
 
 from __future__ import annotations
@@ -79,8 +81,41 @@ CARC_TEXT: dict[str, str] = {
 }
 
 
+# Remittance advice remark codes (RARC, an 835's LQ*HE) this server knows the text of; the
+# list is CMS's (https://x12.org/codes/remittance-advice-remark-codes).
+RARC_TEXT: dict[str, str] = {
+    "M15": "Separately billed services/tests have been bundled as they are considered "
+           "components of the same procedure. Separate payment is not allowed.",
+    "M51": "Missing/incomplete/invalid procedure code(s).",
+    "M76": "Missing/incomplete/invalid diagnosis or condition.",
+    "M80": "Not covered when performed during the same session/date as a previously "
+           "processed service for the patient.",
+    "MA04": "Secondary payment cannot be considered without the identity of or payment "
+            "information from the primary payer. The information was either not reported or "
+            "was illegible.",
+    "MA130": "Your claim contains incomplete and/or invalid information, and no appeal rights "
+             "are afforded because the claim is unprocessable. Submit a new claim with the "
+             "complete/correct information.",
+    "N30": "Patient ineligible for this service.",
+    "N54": "Claim information is inconsistent with pre-certified/authorized services.",
+    "N56": "Procedure code billed is not correct/valid for the services billed or the date of "
+           "service billed.",
+    "N130": "Consult plan benefit documents/guidelines for information about restrictions for "
+            "this service.",
+    "N290": "Missing/incomplete/invalid rendering provider primary identifier.",
+    "N479": "Missing Explanation of Benefits (Coordination of Benefits or Medicare Secondary "
+            "Payer).",
+}
+
+
 def carc_text(code: str) -> str | None:
     return CARC_TEXT.get(code)
+
+
+def remark_note(code: str) -> str:
+    """A RARC as a ClaimResponse ``processNote`` text: the code, and its text when known."""
+    text = RARC_TEXT.get(code)
+    return f"RARC {code}" + (f": {text}" if text else "")
 
 
 @dataclass(frozen=True)
@@ -100,6 +135,7 @@ class Denial:
 
     line: int | None
     reasons: list[Reason]
+    remarks: tuple[str, ...] = ()  # the line's remark notes (``remark_note``)
 
     @property
     def category(self) -> str:
@@ -139,10 +175,12 @@ def denials(response: dict[str, Any]) -> list[Denial]:
     claim_level = _reasons(response.get("adjudication") or [])
     if claim_level:
         out.append(Denial(None, claim_level))
+    notes = {n.get("number"): str(n.get("text", "")) for n in response.get("processNote") or []}
     for item in response.get("item") or []:
         reasons = _reasons(item.get("adjudication") or [])
         if reasons:
-            out.append(Denial(int(item.get("itemSequence", 0)), reasons))
+            remarks = tuple(notes[n] for n in item.get("noteNumber") or [] if n in notes)
+            out.append(Denial(int(item.get("itemSequence", 0)), reasons, remarks))
     return out
 
 

@@ -64,6 +64,7 @@ class Line:
     patient_part: Decimal = Decimal(0)  # CAS*PR*3 (copay)
     prior: Decimal = Decimal(0)  # CAS*OA*23 (the earlier payers' part, in a later payer's 835)
     denied: tuple[str, str] | None = None  # (group, CARC): the rest of the charge, denied
+    remarks: tuple[str, ...] = ()  # LQ*HE remark codes (RARC)
 
 
 def remittance_835(*, claim_id: str, lines: list[Line], payer_id: str, payer_tax: str,
@@ -127,7 +128,8 @@ def remittance_835_claims(*, claims: list[Paid], payer_id: str, payer_tax: str,
             if ln.denied:
                 rest = ln.charge - ln.paid - ln.patient_part - ln.prior
                 body.append(f"CAS*{ln.denied[0]}*{ln.denied[1]}*{money(rest)}")
-            body += [f"REF*6R*{ln.line}", f"AMT*B6*{money(ln.charge)}"]
+            body += [f"REF*6R*{ln.line}", f"AMT*B6*{money(ln.charge)}",
+                     *(f"LQ*HE*{code}" for code in ln.remarks)]
     return wrap("835", "HP", "005010X221A1", body, sender=sender, receiver=receiver,
                 control=control, on=on)
 

@@ -1,7 +1,7 @@
 """Denials on the worklist (issue 29 item 3): an 835 that denies a line (CO-197, no
-authorization) opens a work-denial Task about that line, with the category
-(authorization), the CARC and its text, and the amount denied; the ClaimResponse carries
-the code's text too. The payer's corrected payment (a reversal and a new CLP paying the
+authorization, LQ*HE N54) opens a work-denial Task about that line, with the category
+(authorization), the CARC and the RARC with their texts, and the amount denied; the
+ClaimResponse carries the texts too. The payer's corrected payment (a reversal and a new CLP paying the
 line) completes the Task. Amounts come from the claim's items."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from fhir_server.revenue.denials import CARC_TEXT, DENIAL_CATEGORY
+from fhir_server.revenue.denials import CARC_TEXT, DENIAL_CATEGORY, RARC_TEXT
 from tests.workflow.helpers import WORKLIST, found_eventually, share
 from tests.x12.edi import Line, Paid, remittance_835_claims
 
@@ -37,7 +37,8 @@ def lines(claim: dict[str, Any], *, deny_last: bool, sign: int = 1) -> list[Line
         out.append(Line(item["productOrService"]["coding"][0]["code"], sign * charge,
                         Decimal(0) if denied else sign * (charge - copay),
                         str(item["sequence"]), sign * copay,
-                        denied=("CO", "197") if denied else None))
+                        denied=("CO", "197") if denied else None,
+                        remarks=("N54",) if denied else ()))
     return out
 
 
@@ -65,6 +66,7 @@ async def test_a_denied_line_waits_as_a_work_denial_task_until_the_payer_pays_it
     assert task["identifier"][0]["value"] == f"line:{last['sequence']}"
     reason = task["statusReason"]["text"]
     assert f"CO-197 {CARC_TEXT['197']}" in reason and f"{denied_amount:.2f}" in reason
+    assert f"RARC N54: {RARC_TEXT['N54']}" in reason
     assert last["productOrService"]["coding"][0]["code"] in reason
     [response] = (await client.get("ClaimResponse", params={
         "request": f"Claim/{claim['id']}"})).json()["entry"]
@@ -73,6 +75,8 @@ async def test_a_denied_line_waits_as_a_work_denial_task_until_the_payer_pays_it
     [carc] = [a["reason"]["coding"][0] for a in item["adjudication"] if "reason" in a
               and a["reason"]["coding"][0]["code"] == "197"]
     assert carc["display"] == CARC_TEXT["197"]
+    notes = {n["number"]: n["text"] for n in response["resource"]["processNote"]}
+    assert [notes[n] for n in item["noteNumber"]] == [f"RARC N54: {RARC_TEXT['N54']}"]
     # Only the denied line: the copay on the first is not a denial.
     assert len((await client.get("Task", params={"code": WORK_DENIAL})).json()["entry"]) == 1
 

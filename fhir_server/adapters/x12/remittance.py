@@ -45,6 +45,7 @@ class ServicePayment:
     allowed: Decimal | None = None  # AMT*B6
     served: str | None = None  # DTM*472, CCYYMMDD
     adjustments: list[Adjustment] = field(default_factory=list)
+    remarks: list[str] = field(default_factory=list)  # LQ*HE: remittance advice remark codes
 
 
 @dataclass
@@ -189,6 +190,8 @@ def _transaction(segments: list[Segment]) -> Remittance:
             service.allowed = _money(seg, 2)
         elif service is not None and seg.id == "DTM" and seg.get(1) == "472":
             service.served = seg.get(2)
+        elif service is not None and seg.id == "LQ" and seg.get(1) == "HE" and seg.get(2):
+            service.remarks.append(seg.get(2))
         elif seg.id == "PLB":
             remittance.provider_adjustments += _provider_adjustments(seg)
     if not remittance.trace:
