@@ -5,36 +5,22 @@ original (CLP02 22) and pays the replacement, and the Invoice counts the payment
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
 
 import httpx
 import pytest
 
 from tests.workflow.helpers import post, share
-from tests.x12.edi import Line, Paid, remittance_835_claims
+from tests.x12.edi import Paid
 
 # The app of the X12 payer tests.
 from tests.x12.test_x12_payer import received, settings_overrides  # noqa: F401
-from tests.x12.world import CLINIC_NPI, PAYER_ID, PAYER_TIN, X12, submitted
+from tests.x12.world import X12, claim_lines, remittance, submitted
 
 pytestmark = pytest.mark.process
 COPAY = Decimal(30)
 
 
-def lines(claim: dict[str, Any], sign: int = 1) -> list[Line]:
-    return [Line(i["productOrService"]["coding"][0]["code"],
-                 sign * Decimal(str(i["net"]["value"])),
-                 sign * (Decimal(str(i["net"]["value"])) - (COPAY if n == 0 else 0)),
-                 str(i["sequence"]), sign * (COPAY if n == 0 else Decimal(0)))
-            for n, i in enumerate(sorted(claim["item"], key=lambda i: i["sequence"]))]
-
-
-def remittance(paid: list[Paid], trace: str, control: int) -> bytes:
-    return remittance_835_claims(claims=paid, payer_id=PAYER_ID, payer_tax=PAYER_TIN,
-                                 payee_npi=CLINIC_NPI, trace=trace, member="M100",
-                                 on=datetime.now(UTC).date(), control=control).encode()
 
 
 async def test_a_replacement_837_names_the_payers_claim_and_its_835_settles_once(
@@ -43,7 +29,7 @@ async def test_a_replacement_837_names_the_payers_claim_and_its_835_settles_once
     claim, invoice = done["claim"], done["invoice"]
     gross = Decimal(str(invoice["totalGross"]["value"]))
     r = await client.post("PaymentReconciliation/$import-835", headers=X12, content=remittance(
-        [Paid(claim["id"], lines(claim), "PCN-ORIG")], "EFT-C1", 821))
+        [Paid(claim["id"], claim_lines(claim, copay=COPAY), "PCN-ORIG")], "EFT-C1", 821))
     assert r.status_code == 200, r.text
 
     r = await post(client, f"Claim/{claim['id']}/$correct", {
@@ -58,8 +44,8 @@ async def test_a_replacement_837_names_the_payers_claim_and_its_835_settles_once
     assert ["REF", "F8", "PCN-ORIG"] in found
 
     r = await client.post("PaymentReconciliation/$import-835", headers=X12, content=remittance(
-        [Paid(claim["id"], lines(claim, -1), "PCN-ORIG", status="22"),
-         Paid(replacement_id, lines(claim), "PCN-NEW")], "EFT-C2", 822))
+        [Paid(claim["id"], claim_lines(claim, copay=COPAY, sign=-1), "PCN-ORIG", status="22"),
+         Paid(replacement_id, claim_lines(claim, copay=COPAY), "PCN-NEW")], "EFT-C2", 822))
     assert r.status_code == 200, r.text
     stored = (await client.get(f"Invoice/{invoice['id']}")).json()
     assert share(stored, "insurer") == gross - COPAY and share(stored, "patient") == COPAY

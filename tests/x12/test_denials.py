@@ -6,46 +6,24 @@ line) completes the Task. Amounts come from the claim's items."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
 
 import httpx
 import pytest
 
 from fhir_server.revenue.denials import CARC_TEXT, DENIAL_CATEGORY, RARC_TEXT
 from tests.workflow.helpers import WORKLIST, found_eventually, share
-from tests.x12.edi import Line, Paid, remittance_835_claims
+from tests.x12.edi import Paid
 
 # The app of the X12 payer tests.
 from tests.x12.test_x12_payer import settings_overrides  # noqa: F401
-from tests.x12.world import CLINIC_NPI, PAYER_ID, PAYER_TIN, X12, submitted
+from tests.x12.world import X12, claim_lines, remittance, submitted
 
 pytestmark = pytest.mark.process
 COPAY = Decimal(30)
 WORK_DENIAL = f"{WORKLIST}|work-denial"
 
 
-def lines(claim: dict[str, Any], *, deny_last: bool, sign: int = 1) -> list[Line]:
-    """The claim's lines: the first paid less the copay, the last denied (CO-197) or paid."""
-    items = sorted(claim["item"], key=lambda i: i["sequence"])
-    out = []
-    for n, item in enumerate(items):
-        charge = Decimal(str(item["net"]["value"]))
-        copay = COPAY if n == 0 else Decimal(0)
-        denied = deny_last and n == len(items) - 1
-        out.append(Line(item["productOrService"]["coding"][0]["code"], sign * charge,
-                        Decimal(0) if denied else sign * (charge - copay),
-                        str(item["sequence"]), sign * copay,
-                        denied=("CO", "197") if denied else None,
-                        remarks=("N54",) if denied else ()))
-    return out
-
-
-def remittance(paid: list[Paid], trace: str, control: int) -> bytes:
-    return remittance_835_claims(claims=paid, payer_id=PAYER_ID, payer_tax=PAYER_TIN,
-                                 payee_npi=CLINIC_NPI, trace=trace, member="M100",
-                                 on=datetime.now(UTC).date(), control=control).encode()
 
 
 async def test_a_denied_line_waits_as_a_work_denial_task_until_the_payer_pays_it(
@@ -55,7 +33,7 @@ async def test_a_denied_line_waits_as_a_work_denial_task_until_the_payer_pays_it
     last = max(claim["item"], key=lambda i: i["sequence"])
     denied_amount = Decimal(str(last["net"]["value"]))
     r = await client.post("PaymentReconciliation/$import-835", headers=X12, content=remittance(
-        [Paid(claim["id"], lines(claim, deny_last=True), "PCN1")], "EFT-D1", 811))
+        [Paid(claim["id"], claim_lines(claim, copay=COPAY, deny_last=True), "PCN1")], "EFT-D1", 811))
     assert r.status_code == 200, r.text
 
     [task] = await found_eventually(client, "Task", {
@@ -82,8 +60,8 @@ async def test_a_denied_line_waits_as_a_work_denial_task_until_the_payer_pays_it
 
     # The payer reverses that payment and pays the line after all.
     r = await client.post("PaymentReconciliation/$import-835", headers=X12, content=remittance(
-        [Paid(claim["id"], lines(claim, deny_last=True, sign=-1), "PCN1", status="22"),
-         Paid(claim["id"], lines(claim, deny_last=False), "PCN1")], "EFT-D2", 812))
+        [Paid(claim["id"], claim_lines(claim, copay=COPAY, deny_last=True, sign=-1), "PCN1", status="22"),
+         Paid(claim["id"], claim_lines(claim, copay=COPAY), "PCN1")], "EFT-D2", 812))
     assert r.status_code == 200, r.text
     [task] = await found_eventually(client, "Task", {"code": WORK_DENIAL,
                                                      "status": "completed"})

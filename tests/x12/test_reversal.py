@@ -7,7 +7,6 @@ items and the 835s the test sends."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -15,29 +14,16 @@ import httpx
 import pytest
 
 from tests.workflow.helpers import WORKLIST, post, share
-from tests.x12.edi import Line, Paid, remittance_835_claims
+from tests.x12.edi import Paid
 
 # The app of the X12 payer tests.
 from tests.x12.test_x12_payer import settings_overrides  # noqa: F401
-from tests.x12.world import CLINIC_NPI, PAYER_ID, PAYER_TIN, X12, submitted
+from tests.x12.world import X12, claim_lines, remittance, submitted
 from tests.x12.world import bill as make_bill
 
 pytestmark = pytest.mark.process
 
 
-def lines(claim: dict[str, Any], copay: Decimal, sign: int = 1) -> list[Line]:
-    """The claim's lines paid in full but ``copay`` on the first (``sign`` -1: reversed)."""
-    return [Line(i["productOrService"]["coding"][0]["code"],
-                 sign * Decimal(str(i["net"]["value"])),
-                 sign * (Decimal(str(i["net"]["value"])) - (copay if n == 0 else 0)),
-                 str(i["sequence"]), sign * (copay if n == 0 else Decimal(0)))
-            for n, i in enumerate(sorted(claim["item"], key=lambda i: i["sequence"]))]
-
-
-def remittance(paid: list[Paid], trace: str, control: int) -> bytes:
-    return remittance_835_claims(claims=paid, payer_id=PAYER_ID, payer_tax=PAYER_TIN,
-                                 payee_npi=CLINIC_NPI, trace=trace, member="M100",
-                                 on=datetime.now(UTC).date(), control=control).encode()
 
 
 async def imported(client: httpx.AsyncClient, text: bytes) -> dict[str, Any]:
@@ -52,15 +38,15 @@ async def test_a_reversal_nets_with_the_payment_it_reverses(
     claim, invoice = done["claim"], done["invoice"]
     gross = Decimal(str(invoice["totalGross"]["value"]))
     wrong, right = Decimal(50), Decimal(30)  # the copay the payer first took, then corrected
-    await imported(client, remittance([Paid(claim["id"], lines(claim, wrong), "PCN1")],
+    await imported(client, remittance([Paid(claim["id"], claim_lines(claim, copay=wrong), "PCN1")],
                                       "EFT-1", 801))
     stored = (await client.get(f"Invoice/{invoice['id']}")).json()
     assert share(stored, "insurer") == gross - wrong
 
     # One 835: the reversal of that payment, then the corrected one.
     await imported(client, remittance([
-        Paid(claim["id"], lines(claim, wrong, -1), "PCN1", status="22"),
-        Paid(claim["id"], lines(claim, right), "PCN1")], "EFT-2", 802))
+        Paid(claim["id"], claim_lines(claim, copay=wrong, sign=-1), "PCN1", status="22"),
+        Paid(claim["id"], claim_lines(claim, copay=right), "PCN1")], "EFT-2", 802))
     stored = (await client.get(f"Invoice/{invoice['id']}")).json()
     assert share(stored, "insurer") == gross - right
     assert share(stored, "patient") == right
@@ -77,8 +63,8 @@ async def test_a_reversal_nets_with_the_payment_it_reverses(
     r = await post(client, "Claim/$submit", second)
     assert r.status_code == 200, r.text
     await imported(client, remittance([
-        Paid(claim["id"], lines(claim, right, -1), "PCN1", status="22"),
-        Paid(second["id"], lines(second, right), "PCN2")], "EFT-3", 803))
+        Paid(claim["id"], claim_lines(claim, copay=right, sign=-1), "PCN1", status="22"),
+        Paid(second["id"], claim_lines(second, copay=right), "PCN2")], "EFT-3", 803))
     stored = (await client.get(f"Invoice/{invoice['id']}")).json()
     assert share(stored, "insurer") == 0 and share(stored, "patient") == gross
     response = (await client.get(f"ClaimResponse/{response['resource']['id']}")).json()
@@ -98,8 +84,8 @@ async def test_a_reversal_of_a_claim_never_paid_waits_on_the_worklist(
     [second] = other["Claim"]
     assert (await post(client, "Claim/$submit", second)).status_code == 200
     out = await imported(client, remittance([
-        Paid(claim["id"], lines(claim, Decimal(30), -1), "PCN1", status="22"),
-        Paid(second["id"], lines(second, Decimal(0)), "PCN2")], "EFT-4", 804))
+        Paid(claim["id"], claim_lines(claim, copay=Decimal(30), sign=-1), "PCN1", status="22"),
+        Paid(second["id"], claim_lines(second, copay=Decimal(0)), "PCN2")], "EFT-4", 804))
     warnings = [i for i in out["outcome"]["issue"] if i["severity"] == "warning"]
     assert len(warnings) == 1 and "no posted payment to reverse" in warnings[0]["diagnostics"]
     tasks = (await client.get("Task", params={"code": f"{WORKLIST}|post-remittance"})).json()
@@ -130,7 +116,7 @@ async def test_a_payment_recorded_by_hand_that_the_835_reports_is_not_counted_tw
     stored = (await client.get(f"Invoice/{invoice['id']}")).json()
     assert share(stored, "insurer") == gross - copay
 
-    await imported(client, remittance([Paid(claim["id"], lines(claim, copay), "PCN9")],
+    await imported(client, remittance([Paid(claim["id"], claim_lines(claim, copay=copay), "PCN9")],
                                       "EFT-HAND", 805))
     stored = (await client.get(f"Invoice/{invoice['id']}")).json()
     assert share(stored, "insurer") == gross - copay and share(stored, "patient") == copay

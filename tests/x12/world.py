@@ -16,7 +16,7 @@ import httpx
 from tests.support.server_process import free_port
 from tests.support.store import ROOT
 from tests.workflow.helpers import by_type, create, post
-from tests.x12.edi import Line, remittance_835
+from tests.x12.edi import Line, Paid, remittance_835, remittance_835_claims
 
 CPT = "http://www.ama-assn.org/go/cpt"
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
@@ -136,12 +136,34 @@ async def bill(http: httpx.AsyncClient, world: dict[str, Any], patient: dict[str
 X12 = {"Content-Type": "application/edi-x12"}
 
 
+def claim_lines(claim: dict[str, Any], *, copay: Decimal = Decimal(30), sign: int = 1,
+                deny_last: bool = False) -> list[Line]:
+    """The claim's lines as an 835 pays them: in full but ``copay`` on the first; with
+    ``deny_last`` the last one denied (CO-197, remark N54); ``sign`` -1: all reversed."""
+    items = sorted(claim["item"], key=lambda i: i["sequence"])
+    out = []
+    for n, item in enumerate(items):
+        charge = Decimal(str(item["net"]["value"]))
+        part = copay if n == 0 else Decimal(0)
+        denied = deny_last and n == len(items) - 1
+        out.append(Line(item["productOrService"]["coding"][0]["code"], sign * charge,
+                        Decimal(0) if denied else sign * (charge - part), str(item["sequence"]),
+                        sign * part, denied=("CO", "197") if denied else None,
+                        remarks=("N54",) if denied else ()))
+    return out
+
+
+def remittance(paid: list[Paid], trace: str, control: int) -> bytes:
+    """An 835 of the tests' payer paying ``paid`` today."""
+    return remittance_835_claims(claims=paid, payer_id=PAYER_ID, payer_tax=PAYER_TIN,
+                                 payee_npi=CLINIC_NPI, trace=trace, member="M100",
+                                 on=datetime.now(UTC).date(), control=control).encode()
+
+
 def remit_for(claim: dict[str, Any], *, trace: str, copay: Decimal = Decimal(30),
               claim_id: str | None = None) -> str:
-    lines = [Line(i["productOrService"]["coding"][0]["code"], Decimal(str(i["net"]["value"])),
-                  Decimal(str(i["net"]["value"])) - (copay if n == 0 else 0), str(i["sequence"]),
-                  copay if n == 0 else Decimal(0)) for n, i in enumerate(claim["item"])]
-    return remittance_835(claim_id=claim_id or claim["id"], lines=lines, payer_id=PAYER_ID,
+    return remittance_835(claim_id=claim_id or claim["id"],
+                          lines=claim_lines(claim, copay=copay), payer_id=PAYER_ID,
                           payer_tax=PAYER_TIN, payee_npi=CLINIC_NPI, trace=trace,
                           member="M100", on=datetime.now(UTC).date(), control=700)
 
