@@ -1,7 +1,8 @@
 """The X12 payer adapter: a clearinghouse reached in X12 5010 over HTTP.
 
 * ``POST {address}/x12`` (``Content-Type: application/edi-x12``) sends an interchange;
-  the answer's body is the synchronous interchange: a 271 for a 270, a 999 for an 837P.
+  the answer's body is the synchronous interchange: a 271 for a 270, a 999 for an 837P, a
+  277 for a 276.
 * ``GET {address}/x12/outbox?after={cursor}`` lists the files waiting (277CA, 835) as
   JSON ``[{"id": ..., "x12": ...}]``, oldest first (``fhir_server/operations/x12_poll.py`` applies them).
 
@@ -27,8 +28,9 @@ import orjson
 from fhir_server.adapters.payer import Exchanged, PayerAnswer, PayerEndpoint
 from fhir_server.adapters.peer_errors import PayerRefused, unreachable
 from fhir_server.adapters.peer_http import PeerHttp
-from fhir_server.adapters.x12.acks import read_999
+from fhir_server.adapters.x12.acks import ClaimStatus, read_277ca, read_999
 from fhir_server.adapters.x12.claim837 import write_837p
+from fhir_server.adapters.x12.claim_status import write_276
 from fhir_server.adapters.x12.eligibility import read_271, response_of, write_270
 from fhir_server.adapters.x12.segments import Interchange, X12Error, parse
 from fhir_server.adapters.x12.state import X12State
@@ -106,6 +108,27 @@ class X12PayerAdapter:
                             error=[x12_error("x12-999-rejected", "Rejected (999)", p)
                                    for p in problems[:20]])
         return PayerAnswer(response, [sent, received(answer, "999", document)])
+
+    async def claim_status(self, endpoint: PayerEndpoint, claim: dict[str, Any], *,
+                           payer_claim: str | None) -> tuple[list[ClaimStatus], list[Exchanged]]:
+        """A 276 about ``claim`` (packed), and what the 277 answered for it."""
+        assert endpoint.partner is not None
+        at = datetime.now(UTC)
+        control = await self.state.next_number(COUNTER)
+        text = write_276(claim, payer_claim=payer_claim, partner=endpoint.partner,
+                         control=control, at=at)
+        sent = Exchanged("sent", "276", text, f"{control:09d}")
+        answer = await self._post(endpoint, text, idempotent=True)  # asking twice is harmless
+        document = self._read(endpoint, answer)
+        if "999" in {t.set_id for t in document.transactions()}:
+            problems = [p for g in read_999(document) for s in g.sets for p in s.problems]
+            raise PayerRefused(f"The clearinghouse at {endpoint.reference} rejected the 276: "
+                               + ("; ".join(problems[:3]) or "no reason given"))
+        try:
+            statuses = read_277ca(document)
+        except X12Error as error:
+            raise _failed(endpoint, f"a 277 this server cannot read ({error.where})") from None
+        return statuses, [sent, received(answer, "277", document)]
 
     async def outbox(self, endpoint: PayerEndpoint, after: str | None) -> list[tuple[str, str]]:
         """The files waiting at the clearinghouse after ``after``: [(id, X12 text)]."""

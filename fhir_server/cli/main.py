@@ -155,7 +155,8 @@ def export_data(args: argparse.Namespace, settings: Settings) -> int:
 def _x12_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=["poll"],
                         help="poll: fetch and apply every clearinghouse's waiting 277CA and "
-                        "835 files once")
+                        "835 files once, then ask about the claims that waited "
+                        "FHIR_CLAIM_STATUS_DAYS (276/277)")
 
 
 def x12(args: argparse.Namespace, settings: Settings) -> int:
@@ -174,8 +175,10 @@ def x12(args: argparse.Namespace, settings: Settings) -> int:
         print(f"refused: {line}", file=sys.stderr)
     for line in summary.failed:
         print(f"failed: {line}", file=sys.stderr)
+    for line in summary.asked:
+        print(f"asked (276/277): {line}")
     print(f"{len(summary.applied)} applied, {len(summary.refused)} refused, "
-          f"{len(summary.failed)} failed")
+          f"{len(summary.failed)} failed, {len(summary.asked)} claims asked about")
     return 1 if summary.refused or summary.failed else 0
 
 

@@ -147,6 +147,10 @@ class Settings(BaseSettings):
         default=0, ge=0, description="Seconds between polls of every clearinghouse Endpoint's "
         "outbox (277CA, 835) by the server; 0: the server does not poll (use "
         "`fhir-server x12 poll`).")
+    fhir_claim_status_days: float = Field(
+        default=21, ge=0, description="Days a claim sent over X12 may wait for its payer's "
+        "answer (an 835) before the poll asks about it with a 276, and again every that many "
+        "days while it waits; needs FHIR_X12_POLL_INTERVAL > 0 or `fhir-server x12 poll`.")
     fhir_log_level: str = Field(default="INFO", description="Log level (DEBUG, INFO, WARNING, ...).")
     fhir_log_format: Literal["text", "json"] = Field(
         default="text", description="text: key=value lines; json: one JSON object per line "

@@ -123,7 +123,7 @@ async def _send(call: Call, submission: Submission, resolver: Resolver, claim: R
                 claim_ref: str, way: Route) -> Resource:
     """The claim to its payer's endpoint; its answer (and the X12 exchanged) written."""
     assert way.endpoint is not None
-    related = await _related(resolver, claim, way)
+    related = await related_resources(resolver, claim, way)
     # The payer is sent the insurance it is billed for (the focal one, whose Coverage travels
     # contained) after those of the payers that answered before it, with their answers; the
     # Coverages after it are this clinic's to coordinate.
@@ -199,7 +199,8 @@ def claim_response_id(claim_id: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{SERVER_URI}/ClaimResponse/Claim/{claim_id}"))
 
 
-async def _related(resolver: Resolver, claim: Resource, way: Route) -> dict[str, Resource]:
+async def related_resources(resolver: Resolver, claim: Resource, way: Route
+                            ) -> dict[str, Resource]:
     """What the Claim references on this server, to travel contained: the patient, the
     provider, the coverage (and its subscriber), the insurer, the care team, the diagnoses'
     Conditions, the items' Encounters and their Locations."""

@@ -11,6 +11,9 @@ its Task names the Endpoint and the file. A conflict or an unreachable database 
 that clearinghouse's round, so the file is tried again next time. One lease per Endpoint
 keeps two server processes from applying the same file at once.
 
+After the files, the round asks about the claims that waited ``FHIR_CLAIM_STATUS_DAYS``
+for their payer's answer (276/277, ``claim_status_step.py``).
+
 ``fhir-server x12 poll`` runs one round; with ``FHIR_X12_POLL_INTERVAL`` > 0 the server
 runs one every that many seconds.
 """
@@ -28,6 +31,7 @@ from fhir_server.adapters.payer import PayerEndpoint
 from fhir_server.core.config import Settings
 from fhir_server.core.errors import Conflict, FhirError, PayloadTooLarge
 from fhir_server.operations import post_remittance_step as step
+from fhir_server.operations.claim_status_step import inquire_once
 from fhir_server.operations.remittance_posting import apply_file, file_kind
 from fhir_server.service import interactions as svc
 from fhir_server.storage.locks import LockBusy
@@ -42,6 +46,7 @@ class PollSummary:
     applied: list[str] = field(default_factory=list)  # "Endpoint/x: file id"
     refused: list[str] = field(default_factory=list)  # "Endpoint/x: file id: reason"
     failed: list[str] = field(default_factory=list)  # clearinghouses not reached this round
+    asked: list[str] = field(default_factory=list)  # claims asked about (276), by answer
 
 
 async def poll_once(*, repo: Repository, settings: Settings, x12: Any) -> PollSummary:
@@ -62,6 +67,8 @@ async def poll_once(*, repo: Repository, settings: Settings, x12: Any) -> PollSu
         except FhirError as error:
             summary.failed.append(f"{local}: {error.diagnostics}")
             log.warning("x12 poll failed endpoint=%s status=%d", local, error.status)
+    if endpoints:  # then the claims that wait too long for their payer's answer
+        summary.asked = await inquire_once(repo=repo, settings=settings, x12=x12)
     return summary
 
 
@@ -113,9 +120,9 @@ class Poller:
             try:
                 summary = await poll_once(repo=self.repo, settings=self.settings,
                                           x12=self.services.x12)
-                if summary.applied or summary.refused:
-                    log.info("x12 poll applied=%d refused=%d", len(summary.applied),
-                             len(summary.refused))
+                if summary.applied or summary.refused or summary.asked:
+                    log.info("x12 poll applied=%d refused=%d asked=%d", len(summary.applied),
+                             len(summary.refused), len(summary.asked))
             except Exception as exc:  # the poll must outlive one bad round
                 log.warning("x12 poll round failed error=%s", type(exc).__name__)
 

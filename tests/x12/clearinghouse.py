@@ -5,9 +5,12 @@
   837P map and answered with the 999 pyx12 writes; for each claim it accepted it queues a
   277CA (rejected, A7:21, for member ids in ``reject_members``; else accepted, A2:20). A 270
   is checked with pyx12's envelope reader (pyx12 ships no 005010X279A1 map) and answered with
-  a 271 from its member table (AAA 75 for an unknown member).
+  a 271 from its member table (AAA 75 for an unknown member). A 276 is checked the same way
+  (pyx12 indexes no 005010X212 map: its 277 one is left out of its index, and loads as a
+  map of another layout) and answered with a 277 whose STC01 is ``claim_status[TRN02]``
+  (default P1:20, pending).
 * ``GET /x12/outbox?after=ID``: the files queued after ``ID``, oldest first.
-* Test controls: ``POST /admin/config`` (members, reject_members), ``POST /admin/outbox``
+* Test controls: ``POST /admin/config`` (members, reject_members, claim_status), ``POST /admin/outbox``
   (queue a file), ``GET /admin/received`` (what arrived, with pyx12's verdict).
 """
 
@@ -24,10 +27,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from tests.x12.edi import claim_ack_277, elements, eligibility_271, envelope_errors, pyx12_check
+from tests.x12.edi import (
+    claim_ack_277,
+    claim_status_277,
+    elements,
+    eligibility_271,
+    envelope_errors,
+    pyx12_check,
+)
 
 STATE: dict[str, Any] = {"members": {}, "reject_members": [], "received": [], "outbox": [],
-                         "control": 500}
+                         "control": 500, "claim_status": {}}
 
 
 def _control() -> int:
@@ -51,6 +61,17 @@ async def receive(request: Request) -> Response:
         member = next(s[9] for s in segments if s[:2] == ["NM1", "IL"])
         plan = STATE["members"].get(member)
         answer = eligibility_271(segments, plan=plan, control=_control(), on=today)
+        return PlainTextResponse(answer, media_type="application/edi-x12")
+    if kind == "276":
+        errors = envelope_errors(text)
+        STATE["received"].append({"kind": kind, "text": text, "valid": not errors,
+                                  "errors": errors})
+        if errors:
+            return PlainTextResponse("bad envelope", status_code=400)
+        trace = next(s[2] for s in segments if s[:2] == ["TRN", "1"])
+        answer = claim_status_277(segments, status=STATE["claim_status"].get(trace, "P1:20"),
+                                  control=_control(), on=today)
+        assert not envelope_errors(answer), "the test clearinghouse wrote a bad 277 envelope"
         return PlainTextResponse(answer, media_type="application/edi-x12")
     valid, ack = pyx12_check(text)
     STATE["received"].append({"kind": kind, "text": text, "valid": valid, "ack": ack})
@@ -85,6 +106,7 @@ async def config(request: Request) -> Response:
     body = await request.json()
     STATE["members"] = body.get("members", STATE["members"])
     STATE["reject_members"] = body.get("reject_members", STATE["reject_members"])
+    STATE["claim_status"] = body.get("claim_status", STATE["claim_status"])
     return JSONResponse({"ok": True})
 
 

@@ -189,3 +189,24 @@ def eligibility_271(inquiry: list[list[str]], *, plan: dict[str, Decimal | str] 
                  f"EB*G*IND*30***23*{money(Decimal(plan['out_of_pocket']))}*****Y"]
     return wrap("271", "HB", "005010X279A1", body, sender="CH01", receiver="CLINIC01",
                 control=control, on=on)
+
+
+def claim_status_277(inquiry: list[list[str]], *, status: str, control: int, on: date,
+                     sender: str = "CH01", receiver: str = "CLINIC01") -> str:
+    """The 277 (005010X212) answering a 276 (its segments) with STC01 ``status`` (such as
+    P1:20 pending, F2:85 denied) for the claim it asks about."""
+    def first(segment_id: str, qualifier: str) -> list[str]:
+        return next(s for s in inquiry if s[0] == segment_id and s[1] == qualifier)
+
+    payer, receiver_name, provider = first("NM1", "PR"), first("NM1", "41"), first("NM1", "1P")
+    member, trace = first("NM1", "IL"), first("TRN", "1")
+    charge = first("AMT", "T3")[2]
+    served = first("DTP", "472")
+    ymd = on.strftime("%Y%m%d")
+    body = [f"BHT*0010*08*{control}*{ymd}*1200*DG",
+            "HL*1**20*1", "*".join(payer), "HL*2*1*21*1", "*".join(receiver_name),
+            "HL*3*2*19*1", "*".join(provider), "HL*4*3*22*0", "*".join(member[:10]),
+            f"TRN*2*{trace[2]}", f"STC*{status}*{ymd}**{charge}*0",
+            f"REF*1K*PCN{control}", f"REF*EJ*{trace[2]}", "*".join(served)]
+    return wrap("277", "HN", "005010X212", body, sender=sender, receiver=receiver,
+                control=control, on=on)

@@ -258,4 +258,5 @@ async def test_277ca_rejection_marks_the_claim_in_error(
     assert {"x12-277ca-rejected", "A7", "21"} <= codes
     # Polling again applies nothing twice: the cursor was kept.
     again = poll(store)
-    assert again.returncode == 0 and again.stdout.strip().endswith("0 applied, 0 refused, 0 failed")
+    assert again.returncode == 0 and again.stdout.strip().endswith(
+        "0 applied, 0 refused, 0 failed, 0 claims asked about")

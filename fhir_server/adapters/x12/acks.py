@@ -91,7 +91,7 @@ def _segment_problem(seg: Segment) -> str:
 
 @dataclass
 class ClaimStatus:
-    """A 277CA's word on one claim."""
+    """A 277's word on one claim (a 277CA's, or a claim status response's)."""
 
     control: str  # TRN02 at the claim level: the 837P's CLM01
     statuses: list[tuple[str, str, str]] = field(default_factory=list)  # (category, code, entity)
@@ -103,7 +103,14 @@ class ClaimStatus:
         return any(category in REJECTED_CATEGORIES for category, _, _ in self.statuses)
 
 
+# The HL levels a 277 speaks of one claim at: a 277CA's patient (PT); a 277's (005010X212)
+# subscriber (22) or dependent (23).
+CLAIM_LEVELS = frozenset({"PT", "22", "23"})
+
+
 def read_277ca(interchange: Interchange) -> list[ClaimStatus]:
+    """The claims a 277 speaks of: a 277CA (005010X214) or a claim status response
+    (005010X212), both of which give each claim's status in STC segments after its TRN*2."""
     out: list[ClaimStatus] = []
     for transaction in interchange.transactions():
         if transaction.set_id != "277":
@@ -114,7 +121,7 @@ def read_277ca(interchange: Interchange) -> list[ClaimStatus]:
             if seg.id == "HL":
                 level = seg.get(3)
                 claim = None
-            elif seg.id == "TRN" and level == "PT":
+            elif seg.id == "TRN" and level in CLAIM_LEVELS:
                 if not seg.get(2):
                     raise seg.error("TRN02 (the claim's patient control number) is required", 2)
                 claim = ClaimStatus(seg.get(2), position=seg.position)

@@ -101,7 +101,7 @@ def write_837p(claim: Resource, *, control_system: str, partner: Partner, contro
                                 version=VERSION, at=at), "837", body)
 
 
-def _name_segment(code: str, resource: Resource, where: str, qualifier: str,
+def name_segment(code: str, resource: Resource, where: str, qualifier: str,
                   id_: str) -> str:
     if resource.get("resourceType") == "Organization":
         return segment("NM1", code, "2", organization_name(resource, where), None, None, None,
@@ -138,12 +138,12 @@ def _billing_provider(provider: Resource) -> list[str]:
         raise Missing(f"{where} needs a tax id (identifier system {TAX_ID})",
                       f"{where}.identifier")
     return [segment("HL", "1", None, "20", "1"),
-            _name_segment("85", provider, where, "XX", npi(provider, where)),
+            name_segment("85", provider, where, "XX", npi(provider, where)),
             *_address_segments(provider, where, required=True),
             segment("REF", "EI", "".join(ch for ch in tax_id if ch.isdigit()))]
 
 
-def _demographics(person: Resource, where: str) -> list[str]:
+def demographics(person: Resource, where: str) -> list[str]:
     born = x12_date(person.get("birthDate"))
     if born is None:
         raise Missing(f"{where} needs a birth date", f"{where}.birthDate")
@@ -161,17 +161,17 @@ def _subscriber(packed: Packed, coverage: Resource, patient: Resource,
     out = [segment("HL", "2", "1", "22", "0" if is_self else "1"),
            segment("SBR", ORDER.get(place, "T"), "18" if is_self else None, held.group,
                    None, None, None, None, None, held.filing),
-           _name_segment("IL", subscriber, "Coverage.subscriber", "MI", held.member),
+           name_segment("IL", subscriber, "Coverage.subscriber", "MI", held.member),
            *_address_segments(subscriber, "Claim.patient", required=is_self),
-           *_demographics(subscriber, "Claim.patient" if is_self else "Coverage.subscriber"),
-           _name_segment("PR", insurer, "Claim.insurer", "PI", payer_id(insurer,
+           *demographics(subscriber, "Claim.patient" if is_self else "Coverage.subscriber"),
+           name_segment("PR", insurer, "Claim.insurer", "PI", payer_id(insurer,
                                                                           "Claim.insurer"))]
     if not is_self:
         out += [segment("HL", "3", "2", "23", "0"),
                 segment("PAT", RELATIONSHIP.get(str(relationship), "G8")),
-                _name_segment("QC", patient, "Claim.patient", "", ""),
+                name_segment("QC", patient, "Claim.patient", "", ""),
                 *_address_segments(patient, "Claim.patient", required=True),
-                *_demographics(patient, "Claim.patient")]
+                *demographics(patient, "Claim.patient")]
     return out
 
 
@@ -252,7 +252,7 @@ def _claim(packed: Packed, claim: Resource, control_system: str, patient: Resour
         practitioner = packed.get((member or {}).get("provider"), "Practitioner")
         rendering = identifier_of(practitioner, NPI) if practitioner else None
         if practitioner is not None and rendering:
-            out.append(_name_segment("82", practitioner, "Claim.careTeam.provider", "XX",
+            out.append(name_segment("82", practitioner, "Claim.careTeam.provider", "XX",
                                      rendering))
             break
     return out + claim_loops(packed, others, patient) + lines
