@@ -24,19 +24,31 @@ from fhir_server.storage.repository import Repository
 from fhir_server.terminology.systems import BILL_INVOICE
 
 ZERO = Decimal(0)
+CHUNK = 200
 
 
-async def unmatched(repo: Repository, settings: Settings, *, invoice_id: str,
-                    payer_ref: str) -> list[Resource]:
-    """The payer's hand-recorded payments on the Invoice that no 835 has matched yet."""
-    found = await svc.find_resources(
-        repo=repo, settings=settings, type_="PaymentReconciliation",
-        criteria=[("identifier", search_token(BILL_INVOICE, f"Invoice/{invoice_id}"))])
-    return [p for p in found
-            if (p.get("paymentIssuer") or {}).get("reference") == payer_ref
-            and p.get("status") == "active"
-            and not any((d.get("response") or {}).get("reference")
-                        for d in p.get("detail") or [])]
+async def unmatched(repo: Repository, settings: Settings, *, invoice_ids: list[str],
+                    payer_ref: str) -> dict[str, list[Resource]]:
+    """The payer's hand-recorded payments on these Invoices that no 835 has matched yet,
+    by Invoice id: one search per ``CHUNK`` Invoices (an 835 may pay a thousand claims)."""
+    out: dict[str, list[Resource]] = {}
+    wanted = list(dict.fromkeys(invoice_ids))
+    for start in range(0, len(wanted), CHUNK):
+        tokens = ",".join(search_token(BILL_INVOICE, f"Invoice/{i}")
+                          for i in wanted[start:start + CHUNK])
+        for payment in await svc.find_resources(repo=repo, settings=settings,
+                                                type_="PaymentReconciliation",
+                                                criteria=[("identifier", tokens)]):
+            if (payment.get("paymentIssuer") or {}).get("reference") != payer_ref or \
+                    payment.get("status") != "active" or any(
+                        (d.get("response") or {}).get("reference")
+                        for d in payment.get("detail") or []):
+                continue
+            for identifier in payment.get("identifier") or []:
+                if identifier.get("system") == BILL_INVOICE:
+                    out.setdefault(str(identifier.get("value", "")).split("/")[-1],
+                                   []).append(payment)
+    return out
 
 
 def match(posting: Posting, payments: list[Resource], response_id: str

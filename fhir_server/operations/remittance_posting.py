@@ -48,7 +48,7 @@ from fhir_server.operations.hand_payments import match, unmatched
 from fhir_server.operations.interchanges import interchange_document
 from fhir_server.operations.remittance_claims import claim_response, x12_date
 from fhir_server.revenue.balances import adjudication_posting, currency_of, post
-from fhir_server.revenue.billing import bill_of
+from fhir_server.revenue.billing import bill_invoice_id, bill_of
 from fhir_server.revenue.records import Resource
 from fhir_server.revenue.states import (
     ClaimOutcome,
@@ -174,7 +174,10 @@ async def _post(repo: Repository, settings: Settings, remittance: Remittance, pa
     details: list[dict[str, Any]] = []
     aside: list[tuple[ClaimPayment, Resource | None, FhirError]] = []
     reconciliation_id = str(uuid.uuid4())
-    matched_ids: set[str] = set()  # hand-recorded payments this 835 matched
+    # Insurer payments recorded by hand on these claims' bills, and those this 835 matched.
+    hand_recorded = await unmatched(repo, settings, invoice_ids=[
+        i for c in claims.values() if (i := bill_invoice_id(c))], payer_ref=payer_ref)
+    matched_ids: set[str] = set()
     for payment in remittance.claims:
         claim = claims.get(payment.control)
         detail: dict[str, Any] = {
@@ -201,8 +204,7 @@ async def _post(repo: Repository, settings: Settings, remittance: Remittance, pa
             # Two claims of one bill in the same 835 (a reversal of the original and the
             # payment of its correction): the second posts on the first's result.
             invoice, invoice_version = invoices.get(bill[0]["id"], bill)
-            by_hand = [p for p in await unmatched(repo, settings, invoice_id=invoice["id"],
-                                                  payer_ref=payer_ref)
+            by_hand = [p for p in hand_recorded.get(invoice["id"], [])
                        if p["id"] not in matched_ids]
             posting, matched = match(adjudication_posting(response, previous), by_hand,
                                      response_id)

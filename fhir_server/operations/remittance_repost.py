@@ -154,8 +154,10 @@ async def _post(repo: Repository, settings: Settings, reconciliation_id: str,
     bill = await bill_of(repo, claim)
     if bill is not None:
         invoice, invoice_version = bill
-        posting, matched = match(adjudication_posting(response, previous), await unmatched(
-            repo, settings, invoice_id=invoice["id"], payer_ref=payer_ref), response_id)
+        by_hand = await unmatched(repo, settings, invoice_ids=[invoice["id"]],
+                                  payer_ref=payer_ref)
+        posting, matched = match(adjudication_posting(response, previous),
+                                 by_hand.get(invoice["id"], []), response_id)
         invoice = post(invoice, posting, currency_of(invoice, currency))
         invoice.pop("meta", None)
         writes += [(invoice, invoice_version), *matched]

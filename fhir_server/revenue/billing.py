@@ -145,18 +145,24 @@ async def _price(repo: Repository, settings: Settings, charge: Charge,
     return ({k: coding[k] for k in ("system", "code", "display") if k in coding}, quantity, line)
 
 
+def bill_invoice_id(claim: Resource) -> str | None:
+    """The id of the Invoice a Claim names with ``urn:fhir-rcm-server:invoice``."""
+    value = next((i.get("value") for i in claim.get("identifier") or []
+                  if i.get("system") == BILL_INVOICE), None)
+    match = LOCAL_REF.match(value) if isinstance(value, str) else None
+    return match.group(2) if match is not None and match.group(1) == "Invoice" else None
+
+
 async def bill_of(repo: Repository, claim: Resource) -> tuple[Resource, int] | None:
     """The open Invoice a Claim bills (None: no bill to settle).
 
     It is the one the Claim names with ``urn:fhir-rcm-server:invoice``, and only when it is
     that patient's, issued (or balanced), and billed the Claim's total.
     """
-    invoice_ref = next((i.get("value") for i in claim.get("identifier") or []
-                        if i.get("system") == BILL_INVOICE), None)
-    match = LOCAL_REF.match(invoice_ref) if isinstance(invoice_ref, str) else None
-    if match is None or match.group(1) != "Invoice":
+    invoice_id = bill_invoice_id(claim)
+    if invoice_id is None:
         return None
-    version, invoice = await svc.current_resource(repo, "Invoice", match.group(2))
+    version, invoice = await svc.current_resource(repo, "Invoice", invoice_id)
     if invoice is None or version is None or invoice_status(invoice) not in OPEN_INVOICES:
         return None
     if (invoice.get("subject") or {}).get("reference") != (claim.get("patient") or {}).get(
