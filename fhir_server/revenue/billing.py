@@ -26,7 +26,12 @@ from fhir_server.core.config import Settings
 from fhir_server.core.errors import Unprocessable
 from fhir_server.core.money import cents, decimal_of, money
 from fhir_server.revenue.amounts import items_total
-from fhir_server.revenue.coverage import billed_coverage, claim_insurance, lapsed_coverages
+from fhir_server.revenue.coverage import (
+    billed_coverage,
+    claim_insurance,
+    lapsed_coverages,
+    with_authorizations,
+)
 from fhir_server.revenue.records import LOCAL_REF
 from fhir_server.revenue.states import (
     OPEN_INVOICES,
@@ -223,6 +228,11 @@ async def _claim(repo: Repository, settings: Settings, *, patient_ref: str,
     if coverage is None:
         return None
     insurance, why = claim_insurance(coverage, coverages, day, lapsed)
+    authorizations = await svc.find_resources(
+        repo=repo, settings=settings, type_="ClaimResponse",
+        criteria=[("patient", patient_ref), ("use", "preauthorization"),
+                  ("outcome", "complete")])
+    insurance = with_authorizations(insurance, authorizations, day)
     provider = _provider(settings, encounter)
     currency = settings.fhir_billing_currency
     claim: Resource = {

@@ -196,3 +196,26 @@ def _undecided(reason: str, focus: Resource) -> CoverageUndecided:
                               code="business-rule")
     error.focus = f"Coverage/{focus['id']}"
     return error
+
+
+def with_authorizations(insurance: list[dict[str, Any]], answers: Iterable[Resource],
+                        on: date) -> list[dict[str, Any]]:
+    """``insurance`` with each entry's ``preAuthRef``: the authorization numbers of the
+    complete prior authorization answers (ClaimResponses of ``use`` preauthorization) about
+    its Coverage, valid on ``on`` (``preAuthPeriod``, when they give one)."""
+    refs: dict[str, list[str]] = {}
+    for answer in answers:
+        if answer.get("use") != "preauthorization" or answer.get("outcome") != "complete" \
+                or not answer.get("preAuthRef"):
+            continue
+        period = answer.get("preAuthPeriod") or {}
+        start, end = period.get("start"), period.get("end")
+        if (start and day_of(str(start)) > on) or (end and day_of(str(end), last=True) < on):
+            continue
+        for entry in answer.get("insurance") or []:
+            ref = str((entry.get("coverage") or {}).get("reference", ""))
+            if str(answer["preAuthRef"]) not in refs.get(ref, []):
+                refs.setdefault(ref, []).append(str(answer["preAuthRef"]))
+    return [{**entry, "preAuthRef": refs[ref]} if (ref := str(
+        (entry.get("coverage") or {}).get("reference", ""))) in refs else entry
+        for entry in insurance]

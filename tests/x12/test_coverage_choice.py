@@ -6,6 +6,7 @@ the payer."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -90,3 +91,34 @@ async def test_two_ordered_coverages_are_listed_and_the_primary_alone_is_sent(
     sent = [m for m in await received(clearinghouse) if m["kind"] == "837"][-1]
     assert sent["valid"], sent.get("ack")
     assert "M100" in sent["text"] and "M200" not in sent["text"]
+
+
+async def test_a_prior_authorization_in_force_is_on_the_claim_and_its_837p(
+        client: httpx.AsyncClient, clearinghouse: str) -> None:
+    """A complete prior authorization answer (ClaimResponse, use preauthorization) about the
+    Coverage, valid on the visit's day, puts its number on the Claim's insurance
+    (preAuthRef) and in the 837P (REF*G1); one whose period has ended does not."""
+    world = await setup_clinic(client, clearinghouse)
+    await configure(clearinghouse, members={"M100": PLAN})
+    member = await patient_with_coverage(client, world, member="M100")
+    coverage_ref = {"reference": f"Coverage/{member['coverage']['id']}"}
+    year = datetime.now(UTC).year
+    for number, start, end in (("AUTH-1", f"{year}-01-01", f"{year}-12-31"),
+                               ("AUTH-OLD", f"{year - 1}-01-01", f"{year - 1}-12-31")):
+        await create(client, {
+            "resourceType": "ClaimResponse", "status": "active", "use": "preauthorization",
+            "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/claim-type",
+                                 "code": "professional"}]},
+            "patient": {"reference": f"Patient/{member['patient']['id']}"},
+            "created": f"{start}T00:00:00Z", "insurer": {"reference": world["payer"]},
+            "outcome": "complete", "preAuthRef": number,
+            "preAuthPeriod": {"start": start, "end": end},
+            "insurance": [{"sequence": 1, "focal": True, "coverage": coverage_ref}]})
+    billed = await make_bill(client, world, member["patient"])
+    [claim] = billed["Claim"]
+    assert claim["insurance"][0]["preAuthRef"] == ["AUTH-1"]
+    r = await post(client, "Claim/$submit", claim)
+    assert r.status_code == 200, r.text
+    sent = [m for m in await received(clearinghouse) if m["kind"] == "837"][-1]
+    assert sent["valid"], sent.get("ack")
+    assert "REF*G1*AUTH-1~" in sent["text"] and "AUTH-OLD" not in sent["text"]

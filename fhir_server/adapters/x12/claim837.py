@@ -13,7 +13,8 @@ Segment by segment (docs/x12.md has the whole table):
 * 2000C/2010CA patient, when the patient is not the subscriber: ``PAT``, ``NM1*QC``, ``DMG``.
 * 2300 claim: ``CLM`` (CLM01 = the Claim's id, total, place of service from the item's
   location or its Encounter's Location type or class, CLM05-3 the claim frequency: 1, or 7
-  or 8 for a correction), ``REF*F8`` the payer's number for the claim a correction
+  or 8 for a correction), ``REF*G1`` the prior authorization number (the focal insurance's
+  first ``preAuthRef``), ``REF*F8`` the payer's number for the claim a correction
   corrects, ``HI`` ICD-10-CM diagnoses.
 * 2310B rendering provider: ``NM1*82`` of the first Practitioner in ``careTeam`` with an NPI.
 * 2400 lines: ``LX``, ``SV1`` (CPT/HCPCS code and modifiers, the item's amount as
@@ -62,7 +63,7 @@ from fhir_server.adapters.x12.fhir_read import identifier as identifier_of
 from fhir_server.adapters.x12.segments import Envelope, interchange, segment
 from fhir_server.revenue.amounts import item_amount
 from fhir_server.revenue.corrections import frequency_of
-from fhir_server.revenue.coverage import focal_coverage_ref
+from fhir_server.revenue.coverage import focal_coverage_ref, focal_insurance
 
 VERSION = "005010X222A1"
 # Encounter.class (v3 ActCode) -> place of service, when no Location says it.
@@ -240,6 +241,9 @@ def _claim(packed: Packed, claim: Resource, control_system: str, patient: Resour
     frequency = frequency_of(claim)
     out = [segment("CLM", claim_control(claim, control_system), amount(total), None, None,
                    (place_of_service(packed, claim), "B", frequency), "Y", "A", "Y", "Y")]
+    authorization = next(iter((focal_insurance(claim) or {}).get("preAuthRef") or []), None)
+    if authorization:  # the payer's prior authorization number for these services
+        out.append(segment("REF", "G1", str(authorization)))
     if frequency != "1":  # a correction: the payer's number for the claim it corrects
         number = next((str(r["reference"]["value"]) for r in claim.get("related") or []
                        if (r.get("reference") or {}).get("value")), None)
