@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -39,6 +38,7 @@ from fhir_server.adapters.payer import Partner  # noqa: E402
 from fhir_server.adapters.x12.claim837 import write_837p  # noqa: E402
 from fhir_server.adapters.x12.validate import validate  # noqa: E402
 from fhir_server.core.config import Settings  # noqa: E402
+from fhir_server.core.fhirjson import dumps  # noqa: E402
 from fhir_server.main import create_app  # noqa: E402
 
 BASE = "http://bench/fhir"
@@ -177,7 +177,7 @@ async def _seed(http: httpx.AsyncClient, count: int, payer: str) -> list[tuple[s
                  "request": {"method": "PUT", "url": f"Claim/{claim}"}}]
             out.append((claim, total))
         bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
-        r = await http.post("", content=orjson.dumps(bundle, default=str),
+        r = await http.post("", content=dumps(bundle),  # decimals as JSON numbers
                             headers={"Content-Type": "application/fhir+json"})
         assert r.status_code == 200, r.text[:300]
     return out

@@ -18,24 +18,25 @@ from fhir_server.core.config import Settings
 from fhir_server.core.money import decimal_of
 from fhir_server.revenue.balances import Posting
 from fhir_server.revenue.records import Resource
+from fhir_server.search.parse import MAX_VALUES
 from fhir_server.service import interactions as svc
 from fhir_server.service.criteria import search_token
 from fhir_server.storage.repository import Repository
 from fhir_server.terminology.systems import BILL_INVOICE
 
 ZERO = Decimal(0)
-CHUNK = 200
 
 
 async def unmatched(repo: Repository, settings: Settings, *, invoice_ids: list[str],
                     payer_ref: str) -> dict[str, list[Resource]]:
     """The payer's hand-recorded payments on these Invoices that no 835 has matched yet,
-    by Invoice id: one search per ``CHUNK`` Invoices (an 835 may pay a thousand claims)."""
+    by Invoice id: one search per ``MAX_VALUES`` Invoices, the most a search parameter
+    takes (an 835 may pay a thousand claims)."""
     out: dict[str, list[Resource]] = {}
     wanted = list(dict.fromkeys(invoice_ids))
-    for start in range(0, len(wanted), CHUNK):
+    for start in range(0, len(wanted), MAX_VALUES):
         tokens = ",".join(search_token(BILL_INVOICE, f"Invoice/{i}")
-                          for i in wanted[start:start + CHUNK])
+                          for i in wanted[start:start + MAX_VALUES])
         for payment in await svc.find_resources(repo=repo, settings=settings,
                                                 type_="PaymentReconciliation",
                                                 criteria=[("identifier", tokens)]):

@@ -235,7 +235,9 @@ def _claim(packed: Packed, claim: Resource, control_system: str, patient: Resour
     for n, item in enumerate(items):
         charge, line = _line(packed, claim, item, n, pointers)
         total += charge
-        lines += line + line_loops(others, item, f"Claim.item[{n}]")
+        lines += line
+        if others:  # what the payers before this one did with the line (2430)
+            lines += line_loops(others, item, f"Claim.item[{n}]")
     if (claim.get("total") or {}).get("value") is not None:
         total = Decimal(str(claim["total"]["value"]))
     frequency = frequency_of(claim)

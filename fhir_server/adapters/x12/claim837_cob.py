@@ -187,7 +187,7 @@ def _payer_name(payer: Resource) -> str:
 def line_loops(others: list[OtherPayer], item: dict[str, Any], where: str) -> list[str]:
     """2430 for one line: what each earlier payer did with it (none when its answer has no
     lines, or none for this one)."""
-    out = []
+    out: list[str] = []
     sequence = int(item.get("sequence", 0))
     code = coding(item.get("productOrService"), (CPT, *HCPCS))
     if code is None:
