@@ -10,11 +10,11 @@ sequestration); the claim is, when its own adjustments have one. Each denial fal
 category of its first such CARC (``CATEGORIES``: eligibility, authorization, coding,
 duplicate, timely filing; any other is ``other``).
 
-``CARC_TEXT`` holds the X12 wording of the codes this server names a category for, and of
-the settlement codes; a code outside it is shown by its number (the code list itself is
-X12's, at https://x12.org/codes/claim-adjustment-reason-codes). ``RARC_TEXT`` does the
-same for the commonest remark codes (an 835's LQ*HE), which the ClaimResponse carries as
-``processNote``s that its lines name (``item.noteNumber``).
+``CARC_TEXT`` holds the X12 wording of the codes this server names a category for, of the
+settlement codes and of other frequent denials; a code outside it is shown by its number
+(the code list itself is X12's, at https://x12.org/codes/claim-adjustment-reason-codes).
+``RARC_TEXT`` does the same for the commonest remark codes (an 835's LQ*HE), which the
+ClaimResponse carries as ``processNote``s that its lines name (``item.noteNumber``).
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ CATEGORY_DISPLAY = {"eligibility": "Eligibility", "authorization": "Authorizatio
 # part, the contracted fee, sequestration.
 SETTLEMENT = frozenset({"1", "2", "3", "23", "45", "253"})
 CATEGORIES: dict[str, str] = {
-    **dict.fromkeys(("22", "26", "27", "31", "109", "200", "204"), "eligibility"),
-    **dict.fromkeys(("15", "39", "197", "198"), "authorization"),
+    **dict.fromkeys(("22", "26", "27", "31", "109", "140", "200", "204"), "eligibility"),
+    **dict.fromkeys(("15", "39", "197", "198", "288"), "authorization"),
     **dict.fromkeys(("4", "5", "6", "7", "8", "9", "10", "11", "12", "16", "146", "181",
                      "182"), "coding"),
     "18": "duplicate",
@@ -78,6 +78,27 @@ CARC_TEXT: dict[str, str] = {
     "204": "This service/equipment/drug is not covered under the patient's current benefit "
            "plan.",
     "253": "Sequestration - reduction in federal payment.",
+    # Other frequent denials (category other unless CATEGORIES says otherwise).
+    "19": "This is a work-related injury/illness and thus the liability of the Worker's "
+          "Compensation Carrier.",
+    "24": "Charges are covered under a capitation agreement/managed care plan.",
+    "35": "Lifetime benefit maximum has been reached.",
+    "50": "These are non-covered services because this is not deemed a 'medical necessity' by "
+          "the payer.",
+    "55": "Procedure/treatment/drug is deemed experimental/investigational by the payer.",
+    "58": "Treatment was deemed by the payer to have been rendered in an inappropriate or "
+          "invalid place of service.",
+    "96": "Non-covered charge(s).",
+    "97": "The benefit for this service is included in the payment/allowance for another "
+          "service/procedure that has already been adjudicated.",
+    "119": "Benefit maximum for this time period or occurrence has been reached.",
+    "140": "Patient/Insured health identification number and name do not match.",
+    "151": "Payment adjusted because the payer deems the information submitted does not "
+           "support this many/frequency of services.",
+    "167": "This (these) diagnosis(es) is (are) not covered.",
+    "234": "This procedure is not paid separately.",
+    "252": "An attachment/other documentation is required to adjudicate this claim/service.",
+    "288": "Referral absent.",
 }
 
 
