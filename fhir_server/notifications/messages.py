@@ -33,7 +33,7 @@ from fhir_server.core.fhirjson import loads_stored
 from fhir_server.core.money import decimal_of
 from fhir_server.events.event import Event
 from fhir_server.revenue.cob import next_insurance
-from fhir_server.revenue.records import LOCAL_REF
+from fhir_server.revenue.records import LOCAL_REF, local_patient
 from fhir_server.revenue.states import ClaimOutcome, claim_outcome
 from fhir_server.service import interactions as svc
 from fhir_server.service.criteria import search_token
@@ -80,14 +80,9 @@ def amount_text(money: object, default_currency: str) -> str | None:
     return f"{value} {money.get('currency') or default_currency}"
 
 
-def _patient_ref(reference: object) -> str | None:
-    match = LOCAL_REF.match(reference) if isinstance(reference, str) else None
-    return str(reference) if match and match.group(1) == "Patient" else None
-
-
 def appointment_notice(appointment: Resource, *, key: str, kind: str,
                        settings: Settings) -> Notice | None:
-    patient = next((p for p in (_patient_ref(((part or {}).get("actor") or {}).get("reference"))
+    patient = next((p for p in (local_patient(((part or {}).get("actor") or {}).get("reference"))
                                 for part in appointment.get("participant") or []) if p), None)
     when = local_time(appointment.get("start"), settings.fhir_clinic_timezone)
     if patient is None or when is None:
@@ -155,7 +150,7 @@ async def _as_of(repo: Repository, type_: str, id_: str, at: datetime) -> Resour
 
 
 def invoice_notice(invoice: Resource, *, key: str, settings: Settings) -> Notice | None:
-    patient = _patient_ref((invoice.get("subject") or {}).get("reference"))
+    patient = local_patient((invoice.get("subject") or {}).get("reference"))
     amount = amount_text(patient_share(invoice), settings.fhir_billing_currency)
     if patient is None or amount is None:
         return None
@@ -173,7 +168,7 @@ async def payment_notice(repo: Repository, payment: Resource, *, key: str,
             continue
         stored = await repo.current(type_="Invoice", id_=match.group(2))
         invoice = loads_stored(stored.text) if stored and stored.text else {}
-        patients.add(_patient_ref((invoice.get("subject") or {}).get("reference")))
+        patients.add(local_patient((invoice.get("subject") or {}).get("reference")))
     amount = amount_text(payment.get("paymentAmount"), settings.fhir_billing_currency)
     if len(patients) != 1 or None in patients or amount is None:
         return None  # not determinable: no one, or several patients

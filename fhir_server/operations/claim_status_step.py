@@ -31,7 +31,7 @@ from fhir_server.operations.interchanges import documents
 from fhir_server.operations.worklist import Failure, open_task
 from fhir_server.revenue.coverage import focal_coverage_ref
 from fhir_server.revenue.denials import CATEGORY_DISPLAY, DENIAL_CATEGORY
-from fhir_server.revenue.records import LOCAL_REF, Resolver, Resource, read_local
+from fhir_server.revenue.records import Resolver, Resource, local_patient, read_local
 from fhir_server.revenue.states import ClaimOutcome, claim_outcome
 from fhir_server.service import interactions as svc
 from fhir_server.storage.model import instant, now_ms
@@ -102,10 +102,9 @@ async def _inquire(repo: Repository, settings: Settings, x12: Any, claim: Resour
         subject=patient)])
     reason = _needs_work(status.statuses[0][0]) if status and status.statuses else None
     if status is not None and reason is not None:
-        match = LOCAL_REF.match(patient) if isinstance(patient, str) else None
         await open_task(repo=repo, settings=settings, step=STEP, focus=f"Claim/{claim['id']}",
-                        item=ITEM, patient=patient if match and match.group(1) == "Patient"
-                        else None, failure=_failure(claim, status, reason))
+                        item=ITEM, patient=local_patient(patient),
+                        failure=_failure(claim, status, reason))
     return True
 
 

@@ -22,7 +22,6 @@ the patient owes nothing.
 
 from __future__ import annotations
 
-import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -50,15 +49,13 @@ from fhir_server.revenue.corrections import frequency_of, replaced_claim_ref
 from fhir_server.revenue.coverage import focal_coverage_ref, focal_insurance
 from fhir_server.revenue.payer.claims import adjudicate_claim
 from fhir_server.revenue.payer.members import Member
-from fhir_server.revenue.records import Resolver, Resource
+from fhir_server.revenue.records import LOCAL_REF, Resolver, Resource
 from fhir_server.revenue.states import ClaimOutcome, claim_outcome, transition
 from fhir_server.service import interactions as svc
 from fhir_server.service.criteria import search_token
 from fhir_server.service.validation import validate_resource
 from fhir_server.storage.locks import LockBusy
 from fhir_server.terminology.systems import CLAIM_CONTROL, SERVER_URI
-
-LOCAL_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
 
 async def run(call: Call) -> Resource:
@@ -325,7 +322,7 @@ async def _replaced_answer(call: Call, claim: Resource) -> Resource | None:
         return None
     for related in claim.get("related") or []:
         value = str((related.get("reference") or {}).get("value", ""))
-        if LOCAL_ID.match(value):
+        if LOCAL_REF.match(f"ClaimResponse/{value}"):
             _, answer = await svc.current_resource(call.repo, "ClaimResponse", value)
             if answer is not None:
                 return answer

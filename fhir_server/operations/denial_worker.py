@@ -29,14 +29,14 @@ from fhir_server.events.event import Event
 from fhir_server.operations.worklist import (
     Failure,
     complete_task,
+    item_of,
     open_task,
     open_tasks,
 )
 from fhir_server.revenue.denials import CATEGORY_DISPLAY, DENIAL_CATEGORY, Denial, denials
-from fhir_server.revenue.records import LOCAL_REF, Resource, read_local
+from fhir_server.revenue.records import Resource, local_patient, read_local
 from fhir_server.revenue.states import ClaimOutcome, claim_outcome
 from fhir_server.storage.repository import Repository
-from fhir_server.terminology.systems import WORKLIST_ITEM
 
 log = logging.getLogger("fhir_server.billing")
 STEP = "work-denial"
@@ -66,25 +66,18 @@ class DenialWorker(EachEventConsumer):
         denied = {d.item for d in found}
         for task in await open_tasks(repo=self.repo, settings=self.settings, step=STEP,
                                      focus=claim_ref):
-            item = _item_of(task)
+            item = item_of(task)
             if item is not None and item not in denied:  # the payer pays it now
                 await complete_task(repo=self.repo, settings=self.settings, step=STEP,
                                     focus=claim_ref, item=item,
                                     results=[f"ClaimResponse/{response['id']}"])
-        patient = (claim.get("patient") or {}).get("reference")
-        match = LOCAL_REF.match(patient) if isinstance(patient, str) else None
+        patient = local_patient((claim.get("patient") or {}).get("reference"))
         for denial in found:
             await open_task(repo=self.repo, settings=self.settings, step=STEP,
-                            focus=claim_ref, item=denial.item,
-                            patient=patient if match and match.group(1) == "Patient" else None,
+                            focus=claim_ref, item=denial.item, patient=patient,
                             failure=_failure(denial, claim, response))
         if found:
             log.info("denials on the worklist claim=%s lines=%d", claim["id"], len(found))
-
-
-def _item_of(task: Resource) -> str | None:
-    return next((str(i.get("value")) for i in task.get("identifier") or []
-                 if i.get("system") == WORKLIST_ITEM), None)
 
 
 def _procedure(claim: Resource, line: int | None) -> str:

@@ -38,7 +38,8 @@ from fhir_server.revenue.cob import (
     next_insurance,
     next_payer_claim,
 )
-from fhir_server.revenue.records import LOCAL_REF, Resource, read_local
+from fhir_server.revenue.records import LOCAL_REF, Resource, local_patient, read_local
+from fhir_server.revenue.states import ClaimOutcome, claim_outcome
 from fhir_server.storage.model import instant, now_ms
 from fhir_server.storage.repository import Repository
 
@@ -59,8 +60,8 @@ class NextPayerWorker(EachEventConsumer):
 
     async def handle(self, event: Event) -> None:
         response = await current_content(self.repo, event)
-        if response is None:
-            return  # not the current version: its own event comes later
+        if response is None or claim_outcome(response) is not ClaimOutcome.COMPLETE:
+            return  # a later version has its own event; only a complete answer is followed
         claim = await read_local(self.repo, (response.get("request") or {}).get("reference"))
         if claim is None or claim.get("resourceType") != "Claim":
             return
@@ -97,7 +98,8 @@ class NextPayerWorker(EachEventConsumer):
                 await commit_new(self.repo, self.settings, [(claim, None)])
                 await open_task(repo=self.repo, settings=self.settings, step=step.STEP,
                                 focus=f"Claim/{claim['id']}",
-                                patient=(claim.get("patient") or {}).get("reference"),
+                                patient=local_patient((claim.get("patient") or {}).get(
+                                    "reference")),
                                 failure=Failure.of(error))
             log.info("next payer's claim waits on the worklist claim=%s", claim["id"])
             return

@@ -43,7 +43,7 @@ from fhir_server.operations.common import commit_new
 from fhir_server.operations.interchanges import interchange_document
 from fhir_server.operations.remittance_claims import REVERSAL
 from fhir_server.operations.worklist import Failure, complete_task, new_task, open_task
-from fhir_server.revenue.records import LOCAL_REF, Resource
+from fhir_server.revenue.records import Resource, local_patient
 from fhir_server.revenue.states import ClaimOutcome, claim_outcome
 from fhir_server.storage.repository import Repository
 
@@ -81,9 +81,7 @@ def problem(payment: ClaimPayment, claim: Resource | None, payer_ref: str,
 
 
 def _patient(claim: Resource | None) -> str | None:
-    patient = ((claim or {}).get("patient") or {}).get("reference")
-    match = LOCAL_REF.match(patient) if isinstance(patient, str) else None
-    return patient if match and match.group(1) == "Patient" else None
+    return local_patient(((claim or {}).get("patient") or {}).get("reference"))
 
 
 def first_task(*, document_id: str, payment: ClaimPayment, claim: Resource | None,

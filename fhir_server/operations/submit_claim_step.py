@@ -22,7 +22,7 @@ from fhir_server.core.config import Settings
 from fhir_server.core.errors import FhirError, Issue, Upstream, UpstreamTimeout
 from fhir_server.operations.common import commit_new
 from fhir_server.operations.worklist import Failure, complete_task, open_task, open_tasks
-from fhir_server.revenue.records import LOCAL_REF, Resource
+from fhir_server.revenue.records import Resource, local_patient
 from fhir_server.storage.repository import Repository
 
 STEP = "submit-claim"
@@ -50,10 +50,8 @@ async def failed(*, repo: Repository, settings: Settings, claim: Resource, store
     Returns the Task."""
     if store:
         await commit_new(repo, settings, [(claim, previous)])
-    patient = (claim.get("patient") or {}).get("reference")
-    match = LOCAL_REF.match(patient) if isinstance(patient, str) else None
     task = await open_task(repo=repo, settings=settings, step=STEP, focus=f"Claim/{claim['id']}",
-                           patient=patient if match and match.group(1) == "Patient" else None,
+                           patient=local_patient((claim.get("patient") or {}).get("reference")),
                            failure=Failure(reason=reason(error, endpoint_ref),
                                            outcome=error.outcome()))
     error.extra_issues.append(Issue("informational", "The claim waits on the worklist as "

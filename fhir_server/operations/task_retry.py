@@ -41,6 +41,7 @@ from fhir_server.operations import (
     submit_claim_step,
 )
 from fhir_server.operations.base import Call, Operation, Param
+from fhir_server.operations.worklist import item_of
 from fhir_server.revenue.records import LOCAL_REF, Resource
 from fhir_server.revenue.states import OPEN_TASKS, task_status, worklist_codes
 from fhir_server.service import interactions as svc
@@ -90,9 +91,8 @@ async def _post_remittance(call: Call, focus_type: str, focus_id: str) -> None:
     if focus_type != "DocumentReference":
         raise Unprocessable("A post-remittance Task's focus must be a DocumentReference (the "
                             "file as kept)", expression=["Task.focus"])
-    item = next((i.get("value") for i in (await _task(call)).get("identifier") or []
-                 if i.get("system") == WORKLIST_ITEM and i.get("value")), None)
-    if not isinstance(item, str):
+    item = item_of(await _task(call))
+    if item is None:
         raise Unprocessable(f"A post-remittance Task names its claim payment by an identifier "
                             f"under {WORKLIST_ITEM}", expression=["Task.identifier"])
     if item == post_remittance_step.FILE_ITEM:  # a whole file the X12 poll refused

@@ -114,6 +114,13 @@ async def open_task(*, repo: Repository, settings: Settings, step: str, focus: s
         return stored
 
 
+def item_of(task: Resource) -> str | None:
+    """Which item of its focus a worklist Task is about (its identifier under
+    ``WORKLIST_ITEM``), or None."""
+    return next((str(i["value"]) for i in task.get("identifier") or []
+                 if i.get("system") == WORKLIST_ITEM and i.get("value")), None)
+
+
 def new_task(*, step: str, focus: str, patient: str | None, failure: Failure,
              item: str | None = None, encounter: str | None = None) -> Resource:
     """A new failed Task, not yet written: for a step whose focus is written in the same

@@ -14,6 +14,12 @@ LOCAL_REF = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})$")
 Resource = dict[str, Any]
 
 
+def local_patient(reference: Any) -> str | None:
+    """``reference`` when it is a local ``Patient/id`` (a Task's ``for``), else None."""
+    match = LOCAL_REF.match(reference) if isinstance(reference, str) else None
+    return str(reference) if match and match.group(1) == "Patient" else None
+
+
 async def read_local(repo: Repository, reference: Any) -> Resource | None:
     """The current content of ``Type/id`` on this server (None: not here or deleted)."""
     match = LOCAL_REF.match(reference) if isinstance(reference, str) else None
