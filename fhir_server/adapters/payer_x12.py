@@ -62,13 +62,7 @@ class X12PayerAdapter:
         control = await self.state.next_number(COUNTER)
         text = write_270(request, partner=endpoint.partner, control=control, at=at)
         sent = Exchanged("sent", "270", text, f"{control:09d}")
-        answer = await self._post(endpoint, text, idempotent=True)  # asking twice is harmless
-        document = self._read(endpoint, answer)
-        kinds = {t.set_id for t in document.transactions()}
-        if "999" in kinds:
-            problems = [p for g in read_999(document) for s in g.sets for p in s.problems]
-            raise PayerRefused(f"The clearinghouse at {endpoint.reference} rejected the 270: "
-                               + ("; ".join(problems[:3]) or "no reason given"))
+        answer, document = await self._inquire(endpoint, text, "270")
         try:
             found = read_271(document)
         except X12Error as error:
@@ -118,12 +112,7 @@ class X12PayerAdapter:
         text = write_276(claim, payer_claim=payer_claim, partner=endpoint.partner,
                          control=control, at=at)
         sent = Exchanged("sent", "276", text, f"{control:09d}")
-        answer = await self._post(endpoint, text, idempotent=True)  # asking twice is harmless
-        document = self._read(endpoint, answer)
-        if "999" in {t.set_id for t in document.transactions()}:
-            problems = [p for g in read_999(document) for s in g.sets for p in s.problems]
-            raise PayerRefused(f"The clearinghouse at {endpoint.reference} rejected the 276: "
-                               + ("; ".join(problems[:3]) or "no reason given"))
+        answer, document = await self._inquire(endpoint, text, "276")
         try:
             statuses = read_277ca(document)
         except X12Error as error:
@@ -150,6 +139,18 @@ class X12PayerAdapter:
         return await self.http.call(endpoint, "GET", f"{url}?{query}" if after else url,
                                     body=None, headers={"Accept": "application/json"},
                                     idempotent=True, read=read, max_bytes=limit)
+
+    async def _inquire(self, endpoint: PayerEndpoint, text: str, kind: str
+                       ) -> tuple[str, Interchange]:
+        """An inquiry (270, 276) sent, and its synchronous answer read: a 999 in its place
+        is the clearinghouse refusing it (PayerRefused, with its first problems)."""
+        answer = await self._post(endpoint, text, idempotent=True)  # asking twice is harmless
+        document = self._read(endpoint, answer)
+        if "999" in {t.set_id for t in document.transactions()}:
+            problems = [p for g in read_999(document) for s in g.sets for p in s.problems]
+            raise PayerRefused(f"The clearinghouse at {endpoint.reference} rejected the {kind}: "
+                               + ("; ".join(problems[:3]) or "no reason given"))
+        return answer, document
 
     async def _post(self, endpoint: PayerEndpoint, text: str, *, idempotent: bool) -> str:
         def read(response: httpx.Response) -> str:
